@@ -1,0 +1,139 @@
+//! Insert and overwrite, with splits propagating to the root.
+
+use super::MAX_DEPTH;
+use super::cells::Cells;
+use super::path::Path;
+use super::source::PageStore;
+use crate::error::{Result, corrupted};
+use crate::format::meta::TableDesc;
+use crate::format::node::{
+    Node, branch_cell, branch_cell_child, branch_cell_key, insert_cell, leaf_cell_inline,
+    leaf_cell_key, leaf_cell_overflow, leaf_cell_overflow_ref, rebuild, remove_cell, usable,
+    value_inline,
+};
+
+/// Stores `value` under `key`, replacing any old value. Returns whether a value
+/// was replaced. The caller has checked the key and value lengths.
+pub(crate) fn insert<S: PageStore>(
+    s: &mut S,
+    desc: &mut TableDesc,
+    key: &[u8],
+    value: &[u8],
+) -> Result<bool> {
+    let mut cell = Vec::with_capacity(16 + key.len() + value.len().min(s.page_size()));
+    if value_inline(key.len(), value.len(), s.page_size()) {
+        leaf_cell_inline(&mut cell, key, value);
+    } else {
+        let run = s.alloc_value(value)?;
+        leaf_cell_overflow(&mut cell, key, value.len(), run);
+    }
+
+    if desc.root == 0 {
+        let root = s.alloc_node(true)?;
+        if !insert_cell(s.page_mut(root)?, root, 0, &cell)? {
+            return corrupted(root, "a single cell does not fit an empty leaf");
+        }
+        *desc = TableDesc {
+            root,
+            entries: 1,
+            depth: 1,
+        };
+        return Ok(false);
+    }
+
+    let mut path = Path::find(s, desc, key)?;
+    path.make_dirty(s, desc)?;
+    let leaf = *path.steps.last().expect("a path has a leaf");
+    if path.found {
+        let old = Node::parse(s.page(leaf.id)?, leaf.id)?.cell(leaf.idx)?;
+        if old == cell.as_slice() {
+            return Ok(true);
+        }
+        if let Some((run, len)) = leaf_cell_overflow_ref(old) {
+            s.free_value(run, len)?;
+        }
+        let page = s.page_mut(leaf.id)?;
+        remove_cell(page, leaf.id, leaf.idx)?;
+    } else {
+        desc.entries += 1;
+    }
+    insert_at(s, desc, &path, path.steps.len() - 1, leaf.idx, cell)?;
+    Ok(path.found)
+}
+
+/// Inserts `cell` at `idx` of the dirty node at `level` of `path`, splitting
+/// nodes up the path as needed.
+fn insert_at<S: PageStore>(
+    s: &mut S,
+    desc: &mut TableDesc,
+    path: &Path,
+    mut level: usize,
+    mut idx: usize,
+    mut cell: Vec<u8>,
+) -> Result<()> {
+    let usable = usable(s.page_size());
+    let txn = s.txn_id();
+    loop {
+        let id = path.steps[level].id;
+        if insert_cell(s.page_mut(id)?, id, idx, &cell)? {
+            return Ok(());
+        }
+
+        let node = Node::parse(s.page(id)?, id)?;
+        let leaf = node.is_leaf();
+        let mut cells = Cells::default();
+        for i in 0..node.count() {
+            if i == idx {
+                cells.push(&cell);
+            }
+            cells.push(node.cell(i)?);
+        }
+        if idx >= node.count() {
+            cells.push(&cell);
+        }
+        let n = cells.len();
+        // Appending at the right edge of the tree (a sorted load): keep the old
+        // page full and start a new one with only the new cell.
+        let append = idx + 1 == n && path.rightmost(level) && cells.sizes(n - 1, leaf).0 <= usable;
+        let m = if append {
+            n - 1
+        } else {
+            match cells.split_point(leaf, usable) {
+                Some(m) => m,
+                None => return corrupted(id, "node cells cannot be split into two pages"),
+            }
+        };
+
+        let right = s.alloc_node(leaf)?;
+        let mut up = Vec::new();
+        if leaf {
+            branch_cell(&mut up, right, leaf_cell_key(cells.get(m)));
+            rebuild(s.page_mut(id)?, id, true, txn, cells.range(0..m))?;
+            rebuild(s.page_mut(right)?, right, true, txn, cells.range(m..n))?;
+        } else {
+            let first = cells.get(m);
+            branch_cell(&mut up, right, branch_cell_key(first));
+            let mut head = Vec::new();
+            branch_cell(&mut head, branch_cell_child(first), b"");
+            rebuild(s.page_mut(id)?, id, false, txn, cells.range(0..m))?;
+            let right_cells = std::iter::once(head.as_slice()).chain(cells.range(m + 1..n));
+            rebuild(s.page_mut(right)?, right, false, txn, right_cells)?;
+        }
+
+        if level == 0 {
+            if desc.depth as usize >= MAX_DEPTH {
+                return corrupted(id, "tree would exceed the depth bound");
+            }
+            let root = s.alloc_node(false)?;
+            let mut left = Vec::new();
+            branch_cell(&mut left, id, b"");
+            rebuild(s.page_mut(root)?, root, false, txn, [left.as_slice(), up.as_slice()])?;
+            desc.root = root;
+            desc.depth += 1;
+            return Ok(());
+        }
+        level -= 1;
+        idx = path.steps[level].idx + 1;
+        cell = up;
+    }
+}

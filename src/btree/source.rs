@@ -1,0 +1,100 @@
+//! How the tree reaches pages: [`PageSource`] to read, [`PageStore`] to copy,
+//! allocate and free.
+
+use crate::error::{Result, corrupted};
+use crate::format::node::{LeafValue, Node};
+use crate::format::page::{OVERFLOW_DATA, PageId, overflow_pages, overflow_run};
+use crate::pager::Pager;
+
+/// Read access to the pages of one snapshot. Slices live for `'a`.
+pub(crate) trait PageSource<'a>: Copy {
+    /// The whole page `id`.
+    fn page(&self, id: PageId) -> Result<&'a [u8]>;
+    /// The `len` value bytes of the overflow run starting at `id`.
+    fn run(&self, id: PageId, len: usize) -> Result<&'a [u8]>;
+
+    /// The bytes of a leaf value, following an overflow reference.
+    fn value(&self, value: LeafValue<'a>) -> Result<&'a [u8]> {
+        match value {
+            LeafValue::Inline(v) => Ok(v),
+            LeafValue::Overflow { page, len } => self.run(page, len),
+        }
+    }
+}
+
+/// Read and write access for the writer. Only pages allocated by the running
+/// transaction are writable; `cow` makes such a copy of any other page.
+pub(crate) trait PageStore {
+    fn page_size(&self) -> usize;
+    /// Id of the running transaction (stamped into every page it writes).
+    fn txn_id(&self) -> u64;
+    /// The whole page `id` (dirty or not).
+    fn page(&self, id: PageId) -> Result<&[u8]>;
+    /// A dirty page, for modification.
+    fn page_mut(&mut self, id: PageId) -> Result<&mut [u8]>;
+    /// Returns a dirty copy of `id`: `id` itself if it is already dirty,
+    /// otherwise a new page holding its bytes, with `id` freed.
+    fn cow(&mut self, id: PageId) -> Result<PageId>;
+    /// A new empty node.
+    fn alloc_node(&mut self, leaf: bool) -> Result<PageId>;
+    /// A new overflow run holding `value`.
+    fn alloc_value(&mut self, value: &[u8]) -> Result<PageId>;
+    /// Frees `pages` pages starting at `id`.
+    fn free(&mut self, id: PageId, pages: u64) -> Result<()>;
+
+    /// Frees the overflow run holding a value of `len` bytes at `id`.
+    fn free_value(&mut self, id: PageId, len: usize) -> Result<()> {
+        let pages = overflow_run(self.page(id)?, id)?;
+        if pages < overflow_pages(len, self.page_size()) {
+            return corrupted(id, "overflow run shorter than its value");
+        }
+        self.free(id, pages)
+    }
+}
+
+/// The committed pages of a snapshot, read from the map.
+#[derive(Clone, Copy)]
+pub(crate) struct MapView<'a> {
+    pager: &'a Pager,
+    /// The snapshot's high-water mark: no page at or above it belongs to it.
+    pages: u64,
+}
+
+impl<'a> MapView<'a> {
+    pub(crate) fn new(pager: &'a Pager, pages: u64) -> MapView<'a> {
+        MapView { pager, pages }
+    }
+
+    fn check(&self, id: PageId, n: u64) -> Result<()> {
+        match id.checked_add(n) {
+            Some(end) if id >= 2 && end <= self.pages => Ok(()),
+            _ => corrupted(id, "page id outside the snapshot"),
+        }
+    }
+}
+
+impl<'a> PageSource<'a> for MapView<'a> {
+    fn page(&self, id: PageId) -> Result<&'a [u8]> {
+        self.check(id, 1)?;
+        self.pager.bytes(id, self.pager.page_size())
+    }
+
+    fn run(&self, id: PageId, len: usize) -> Result<&'a [u8]> {
+        let pages = overflow_run(self.page(id)?, id)?;
+        if pages < overflow_pages(len, self.pager.page_size()) {
+            return corrupted(id, "overflow run shorter than its value");
+        }
+        self.check(id, pages)?;
+        Ok(&self.pager.bytes(id, OVERFLOW_DATA + len)?[OVERFLOW_DATA..])
+    }
+}
+
+/// Parses page `id` found at `level` of a tree of `depth` levels, checking that
+/// it is a leaf exactly at the last level.
+pub(crate) fn load_node(page: &[u8], id: PageId, level: usize, depth: u32) -> Result<Node<'_>> {
+    let node = Node::parse(page, id)?;
+    if node.is_leaf() != (level + 1 == depth as usize) {
+        return corrupted(id, "node kind does not match its depth in the tree");
+    }
+    Ok(node)
+}

@@ -1,0 +1,260 @@
+//! The database handle: options, open and recovery, transactions.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use parking_lot::Mutex;
+
+use crate::btree::{MapView, PageSource};
+use crate::error::{Error, Result, corrupted};
+use crate::format::meta::{META_SIZE, Meta, MetaError, TableDesc, valid_page_size};
+use crate::format::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageId, read_freelist};
+use crate::freelist::FreeList;
+use crate::pager::{LockedFile, Pager, sync_parent_dir};
+use crate::readers::ReaderTable;
+use crate::txn::{Core, ReadTxn, WriteTxn, WriterState};
+
+/// Default address space reserved for the map: 64 GiB.
+pub const DEFAULT_MAP_SIZE: u64 = 64 << 30;
+
+/// How to open a database.
+///
+/// ```no_run
+/// let opts = larch::Options::new().page_size(4096).map_size(1 << 30);
+/// // SAFETY: nothing else modifies or truncates the file while it is open.
+/// let db = unsafe { opts.open("data.larch") }?;
+/// # Ok::<(), larch::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct Options {
+    page_size: u32,
+    map_size: u64,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            page_size: 4096,
+            map_size: DEFAULT_MAP_SIZE,
+        }
+    }
+}
+
+impl Options {
+    /// The defaults: 4 KiB pages, a 64 GiB map.
+    pub fn new() -> Options {
+        Options::default()
+    }
+
+    /// Page size for a new file: a power of two from 512 to 65536. An existing
+    /// file keeps the page size it was created with.
+    pub fn page_size(mut self, size: u32) -> Options {
+        self.page_size = size;
+        self
+    }
+
+    /// Bytes of address space to reserve for the map: the largest the file may
+    /// grow while open. Needing more gives [`Error::MapFull`]. Reserving costs
+    /// address space, not memory.
+    pub fn map_size(mut self, size: u64) -> Options {
+        self.map_size = size;
+        self
+    }
+
+    /// Opens (or creates) the database at `path`.
+    ///
+    /// # Safety
+    ///
+    /// The file is memory-mapped and values are handed out as slices of the map.
+    /// Nothing else may modify or truncate the file while the returned
+    /// [`Database`] is open: not another program, not this one through another
+    /// path. larch holds an exclusive lock on the file, which stops other larch
+    /// handles but not a process that ignores locks.
+    #[allow(unsafe_code)] // The contract is the caller's; no unsafe operation here.
+    pub unsafe fn open(&self, path: impl AsRef<Path>) -> Result<Database> {
+        let ps = self.page_size as usize;
+        if !valid_page_size(ps) {
+            return Err(Error::InvalidOption(
+                "page_size must be a power of two from 512 to 65536",
+            ));
+        }
+        if self.map_size < 4 * ps as u64 {
+            return Err(Error::InvalidOption("map_size must hold at least four pages"));
+        }
+        let path = path.as_ref();
+        let mut file = LockedFile::open(path)?;
+        if file.len() == 0 {
+            initialise(&mut file, ps)?;
+            sync_parent_dir(path)?;
+        }
+        let candidates = read_metas(&file)?;
+        let page_size = candidates[0].page_size as usize;
+        let pager = file.into_pager(page_size, self.map_size)?;
+        let mut first_error = None;
+        for meta in candidates {
+            match load_free_list(&pager, &meta) {
+                Ok((free, chain)) => {
+                    return Ok(Database {
+                        core: Core {
+                            pager,
+                            readers: ReaderTable::new(meta),
+                            writer: Mutex::new(WriterState { free, chain }),
+                            poisoned: AtomicBool::new(false),
+                        },
+                    });
+                }
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Err(first_error.expect("at least one candidate was tried"))
+    }
+}
+
+/// Writes the two metas of transaction 0 into an empty file and syncs it.
+fn initialise(file: &mut LockedFile, page_size: usize) -> Result<()> {
+    let meta = Meta {
+        page_size: page_size as u32,
+        txn_id: 0,
+        pages: 2,
+        freelist_head: 0,
+        freelist_entries: 0,
+        catalog: TableDesc::default(),
+    };
+    let mut buf = vec![0u8; 2 * page_size];
+    buf[..META_SIZE].copy_from_slice(&meta.encode());
+    buf[page_size..page_size + META_SIZE].copy_from_slice(&meta.encode());
+    file.write_durably(&buf, 0)
+}
+
+/// Reads both meta slots and returns the valid ones, newest first.
+fn read_metas(file: &LockedFile) -> Result<Vec<Meta>> {
+    let read = |offset: u64| -> Result<Result<Meta, MetaError>> {
+        let mut buf = [0u8; META_SIZE];
+        if file.read_at(&mut buf, offset)? < META_SIZE {
+            return Ok(Err(MetaError::Short));
+        }
+        Ok(Meta::decode(&buf, file.len()))
+    };
+    let slot0 = read(0)?;
+    // Slot 1 sits one page in. If slot 0 is valid it says where; otherwise try
+    // every page size, accepting only a meta that names its own offset.
+    let sizes: Vec<usize> = match &slot0 {
+        Ok(m) => vec![m.page_size as usize],
+        Err(_) => (MIN_PAGE_SIZE.trailing_zeros()..=MAX_PAGE_SIZE.trailing_zeros())
+            .map(|shift| 1usize << shift)
+            .collect(),
+    };
+    let mut slot1 = Err(MetaError::Short);
+    for size in sizes {
+        match read(size as u64)? {
+            Ok(m) if m.page_size as usize == size => {
+                slot1 = Ok(m);
+                break;
+            }
+            Ok(_) => slot1 = Err(MetaError::PageSize),
+            Err(e) => slot1 = Err(e),
+        }
+    }
+    let mut valid: Vec<Meta> = [slot0, slot1].into_iter().filter_map(|m| m.ok()).collect();
+    if valid.is_empty() {
+        let reason = match read(0)? {
+            Err(e) => e.reason(),
+            Ok(_) => MetaError::Checksum.reason(),
+        };
+        return corrupted(0, reason);
+    }
+    valid.sort_by(|a, b| b.txn_id.cmp(&a.txn_id));
+    let page_size = valid[0].page_size;
+    valid.retain(|m| m.page_size == page_size);
+    Ok(valid)
+}
+
+/// Reads the free-list chain of `meta`, checking every id.
+fn load_free_list(pager: &Pager, meta: &Meta) -> Result<(FreeList, Vec<PageId>)> {
+    let view = MapView::new(pager, meta.pages);
+    let mut chain = Vec::new();
+    let mut chain_set = HashSet::new();
+    let mut pages = HashSet::new();
+    let mut entries = Vec::new();
+    let mut id = meta.freelist_head;
+    while id != 0 {
+        if !chain_set.insert(id) {
+            return corrupted(id, "free-list chain loops");
+        }
+        let (next, list) = read_freelist(view.page(id)?, id)?;
+        chain.push(id);
+        for e in list {
+            let (page, freed_by) = (e.page.get(), e.freed_by.get());
+            if page < 2 || page >= meta.pages || freed_by > meta.txn_id || !pages.insert(page) {
+                return corrupted(id, "free-list entry out of range or repeated");
+            }
+            entries.push((freed_by, page));
+        }
+        id = next;
+    }
+    if entries.len() as u64 != meta.freelist_entries {
+        return corrupted(meta.txn_id % 2, "free-list length differs from the meta");
+    }
+    if chain.iter().any(|p| pages.contains(p)) {
+        return corrupted(meta.freelist_head, "free-list page lists itself as free");
+    }
+    Ok((FreeList::from_entries(entries), chain))
+}
+
+/// An open database file.
+///
+/// Share it between threads by reference (`Database` is `Sync`): any number
+/// of [`ReadTxn`] run beside at most one [`WriteTxn`]. Dropping it closes the
+/// file and releases the lock; all transactions borrow it, so they end first.
+pub struct Database {
+    core: Core,
+}
+
+impl Database {
+    /// Opens (or creates) the database at `path` with default [`Options`].
+    ///
+    /// # Safety
+    ///
+    /// As for [`Options::open`]: nothing else may modify or truncate the file
+    /// while it is open.
+    #[allow(unsafe_code)] // The contract is the caller's; no unsafe operation here.
+    pub unsafe fn open(path: impl AsRef<Path>) -> Result<Database> {
+        // SAFETY: the caller upholds the same contract.
+        unsafe { Options::new().open(path) }
+    }
+
+    /// Starts a read transaction on the last committed state. Never waits for
+    /// the writer.
+    pub fn begin_read(&self) -> Result<ReadTxn<'_>> {
+        Ok(ReadTxn::new(&self.core))
+    }
+
+    /// Starts the write transaction, waiting while another one is running.
+    ///
+    /// Fails with [`Error::Poisoned`] after an earlier write or sync error.
+    pub fn begin_write(&self) -> Result<WriteTxn<'_>> {
+        let guard = self.core.writer.lock();
+        if self.core.poisoned.load(Ordering::Acquire) {
+            return Err(Error::Poisoned);
+        }
+        Ok(WriteTxn::new(&self.core, guard))
+    }
+
+    /// The page size of the file.
+    pub fn page_size(&self) -> u32 {
+        self.core.pager.page_size() as u32
+    }
+
+    /// The id of the last committed transaction.
+    pub fn last_txn_id(&self) -> u64 {
+        self.core.readers.current().txn_id
+    }
+
+    /// Number of read transactions alive.
+    pub fn live_readers(&self) -> usize {
+        self.core.readers.count()
+    }
+}

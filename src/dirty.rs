@@ -1,0 +1,317 @@
+//! The writer's private page buffers and its page allocator.
+//!
+//! Every page a write transaction modifies is a fresh allocation held here
+//! until commit: the readers' map is never written through. [`Writer`] lends
+//! the buffers to the B+tree as a [`PageStore`]; [`DirtyView`] reads the
+//! transaction's own state (dirty pages first, then the map).
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use crate::btree::{MapView, PageSource, PageStore};
+use crate::error::{Error, Result, corrupted};
+use crate::format::node;
+use crate::format::page::{
+    OVERFLOW_DATA, PageId, header_mut, init_overflow, overflow_pages, overflow_run,
+};
+use crate::freelist::FreeList;
+use crate::pager::Pager;
+
+/// Hashes page ids by multiplication: they are already well spread integers,
+/// and the dirty map is on every write path.
+#[derive(Default)]
+pub(crate) struct PageIdHasher(u64);
+
+impl Hasher for PageIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    }
+}
+
+type PageMap<V> = HashMap<PageId, V, BuildHasherDefault<PageIdHasher>>;
+
+/// The pages a write transaction owns.
+pub(crate) struct Dirty {
+    page_size: usize,
+    txn_id: u64,
+    /// High-water mark of the snapshot the transaction started from.
+    base_pages: u64,
+    /// High-water mark including this transaction's allocations.
+    pages: u64,
+    /// Pages the map can hold.
+    max_pages: u64,
+    /// Dirty pages; an overflow run is one buffer under its first page.
+    bufs: PageMap<Box<[u8]>>,
+    /// The free list, with the pages this transaction may reuse released.
+    free: FreeList,
+    /// Pages taken from the free list's pool (given back on abort).
+    taken: Vec<PageId>,
+    /// Pages allocated by this transaction and freed again: reusable at once.
+    local: Vec<PageId>,
+    /// Committed pages this transaction freed: pending until the reuse rule
+    /// allows them.
+    freed: Vec<PageId>,
+}
+
+impl Dirty {
+    pub(crate) fn new(
+        page_size: usize,
+        txn_id: u64,
+        base_pages: u64,
+        max_pages: u64,
+        free: FreeList,
+    ) -> Dirty {
+        Dirty {
+            page_size,
+            txn_id,
+            base_pages,
+            pages: base_pages,
+            max_pages,
+            bufs: PageMap::default(),
+            free,
+            taken: Vec::new(),
+            local: Vec::new(),
+            freed: Vec::new(),
+        }
+    }
+
+    pub(crate) fn txn_id(&self) -> u64 {
+        self.txn_id
+    }
+
+    /// High-water mark including this transaction's allocations.
+    pub(crate) fn pages(&self) -> u64 {
+        self.pages
+    }
+
+    pub(crate) fn is_clean(&self) -> bool {
+        self.bufs.is_empty() && self.freed.is_empty()
+    }
+
+    /// Allocates one page id (no buffer).
+    fn alloc_id(&mut self) -> Result<PageId> {
+        if let Some(p) = self.local.pop() {
+            return Ok(p);
+        }
+        if let Some(p) = self.free.pop() {
+            self.taken.push(p);
+            return Ok(p);
+        }
+        self.extend(1)
+    }
+
+    /// Allocates `n` consecutive page ids (no buffer).
+    fn alloc_run_id(&mut self, n: u64) -> Result<PageId> {
+        if n == 1 {
+            return self.alloc_id();
+        }
+        if let Some(p) = self.free.take_run(n) {
+            self.taken.extend(p..p + n);
+            return Ok(p);
+        }
+        self.extend(n)
+    }
+
+    /// Takes `n` pages from the end of the file.
+    fn extend(&mut self, n: u64) -> Result<PageId> {
+        let end = self.pages.checked_add(n).filter(|&e| e <= self.max_pages);
+        let Some(end) = end else {
+            return Err(Error::MapFull {
+                needed: self.pages.saturating_add(n).saturating_mul(self.page_size as u64),
+                map_size: self.max_pages * self.page_size as u64,
+            });
+        };
+        let p = self.pages;
+        self.pages = end;
+        Ok(p)
+    }
+
+    /// Allocates a zeroed dirty page.
+    pub(crate) fn alloc_page(&mut self) -> Result<(PageId, &mut [u8])> {
+        let id = self.alloc_id()?;
+        let buf = self
+            .bufs
+            .entry(id)
+            .insert_entry(vec![0u8; self.page_size].into_boxed_slice());
+        Ok((id, buf.into_mut()))
+    }
+
+    /// Frees `n` pages starting at `id`.
+    fn free_pages(&mut self, id: PageId, n: u64) {
+        if self.bufs.remove(&id).is_some() {
+            self.local.extend(id..id + n);
+        } else {
+            self.freed.extend(id..id + n);
+        }
+    }
+
+    /// Frees pages of the committed state (the old free-list chain).
+    pub(crate) fn free_committed(&mut self, pages: &[PageId]) {
+        self.freed.extend_from_slice(pages);
+    }
+
+    /// Entries the free list will hold after this transaction commits.
+    pub(crate) fn free_entries(&self) -> usize {
+        self.free.len() + self.local.len() + self.freed.len()
+    }
+
+    /// The free list after this transaction commits: its pool, this
+    /// transaction's leftovers as reusable, and its freed pages as pending.
+    pub(crate) fn committed_free_list(&self) -> FreeList {
+        let mut list = self.free.clone();
+        for &p in &self.local {
+            list.insert_reusable(p);
+        }
+        list.add_pending(self.txn_id, &self.freed);
+        list
+    }
+
+    /// Gives back everything this transaction took and returns the free list
+    /// as it was (with the released groups kept reusable).
+    pub(crate) fn abort(&mut self) -> FreeList {
+        for p in self.taken.drain(..) {
+            self.free.insert_reusable(p);
+        }
+        std::mem::take(&mut self.free)
+    }
+
+    /// The dirty pages in page order, consecutive ones merged into one write of
+    /// at most `chunk` bytes.
+    pub(crate) fn write_all(&self, pager: &Pager, chunk: usize) -> Result<()> {
+        let mut ids: Vec<PageId> = self.bufs.keys().copied().collect();
+        ids.sort_unstable();
+        let mut batch: Vec<u8> = Vec::new();
+        let mut batch_start = 0;
+        let mut batch_end = 0;
+        for id in ids {
+            let buf = &self.bufs[&id];
+            if !batch.is_empty() && (id != batch_end || batch.len() + buf.len() > chunk) {
+                pager.write(batch_start, &batch)?;
+                batch.clear();
+            }
+            if batch.is_empty() {
+                if buf.len() >= chunk {
+                    pager.write(id, buf)?;
+                    continue;
+                }
+                batch_start = id;
+            }
+            batch.extend_from_slice(buf);
+            batch_end = id + (buf.len() / self.page_size) as u64;
+        }
+        if !batch.is_empty() {
+            pager.write(batch_start, &batch)?;
+        }
+        Ok(())
+    }
+}
+
+/// The running transaction's pages as a [`PageStore`] for the B+tree.
+pub(crate) struct Writer<'a> {
+    pub pager: &'a Pager,
+    pub dirty: &'a mut Dirty,
+}
+
+impl PageStore for Writer<'_> {
+    fn page_size(&self) -> usize {
+        self.dirty.page_size
+    }
+
+    fn txn_id(&self) -> u64 {
+        self.dirty.txn_id
+    }
+
+    fn page(&self, id: PageId) -> Result<&[u8]> {
+        DirtyView::new(self.pager, self.dirty).page(id)
+    }
+
+    fn page_mut(&mut self, id: PageId) -> Result<&mut [u8]> {
+        let ps = self.dirty.page_size;
+        match self.dirty.bufs.get_mut(&id) {
+            Some(buf) => Ok(&mut buf[..ps]),
+            None => corrupted(id, "write to a page the transaction does not own"),
+        }
+    }
+
+    fn cow(&mut self, id: PageId) -> Result<PageId> {
+        if self.dirty.bufs.contains_key(&id) {
+            return Ok(id);
+        }
+        let src = MapView::new(self.pager, self.dirty.base_pages).page(id)?;
+        let txn_id = self.dirty.txn_id;
+        let (new, buf) = self.dirty.alloc_page()?;
+        buf.copy_from_slice(src);
+        header_mut(buf).txn_id = txn_id.into();
+        self.dirty.freed.push(id);
+        Ok(new)
+    }
+
+    fn alloc_node(&mut self, leaf: bool) -> Result<PageId> {
+        let txn_id = self.dirty.txn_id;
+        let (id, buf) = self.dirty.alloc_page()?;
+        node::init(buf, leaf, txn_id);
+        Ok(id)
+    }
+
+    fn alloc_value(&mut self, value: &[u8]) -> Result<PageId> {
+        let ps = self.dirty.page_size;
+        let n = overflow_pages(value.len(), ps);
+        let id = self.dirty.alloc_run_id(n)?;
+        let mut buf = vec![0u8; n as usize * ps].into_boxed_slice();
+        init_overflow(&mut buf, n as u32, self.dirty.txn_id);
+        buf[OVERFLOW_DATA..OVERFLOW_DATA + value.len()].copy_from_slice(value);
+        self.dirty.bufs.insert(id, buf);
+        Ok(id)
+    }
+
+    fn free(&mut self, id: PageId, pages: u64) -> Result<()> {
+        self.dirty.free_pages(id, pages);
+        Ok(())
+    }
+}
+
+/// Reads as the running transaction sees it: its dirty pages, then the map.
+#[derive(Clone, Copy)]
+pub(crate) struct DirtyView<'a> {
+    pager: &'a Pager,
+    dirty: &'a Dirty,
+}
+
+impl<'a> DirtyView<'a> {
+    pub(crate) fn new(pager: &'a Pager, dirty: &'a Dirty) -> DirtyView<'a> {
+        DirtyView { pager, dirty }
+    }
+}
+
+impl<'a> PageSource<'a> for DirtyView<'a> {
+    fn page(&self, id: PageId) -> Result<&'a [u8]> {
+        match self.dirty.bufs.get(&id) {
+            Some(buf) => Ok(&buf[..self.dirty.page_size]),
+            None => MapView::new(self.pager, self.dirty.base_pages).page(id),
+        }
+    }
+
+    fn run(&self, id: PageId, len: usize) -> Result<&'a [u8]> {
+        match self.dirty.bufs.get(&id) {
+            Some(buf) => {
+                let pages = overflow_run(buf, id)?;
+                let end = OVERFLOW_DATA + len;
+                if end > buf.len() || pages < overflow_pages(len, self.dirty.page_size) {
+                    return corrupted(id, "overflow run shorter than its value");
+                }
+                Ok(&buf[OVERFLOW_DATA..end])
+            }
+            None => MapView::new(self.pager, self.dirty.base_pages).run(id, len),
+        }
+    }
+}

@@ -1,0 +1,111 @@
+//! The one error type of larch.
+
+use std::fmt;
+use std::io;
+
+/// A `Result` whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in larch.
+///
+/// Each variant is something a caller can act on. New variants may be added, so
+/// matches need a wildcard arm.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// The operating system reported an I/O error.
+    Io(io::Error),
+    /// The file holds bytes that are not a valid larch structure. `page` is the
+    /// page where the problem was found (0 or 1 for the meta slots).
+    Corrupted {
+        /// Page id where the corruption was detected.
+        page: u64,
+        /// What was wrong with it.
+        reason: &'static str,
+    },
+    /// The database needs more pages than the map reserves
+    /// (`Options::map_size`). The committed state is intact.
+    MapFull {
+        /// Bytes the transaction would need.
+        needed: u64,
+        /// Bytes the map reserves.
+        map_size: u64,
+    },
+    /// A key is longer than the page size allows (`page_size / 4`).
+    KeyTooLarge {
+        /// Length of the rejected key.
+        len: usize,
+        /// The longest key this database accepts.
+        max: usize,
+    },
+    /// A value is longer than the format can store.
+    ValueTooLarge {
+        /// Length of the rejected value.
+        len: usize,
+        /// The longest value this database accepts.
+        max: usize,
+    },
+    /// No table has this name.
+    TableNotFound(String),
+    /// The file is already open, in this process or another.
+    AlreadyOpen,
+    /// An earlier write or sync failed; the handle must be reopened before the
+    /// next write transaction.
+    Poisoned,
+    /// An option was out of range.
+    InvalidOption(&'static str),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "I/O error: {e}"),
+            Error::Corrupted { page, reason } => {
+                write!(f, "database file is corrupted at page {page}: {reason}")
+            }
+            Error::MapFull { needed, map_size } => write!(
+                f,
+                "map full: the database needs {needed} bytes but the map reserves {map_size}; \
+                 reopen with a larger Options::map_size"
+            ),
+            Error::KeyTooLarge { len, max } => {
+                write!(f, "key of {len} bytes is longer than the limit of {max} bytes")
+            }
+            Error::ValueTooLarge { len, max } => {
+                write!(f, "value of {len} bytes is longer than the limit of {max} bytes")
+            }
+            Error::TableNotFound(name) => write!(f, "no table named {name:?}"),
+            Error::AlreadyOpen => write!(
+                f,
+                "the database file is already open (by this process or another); \
+                 share one Database handle instead of opening the file twice"
+            ),
+            Error::Poisoned => write!(
+                f,
+                "an earlier write or sync failed, so the handle refuses further writes; \
+                 drop the Database and open it again"
+            ),
+            Error::InvalidOption(what) => write!(f, "invalid option: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Io(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+/// Shorthand for a `Corrupted` error.
+pub(crate) fn corrupted<T>(page: u64, reason: &'static str) -> Result<T> {
+    Err(Error::Corrupted { page, reason })
+}

@@ -1,0 +1,7 @@
+//! On-disk layouts: pure functions over byte slices, no I/O.
+//!
+//! Every structure here has a byte table in DESIGN.md.
+
+pub(crate) mod meta;
+pub(crate) mod node;
+pub(crate) mod page;

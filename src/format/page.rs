@@ -1,0 +1,201 @@
+//! The header every non-meta page starts with, and the overflow and free-list
+//! page layouts.
+
+use zerocopy::little_endian::{U16, U32, U64};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+use crate::error::{Result, corrupted};
+
+/// A page number; page `n` starts at byte `n * page_size`.
+pub(crate) type PageId = u64;
+
+/// Smallest and largest page sizes the format allows.
+pub(crate) const MIN_PAGE_SIZE: usize = 512;
+pub(crate) const MAX_PAGE_SIZE: usize = 65536;
+
+/// Page kinds (the header's first byte).
+pub(crate) const KIND_BRANCH: u8 = 1;
+pub(crate) const KIND_LEAF: u8 = 2;
+pub(crate) const KIND_OVERFLOW: u8 = 3;
+pub(crate) const KIND_FREELIST: u8 = 4;
+
+/// The header of every branch, leaf, overflow and free-list page.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
+#[repr(C)]
+pub(crate) struct PageHeader {
+    /// One of the `KIND_*` constants.
+    pub kind: u8,
+    /// Reserved, 0.
+    pub flags: u8,
+    /// Entries on the page (cells of a node, ids of a free-list page).
+    pub count: U16,
+    /// Reserved for a page checksum, 0.
+    pub checksum: U32,
+    /// Transaction that wrote the page.
+    pub txn_id: U64,
+}
+
+/// Mutable access to the common header of a page buffer.
+pub(crate) fn header_mut(page: &mut [u8]) -> &mut PageHeader {
+    // Page buffers are always at least MIN_PAGE_SIZE long.
+    PageHeader::mut_from_prefix(page).expect("page buffer holds a header").0
+}
+
+/// Header of the first page of an overflow run: the common header, then the
+/// number of pages in the run. The value follows at `OVERFLOW_DATA`.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
+#[repr(C)]
+pub(crate) struct OverflowHeader {
+    pub page: PageHeader,
+    /// Pages in the run, this one included.
+    pub pages: U32,
+    /// Reserved, 0.
+    pub reserved: U32,
+}
+
+/// Offset of the value in the first page of an overflow run.
+pub(crate) const OVERFLOW_DATA: usize = size_of::<OverflowHeader>();
+
+/// Pages needed for an overflow run holding `len` bytes.
+pub(crate) fn overflow_pages(len: usize, page_size: usize) -> u64 {
+    (OVERFLOW_DATA + len).div_ceil(page_size) as u64
+}
+
+/// Writes the header of an overflow run of `pages` pages into `buf`.
+pub(crate) fn init_overflow(buf: &mut [u8], pages: u32, txn_id: u64) {
+    let (h, _) = OverflowHeader::mut_from_prefix(buf).expect("page buffer holds a header");
+    *h = OverflowHeader {
+        page: PageHeader {
+            kind: KIND_OVERFLOW,
+            flags: 0,
+            count: U16::new(0),
+            checksum: U32::new(0),
+            txn_id: U64::new(txn_id),
+        },
+        pages: U32::new(pages),
+        reserved: U32::new(0),
+    };
+}
+
+/// Reads the header of an overflow run starting at page `id` and returns its
+/// length in pages.
+pub(crate) fn overflow_run(page: &[u8], id: PageId) -> Result<u64> {
+    let Ok((h, _)) = OverflowHeader::ref_from_prefix(page) else {
+        return corrupted(id, "overflow page shorter than its header");
+    };
+    if h.page.kind != KIND_OVERFLOW {
+        return corrupted(id, "expected an overflow page");
+    }
+    let pages = u64::from(h.pages.get());
+    if pages == 0 {
+        return corrupted(id, "overflow run of zero pages");
+    }
+    Ok(pages)
+}
+
+/// Header of a free-list page: the common header, then the next page of the
+/// chain. `count` entries of `FreeEntry` follow.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
+#[repr(C)]
+pub(crate) struct FreeListHeader {
+    pub page: PageHeader,
+    /// Next page of the chain, 0 at the end.
+    pub next: U64,
+}
+
+/// One free-list entry: a free page and the transaction that freed it (0 when it
+/// was already reusable).
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
+#[repr(C)]
+pub(crate) struct FreeEntry {
+    pub freed_by: U64,
+    pub page: U64,
+}
+
+const FREELIST_ENTRIES: usize = size_of::<FreeListHeader>();
+
+/// How many entries one free-list page holds.
+pub(crate) fn freelist_capacity(page_size: usize) -> usize {
+    (page_size - FREELIST_ENTRIES) / size_of::<FreeEntry>()
+}
+
+/// Parses a free-list page: returns the next page and the entries.
+pub(crate) fn read_freelist(page: &[u8], id: PageId) -> Result<(PageId, &[FreeEntry])> {
+    let Ok((h, rest)) = FreeListHeader::ref_from_prefix(page) else {
+        return corrupted(id, "free-list page shorter than its header");
+    };
+    if h.page.kind != KIND_FREELIST {
+        return corrupted(id, "expected a free-list page");
+    }
+    let count = usize::from(h.page.count.get());
+    match <[FreeEntry]>::ref_from_prefix_with_elems(rest, count) {
+        Ok((entries, _)) => Ok((h.next.get(), entries)),
+        Err(_) => corrupted(id, "free-list count runs past the page end"),
+    }
+}
+
+/// Fills `buf` as a free-list page holding `entries` (at most
+/// `freelist_capacity`) and pointing at `next`.
+pub(crate) fn write_freelist(buf: &mut [u8], next: PageId, entries: &[FreeEntry], txn_id: u64) {
+    buf.fill(0);
+    let (h, rest) = FreeListHeader::mut_from_prefix(buf).expect("page buffer holds a header");
+    h.page.kind = KIND_FREELIST;
+    h.page.count = U16::new(entries.len() as u16);
+    h.page.txn_id = U64::new(txn_id);
+    h.next = U64::new(next);
+    let bytes = entries.as_bytes();
+    rest[..bytes.len()].copy_from_slice(bytes);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_is_sixteen_bytes() {
+        assert_eq!(size_of::<PageHeader>(), 16);
+        assert_eq!(OVERFLOW_DATA, 24);
+        assert_eq!(size_of::<FreeEntry>(), 16);
+    }
+
+    #[test]
+    fn freelist_round_trip() {
+        let mut buf = vec![0u8; 512];
+        let entries: Vec<FreeEntry> = (0..freelist_capacity(512) as u64)
+            .map(|i| FreeEntry {
+                freed_by: U64::new(i * 3),
+                page: U64::new(i + 2),
+            })
+            .collect();
+        write_freelist(&mut buf, 77, &entries, 9);
+        let (next, got) = read_freelist(&buf, 5).unwrap();
+        assert_eq!(next, 77);
+        assert_eq!(got.len(), entries.len());
+        assert_eq!(got[3].page.get(), 5);
+        assert_eq!(got[3].freed_by.get(), 9);
+        assert_eq!(u64::from_le_bytes(buf[8..16].try_into().unwrap()), 9);
+    }
+
+    #[test]
+    fn freelist_count_past_end_is_corrupted() {
+        let mut buf = vec![0u8; 512];
+        write_freelist(&mut buf, 0, &[], 1);
+        header_mut(&mut buf).count = U16::new(1000);
+        assert!(matches!(
+            read_freelist(&buf, 5),
+            Err(crate::Error::Corrupted { page: 5, .. })
+        ));
+    }
+
+    #[test]
+    fn overflow_header_checks_kind_and_length() {
+        let mut buf = vec![0u8; 512];
+        init_overflow(&mut buf, 3, 1);
+        assert_eq!(overflow_run(&buf, 4).unwrap(), 3);
+        buf[0] = KIND_LEAF;
+        assert!(overflow_run(&buf, 4).is_err());
+        assert_eq!(overflow_pages(0, 512), 1);
+        assert_eq!(overflow_pages(488, 512), 1);
+        assert_eq!(overflow_pages(489, 512), 2);
+    }
+}

@@ -1,0 +1,211 @@
+//! The bottom of larch: the file, its lock, the read-only map, and the one
+//! place where bytes reach the disk.
+//!
+//! This is the only module with `unsafe`: page slices are made from the map's
+//! raw pointer. Every write, resize and sync goes through the [`Storage`]
+//! trait, so tests can record, drop or fail them.
+#![allow(unsafe_code)]
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use memmap2::{MmapOptions, MmapRaw};
+
+use crate::error::{Error, Result, corrupted};
+use crate::format::page::PageId;
+
+/// Where the writer's bytes go. Reads never pass here: they come from the map.
+pub(crate) trait Storage: Send + Sync {
+    /// Writes all of `data` at byte `offset`.
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()>;
+    /// Sets the file length.
+    fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Makes every write and resize so far durable (`fdatasync`).
+    fn sync(&self) -> io::Result<()>;
+}
+
+/// The real file.
+struct FileStorage {
+    file: File,
+}
+
+impl Storage for FileStorage {
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.file.write_all_at(data, offset)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.file.set_len(len)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        self.file.sync_data()
+    }
+}
+
+/// The open file, its map and its storage.
+pub(crate) struct Pager {
+    /// Holds the exclusive lock for as long as the database is open.
+    _file: File,
+    map: MmapRaw,
+    storage: Box<dyn Storage>,
+    page_size: usize,
+    /// Current length of the file. Only the writer changes it, and only upward.
+    file_len: AtomicU64,
+}
+
+/// An opened, locked file before its page size is known.
+pub(crate) struct LockedFile {
+    file: File,
+    len: u64,
+}
+
+impl LockedFile {
+    /// Opens (creating if missing) and locks the file at `path`.
+    pub(crate) fn open(path: &Path) -> Result<LockedFile> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => return Err(Error::AlreadyOpen),
+            Err(TryLockError::Error(e)) => return Err(Error::Io(e)),
+        }
+        let len = file.metadata()?.len();
+        Ok(LockedFile { file, len })
+    }
+
+    pub(crate) fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Reads up to `buf.len()` bytes at `offset`, returning how many were read.
+    pub(crate) fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
+        let mut done = 0;
+        while done < buf.len() {
+            match self.file.read_at(&mut buf[done..], offset + done as u64) {
+                Ok(0) => break,
+                Ok(n) => done += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(done)
+    }
+
+    /// Maps the file with `map_size` bytes of address space (at least the file
+    /// length) and turns it into a pager.
+    pub(crate) fn into_pager(self, page_size: usize, map_size: u64) -> Result<Pager> {
+        let map_len = map_size.max(self.len);
+        let map_len = usize::try_from(map_len)
+            .map_err(|_| Error::InvalidOption("map_size exceeds the address space"))?;
+        let map = MmapOptions::new()
+            .len(map_len)
+            .map_raw_read_only(&self.file)?;
+        let storage = Box::new(FileStorage {
+            file: self.file.try_clone()?,
+        });
+        Ok(Pager {
+            _file: self.file,
+            map,
+            storage,
+            page_size,
+            file_len: AtomicU64::new(self.len),
+        })
+    }
+
+    /// Writes `data` at `offset` and makes it durable (used to initialise a new
+    /// file, before any map exists).
+    pub(crate) fn write_durably(&mut self, data: &[u8], offset: u64) -> Result<()> {
+        self.file.write_all_at(data, offset)?;
+        self.file.sync_all()?;
+        self.len = self.len.max(offset + data.len() as u64);
+        Ok(())
+    }
+}
+
+/// Makes the directory entry of a newly created file durable.
+pub(crate) fn sync_parent_dir(path: &Path) -> Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    File::open(parent)?.sync_all()?;
+    Ok(())
+}
+
+impl Pager {
+    pub(crate) fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    /// Bytes of address space the map reserves.
+    pub(crate) fn map_len(&self) -> u64 {
+        self.map.len() as u64
+    }
+
+    pub(crate) fn file_len(&self) -> u64 {
+        self.file_len.load(Ordering::Acquire)
+    }
+
+    /// `len` bytes of the file starting at page `id`, straight from the map.
+    ///
+    /// The caller bounds `id` by its snapshot; this check only guarantees that
+    /// no slice reaches past the end of the file (which would raise SIGBUS).
+    pub(crate) fn bytes(&self, id: PageId, len: usize) -> Result<&[u8]> {
+        let start = id.checked_mul(self.page_size as u64);
+        let end = start.and_then(|s| s.checked_add(len as u64));
+        match (start, end) {
+            (Some(start), Some(end)) if end <= self.file_len() => {
+                // SAFETY: `start..end` lies within the file, and the file lies within
+                // the map (the map covers at least the file length, and the file only
+                // grows up to the map length), so the range is mapped and backed by
+                // the file. The map lives as long as `self`. Nobody writes these bytes
+                // while the slice lives: the writer only writes pages that no live
+                // snapshot can reach (DESIGN.md, "The page reuse rule") and the meta
+                // pages, which are never sliced after open; the file is locked and
+                // `Database::open`'s contract forbids other writers.
+                Ok(unsafe {
+                    std::slice::from_raw_parts(self.map.as_ptr().add(start as usize), len)
+                })
+            }
+            _ => corrupted(id, "page lies past the end of the file"),
+        }
+    }
+
+    /// Writes `data` at the start of page `id`.
+    pub(crate) fn write(&self, id: PageId, data: &[u8]) -> Result<()> {
+        let offset = id * self.page_size as u64;
+        debug_assert!(offset + data.len() as u64 <= self.file_len());
+        self.storage.write_at(offset, data)?;
+        Ok(())
+    }
+
+    /// Grows the file to at least `len` bytes, in steps, never past the map.
+    pub(crate) fn grow(&self, len: u64) -> Result<()> {
+        let current = self.file_len();
+        if len <= current {
+            return Ok(());
+        }
+        // Double, at most 64 MiB at a time, rounded to whole pages.
+        let step = current.clamp(1 << 20, 64 << 20);
+        let ps = self.page_size as u64;
+        let target = len.max(current + step).div_ceil(ps) * ps;
+        let target = target.min(self.map_len() / ps * ps).max(len);
+        self.storage.set_len(target)?;
+        self.file_len.store(target, Ordering::Release);
+        Ok(())
+    }
+
+    /// Makes every write and resize so far durable.
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.storage.sync()?;
+        Ok(())
+    }
+}

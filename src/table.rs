@@ -1,0 +1,390 @@
+//! Tables, their cursors and ranges, and the catalog that names them.
+
+use std::ops::{Bound, RangeBounds};
+
+use crate::btree::{self, MapView, PageSource};
+use crate::dirty::{DirtyView, Writer};
+use crate::error::{Error, Result, corrupted};
+use crate::format::meta::TableDesc;
+use crate::format::node::max_key;
+use crate::format::page::{OVERFLOW_DATA, PageId};
+
+/// Where a table's pages are read from: a snapshot in the map, or the running
+/// write transaction.
+#[derive(Clone, Copy)]
+pub(crate) enum View<'a> {
+    Map(MapView<'a>),
+    Dirty(DirtyView<'a>),
+}
+
+impl<'a> PageSource<'a> for View<'a> {
+    #[inline]
+    fn page(&self, id: PageId) -> Result<&'a [u8]> {
+        match self {
+            View::Map(m) => m.page(id),
+            View::Dirty(d) => d.page(id),
+        }
+    }
+
+    fn run(&self, id: PageId, len: usize) -> Result<&'a [u8]> {
+        match self {
+            View::Map(m) => m.run(id, len),
+            View::Dirty(d) => d.run(id, len),
+        }
+    }
+}
+
+/// The longest value the format stores (its length is a `u32`, and the run
+/// holds a header too).
+pub(crate) const MAX_VALUE: usize = u32::MAX as usize - OVERFLOW_DATA;
+
+/// Looks up the descriptor of table `name` in the catalog.
+pub(crate) fn catalog_get(view: View<'_>, catalog: &TableDesc, name: &str) -> Result<Option<TableDesc>> {
+    match btree::get(view, catalog, name.as_bytes())? {
+        None => Ok(None),
+        Some(bytes) => match TableDesc::decode(bytes) {
+            Some(desc) => Ok(Some(desc)),
+            None => corrupted(catalog.root, "invalid table descriptor in the catalog"),
+        },
+    }
+}
+
+/// Names of all tables in the catalog, in order.
+pub(crate) fn catalog_names(view: View<'_>, catalog: &TableDesc) -> Result<Vec<String>> {
+    let mut cursor = btree::Cursor::new(view, *catalog);
+    let mut names = Vec::new();
+    while let Some((key, _)) = cursor.next()? {
+        match std::str::from_utf8(key) {
+            Ok(name) => names.push(name.to_owned()),
+            Err(_) => return corrupted(catalog.root, "table name is not UTF-8"),
+        }
+    }
+    Ok(names)
+}
+
+/// Checks a key's length against the page size.
+pub(crate) fn check_key(key: &[u8], page_size: usize) -> Result<()> {
+    let max = max_key(page_size);
+    if key.len() > max {
+        return Err(Error::KeyTooLarge { len: key.len(), max });
+    }
+    Ok(())
+}
+
+/// A table in a read transaction.
+///
+/// Values borrow the transaction (`'txn`): they point straight into the map and
+/// stay valid until the [`ReadTxn`](crate::ReadTxn) is dropped.
+pub struct Table<'txn> {
+    view: View<'txn>,
+    desc: TableDesc,
+}
+
+impl<'txn> Table<'txn> {
+    pub(crate) fn new(view: View<'txn>, desc: TableDesc) -> Table<'txn> {
+        Table { view, desc }
+    }
+
+    /// The value stored under `key`, borrowed from the map for the life of the
+    /// transaction.
+    pub fn get(&self, key: &[u8]) -> Result<Option<&'txn [u8]>> {
+        btree::get(self.view, &self.desc, key)
+    }
+
+    /// The entries whose keys lie in `range`, in key order (and in reverse with
+    /// `.rev()` or `next_back`).
+    pub fn range<'a>(&self, range: impl RangeBounds<&'a [u8]>) -> Result<Range<'txn>> {
+        Ok(Range::new(self.view, self.desc, range))
+    }
+
+    /// All entries in key order.
+    pub fn iter(&self) -> Result<Range<'txn>> {
+        self.range(..)
+    }
+
+    /// Number of entries, O(1).
+    pub fn len(&self) -> u64 {
+        self.desc.entries
+    }
+
+    /// Whether the table holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.desc.entries == 0
+    }
+
+    /// A cursor over the table, not yet positioned.
+    pub fn cursor(&self) -> Cursor<'txn> {
+        Cursor {
+            inner: btree::Cursor::new(self.view, self.desc),
+        }
+    }
+}
+
+/// A table in a write transaction.
+///
+/// Reads see the transaction's own changes. Values borrow `&self`, so the next
+/// mutation (which needs `&mut self`) ends them: the compiler enforces that a
+/// value is never used after the page under it changed.
+pub struct TableMut<'txn> {
+    writer: Writer<'txn>,
+    desc: &'txn mut TableDesc,
+    changed: &'txn mut bool,
+}
+
+impl<'txn> TableMut<'txn> {
+    pub(crate) fn new(
+        writer: Writer<'txn>,
+        desc: &'txn mut TableDesc,
+        changed: &'txn mut bool,
+    ) -> TableMut<'txn> {
+        TableMut {
+            writer,
+            desc,
+            changed,
+        }
+    }
+
+    fn view(&self) -> View<'_> {
+        View::Dirty(DirtyView::new(self.writer.pager, self.writer.dirty))
+    }
+
+    /// Stores `value` under `key`, replacing any previous value.
+    ///
+    /// Keys are at most `page_size / 4` bytes ([`Error::KeyTooLarge`]). Values
+    /// larger than about a quarter page are stored in overflow pages.
+    pub fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        check_key(key, self.writer.pager.page_size())?;
+        if value.len() > MAX_VALUE {
+            return Err(Error::ValueTooLarge {
+                len: value.len(),
+                max: MAX_VALUE,
+            });
+        }
+        *self.changed = true;
+        btree::insert(&mut self.writer, self.desc, key, value)?;
+        Ok(())
+    }
+
+    /// Removes `key`; returns whether it was present.
+    pub fn remove(&mut self, key: &[u8]) -> Result<bool> {
+        if key.len() > max_key(self.writer.pager.page_size()) {
+            return Ok(false);
+        }
+        let removed = btree::remove(&mut self.writer, self.desc, key)?;
+        *self.changed |= removed;
+        Ok(removed)
+    }
+
+    /// The value stored under `key`, valid until the next mutation.
+    pub fn get(&self, key: &[u8]) -> Result<Option<&[u8]>> {
+        btree::get(self.view(), self.desc, key)
+    }
+
+    /// The entries whose keys lie in `range`, valid until the next mutation.
+    pub fn range<'a>(&self, range: impl RangeBounds<&'a [u8]>) -> Result<Range<'_>> {
+        Ok(Range::new(self.view(), *self.desc, range))
+    }
+
+    /// All entries in key order, valid until the next mutation.
+    pub fn iter(&self) -> Result<Range<'_>> {
+        self.range(..)
+    }
+
+    /// Number of entries, O(1).
+    pub fn len(&self) -> u64 {
+        self.desc.entries
+    }
+
+    /// Whether the table holds no entry.
+    pub fn is_empty(&self) -> bool {
+        self.desc.entries == 0
+    }
+
+    /// A cursor over the table, valid until the next mutation.
+    pub fn cursor(&self) -> Cursor<'_> {
+        Cursor {
+            inner: btree::Cursor::new(self.view(), *self.desc),
+        }
+    }
+}
+
+/// A key and value, borrowed from the transaction.
+pub type Entry<'txn> = (&'txn [u8], &'txn [u8]);
+
+/// A position in a table that moves entry by entry in either direction.
+///
+/// A fresh cursor is unpositioned: `next` goes to the first entry and `prev`
+/// to the last. Moving past either end returns `None`; moving back from there
+/// returns the entry at that end.
+pub struct Cursor<'txn> {
+    inner: btree::Cursor<'txn, View<'txn>>,
+}
+
+impl<'txn> Cursor<'txn> {
+    /// Moves to the first entry.
+    pub fn first(&mut self) -> Result<Option<Entry<'txn>>> {
+        self.inner.first()
+    }
+
+    /// Moves to the last entry.
+    pub fn last(&mut self) -> Result<Option<Entry<'txn>>> {
+        self.inner.last()
+    }
+
+    /// Moves to the first entry whose key is `>= key`.
+    pub fn seek(&mut self, key: &[u8]) -> Result<Option<Entry<'txn>>> {
+        self.inner.seek(key)
+    }
+
+    /// Moves to the next entry.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<Entry<'txn>>> {
+        self.inner.next()
+    }
+
+    /// Moves to the previous entry.
+    pub fn prev(&mut self) -> Result<Option<Entry<'txn>>> {
+        self.inner.prev()
+    }
+}
+
+/// An iterator over the entries of a key range, from both ends.
+///
+/// Each item is a `Result`: a corrupt page ends the iteration with an error.
+pub struct Range<'txn> {
+    front: btree::Cursor<'txn, View<'txn>>,
+    back: btree::Cursor<'txn, View<'txn>>,
+    start: Bound<Vec<u8>>,
+    end: Bound<Vec<u8>>,
+    front_started: bool,
+    back_started: bool,
+    /// Last keys handed out from each end: the ends must not cross.
+    last_front: Option<&'txn [u8]>,
+    last_back: Option<&'txn [u8]>,
+    done: bool,
+}
+
+fn owned(b: Bound<&&[u8]>) -> Bound<Vec<u8>> {
+    match b {
+        Bound::Included(k) => Bound::Included(k.to_vec()),
+        Bound::Excluded(k) => Bound::Excluded(k.to_vec()),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+impl<'txn> Range<'txn> {
+    fn new<'a>(view: View<'txn>, desc: TableDesc, range: impl RangeBounds<&'a [u8]>) -> Self {
+        let start = owned(range.start_bound());
+        let end = owned(range.end_bound());
+        let empty = match (&start, &end) {
+            (Bound::Included(s), Bound::Included(e)) => s > e,
+            (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e))
+            | (Bound::Excluded(s), Bound::Included(e)) => s >= e,
+            _ => false,
+        };
+        Range {
+            front: btree::Cursor::new(view, desc),
+            back: btree::Cursor::new(view, desc),
+            start,
+            end,
+            front_started: false,
+            back_started: false,
+            last_front: None,
+            last_back: None,
+            done: empty,
+        }
+    }
+
+    fn before_end(&self, key: &[u8]) -> bool {
+        match &self.end {
+            Bound::Included(e) => key <= e.as_slice(),
+            Bound::Excluded(e) => key < e.as_slice(),
+            Bound::Unbounded => true,
+        }
+    }
+
+    fn after_start(&self, key: &[u8]) -> bool {
+        match &self.start {
+            Bound::Included(s) => key >= s.as_slice(),
+            Bound::Excluded(s) => key > s.as_slice(),
+            Bound::Unbounded => true,
+        }
+    }
+
+    fn step_front(&mut self) -> Result<Option<Entry<'txn>>> {
+        if self.front_started {
+            return self.front.next();
+        }
+        self.front_started = true;
+        match &self.start {
+            Bound::Unbounded => self.front.first(),
+            Bound::Included(k) => self.front.seek(k),
+            Bound::Excluded(k) => match self.front.seek(k)? {
+                Some((key, _)) if key == k.as_slice() => self.front.next(),
+                other => Ok(other),
+            },
+        }
+    }
+
+    fn step_back(&mut self) -> Result<Option<Entry<'txn>>> {
+        if self.back_started {
+            return self.back.prev();
+        }
+        self.back_started = true;
+        match &self.end {
+            Bound::Unbounded => self.back.last(),
+            Bound::Included(k) => self.back.seek_back(k, true),
+            Bound::Excluded(k) => self.back.seek_back(k, false),
+        }
+    }
+}
+
+impl<'txn> Iterator for Range<'txn> {
+    type Item = Result<Entry<'txn>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.step_front() {
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+            Ok(Some((k, v)))
+                if self.before_end(k) && self.last_back.is_none_or(|b| k < b) =>
+            {
+                self.last_front = Some(k);
+                Some(Ok((k, v)))
+            }
+            Ok(_) => {
+                self.done = true;
+                None
+            }
+        }
+    }
+}
+
+impl DoubleEndedIterator for Range<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        match self.step_back() {
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+            Ok(Some((k, v)))
+                if self.after_start(k) && self.last_front.is_none_or(|f| k > f) =>
+            {
+                self.last_back = Some(k);
+                Some(Ok((k, v)))
+            }
+            Ok(_) => {
+                self.done = true;
+                None
+            }
+        }
+    }
+}

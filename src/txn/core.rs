@@ -1,0 +1,26 @@
+//! What the transactions share: the pager, the reader table, the writer lock.
+
+use std::sync::atomic::AtomicBool;
+
+use parking_lot::Mutex;
+
+use crate::format::page::PageId;
+use crate::freelist::FreeList;
+use crate::pager::Pager;
+use crate::readers::ReaderTable;
+
+/// State only the writer touches; its mutex is the writer lock.
+pub(crate) struct WriterState {
+    /// Free pages as of the last commit.
+    pub free: FreeList,
+    /// Pages of the committed free-list chain.
+    pub chain: Vec<PageId>,
+}
+
+pub(crate) struct Core {
+    pub pager: Pager,
+    pub readers: ReaderTable,
+    pub writer: Mutex<WriterState>,
+    /// Set after a failed write or sync: no further write transaction starts.
+    pub poisoned: AtomicBool,
+}

@@ -1,0 +1,9 @@
+//! Transactions: read snapshots, the write transaction and its commit protocol.
+
+mod core;
+mod read;
+mod write;
+
+pub(crate) use self::core::{Core, WriterState};
+pub use read::ReadTxn;
+pub use write::WriteTxn;

@@ -1,0 +1,232 @@
+//! The write transaction and the commit protocol (DESIGN.md, "Commit protocol").
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+
+use parking_lot::MutexGuard;
+use zerocopy::little_endian::U64;
+
+use super::core::{Core, WriterState};
+use crate::btree;
+use crate::dirty::{Dirty, DirtyView, Writer};
+use crate::error::Result;
+use crate::format::meta::{Meta, TableDesc};
+use crate::format::page::{FreeEntry, freelist_capacity, write_freelist};
+use crate::table::{TableMut, View, catalog_get, catalog_names, check_key};
+
+/// Bytes of consecutive dirty pages merged into one `pwrite`.
+const WRITE_CHUNK: usize = 1 << 20;
+
+/// A table opened in this transaction.
+struct Open {
+    desc: TableDesc,
+    /// Whether the descriptor must be written to the catalog at commit.
+    changed: bool,
+}
+
+/// The one write transaction. Only one exists at a time: `begin_write` waits
+/// for the previous one to end.
+///
+/// Changes are private until [`commit`](WriteTxn::commit) returns; dropping the
+/// transaction, or [`abort`](WriteTxn::abort), discards them.
+pub struct WriteTxn<'db> {
+    core: &'db Core,
+    guard: MutexGuard<'db, WriterState>,
+    dirty: Dirty,
+    base: Meta,
+    catalog: TableDesc,
+    tables: BTreeMap<String, Open>,
+    finished: bool,
+}
+
+impl<'db> WriteTxn<'db> {
+    /// Starts a write transaction; `guard` is the writer lock.
+    pub(crate) fn new(core: &'db Core, mut guard: MutexGuard<'db, WriterState>) -> WriteTxn<'db> {
+        let base = core.readers.current();
+        let txn_id = base.txn_id + 1;
+        // The reuse rule: pages freed by T are reusable once T <= W - 2 and no
+        // live reader is older than T. A reader starting after this line sees
+        // `base` (W - 1), which is newer than the limit.
+        let mut limit = txn_id.saturating_sub(2);
+        if let Some(oldest) = core.readers.oldest() {
+            limit = limit.min(oldest);
+        }
+        let mut free = std::mem::take(&mut guard.free);
+        free.release(limit);
+        let ps = core.pager.page_size();
+        let max_pages = core.pager.map_len() / ps as u64;
+        WriteTxn {
+            core,
+            guard,
+            dirty: Dirty::new(ps, txn_id, base.pages, max_pages, free),
+            base,
+            catalog: base.catalog,
+            tables: BTreeMap::new(),
+            finished: false,
+        }
+    }
+
+    /// The id this transaction commits as.
+    pub fn id(&self) -> u64 {
+        self.dirty.txn_id()
+    }
+
+    fn view(&self) -> View<'_> {
+        View::Dirty(DirtyView::new(&self.core.pager, &self.dirty))
+    }
+
+    fn writer(&mut self) -> Writer<'_> {
+        Writer {
+            pager: &self.core.pager,
+            dirty: &mut self.dirty,
+        }
+    }
+
+    /// Opens table `name`, creating it (empty) if it does not exist. A created
+    /// table exists from this commit on, even if nothing is inserted.
+    pub fn open_table(&mut self, name: &str) -> Result<TableMut<'_>> {
+        check_key(name.as_bytes(), self.core.pager.page_size())?;
+        if !self.tables.contains_key(name) {
+            let (desc, changed) = match catalog_get(self.view(), &self.catalog, name)? {
+                Some(desc) => (desc, false),
+                None => (TableDesc::default(), true),
+            };
+            self.tables.insert(name.to_owned(), Open { desc, changed });
+        }
+        let open = self.tables.get_mut(name).expect("inserted above");
+        let writer = Writer {
+            pager: &self.core.pager,
+            dirty: &mut self.dirty,
+        };
+        Ok(TableMut::new(writer, &mut open.desc, &mut open.changed))
+    }
+
+    /// Deletes table `name` and frees all its pages. Returns whether it existed.
+    pub fn delete_table(&mut self, name: &str) -> Result<bool> {
+        if check_key(name.as_bytes(), self.core.pager.page_size()).is_err() {
+            return Ok(false);
+        }
+        let mut desc = match self.tables.remove(name) {
+            Some(open) => open.desc,
+            None => match catalog_get(self.view(), &self.catalog, name)? {
+                Some(desc) => desc,
+                None => return Ok(false),
+            },
+        };
+        let mut catalog = self.catalog;
+        let mut w = self.writer();
+        btree::drop_tree(&mut w, &mut desc)?;
+        btree::remove(&mut w, &mut catalog, name.as_bytes())?;
+        self.catalog = catalog;
+        Ok(true)
+    }
+
+    /// Names of all tables, including those created in this transaction.
+    pub fn list_tables(&self) -> Result<Vec<String>> {
+        let mut names: BTreeSet<String> = catalog_names(self.view(), &self.catalog)?
+            .into_iter()
+            .collect();
+        names.extend(self.tables.keys().cloned());
+        Ok(names.into_iter().collect())
+    }
+
+    /// Makes the transaction's changes durable and visible to new readers.
+    ///
+    /// When this returns `Ok`, the transaction survives a crash or power loss.
+    /// On an I/O error the database is poisoned: later write transactions fail
+    /// with [`Error::Poisoned`](crate::Error::Poisoned) until it is reopened,
+    /// and the file still holds the previous commit.
+    pub fn commit(mut self) -> Result<()> {
+        self.commit_inner()?;
+        self.finished = true;
+        Ok(())
+    }
+
+    /// Discards the transaction's changes (as dropping it does).
+    pub fn abort(self) {}
+
+    fn commit_inner(&mut self) -> Result<()> {
+        let changed = self.tables.values().any(|t| t.changed);
+        if !changed && self.dirty.is_clean() && self.catalog == self.base.catalog {
+            // Nothing to write: keep the previous commit.
+            self.guard.free = self.dirty.abort();
+            return Ok(());
+        }
+        let txn_id = self.dirty.txn_id();
+        let ps = self.core.pager.page_size();
+
+        // 1. Table descriptors into the catalog.
+        let mut catalog = self.catalog;
+        let mut w = Writer {
+            pager: &self.core.pager,
+            dirty: &mut self.dirty,
+        };
+        for (name, open) in self.tables.iter().filter(|(_, t)| t.changed) {
+            btree::insert(&mut w, &mut catalog, name.as_bytes(), &open.desc.encode())?;
+        }
+        self.catalog = catalog;
+
+        // 2. The free list: free the old chain, allocate the new one (each page
+        // taken from the pool shortens the list), fill it.
+        let old_chain = self.guard.chain.clone();
+        self.dirty.free_committed(&old_chain);
+        let cap = freelist_capacity(ps);
+        let mut chain = Vec::new();
+        while chain.len() < self.dirty.free_entries().div_ceil(cap) {
+            chain.push(self.dirty.alloc_page()?.0);
+        }
+        let free = self.dirty.committed_free_list();
+        let entries: Vec<FreeEntry> = free
+            .entries()
+            .map(|(freed_by, page)| FreeEntry {
+                freed_by: U64::new(freed_by),
+                page: U64::new(page),
+            })
+            .collect();
+        let mut parts = entries.chunks(cap);
+        let mut w = self.writer();
+        for (i, &id) in chain.iter().enumerate() {
+            let next = chain.get(i + 1).copied().unwrap_or(0);
+            let part = parts.next().unwrap_or(&[]);
+            write_freelist(btree::PageStore::page_mut(&mut w, id)?, next, part, txn_id);
+        }
+
+        let meta = Meta {
+            page_size: ps as u32,
+            txn_id,
+            pages: self.dirty.pages(),
+            freelist_head: chain.first().copied().unwrap_or(0),
+            freelist_entries: entries.len() as u64,
+            catalog: self.catalog,
+        };
+
+        // 3-7. Grow, write the pages, sync, write the meta, sync. A failure
+        // here poisons the handle: the disk may hold anything the kernel kept.
+        let pager = &self.core.pager;
+        let io = || -> Result<()> {
+            pager.grow(meta.pages * ps as u64)?;
+            self.dirty.write_all(pager, WRITE_CHUNK)?;
+            pager.sync()?;
+            pager.write(txn_id % 2, &meta.encode())?;
+            pager.sync()
+        };
+        if let Err(e) = io() {
+            self.core.poisoned.store(true, Ordering::Release);
+            return Err(e);
+        }
+
+        // 8. Publish.
+        self.guard.free = free;
+        self.guard.chain = chain;
+        self.core.readers.publish(meta);
+        Ok(())
+    }
+}
+
+impl Drop for WriteTxn<'_> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.guard.free = self.dirty.abort();
+        }
+    }
+}
