@@ -193,8 +193,8 @@ impl Pager {
         if len <= current {
             return Ok(());
         }
-        // Double, at most 64 MiB at a time, rounded to whole pages.
-        let step = current.clamp(1 << 20, 64 << 20);
+        // Grow by an eighth, from 1 MiB to 64 MiB at a time, in whole pages.
+        let step = (current / 8).clamp(1 << 20, 64 << 20);
         let ps = self.page_size as u64;
         let target = len.max(current + step).div_ceil(ps) * ps;
         let target = target.min(self.map_len() / ps * ps).max(len);
