@@ -1,15 +1,16 @@
 //! The database handle: options, open and recovery, transactions.
 
-use std::collections::HashSet;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::btree::{MapView, PageSource};
+use crate::btree::MapView;
+use crate::check::CheckReport;
+use crate::freelist_io::read_chain;
 use crate::error::{Error, Result, corrupted};
 use crate::format::meta::{META_SIZE, Meta, MetaError, TableDesc, valid_page_size};
-use crate::format::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageId, read_freelist};
+use crate::format::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageId};
 use crate::freelist::FreeList;
 use crate::pager::{LockedFile, Pager, sync_parent_dir};
 use crate::readers::ReaderTable;
@@ -172,35 +173,9 @@ fn read_metas(file: &LockedFile) -> Result<Vec<Meta>> {
     Ok(valid)
 }
 
-/// Reads the free-list chain of `meta`, checking every id.
+/// Loads the free list of `meta` into memory.
 fn load_free_list(pager: &Pager, meta: &Meta) -> Result<(FreeList, Vec<PageId>)> {
-    let view = MapView::new(pager, meta.pages);
-    let mut chain = Vec::new();
-    let mut chain_set = HashSet::new();
-    let mut pages = HashSet::new();
-    let mut entries = Vec::new();
-    let mut id = meta.freelist_head;
-    while id != 0 {
-        if !chain_set.insert(id) {
-            return corrupted(id, "free-list chain loops");
-        }
-        let (next, list) = read_freelist(view.page(id)?, id)?;
-        chain.push(id);
-        for e in list {
-            let (page, freed_by) = (e.page.get(), e.freed_by.get());
-            if page < 2 || page >= meta.pages || freed_by > meta.txn_id || !pages.insert(page) {
-                return corrupted(id, "free-list entry out of range or repeated");
-            }
-            entries.push((freed_by, page));
-        }
-        id = next;
-    }
-    if entries.len() as u64 != meta.freelist_entries {
-        return corrupted(meta.txn_id % 2, "free-list length differs from the meta");
-    }
-    if chain.iter().any(|p| pages.contains(p)) {
-        return corrupted(meta.freelist_head, "free-list page lists itself as free");
-    }
+    let (entries, chain) = read_chain(MapView::new(pager, meta.pages), meta)?;
     Ok((FreeList::from_entries(entries), chain))
 }
 
@@ -251,6 +226,11 @@ impl Database {
     /// The id of the last committed transaction.
     pub fn last_txn_id(&self) -> u64 {
         self.core.readers.current().txn_id
+    }
+
+    /// Checks the last committed state: see [`ReadTxn::check`].
+    pub fn check(&self) -> Result<CheckReport> {
+        self.begin_read()?.check()
     }
 
     /// Number of read transactions alive.

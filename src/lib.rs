@@ -36,16 +36,19 @@
 #![warn(missing_docs)]
 
 mod btree;
+mod check;
 mod db;
 mod dirty;
 mod error;
 mod format;
 mod freelist;
+mod freelist_io;
 mod pager;
 mod readers;
 mod table;
 mod txn;
 
+pub use check::CheckReport;
 pub use db::{DEFAULT_MAP_SIZE, Database, Options};
 pub use error::{Error, Result};
 pub use table::{Cursor, Entry, Range, Table, TableMut};

@@ -180,7 +180,6 @@ impl Meta {
         if !in_file
             || !root_ok(meta.catalog.root)
             || !root_ok(meta.freelist_head)
-            || (meta.freelist_head == 0) != (meta.freelist_entries == 0)
         {
             return Err(MetaError::Geometry);
         }

@@ -2,6 +2,7 @@
 
 use super::core::Core;
 use crate::btree::MapView;
+use crate::check::{self, CheckReport};
 use crate::error::{Error, Result};
 use crate::format::meta::Meta;
 use crate::table::{Table, View, catalog_get, catalog_names};
@@ -39,6 +40,14 @@ impl<'db> ReadTxn<'db> {
             Some(desc) => Ok(Table::new(self.view(), desc)),
             None => Err(Error::TableNotFound(name.to_owned())),
         }
+    }
+
+    /// Walks the whole snapshot and accounts for every page: each is reachable
+    /// exactly once, or free; keys are sorted; leaves sit at one depth; overflow
+    /// runs lie in bounds; entry counts match. The first problem found is an
+    /// [`Error::Corrupted`] naming its page.
+    pub fn check(&self) -> Result<CheckReport> {
+        check::check(&self.core.pager, &self.meta)
     }
 
     /// Names of all tables, in order.

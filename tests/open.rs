@@ -1,0 +1,224 @@
+//! Opening: locking, meta fallback, broken files, map limits.
+
+mod common;
+
+use std::fs::OpenOptions;
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+
+use common::{Rng, TestDb, open};
+use larch::{Error, Options};
+
+fn try_open(path: &Path) -> larch::Result<larch::Database> {
+    // SAFETY: the test owns the file.
+    unsafe { Options::new().map_size(1 << 30).open(path) }
+}
+
+fn poke(path: &Path, offset: u64, bytes: &[u8]) {
+    let mut f = OpenOptions::new().write(true).open(path).unwrap();
+    f.seek(SeekFrom::Start(offset)).unwrap();
+    f.write_all(bytes).unwrap();
+}
+
+/// Commits `value` under key "k" in one transaction.
+fn commit_value(db: &larch::Database, value: &[u8]) {
+    let mut w = db.begin_write().unwrap();
+    w.open_table("t").unwrap().insert(b"k", value).unwrap();
+    w.commit().unwrap();
+}
+
+fn read_value(db: &larch::Database) -> Vec<u8> {
+    let r = db.begin_read().unwrap();
+    r.open_table("t").unwrap().get(b"k").unwrap().unwrap().to_vec()
+}
+
+#[test]
+fn a_second_open_in_this_process_is_refused() {
+    let t = TestDb::new(4096);
+    let err = try_open(&t.path()).err().unwrap();
+    assert!(matches!(err, Error::AlreadyOpen));
+    assert!(err.to_string().contains("already open"));
+}
+
+/// The child half of `a_second_open_from_another_process_is_refused`.
+#[test]
+fn child_open_probe() {
+    let Ok(path) = std::env::var("LARCH_OPEN_PROBE") else {
+        return;
+    };
+    match try_open(Path::new(&path)) {
+        Err(Error::AlreadyOpen) => std::process::exit(42),
+        other => panic!("expected AlreadyOpen, got {:?}", other.err()),
+    }
+}
+
+#[test]
+fn a_second_open_from_another_process_is_refused() {
+    let t = TestDb::new(4096);
+    let status = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "child_open_probe", "--nocapture", "--test-threads=1"])
+        .env("LARCH_OPEN_PROBE", t.path())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(42));
+    // Once closed, the file opens again.
+    let path = t.path();
+    drop(t.db);
+    try_open(&path).unwrap();
+}
+
+#[test]
+fn a_new_file_is_initialised_and_an_empty_one_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("empty.larch");
+    std::fs::File::create(&path).unwrap();
+    let db = try_open(&path).unwrap();
+    assert_eq!(db.last_txn_id(), 0);
+    assert_eq!(db.begin_read().unwrap().list_tables().unwrap(), Vec::<String>::new());
+    drop(db);
+    assert_eq!(std::fs::metadata(&path).unwrap().len(), 2 * 4096);
+    // The page size of an existing file wins over the option.
+    let db = unsafe { Options::new().page_size(512).open(&path) }.unwrap();
+    assert_eq!(db.page_size(), 4096);
+}
+
+#[test]
+fn a_meta_with_a_bad_checksum_falls_back_to_the_other() {
+    for page_size in [512u32, 4096] {
+        let mut t = TestDb::new(page_size);
+        commit_value(t.db(), b"one"); // txn 1, slot 1
+        commit_value(t.db(), b"two"); // txn 2, slot 0
+        t.db = None;
+        // Flip a byte inside slot 0's checksummed fields.
+        poke(&t.path(), 20, &[0x5a]);
+        t.reopen();
+        assert_eq!(t.db().last_txn_id(), 1);
+        assert_eq!(read_value(t.db()), b"one");
+        // Writing goes on from there, and the next commit rewrites slot 0.
+        commit_value(t.db(), b"three");
+        t.reopen();
+        assert_eq!(read_value(t.db()), b"three");
+        assert_eq!(t.db().last_txn_id(), 2);
+
+        // Now corrupt slot 0 (txn 2) differently: a torn write of zeros over
+        // its checksum. Slot 1 (txn 1) is used.
+        t.db = None;
+        poke(&t.path(), 72, &[0, 0, 0, 0]);
+        t.reopen();
+        assert_eq!(read_value(t.db()), b"one");
+
+        // And slot 1 with a bad magic while slot 0 is fine.
+        commit_value(t.db(), b"four"); // txn 2 again, slot 0
+        t.db = None;
+        poke(&t.path(), page_size as u64, b"garbage!");
+        t.reopen();
+        assert_eq!(read_value(t.db()), b"four");
+    }
+}
+
+#[test]
+fn both_metas_bad_is_corrupted() {
+    let mut t = TestDb::new(4096);
+    commit_value(t.db(), b"one");
+    t.db = None;
+    poke(&t.path(), 20, &[1]);
+    poke(&t.path(), 4096 + 20, &[1]);
+    let err = try_open(&t.path()).err().unwrap();
+    assert!(matches!(err, Error::Corrupted { page: 0, .. }), "{err:?}");
+    assert!(err.to_string().contains("corrupted"));
+}
+
+#[test]
+fn files_of_garbage_give_errors_not_panics() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut rng = Rng(99);
+    for (i, len) in [1usize, 100, 511, 512, 4095, 4096, 8191, 8192, 65536, 300_000]
+        .into_iter()
+        .enumerate()
+    {
+        let path = dir.path().join(format!("garbage{i}"));
+        std::fs::write(&path, rng.bytes(len)).unwrap();
+        let err = try_open(&path).err().unwrap();
+        assert!(matches!(err, Error::Corrupted { .. }), "len {len}: {err:?}");
+        // Nothing was written to it.
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), len as u64);
+    }
+}
+
+#[test]
+fn a_meta_pointing_past_the_end_of_the_file_is_rejected() {
+    let mut t = TestDb::new(4096);
+    let fill = |db: &larch::Database, byte: u8| {
+        let mut w = db.begin_write().unwrap();
+        {
+            let mut tab = w.open_table("t").unwrap();
+            for i in 0..10_000u32 {
+                tab.insert(&i.to_be_bytes(), &[byte; 100]).unwrap();
+            }
+        }
+        w.commit().unwrap();
+    };
+    let cut = |t: &mut TestDb| {
+        t.db = None;
+        let f = OpenOptions::new().write(true).open(t.path()).unwrap();
+        f.set_len(3 * 4096).unwrap();
+    };
+    // One commit: slot 1 (txn 1) points past the cut, slot 0 still holds the
+    // empty transaction 0, which fits: open falls back to it.
+    fill(t.db(), 1);
+    cut(&mut t);
+    let db = try_open(&t.path()).unwrap();
+    assert_eq!(db.last_txn_id(), 0);
+    assert!(db.begin_read().unwrap().list_tables().unwrap().is_empty());
+    drop(db);
+
+    // Two commits: both slots point past the cut.
+    t.reopen();
+    fill(t.db(), 2);
+    fill(t.db(), 3);
+    cut(&mut t);
+    let err = try_open(&t.path()).err().unwrap();
+    assert!(
+        matches!(err, Error::Corrupted { page: 0, reason } if reason.contains("outside the file")),
+        "{err:?}"
+    );
+}
+
+#[test]
+fn map_full_leaves_the_committed_state_intact() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("small.larch");
+    // SAFETY: the test owns the file.
+    let db = unsafe { Options::new().page_size(4096).map_size(256 * 4096).open(&path) }.unwrap();
+    commit_value(&db, b"kept");
+    let mut w = db.begin_write().unwrap();
+    let err = {
+        let mut tab = w.open_table("t").unwrap();
+        let mut i = 0u32;
+        loop {
+            match tab.insert(&i.to_be_bytes(), &[1u8; 500]) {
+                Ok(()) => i += 1,
+                Err(e) => break e,
+            }
+        }
+    };
+    assert!(matches!(err, Error::MapFull { .. }), "{err:?}");
+    assert!(err.to_string().contains("map_size"));
+    w.abort();
+    assert_eq!(read_value(&db), b"kept");
+    // A transaction that fits still commits.
+    commit_value(&db, b"after");
+    drop(db);
+    let db = open(&path, 4096);
+    assert_eq!(read_value(&db), b"after");
+}
+
+#[test]
+fn invalid_options_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x");
+    for ps in [0u32, 256, 1000, 131072] {
+        let err = unsafe { Options::new().page_size(ps).open(&path) }.err().unwrap();
+        assert!(matches!(err, Error::InvalidOption(_)), "{ps}: {err:?}");
+    }
+}
