@@ -39,6 +39,9 @@ pub struct CheckReport {
     pub max_depth: u32,
 }
 
+/// A page still to visit: id, level, and the key bounds its parent gives it.
+type Pending = (PageId, usize, Option<Vec<u8>>, Option<Vec<u8>>);
+
 struct Checker<'a> {
     view: MapView<'a>,
     page_size: usize,
@@ -72,9 +75,7 @@ impl Checker<'_> {
         self.report.max_depth = self.report.max_depth.max(desc.depth);
         let mut count = 0u64;
         let mut last_key: Option<Vec<u8>> = None;
-        // (page, level, lower bound, upper bound) in key order.
-        let mut stack: Vec<(PageId, usize, Option<Vec<u8>>, Option<Vec<u8>>)> =
-            vec![(desc.root, 0, None, None)];
+        let mut stack: Vec<Pending> = vec![(desc.root, 0, None, None)];
         while let Some((id, level, lo, hi)) = stack.pop() {
             self.claim(id, "page reachable twice")?;
             let node = crate::btree::load_node(self.view.page(id)?, id, level, desc.depth)?;
@@ -99,7 +100,11 @@ impl Checker<'_> {
                 self.report.branch_pages += 1;
                 let mut children = Vec::with_capacity(node.count());
                 for i in 0..node.count() {
-                    let lower = if i == 0 { lo.clone() } else { Some(node.key(i)?.to_vec()) };
+                    let lower = if i == 0 {
+                        lo.clone()
+                    } else {
+                        Some(node.key(i)?.to_vec())
+                    };
                     let upper = if i + 1 == node.count() {
                         hi.clone()
                     } else {
@@ -170,15 +175,15 @@ pub(crate) fn check(pager: &Pager, meta: &Meta) -> Result<CheckReport> {
         c.tree(desc, |c, _, value| c.value(value))?;
         c.report.entries += desc.entries;
     }
-    let (entries, chain) = read_chain(c.view, meta)?;
-    for &p in &chain {
+    let chain = read_chain(c.view, meta)?;
+    for &p in &chain.pages {
         c.claim(p, "free-list page also in use")?;
     }
-    c.report.freelist_pages = chain.len() as u64;
-    for &(_, p) in &entries {
+    c.report.freelist_pages = chain.pages.len() as u64;
+    for &(_, p) in &chain.entries {
         c.claim(p, "free page also in use")?;
     }
-    c.report.free_pages = entries.len() as u64;
+    c.report.free_pages = chain.entries.len() as u64;
     if let Some(leaked) = c.seen.iter().skip(2).position(|s| !s) {
         return corrupted(leaked as u64 + 2, "page neither in use nor free (leaked)");
     }

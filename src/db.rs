@@ -7,11 +7,11 @@ use parking_lot::Mutex;
 
 use crate::btree::MapView;
 use crate::check::CheckReport;
-use crate::freelist_io::read_chain;
 use crate::error::{Error, Result, corrupted};
 use crate::format::meta::{META_SIZE, Meta, MetaError, TableDesc, valid_page_size};
 use crate::format::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageId};
 use crate::freelist::FreeList;
+use crate::freelist_io::read_chain;
 use crate::pager::{LockedFile, Pager, sync_parent_dir};
 use crate::readers::ReaderTable;
 use crate::txn::{Core, ReadTxn, WriteTxn, WriterState};
@@ -81,7 +81,9 @@ impl Options {
             ));
         }
         if self.map_size < 4 * ps as u64 {
-            return Err(Error::InvalidOption("map_size must hold at least four pages"));
+            return Err(Error::InvalidOption(
+                "map_size must hold at least four pages",
+            ));
         }
         let path = path.as_ref();
         let mut file = LockedFile::open(path)?;
@@ -167,7 +169,7 @@ fn read_metas(file: &LockedFile) -> Result<Vec<Meta>> {
         };
         return corrupted(0, reason);
     }
-    valid.sort_by(|a, b| b.txn_id.cmp(&a.txn_id));
+    valid.sort_by_key(|m| std::cmp::Reverse(m.txn_id));
     let page_size = valid[0].page_size;
     valid.retain(|m| m.page_size == page_size);
     Ok(valid)
@@ -175,8 +177,8 @@ fn read_metas(file: &LockedFile) -> Result<Vec<Meta>> {
 
 /// Loads the free list of `meta` into memory.
 fn load_free_list(pager: &Pager, meta: &Meta) -> Result<(FreeList, Vec<PageId>)> {
-    let (entries, chain) = read_chain(MapView::new(pager, meta.pages), meta)?;
-    Ok((FreeList::from_entries(entries), chain))
+    let chain = read_chain(MapView::new(pager, meta.pages), meta)?;
+    Ok((FreeList::from_entries(chain.entries), chain.pages))
 }
 
 /// An open database file.

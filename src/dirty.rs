@@ -127,7 +127,10 @@ impl Dirty {
         let end = self.pages.checked_add(n).filter(|&e| e <= self.max_pages);
         let Some(end) = end else {
             return Err(Error::MapFull {
-                needed: self.pages.saturating_add(n).saturating_mul(self.page_size as u64),
+                needed: self
+                    .pages
+                    .saturating_add(n)
+                    .saturating_mul(self.page_size as u64),
                 map_size: self.max_pages * self.page_size as u64,
             });
         };
@@ -275,8 +278,13 @@ impl PageStore for Writer<'_> {
     }
 
     fn free(&mut self, id: PageId, pages: u64) -> Result<()> {
-        self.dirty.free_pages(id, pages);
-        Ok(())
+        match id.checked_add(pages) {
+            Some(end) if id >= 2 && end <= self.dirty.pages => {
+                self.dirty.free_pages(id, pages);
+                Ok(())
+            }
+            _ => corrupted(id, "freed pages lie outside the file"),
+        }
     }
 }
 

@@ -69,10 +69,16 @@ impl fmt::Display for Error {
                  reopen with a larger Options::map_size"
             ),
             Error::KeyTooLarge { len, max } => {
-                write!(f, "key of {len} bytes is longer than the limit of {max} bytes")
+                write!(
+                    f,
+                    "key of {len} bytes is longer than the limit of {max} bytes"
+                )
             }
             Error::ValueTooLarge { len, max } => {
-                write!(f, "value of {len} bytes is longer than the limit of {max} bytes")
+                write!(
+                    f,
+                    "value of {len} bytes is longer than the limit of {max} bytes"
+                )
             }
             Error::TableNotFound(name) => write!(f, "no table named {name:?}"),
             Error::AlreadyOpen => write!(

@@ -85,7 +85,10 @@ impl FreeList {
     /// Records pages freed by transaction `txn_id`.
     pub(crate) fn add_pending(&mut self, txn_id: u64, pages: &[PageId]) {
         if !pages.is_empty() {
-            self.pending.entry(txn_id).or_default().extend_from_slice(pages);
+            self.pending
+                .entry(txn_id)
+                .or_default()
+                .extend_from_slice(pages);
         }
     }
 

@@ -7,9 +7,15 @@ use crate::error::{Result, corrupted};
 use crate::format::meta::Meta;
 use crate::format::page::{PageId, read_freelist};
 
-/// Reads the free-list chain of `meta`: its `(freed_by, page)` entries and the
-/// chain's own pages, checking every id, loop and count.
-pub(crate) fn read_chain(view: MapView<'_>, meta: &Meta) -> Result<(Vec<(u64, PageId)>, Vec<PageId>)> {
+/// A persisted free list: its `(freed_by, page)` entries and the chain's own
+/// pages.
+pub(crate) struct Chain {
+    pub entries: Vec<(u64, PageId)>,
+    pub pages: Vec<PageId>,
+}
+
+/// Reads the free-list chain of `meta`, checking every id, loop and count.
+pub(crate) fn read_chain(view: MapView<'_>, meta: &Meta) -> Result<Chain> {
     let mut chain = Vec::new();
     let mut chain_set = HashSet::new();
     let mut pages = HashSet::new();
@@ -36,5 +42,8 @@ pub(crate) fn read_chain(view: MapView<'_>, meta: &Meta) -> Result<(Vec<(u64, Pa
     if chain.iter().any(|p| pages.contains(p)) {
         return corrupted(meta.freelist_head, "free-list page lists itself as free");
     }
-    Ok((entries, chain))
+    Ok(Chain {
+        entries,
+        pages: chain,
+    })
 }

@@ -39,7 +39,11 @@ impl<'a> PageSource<'a> for View<'a> {
 pub(crate) const MAX_VALUE: usize = u32::MAX as usize - OVERFLOW_DATA;
 
 /// Looks up the descriptor of table `name` in the catalog.
-pub(crate) fn catalog_get(view: View<'_>, catalog: &TableDesc, name: &str) -> Result<Option<TableDesc>> {
+pub(crate) fn catalog_get(
+    view: View<'_>,
+    catalog: &TableDesc,
+    name: &str,
+) -> Result<Option<TableDesc>> {
     match btree::get(view, catalog, name.as_bytes())? {
         None => Ok(None),
         Some(bytes) => match TableDesc::decode(bytes) {
@@ -66,7 +70,10 @@ pub(crate) fn catalog_names(view: View<'_>, catalog: &TableDesc) -> Result<Vec<S
 pub(crate) fn check_key(key: &[u8], page_size: usize) -> Result<()> {
     let max = max_key(page_size);
     if key.len() > max {
-        return Err(Error::KeyTooLarge { len: key.len(), max });
+        return Err(Error::KeyTooLarge {
+            len: key.len(),
+            max,
+        });
     }
     Ok(())
 }
@@ -351,9 +358,7 @@ impl<'txn> Iterator for Range<'txn> {
                 self.done = true;
                 Some(Err(e))
             }
-            Ok(Some((k, v)))
-                if self.before_end(k) && self.last_back.is_none_or(|b| k < b) =>
-            {
+            Ok(Some((k, v))) if self.before_end(k) && self.last_back.is_none_or(|b| k < b) => {
                 self.last_front = Some(k);
                 Some(Ok((k, v)))
             }
@@ -375,9 +380,7 @@ impl DoubleEndedIterator for Range<'_> {
                 self.done = true;
                 Some(Err(e))
             }
-            Ok(Some((k, v)))
-                if self.after_start(k) && self.last_front.is_none_or(|f| k > f) =>
-            {
+            Ok(Some((k, v))) if self.after_start(k) && self.last_front.is_none_or(|f| k > f) => {
                 self.last_back = Some(k);
                 Some(Ok((k, v)))
             }

@@ -19,7 +19,8 @@ fn round_trip_and_overwrite() {
     {
         let mut tab = w.open_table("t").unwrap();
         for i in 0..5000 {
-            tab.insert(&key(i), format!("value {i}").as_bytes()).unwrap();
+            tab.insert(&key(i), format!("value {i}").as_bytes())
+                .unwrap();
         }
         assert_eq!(tab.len(), 5000);
         assert_eq!(tab.get(&key(42)).unwrap(), Some(&b"value 42"[..]));
@@ -88,6 +89,8 @@ fn delete_everything_back_to_an_empty_tree() {
         assert!(tab.is_empty());
         assert_eq!(tab.iter().unwrap().count(), 0);
         assert_eq!(tab.cursor().first().unwrap(), None);
+        let report = r.check().unwrap();
+        assert_eq!((report.entries, report.overflow_pages), (0, 0));
         drop(r);
 
         // Two more commits let the reuse rule release the last deletes' pages;
@@ -116,7 +119,9 @@ fn shuffle(v: &mut [u32], rng: &mut Rng) {
     }
 }
 
-fn bounds_cases() -> Vec<(Bound<Vec<u8>>, Bound<Vec<u8>>)> {
+type Bounds = (Bound<Vec<u8>>, Bound<Vec<u8>>);
+
+fn bounds_cases() -> Vec<Bounds> {
     let ks: Vec<Vec<u8>> = vec![
         b"".to_vec(),
         key(0),
@@ -199,11 +204,8 @@ fn ranges_with_every_kind_of_bound() {
         let mut it = tab.range(range).unwrap();
         let mut front = Vec::new();
         let mut back = Vec::new();
-        loop {
-            match it.next() {
-                Some(e) => front.push(e.unwrap().0.to_vec()),
-                None => break,
-            }
+        while let Some(e) = it.next() {
+            front.push(e.unwrap().0.to_vec());
             match it.next_back() {
                 Some(e) => back.push(e.unwrap().0.to_vec()),
                 None => break,
@@ -273,7 +275,9 @@ fn keys_at_the_limit_and_one_over() {
                 tab.insert(&k, &v).unwrap();
             }
             let err = tab.insert(&vec![1u8; max + 1], b"v").unwrap_err();
-            assert!(matches!(err, Error::KeyTooLarge { len, max: m } if len == max + 1 && m == max));
+            assert!(
+                matches!(err, Error::KeyTooLarge { len, max: m } if len == max + 1 && m == max)
+            );
             assert!(!tab.remove(&vec![1u8; max + 1]).unwrap());
         }
         w.commit().unwrap();
@@ -283,7 +287,10 @@ fn keys_at_the_limit_and_one_over() {
         for i in 0..200u8 {
             let mut k = vec![i; max];
             k[max - 1] = 0;
-            assert_eq!(tab.get(&k).unwrap().unwrap(), &vec![i; (i as usize) * 7][..]);
+            assert_eq!(
+                tab.get(&k).unwrap().unwrap(),
+                &vec![i; (i as usize) * 7][..]
+            );
         }
     }
 }
@@ -409,7 +416,10 @@ fn reopen_after_many_commits_gives_the_last_state() {
     let r = t.db().begin_read().unwrap();
     let tab = r.open_table("t").unwrap();
     assert_eq!(tab.len(), model.len() as u64);
-    assert_eq!(collect(tab.iter().unwrap()), model.into_iter().collect::<Vec<_>>());
+    assert_eq!(
+        collect(tab.iter().unwrap()),
+        model.into_iter().collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -431,7 +441,10 @@ fn tables_are_named_listed_and_deleted() {
     let r = t.db().begin_read().unwrap();
     assert_eq!(r.list_tables().unwrap(), ["a", "b", "c", "empty"]);
     assert_eq!(r.open_table("empty").unwrap().len(), 0);
-    assert_eq!(r.open_table("b").unwrap().get(&key(5)).unwrap(), Some(&b"b"[..]));
+    assert_eq!(
+        r.open_table("b").unwrap().get(&key(5)).unwrap(),
+        Some(&b"b"[..])
+    );
     drop(r);
 
     let mut w = t.db().begin_write().unwrap();
@@ -460,4 +473,6 @@ fn tables_are_named_listed_and_deleted() {
     assert!(matches!(r.open_table("b"), Err(Error::TableNotFound(_))));
     assert_eq!(r.open_table("d").unwrap().len(), 2000);
     assert_eq!(r.open_table("a").unwrap().len(), 2001);
+    let report = r.check().unwrap();
+    assert_eq!((report.tables, report.entries), (4, 2000 + 2001 + 2000));
 }

@@ -33,10 +33,14 @@ fn a_million_keys_in_random_order() {
     let tab = r.open_table("big").unwrap();
     assert_eq!(tab.len(), n);
     for i in 0..n {
-        assert_eq!(tab.get(&key(i)).unwrap(), Some(value(i).as_slice()), "key {i}");
+        assert_eq!(
+            tab.get(&key(i)).unwrap(),
+            Some(value(i).as_slice()),
+            "key {i}"
+        );
     }
     let mut sorted: Vec<(u64, [u8; 8])> = (0..n).map(|i| (i, key(i))).collect();
-    sorted.sort_by(|a, b| a.1.cmp(&b.1));
+    sorted.sort_by_key(|e| e.1);
 
     let mut count = 0usize;
     for (e, (i, k)) in tab.iter().unwrap().zip(&sorted) {
@@ -55,13 +59,18 @@ fn a_million_keys_in_random_order() {
         count += 1;
     }
     assert_eq!(count, n as usize);
+    let report = r.check().unwrap();
+    assert_eq!(report.entries, n);
+    eprintln!("1M keys: {report:?}");
 }
 
 #[test]
 fn a_256_mib_value_round_trips() {
     let mut t = TestDb::new(4096);
     let len = 256 << 20;
-    let big: Vec<u8> = (0..len).map(|i: usize| (i.wrapping_mul(31) >> 7) as u8).collect();
+    let big: Vec<u8> = (0..len)
+        .map(|i: usize| (i.wrapping_mul(31) >> 7) as u8)
+        .collect();
     let mut w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("blobs").unwrap();
@@ -103,4 +112,6 @@ fn a_256_mib_value_round_trips() {
     assert_eq!(got.len(), len);
     assert_eq!(got[12345], 5);
     assert!(got[..12345] == big[..12345] && got[12346..] == big[12346..]);
+    let report = r.check().unwrap();
+    assert_eq!(report.overflow_pages, 65537);
 }

@@ -12,10 +12,22 @@ use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 
 #[derive(Clone, Debug)]
 enum Op {
-    Insert { key: u16, len: u16, fill: u8 },
-    Remove { key: u16 },
-    Get { key: u16 },
-    Range { from: u16, to: u16, rev: bool },
+    Insert {
+        key: u16,
+        len: u16,
+        fill: u8,
+    },
+    Remove {
+        key: u16,
+    },
+    Get {
+        key: u16,
+    },
+    Range {
+        from: u16,
+        to: u16,
+        rev: bool,
+    },
     /// Opens a read transaction and compares it with the committed model.
     Read,
     Commit,
@@ -26,7 +38,7 @@ enum Op {
 /// Keys from a small domain so operations collide; some keys are long.
 fn key_bytes(k: u16) -> Vec<u8> {
     let base = format!("{:05}", k % 600).into_bytes();
-    if k % 7 == 0 {
+    if k.is_multiple_of(7) {
         let mut long = base.clone();
         long.resize(100, b'~');
         long
@@ -36,7 +48,9 @@ fn key_bytes(k: u16) -> Vec<u8> {
 }
 
 fn value_bytes(len: u16, fill: u8, key: u16) -> Vec<u8> {
-    (0..len as usize).map(|i| fill ^ (i as u8) ^ key as u8).collect()
+    (0..len as usize)
+        .map(|i| fill ^ (i as u8) ^ key as u8)
+        .collect()
 }
 
 impl Arbitrary for Op {
@@ -146,9 +160,12 @@ fn run(page_size: u32, ops: Vec<Op>) -> TestResult {
                         let tab = w.open_table("t").unwrap();
                         let it = tab.range(&a[..]..&b[..]).unwrap();
                         let mut got: Vec<(Vec<u8>, Vec<u8>)> = if rev {
-                            it.rev().map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect()
+                            it.rev()
+                                .map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+                                .collect()
                         } else {
-                            it.map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap()).collect()
+                            it.map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+                                .collect()
                         };
                         if rev {
                             got.reverse();
@@ -230,11 +247,27 @@ fn cases() -> u64 {
         .unwrap_or(150)
 }
 
+/// The generator, seeded from `LARCH_SEED` (or the clock), seed printed so a
+/// failure replays exactly.
+fn generator(name: &str) -> Gen {
+    let seed = std::env::var("LARCH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+        });
+    eprintln!("{name}: LARCH_SEED={seed}");
+    Gen::from_size_and_seed(400, seed)
+}
+
 #[test]
 fn model_512() {
     QuickCheck::new()
         .tests(cases())
-        .r#gen(Gen::new(400))
+        .rng(generator("model_512"))
         .quickcheck(run_512 as fn(Vec<Op>) -> TestResult);
 }
 
@@ -242,7 +275,7 @@ fn model_512() {
 fn model_4096() {
     QuickCheck::new()
         .tests(cases())
-        .r#gen(Gen::new(400))
+        .rng(generator("model_4096"))
         .quickcheck(run_4096 as fn(Vec<Op>) -> TestResult);
 }
 

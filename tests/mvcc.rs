@@ -61,7 +61,10 @@ fn a_reader_keeps_its_snapshot_through_100_commits() {
     let r = t.db().begin_read().unwrap();
     let now = r.open_table("t").unwrap();
     assert_eq!(now.len(), model.len() as u64);
-    assert_eq!(collect(now.iter().unwrap()), model.into_iter().collect::<Vec<_>>());
+    assert_eq!(
+        collect(now.iter().unwrap()),
+        model.into_iter().collect::<Vec<_>>()
+    );
 }
 
 #[test]
@@ -138,7 +141,10 @@ fn read_txn_is_send() {
     let r = t.db().begin_read().unwrap();
     std::thread::scope(|s| {
         s.spawn(move || {
-            assert_eq!(r.open_table("t").unwrap().get(b"a").unwrap(), Some(&b"1"[..]));
+            assert_eq!(
+                r.open_table("t").unwrap().get(b"a").unwrap(),
+                Some(&b"1"[..])
+            );
         });
     });
 }
@@ -167,9 +173,17 @@ fn churn_stops_growing_the_file() {
     // reach), freed pages are reused and the file stops growing: at most three
     // trees plus one growth step.
     assert_eq!(sizes[199], sizes[20], "file grew: {sizes:?}");
-    assert!(sizes[199] <= 3 * sizes[0] + (2 << 20), "file too large: {sizes:?}");
+    assert!(
+        sizes[199] <= 3 * sizes[0] + (2 << 20),
+        "file too large: {sizes:?}"
+    );
     let r = t.db().begin_read().unwrap();
     let tab = r.open_table("t").unwrap();
     assert_eq!(tab.len(), 10_000);
-    assert!(tab.get(&key(9)).unwrap().unwrap().starts_with(b"round 199 value 9 "));
+    assert!(
+        tab.get(&key(9))
+            .unwrap()
+            .unwrap()
+            .starts_with(b"round 199 value 9 ")
+    );
 }

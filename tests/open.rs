@@ -29,7 +29,12 @@ fn commit_value(db: &larch::Database, value: &[u8]) {
 
 fn read_value(db: &larch::Database) -> Vec<u8> {
     let r = db.begin_read().unwrap();
-    r.open_table("t").unwrap().get(b"k").unwrap().unwrap().to_vec()
+    r.open_table("t")
+        .unwrap()
+        .get(b"k")
+        .unwrap()
+        .unwrap()
+        .to_vec()
 }
 
 #[test]
@@ -56,7 +61,12 @@ fn child_open_probe() {
 fn a_second_open_from_another_process_is_refused() {
     let t = TestDb::new(4096);
     let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args(["--exact", "child_open_probe", "--nocapture", "--test-threads=1"])
+        .args([
+            "--exact",
+            "child_open_probe",
+            "--nocapture",
+            "--test-threads=1",
+        ])
         .env("LARCH_OPEN_PROBE", t.path())
         .status()
         .unwrap();
@@ -74,7 +84,10 @@ fn a_new_file_is_initialised_and_an_empty_one_too() {
     std::fs::File::create(&path).unwrap();
     let db = try_open(&path).unwrap();
     assert_eq!(db.last_txn_id(), 0);
-    assert_eq!(db.begin_read().unwrap().list_tables().unwrap(), Vec::<String>::new());
+    assert_eq!(
+        db.begin_read().unwrap().list_tables().unwrap(),
+        Vec::<String>::new()
+    );
     drop(db);
     assert_eq!(std::fs::metadata(&path).unwrap().len(), 2 * 4096);
     // The page size of an existing file wins over the option.
@@ -132,9 +145,11 @@ fn both_metas_bad_is_corrupted() {
 fn files_of_garbage_give_errors_not_panics() {
     let dir = tempfile::tempdir().unwrap();
     let mut rng = Rng(99);
-    for (i, len) in [1usize, 100, 511, 512, 4095, 4096, 8191, 8192, 65536, 300_000]
-        .into_iter()
-        .enumerate()
+    for (i, len) in [
+        1usize, 100, 511, 512, 4095, 4096, 8191, 8192, 65536, 300_000,
+    ]
+    .into_iter()
+    .enumerate()
     {
         let path = dir.path().join(format!("garbage{i}"));
         std::fs::write(&path, rng.bytes(len)).unwrap();
@@ -189,7 +204,13 @@ fn map_full_leaves_the_committed_state_intact() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("small.larch");
     // SAFETY: the test owns the file.
-    let db = unsafe { Options::new().page_size(4096).map_size(256 * 4096).open(&path) }.unwrap();
+    let db = unsafe {
+        Options::new()
+            .page_size(4096)
+            .map_size(256 * 4096)
+            .open(&path)
+    }
+    .unwrap();
     commit_value(&db, b"kept");
     let mut w = db.begin_write().unwrap();
     let err = {
@@ -218,7 +239,9 @@ fn invalid_options_are_refused() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("x");
     for ps in [0u32, 256, 1000, 131072] {
-        let err = unsafe { Options::new().page_size(ps).open(&path) }.err().unwrap();
+        let err = unsafe { Options::new().page_size(ps).open(&path) }
+            .err()
+            .unwrap();
         assert!(matches!(err, Error::InvalidOption(_)), "{ps}: {err:?}");
     }
 }

@@ -17,10 +17,16 @@ fn overflow_value_replaced_inline_in_one_transaction() {
     }
     w.commit().unwrap();
     let r = t.db().begin_read().unwrap();
-    assert_eq!(r.open_table("t").unwrap().get(b"00435").unwrap(), Some(&b""[..]));
+    assert_eq!(
+        r.open_table("t").unwrap().get(b"00435").unwrap(),
+        Some(&b""[..])
+    );
     drop(r);
     t.reopen();
     let r = t.db().begin_read().unwrap();
-    assert_eq!(r.open_table("t").unwrap().get(b"00435").unwrap(), Some(&b""[..]));
+    assert_eq!(
+        r.open_table("t").unwrap().get(b"00435").unwrap(),
+        Some(&b""[..])
+    );
     r.check().unwrap();
 }

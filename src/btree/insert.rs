@@ -127,7 +127,13 @@ fn insert_at<S: PageStore>(
             let root = s.alloc_node(false)?;
             let mut left = Vec::new();
             branch_cell(&mut left, id, b"");
-            rebuild(s.page_mut(root)?, root, false, txn, [left.as_slice(), up.as_slice()])?;
+            rebuild(
+                s.page_mut(root)?,
+                root,
+                false,
+                txn,
+                [left.as_slice(), up.as_slice()],
+            )?;
             desc.root = root;
             desc.depth += 1;
             return Ok(());

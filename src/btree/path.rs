@@ -57,7 +57,11 @@ impl Path {
 
     /// Makes every page on the path dirty, top-down, pointing each parent at
     /// its child's new copy and the descriptor at the new root.
-    pub(super) fn make_dirty<S: PageStore>(&mut self, s: &mut S, desc: &mut TableDesc) -> Result<()> {
+    pub(super) fn make_dirty<S: PageStore>(
+        &mut self,
+        s: &mut S,
+        desc: &mut TableDesc,
+    ) -> Result<()> {
         for level in 0..self.steps.len() {
             let old = self.steps[level].id;
             let new = s.cow(old)?;

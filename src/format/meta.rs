@@ -177,10 +177,7 @@ impl Meta {
                 .checked_mul(u64::from(page_size))
                 .is_some_and(|bytes| bytes <= file_len);
         let root_ok = |p: PageId| p == 0 || (2..meta.pages).contains(&p);
-        if !in_file
-            || !root_ok(meta.catalog.root)
-            || !root_ok(meta.freelist_head)
-        {
+        if !in_file || !root_ok(meta.catalog.root) || !root_ok(meta.freelist_head) {
             return Err(MetaError::Geometry);
         }
         Ok(meta)

@@ -489,7 +489,10 @@ mod tests {
         let mut p = page.clone();
         set_slot(&mut p, 0, 511);
         let n = Node::parse(&p, 3).unwrap();
-        assert!(matches!(n.key(0), Err(crate::Error::Corrupted { page: 3, .. })));
+        assert!(matches!(
+            n.key(0),
+            Err(crate::Error::Corrupted { page: 3, .. })
+        ));
         // A key length running past the page end.
         let mut p = page.clone();
         let off = slot(&p, 1);

@@ -38,7 +38,9 @@ pub(crate) struct PageHeader {
 /// Mutable access to the common header of a page buffer.
 pub(crate) fn header_mut(page: &mut [u8]) -> &mut PageHeader {
     // Page buffers are always at least MIN_PAGE_SIZE long.
-    PageHeader::mut_from_prefix(page).expect("page buffer holds a header").0
+    PageHeader::mut_from_prefix(page)
+        .expect("page buffer holds a header")
+        .0
 }
 
 /// Header of the first page of an overflow run: the common header, then the

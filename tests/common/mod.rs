@@ -44,7 +44,13 @@ impl TestDb {
 
 pub fn open(path: &Path, page_size: u32) -> Database {
     // SAFETY: the test owns the file and nothing else touches it.
-    unsafe { Options::new().page_size(page_size).map_size(1 << 34).open(path) }.unwrap()
+    unsafe {
+        Options::new()
+            .page_size(page_size)
+            .map_size(1 << 34)
+            .open(path)
+    }
+    .unwrap()
 }
 
 /// A deterministic pseudo-random sequence (splitmix64).
