@@ -21,3 +21,6 @@ pub(crate) use source::{MapView, PageSource, PageStore, load_node};
 /// Deepest tree a descent accepts. Trees this deep cannot exist (each branch
 /// holds at least two children), so the bound only stops cycles.
 pub(crate) const MAX_DEPTH: usize = 64;
+
+#[cfg(test)]
+mod tests;
