@@ -60,6 +60,7 @@ pub(crate) struct Pager {
 /// An opened, locked file before its page size is known.
 pub(crate) struct LockedFile {
     file: File,
+    storage: Box<dyn Storage>,
     len: u64,
 }
 
@@ -78,7 +79,10 @@ impl LockedFile {
             Err(TryLockError::Error(e)) => return Err(Error::Io(e)),
         }
         let len = file.metadata()?.len();
-        Ok(LockedFile { file, len })
+        let storage = Box::new(FileStorage {
+            file: file.try_clone()?,
+        });
+        Ok(LockedFile { file, storage, len })
     }
 
     pub(crate) fn len(&self) -> u64 {
@@ -108,13 +112,10 @@ impl LockedFile {
         let map = MmapOptions::new()
             .len(map_len)
             .map_raw_read_only(&self.file)?;
-        let storage = Box::new(FileStorage {
-            file: self.file.try_clone()?,
-        });
         Ok(Pager {
             _file: self.file,
             map,
-            storage,
+            storage: self.storage,
             page_size,
             file_len: AtomicU64::new(self.len),
         })
@@ -123,8 +124,8 @@ impl LockedFile {
     /// Writes `data` at `offset` and makes it durable (used to initialise a new
     /// file, before any map exists).
     pub(crate) fn write_durably(&mut self, data: &[u8], offset: u64) -> Result<()> {
-        self.file.write_all_at(data, offset)?;
-        self.file.sync_all()?;
+        self.storage.write_at(offset, data)?;
+        self.storage.sync()?;
         self.len = self.len.max(offset + data.len() as u64);
         Ok(())
     }
