@@ -5,7 +5,7 @@
 //! or listed free. Keys must be sorted within and across pages, leaves all at
 //! the depth their descriptor states, and entry counts must match.
 
-use crate::btree::{MapView, PageSource};
+use crate::btree::{MapView, PageSource, SliceView};
 use crate::error::{Result, corrupted};
 use crate::format::meta::{Meta, TableDesc};
 use crate::format::node::LeafValue;
@@ -42,14 +42,14 @@ pub struct CheckReport {
 /// A page still to visit: id, level, and the key bounds its parent gives it.
 type Pending = (PageId, usize, Option<Vec<u8>>, Option<Vec<u8>>);
 
-struct Checker<'a> {
-    view: MapView<'a>,
+struct Checker<P> {
+    view: P,
     page_size: usize,
     seen: Vec<bool>,
     report: CheckReport,
 }
 
-impl Checker<'_> {
+impl<'a, P: PageSource<'a>> Checker<P> {
     fn claim(&mut self, id: PageId, what: &'static str) -> Result<()> {
         match self.seen.get_mut(id as usize) {
             Some(seen) if id >= 2 => {
@@ -67,7 +67,7 @@ impl Checker<'_> {
     fn tree(
         &mut self,
         desc: &TableDesc,
-        mut leaf_entry: impl FnMut(&mut Self, &[u8], LeafValue<'_>) -> Result<()>,
+        mut leaf_entry: impl FnMut(&mut Self, &[u8], LeafValue<'a>) -> Result<()>,
     ) -> Result<()> {
         if desc.root == 0 {
             return Ok(());
@@ -129,7 +129,7 @@ impl Checker<'_> {
         Ok(())
     }
 
-    fn value(&mut self, value: LeafValue<'_>) -> Result<()> {
+    fn value(&mut self, value: LeafValue<'a>) -> Result<()> {
         if let LeafValue::Overflow { page, len } = value {
             let pages = overflow_run(self.view.page(page)?, page)?;
             if pages < overflow_pages(len, self.page_size) {
@@ -146,9 +146,30 @@ impl Checker<'_> {
 
 /// Checks the snapshot `meta` of the file behind `pager`.
 pub(crate) fn check(pager: &Pager, meta: &Meta) -> Result<CheckReport> {
+    let view = MapView::new(pager, meta.pages);
+    walk(view, pager.page_size(), meta).map(|(report, _)| report)
+}
+
+/// Checks the snapshot `meta` of a whole-file image.
+pub(crate) fn check_image(image: &[u8], meta: &Meta) -> Result<(CheckReport, Vec<PageId>)> {
+    let page_size = meta.page_size as usize;
+    walk(
+        SliceView::new(image, page_size, meta.pages),
+        page_size,
+        meta,
+    )
+}
+
+/// Walks a snapshot; returns the report and the pages reachable from its meta
+/// (tree, overflow and free-list pages; not the free ones).
+fn walk<'a>(
+    view: impl PageSource<'a>,
+    page_size: usize,
+    meta: &Meta,
+) -> Result<(CheckReport, Vec<PageId>)> {
     let mut c = Checker {
-        view: MapView::new(pager, meta.pages),
-        page_size: pager.page_size(),
+        view,
+        page_size,
         seen: vec![false; meta.pages as usize],
         report: CheckReport {
             txn_id: meta.txn_id,
@@ -180,6 +201,7 @@ pub(crate) fn check(pager: &Pager, meta: &Meta) -> Result<CheckReport> {
         c.claim(p, "free-list page also in use")?;
     }
     c.report.freelist_pages = chain.pages.len() as u64;
+    let reachable: Vec<PageId> = (0..meta.pages).filter(|&p| c.seen[p as usize]).collect();
     for &(_, p) in &chain.entries {
         c.claim(p, "free page also in use")?;
     }
@@ -187,5 +209,5 @@ pub(crate) fn check(pager: &Pager, meta: &Meta) -> Result<CheckReport> {
     if let Some(leaked) = c.seen.iter().skip(2).position(|s| !s) {
         return corrupted(leaked as u64 + 2, "page neither in use nor free (leaked)");
     }
-    Ok(c.report)
+    Ok((c.report, reachable))
 }

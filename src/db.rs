@@ -12,7 +12,7 @@ use crate::format::meta::{META_SIZE, Meta, MetaError, TableDesc, valid_page_size
 use crate::format::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageId};
 use crate::freelist::FreeList;
 use crate::freelist_io::read_chain;
-use crate::pager::{LockedFile, Pager, sync_parent_dir};
+use crate::pager::{LockedFile, Pager, StorageHook, sync_parent_dir};
 use crate::readers::ReaderTable;
 use crate::txn::{Core, ReadTxn, WriteTxn, WriterState};
 
@@ -27,10 +27,11 @@ pub const DEFAULT_MAP_SIZE: u64 = 64 << 30;
 /// let db = unsafe { opts.open("data.larch") }?;
 /// # Ok::<(), larch::Error>(())
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Options {
     page_size: u32,
     map_size: u64,
+    storage: Option<StorageHook>,
 }
 
 impl Default for Options {
@@ -38,7 +39,17 @@ impl Default for Options {
         Options {
             page_size: 4096,
             map_size: DEFAULT_MAP_SIZE,
+            storage: None,
         }
+    }
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("page_size", &self.page_size)
+            .field("map_size", &self.map_size)
+            .finish_non_exhaustive()
     }
 }
 
@@ -60,6 +71,20 @@ impl Options {
     /// address space, not memory.
     pub fn map_size(mut self, size: u64) -> Options {
         self.map_size = size;
+        self
+    }
+
+    /// Sends every write, resize and sync through the storage `hook` builds
+    /// from the opened file (for crash and fault tests).
+    #[cfg(feature = "testing")]
+    pub fn storage(
+        mut self,
+        hook: impl Fn(std::fs::File) -> std::io::Result<Box<dyn crate::testing::Storage>>
+        + Send
+        + Sync
+        + 'static,
+    ) -> Options {
+        self.storage = Some(std::sync::Arc::new(hook));
         self
     }
 
@@ -86,8 +111,8 @@ impl Options {
             ));
         }
         let path = path.as_ref();
-        let mut file = LockedFile::open(path)?;
-        if file.len() == 0 {
+        let mut file = LockedFile::open(path, self.storage.as_ref())?;
+        if is_blank(&file)? {
             initialise(&mut file, ps)?;
             sync_parent_dir(path)?;
         }
@@ -114,6 +139,20 @@ impl Options {
         }
         Err(first_error.expect("at least one candidate was tried"))
     }
+}
+
+/// Whether the file holds nothing yet: it is empty, or no longer than two of
+/// the largest pages and all zeros (a crash while it was first written).
+fn is_blank(file: &LockedFile) -> Result<bool> {
+    if file.len() == 0 {
+        return Ok(true);
+    }
+    if file.len() > 2 * MAX_PAGE_SIZE as u64 {
+        return Ok(false);
+    }
+    let mut buf = vec![0u8; file.len() as usize];
+    let n = file.read_at(&mut buf, 0)?;
+    Ok(buf[..n].iter().all(|&b| b == 0))
 }
 
 /// Writes the two metas of transaction 0 into an empty file and syncs it.

@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use crate::btree::{MapView, PageSource};
+use crate::btree::PageSource;
 use crate::error::{Result, corrupted};
 use crate::format::meta::Meta;
 use crate::format::page::{PageId, read_freelist};
@@ -15,7 +15,7 @@ pub(crate) struct Chain {
 }
 
 /// Reads the free-list chain of `meta`, checking every id, loop and count.
-pub(crate) fn read_chain(view: MapView<'_>, meta: &Meta) -> Result<Chain> {
+pub(crate) fn read_chain<'a>(view: impl PageSource<'a>, meta: &Meta) -> Result<Chain> {
     let mut chain = Vec::new();
     let mut chain_set = HashSet::new();
     let mut pages = HashSet::new();

@@ -46,6 +46,8 @@ mod freelist_io;
 mod pager;
 mod readers;
 mod table;
+#[cfg(feature = "testing")]
+pub mod testing;
 mod txn;
 
 pub use check::CheckReport;

@@ -18,7 +18,9 @@ use crate::error::{Error, Result, corrupted};
 use crate::format::page::PageId;
 
 /// Where the writer's bytes go. Reads never pass here: they come from the map.
-pub(crate) trait Storage: Send + Sync {
+///
+/// A test build (feature `testing`) can wrap it to record, drop or fail writes.
+pub trait Storage: Send + Sync {
     /// Writes all of `data` at byte `offset`.
     fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()>;
     /// Sets the file length.
@@ -27,9 +29,19 @@ pub(crate) trait Storage: Send + Sync {
     fn sync(&self) -> io::Result<()>;
 }
 
+/// Builds the storage of a freshly opened file (feature `testing`).
+pub type StorageHook = std::sync::Arc<dyn Fn(File) -> io::Result<Box<dyn Storage>> + Send + Sync>;
+
 /// The real file.
-struct FileStorage {
+pub struct FileStorage {
     file: File,
+}
+
+impl FileStorage {
+    /// Storage that writes to `file`.
+    pub fn new(file: File) -> FileStorage {
+        FileStorage { file }
+    }
 }
 
 impl Storage for FileStorage {
@@ -65,8 +77,9 @@ pub(crate) struct LockedFile {
 }
 
 impl LockedFile {
-    /// Opens (creating if missing) and locks the file at `path`.
-    pub(crate) fn open(path: &Path) -> Result<LockedFile> {
+    /// Opens (creating if missing) and locks the file at `path`; its writes go
+    /// through the storage `hook` builds, or straight to the file.
+    pub(crate) fn open(path: &Path, hook: Option<&StorageHook>) -> Result<LockedFile> {
         let file = OpenOptions::new()
             .read(true)
             .write(true)
@@ -79,9 +92,10 @@ impl LockedFile {
             Err(TryLockError::Error(e)) => return Err(Error::Io(e)),
         }
         let len = file.metadata()?.len();
-        let storage = Box::new(FileStorage {
-            file: file.try_clone()?,
-        });
+        let storage = match hook {
+            Some(hook) => hook(file.try_clone()?)?,
+            None => Box::new(FileStorage::new(file.try_clone()?)),
+        };
         Ok(LockedFile { file, storage, len })
     }
 

@@ -98,3 +98,45 @@ pub(crate) fn load_node(page: &[u8], id: PageId, level: usize, depth: u32) -> Re
     }
     Ok(node)
 }
+
+/// The pages of a snapshot held in a byte slice (a whole file image).
+#[derive(Clone, Copy)]
+pub(crate) struct SliceView<'a> {
+    image: &'a [u8],
+    page_size: usize,
+    pages: u64,
+}
+
+impl<'a> SliceView<'a> {
+    pub(crate) fn new(image: &'a [u8], page_size: usize, pages: u64) -> SliceView<'a> {
+        SliceView {
+            image,
+            page_size,
+            pages,
+        }
+    }
+
+    fn bytes(&self, id: PageId, n: u64, len: usize) -> Result<&'a [u8]> {
+        let start = (id as usize).saturating_mul(self.page_size);
+        match id.checked_add(n) {
+            Some(end) if id >= 2 && end <= self.pages && start + len <= self.image.len() => {
+                Ok(&self.image[start..start + len])
+            }
+            _ => corrupted(id, "page id outside the snapshot"),
+        }
+    }
+}
+
+impl<'a> PageSource<'a> for SliceView<'a> {
+    fn page(&self, id: PageId) -> Result<&'a [u8]> {
+        self.bytes(id, 1, self.page_size)
+    }
+
+    fn run(&self, id: PageId, len: usize) -> Result<&'a [u8]> {
+        let pages = overflow_run(self.page(id)?, id)?;
+        if pages < overflow_pages(len, self.page_size) {
+            return corrupted(id, "overflow run shorter than its value");
+        }
+        Ok(&self.bytes(id, pages, OVERFLOW_DATA + len)?[OVERFLOW_DATA..])
+    }
+}

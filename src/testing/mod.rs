@@ -1,0 +1,61 @@
+//! Test support, built with the `testing` feature: storage wrappers that
+//! record, drop and fail writes, and the reliability suites as library
+//! functions, so that plain tests and fuzz targets share them.
+//!
+//! Not a stable API.
+
+mod image;
+mod model;
+pub mod powerloss;
+mod recorder;
+
+pub use crate::pager::{FileStorage, Storage};
+pub use image::{ImageState, image_state};
+pub use model::{Model, read_model};
+pub use recorder::{CrashPoint, Fate, NoSync, Op, Recorder, apply};
+
+/// A small deterministic random generator (splitmix64).
+#[derive(Clone, Debug)]
+pub struct Rng(pub u64);
+
+impl Rng {
+    /// The next 64 random bits.
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// A number below `n` (`n > 0`).
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+
+    /// `len` random bytes.
+    pub fn bytes(&mut self, len: usize) -> Vec<u8> {
+        (0..len).map(|_| self.next_u64() as u8).collect()
+    }
+}
+
+/// The seed from `LARCH_SEED`, or one from the clock.
+pub fn seed_from_env() -> u64 {
+    std::env::var("LARCH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_nanos() as u64)
+                .unwrap_or(1)
+        })
+}
+
+/// The budget from `LARCH_BUDGET`, or `default`.
+pub fn budget_from_env(default: u64) -> u64 {
+    std::env::var("LARCH_BUDGET")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}

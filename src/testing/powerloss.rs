@@ -1,0 +1,425 @@
+//! The power-loss simulator (RELIABILITY.md, suite 3).
+//!
+//! A seeded workload runs on a database whose storage is a [`Recorder`]. At
+//! every sync (a crash point) the monitor checks that no pending write touches
+//! a page reachable from either durable meta or from a live reader, and crash
+//! images are built from the durable image plus subsets of the pending
+//! operations, each applied, dropped or torn at 512-byte sectors. Every image
+//! must open through the real map, pass `check`, and hold exactly the last
+//! acknowledged commit or the one in flight; then more transactions run on it
+//! and it must pass `check` again.
+
+use std::collections::HashSet;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::recorder::{CrashPoint, Fate, NoSync, Op, Recorder, apply};
+use super::{Model, Rng, image_state, read_model};
+use crate::pager::FileStorage;
+use crate::{Database, Options};
+
+/// What one run measured.
+#[derive(Clone, Debug, Default)]
+pub struct Figures {
+    /// Seed of the run.
+    pub seed: u64,
+    /// Page size of the database.
+    pub page_size: usize,
+    /// Committed transactions of the workload.
+    pub txns: u64,
+    /// Syncs at which a crash was simulated.
+    pub crash_points: u64,
+    /// Crash images opened and verified.
+    pub images: u64,
+    /// Images that opened to an older state than the last acknowledged commit.
+    pub lost_acked: u64,
+    /// Images that opened to a state that is neither the acknowledged commit
+    /// nor the one in flight.
+    pub mixed_states: u64,
+    /// Images that did not open.
+    pub unopenable: u64,
+    /// Images that failed `check` (at once, or after more transactions).
+    pub check_failures: u64,
+    /// Pending writes that touched a page a durable meta or a live reader
+    /// could reach.
+    pub monitor_violations: u64,
+    /// Transactions run on the recovered images.
+    pub after_txns: u64,
+}
+
+impl Figures {
+    /// Whether the run found no problem.
+    pub fn clean(&self) -> bool {
+        self.lost_acked == 0
+            && self.mixed_states == 0
+            && self.unopenable == 0
+            && self.check_failures == 0
+            && self.monitor_violations == 0
+    }
+}
+
+impl fmt::Display for Figures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "RELIABILITY suite=powerloss seed={} page_size={} txns={} crash_points={} images={} \
+             lost_acked={} mixed_states={} unopenable={} check_failures={} monitor_violations={} \
+             after_txns={}",
+            self.seed,
+            self.page_size,
+            self.txns,
+            self.crash_points,
+            self.images,
+            self.lost_acked,
+            self.mixed_states,
+            self.unopenable,
+            self.check_failures,
+            self.monitor_violations,
+            self.after_txns
+        )
+    }
+}
+
+/// What the crash images must show.
+struct Expect {
+    acked: Model,
+    acked_txn: u64,
+    in_flight: Option<Model>,
+    /// Pages reachable by the live readers' snapshots.
+    readers: Vec<Vec<u64>>,
+    figures: Figures,
+    rng: Rng,
+    scratch: PathBuf,
+    page_size: usize,
+    per_point: usize,
+    /// The first problems seen, for the report.
+    problems: Vec<String>,
+}
+
+const TABLES: [&str; 3] = ["alpha", "beta", "gamma"];
+
+/// One random transaction on `db`, mirrored in `model`: inserts of small and
+/// overflowing values, removals, table creation and deletion. About one in
+/// twelve aborts (`model` is then left as it was). `before_commit` sees the
+/// model the commit will make durable. Returns whether it committed.
+fn random_txn(
+    db: &Database,
+    model: &mut Model,
+    rng: &mut Rng,
+    before_commit: impl FnOnce(&Model),
+) -> crate::Result<bool> {
+    let mut next = model.clone();
+    let mut w = db.begin_write()?;
+    for _ in 0..1 + rng.below(12) {
+        let name = TABLES[rng.below(TABLES.len() as u64) as usize];
+        if rng.below(40) == 0 {
+            w.delete_table(name)?;
+            next.remove(name);
+            continue;
+        }
+        let mut t = w.open_table(name)?;
+        let entries = next.entry(name.to_owned()).or_default();
+        let key = format!("key{:04}", rng.below(400)).into_bytes();
+        match rng.below(10) {
+            0..=2 => {
+                t.remove(&key)?;
+                entries.remove(&key);
+            }
+            3 => {
+                let len = 600 + rng.below(6000) as usize;
+                let v = rng.bytes(len);
+                t.insert(&key, &v)?;
+                entries.insert(key, v);
+            }
+            _ => {
+                let len = rng.below(120) as usize;
+                let v = rng.bytes(len);
+                t.insert(&key, &v)?;
+                entries.insert(key, v);
+            }
+        }
+    }
+    if rng.below(12) == 0 {
+        w.abort();
+        return Ok(false);
+    }
+    before_commit(&next);
+    w.commit()?;
+    *model = next;
+    Ok(true)
+}
+
+fn open_fast(path: &Path, page_size: usize) -> crate::Result<Database> {
+    let opts = Options::new()
+        .page_size(page_size as u32)
+        .map_size(1 << 30)
+        .storage(|f| Ok(Box::new(NoSync(FileStorage::new(f)))));
+    // SAFETY: the scratch file belongs to this run alone.
+    #[allow(unsafe_code)]
+    unsafe {
+        opts.open(path)
+    }
+}
+
+impl Expect {
+    fn problem(&mut self, what: String) {
+        if self.problems.len() < 10 {
+            self.problems.push(what);
+        }
+    }
+
+    /// The monitor: pending writes may only touch free pages and the older
+    /// meta slot.
+    fn monitor(&mut self, cp: &CrashPoint<'_>) {
+        let ps = self.page_size;
+        let states = image_state(cp.durable, ps);
+        // The slot of the newest meta may be written only if the other slot
+        // holds the same transaction (a new file starts with two copies of 0).
+        let newest_txn = states.iter().map(|s| s.txn_id).max();
+        let copies = states
+            .iter()
+            .filter(|s| Some(s.txn_id) == newest_txn)
+            .count();
+        let newest = states
+            .iter()
+            .find(|s| Some(s.txn_id) == newest_txn && copies == 1)
+            .map(|s| s.slot);
+        let mut protected: HashSet<u64> = HashSet::new();
+        for s in &states {
+            protected.extend(s.reachable.iter().flatten().copied());
+        }
+        for r in &self.readers {
+            protected.extend(r.iter().copied());
+        }
+        for op in cp.pending {
+            let Op::Write { offset, data } = op else {
+                continue;
+            };
+            if data.is_empty() {
+                continue;
+            }
+            let first = offset / ps as u64;
+            let last = (offset + data.len() as u64 - 1) / ps as u64;
+            for page in first..=last {
+                let bad = if page < 2 {
+                    Some(page) == newest
+                } else {
+                    protected.contains(&page)
+                };
+                if bad {
+                    self.figures.monitor_violations += 1;
+                    self.problem(format!(
+                        "write touches live page {page} at sync {}",
+                        cp.syncs
+                    ));
+                }
+            }
+        }
+    }
+
+    /// Fates for the pending operations of one crash point.
+    fn fates(&mut self, pending: &[Op], garble: bool) -> Vec<Vec<Fate>> {
+        let k = pending.len();
+        let mut out = Vec::new();
+        // Every applied/dropped combination when there are few.
+        if k < 16 && (1usize << k) <= self.per_point / 2 {
+            for mask in 0..(1u32 << k) {
+                out.push(
+                    (0..k)
+                        .map(|i| {
+                            if mask & (1 << i) != 0 {
+                                Fate::Applied
+                            } else {
+                                Fate::Dropped
+                            }
+                        })
+                        .collect(),
+                );
+            }
+        } else {
+            out.push(vec![Fate::Applied; k]);
+            out.push(vec![Fate::Dropped; k]);
+        }
+        // Then random mixes with torn writes.
+        while out.len() < self.per_point.max(2) {
+            let fates = (0..k)
+                .map(|_| match self.rng.below(3) {
+                    0 => Fate::Applied,
+                    1 => Fate::Dropped,
+                    _ => Fate::Torn {
+                        seed: self.rng.next_u64(),
+                        garble,
+                    },
+                })
+                .collect();
+            out.push(fates);
+        }
+        out
+    }
+
+    fn crash_point(&mut self, cp: &CrashPoint<'_>) {
+        self.figures.crash_points += 1;
+        self.monitor(cp);
+        // A crash while a new file is first written leaves zeros or nothing;
+        // garbage there cannot be told from a foreign file.
+        let garble = !cp.durable.is_empty();
+        for fates in self.fates(cp.pending, garble) {
+            let image = apply(cp.durable, cp.pending, &fates);
+            self.verify(&image, cp.syncs);
+        }
+    }
+
+    fn verify(&mut self, image: &[u8], sync: u64) {
+        self.figures.images += 1;
+        let path = self.scratch.clone();
+        if std::fs::write(&path, image).is_err() {
+            self.figures.unopenable += 1;
+            return;
+        }
+        let db = match open_fast(&path, self.page_size) {
+            Ok(db) => db,
+            Err(e) => {
+                self.figures.unopenable += 1;
+                self.problem(format!("image at sync {sync} does not open: {e}"));
+                return;
+            }
+        };
+        match (db.check(), read_model(&db)) {
+            (Ok(_), Ok(model)) => {
+                if model != self.acked && self.in_flight.as_ref() != Some(&model) {
+                    if db.last_txn_id() < self.acked_txn {
+                        self.figures.lost_acked += 1;
+                    } else {
+                        self.figures.mixed_states += 1;
+                    }
+                    self.problem(format!(
+                        "image at sync {sync} holds txn {} which matches neither txn {} nor the one in flight",
+                        db.last_txn_id(),
+                        self.acked_txn
+                    ));
+                    return;
+                }
+                // Keep writing on the recovered file.
+                let mut model = model;
+                for _ in 0..20 {
+                    match random_txn(&db, &mut model, &mut self.rng, |_| {}) {
+                        Ok(_) => {}
+                        Err(e) => {
+                            self.figures.check_failures += 1;
+                            self.problem(format!("write after recovery failed: {e}"));
+                            return;
+                        }
+                    }
+                }
+                self.figures.after_txns += 20;
+                if let Err(e) = db.check() {
+                    self.figures.check_failures += 1;
+                    self.problem(format!("check after more transactions: {e}"));
+                }
+            }
+            (Err(e), _) | (_, Err(e)) => {
+                self.figures.check_failures += 1;
+                self.problem(format!("image at sync {sync} fails check: {e}"));
+            }
+        }
+    }
+}
+
+/// Runs the workload of `txns` transactions with `images` crash images in all,
+/// at `page_size`. Returns the figures and the first problems found.
+pub fn run(seed: u64, page_size: usize, txns: u64, images: u64) -> (Figures, Vec<String>) {
+    let dir = tempfile_dir(seed);
+    let path = dir.join("live.larch");
+    let per_point = images.div_ceil(2 * txns).max(2) as usize;
+    let expect = Arc::new(Mutex::new(Expect {
+        acked: Model::new(),
+        acked_txn: 0,
+        in_flight: None,
+        readers: Vec::new(),
+        figures: Figures {
+            seed,
+            page_size,
+            ..Figures::default()
+        },
+        rng: Rng(seed ^ 0x5eed),
+        scratch: dir.join("image.larch"),
+        page_size,
+        per_point,
+        problems: Vec::new(),
+    }));
+    let hook_expect = expect.clone();
+    let recorder = Recorder::new(move |cp| hook_expect.lock().crash_point(cp));
+    let hook = recorder.clone();
+    let opts = Options::new()
+        .page_size(page_size as u32)
+        .map_size(1 << 30)
+        .storage(move |f| hook.wrap(f));
+    // SAFETY: the file belongs to this run alone.
+    #[allow(unsafe_code)]
+    let db = unsafe { opts.open(&path) }.expect("open the live database");
+
+    let mut rng = Rng(seed);
+    let mut model = Model::new();
+    let mut reader: Option<(crate::ReadTxn<'_>, u64)> = None;
+    let mut committed = 0;
+    while committed < txns {
+        // Sometimes hold a reader over the next few commits.
+        if reader
+            .as_ref()
+            .is_some_and(|(_, until)| committed >= *until)
+        {
+            reader = None;
+            expect.lock().readers.clear();
+        }
+        if reader.is_none() && rng.below(5) == 0 {
+            let r = db.begin_read().expect("begin_read");
+            let image = std::fs::read(&path).expect("read the live file");
+            let reach = image_state(&image, page_size)
+                .into_iter()
+                .find(|s| s.txn_id == r.id())
+                .and_then(|s| s.reachable)
+                .unwrap_or_default();
+            expect.lock().readers = vec![reach];
+            reader = Some((r, committed + 1 + rng.below(4)));
+        }
+        let announce = |next: &Model| expect.lock().in_flight = Some(next.clone());
+        if !random_txn(&db, &mut model, &mut rng, announce).expect("workload transaction") {
+            continue;
+        }
+        committed += 1;
+        let mut e = expect.lock();
+        e.acked = model.clone();
+        e.acked_txn = db.last_txn_id();
+        e.in_flight = None;
+    }
+    drop(reader);
+    recorder.disarm();
+    let final_check = db.check();
+    let mut e = expect.lock();
+    if let Err(err) = final_check {
+        e.figures.check_failures += 1;
+        e.problem(format!("live database fails check: {err}"));
+    }
+    e.figures.txns = committed;
+    let out = (e.figures.clone(), e.problems.clone());
+    drop(e);
+    drop(db);
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+fn tempfile_dir(seed: u64) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "larch-powerloss-{}-{seed}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir
+}

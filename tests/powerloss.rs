@@ -1,0 +1,27 @@
+//! The power-loss simulator: every crash image of a seeded workload opens,
+//! passes the integrity check and holds exactly the last acknowledged commit or
+//! the one in flight (RELIABILITY.md, suite 3). `LARCH_SEED` replays a run;
+//! `LARCH_BUDGET` sets the number of crash images per page size.
+
+use larch::testing::{budget_from_env, powerloss, seed_from_env};
+
+fn suite(page_size: usize, seed: u64) {
+    let images = budget_from_env(3000);
+    let txns = 100;
+    eprintln!("powerloss page_size={page_size}: LARCH_SEED={seed} LARCH_BUDGET={images}");
+    let (figures, problems) = powerloss::run(seed, page_size, txns, images);
+    println!("{figures}");
+    assert!(figures.clean(), "{figures}\n{}", problems.join("\n"));
+    assert!(figures.images >= images * 9 / 10, "{figures}");
+    assert_eq!(figures.txns, txns);
+}
+
+#[test]
+fn power_loss_at_every_sync_512() {
+    suite(512, seed_from_env());
+}
+
+#[test]
+fn power_loss_at_every_sync_4096() {
+    suite(4096, seed_from_env().wrapping_add(1));
+}
