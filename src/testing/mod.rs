@@ -4,6 +4,7 @@
 //!
 //! Not a stable API.
 
+pub mod faults;
 mod image;
 mod model;
 pub mod powerloss;

@@ -1,0 +1,293 @@
+//! I/O fault injection (RELIABILITY.md, suite 4).
+//!
+//! A countdown storage fails the n-th write, resize or sync with EIO, with
+//! ENOSPC, or as a short write, for n = 1, 2, ... until the workload completes
+//! without reaching the fault. Every fault must come back as `Err` (no panic),
+//! poison the handle, and leave a file that reopens to exactly the state
+//! before or after the failed transaction, passing `check` with no page leaked.
+
+use std::fmt;
+use std::io;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use super::{Model, Rng, read_model};
+use crate::pager::{FileStorage, Storage};
+use crate::{Database, Error, Options};
+
+/// Which operation fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    /// A write.
+    Write,
+    /// A resize.
+    Resize,
+    /// A sync.
+    Sync,
+}
+
+/// How it fails.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Fault {
+    /// EIO.
+    Eio,
+    /// ENOSPC.
+    NoSpace,
+    /// Half the bytes are written, then the write fails.
+    Short,
+}
+
+struct Countdown {
+    file: FileStorage,
+    kind: Kind,
+    fault: Fault,
+    /// Operations of `kind` left before the failing one.
+    left: Arc<AtomicU64>,
+    fired: Arc<AtomicBool>,
+}
+
+impl Countdown {
+    fn hit(&self, kind: Kind) -> bool {
+        if kind != self.kind || self.fired.load(Ordering::SeqCst) {
+            return false;
+        }
+        if self.left.fetch_sub(1, Ordering::SeqCst) == 1 {
+            self.fired.store(true, Ordering::SeqCst);
+            return true;
+        }
+        false
+    }
+
+    fn error(&self) -> io::Error {
+        match self.fault {
+            Fault::NoSpace => io::Error::from_raw_os_error(28),
+            Fault::Eio | Fault::Short => io::Error::from_raw_os_error(5),
+        }
+    }
+}
+
+impl Storage for Countdown {
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        if self.hit(Kind::Write) {
+            if self.fault == Fault::Short {
+                self.file.write_at(offset, &data[..data.len() / 2])?;
+                return Err(io::Error::new(io::ErrorKind::WriteZero, "short write"));
+            }
+            return Err(self.error());
+        }
+        self.file.write_at(offset, data)
+    }
+
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        if self.hit(Kind::Resize) {
+            return Err(self.error());
+        }
+        self.file.set_len(len)
+    }
+
+    fn sync(&self) -> io::Result<()> {
+        if self.hit(Kind::Sync) {
+            return Err(self.error());
+        }
+        self.file.sync()
+    }
+}
+
+/// What one run measured.
+#[derive(Clone, Debug, Default)]
+pub struct Figures {
+    /// Seed of the workload.
+    pub seed: u64,
+    /// Runs in which the fault fired.
+    pub fault_sites: u64,
+    /// Runs that panicked.
+    pub panics: u64,
+    /// Reopened files that held neither the state before nor after the failed
+    /// transaction, or failed `check`.
+    pub corruptions: u64,
+    /// Write transactions that started on a poisoned handle, or errors that
+    /// did not poison it.
+    pub poison_violations: u64,
+}
+
+impl Figures {
+    /// Whether the run found no problem.
+    pub fn clean(&self) -> bool {
+        self.panics == 0 && self.corruptions == 0 && self.poison_violations == 0
+    }
+}
+
+impl fmt::Display for Figures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "RELIABILITY suite=faults seed={} fault_sites={} panics={} corruptions={} poison_violations={}",
+            self.seed, self.fault_sites, self.panics, self.corruptions, self.poison_violations
+        )
+    }
+}
+
+/// The outcome of one run with one fault armed.
+enum Outcome {
+    /// The workload finished before the fault was reached.
+    Completed,
+    /// A commit failed; the models before and after it.
+    Failed { before: Model, after: Model },
+}
+
+/// The workload: `txns` seeded transactions; stops at the first error.
+fn workload(db: &Database, seed: u64, txns: u64, problems: &mut Vec<String>) -> Outcome {
+    let mut rng = Rng(seed);
+    let mut model = Model::new();
+    for _ in 0..txns {
+        let mut next = model.clone();
+        let result = (|| -> crate::Result<()> {
+            let mut w = db.begin_write()?;
+            for _ in 0..1 + rng.below(30) {
+                let name = ["a", "b"][rng.below(2) as usize];
+                let mut t = w.open_table(name)?;
+                let entries = next.entry(name.to_owned()).or_default();
+                let key = format!("k{:05}", rng.below(3000)).into_bytes();
+                if rng.below(4) == 0 {
+                    t.remove(&key)?;
+                    entries.remove(&key);
+                } else {
+                    let len = if rng.below(8) == 0 { 5000 } else { 200 };
+                    let v = rng.bytes(len);
+                    t.insert(&key, &v)?;
+                    entries.insert(key, v);
+                }
+            }
+            w.commit()
+        })();
+        match result {
+            Ok(()) => model = next,
+            Err(e) => {
+                if !matches!(e, Error::Io(_)) {
+                    problems.push(format!("fault surfaced as {e:?}"));
+                }
+                return Outcome::Failed {
+                    before: model,
+                    after: next,
+                };
+            }
+        }
+    }
+    Outcome::Completed
+}
+
+fn open(
+    path: &Path,
+    storage: Option<(Kind, Fault, u64, Arc<AtomicBool>)>,
+) -> crate::Result<Database> {
+    let mut opts = Options::new().page_size(1024).map_size(1 << 30);
+    if let Some((kind, fault, n, fired)) = storage {
+        let left = Arc::new(AtomicU64::new(n));
+        opts = opts.storage(move |f| {
+            Ok(Box::new(Countdown {
+                file: FileStorage::new(f),
+                kind,
+                fault,
+                left: left.clone(),
+                fired: fired.clone(),
+            }))
+        });
+    }
+    // SAFETY: the file belongs to this run alone.
+    #[allow(unsafe_code)]
+    unsafe {
+        opts.open(path)
+    }
+}
+
+/// Runs every kind of fault at every position of a `txns`-transaction
+/// workload. Returns the figures and the first problems found.
+pub fn run(seed: u64, txns: u64) -> (Figures, Vec<String>) {
+    let mut figures = Figures {
+        seed,
+        ..Figures::default()
+    };
+    let mut problems = Vec::new();
+    let dir = std::env::temp_dir().join(format!("larch-faults-{}-{seed}", std::process::id()));
+    let kinds = [Kind::Write, Kind::Resize, Kind::Sync];
+    let faults = [Fault::Eio, Fault::NoSpace, Fault::Short];
+    for kind in kinds {
+        for fault in faults {
+            if fault == Fault::Short && kind != Kind::Write {
+                continue;
+            }
+            for n in 1.. {
+                let _ = std::fs::remove_dir_all(&dir);
+                std::fs::create_dir_all(&dir).expect("scratch directory");
+                let path = dir.join("db.larch");
+                // Create the file first, so the countdown starts with the workload.
+                drop(open(&path, None).expect("create"));
+                let fired = Arc::new(AtomicBool::new(false));
+                let site = format!("{kind:?}/{fault:?}/{n}");
+                let run = catch_unwind(AssertUnwindSafe(|| {
+                    let db = open(&path, Some((kind, fault, n, fired.clone())))
+                        .expect("open with the countdown");
+                    let outcome = workload(&db, seed, txns, &mut problems);
+                    if let Outcome::Failed { .. } = outcome {
+                        // The handle is poisoned now.
+                        match db.begin_write() {
+                            Err(Error::Poisoned) => {}
+                            other => {
+                                figures.poison_violations += 1;
+                                problems.push(format!(
+                                    "{site}: write after the fault gave {:?}",
+                                    other.err()
+                                ));
+                            }
+                        }
+                        // Readers still work on the last good commit.
+                        if let Err(e) = db.check() {
+                            figures.corruptions += 1;
+                            problems.push(format!("{site}: live check failed: {e}"));
+                        }
+                    }
+                    outcome
+                }));
+                let outcome = match run {
+                    Ok(outcome) => outcome,
+                    Err(_) => {
+                        figures.panics += 1;
+                        problems.push(format!("{site}: panicked"));
+                        break;
+                    }
+                };
+                let Outcome::Failed { before, after } = outcome else {
+                    if fired.load(Ordering::SeqCst) {
+                        figures.fault_sites += 1;
+                        problems.push(format!("{site}: the fault fired but no error came back"));
+                        figures.corruptions += 1;
+                    }
+                    break;
+                };
+                figures.fault_sites += 1;
+                match open(&path, None) {
+                    Ok(db) => match (db.check(), read_model(&db)) {
+                        (Ok(_), Ok(model)) if model == before || model == after => {}
+                        (Ok(_), Ok(_)) => {
+                            figures.corruptions += 1;
+                            problems.push(format!("{site}: reopened to a third state"));
+                        }
+                        (Err(e), _) | (_, Err(e)) => {
+                            figures.corruptions += 1;
+                            problems.push(format!("{site}: reopened file fails check: {e}"));
+                        }
+                    },
+                    Err(e) => {
+                        figures.corruptions += 1;
+                        problems.push(format!("{site}: does not reopen: {e}"));
+                    }
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    problems.truncate(10);
+    (figures, problems)
+}
