@@ -4,6 +4,7 @@
 //!
 //! Not a stable API.
 
+pub mod corrupt;
 pub mod faults;
 mod image;
 mod model;

@@ -1,0 +1,239 @@
+//! The integrity checker's own test (RELIABILITY.md, suite 2): damage a valid
+//! image in one way at a time and require `check` to notice.
+
+use std::fmt;
+use std::path::Path;
+
+use crate::btree::{PageSource, SliceView};
+use crate::format::meta::{META_SIZE, Meta, TableDesc};
+use crate::format::node::{LeafValue, Node};
+use crate::format::page::PageId;
+use crate::{Database, Options};
+
+const PS: usize = 512;
+
+/// One way of damaging a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Class {
+    /// Two branch cells point at the same child.
+    DoubleReference,
+    /// A page is neither reachable nor free.
+    LeakedPage,
+    /// A branch points back at the root.
+    Cycle,
+    /// Keys inside a leaf out of order.
+    UnsortedKeys,
+    /// A reachable page is listed free.
+    FreeAlsoReachable,
+    /// An overflow value longer than its run.
+    BadOverflowLength,
+    /// A table's entry count differs from its entries.
+    CountMismatch,
+}
+
+/// Every class.
+pub const CLASSES: [Class; 7] = [
+    Class::DoubleReference,
+    Class::LeakedPage,
+    Class::Cycle,
+    Class::UnsortedKeys,
+    Class::FreeAlsoReachable,
+    Class::BadOverflowLength,
+    Class::CountMismatch,
+];
+
+/// What the run measured.
+#[derive(Clone, Debug, Default)]
+pub struct Figures {
+    /// Classes injected.
+    pub classes_injected: u64,
+    /// Classes `check` (or open) reported.
+    pub classes_detected: u64,
+    /// How each detected class was reported.
+    pub reasons: Vec<String>,
+}
+
+impl fmt::Display for Figures {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "RELIABILITY suite=checker classes_injected={} classes_detected={}",
+            self.classes_injected, self.classes_detected
+        )
+    }
+}
+
+fn open(path: &Path) -> crate::Result<Database> {
+    // SAFETY: the file belongs to this run alone.
+    #[allow(unsafe_code)]
+    unsafe {
+        Options::new().page_size(PS as u32).map_size(1 << 28).open(path)
+    }
+}
+
+/// A database with a deep table, overflow values and a non-empty free list.
+fn build(path: &Path) -> crate::Result<()> {
+    let db = open(path)?;
+    let mut w = db.begin_write()?;
+    {
+        let mut t = w.open_table("t")?;
+        for i in 0..2000u32 {
+            let v = if i % 50 == 0 { vec![i as u8; 1500] } else { vec![i as u8; 20] };
+            t.insert(format!("key{i:05}").as_bytes(), &v)?;
+        }
+    }
+    w.commit()?;
+    let mut w = db.begin_write()?;
+    {
+        let mut t = w.open_table("t")?;
+        for i in (0..2000u32).step_by(3) {
+            t.remove(format!("key{i:05}").as_bytes())?;
+        }
+    }
+    w.commit()?;
+    db.check()?;
+    Ok(())
+}
+
+/// The newest valid meta of an image.
+fn newest(image: &[u8]) -> Meta {
+    (0..2)
+        .filter_map(|slot| Meta::decode(&image[slot * PS..slot * PS + META_SIZE], image.len() as u64).ok())
+        .max_by_key(|m| m.txn_id)
+        .expect("the base image has a valid meta")
+}
+
+fn write_meta(image: &mut [u8], meta: &Meta) {
+    let slot = (meta.txn_id % 2) as usize;
+    image[slot * PS..slot * PS + META_SIZE].copy_from_slice(&meta.encode());
+}
+
+fn view<'a>(image: &'a [u8], meta: &Meta) -> SliceView<'a> {
+    SliceView::new(image, PS, meta.pages)
+}
+
+fn node<'a>(image: &'a [u8], meta: &Meta, id: PageId) -> Node<'a> {
+    Node::parse(view(image, meta).page(id).expect("page"), id).expect("node")
+}
+
+/// The table's descriptor and the offset of its bytes in the image.
+fn table(image: &[u8], meta: &Meta) -> (TableDesc, usize) {
+    let leaf = node(image, meta, meta.catalog.root);
+    let (_, value) = leaf.entry(0).expect("catalog entry");
+    let LeafValue::Inline(bytes) = value else {
+        panic!("descriptor inline")
+    };
+    let offset = bytes.as_ptr() as usize - image.as_ptr() as usize;
+    (TableDesc::decode(bytes).expect("descriptor"), offset)
+}
+
+/// Byte offset of cell `i` of page `id`.
+fn cell_offset(image: &[u8], meta: &Meta, id: PageId, i: usize) -> usize {
+    let cell = node(image, meta, id).cell(i).expect("cell");
+    cell.as_ptr() as usize - image.as_ptr() as usize
+}
+
+/// Damages `image` in the way of `class`.
+fn inject(image: &mut Vec<u8>, class: Class) {
+    let meta = newest(image);
+    let (desc, desc_at) = table(image, &meta);
+    let root = desc.root;
+    match class {
+        Class::DoubleReference => {
+            // Cell 1's child := cell 2's child.
+            let child2 = node(image, &meta, root).child(2).expect("child");
+            let at = cell_offset(image, &meta, root, 1);
+            image[at..at + 8].copy_from_slice(&child2.to_le_bytes());
+        }
+        Class::LeakedPage => {
+            let mut m = meta;
+            m.pages += 1;
+            if image.len() < m.pages as usize * PS {
+                image.resize(m.pages as usize * PS, 0);
+            }
+            write_meta(image, &m);
+        }
+        Class::Cycle => {
+            let at = cell_offset(image, &meta, root, 0);
+            image[at..at + 8].copy_from_slice(&root.to_le_bytes());
+        }
+        Class::UnsortedKeys => {
+            // Find the leftmost leaf and make its last key smaller than its first.
+            let mut id = root;
+            let leaf = loop {
+                let n = node(image, &meta, id);
+                if n.is_leaf() {
+                    break n;
+                }
+                id = n.child(0).expect("child");
+            };
+            let last = leaf.count() - 1;
+            let at = cell_offset(image, &meta, id, last) + 8;
+            image[at..at + 3].copy_from_slice(b"aaa");
+        }
+        Class::FreeAlsoReachable => {
+            // Replace the first free-list entry with the table's root.
+            let head = meta.freelist_head as usize;
+            assert!(head != 0 && meta.freelist_entries > 0);
+            let at = head * PS + 24 + 8;
+            image[at..at + 8].copy_from_slice(&root.to_le_bytes());
+        }
+        Class::BadOverflowLength => {
+            // The first overflow value claims to be far longer than its run.
+            let mut stack = vec![root];
+            while let Some(id) = stack.pop() {
+                let n = node(image, &meta, id);
+                for i in 0..n.count() {
+                    if !n.is_leaf() {
+                        stack.push(n.child(i).expect("child"));
+                        continue;
+                    }
+                    if let (_, LeafValue::Overflow { .. }) = n.entry(i).expect("entry") {
+                        let at = cell_offset(image, &meta, id, i) + 4;
+                        image[at..at + 4].copy_from_slice(&100_000u32.to_le_bytes());
+                        return;
+                    }
+                }
+            }
+            panic!("no overflow value in the base image");
+        }
+        Class::CountMismatch => {
+            let mut d = desc;
+            d.entries += 1;
+            image[desc_at..desc_at + d.encode().len()].copy_from_slice(&d.encode());
+        }
+    }
+}
+
+/// Injects every class into a fresh copy of a valid image; returns the figures
+/// and the classes that went unnoticed.
+pub fn run() -> (Figures, Vec<Class>) {
+    let dir = std::env::temp_dir().join(format!("larch-corrupt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    let base_path = dir.join("base.larch");
+    let _ = std::fs::remove_file(&base_path);
+    build(&base_path).expect("build the base image");
+    let base = std::fs::read(&base_path).expect("read the base image");
+    let mut figures = Figures::default();
+    let mut missed = Vec::new();
+    for class in CLASSES {
+        let mut image = base.clone();
+        inject(&mut image, class);
+        figures.classes_injected += 1;
+        let path = dir.join("damaged.larch");
+        std::fs::write(&path, &image).expect("write the damaged image");
+        assert!(image != base, "{class:?} changed nothing");
+        let found = match open(&path) {
+            Err(e) => Some(format!("open: {e}")),
+            Ok(db) => db.check().err().map(|e| format!("check: {e}")),
+        };
+        if let Some(how) = found {
+            figures.reasons.push(format!("{class:?}: {how}"));
+            figures.classes_detected += 1;
+        } else {
+            missed.push(class);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    (figures, missed)
+}
