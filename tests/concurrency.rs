@@ -24,7 +24,9 @@ fn pinned_snapshots_stay_exact_while_the_writer_churns() {
     // The model of every committed transaction, by id.
     let models: Mutex<HashMap<u64, Arc<Model>>> = Mutex::new(HashMap::new());
     let published = Condvar::new();
-    models.lock().insert(db.last_txn_id(), Arc::new(Model::new()));
+    models
+        .lock()
+        .insert(db.last_txn_id(), Arc::new(Model::new()));
     let stop = AtomicBool::new(false);
     let verified = AtomicU64::new(0);
     let violations = AtomicU64::new(0);
@@ -110,6 +112,9 @@ fn pinned_snapshots_stay_exact_while_the_writer_churns() {
          snapshots_verified={verified} violations={violations}"
     );
     assert_eq!(violations, 0);
-    assert!(verified > rounds, "readers verified only {verified} snapshots");
+    assert!(
+        verified > rounds,
+        "readers verified only {verified} snapshots"
+    );
     t.db().check().unwrap();
 }

@@ -15,7 +15,11 @@ use larch::testing::{budget_from_env, seed_from_env};
 
 fn value(i: u64) -> Vec<u8> {
     // Some values spill to overflow pages, so commits grow the file.
-    let len = if i % 5 == 0 { 3000 + (i % 7) as usize * 1000 } else { 64 };
+    let len = if i % 5 == 0 {
+        3000 + (i % 7) as usize * 1000
+    } else {
+        64
+    };
     (0..len).map(|j| (i as usize * 31 + j) as u8).collect()
 }
 
@@ -38,7 +42,8 @@ fn child_writer() {
             t.insert(&next.to_be_bytes(), &value(next)).unwrap();
             // Churn a second table so pages are freed and reused.
             let mut s = w.open_table("scratch").unwrap();
-            s.insert(&(next % 50).to_be_bytes(), &value(next + 1)).unwrap();
+            s.insert(&(next % 50).to_be_bytes(), &value(next + 1))
+                .unwrap();
         }
         w.commit().unwrap();
         writeln!(out, "ack {next}").unwrap();
@@ -109,5 +114,8 @@ fn kill_nine_loses_no_acknowledged_commit() {
         recovery_max.as_millis()
     );
     assert_eq!(lost, 0);
-    assert!(acked.is_some_and(|a| a > kills), "the child barely committed");
+    assert!(
+        acked.is_some_and(|a| a > kills),
+        "the child barely committed"
+    );
 }

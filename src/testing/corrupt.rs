@@ -67,7 +67,10 @@ fn open(path: &Path) -> crate::Result<Database> {
     // SAFETY: the file belongs to this run alone.
     #[allow(unsafe_code)]
     unsafe {
-        Options::new().page_size(PS as u32).map_size(1 << 28).open(path)
+        Options::new()
+            .page_size(PS as u32)
+            .map_size(1 << 28)
+            .open(path)
     }
 }
 
@@ -78,7 +81,11 @@ fn build(path: &Path) -> crate::Result<()> {
     {
         let mut t = w.open_table("t")?;
         for i in 0..2000u32 {
-            let v = if i % 50 == 0 { vec![i as u8; 1500] } else { vec![i as u8; 20] };
+            let v = if i % 50 == 0 {
+                vec![i as u8; 1500]
+            } else {
+                vec![i as u8; 20]
+            };
             t.insert(format!("key{i:05}").as_bytes(), &v)?;
         }
     }
@@ -98,7 +105,9 @@ fn build(path: &Path) -> crate::Result<()> {
 /// The newest valid meta of an image.
 fn newest(image: &[u8]) -> Meta {
     (0..2)
-        .filter_map(|slot| Meta::decode(&image[slot * PS..slot * PS + META_SIZE], image.len() as u64).ok())
+        .filter_map(|slot| {
+            Meta::decode(&image[slot * PS..slot * PS + META_SIZE], image.len() as u64).ok()
+        })
         .max_by_key(|m| m.txn_id)
         .expect("the base image has a valid meta")
 }

@@ -6,6 +6,7 @@
 
 pub mod corrupt;
 pub mod faults;
+pub mod fuzz;
 mod image;
 mod model;
 pub mod powerloss;

@@ -97,6 +97,11 @@ impl Recorder {
     pub fn disarm(&self) {
         self.state.lock().on_sync = None;
     }
+
+    /// Calls `on_sync` from now on.
+    pub fn set_on_sync(&self, on_sync: impl FnMut(&CrashPoint<'_>) + Send + 'static) {
+        self.state.lock().on_sync = Some(Box::new(on_sync));
+    }
 }
 
 struct Recording {
