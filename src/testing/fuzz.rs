@@ -170,6 +170,9 @@ pub fn page_bytes(data: &[u8]) {
     }
 }
 
+/// The durable image and the pending operations at a crash point.
+type Captured = (Vec<u8>, Vec<Op>);
+
 /// Target `ops`: the input is a sequence of operations against a `BTreeMap`
 /// model, with commits, aborts and crashes. A crash builds the file a power
 /// loss at the next sync would leave (the input chooses which pending writes
@@ -181,8 +184,7 @@ pub fn ops(data: &[u8]) {
     let scratch = Scratch::new("ops");
     let recorder = Recorder::new(|_| {});
     let hook = recorder.clone();
-    let captured: std::sync::Arc<parking_lot::Mutex<Option<(Vec<u8>, Vec<Op>)>>> =
-        Default::default();
+    let captured: std::sync::Arc<parking_lot::Mutex<Option<Captured>>> = Default::default();
     let mut bytes = data.iter().copied();
     let mut next = || bytes.next();
     let Some(page_shift) = next() else { return };
