@@ -15,7 +15,7 @@ use larch::testing::{budget_from_env, seed_from_env};
 
 fn value(i: u64) -> Vec<u8> {
     // Some values spill to overflow pages, so commits grow the file.
-    let len = if i % 5 == 0 {
+    let len = if i.is_multiple_of(5) {
         3000 + (i % 7) as usize * 1000
     } else {
         64

@@ -53,6 +53,7 @@ pub fn open(path: &Path, page_size: u32) -> Database {
     .unwrap()
 }
 
+#[allow(unused_imports)]
 pub use larch::testing::Rng;
 
 /// Collects a range into owned pairs.
