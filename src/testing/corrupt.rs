@@ -214,6 +214,19 @@ fn inject(image: &mut Vec<u8>, class: Class) {
     }
 }
 
+/// A valid image (page size 512) with `class` of damage injected.
+pub fn damaged_image(class: Class) -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("larch-damaged-{}-{class:?}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    let path = dir.join("base.larch");
+    let _ = std::fs::remove_file(&path);
+    build(&path).expect("build the base image");
+    let mut image = std::fs::read(&path).expect("read the base image");
+    let _ = std::fs::remove_dir_all(&dir);
+    inject(&mut image, class);
+    image
+}
+
 /// Injects every class into a fresh copy of a valid image; returns the figures
 /// and the classes that went unnoticed.
 pub fn run() -> (Figures, Vec<Class>) {

@@ -44,7 +44,7 @@ fn open(path: &Path, page_size: u32) -> crate::Result<Database> {
 
 /// Reads everything reachable, both ways, checks, then writes and checks
 /// again. Errors are fine; panics are not. Returns the first error.
-fn exercise(db: &Database) -> crate::Result<()> {
+pub fn exercise(db: &Database) -> crate::Result<()> {
     let r = db.begin_read()?;
     let names = r.list_tables()?;
     for name in names.iter().take(8) {

@@ -42,3 +42,67 @@ pub fn image_state(image: &[u8], page_size: usize) -> Vec<ImageState> {
     }
     out
 }
+
+/// The fields of a meta slot, for tests that forge metas with valid checksums.
+#[derive(Clone, Debug)]
+pub struct MetaFields {
+    /// Page size.
+    pub page_size: u32,
+    /// Transaction id.
+    pub txn_id: u64,
+    /// Pages in use.
+    pub pages: u64,
+    /// First free-list page.
+    pub freelist_head: u64,
+    /// Free-list entries.
+    pub freelist_entries: u64,
+    /// Catalog root page.
+    pub catalog_root: u64,
+    /// Number of tables.
+    pub catalog_entries: u64,
+    /// Catalog depth.
+    pub catalog_depth: u32,
+}
+
+/// Rewrites meta slot `slot` of `image` (whose slots sit `page_size` apart)
+/// with `edit` applied, and a valid checksum. Returns false when the slot held
+/// no valid meta to start from.
+pub fn edit_meta(
+    image: &mut [u8],
+    page_size: usize,
+    slot: usize,
+    edit: impl FnOnce(&mut MetaFields),
+) -> bool {
+    let at = slot * page_size;
+    let Some(bytes) = image.get(at..at + META_SIZE) else {
+        return false;
+    };
+    let Ok(meta) = Meta::decode(bytes, u64::MAX) else {
+        return false;
+    };
+    let mut f = MetaFields {
+        page_size: meta.page_size,
+        txn_id: meta.txn_id,
+        pages: meta.pages,
+        freelist_head: meta.freelist_head,
+        freelist_entries: meta.freelist_entries,
+        catalog_root: meta.catalog.root,
+        catalog_entries: meta.catalog.entries,
+        catalog_depth: meta.catalog.depth,
+    };
+    edit(&mut f);
+    let meta = Meta {
+        page_size: f.page_size,
+        txn_id: f.txn_id,
+        pages: f.pages,
+        freelist_head: f.freelist_head,
+        freelist_entries: f.freelist_entries,
+        catalog: crate::format::meta::TableDesc {
+            root: f.catalog_root,
+            entries: f.catalog_entries,
+            depth: f.catalog_depth,
+        },
+    };
+    image[at..at + META_SIZE].copy_from_slice(&meta.encode());
+    true
+}
