@@ -9,7 +9,7 @@ fn every_class_of_damage_is_detected() {
     for reason in &figures.reasons {
         eprintln!("{reason}");
     }
-    println!("{figures}");
+    larch::testing::report(&figures.to_string());
     assert_eq!(figures.classes_injected, corrupt::CLASSES.len() as u64);
     assert!(missed.is_empty(), "{figures}: missed {missed:?}");
 }

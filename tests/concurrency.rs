@@ -107,10 +107,10 @@ fn pinned_snapshots_stay_exact_while_the_writer_churns() {
     });
 
     let (verified, violations) = (verified.into_inner(), violations.into_inner());
-    println!(
+    larch::testing::report(&format!(
         "RELIABILITY suite=concurrency seed={seed} readers={readers} commits={rounds} \
          snapshots_verified={verified} violations={violations}"
-    );
+    ));
     assert_eq!(violations, 0);
     assert!(
         verified > rounds,

@@ -10,7 +10,7 @@ fn every_fault_site_is_survived() {
     let txns = budget_from_env(40);
     eprintln!("faults: LARCH_SEED={seed} LARCH_BUDGET={txns}");
     let (figures, problems) = faults::run(seed, txns);
-    println!("{figures}");
+    larch::testing::report(&figures.to_string());
     assert!(figures.clean(), "{figures}\n{}", problems.join("\n"));
     assert!(figures.fault_sites > 3 * txns, "{figures}");
 }

@@ -35,10 +35,10 @@ fn run(target: &str, body: fn(&[u8]), make: impl Fn(&mut Rng) -> Vec<u8>) {
     for _ in 0..budget {
         body(&make(&mut rng));
     }
-    println!(
+    larch::testing::report(&format!(
         "RELIABILITY suite=fuzz_replay target={target} seed={seed} corpus={} random={budget} panics=0",
         inputs.len()
-    );
+    ));
 }
 
 fn random_len(rng: &mut Rng, max: u64) -> Vec<u8> {

@@ -10,7 +10,7 @@ fn suite(page_size: usize, seed: u64) {
     let txns = 100;
     eprintln!("powerloss page_size={page_size}: LARCH_SEED={seed} LARCH_BUDGET={images}");
     let (figures, problems) = powerloss::run(seed, page_size, txns, images);
-    println!("{figures}");
+    larch::testing::report(&figures.to_string());
     assert!(figures.clean(), "{figures}\n{}", problems.join("\n"));
     assert!(figures.images >= images * 9 / 10, "{figures}");
     assert_eq!(figures.txns, txns);

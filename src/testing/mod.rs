@@ -42,6 +42,13 @@ impl Rng {
     }
 }
 
+/// Prints a suite's summary line (`RELIABILITY suite=...`) to standard error
+/// directly, past the test harness's output capture, so every run shows it.
+pub fn report(line: &str) {
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr().lock(), "{line}");
+}
+
 /// The seed from `LARCH_SEED`, or one from the clock.
 pub fn seed_from_env() -> u64 {
     std::env::var("LARCH_SEED")
