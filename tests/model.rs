@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::TestDb;
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
@@ -108,7 +109,48 @@ fn range_of(model: &Model, from: &[u8], to: &[u8]) -> Vec<(Vec<u8>, Vec<u8>)> {
         .collect()
 }
 
+/// Figures over all cases of one page size (the two sizes run in their own
+/// threads, so each keeps its own).
+struct Stats {
+    cases: AtomicU64,
+    ops: AtomicU64,
+    max_depth: AtomicU64,
+    overflow_pages: AtomicU64,
+}
+
+static STATS_512: Stats = Stats::new();
+static STATS_4096: Stats = Stats::new();
+
+impl Stats {
+    const fn new() -> Stats {
+        Stats {
+            cases: AtomicU64::new(0),
+            ops: AtomicU64::new(0),
+            max_depth: AtomicU64::new(0),
+            overflow_pages: AtomicU64::new(0),
+        }
+    }
+
+    fn of(page_size: u32) -> &'static Stats {
+        if page_size == 512 {
+            &STATS_512
+        } else {
+            &STATS_4096
+        }
+    }
+
+    fn saw(&self, report: &larch::CheckReport) {
+        self.max_depth
+            .fetch_max(u64::from(report.max_depth), Ordering::Relaxed);
+        self.overflow_pages
+            .fetch_max(report.overflow_pages, Ordering::Relaxed);
+    }
+}
+
 fn run(page_size: u32, ops: Vec<Op>) -> TestResult {
+    let stats = Stats::of(page_size);
+    stats.cases.fetch_add(1, Ordering::Relaxed);
+    stats.ops.fetch_add(ops.len() as u64, Ordering::Relaxed);
     let mut t = TestDb::new(page_size);
     let mut committed = Model::new();
     let mut i = 0;
@@ -203,7 +245,7 @@ fn run(page_size: u32, ops: Vec<Op>) -> TestResult {
             drop(txn);
         }
         t.reopen();
-        t.db().check().unwrap();
+        stats.saw(&t.db().check().unwrap());
         if i >= ops.len() {
             break;
         }
@@ -227,6 +269,7 @@ fn run(page_size: u32, ops: Vec<Op>) -> TestResult {
     }
     w.commit().unwrap();
     let report = db.check().unwrap();
+    stats.saw(&report);
     assert_eq!(report.entries, 0);
     assert_eq!(report.overflow_pages, 0);
     // Only the catalog leaf is in use; every other page is free or the free
@@ -240,43 +283,58 @@ fn run(page_size: u32, ops: Vec<Op>) -> TestResult {
     TestResult::passed()
 }
 
+/// Cases per page size: `LARCH_MODEL_CASES`, else `LARCH_BUDGET`, else 150.
 fn cases() -> u64 {
     std::env::var("LARCH_MODEL_CASES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(150)
+        .unwrap_or_else(|| larch::testing::budget_from_env(150))
 }
 
-/// The generator, seeded from `LARCH_SEED` (or the clock), seed printed so a
-/// failure replays exactly.
-fn generator(name: &str) -> Gen {
-    let seed = std::env::var("LARCH_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .unwrap()
-                .as_nanos() as u64
-        });
+fn seed() -> u64 {
+    larch::testing::seed_from_env()
+}
+
+/// The generator for `seed`, printed so that a failure replays exactly with
+/// `LARCH_SEED`.
+fn generator(name: &str, seed: u64) -> Gen {
     eprintln!("{name}: LARCH_SEED={seed}");
     Gen::from_size_and_seed(400, seed)
 }
 
 #[test]
 fn model_512() {
+    let (name, seed) = ("model_512", seed());
     QuickCheck::new()
         .tests(cases())
-        .rng(generator("model_512"))
+        .rng(generator(name, seed))
         .quickcheck(run_512 as fn(Vec<Op>) -> TestResult);
+    report(name, 512, seed);
+}
+
+/// Prints the suite's line; reached only when every case passed (a failure
+/// panics first), so `leaked_pages` and `failures` are 0: a leaked page fails
+/// the case through `check`.
+fn report(name: &str, page_size: u32, seed: u64) {
+    let s = Stats::of(page_size);
+    larch::testing::report(&format!(
+        "RELIABILITY suite=model name={name} seed={seed} cases={} ops={} max_depth={} \
+         overflow_pages={} leaked_pages=0 failures=0",
+        s.cases.load(Ordering::Relaxed),
+        s.ops.load(Ordering::Relaxed),
+        s.max_depth.load(Ordering::Relaxed),
+        s.overflow_pages.load(Ordering::Relaxed),
+    ));
 }
 
 #[test]
 fn model_4096() {
+    let (name, seed) = ("model_4096", seed().wrapping_add(1));
     QuickCheck::new()
         .tests(cases())
-        .rng(generator("model_4096"))
+        .rng(generator(name, seed))
         .quickcheck(run_4096 as fn(Vec<Op>) -> TestResult);
+    report(name, 4096, seed);
 }
 
 fn run_512(ops: Vec<Op>) -> TestResult {
