@@ -6,14 +6,33 @@
 //! the depth their descriptor states, and entry counts must match.
 
 use crate::btree::{MapView, PageSource, SliceView};
-use crate::error::{Result, corrupted};
+use crate::error::{Error, Result, corrupted};
 use crate::format::meta::{Meta, TableDesc};
 use crate::format::node::LeafValue;
 use crate::format::page::{PageId, overflow_pages, overflow_run};
 use crate::freelist_io::read_chain;
 use crate::pager::Pager;
 
-/// What [`Database::check`](crate::Database::check) found in a consistent file.
+/// A problem the checker found.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CheckError {
+    /// The page where it was found.
+    pub page: u64,
+    /// What is wrong.
+    pub reason: &'static str,
+}
+
+impl std::fmt::Display for CheckError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "page {}: {}", self.page, self.reason)
+    }
+}
+
+/// Most errors a report lists; the count of leaked pages is always complete.
+const MAX_ERRORS: usize = 1000;
+
+/// What the integrity checker found in one snapshot: pages by kind, and every
+/// problem with its page.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 #[non_exhaustive]
 pub struct CheckReport {
@@ -29,8 +48,16 @@ pub struct CheckReport {
     pub overflow_pages: u64,
     /// Pages of the free-list chain.
     pub freelist_pages: u64,
-    /// Pages listed free (reusable or still pending).
+    /// Pages listed free: reusable, or pending until older snapshots end.
     pub free_pages: u64,
+    /// Of the free pages, those still pending (freed by a transaction that an
+    /// older snapshot or the other meta may predate).
+    pub pending_free_pages: u64,
+    /// Pages neither reachable nor free.
+    pub leaked_pages: u64,
+    /// Every problem found (at most 1000), each with its page. Empty for a
+    /// sound file.
+    pub errors: Vec<CheckError>,
     /// Number of tables.
     pub tables: u64,
     /// Entries in all tables.
@@ -49,7 +76,29 @@ struct Checker<P> {
     report: CheckReport,
 }
 
+impl CheckReport {
+    /// Whether the checker found no problem.
+    pub fn is_clean(&self) -> bool {
+        self.errors.is_empty()
+    }
+}
+
 impl<'a, P: PageSource<'a>> Checker<P> {
+    /// Records the error of `r`, if any.
+    fn note(&mut self, r: Result<()>) {
+        let error = match r {
+            Ok(()) => return,
+            Err(Error::Corrupted { page, reason }) => CheckError { page, reason },
+            Err(_) => CheckError {
+                page: 0,
+                reason: "I/O error while reading the snapshot",
+            },
+        };
+        if self.report.errors.len() < MAX_ERRORS {
+            self.report.errors.push(error);
+        }
+    }
+
     fn claim(&mut self, id: PageId, what: &'static str) -> Result<()> {
         match self.seen.get_mut(id as usize) {
             Some(seen) if id >= 2 => {
@@ -144,29 +193,39 @@ impl<'a, P: PageSource<'a>> Checker<P> {
     }
 }
 
-/// Checks the snapshot `meta` of the file behind `pager`.
-pub(crate) fn check(pager: &Pager, meta: &Meta) -> Result<CheckReport> {
-    let view = MapView::new(pager, meta.pages);
-    walk(view, pager.page_size(), meta).map(|(report, _)| report)
+/// Checks the snapshot `meta` of the file behind `pager`: the full report,
+/// problems included.
+pub(crate) fn report(pager: &Pager, meta: &Meta) -> CheckReport {
+    walk(MapView::new(pager, meta.pages), pager.page_size(), meta).0
 }
 
-/// Checks the snapshot `meta` of a whole-file image.
+/// The first problem of a report as an error, or the report.
+pub(crate) fn strict(report: CheckReport) -> Result<CheckReport> {
+    match report.errors.first() {
+        Some(e) => corrupted(e.page, e.reason),
+        None => Ok(report),
+    }
+}
+
+/// Checks the snapshot `meta` of a whole-file image; returns the report and
+/// the pages reachable from the meta (trees, overflow runs, free-list chain).
 pub(crate) fn check_image(image: &[u8], meta: &Meta) -> Result<(CheckReport, Vec<PageId>)> {
     let page_size = meta.page_size as usize;
-    walk(
+    let (report, reachable) = walk(
         SliceView::new(image, page_size, meta.pages),
         page_size,
         meta,
-    )
+    );
+    Ok((strict(report)?, reachable))
 }
 
-/// Walks a snapshot; returns the report and the pages reachable from its meta
-/// (tree, overflow and free-list pages; not the free ones).
+/// Walks a snapshot, recording every problem; returns the report and the pages
+/// reachable from its meta.
 fn walk<'a>(
     view: impl PageSource<'a>,
     page_size: usize,
     meta: &Meta,
-) -> Result<(CheckReport, Vec<PageId>)> {
+) -> (CheckReport, Vec<PageId>) {
     let mut c = Checker {
         view,
         page_size,
@@ -178,7 +237,7 @@ fn walk<'a>(
         },
     };
     let mut tables = Vec::new();
-    c.tree(&meta.catalog, |c, name, value| {
+    let r = c.tree(&meta.catalog, |c, name, value| {
         let bytes = c.view.value(value)?;
         match (std::str::from_utf8(name), TableDesc::decode(bytes)) {
             (Ok(_), Some(desc)) => {
@@ -187,27 +246,49 @@ fn walk<'a>(
             }
             _ => corrupted(meta.catalog.root, "invalid catalog entry"),
         }
-    })?;
+    });
+    c.note(r);
     if tables.len() as u64 != meta.catalog.entries {
-        return corrupted(meta.catalog.root, "table count differs from the meta");
+        c.note(corrupted(
+            meta.catalog.root,
+            "table count differs from the meta",
+        ));
     }
     c.report.tables = tables.len() as u64;
     for desc in &tables {
-        c.tree(desc, |c, _, value| c.value(value))?;
+        let r = c.tree(desc, |c, _, value| c.value(value));
+        c.note(r);
         c.report.entries += desc.entries;
     }
-    let chain = read_chain(c.view, meta)?;
-    for &p in &chain.pages {
-        c.claim(p, "free-list page also in use")?;
+    let chain = match read_chain(c.view, meta) {
+        Ok(chain) => Some(chain),
+        Err(e) => {
+            c.note(Err(e));
+            None
+        }
+    };
+    let mut reachable = Vec::new();
+    if let Some(chain) = chain {
+        for &p in &chain.pages {
+            let r = c.claim(p, "free-list page also in use");
+            c.note(r);
+        }
+        c.report.freelist_pages = chain.pages.len() as u64;
+        reachable = (0..meta.pages).filter(|&p| c.seen[p as usize]).collect();
+        for &(freed_by, p) in &chain.entries {
+            let r = c.claim(p, "free page also in use");
+            c.note(r);
+            if freed_by != 0 {
+                c.report.pending_free_pages += 1;
+            }
+        }
+        c.report.free_pages = chain.entries.len() as u64;
     }
-    c.report.freelist_pages = chain.pages.len() as u64;
-    let reachable: Vec<PageId> = (0..meta.pages).filter(|&p| c.seen[p as usize]).collect();
-    for &(_, p) in &chain.entries {
-        c.claim(p, "free page also in use")?;
+    for page in 2..meta.pages {
+        if !c.seen[page as usize] {
+            c.report.leaked_pages += 1;
+            c.note(corrupted(page, "page neither in use nor free (leaked)"));
+        }
     }
-    c.report.free_pages = chain.entries.len() as u64;
-    if let Some(leaked) = c.seen.iter().skip(2).position(|s| !s) {
-        return corrupted(leaked as u64 + 2, "page neither in use nor free (leaked)");
-    }
-    Ok((c.report, reachable))
+    (c.report, reachable)
 }

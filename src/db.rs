@@ -274,6 +274,12 @@ impl Database {
         self.begin_read()?.check()
     }
 
+    /// The full report on the last committed state, problems included: see
+    /// [`ReadTxn::check_report`].
+    pub fn check_report(&self) -> Result<CheckReport> {
+        Ok(self.begin_read()?.check_report())
+    }
+
     /// Number of read transactions alive.
     pub fn live_readers(&self) -> usize {
         self.core.readers.count()

@@ -50,7 +50,7 @@ mod table;
 pub mod testing;
 mod txn;
 
-pub use check::CheckReport;
+pub use check::{CheckError, CheckReport};
 pub use db::{DEFAULT_MAP_SIZE, Database, Options};
 pub use error::{Error, Result};
 pub use table::{Cursor, Entry, Range, Table, TableMut};

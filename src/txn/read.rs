@@ -47,7 +47,14 @@ impl<'db> ReadTxn<'db> {
     /// runs lie in bounds; entry counts match. The first problem found is an
     /// [`Error::Corrupted`] naming its page.
     pub fn check(&self) -> Result<CheckReport> {
-        check::check(&self.core.pager, &self.meta)
+        check::strict(self.check_report())
+    }
+
+    /// Walks the snapshot like [`check`](ReadTxn::check) but goes on past
+    /// problems: the report lists every one found (`errors`, with pages) and
+    /// counts leaked pages.
+    pub fn check_report(&self) -> CheckReport {
+        check::report(&self.core.pager, &self.meta)
     }
 
     /// Names of all tables, in order.
