@@ -61,11 +61,13 @@ fn open_bytes() {
 #[test]
 fn meta_pages() {
     run("meta_pages", fuzz::meta_pages, |rng| {
-        let mut data = vec![0u8; 1025];
+        let mut data = vec![0u8; 146];
         for _ in 0..1 + rng.below(6) {
-            let at = rng.below(1025) as usize;
+            let at = rng.below(144) as usize;
             data[at] = rng.next_u64() as u8;
         }
+        data[144] = rng.below(4) as u8;
+        data[145] = rng.next_u64() as u8;
         data
     });
 }

@@ -7,7 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::recorder::{Fate, NoSync, Op, Recorder, apply};
 use super::{Model, Rng, read_model};
-use crate::format::meta::META_SIZE;
 use crate::pager::FileStorage;
 use crate::{Database, Options};
 
@@ -127,25 +126,34 @@ fn base_image() -> &'static [u8] {
     })
 }
 
-/// Target `meta_pages`: the input is XORed into the two meta slots of a valid
-/// file (the first `META_SIZE` bytes of each), and may also set the file
-/// length. Open, scan, check, write.
+/// Bytes of a meta slot covered by its checksum, and where the checksum sits.
+const META_FIELDS: usize = 72;
+
+/// Target `meta_pages`: the input is XORed into the fields of the two meta
+/// slots of a valid file (72 bytes each); a flag byte then re-signs either
+/// slot with a valid checksum, so forged metas get past the checksum; another
+/// may cut the file short. Open, scan, check, write.
 pub fn meta_pages(data: &[u8]) {
     let mut image = base_image().to_vec();
-    for (i, &b) in data.iter().take(2 * META_SIZE).enumerate() {
-        let at = if i < META_SIZE {
-            i
-        } else {
-            512 + i - META_SIZE
-        };
-        image[at] ^= b;
-    }
-    if let Some(&cut) = data.get(2 * META_SIZE) {
-        // Sometimes cut the file short.
-        if cut > 200 {
-            let len = image.len() * usize::from(cut - 200) / 56;
-            image.truncate(len);
+    for slot in 0..2 {
+        let at = slot * 512;
+        let edits = data.get(slot * META_FIELDS..).unwrap_or(&[]);
+        for (i, &b) in edits.iter().take(META_FIELDS).enumerate() {
+            image[at + i] ^= b;
         }
+        let resign = data
+            .get(2 * META_FIELDS)
+            .is_some_and(|f| f & (1 << slot) != 0);
+        if resign {
+            let crc = crc32fast::hash(&image[at..at + META_FIELDS]);
+            image[at + META_FIELDS..at + META_FIELDS + 4].copy_from_slice(&crc.to_le_bytes());
+        }
+    }
+    if let Some(&cut) = data.get(2 * META_FIELDS + 1)
+        && cut > 200
+    {
+        let len = image.len() * usize::from(cut - 200) / 56;
+        image.truncate(len);
     }
     let scratch = Scratch::new("meta");
     std::fs::write(&scratch.0, &image).expect("write the image");
