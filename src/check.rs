@@ -5,7 +5,9 @@
 //! or listed free. Keys must be sorted within and across pages, leaves all at
 //! the depth their descriptor states, and entry counts must match.
 
-use crate::btree::{MapView, PageSource, SliceView};
+#[cfg(feature = "testing")]
+use crate::btree::SliceView;
+use crate::btree::{MapView, PageSource};
 use crate::error::{Error, Result, corrupted};
 use crate::format::meta::{Meta, TableDesc};
 use crate::format::node::LeafValue;
@@ -207,6 +209,7 @@ pub(crate) fn strict(report: CheckReport) -> Result<CheckReport> {
     }
 }
 
+#[cfg(feature = "testing")]
 /// Checks the snapshot `meta` of a whole-file image; returns the report and
 /// the pages reachable from the meta (trees, overflow runs, free-list chain).
 pub(crate) fn check_image(image: &[u8], meta: &Meta) -> Result<(CheckReport, Vec<PageId>)> {

@@ -16,7 +16,9 @@ pub(crate) use cursor::Cursor;
 pub(crate) use delete::{drop_tree, remove};
 pub(crate) use insert::insert;
 pub(crate) use read::get;
-pub(crate) use source::{MapView, PageSource, PageStore, SliceView, load_node};
+#[cfg(feature = "testing")]
+pub(crate) use source::SliceView;
+pub(crate) use source::{MapView, PageSource, PageStore, load_node};
 
 /// Deepest tree a descent accepts. Trees this deep cannot exist (each branch
 /// holds at least two children), so the bound only stops cycles.

@@ -100,6 +100,7 @@ pub(crate) fn load_node(page: &[u8], id: PageId, level: usize, depth: u32) -> Re
 }
 
 /// The pages of a snapshot held in a byte slice (a whole file image).
+#[cfg(feature = "testing")]
 #[derive(Clone, Copy)]
 pub(crate) struct SliceView<'a> {
     image: &'a [u8],
@@ -107,6 +108,7 @@ pub(crate) struct SliceView<'a> {
     pages: u64,
 }
 
+#[cfg(feature = "testing")]
 impl<'a> SliceView<'a> {
     pub(crate) fn new(image: &'a [u8], page_size: usize, pages: u64) -> SliceView<'a> {
         SliceView {
@@ -127,6 +129,7 @@ impl<'a> SliceView<'a> {
     }
 }
 
+#[cfg(feature = "testing")]
 impl<'a> PageSource<'a> for SliceView<'a> {
     fn page(&self, id: PageId) -> Result<&'a [u8]> {
         self.bytes(id, 1, self.page_size)

@@ -1,0 +1,337 @@
+//! Each engine behind one small trait, configured for the same durability:
+//! every write transaction is synchronous when it returns.
+
+use std::ops::Bound;
+use std::path::Path;
+
+/// What the workloads need from an engine. All of it takes `&self`, so reads
+/// can run from several threads at once.
+pub trait Engine: Sync {
+    /// Inserts every pair in one synchronous transaction.
+    fn write(&self, pairs: &[(Vec<u8>, Vec<u8>)]);
+    /// Removes every key in one synchronous transaction.
+    fn remove(&self, keys: &[Vec<u8>]);
+    /// Looks every key up in one read transaction; returns a checksum of the
+    /// values so that nothing is optimised away.
+    fn get_all(&self, keys: &[Vec<u8>]) -> u64;
+    /// Reads `n` entries from each start key in one read transaction.
+    fn ranges(&self, starts: &[Vec<u8>], n: usize) -> u64;
+    /// Number of entries.
+    fn len(&self) -> u64;
+}
+
+/// The engines, in table order.
+pub const ENGINES: &[&str] = &["larch", "lmdb", "redb", "sled", "rocksdb"];
+
+/// Opens engine `name` in the empty directory `dir`.
+pub fn open(name: &str, dir: &Path) -> Box<dyn Engine> {
+    match name {
+        "larch" => Box::new(Larch::open(dir)),
+        "lmdb" => Box::new(Lmdb::open(dir)),
+        "redb" => Box::new(Redb::open(dir)),
+        "sled" => Box::new(Sled::open(dir)),
+        #[cfg(feature = "rocksdb")]
+        "rocksdb" => Box::new(Rocks::open(dir)),
+        _ => panic!("engine {name} is not built in (feature rocksdb?)"),
+    }
+}
+
+fn checksum(value: &[u8]) -> u64 {
+    value.len() as u64 + u64::from(value.first().copied().unwrap_or(0))
+}
+
+/// larch with its defaults: 4 KiB pages, synchronous commits.
+pub struct Larch(larch::Database);
+
+impl Larch {
+    fn open(dir: &Path) -> Larch {
+        // SAFETY: the benchmark's temporary directory is its own.
+        Larch(unsafe { larch::Database::open(dir.join("db.larch")) }.expect("open larch"))
+    }
+}
+
+impl Engine for Larch {
+    fn write(&self, pairs: &[(Vec<u8>, Vec<u8>)]) {
+        let mut w = self.0.begin_write().unwrap();
+        {
+            let mut t = w.open_table("bench").unwrap();
+            for (k, v) in pairs {
+                t.insert(k, v).unwrap();
+            }
+        }
+        w.commit().unwrap();
+    }
+
+    fn remove(&self, keys: &[Vec<u8>]) {
+        let mut w = self.0.begin_write().unwrap();
+        {
+            let mut t = w.open_table("bench").unwrap();
+            for k in keys {
+                t.remove(k).unwrap();
+            }
+        }
+        w.commit().unwrap();
+    }
+
+    fn get_all(&self, keys: &[Vec<u8>]) -> u64 {
+        let r = self.0.begin_read().unwrap();
+        let t = r.open_table("bench").unwrap();
+        keys.iter()
+            .map(|k| checksum(t.get(k).unwrap().unwrap()))
+            .sum()
+    }
+
+    fn ranges(&self, starts: &[Vec<u8>], n: usize) -> u64 {
+        let r = self.0.begin_read().unwrap();
+        let t = r.open_table("bench").unwrap();
+        let mut sum = 0;
+        for s in starts {
+            for e in t.range(&s[..]..).unwrap().take(n) {
+                sum += checksum(e.unwrap().1);
+            }
+        }
+        sum
+    }
+
+    fn len(&self) -> u64 {
+        let r = self.0.begin_read().unwrap();
+        r.open_table("bench").unwrap().len()
+    }
+}
+
+/// LMDB through heed, with its default (synchronous) flags and a 64 GiB map.
+pub struct Lmdb {
+    env: heed::Env,
+    db: heed::Database<heed::types::Bytes, heed::types::Bytes>,
+}
+
+impl Lmdb {
+    fn open(dir: &Path) -> Lmdb {
+        // SAFETY: the benchmark's temporary directory is its own.
+        let env = unsafe {
+            heed::EnvOpenOptions::new()
+                .map_size(64 << 30)
+                .max_dbs(1)
+                .open(dir)
+        }
+        .expect("open lmdb");
+        let mut w = env.write_txn().unwrap();
+        let db = env.create_database(&mut w, None).unwrap();
+        w.commit().unwrap();
+        Lmdb { env, db }
+    }
+}
+
+impl Engine for Lmdb {
+    fn write(&self, pairs: &[(Vec<u8>, Vec<u8>)]) {
+        let mut w = self.env.write_txn().unwrap();
+        for (k, v) in pairs {
+            self.db.put(&mut w, k, v).unwrap();
+        }
+        w.commit().unwrap();
+    }
+
+    fn remove(&self, keys: &[Vec<u8>]) {
+        let mut w = self.env.write_txn().unwrap();
+        for k in keys {
+            self.db.delete(&mut w, k).unwrap();
+        }
+        w.commit().unwrap();
+    }
+
+    fn get_all(&self, keys: &[Vec<u8>]) -> u64 {
+        let r = self.env.read_txn().unwrap();
+        keys.iter()
+            .map(|k| checksum(self.db.get(&r, k).unwrap().unwrap()))
+            .sum()
+    }
+
+    fn ranges(&self, starts: &[Vec<u8>], n: usize) -> u64 {
+        let r = self.env.read_txn().unwrap();
+        let mut sum = 0;
+        for s in starts {
+            let bounds = (Bound::Included(&s[..]), Bound::Unbounded);
+            for e in self.db.range(&r, &bounds).unwrap().take(n) {
+                sum += checksum(e.unwrap().1);
+            }
+        }
+        sum
+    }
+
+    fn len(&self) -> u64 {
+        let r = self.env.read_txn().unwrap();
+        self.db.len(&r).unwrap()
+    }
+}
+
+const REDB_TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("bench");
+
+/// redb with its default durability (immediate).
+pub struct Redb(redb::Database);
+
+impl Redb {
+    fn open(dir: &Path) -> Redb {
+        Redb(redb::Database::create(dir.join("db.redb")).expect("open redb"))
+    }
+}
+
+impl Engine for Redb {
+    fn write(&self, pairs: &[(Vec<u8>, Vec<u8>)]) {
+        let w = self.0.begin_write().unwrap();
+        {
+            let mut t = w.open_table(REDB_TABLE).unwrap();
+            for (k, v) in pairs {
+                t.insert(&k[..], &v[..]).unwrap();
+            }
+        }
+        w.commit().unwrap();
+    }
+
+    fn remove(&self, keys: &[Vec<u8>]) {
+        let w = self.0.begin_write().unwrap();
+        {
+            let mut t = w.open_table(REDB_TABLE).unwrap();
+            for k in keys {
+                t.remove(&k[..]).unwrap();
+            }
+        }
+        w.commit().unwrap();
+    }
+
+    fn get_all(&self, keys: &[Vec<u8>]) -> u64 {
+        use redb::ReadableDatabase;
+        let r = self.0.begin_read().unwrap();
+        let t = r.open_table(REDB_TABLE).unwrap();
+        keys.iter()
+            .map(|k| checksum(t.get(&k[..]).unwrap().unwrap().value()))
+            .sum()
+    }
+
+    fn ranges(&self, starts: &[Vec<u8>], n: usize) -> u64 {
+        use redb::ReadableDatabase;
+        let r = self.0.begin_read().unwrap();
+        let t = r.open_table(REDB_TABLE).unwrap();
+        let mut sum = 0;
+        for s in starts {
+            for e in t.range(&s[..]..).unwrap().take(n) {
+                sum += checksum(e.unwrap().1.value());
+            }
+        }
+        sum
+    }
+
+    fn len(&self) -> u64 {
+        use redb::{ReadableDatabase, ReadableTableMetadata};
+        let r = self.0.begin_read().unwrap();
+        r.open_table(REDB_TABLE).unwrap().len().unwrap()
+    }
+}
+
+/// sled, with an explicit flush (fsync) after every write batch: sled does
+/// not promise durability otherwise.
+pub struct Sled(sled::Db);
+
+impl Sled {
+    fn open(dir: &Path) -> Sled {
+        Sled(sled::open(dir.join("db.sled")).expect("open sled"))
+    }
+}
+
+impl Engine for Sled {
+    fn write(&self, pairs: &[(Vec<u8>, Vec<u8>)]) {
+        let mut batch = sled::Batch::default();
+        for (k, v) in pairs {
+            batch.insert(&k[..], &v[..]);
+        }
+        self.0.apply_batch(batch).unwrap();
+        self.0.flush().unwrap();
+    }
+
+    fn remove(&self, keys: &[Vec<u8>]) {
+        let mut batch = sled::Batch::default();
+        for k in keys {
+            batch.remove(&k[..]);
+        }
+        self.0.apply_batch(batch).unwrap();
+        self.0.flush().unwrap();
+    }
+
+    fn get_all(&self, keys: &[Vec<u8>]) -> u64 {
+        keys.iter()
+            .map(|k| checksum(&self.0.get(k).unwrap().unwrap()))
+            .sum()
+    }
+
+    fn ranges(&self, starts: &[Vec<u8>], n: usize) -> u64 {
+        let mut sum = 0;
+        for s in starts {
+            for e in self.0.range(&s[..]..).take(n) {
+                sum += checksum(&e.unwrap().1);
+            }
+        }
+        sum
+    }
+
+    fn len(&self) -> u64 {
+        self.0.len() as u64
+    }
+}
+
+/// RocksDB with its defaults and `sync = true` on every write batch.
+#[cfg(feature = "rocksdb")]
+pub struct Rocks(rocksdb::DB);
+
+#[cfg(feature = "rocksdb")]
+impl Rocks {
+    fn open(dir: &Path) -> Rocks {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        Rocks(rocksdb::DB::open(&opts, dir.join("db.rocksdb")).expect("open rocksdb"))
+    }
+
+    fn sync_write(&self, batch: rocksdb::WriteBatch) {
+        let mut wo = rocksdb::WriteOptions::default();
+        wo.set_sync(true);
+        self.0.write_opt(batch, &wo).unwrap();
+    }
+}
+
+#[cfg(feature = "rocksdb")]
+impl Engine for Rocks {
+    fn write(&self, pairs: &[(Vec<u8>, Vec<u8>)]) {
+        let mut batch = rocksdb::WriteBatch::default();
+        for (k, v) in pairs {
+            batch.put(k, v);
+        }
+        self.sync_write(batch);
+    }
+
+    fn remove(&self, keys: &[Vec<u8>]) {
+        let mut batch = rocksdb::WriteBatch::default();
+        for k in keys {
+            batch.delete(k);
+        }
+        self.sync_write(batch);
+    }
+
+    fn get_all(&self, keys: &[Vec<u8>]) -> u64 {
+        keys.iter()
+            .map(|k| checksum(&self.0.get_pinned(k).unwrap().unwrap()))
+            .sum()
+    }
+
+    fn ranges(&self, starts: &[Vec<u8>], n: usize) -> u64 {
+        let mut sum = 0;
+        for s in starts {
+            let mode = rocksdb::IteratorMode::From(s, rocksdb::Direction::Forward);
+            for e in self.0.iterator(mode).take(n) {
+                sum += checksum(&e.unwrap().1);
+            }
+        }
+        sum
+    }
+
+    fn len(&self) -> u64 {
+        self.0.iterator(rocksdb::IteratorMode::Start).count() as u64
+    }
+}
