@@ -249,6 +249,8 @@ impl Database {
     }
 
     /// Starts the write transaction, waiting while another one is running.
+    /// (So a thread that already holds a write transaction and asks for a
+    /// second one waits forever: end the first one first.)
     ///
     /// Fails with [`Error::Poisoned`] after an earlier write or sync error.
     pub fn begin_write(&self) -> Result<WriteTxn<'_>> {
