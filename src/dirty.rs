@@ -234,6 +234,7 @@ impl PageStore for Writer<'_> {
         self.dirty.txn_id
     }
 
+    #[inline]
     fn page(&self, id: PageId) -> Result<&[u8]> {
         DirtyView::new(self.pager, self.dirty).page(id)
     }

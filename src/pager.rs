@@ -156,6 +156,7 @@ pub(crate) fn sync_parent_dir(path: &Path) -> Result<()> {
 }
 
 impl Pager {
+    #[inline]
     pub(crate) fn page_size(&self) -> usize {
         self.page_size
     }
@@ -165,6 +166,7 @@ impl Pager {
         self.map.len() as u64
     }
 
+    #[inline]
     pub(crate) fn file_len(&self) -> u64 {
         self.file_len.load(Ordering::Acquire)
     }
@@ -173,6 +175,7 @@ impl Pager {
     ///
     /// The caller bounds `id` by its snapshot; this check only guarantees that
     /// no slice reaches past the end of the file (which would raise SIGBUS).
+    #[inline]
     pub(crate) fn bytes(&self, id: PageId, len: usize) -> Result<&[u8]> {
         let start = id.checked_mul(self.page_size as u64);
         let end = start.and_then(|s| s.checked_add(len as u64));

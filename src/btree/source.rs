@@ -14,6 +14,7 @@ pub(crate) trait PageSource<'a>: Copy {
     fn run(&self, id: PageId, len: usize) -> Result<&'a [u8]>;
 
     /// The bytes of a leaf value, following an overflow reference.
+    #[inline]
     fn value(&self, value: LeafValue<'a>) -> Result<&'a [u8]> {
         match value {
             LeafValue::Inline(v) => Ok(v),
@@ -65,6 +66,7 @@ impl<'a> MapView<'a> {
         MapView { pager, pages }
     }
 
+    #[inline]
     fn check(&self, id: PageId, n: u64) -> Result<()> {
         match id.checked_add(n) {
             Some(end) if id >= 2 && end <= self.pages => Ok(()),
@@ -74,6 +76,7 @@ impl<'a> MapView<'a> {
 }
 
 impl<'a> PageSource<'a> for MapView<'a> {
+    #[inline]
     fn page(&self, id: PageId) -> Result<&'a [u8]> {
         self.check(id, 1)?;
         self.pager.bytes(id, self.pager.page_size())
@@ -91,6 +94,7 @@ impl<'a> PageSource<'a> for MapView<'a> {
 
 /// Parses page `id` found at `level` of a tree of `depth` levels, checking that
 /// it is a leaf exactly at the last level.
+#[inline]
 pub(crate) fn load_node(page: &[u8], id: PageId, level: usize, depth: u32) -> Result<Node<'_>> {
     let node = Node::parse(page, id)?;
     if node.is_leaf() != (level + 1 == depth as usize) {

@@ -74,6 +74,7 @@ pub(crate) struct Node<'a> {
 
 impl<'a> Node<'a> {
     /// Checks the header of page `id` and returns a view of it.
+    #[inline]
     pub(crate) fn parse(page: &'a [u8], id: PageId) -> Result<Node<'a>> {
         let node = Self::parse_header(page, id)?;
         if !node.leaf && node.count == 0 {
@@ -83,6 +84,7 @@ impl<'a> Node<'a> {
     }
 
     /// Checks the header only; an empty branch (being built) passes.
+    #[inline]
     fn parse_header(page: &'a [u8], id: PageId) -> Result<Node<'a>> {
         let Ok((h, _)) = NodeHeader::ref_from_prefix(page) else {
             return corrupted(id, "node page shorter than its header");
@@ -106,10 +108,12 @@ impl<'a> Node<'a> {
         })
     }
 
+    #[inline]
     pub(crate) fn is_leaf(&self) -> bool {
         self.leaf
     }
 
+    #[inline]
     pub(crate) fn count(&self) -> usize {
         self.count
     }
@@ -128,11 +132,13 @@ impl<'a> Node<'a> {
         corrupted(self.id, reason)
     }
 
+    #[inline]
     fn read_u16(&self, at: usize) -> u16 {
         u16::from_le_bytes([self.page[at], self.page[at + 1]])
     }
 
     /// Offset of cell `i`, checked to lie in the cell area.
+    #[inline]
     fn cell_offset(&self, i: usize) -> Result<usize> {
         debug_assert!(i < self.count);
         let off = usize::from(self.read_u16(NODE_HEADER_SIZE + SLOT * i));
@@ -143,6 +149,7 @@ impl<'a> Node<'a> {
     }
 
     /// The raw bytes of cell `i`, checked to end inside the page.
+    #[inline]
     pub(crate) fn cell(&self, i: usize) -> Result<&'a [u8]> {
         let off = self.cell_offset(i)?;
         let len = cell_len(self.page, off, self.leaf).ok_or(crate::Error::Corrupted {
@@ -153,6 +160,7 @@ impl<'a> Node<'a> {
     }
 
     /// Key of cell `i`.
+    #[inline]
     pub(crate) fn key(&self, i: usize) -> Result<&'a [u8]> {
         let cell = self.cell(i)?;
         Ok(if self.leaf {
@@ -163,6 +171,7 @@ impl<'a> Node<'a> {
     }
 
     /// Child page of branch cell `i`.
+    #[inline]
     pub(crate) fn child(&self, i: usize) -> Result<PageId> {
         debug_assert!(!self.leaf);
         let cell = self.cell(i)?;
@@ -170,6 +179,7 @@ impl<'a> Node<'a> {
     }
 
     /// Key and value of leaf cell `i`.
+    #[inline]
     pub(crate) fn entry(&self, i: usize) -> Result<(&'a [u8], LeafValue<'a>)> {
         debug_assert!(self.leaf);
         let cell = self.cell(i)?;
@@ -187,6 +197,7 @@ impl<'a> Node<'a> {
     }
 
     /// Leaf: the first index whose key is `>= key`, and whether it is equal.
+    #[inline]
     pub(crate) fn search_leaf(&self, key: &[u8]) -> Result<(usize, bool)> {
         let (mut lo, mut hi) = (0, self.count);
         while lo < hi {
@@ -201,6 +212,7 @@ impl<'a> Node<'a> {
     }
 
     /// Branch: the index of the child whose range holds `key`.
+    #[inline]
     pub(crate) fn search_branch(&self, key: &[u8]) -> Result<usize> {
         let (mut lo, mut hi) = (1, self.count);
         while lo < hi {
@@ -216,6 +228,7 @@ impl<'a> Node<'a> {
 }
 
 /// Length of the cell at `off`, if its header and body fit in the page.
+#[inline]
 fn cell_len(page: &[u8], off: usize, leaf: bool) -> Option<usize> {
     let len = if leaf {
         let h = page.get(off..off + LEAF_CELL_HEADER)?;
@@ -260,6 +273,7 @@ pub(crate) fn branch_cell(out: &mut Vec<u8>, child: PageId, key: &[u8]) {
 }
 
 /// Key of a raw branch cell.
+#[inline]
 pub(crate) fn branch_cell_key(cell: &[u8]) -> &[u8] {
     &cell[BRANCH_CELL_HEADER..]
 }
@@ -270,6 +284,7 @@ pub(crate) fn branch_cell_child(cell: &[u8]) -> PageId {
 }
 
 /// Key of a raw leaf cell.
+#[inline]
 pub(crate) fn leaf_cell_key(cell: &[u8]) -> &[u8] {
     let klen = usize::from(u16::from_le_bytes([cell[2], cell[3]]));
     &cell[LEAF_CELL_HEADER..LEAF_CELL_HEADER + klen]
