@@ -145,12 +145,12 @@ fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
 }
 
-/// Peak resident set size since the last reset, in bytes (Linux).
-fn peak_rss() -> u64 {
+/// A field of /proc/self/status, in bytes (Linux).
+fn status_bytes(field: &str) -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
     status
         .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .find_map(|l| l.strip_prefix(field))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
         .map_or(0, |kb| kb * 1024)
 }
@@ -198,7 +198,10 @@ fn run_engine(
         fig.ms.insert(workload, ms);
         bar.inc(1);
     };
+    // The peak counts what the engine adds to the resident set, not the data
+    // set the harness holds.
     reset_peak_rss();
+    let baseline = status_bytes("VmRSS:");
     let dir = tempfile::tempdir_in(base).expect("temporary directory");
     let engine = engines::open(name, dir.path());
     let e: &dyn Engine = &*engine;
@@ -250,7 +253,8 @@ fn run_engine(
         0
     });
     drop(engine);
-    fig.bytes.insert("peak_rss", peak_rss());
+    fig.bytes
+        .insert("peak_rss", status_bytes("VmHWM:").saturating_sub(baseline));
     fig
 }
 
