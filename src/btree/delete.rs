@@ -42,7 +42,7 @@ fn rebalance<S: PageStore>(s: &mut S, desc: &mut TableDesc, path: &Path) -> Resu
     let mut level = path.steps.len() - 1;
     while level > 0 {
         let id = path.steps[level].id;
-        let node = Node::parse(s.page(id)?, id)?;
+        let node = Node::parse_any(s.page(id)?, id)?;
         let leaf = node.is_leaf();
         let underfull =
             node.count() == 0 || node.used() < usable / 4 || (!leaf && node.count() < 2);
@@ -50,6 +50,16 @@ fn rebalance<S: PageStore>(s: &mut S, desc: &mut TableDesc, path: &Path) -> Resu
             return Ok(());
         }
         let parent = path.steps[level - 1];
+        if node.count() == 0 {
+            // An empty node covers keys that no longer exist: drop it from its
+            // parent, whose neighbouring children take over its range (a new
+            // cell 0 keeps its key, which searches ignore). The parent may now
+            // be empty or underfull itself.
+            s.free(id, 1)?;
+            remove_cell(s.page_mut(parent.id)?, parent.id, parent.idx)?;
+            level -= 1;
+            continue;
+        }
         let pnode = Node::parse(s.page(parent.id)?, parent.id)?;
         if pnode.count() < 2 {
             // No sibling to lean on: let the parent deal with it.
@@ -148,16 +158,17 @@ fn rebalance<S: PageStore>(s: &mut S, desc: &mut TableDesc, path: &Path) -> Resu
 }
 
 /// Replaces a root branch with a single child by that child, and an empty root
-/// leaf by nothing.
+/// (leaf, or branch whose children were all dropped) by nothing.
 fn collapse_root<S: PageStore>(s: &mut S, desc: &mut TableDesc) -> Result<()> {
     while desc.root != 0 {
         let root = desc.root;
-        let node = Node::parse(s.page(root)?, root)?;
+        let node = Node::parse_any(s.page(root)?, root)?;
+        if node.count() == 0 {
+            s.free(root, 1)?;
+            *desc = TableDesc::default();
+            return Ok(());
+        }
         if node.is_leaf() {
-            if node.count() == 0 {
-                s.free(root, 1)?;
-                *desc = TableDesc::default();
-            }
             return Ok(());
         }
         if node.count() != 1 {

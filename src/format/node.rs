@@ -83,6 +83,12 @@ impl<'a> Node<'a> {
         Ok(node)
     }
 
+    /// Like [`parse`](Node::parse), but accepts an empty branch: the writer
+    /// meets one while it removes the children of a node being emptied.
+    pub(crate) fn parse_any(page: &'a [u8], id: PageId) -> Result<Node<'a>> {
+        Self::parse_header(page, id)
+    }
+
     /// Checks the header only; an empty branch (being built) passes.
     #[inline]
     fn parse_header(page: &'a [u8], id: PageId) -> Result<Node<'a>> {
