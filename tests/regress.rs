@@ -63,7 +63,7 @@ fn removing_the_key_of_an_appended_leaf_leaves_no_empty_leaf() {
     ];
     let key = |k: u16| {
         let mut b = format!("{:05}", k % 600).into_bytes();
-        if k % 7 == 0 {
+        if k.is_multiple_of(7) {
             b.resize(100, b'~');
         }
         b
