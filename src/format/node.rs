@@ -168,12 +168,23 @@ impl<'a> Node<'a> {
     /// Key of cell `i`.
     #[inline]
     pub(crate) fn key(&self, i: usize) -> Result<&'a [u8]> {
-        let cell = self.cell(i)?;
-        Ok(if self.leaf {
-            leaf_cell_key(cell)
+        // Searches read keys only: check the key's bytes against the page, and
+        // leave the value's to `entry`.
+        let off = self.cell_offset(i)?;
+        let (header, len_at) = if self.leaf {
+            (LEAF_CELL_HEADER, 2)
         } else {
-            branch_cell_key(cell)
-        })
+            (BRANCH_CELL_HEADER, 8)
+        };
+        let start = off + header;
+        let key = self.page.get(off + len_at..off + len_at + 2).and_then(|len| {
+            let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
+            self.page.get(start..start + len)
+        });
+        match key {
+            Some(key) => Ok(key),
+            None => self.corrupt("cell runs past the page end"),
+        }
     }
 
     /// Child page of branch cell `i`.
