@@ -177,10 +177,13 @@ impl<'a> Node<'a> {
             (BRANCH_CELL_HEADER, 8)
         };
         let start = off + header;
-        let key = self.page.get(off + len_at..off + len_at + 2).and_then(|len| {
-            let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
-            self.page.get(start..start + len)
-        });
+        let key = self
+            .page
+            .get(off + len_at..off + len_at + 2)
+            .and_then(|len| {
+                let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
+                self.page.get(start..start + len)
+            });
         match key {
             Some(key) => Ok(key),
             None => self.corrupt("cell runs past the page end"),
