@@ -155,6 +155,19 @@ fn is_blank(file: &LockedFile) -> Result<bool> {
     Ok(buf[..n].iter().all(|&b| b == 0))
 }
 
+#[cfg(feature = "testing")]
+impl Options {
+    /// Opens a scratch file that the test suites created for themselves alone.
+    pub(crate) fn open_scratch(&self, path: impl AsRef<Path>) -> Result<Database> {
+        // SAFETY: the suites' scratch files are theirs alone; nothing else
+        // modifies or truncates them while open.
+        #[allow(unsafe_code)]
+        unsafe {
+            Options::open(self, path)
+        }
+    }
+}
+
 /// Writes the two metas of transaction 0 into an empty file and syncs it.
 fn initialise(file: &mut LockedFile, page_size: usize) -> Result<()> {
     let meta = Meta {

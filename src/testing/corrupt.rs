@@ -64,14 +64,10 @@ impl fmt::Display for Figures {
 }
 
 fn open(path: &Path) -> crate::Result<Database> {
-    // SAFETY: the file belongs to this run alone.
-    #[allow(unsafe_code)]
-    unsafe {
-        Options::new()
-            .page_size(PS as u32)
-            .map_size(1 << 28)
-            .open(path)
-    }
+    Options::new()
+        .page_size(PS as u32)
+        .map_size(1 << 28)
+        .open_scratch(path)
 }
 
 /// A database with a deep table, overflow values and a non-empty free list.

@@ -195,11 +195,7 @@ fn open(
             }))
         });
     }
-    // SAFETY: the file belongs to this run alone.
-    #[allow(unsafe_code)]
-    unsafe {
-        opts.open(path)
-    }
+    opts.open_scratch(path)
 }
 
 /// Runs every kind of fault at every position of a `txns`-transaction

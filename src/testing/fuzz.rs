@@ -34,11 +34,7 @@ fn open(path: &Path, page_size: u32) -> crate::Result<Database> {
         .page_size(page_size)
         .map_size(1 << 30)
         .storage(|f| Ok(Box::new(NoSync(FileStorage::new(f)))));
-    // SAFETY: the scratch file belongs to this call alone.
-    #[allow(unsafe_code)]
-    unsafe {
-        opts.open(path)
-    }
+    opts.open_scratch(path)
 }
 
 /// Reads everything reachable, both ways, checks, then writes and checks
@@ -201,9 +197,7 @@ pub fn ops(data: &[u8]) {
         .page_size(page_size)
         .map_size(1 << 30)
         .storage(move |f| hook.wrap(f));
-    // SAFETY: the scratch file belongs to this call alone.
-    #[allow(unsafe_code)]
-    let db = unsafe { opts.open(&scratch.0) }.expect("create");
+    let db = opts.open_scratch(&scratch.0).expect("create");
     let mut acked = Model::new();
     let mut pending = acked.clone();
     let mut txn = None;

@@ -157,11 +157,7 @@ fn open_fast(path: &Path, page_size: usize) -> crate::Result<Database> {
         .page_size(page_size as u32)
         .map_size(1 << 30)
         .storage(|f| Ok(Box::new(NoSync(FileStorage::new(f)))));
-    // SAFETY: the scratch file belongs to this run alone.
-    #[allow(unsafe_code)]
-    unsafe {
-        opts.open(path)
-    }
+    opts.open_scratch(path)
 }
 
 impl Expect {
@@ -357,9 +353,7 @@ pub fn run(seed: u64, page_size: usize, txns: u64, images: u64) -> (Figures, Vec
         .page_size(page_size as u32)
         .map_size(1 << 30)
         .storage(move |f| hook.wrap(f));
-    // SAFETY: the file belongs to this run alone.
-    #[allow(unsafe_code)]
-    let db = unsafe { opts.open(&path) }.expect("open the live database");
+    let db = opts.open_scratch(&path).expect("open the live database");
 
     let mut rng = Rng(seed);
     let mut model = Model::new();
