@@ -158,13 +158,11 @@ fn is_blank(file: &LockedFile) -> Result<bool> {
 #[cfg(feature = "testing")]
 impl Options {
     /// Opens a scratch file that the test suites created for themselves alone.
+    #[allow(unsafe_code)] // Calls the unsafe open under the contract below.
     pub(crate) fn open_scratch(&self, path: impl AsRef<Path>) -> Result<Database> {
         // SAFETY: the suites' scratch files are theirs alone; nothing else
         // modifies or truncates them while open.
-        #[allow(unsafe_code)]
-        unsafe {
-            Options::open(self, path)
-        }
+        unsafe { Options::open(self, path) }
     }
 }
 
