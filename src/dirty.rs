@@ -170,12 +170,16 @@ impl Dirty {
 
     /// The free list after this transaction commits: its pool, this
     /// transaction's leftovers as reusable, and its freed pages as pending.
-    pub(crate) fn committed_free_list(&self) -> FreeList {
-        let mut list = self.free.clone();
-        for &p in &self.local {
+    /// Moved out, not copied: after this only the commit's I/O remains, and
+    /// its failure poisons the handle, so the free list is never needed again
+    /// by an abort.
+    pub(crate) fn take_committed_free_list(&mut self) -> FreeList {
+        let mut list = std::mem::take(&mut self.free);
+        for p in self.local.drain(..) {
             list.insert_reusable(p);
         }
-        list.add_pending(self.txn_id, &self.freed);
+        list.add_pending(self.txn_id, &std::mem::take(&mut self.freed));
+        self.taken.clear();
         list
     }
 

@@ -175,7 +175,7 @@ impl<'db> WriteTxn<'db> {
         while chain.len() < self.dirty.free_entries().div_ceil(cap) {
             chain.push(self.dirty.alloc_page()?.0);
         }
-        let free = self.dirty.committed_free_list();
+        let free = self.dirty.take_committed_free_list();
         let entries: Vec<FreeEntry> = free
             .entries()
             .map(|(freed_by, page)| FreeEntry {
