@@ -198,7 +198,13 @@ impl<'a, P: PageSource<'a>> Checker<P> {
 /// Checks the snapshot `meta` of the file behind `pager`: the full report,
 /// problems included.
 pub(crate) fn report(pager: &Pager, meta: &Meta) -> CheckReport {
-    walk(MapView::new(pager, meta.pages), pager.page_size(), meta).0
+    walk(
+        MapView::new(pager, meta.pages),
+        pager.page_size(),
+        meta,
+        false,
+    )
+    .0
 }
 
 /// The first problem of a report as an error, or the report.
@@ -218,16 +224,18 @@ pub(crate) fn check_image(image: &[u8], meta: &Meta) -> Result<(CheckReport, Vec
         SliceView::new(image, page_size, meta.pages),
         page_size,
         meta,
+        true,
     );
     Ok((strict(report)?, reachable))
 }
 
-/// Walks a snapshot, recording every problem; returns the report and the pages
-/// reachable from its meta.
+/// Walks a snapshot, recording every problem; returns the report and, when
+/// `want_reachable`, the pages reachable from its meta.
 fn walk<'a>(
     view: impl PageSource<'a>,
     page_size: usize,
     meta: &Meta,
+    want_reachable: bool,
 ) -> (CheckReport, Vec<PageId>) {
     let mut c = Checker {
         view,
@@ -277,7 +285,9 @@ fn walk<'a>(
             c.note(r);
         }
         c.report.freelist_pages = chain.pages.len() as u64;
-        reachable = (0..meta.pages).filter(|&p| c.seen[p as usize]).collect();
+        if want_reachable {
+            reachable = (0..meta.pages).filter(|&p| c.seen[p as usize]).collect();
+        }
         for &(freed_by, p) in &chain.entries {
             let r = c.claim(p, "free page also in use");
             c.note(r);
