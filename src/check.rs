@@ -2,8 +2,9 @@
 //!
 //! Every page below the high-water mark must be exactly one of: reachable
 //! from the catalog (a tree node or an overflow page), a free-list chain page,
-//! or listed free. Keys must be sorted within and across pages, leaves all at
-//! the depth their descriptor states, and entry counts must match.
+//! or listed free. Every page in use must hold its checksum. Keys must be
+//! sorted within and across pages, leaves all at the depth their descriptor
+//! states, and entry counts must match.
 
 #[cfg(feature = "testing")]
 use crate::btree::SliceView;
@@ -11,7 +12,7 @@ use crate::btree::{MapView, PageSource};
 use crate::error::{Error, Result, corrupted};
 use crate::format::meta::{Meta, TableDesc};
 use crate::format::node::LeafValue;
-use crate::format::page::{PageId, overflow_pages, overflow_run};
+use crate::format::page::{PageId, overflow_pages, overflow_run, page_checksum, stored_checksum};
 use crate::freelist_io::read_chain;
 use crate::pager::Pager;
 
@@ -129,7 +130,9 @@ impl<'a, P: PageSource<'a>> Checker<P> {
         let mut stack: Vec<Pending> = vec![(desc.root, 0, None, None)];
         while let Some((id, level, lo, hi)) = stack.pop() {
             self.claim(id, "page reachable twice")?;
-            let node = crate::btree::load_node(self.view.page(id)?, id, level, desc.depth)?;
+            let page = self.view.page(id)?;
+            checksum_matches(id, page)?;
+            let node = crate::btree::load_node(page, id, level, desc.depth)?;
             let in_bounds = |k: &[u8]| {
                 lo.as_deref().is_none_or(|l| k >= l) && hi.as_deref().is_none_or(|h| k < h)
             };
@@ -189,10 +192,19 @@ impl<'a, P: PageSource<'a>> Checker<P> {
             for p in page..page.saturating_add(pages) {
                 self.claim(p, "overflow page reachable twice")?;
             }
+            checksum_matches(page, self.view.pages(page, pages)?)?;
             self.report.overflow_pages += pages;
         }
         Ok(())
     }
+}
+
+/// Whether the page or run in `bytes` holds the checksum its header claims.
+fn checksum_matches(id: PageId, bytes: &[u8]) -> Result<()> {
+    if page_checksum(bytes) != stored_checksum(bytes) {
+        return corrupted(id, "page checksum mismatch");
+    }
+    Ok(())
 }
 
 /// Checks the snapshot `meta` of the file behind `pager`: the full report,
@@ -282,6 +294,8 @@ fn walk<'a>(
     if let Some(chain) = chain {
         for &p in &chain.pages {
             let r = c.claim(p, "free-list page also in use");
+            c.note(r);
+            let r = c.view.page(p).and_then(|bytes| checksum_matches(p, bytes));
             c.note(r);
         }
         c.report.freelist_pages = chain.pages.len() as u64;

@@ -5,11 +5,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::btree::MapView;
+use crate::btree::{MapView, PageSource};
 use crate::check::CheckReport;
 use crate::error::{Error, Result, corrupted};
-use crate::format::meta::{META_SIZE, Meta, MetaError, TableDesc, valid_page_size};
-use crate::format::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageId};
+use crate::format::meta::{Meta, MetaError, SealEntry, TableDesc, valid_page_size};
+use crate::format::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageId, page_checksum};
 use crate::freelist::FreeList;
 use crate::freelist_io::read_chain;
 use crate::pager::{LockedFile, Pager, StorageHook, sync_parent_dir};
@@ -117,11 +117,13 @@ impl Options {
             sync_parent_dir(path)?;
         }
         let candidates = read_metas(&file)?;
-        let page_size = candidates[0].page_size as usize;
+        let page_size = candidates[0].0.page_size as usize;
         let pager = file.into_pager(page_size, self.map_size)?;
         let mut first_error = None;
-        for meta in candidates {
-            match load_free_list(&pager, &meta) {
+        for (meta, seal) in candidates {
+            let loaded =
+                verify_seal(&pager, &meta, &seal).and_then(|()| load_free_list(&pager, &meta));
+            match loaded {
                 Ok((free, chain)) => {
                     return Ok(Database {
                         core: Core {
@@ -175,54 +177,71 @@ fn initialise(file: &mut LockedFile, page_size: usize) -> Result<()> {
         freelist_head: 0,
         freelist_entries: 0,
         catalog: TableDesc::default(),
+        pages_synced: true,
+        seal_len: 0,
     };
+    let bytes = meta.encode();
     let mut buf = vec![0u8; 2 * page_size];
-    buf[..META_SIZE].copy_from_slice(&meta.encode());
-    buf[page_size..page_size + META_SIZE].copy_from_slice(&meta.encode());
+    buf[..bytes.len()].copy_from_slice(&bytes);
+    buf[page_size..page_size + bytes.len()].copy_from_slice(&bytes);
     file.write_durably(&buf, 0)
 }
 
+/// A valid meta and its seal list.
+type Candidate = (Meta, Vec<SealEntry>);
+
 /// Reads both meta slots and returns the valid ones, newest first.
-fn read_metas(file: &LockedFile) -> Result<Vec<Meta>> {
-    let read = |offset: u64| -> Result<Result<Meta, MetaError>> {
-        let mut buf = [0u8; META_SIZE];
-        if file.read_at(&mut buf, offset)? < META_SIZE {
-            return Ok(Err(MetaError::Short));
-        }
-        Ok(Meta::decode(&buf, file.len()))
+fn read_metas(file: &LockedFile) -> Result<Vec<Candidate>> {
+    // A slot is read up to `len` bytes (one page; the seal list lies within).
+    let read = |offset: u64, len: usize| -> Result<Result<Candidate, MetaError>> {
+        let mut buf = vec![0u8; len];
+        let n = file.read_at(&mut buf, offset)?;
+        buf.truncate(n);
+        Ok(Meta::decode(&buf, file.len()).map(|m| (m, m.seal(&buf).to_vec())))
     };
-    let slot0 = read(0)?;
+    let slot0 = read(0, MAX_PAGE_SIZE)?;
     // Slot 1 sits one page in. If slot 0 is valid it says where; otherwise try
     // every page size, accepting only a meta that names its own offset.
     let sizes: Vec<usize> = match &slot0 {
-        Ok(m) => vec![m.page_size as usize],
+        Ok((m, _)) => vec![m.page_size as usize],
         Err(_) => (MIN_PAGE_SIZE.trailing_zeros()..=MAX_PAGE_SIZE.trailing_zeros())
             .map(|shift| 1usize << shift)
             .collect(),
     };
     let mut slot1 = Err(MetaError::Short);
     for size in sizes {
-        match read(size as u64)? {
-            Ok(m) if m.page_size as usize == size => {
-                slot1 = Ok(m);
+        match read(size as u64, size)? {
+            Ok((m, seal)) if m.page_size as usize == size => {
+                slot1 = Ok((m, seal));
                 break;
             }
             Ok(_) => slot1 = Err(MetaError::PageSize),
             Err(e) => slot1 = Err(e),
         }
     }
-    let mut valid: Vec<Meta> = [slot0, slot1].into_iter().filter_map(|m| m.ok()).collect();
+    let reason0 = slot0.as_ref().err().copied();
+    let mut valid: Vec<Candidate> = [slot0, slot1].into_iter().filter_map(|m| m.ok()).collect();
     if valid.is_empty() {
-        let reason = match read(0)? {
-            Err(e) => e.reason(),
-            Ok(_) => MetaError::Checksum.reason(),
-        };
-        return corrupted(0, reason);
+        return corrupted(0, reason0.unwrap_or(MetaError::Checksum).reason());
     }
-    valid.sort_by_key(|m| std::cmp::Reverse(m.txn_id));
-    let page_size = valid[0].page_size;
-    valid.retain(|m| m.page_size == page_size);
+    valid.sort_by_key(|(m, _)| std::cmp::Reverse(m.txn_id));
+    let page_size = valid[0].0.page_size;
+    valid.retain(|(m, _)| m.page_size == page_size);
     Ok(valid)
+}
+
+/// Checks a meta committed with a single sync against its seal list: every
+/// page the commit wrote must hold the checksum the list records. A mismatch
+/// means the crash tore the commit, and the older meta is used instead.
+fn verify_seal(pager: &Pager, meta: &Meta, seal: &[SealEntry]) -> Result<()> {
+    let view = MapView::new(pager, meta.pages);
+    for e in seal {
+        let (id, n) = (e.page.get(), u64::from(e.pages.get()));
+        if page_checksum(view.pages(id, n)?) != e.checksum.get() {
+            return corrupted(id, "page does not match its commit's seal (torn commit)");
+        }
+    }
+    Ok(())
 }
 
 /// Loads the free list of `meta` into memory.

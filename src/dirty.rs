@@ -8,11 +8,14 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 
+use zerocopy::little_endian::{U32, U64};
+
 use crate::btree::{MapView, PageSource, PageStore};
 use crate::error::{Error, Result, corrupted};
+use crate::format::meta::SealEntry;
 use crate::format::node;
 use crate::format::page::{
-    OVERFLOW_DATA, PageId, header_mut, init_overflow, overflow_pages, overflow_run,
+    OVERFLOW_DATA, PageId, header_mut, init_overflow, overflow_pages, overflow_run, stamp_checksum,
 };
 use crate::freelist::FreeList;
 use crate::pager::Pager;
@@ -192,11 +195,27 @@ impl Dirty {
         std::mem::take(&mut self.free)
     }
 
-    /// The dirty pages in page order, consecutive ones merged into one write of
-    /// at most `chunk` bytes.
-    pub(crate) fn write_all(&self, pager: &Pager, chunk: usize) -> Result<()> {
-        let mut ids: Vec<PageId> = self.bufs.keys().copied().collect();
-        ids.sort_unstable();
+    /// Stamps every dirty buffer with its checksum; returns the seal list: one
+    /// entry per buffer, in page order.
+    pub(crate) fn seal(&mut self) -> Vec<SealEntry> {
+        let ps = self.page_size;
+        let mut seal: Vec<SealEntry> = self
+            .bufs
+            .iter_mut()
+            .map(|(&id, buf)| SealEntry {
+                page: U64::new(id),
+                pages: U32::new((buf.len() / ps) as u32),
+                checksum: U32::new(stamp_checksum(buf)),
+            })
+            .collect();
+        seal.sort_unstable_by_key(|e| e.page.get());
+        seal
+    }
+
+    /// Writes the buffers `seal` lists (in page order), consecutive ones merged
+    /// into one write of at most `chunk` bytes.
+    pub(crate) fn write_all(&self, pager: &Pager, seal: &[SealEntry], chunk: usize) -> Result<()> {
+        let ids = seal.iter().map(|e| e.page.get());
         let mut batch: Vec<u8> = Vec::new();
         let mut batch_start = 0;
         let mut batch_end = 0;
@@ -325,6 +344,14 @@ impl<'a> PageSource<'a> for DirtyView<'a> {
                 Ok(&buf[OVERFLOW_DATA..end])
             }
             None => MapView::new(self.pager, self.dirty.base_pages).run(id, len),
+        }
+    }
+
+    fn pages(&self, id: PageId, n: u64) -> Result<&'a [u8]> {
+        match self.dirty.bufs.get(&id) {
+            Some(buf) if buf.len() as u64 == n * self.dirty.page_size as u64 => Ok(buf),
+            Some(_) => corrupted(id, "run length differs from the dirty buffer"),
+            None => MapView::new(self.pager, self.dirty.base_pages).pages(id, n),
         }
     }
 }

@@ -32,6 +32,13 @@ impl<'a> PageSource<'a> for View<'a> {
             View::Dirty(d) => d.run(id, len),
         }
     }
+
+    fn pages(&self, id: PageId, n: u64) -> Result<&'a [u8]> {
+        match self {
+            View::Map(m) => m.pages(id, n),
+            View::Dirty(d) => d.pages(id, n),
+        }
+    }
 }
 
 /// The longest value the format stores (its length is a `u32`, and the run

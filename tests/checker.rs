@@ -12,6 +12,12 @@ fn every_class_of_damage_is_detected() {
     larch::testing::report(&figures.to_string());
     assert_eq!(figures.classes_injected, corrupt::CLASSES.len() as u64);
     assert!(missed.is_empty(), "{figures}: missed {missed:?}");
+    // Every class but the stale checksum re-stamps the pages it edits: the
+    // structural checks, not the checksums, must be what noticed them.
+    for reason in &figures.reasons {
+        let by_checksum = reason.contains("checksum");
+        assert_eq!(by_checksum, reason.starts_with("StaleChecksum"), "{reason}");
+    }
 }
 
 #[test]

@@ -98,8 +98,11 @@ fn pinned_snapshots_stay_exact_while_the_writer_churns() {
                     }
                 }
             }
-            let id = w.id();
             w.commit().unwrap();
+            // Keyed by the id the commit made current: a transaction that
+            // changed nothing commits nothing, and its own id is reused by the
+            // next one.
+            let id = db.last_txn_id();
             models.lock().insert(id, Arc::new(model.clone()));
             published.notify_all();
         }

@@ -14,6 +14,10 @@ fn suite(page_size: usize, seed: u64) {
     assert!(figures.clean(), "{figures}\n{}", problems.join("\n"));
     assert!(figures.images >= images * 9 / 10, "{figures}");
     assert_eq!(figures.txns, txns);
+    assert!(figures.single_sync_commits > 0, "{figures}");
+    if page_size == 512 {
+        assert!(figures.two_sync_commits > 0, "{figures}");
+    }
 }
 
 #[test]

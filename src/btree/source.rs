@@ -12,6 +12,8 @@ pub(crate) trait PageSource<'a>: Copy {
     fn page(&self, id: PageId) -> Result<&'a [u8]>;
     /// The `len` value bytes of the overflow run starting at `id`.
     fn run(&self, id: PageId, len: usize) -> Result<&'a [u8]>;
+    /// The `n` whole pages starting at `id` (an overflow run, header included).
+    fn pages(&self, id: PageId, n: u64) -> Result<&'a [u8]>;
 
     /// The bytes of a leaf value, following an overflow reference.
     #[inline]
@@ -90,6 +92,17 @@ impl<'a> PageSource<'a> for MapView<'a> {
         self.check(id, pages)?;
         Ok(&self.pager.bytes(id, OVERFLOW_DATA + len)?[OVERFLOW_DATA..])
     }
+
+    fn pages(&self, id: PageId, n: u64) -> Result<&'a [u8]> {
+        self.check(id, n)?;
+        let len = usize::try_from(n)
+            .ok()
+            .and_then(|n| n.checked_mul(self.pager.page_size()));
+        match len {
+            Some(len) => self.pager.bytes(id, len),
+            None => corrupted(id, "page run too long"),
+        }
+    }
 }
 
 /// Parses page `id` found at `level` of a tree of `depth` levels, checking that
@@ -145,5 +158,15 @@ impl<'a> PageSource<'a> for SliceView<'a> {
             return corrupted(id, "overflow run shorter than its value");
         }
         Ok(&self.bytes(id, pages, OVERFLOW_DATA + len)?[OVERFLOW_DATA..])
+    }
+
+    fn pages(&self, id: PageId, n: u64) -> Result<&'a [u8]> {
+        let len = usize::try_from(n)
+            .ok()
+            .and_then(|n| n.checked_mul(self.page_size));
+        match len {
+            Some(len) => self.bytes(id, n, len),
+            None => corrupted(id, "page run too long"),
+        }
     }
 }

@@ -48,6 +48,13 @@ impl<'a> PageSource<'a> for &'a Mem {
         let p = &self.pages[&id];
         Ok(&p[OVERFLOW_DATA..OVERFLOW_DATA + len])
     }
+
+    fn pages(&self, id: PageId, n: u64) -> Result<&'a [u8]> {
+        match self.pages.get(&id) {
+            Some(p) if p.len() == n as usize * self.page_size => Ok(p),
+            _ => corrupted(id, "no such run"),
+        }
+    }
 }
 
 impl PageStore for Mem {

@@ -7,13 +7,35 @@ use super::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageId};
 use crate::btree::MAX_DEPTH;
 
 /// Version of the on-disk format; bumped whenever the bytes change.
-pub(crate) const FORMAT_VERSION: u32 = 1;
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
 /// First eight bytes of each meta slot.
 pub(crate) const MAGIC: [u8; 8] = *b"larch\0db";
 
-/// Bytes of a meta slot that are written: one sector.
-pub(crate) const META_SIZE: usize = 512;
+/// Bytes of the fixed part of a meta slot; the seal list follows.
+pub(crate) const META_HEADER: usize = size_of::<MetaRaw>();
+
+/// Meta flag: the commit's pages were durable before this meta was written,
+/// so recovery trusts them without reading them (the seal list is empty).
+pub(crate) const FLAG_PAGES_SYNCED: u32 = 1;
+
+/// One entry of a meta's seal list: a buffer the commit wrote (a page, or a
+/// whole overflow run) and the crc32 it must have.
+#[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C)]
+pub(crate) struct SealEntry {
+    pub page: U64,
+    /// Pages the buffer spans (1, or the length of an overflow run).
+    pub pages: U32,
+    /// crc32 of the buffer with its header's checksum field read as zero.
+    pub checksum: U32,
+}
+
+/// How many seal entries fit in a meta slot of `page_size` bytes: the largest
+/// commit that may be made durable with a single sync.
+pub(crate) fn seal_capacity(page_size: usize) -> usize {
+    (page_size - META_HEADER) / size_of::<SealEntry>()
+}
 
 /// A table descriptor as stored: in the catalog for tables, in the meta for the
 /// catalog itself.
@@ -83,10 +105,26 @@ struct MetaRaw {
     freelist_head: U64,
     freelist_entries: U64,
     catalog: DescRaw,
+    flags: U32,
+    seal_len: U32,
     checksum: U32,
+    reserved: U32,
 }
 
-const CHECKSUMMED: usize = size_of::<MetaRaw>() - 4;
+/// Where the checksum sits in a meta slot.
+const CHECKSUM_AT: usize = 80;
+
+/// crc32 of a meta slot: its fixed part with the checksum field read as zero,
+/// then `seal_len` seal entries. `None` when the entries run past `slot`.
+pub(crate) fn meta_checksum(slot: &[u8], seal_len: usize) -> Option<u32> {
+    let end = META_HEADER.checked_add(seal_len.checked_mul(size_of::<SealEntry>())?)?;
+    let bytes = slot.get(..end)?;
+    let mut h = crc32fast::Hasher::new();
+    h.update(&bytes[..CHECKSUM_AT]);
+    h.update(&[0; 4]);
+    h.update(&bytes[CHECKSUM_AT + 4..]);
+    Some(h.finalize())
+}
 
 /// The decoded contents of a meta slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -98,6 +136,12 @@ pub(crate) struct Meta {
     pub freelist_head: PageId,
     pub freelist_entries: u64,
     pub catalog: TableDesc,
+    /// Whether the commit's pages were durable before the meta was written
+    /// (`FLAG_PAGES_SYNCED`). Otherwise the meta carries a seal list of
+    /// `seal_len` entries that recovery checks before trusting it.
+    pub pages_synced: bool,
+    /// Entries in the seal list.
+    pub seal_len: u32,
 }
 
 /// Why a meta slot was rejected.
@@ -109,6 +153,7 @@ pub(crate) enum MetaError {
     Checksum,
     PageSize,
     Geometry,
+    Flags,
 }
 
 impl MetaError {
@@ -120,14 +165,23 @@ impl MetaError {
             MetaError::Checksum => "meta checksum mismatch",
             MetaError::PageSize => "invalid page size in meta",
             MetaError::Geometry => "meta points outside the file",
+            MetaError::Flags => "meta flags or seal list invalid",
         }
     }
 }
 
 impl Meta {
-    /// Encodes the meta into one sector, checksum included.
-    pub(crate) fn encode(&self) -> [u8; META_SIZE] {
-        let mut raw = MetaRaw {
+    /// Encodes the meta with no seal list (`seal_len` must be 0).
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        self.encode_sealed(&[])
+    }
+
+    /// Encodes the meta followed by its seal list, checksum included. The
+    /// result fits a meta slot when `seal` holds at most `seal_capacity`
+    /// entries.
+    pub(crate) fn encode_sealed(&self, seal: &[SealEntry]) -> Vec<u8> {
+        debug_assert_eq!(self.seal_len as usize, seal.len());
+        let raw = MetaRaw {
             magic: MAGIC,
             version: U32::new(FORMAT_VERSION),
             page_size: U32::new(self.page_size),
@@ -136,15 +190,32 @@ impl Meta {
             freelist_head: U64::new(self.freelist_head),
             freelist_entries: U64::new(self.freelist_entries),
             catalog: DescRaw::read_from_bytes(&self.catalog.encode()).expect("descriptor size"),
+            flags: U32::new(if self.pages_synced {
+                FLAG_PAGES_SYNCED
+            } else {
+                0
+            }),
+            seal_len: U32::new(seal.len() as u32),
             checksum: U32::new(0),
+            reserved: U32::new(0),
         };
-        raw.checksum = U32::new(crc32fast::hash(&raw.as_bytes()[..CHECKSUMMED]));
-        let mut out = [0u8; META_SIZE];
-        out[..size_of::<MetaRaw>()].copy_from_slice(raw.as_bytes());
+        let mut out = raw.as_bytes().to_vec();
+        out.extend_from_slice(seal.as_bytes());
+        let crc = meta_checksum(&out, seal.len()).expect("entries were just written");
+        out[CHECKSUM_AT..CHECKSUM_AT + 4].copy_from_slice(&crc.to_le_bytes());
         out
     }
 
-    /// Decodes and validates a meta slot read from a file of `file_len` bytes.
+    /// The seal list of a meta slot that `decode` accepted.
+    pub(crate) fn seal<'s>(&self, slot: &'s [u8]) -> &'s [SealEntry] {
+        let bytes = slot.get(META_HEADER..).unwrap_or(&[]);
+        <[SealEntry]>::ref_from_prefix_with_elems(bytes, self.seal_len as usize)
+            .map(|(entries, _)| entries)
+            .unwrap_or(&[])
+    }
+
+    /// Decodes and validates a meta slot (the bytes from the slot's start, up
+    /// to one page) read from a file of `file_len` bytes.
     pub(crate) fn decode(bytes: &[u8], file_len: u64) -> Result<Meta, MetaError> {
         let Ok((raw, _)) = MetaRaw::ref_from_prefix(bytes) else {
             return Err(MetaError::Short);
@@ -152,8 +223,11 @@ impl Meta {
         if raw.magic != MAGIC {
             return Err(MetaError::Magic);
         }
-        if raw.checksum.get() != crc32fast::hash(&raw.as_bytes()[..CHECKSUMMED]) {
-            return Err(MetaError::Checksum);
+        let seal_len = raw.seal_len.get();
+        match meta_checksum(bytes, seal_len as usize) {
+            Some(crc) if crc == raw.checksum.get() => {}
+            Some(_) => return Err(MetaError::Checksum),
+            None => return Err(MetaError::Short),
         }
         if raw.version.get() != FORMAT_VERSION {
             return Err(MetaError::Version);
@@ -161,6 +235,12 @@ impl Meta {
         let page_size = raw.page_size.get();
         if !valid_page_size(page_size as usize) {
             return Err(MetaError::PageSize);
+        }
+        let flags = raw.flags.get();
+        let pages_synced = flags == FLAG_PAGES_SYNCED;
+        let fits = (seal_len as usize) <= seal_capacity(page_size as usize);
+        if (flags & !FLAG_PAGES_SYNCED) != 0 || (pages_synced && seal_len != 0) || !fits {
+            return Err(MetaError::Flags);
         }
         let catalog = TableDesc::from_raw(&raw.catalog).ok_or(MetaError::Geometry)?;
         let meta = Meta {
@@ -170,6 +250,8 @@ impl Meta {
             freelist_head: raw.freelist_head.get(),
             freelist_entries: raw.freelist_entries.get(),
             catalog,
+            pages_synced,
+            seal_len,
         };
         let in_file = meta.pages >= 2
             && meta
@@ -178,6 +260,13 @@ impl Meta {
                 .is_some_and(|bytes| bytes <= file_len);
         let root_ok = |p: PageId| p == 0 || (2..meta.pages).contains(&p);
         if !in_file || !root_ok(meta.catalog.root) || !root_ok(meta.freelist_head) {
+            return Err(MetaError::Geometry);
+        }
+        let sealed_ok = meta.seal(bytes).iter().all(|e| {
+            let (page, n) = (e.page.get(), u64::from(e.pages.get()));
+            n >= 1 && page >= 2 && page.checked_add(n).is_some_and(|end| end <= meta.pages)
+        });
+        if !sealed_ok {
             return Err(MetaError::Geometry);
         }
         Ok(meta)
@@ -205,18 +294,70 @@ mod tests {
                 entries: 2,
                 depth: 1,
             },
+            pages_synced: false,
+            seal_len: 0,
+        }
+    }
+
+    fn entry(page: u64, pages: u32, checksum: u32) -> SealEntry {
+        SealEntry {
+            page: U64::new(page),
+            pages: U32::new(pages),
+            checksum: U32::new(checksum),
         }
     }
 
     #[test]
     fn layout_matches_design() {
-        assert_eq!(size_of::<MetaRaw>(), 76);
+        assert_eq!(size_of::<MetaRaw>(), 88);
+        assert_eq!(size_of::<SealEntry>(), 16);
+        assert_eq!(seal_capacity(4096), 250);
+        assert_eq!(seal_capacity(512), 26);
         assert_eq!(DESC_SIZE, 24);
         let bytes = sample().encode();
         assert_eq!(&bytes[0..8], b"larch\0db");
         assert_eq!(u32::from_le_bytes(bytes[12..16].try_into().unwrap()), 4096);
         assert_eq!(u64::from_le_bytes(bytes[16..24].try_into().unwrap()), 42);
         assert_eq!(u64::from_le_bytes(bytes[48..56].try_into().unwrap()), 5);
+        let mut m = sample();
+        m.seal_len = 1;
+        let bytes = m.encode_sealed(&[entry(3, 2, 0xabcd)]);
+        assert_eq!(bytes.len(), 104);
+        assert_eq!(u32::from_le_bytes(bytes[76..80].try_into().unwrap()), 1);
+        assert_eq!(u64::from_le_bytes(bytes[88..96].try_into().unwrap()), 3);
+        assert_eq!(u32::from_le_bytes(bytes[96..100].try_into().unwrap()), 2);
+    }
+
+    #[test]
+    fn seal_round_trip() {
+        let mut m = sample();
+        m.seal_len = 2;
+        let seal = [entry(2, 1, 7), entry(8, 2, 9)];
+        let bytes = m.encode_sealed(&seal);
+        let got = Meta::decode(&bytes, 10 * 4096).unwrap();
+        assert_eq!(got, m);
+        assert_eq!(got.seal(&bytes), &seal);
+        // Every flipped bit of the list is caught by the checksum.
+        for bit in 0..(bytes.len() * 8) {
+            let mut b = bytes.clone();
+            b[bit / 8] ^= 1 << (bit % 8);
+            assert!(Meta::decode(&b, 10 * 4096).is_err(), "bit {bit} accepted");
+        }
+        // A list cut short by the end of the slot is rejected.
+        assert_eq!(
+            Meta::decode(&bytes[..bytes.len() - 1], 10 * 4096),
+            Err(MetaError::Short)
+        );
+        // Entries must lie inside the snapshot.
+        let bad = m.encode_sealed(&[entry(2, 1, 7), entry(9, 2, 9)]);
+        assert_eq!(Meta::decode(&bad, 10 * 4096), Err(MetaError::Geometry));
+        // A synced commit carries no list.
+        let mut synced = m;
+        synced.pages_synced = true;
+        assert_eq!(
+            Meta::decode(&synced.encode_sealed(&seal), 10 * 4096),
+            Err(MetaError::Flags)
+        );
     }
 
     #[test]
@@ -229,7 +370,7 @@ mod tests {
     fn every_flipped_bit_is_rejected() {
         let bytes = sample().encode();
         for bit in 0..(size_of::<MetaRaw>() * 8) {
-            let mut b = bytes;
+            let mut b = bytes.clone();
             b[bit / 8] ^= 1 << (bit % 8);
             assert!(Meta::decode(&b, 10 * 4096).is_err(), "bit {bit} accepted");
         }

@@ -29,10 +29,33 @@ pub(crate) struct PageHeader {
     pub flags: u8,
     /// Entries on the page (cells of a node, ids of a free-list page).
     pub count: U16,
-    /// Reserved for a page checksum, 0.
+    /// crc32 of the page (of the whole run, for an overflow run) with this
+    /// field read as zero; stamped when the page is written.
     pub checksum: U32,
     /// Transaction that wrote the page.
     pub txn_id: U64,
+}
+
+/// crc32 of a page or overflow run, its header's checksum field read as zero.
+pub(crate) fn page_checksum(buf: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&buf[..4]);
+    h.update(&[0; 4]);
+    h.update(&buf[8..]);
+    h.finalize()
+}
+
+/// The checksum a page or run's header claims.
+pub(crate) fn stored_checksum(buf: &[u8]) -> u32 {
+    u32::from_le_bytes([buf[4], buf[5], buf[6], buf[7]])
+}
+
+/// Stamps the checksum of the page or run in `buf` into its header and
+/// returns it.
+pub(crate) fn stamp_checksum(buf: &mut [u8]) -> u32 {
+    let crc = page_checksum(buf);
+    header_mut(buf).checksum = U32::new(crc);
+    crc
 }
 
 /// Mutable access to the common header of a page buffer.
@@ -158,6 +181,21 @@ mod tests {
         assert_eq!(size_of::<PageHeader>(), 16);
         assert_eq!(OVERFLOW_DATA, 24);
         assert_eq!(size_of::<FreeEntry>(), 16);
+    }
+
+    #[test]
+    fn checksum_covers_everything_but_itself() {
+        let mut buf = vec![0u8; 512];
+        init_overflow(&mut buf, 1, 3);
+        buf[300] = 9;
+        let crc = stamp_checksum(&mut buf);
+        assert_eq!(stored_checksum(&buf), crc);
+        assert_eq!(page_checksum(&buf), crc);
+        for at in (0..512).filter(|at| !(4..8).contains(at)) {
+            let mut b = buf.clone();
+            b[at] ^= 0x40;
+            assert_ne!(page_checksum(&b), crc, "byte {at} not covered");
+        }
     }
 
     #[test]

@@ -5,9 +5,9 @@ use std::fmt;
 use std::path::Path;
 
 use crate::btree::{PageSource, SliceView};
-use crate::format::meta::{META_SIZE, Meta, TableDesc};
+use crate::format::meta::{Meta, TableDesc};
 use crate::format::node::{LeafValue, Node};
-use crate::format::page::PageId;
+use crate::format::page::{PageId, stamp_checksum};
 use crate::{Database, Options};
 
 const PS: usize = 512;
@@ -29,10 +29,14 @@ pub enum Class {
     BadOverflowLength,
     /// A table's entry count differs from its entries.
     CountMismatch,
+    /// A byte of a tree page changed without its checksum (every other class
+    /// re-stamps the checksums of the pages it edits, so that the structural
+    /// checks are what must notice).
+    StaleChecksum,
 }
 
 /// Every class.
-pub const CLASSES: [Class; 7] = [
+pub const CLASSES: [Class; 8] = [
     Class::DoubleReference,
     Class::LeakedPage,
     Class::Cycle,
@@ -40,6 +44,7 @@ pub const CLASSES: [Class; 7] = [
     Class::FreeAlsoReachable,
     Class::BadOverflowLength,
     Class::CountMismatch,
+    Class::StaleChecksum,
 ];
 
 /// What the run measured.
@@ -102,7 +107,7 @@ fn build(path: &Path) -> crate::Result<()> {
 fn newest(image: &[u8]) -> Meta {
     (0..2)
         .filter_map(|slot| {
-            Meta::decode(&image[slot * PS..slot * PS + META_SIZE], image.len() as u64).ok()
+            Meta::decode(&image[slot * PS..(slot + 1) * PS], image.len() as u64).ok()
         })
         .max_by_key(|m| m.txn_id)
         .expect("the base image has a valid meta")
@@ -110,7 +115,14 @@ fn newest(image: &[u8]) -> Meta {
 
 fn write_meta(image: &mut [u8], meta: &Meta) {
     let slot = (meta.txn_id % 2) as usize;
-    image[slot * PS..slot * PS + META_SIZE].copy_from_slice(&meta.encode());
+    let bytes = meta.encode();
+    image[slot * PS..slot * PS + bytes.len()].copy_from_slice(&bytes);
+}
+
+/// Re-stamps the checksum of page `id` after an edit.
+fn restamp(image: &mut [u8], id: PageId) {
+    let at = id as usize * PS;
+    stamp_checksum(&mut image[at..at + PS]);
 }
 
 fn view<'a>(image: &'a [u8], meta: &Meta) -> SliceView<'a> {
@@ -140,7 +152,13 @@ fn cell_offset(image: &[u8], meta: &Meta, id: PageId, i: usize) -> usize {
 
 /// Damages `image` in the way of `class`.
 fn inject(image: &mut Vec<u8>, class: Class) {
-    let meta = newest(image);
+    // The newest commit becomes one whose pages were synced before its meta:
+    // otherwise damage to its pages reads as a torn commit, and open falls
+    // back to the older meta instead of reporting it.
+    let mut meta = newest(image);
+    meta.pages_synced = true;
+    meta.seal_len = 0;
+    write_meta(image, &meta);
     let (desc, desc_at) = table(image, &meta);
     let root = desc.root;
     match class {
@@ -149,6 +167,7 @@ fn inject(image: &mut Vec<u8>, class: Class) {
             let child2 = node(image, &meta, root).child(2).expect("child");
             let at = cell_offset(image, &meta, root, 1);
             image[at..at + 8].copy_from_slice(&child2.to_le_bytes());
+            restamp(image, root);
         }
         Class::LeakedPage => {
             let mut m = meta;
@@ -161,6 +180,7 @@ fn inject(image: &mut Vec<u8>, class: Class) {
         Class::Cycle => {
             let at = cell_offset(image, &meta, root, 0);
             image[at..at + 8].copy_from_slice(&root.to_le_bytes());
+            restamp(image, root);
         }
         Class::UnsortedKeys => {
             // Find the leftmost leaf and make its last key smaller than its first.
@@ -175,6 +195,7 @@ fn inject(image: &mut Vec<u8>, class: Class) {
             let last = leaf.count() - 1;
             let at = cell_offset(image, &meta, id, last) + 8;
             image[at..at + 3].copy_from_slice(b"aaa");
+            restamp(image, id);
         }
         Class::FreeAlsoReachable => {
             // Replace the first free-list entry with the table's root.
@@ -182,6 +203,7 @@ fn inject(image: &mut Vec<u8>, class: Class) {
             assert!(head != 0 && meta.freelist_entries > 0);
             let at = head * PS + 24 + 8;
             image[at..at + 8].copy_from_slice(&root.to_le_bytes());
+            restamp(image, head as PageId);
         }
         Class::BadOverflowLength => {
             // The first overflow value claims to be far longer than its run.
@@ -196,6 +218,7 @@ fn inject(image: &mut Vec<u8>, class: Class) {
                     if let (_, LeafValue::Overflow { .. }) = n.entry(i).expect("entry") {
                         let at = cell_offset(image, &meta, id, i) + 4;
                         image[at..at + 4].copy_from_slice(&100_000u32.to_le_bytes());
+                        restamp(image, id);
                         return;
                     }
                 }
@@ -206,6 +229,13 @@ fn inject(image: &mut Vec<u8>, class: Class) {
             let mut d = desc;
             d.entries += 1;
             image[desc_at..desc_at + d.encode().len()].copy_from_slice(&d.encode());
+            restamp(image, meta.catalog.root);
+        }
+        Class::StaleChecksum => {
+            // One byte of the root's first child.
+            let child = node(image, &meta, root).child(0).expect("child");
+            let at = cell_offset(image, &meta, child, 1) - 1;
+            image[at] ^= 0x20;
         }
     }
 }

@@ -122,11 +122,11 @@ fn base_image() -> &'static [u8] {
     })
 }
 
-/// Bytes of a meta slot covered by its checksum, and where the checksum sits.
-const META_FIELDS: usize = 72;
+/// Bytes of a meta slot's fields before its checksum, and where it sits.
+const META_FIELDS: usize = 80;
 
 /// Target `meta_pages`: the input is XORed into the fields of the two meta
-/// slots of a valid file (72 bytes each); a flag byte then re-signs either
+/// slots of a valid file (80 bytes each); a flag byte then re-signs either
 /// slot with a valid checksum, so forged metas get past the checksum; another
 /// may cut the file short. Open, scan, check, write.
 pub fn meta_pages(data: &[u8]) {
@@ -140,8 +140,9 @@ pub fn meta_pages(data: &[u8]) {
         let resign = data
             .get(2 * META_FIELDS)
             .is_some_and(|f| f & (1 << slot) != 0);
-        if resign {
-            let crc = crc32fast::hash(&image[at..at + META_FIELDS]);
+        let seal_len = u32::from_le_bytes(image[at + 76..at + 80].try_into().expect("4 bytes"));
+        let crc = crate::format::meta::meta_checksum(&image[at..at + 512], seal_len as usize);
+        if let (true, Some(crc)) = (resign, crc) {
             image[at + META_FIELDS..at + META_FIELDS + 4].copy_from_slice(&crc.to_le_bytes());
         }
     }

@@ -2,7 +2,7 @@
 //! each one reaches.
 
 use crate::check::check_image;
-use crate::format::meta::{META_SIZE, Meta};
+use crate::format::meta::Meta;
 use crate::format::page::PageId;
 
 /// One valid meta slot of an image and the pages its snapshot reaches.
@@ -24,7 +24,7 @@ pub fn image_state(image: &[u8], page_size: usize) -> Vec<ImageState> {
     let mut out = Vec::new();
     for slot in 0..2u64 {
         let at = slot as usize * page_size;
-        let Some(bytes) = image.get(at..at + META_SIZE) else {
+        let Some(bytes) = image.get(at..(at + page_size).min(image.len())) else {
             continue;
         };
         let Ok(meta) = Meta::decode(bytes, image.len() as u64) else {
@@ -74,12 +74,13 @@ pub fn edit_meta(
     edit: impl FnOnce(&mut MetaFields),
 ) -> bool {
     let at = slot * page_size;
-    let Some(bytes) = image.get(at..at + META_SIZE) else {
+    let Some(bytes) = image.get(at..(at + page_size).min(image.len())) else {
         return false;
     };
     let Ok(meta) = Meta::decode(bytes, u64::MAX) else {
         return false;
     };
+    let seal = meta.seal(bytes).to_vec();
     let mut f = MetaFields {
         page_size: meta.page_size,
         txn_id: meta.txn_id,
@@ -102,7 +103,9 @@ pub fn edit_meta(
             entries: f.catalog_entries,
             depth: f.catalog_depth,
         },
+        ..meta
     };
-    image[at..at + META_SIZE].copy_from_slice(&meta.encode());
+    let bytes = meta.encode_sealed(&seal);
+    image[at..at + bytes.len()].copy_from_slice(&bytes);
     true
 }

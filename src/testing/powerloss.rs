@@ -48,6 +48,10 @@ pub struct Figures {
     pub monitor_violations: u64,
     /// Transactions run on the recovered images.
     pub after_txns: u64,
+    /// Commits made durable with one sync (pages and a sealed meta together).
+    pub single_sync_commits: u64,
+    /// Commits too big for the seal list: pages synced, then the meta.
+    pub two_sync_commits: u64,
 }
 
 impl Figures {
@@ -67,7 +71,7 @@ impl fmt::Display for Figures {
             f,
             "RELIABILITY suite=powerloss seed={} page_size={} txns={} crash_points={} images={} \
              lost_acked={} mixed_states={} unopenable={} check_failures={} monitor_violations={} \
-             after_txns={}",
+             after_txns={} single_sync_commits={} two_sync_commits={}",
             self.seed,
             self.page_size,
             self.txns,
@@ -78,7 +82,9 @@ impl fmt::Display for Figures {
             self.unopenable,
             self.check_failures,
             self.monitor_violations,
-            self.after_txns
+            self.after_txns,
+            self.single_sync_commits,
+            self.two_sync_commits
         )
     }
 }
@@ -97,12 +103,15 @@ struct Expect {
     per_point: usize,
     /// The first problems seen, for the report.
     problems: Vec<String>,
+    /// Crash points seen so far.
+    syncs: u64,
 }
 
 const TABLES: [&str; 3] = ["alpha", "beta", "gamma"];
 
 /// One random transaction on `db`, mirrored in `model`: inserts of small and
-/// overflowing values, removals, table creation and deletion. About one in
+/// overflowing values, removals, table creation and deletion; one in fifteen
+/// is a big one. About one in
 /// twelve aborts (`model` is then left as it was). `before_commit` sees the
 /// model the commit will make durable. Returns whether it committed.
 fn random_txn(
@@ -113,7 +122,13 @@ fn random_txn(
 ) -> crate::Result<bool> {
     let mut next = model.clone();
     let mut w = db.begin_write()?;
-    for _ in 0..1 + rng.below(12) {
+    // Now and then a big transaction, too big to seal in the meta.
+    let ops = if rng.below(15) == 0 {
+        60 + rng.below(60)
+    } else {
+        1 + rng.below(12)
+    };
+    for _ in 0..ops {
         let name = TABLES[rng.below(TABLES.len() as u64) as usize];
         if rng.below(40) == 0 {
             w.delete_table(name)?;
@@ -257,6 +272,7 @@ impl Expect {
     }
 
     fn crash_point(&mut self, cp: &CrashPoint<'_>) {
+        self.syncs += 1;
         self.figures.crash_points += 1;
         self.monitor(cp);
         // A crash while a new file is first written leaves zeros or nothing;
@@ -329,7 +345,8 @@ impl Expect {
 pub fn run(seed: u64, page_size: usize, txns: u64, images: u64) -> (Figures, Vec<String>) {
     let dir = tempfile_dir(seed);
     let path = dir.join("live.larch");
-    let per_point = images.div_ceil(2 * txns).max(2) as usize;
+    // About one crash point per commit (two for the few big ones).
+    let per_point = images.div_ceil(txns).max(2) as usize;
     let expect = Arc::new(Mutex::new(Expect {
         acked: Model::new(),
         acked_txn: 0,
@@ -345,6 +362,7 @@ pub fn run(seed: u64, page_size: usize, txns: u64, images: u64) -> (Figures, Vec
         page_size,
         per_point,
         problems: Vec::new(),
+        syncs: 0,
     }));
     let hook_expect = expect.clone();
     let recorder = Recorder::new(move |cp| hook_expect.lock().crash_point(cp));
@@ -380,11 +398,17 @@ pub fn run(seed: u64, page_size: usize, txns: u64, images: u64) -> (Figures, Vec
             reader = Some((r, committed + 1 + rng.below(4)));
         }
         let announce = |next: &Model| expect.lock().in_flight = Some(next.clone());
+        let syncs_before = expect.lock().syncs;
         if !random_txn(&db, &mut model, &mut rng, announce).expect("workload transaction") {
             continue;
         }
         committed += 1;
         let mut e = expect.lock();
+        match e.syncs - syncs_before {
+            1 => e.figures.single_sync_commits += 1,
+            2 => e.figures.two_sync_commits += 1,
+            _ => {}
+        }
         e.acked = model.clone();
         e.acked_txn = db.last_txn_id();
         e.in_flight = None;

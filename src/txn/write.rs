@@ -10,7 +10,7 @@ use super::core::{Core, WriterState};
 use crate::btree;
 use crate::dirty::{Dirty, DirtyView, Writer};
 use crate::error::Result;
-use crate::format::meta::{Meta, TableDesc};
+use crate::format::meta::{Meta, TableDesc, seal_capacity};
 use crate::format::page::{FreeEntry, freelist_capacity, write_freelist};
 use crate::table::{TableMut, View, catalog_get, catalog_names, check_key};
 
@@ -191,23 +191,39 @@ impl<'db> WriteTxn<'db> {
             write_freelist(btree::PageStore::page_mut(&mut w, id)?, next, part, txn_id);
         }
 
-        let meta = Meta {
+        // 3. Seal: stamp every page's checksum. A commit whose seal list fits
+        // in the meta slot is made durable with one sync (pages and meta
+        // together; recovery checks the list). A bigger one syncs its pages
+        // before writing the meta.
+        let seal = self.dirty.seal();
+        let one_sync = seal.len() <= seal_capacity(ps);
+        let mut meta = Meta {
             page_size: ps as u32,
             txn_id,
             pages: self.dirty.pages(),
             freelist_head: chain.first().copied().unwrap_or(0),
             freelist_entries: entries.len() as u64,
             catalog: self.catalog,
+            pages_synced: !one_sync,
+            seal_len: 0,
+        };
+        let meta_bytes = if one_sync {
+            meta.seal_len = seal.len() as u32;
+            meta.encode_sealed(&seal)
+        } else {
+            meta.encode()
         };
 
-        // 3-7. Grow, write the pages, sync, write the meta, sync. A failure
+        // 4-7. Grow, write the pages, (sync,) write the meta, sync. A failure
         // here poisons the handle: the disk may hold anything the kernel kept.
         let pager = &self.core.pager;
         let io = || -> Result<()> {
             pager.grow(meta.pages * ps as u64)?;
-            self.dirty.write_all(pager, WRITE_CHUNK)?;
-            pager.sync()?;
-            pager.write(txn_id % 2, &meta.encode())?;
+            self.dirty.write_all(pager, &seal, WRITE_CHUNK)?;
+            if !one_sync {
+                pager.sync()?;
+            }
+            pager.write(txn_id % 2, &meta_bytes)?;
             pager.sync()
         };
         if let Err(e) = io() {
