@@ -143,6 +143,7 @@ pub struct TableMut<'txn> {
     writer: Writer<'txn>,
     desc: &'txn mut TableDesc,
     changed: &'txn mut bool,
+    hint: btree::InsertHint,
 }
 
 impl<'txn> TableMut<'txn> {
@@ -155,6 +156,7 @@ impl<'txn> TableMut<'txn> {
             writer,
             desc,
             changed,
+            hint: btree::InsertHint::default(),
         }
     }
 
@@ -175,7 +177,9 @@ impl<'txn> TableMut<'txn> {
             });
         }
         *self.changed = true;
-        btree::insert(&mut self.writer, self.desc, key, value)?;
+        // The hint is taken by every insert and given back only by one that
+        // split nothing.
+        btree::insert(&mut self.writer, self.desc, &mut self.hint, key, value)?;
         Ok(())
     }
 
@@ -184,6 +188,7 @@ impl<'txn> TableMut<'txn> {
         if key.len() > max_key(self.writer.pager.page_size()) {
             return Ok(false);
         }
+        self.hint.clear();
         let removed = btree::remove(&mut self.writer, self.desc, key)?;
         *self.changed |= removed;
         Ok(removed)

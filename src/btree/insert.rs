@@ -1,8 +1,10 @@
 //! Insert and overwrite, with splits propagating to the root.
 
+use std::borrow::Cow;
+
 use super::MAX_DEPTH;
 use super::cells::Cells;
-use super::path::Path;
+use super::path::{Bounds, Path};
 use super::source::PageStore;
 use crate::error::{Result, corrupted};
 use crate::format::meta::TableDesc;
@@ -12,25 +14,61 @@ use crate::format::node::{
     value_inline,
 };
 
+/// Where the last insert into a table landed, so that the next one into the
+/// same leaf (a sorted or clustered load) skips the descent. Valid only while
+/// the tree changes through inserts that split nothing: the table clears it
+/// on every other change.
+/// It also keeps the buffer cells are built in, so that an insert allocates
+/// nothing of its own.
+#[derive(Default)]
+pub(crate) struct InsertHint {
+    path: Option<Path>,
+    /// The key range of the hinted path's leaf.
+    bounds: Bounds,
+    cell: Vec<u8>,
+}
+
+impl InsertHint {
+    pub(crate) fn clear(&mut self) {
+        self.path = None;
+    }
+}
+
 /// Stores `value` under `key`, replacing any old value. Returns whether a value
 /// was replaced. The caller has checked the key and value lengths.
 pub(crate) fn insert<S: PageStore>(
     s: &mut S,
     desc: &mut TableDesc,
+    hint: &mut InsertHint,
     key: &[u8],
     value: &[u8],
 ) -> Result<bool> {
-    let mut cell = Vec::with_capacity(16 + key.len() + value.len().min(s.page_size()));
+    let mut cell = std::mem::take(&mut hint.cell);
+    cell.clear();
+    let r = insert_cell_built(s, desc, hint, key, value, &mut cell);
+    hint.cell = cell;
+    r
+}
+
+/// `insert`, building the leaf cell in `cell`.
+fn insert_cell_built<S: PageStore>(
+    s: &mut S,
+    desc: &mut TableDesc,
+    hint: &mut InsertHint,
+    key: &[u8],
+    value: &[u8],
+    cell: &mut Vec<u8>,
+) -> Result<bool> {
     if value_inline(key.len(), value.len(), s.page_size()) {
-        leaf_cell_inline(&mut cell, key, value);
+        leaf_cell_inline(cell, key, value);
     } else {
         let run = s.alloc_value(value)?;
-        leaf_cell_overflow(&mut cell, key, value.len(), run);
+        leaf_cell_overflow(cell, key, value.len(), run);
     }
 
     if desc.root == 0 {
         let root = s.alloc_node(true)?;
-        if !insert_cell(s.page_mut(root)?, root, 0, &cell)? {
+        if !insert_cell(s.page_mut(root)?, root, 0, cell)? {
             return corrupted(root, "a single cell does not fit an empty leaf");
         }
         *desc = TableDesc {
@@ -41,12 +79,23 @@ pub(crate) fn insert<S: PageStore>(
         return Ok(false);
     }
 
-    let mut path = Path::find(s, desc, key)?;
-    path.make_dirty(s, desc)?;
+    let path = match hint.path.take() {
+        Some(mut path) if hint.bounds.contains(key) => {
+            path.aim_leaf(s, key)?;
+            path
+        }
+        old => {
+            let steps = old.map(|p| p.steps).unwrap_or_default();
+            let mut path = Path::descend(s, desc, key, steps, Some(&mut hint.bounds))?;
+            path.make_dirty(s, desc)?;
+            path
+        }
+    };
     let leaf = *path.steps.last().expect("a path has a leaf");
     if path.found {
         let old = Node::parse(s.page(leaf.id)?, leaf.id)?.cell(leaf.idx)?;
         if old == cell.as_slice() {
+            hint.path = Some(path);
             return Ok(true);
         }
         if let Some((run, len)) = leaf_cell_overflow_ref(old) {
@@ -57,26 +106,30 @@ pub(crate) fn insert<S: PageStore>(
     } else {
         desc.entries += 1;
     }
-    insert_at(s, desc, &path, path.steps.len() - 1, leaf.idx, cell)?;
-    Ok(path.found)
+    let found = path.found;
+    if !insert_at(s, desc, &path, path.steps.len() - 1, leaf.idx, cell)? {
+        hint.path = Some(path);
+    }
+    Ok(found)
 }
 
 /// Inserts `cell` at `idx` of the dirty node at `level` of `path`, splitting
-/// nodes up the path as needed.
+/// nodes up the path as needed. Returns whether anything split.
 fn insert_at<S: PageStore>(
     s: &mut S,
     desc: &mut TableDesc,
     path: &Path,
     mut level: usize,
     mut idx: usize,
-    mut cell: Vec<u8>,
-) -> Result<()> {
+    first: &[u8],
+) -> Result<bool> {
+    let mut cell = Cow::Borrowed(first);
     let usable = usable(s.page_size());
     let txn = s.txn_id();
     loop {
         let id = path.steps[level].id;
         if insert_cell(s.page_mut(id)?, id, idx, &cell)? {
-            return Ok(());
+            return Ok(level + 1 < path.steps.len());
         }
 
         let node = Node::parse(s.page(id)?, id)?;
@@ -136,10 +189,10 @@ fn insert_at<S: PageStore>(
             )?;
             desc.root = root;
             desc.depth += 1;
-            return Ok(());
+            return Ok(true);
         }
         level -= 1;
         idx = path.steps[level].idx + 1;
-        cell = up;
+        cell = Cow::Owned(up);
     }
 }

@@ -14,7 +14,7 @@ mod source;
 
 pub(crate) use cursor::Cursor;
 pub(crate) use delete::{drop_tree, remove};
-pub(crate) use insert::insert;
+pub(crate) use insert::{InsertHint, insert};
 pub(crate) use read::get;
 #[cfg(feature = "testing")]
 pub(crate) use source::SliceView;

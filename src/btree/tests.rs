@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, HashMap};
 
 use super::source::{PageSource, PageStore, load_node};
-use super::{Cursor, drop_tree, get, insert, remove};
+use super::{Cursor, InsertHint, drop_tree, get, insert, remove};
 use crate::error::{Result, corrupted};
 use crate::format::meta::TableDesc;
 use crate::format::node::{self, usable};
@@ -153,9 +153,10 @@ fn splits_merges_and_shrinks() {
     let mut mem = Mem::new(512);
     let mut desc = TableDesc::default();
     let mut model = BTreeMap::new();
+    let mut hint = InsertHint::default();
     for i in 0..5000u32 {
         let v = vec![i as u8; (i % 40) as usize];
-        assert!(!insert(&mut mem, &mut desc, &key(i), &v).unwrap());
+        assert!(!insert(&mut mem, &mut desc, &mut hint, &key(i), &v).unwrap());
         model.insert(key(i), v);
     }
     assert!(desc.depth >= 3, "depth {}", desc.depth);
@@ -197,8 +198,9 @@ fn splits_merges_and_shrinks() {
 fn sorted_appends_fill_leaves() {
     let mut mem = Mem::new(4096);
     let mut desc = TableDesc::default();
+    let mut hint = InsertHint::default();
     for i in 0..20_000u32 {
-        insert(&mut mem, &mut desc, &i.to_be_bytes(), &[7u8; 20]).unwrap();
+        insert(&mut mem, &mut desc, &mut hint, &i.to_be_bytes(), &[7u8; 20]).unwrap();
     }
     // The last leaf of a sorted load holds what is left: no fill bound.
     let nodes = shape(&mem, &desc, false);
@@ -210,12 +212,63 @@ fn sorted_appends_fill_leaves() {
     );
 }
 
+/// Inserts through one hint in orders that keep it valid for a while and then
+/// leave its leaf: ascending, descending, runs inside gaps, and random; with
+/// replacements that grow values until leaves split.
+#[test]
+fn the_insert_hint_never_misplaces_a_key() {
+    let orders: [fn(u32) -> u32; 4] = [
+        |i| i,
+        |i| 100_000 - i,
+        |i| (i % 7) * 10_000 + i / 7,
+        |i| i.wrapping_mul(2_654_435_761) % 60_000,
+    ];
+    for order in orders {
+        let mut mem = Mem::new(512);
+        let mut desc = TableDesc::default();
+        let mut hint = InsertHint::default();
+        let mut model = BTreeMap::new();
+        for i in 0..6000u32 {
+            let k = order(i).to_be_bytes().to_vec();
+            let v = vec![i as u8; (i % 13) as usize * 3];
+            let replaced = insert(&mut mem, &mut desc, &mut hint, &k, &v).unwrap();
+            assert_eq!(replaced, model.insert(k, v).is_some());
+        }
+        // Replace every fifth key with a longer value, in key order.
+        for (k, v) in model.iter_mut().step_by(5) {
+            v.resize(v.len() + 25, 1);
+            assert!(insert(&mut mem, &mut desc, &mut hint, k, v).unwrap());
+        }
+        shape(&mem, &desc, false);
+        let mut c = Cursor::new(&mem, desc);
+        for (k, v) in &model {
+            let (gk, gv) = c.next().unwrap().expect("an entry per model key");
+            assert_eq!((gk, gv), (k.as_slice(), v.as_slice()));
+        }
+        assert!(c.next().unwrap().is_none());
+    }
+}
+
 #[test]
 fn overflow_values_are_freed_with_their_runs() {
     let mut mem = Mem::new(512);
     let mut desc = TableDesc::default();
-    insert(&mut mem, &mut desc, b"a", &[1u8; 5000]).unwrap();
-    insert(&mut mem, &mut desc, b"b", &[2u8; 100]).unwrap();
+    insert(
+        &mut mem,
+        &mut desc,
+        &mut InsertHint::default(),
+        b"a",
+        &[1u8; 5000],
+    )
+    .unwrap();
+    insert(
+        &mut mem,
+        &mut desc,
+        &mut InsertHint::default(),
+        b"b",
+        &[2u8; 100],
+    )
+    .unwrap();
     let run_pages = overflow_pages(5000, 512) as usize;
     assert_eq!(get(&mem, &desc, b"a").unwrap().unwrap(), &[1u8; 5000][..]);
     let id = mem.pages.keys().copied().min().unwrap();
@@ -224,7 +277,14 @@ fn overflow_values_are_freed_with_their_runs() {
         run_pages
     );
     // Replacing the value frees its run.
-    insert(&mut mem, &mut desc, b"a", b"small").unwrap();
+    insert(
+        &mut mem,
+        &mut desc,
+        &mut InsertHint::default(),
+        b"a",
+        b"small",
+    )
+    .unwrap();
     assert_eq!(mem.freed, run_pages);
     let before = mem.freed;
     drop_tree(&mut mem, &mut desc).unwrap();
@@ -237,7 +297,14 @@ fn a_cycle_is_an_error_not_a_hang() {
     let mut mem = Mem::new(512);
     let mut desc = TableDesc::default();
     for i in 0..400u32 {
-        insert(&mut mem, &mut desc, &key(i), b"v").unwrap();
+        insert(
+            &mut mem,
+            &mut desc,
+            &mut InsertHint::default(),
+            &key(i),
+            b"v",
+        )
+        .unwrap();
     }
     assert!(desc.depth >= 2);
     // Point the root's first child back at the root.

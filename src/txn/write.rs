@@ -162,7 +162,14 @@ impl<'db> WriteTxn<'db> {
             dirty: &mut self.dirty,
         };
         for (name, open) in self.tables.iter().filter(|(_, t)| t.changed) {
-            btree::insert(&mut w, &mut catalog, name.as_bytes(), &open.desc.encode())?;
+            let hint = &mut btree::InsertHint::default();
+            btree::insert(
+                &mut w,
+                &mut catalog,
+                hint,
+                name.as_bytes(),
+                &open.desc.encode(),
+            )?;
         }
         self.catalog = catalog;
 
