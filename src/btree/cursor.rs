@@ -50,6 +50,7 @@ impl<'a, P: PageSource<'a>> Cursor<'a, P> {
         Ok(())
     }
 
+    #[inline]
     fn current(&self) -> Result<Entry<'a>> {
         let &(node, idx) = self.stack.last().expect("cursor is positioned");
         let (key, value) = node.entry(idx)?;
@@ -128,7 +129,27 @@ impl<'a, P: PageSource<'a>> Cursor<'a, P> {
     }
 
     /// The entry after the current one (the first if unpositioned).
+    #[inline]
     pub(crate) fn next(&mut self) -> Result<Option<Entry<'a>>> {
+        match self.state {
+            State::Unset | State::BeforeStart => self.first(),
+            State::AfterEnd => Ok(None),
+            State::At => {
+                // The common step of a scan: the next entry on the same leaf.
+                if let Some((node, idx)) = self.stack.last_mut()
+                    && node.is_leaf()
+                    && *idx + 1 < node.count()
+                {
+                    *idx += 1;
+                    return self.guard(|c| c.current().map(Some));
+                }
+                self.next_slow()
+            }
+        }
+    }
+
+    /// `next` across a leaf's end: up the stack and down the next subtree.
+    fn next_slow(&mut self) -> Result<Option<Entry<'a>>> {
         match self.state {
             State::Unset | State::BeforeStart => self.first(),
             State::AfterEnd => Ok(None),
