@@ -223,14 +223,15 @@ impl Meta {
         if raw.magic != MAGIC {
             return Err(MetaError::Magic);
         }
+        // The version comes first: where the checksum sits depends on it.
+        if raw.version.get() != FORMAT_VERSION {
+            return Err(MetaError::Version);
+        }
         let seal_len = raw.seal_len.get();
         match meta_checksum(bytes, seal_len as usize) {
             Some(crc) if crc == raw.checksum.get() => {}
             Some(_) => return Err(MetaError::Checksum),
             None => return Err(MetaError::Short),
-        }
-        if raw.version.get() != FORMAT_VERSION {
-            return Err(MetaError::Version);
         }
         let page_size = raw.page_size.get();
         if !valid_page_size(page_size as usize) {
@@ -396,5 +397,10 @@ mod tests {
             Err(MetaError::PageSize)
         );
         assert_eq!(Meta::decode(&[0u8; 40], 1 << 20), Err(MetaError::Short));
+        // A meta of format 1 (checksum at 72, nothing after) reads as an
+        // unsupported version, not as a damaged meta.
+        let mut old = sample().encode();
+        old[8..12].copy_from_slice(&1u32.to_le_bytes());
+        assert_eq!(Meta::decode(&old, 10 * 4096), Err(MetaError::Version));
     }
 }
