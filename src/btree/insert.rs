@@ -18,6 +18,7 @@ use crate::format::node::{
 /// same leaf (a sorted or clustered load) skips the descent. Valid only while
 /// the tree changes through inserts that split nothing: the table clears it
 /// on every other change.
+///
 /// It also keeps the buffer cells are built in, so that an insert allocates
 /// nothing of its own.
 #[derive(Default)]
