@@ -110,20 +110,20 @@ struct Expect {
 const TABLES: [&str; 3] = ["alpha", "beta", "gamma"];
 
 /// One random transaction on `db`, mirrored in `model`: inserts of small and
-/// overflowing values, removals, table creation and deletion; one in fifteen
-/// is a big one. About one in
+/// overflowing values, removals, table creation and deletion; a `big` one
+/// makes 60 to 119 changes, too many to seal in the meta at small pages. About one in
 /// twelve aborts (`model` is then left as it was). `before_commit` sees the
 /// model the commit will make durable. Returns whether it committed.
 fn random_txn(
     db: &Database,
     model: &mut Model,
     rng: &mut Rng,
+    big: bool,
     before_commit: impl FnOnce(&Model),
 ) -> crate::Result<bool> {
     let mut next = model.clone();
     let mut w = db.begin_write()?;
-    // Now and then a big transaction, too big to seal in the meta.
-    let ops = if rng.below(15) == 0 {
+    let ops = if big {
         60 + rng.below(60)
     } else {
         1 + rng.below(12)
@@ -317,7 +317,8 @@ impl Expect {
                 // Keep writing on the recovered file.
                 let mut model = model;
                 for _ in 0..20 {
-                    match random_txn(&db, &mut model, &mut self.rng, |_| {}) {
+                    let big = self.rng.below(15) == 0;
+                    match random_txn(&db, &mut model, &mut self.rng, big, |_| {}) {
                         Ok(_) => {}
                         Err(e) => {
                             self.figures.check_failures += 1;
@@ -377,6 +378,7 @@ pub fn run(seed: u64, page_size: usize, txns: u64, images: u64) -> (Figures, Vec
     let mut model = Model::new();
     let mut reader: Option<(crate::ReadTxn<'_>, u64)> = None;
     let mut committed = 0;
+    let mut attempts = 0u64;
     while committed < txns {
         // Sometimes hold a reader over the next few commits.
         if reader
@@ -399,7 +401,10 @@ pub fn run(seed: u64, page_size: usize, txns: u64, images: u64) -> (Figures, Vec
         }
         let announce = |next: &Model| expect.lock().in_flight = Some(next.clone());
         let syncs_before = expect.lock().syncs;
-        if !random_txn(&db, &mut model, &mut rng, announce).expect("workload transaction") {
+        // Every tenth attempt is a big transaction.
+        attempts += 1;
+        let big = attempts.is_multiple_of(10);
+        if !random_txn(&db, &mut model, &mut rng, big, announce).expect("workload transaction") {
             continue;
         }
         committed += 1;
