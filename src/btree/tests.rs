@@ -253,22 +253,9 @@ fn the_insert_hint_never_misplaces_a_key() {
 fn overflow_values_are_freed_with_their_runs() {
     let mut mem = Mem::new(512);
     let mut desc = TableDesc::default();
-    insert(
-        &mut mem,
-        &mut desc,
-        &mut InsertHint::default(),
-        b"a",
-        &[1u8; 5000],
-    )
-    .unwrap();
-    insert(
-        &mut mem,
-        &mut desc,
-        &mut InsertHint::default(),
-        b"b",
-        &[2u8; 100],
-    )
-    .unwrap();
+    let hint = &mut InsertHint::default();
+    insert(&mut mem, &mut desc, hint, b"a", &[1u8; 5000]).unwrap();
+    insert(&mut mem, &mut desc, hint, b"b", &[2u8; 100]).unwrap();
     let run_pages = overflow_pages(5000, 512) as usize;
     assert_eq!(get(&mem, &desc, b"a").unwrap().unwrap(), &[1u8; 5000][..]);
     let id = mem.pages.keys().copied().min().unwrap();
