@@ -143,20 +143,12 @@ impl<'a, P: PageSource<'a>> Cursor<'a, P> {
                     *idx += 1;
                     return self.guard(|c| c.current().map(Some));
                 }
-                self.next_slow()
+                // Across a leaf's end: up the stack and down the next subtree.
+                self.guard(|c| {
+                    c.stack.last_mut().expect("positioned").1 += 1;
+                    c.forward()
+                })
             }
-        }
-    }
-
-    /// `next` across a leaf's end: up the stack and down the next subtree.
-    fn next_slow(&mut self) -> Result<Option<Entry<'a>>> {
-        match self.state {
-            State::Unset | State::BeforeStart => self.first(),
-            State::AfterEnd => Ok(None),
-            State::At => self.guard(|c| {
-                c.stack.last_mut().expect("positioned").1 += 1;
-                c.forward()
-            }),
         }
     }
 
