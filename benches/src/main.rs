@@ -1,13 +1,20 @@
 //! larch side by side with LMDB (heed), redb, sled and RocksDB: the same
-//! workloads on the same data with the same durability, in one process run,
-//! each engine in a fresh temporary directory. Prints a Markdown table, writes
-//! the raw figures as JSON and the comparison as an SVG plot.
+//! workloads on the same data with the same durability, in one run, each
+//! engine in a fresh temporary directory. Prints a Markdown table, writes the
+//! raw figures as JSON and the comparison as an SVG plot.
+//!
+//! Every engine runs in a child process of its own (this binary again, with
+//! `--child`), so none inherits the heap, the page cache state or the resident
+//! set another left behind: in one shared process the first engine ran its
+//! bulk load 15-20% slower than it did in second place.
 
 mod engines;
 mod plot;
 
 use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use clap::Parser;
@@ -33,6 +40,10 @@ struct Args {
     /// Directory for the databases (default: the system's temporary directory).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Run the one engine named by `--engines` in this process and report its
+    /// figures on stdout, one per line (used by the parent run).
+    #[arg(long, hide = true)]
+    child: bool,
 }
 
 /// The timed workloads, in table order.
@@ -101,18 +112,25 @@ impl Data {
         let mut rng = Rng(0x1a2c4);
         let pair = |rng: &mut Rng| (rng.bytes(24), rng.bytes(150));
         let pairs: Pairs = (0..n).map(|_| pair(&mut rng)).collect();
-        let mut sorted = pairs.clone();
-        sorted.sort();
         let singles = (0..1000).map(|_| pair(&mut rng)).collect();
         let batches = (0..100)
             .map(|_| (0..1000).map(|_| pair(&mut rng)).collect())
             .collect();
-        let mut reads: Vec<Vec<u8>> = pairs.iter().map(|(k, _)| k.clone()).collect();
-        rng.shuffle(&mut reads);
-        let starts = reads.iter().take(n / 2).cloned().collect();
-        let mut removals = reads.clone();
-        rng.shuffle(&mut removals);
-        removals.truncate(n / 2);
+        // Each list is copied out of `pairs` in the order a workload reads it,
+        // so that it lies in memory as a stream, as data read from a file
+        // would: sorting or shuffling the vectors themselves would move only
+        // their pointers and leave every workload chasing the harness's own
+        // bytes across the heap (a cache miss per pair, up to two thirds of
+        // a sorted load's time). Only index vectors are freed, so no freed
+        // heap is left for an engine to reuse unseen by its peak memory.
+        let mut order: Vec<usize> = (0..n).collect();
+        order.sort_by(|&a, &b| pairs[a].cmp(&pairs[b]));
+        let sorted = order.iter().map(|&i| pairs[i].clone()).collect();
+        rng.shuffle(&mut order);
+        let reads: Vec<Vec<u8>> = order.iter().map(|&i| pairs[i].0.clone()).collect();
+        let starts = order[..n / 2].iter().map(|&i| pairs[i].0.clone()).collect();
+        rng.shuffle(&mut order);
+        let removals = order[..n / 2].iter().map(|&i| pairs[i].0.clone()).collect();
         Data {
             pairs,
             sorted,
@@ -180,26 +198,21 @@ fn timed<T>(f: impl FnOnce() -> T) -> (f64, T) {
     (start.elapsed().as_secs_f64() * 1000.0, out)
 }
 
-fn run_engine(
-    name: &str,
-    data: &Data,
-    base: &Path,
-    wanted: &dyn Fn(&str) -> bool,
-    bar: &ProgressBar,
-) -> Figures {
-    let mut fig = Figures::default();
-    let step = |fig: &mut Figures, workload: &'static str, f: &mut dyn FnMut() -> u64| {
+/// Runs every wanted workload on engine `name`, printing each figure on
+/// stdout as it is measured: `start W`, `ms W VALUE`, `bytes S VALUE`.
+fn run_engine(name: &str, data: &Data, base: &Path, wanted: &dyn Fn(&str) -> bool) {
+    let report = |line: String| println!("{line}");
+    let step = |workload: &'static str, f: &mut dyn FnMut() -> u64| {
         // The random bulk load is every later workload's data: it always runs.
         let setup = workload == "bulk_load_random";
         if !wanted(workload) && !setup {
             return;
         }
-        bar.set_message(format!("{name}: {workload}"));
+        report(format!("start {workload}"));
         let (ms, check) = timed(&mut *f);
         std::hint::black_box(check);
         if wanted(workload) {
-            fig.ms.insert(workload, ms);
-            bar.inc(1);
+            report(format!("ms {workload} {ms:.3}"));
         }
     };
     // The peak counts what the engine adds to the resident set, not the data
@@ -209,56 +222,89 @@ fn run_engine(
     let dir = tempfile::tempdir_in(base).expect("temporary directory");
     let engine = engines::open(name, dir.path());
     let e: &dyn Engine = &*engine;
-    step(&mut fig, "bulk_load_random", &mut || {
+    step("bulk_load_random", &mut || {
         e.write(&data.pairs);
         0
     });
-    fig.bytes.insert("file_after_load", dir_size(dir.path()));
-    step(&mut fig, "individual_writes", &mut || {
+    report(format!("bytes file_after_load {}", dir_size(dir.path())));
+    step("individual_writes", &mut || {
         for p in &data.singles {
             e.write(std::slice::from_ref(p));
         }
         0
     });
-    step(&mut fig, "batch_writes", &mut || {
+    step("batch_writes", &mut || {
         for b in &data.batches {
             e.write(b);
         }
         0
     });
-    step(&mut fig, "len", &mut || e.len());
-    step(&mut fig, "random_reads", &mut || {
+    step("len", &mut || e.len());
+    step("random_reads", &mut || {
         e.get_all(&data.reads) + e.get_all(&data.reads)
     });
-    step(&mut fig, "range_reads", &mut || {
+    step("range_reads", &mut || {
         e.ranges(&data.starts, 10) + e.ranges(&data.starts, 10)
     });
-    step(&mut fig, "reads_1_thread", &mut || {
-        parallel_reads(e, &data.reads, 1)
-    });
-    step(&mut fig, "reads_2_threads", &mut || {
-        parallel_reads(e, &data.reads, 2)
-    });
-    step(&mut fig, "reads_4_threads", &mut || {
-        parallel_reads(e, &data.reads, 4)
-    });
-    step(&mut fig, "remove_half", &mut || {
+    step("reads_1_thread", &mut || parallel_reads(e, &data.reads, 1));
+    step("reads_2_threads", &mut || parallel_reads(e, &data.reads, 2));
+    step("reads_4_threads", &mut || parallel_reads(e, &data.reads, 4));
+    step("remove_half", &mut || {
         e.remove(&data.removals);
         0
     });
     drop(engine);
-    fig.bytes.insert("file_after_remove", dir_size(dir.path()));
+    report(format!("bytes file_after_remove {}", dir_size(dir.path())));
     drop(dir);
 
     let dir = tempfile::tempdir_in(base).expect("temporary directory");
     let engine = engines::open(name, dir.path());
-    step(&mut fig, "bulk_load_sorted", &mut || {
+    step("bulk_load_sorted", &mut || {
         engine.write(&data.sorted);
         0
     });
     drop(engine);
-    fig.bytes
-        .insert("peak_rss", status_bytes("VmHWM:").saturating_sub(baseline));
+    let peak = status_bytes("VmHWM:").saturating_sub(baseline);
+    report(format!("bytes peak_rss {peak}"));
+}
+
+/// Runs engine `name` in a child process and collects its figures.
+fn run_child(name: &str, args: &Args, bar: &ProgressBar) -> Figures {
+    let exe = std::env::current_exe().expect("path of this binary");
+    let mut cmd = Command::new(exe);
+    cmd.args(["--child", "--n", &args.n.to_string(), "--engines", name]);
+    if !args.workloads.is_empty() {
+        cmd.args(["--workloads", &args.workloads.join(",")]);
+    }
+    if let Some(dir) = &args.dir {
+        cmd.arg("--dir").arg(dir);
+    }
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the engine's process");
+    let out = child.stdout.take().expect("piped stdout");
+    let mut fig = Figures::default();
+    for line in BufReader::new(out).lines() {
+        let line = line.expect("read the engine's report");
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let known = |w: &str| WORKLOADS.iter().chain(SIZES).find(|k| **k == w).copied();
+        match fields.as_slice() {
+            ["start", w] => bar.set_message(format!("{name}: {w}")),
+            ["ms", w, v] => {
+                let w = known(w).expect("a workload this binary knows");
+                fig.ms.insert(w, v.parse().expect("milliseconds"));
+                bar.inc(1);
+            }
+            ["bytes", w, v] => {
+                let w = known(w).expect("a size this binary knows");
+                fig.bytes.insert(w, v.parse().expect("bytes"));
+            }
+            _ => panic!("unexpected report line from {name}: {line}"),
+        }
+    }
+    let status = child.wait().expect("wait for the engine's process");
+    assert!(status.success(), "{name} failed: {status}");
     fig
 }
 
@@ -364,9 +410,15 @@ fn main() {
         );
     }
     let wanted = |w: &str| args.workloads.is_empty() || args.workloads.iter().any(|x| x == w);
-    let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-    eprintln!("generating {} pairs", args.n);
-    let data = Data::new(args.n);
+    if args.child {
+        let [name] = engines.as_slice() else {
+            panic!("--child runs exactly one engine");
+        };
+        let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
+        let data = Data::new(args.n);
+        run_engine(name, &data, &base, &wanted);
+        return;
+    }
     let per_engine = WORKLOADS.iter().filter(|w| wanted(w)).count() as u64;
     let bar = ProgressBar::new(per_engine * engines.len() as u64);
     bar.set_style(
@@ -375,7 +427,7 @@ fn main() {
     );
     let mut results = BTreeMap::new();
     for name in &engines {
-        let fig = run_engine(name, &data, &base, &wanted, &bar);
+        let fig = run_child(name, &args, &bar);
         results.insert(name.clone(), fig);
     }
     bar.finish_and_clear();
