@@ -14,7 +14,7 @@ use crate::freelist::FreeList;
 use crate::freelist_io::read_chain;
 use crate::pager::{LockedFile, Pager, StorageHook, sync_parent_dir};
 use crate::readers::ReaderTable;
-use crate::txn::{Core, ReadTxn, WriteTxn, WriterState};
+use crate::txn::{Core, ReadTxn, Stat, WriteTxn, WriterState};
 
 /// Default address space reserved for the map: 64 GiB.
 pub const DEFAULT_MAP_SIZE: u64 = 64 << 30;
@@ -168,6 +168,18 @@ impl Options {
     }
 }
 
+impl Options {
+    /// Opens a file larch itself just created under a name of its own (a
+    /// copy's temporary file).
+    #[allow(unsafe_code)] // Calls the unsafe open under the contract below.
+    pub(crate) fn open_own(&self, path: impl AsRef<Path>) -> Result<Database> {
+        // SAFETY: the file was created by this call's caller under a temporary
+        // name and is renamed only after this handle is dropped; nothing else
+        // modifies or truncates it while open.
+        unsafe { Options::open(self, path) }
+    }
+}
+
 /// Writes the two metas of transaction 0 into an empty file and syncs it.
 fn initialise(file: &mut LockedFile, page_size: usize) -> Result<()> {
     let meta = Meta {
@@ -310,6 +322,14 @@ impl Database {
     /// [`ReadTxn::check_report`].
     pub fn check_report(&self) -> Result<CheckReport> {
         Ok(self.begin_read()?.check_report())
+    }
+
+    /// Figures of the last committed state: see [`ReadTxn::stat`].
+    /// `live_readers` leaves out the read transaction this call opens.
+    pub fn stat(&self) -> Result<Stat> {
+        let mut stat = self.begin_read()?.stat()?;
+        stat.live_readers = stat.live_readers.saturating_sub(1);
+        Ok(stat)
     }
 
     /// Number of read transactions alive.

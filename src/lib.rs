@@ -37,6 +37,7 @@
 
 mod btree;
 mod check;
+mod copy;
 mod db;
 mod dirty;
 mod error;
@@ -53,5 +54,5 @@ mod txn;
 pub use check::{CheckError, CheckReport};
 pub use db::{DEFAULT_MAP_SIZE, Database, Options};
 pub use error::{Error, Result};
-pub use table::{Cursor, Entry, Range, Table, TableMut};
-pub use txn::{ReadTxn, WriteTxn};
+pub use table::{Cursor, Entry, Range, Table, TableMut, TableStat};
+pub use txn::{ReadTxn, Stat, WriteTxn};

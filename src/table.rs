@@ -90,13 +90,51 @@ pub(crate) fn check_key(key: &[u8], page_size: usize) -> Result<()> {
 /// Values borrow the transaction (`'txn`): they point straight into the map and
 /// stay valid until the [`ReadTxn`](crate::ReadTxn) is dropped.
 pub struct Table<'txn> {
-    view: View<'txn>,
+    view: MapView<'txn>,
     desc: TableDesc,
 }
 
+/// The shape and size of one table's tree, from [`Table::stat`].
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct TableStat {
+    /// Levels of the tree: 0 for an empty table, 1 for a single leaf.
+    pub depth: u32,
+    /// Branch (interior) pages.
+    pub branch_pages: u64,
+    /// Leaf pages.
+    pub leaf_pages: u64,
+    /// Pages of overflow runs (values too big to sit in a leaf).
+    pub overflow_pages: u64,
+    /// Entries (key-value pairs).
+    pub entries: u64,
+}
+
+impl TableStat {
+    pub(crate) fn of<'a>(view: MapView<'a>, desc: &TableDesc) -> Result<TableStat> {
+        let counts = btree::count_pages(view, desc, view.high_water())?;
+        Ok(TableStat {
+            depth: desc.depth,
+            branch_pages: counts.branch,
+            leaf_pages: counts.leaf,
+            overflow_pages: counts.overflow,
+            entries: desc.entries,
+        })
+    }
+}
+
 impl<'txn> Table<'txn> {
-    pub(crate) fn new(view: View<'txn>, desc: TableDesc) -> Table<'txn> {
+    pub(crate) fn new(view: MapView<'txn>, desc: TableDesc) -> Table<'txn> {
         Table { view, desc }
+    }
+
+    fn source(&self) -> View<'txn> {
+        View::Map(self.view)
+    }
+
+    /// Counts the table's pages by kind. Walks the whole tree (every branch
+    /// and leaf page is read), so it costs about as much as a scan of the keys.
+    pub fn stat(&self) -> Result<TableStat> {
+        TableStat::of(self.view, &self.desc)
     }
 
     /// The value stored under `key`, borrowed from the map for the life of the
@@ -108,7 +146,7 @@ impl<'txn> Table<'txn> {
     /// The entries whose keys lie in `range`, in key order (and in reverse with
     /// `.rev()` or `next_back`).
     pub fn range<'a>(&self, range: impl RangeBounds<&'a [u8]>) -> Result<Range<'txn>> {
-        Ok(Range::new(self.view, self.desc, range))
+        Ok(Range::new(self.source(), self.desc, range))
     }
 
     /// All entries in key order.
@@ -129,7 +167,7 @@ impl<'txn> Table<'txn> {
     /// A cursor over the table, not yet positioned.
     pub fn cursor(&self) -> Cursor<'txn> {
         Cursor {
-            inner: btree::Cursor::new(self.view, self.desc),
+            inner: btree::Cursor::new(self.source(), self.desc),
         }
     }
 }

@@ -11,6 +11,7 @@ mod insert;
 mod path;
 mod read;
 mod source;
+mod stat;
 
 pub(crate) use cursor::Cursor;
 pub(crate) use delete::{drop_tree, remove};
@@ -19,6 +20,7 @@ pub(crate) use read::get;
 #[cfg(feature = "testing")]
 pub(crate) use source::SliceView;
 pub(crate) use source::{MapView, PageSource, PageStore, load_node};
+pub(crate) use stat::count_pages;
 
 /// Deepest tree a descent accepts. Trees this deep cannot exist (each branch
 /// holds at least two children), so the bound only stops cycles.

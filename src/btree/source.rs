@@ -68,6 +68,11 @@ impl<'a> MapView<'a> {
         MapView { pager, pages }
     }
 
+    /// The snapshot's high-water mark.
+    pub(crate) fn high_water(&self) -> u64 {
+        self.pages
+    }
+
     #[inline]
     fn check(&self, id: PageId, n: u64) -> Result<()> {
         match id.checked_add(n) {

@@ -5,7 +5,36 @@ use crate::btree::MapView;
 use crate::check::{self, CheckReport};
 use crate::error::{Error, Result};
 use crate::format::meta::Meta;
-use crate::table::{Table, View, catalog_get, catalog_names};
+use crate::freelist_io::read_chain;
+use crate::table::{Table, TableStat, View, catalog_get, catalog_names};
+
+/// Figures of a database snapshot, from [`ReadTxn::stat`] or
+/// [`Database::stat`](crate::Database::stat).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Stat {
+    /// Bytes per page.
+    pub page_size: u32,
+    /// The transaction whose commit the snapshot shows.
+    pub txn_id: u64,
+    /// The snapshot's high-water mark: pages in use or free, the two meta
+    /// pages included. The file may be longer (it grows ahead of use).
+    pub pages: u64,
+    /// Length of the file in bytes.
+    pub file_size: u64,
+    /// Pages on the free list: reusable, or pending.
+    pub free_pages: u64,
+    /// Of the free pages, those a reader older than this snapshot (or the
+    /// other meta page) may still see: reusable once no such reader is left.
+    pub pending_free_pages: u64,
+    /// Pages holding the free list itself.
+    pub freelist_pages: u64,
+    /// Number of tables.
+    pub tables: u64,
+    /// The catalog's tree (the table of tables).
+    pub catalog: TableStat,
+    /// Read transactions alive when the figures were taken.
+    pub live_readers: usize,
+}
 
 /// A consistent snapshot of the database as of the last commit before
 /// [`Database::begin_read`](crate::Database::begin_read).
@@ -25,8 +54,20 @@ impl<'db> ReadTxn<'db> {
         ReadTxn { core, meta }
     }
 
+    pub(crate) fn core(&self) -> &'db Core {
+        self.core
+    }
+
+    pub(crate) fn meta(&self) -> &Meta {
+        &self.meta
+    }
+
+    fn map_view(&self) -> MapView<'_> {
+        MapView::new(&self.core.pager, self.meta.pages)
+    }
+
     fn view(&self) -> View<'_> {
-        View::Map(MapView::new(&self.core.pager, self.meta.pages))
+        View::Map(self.map_view())
     }
 
     /// The id of the transaction whose commit this snapshot shows.
@@ -37,7 +78,7 @@ impl<'db> ReadTxn<'db> {
     /// Opens table `name`, or [`Error::TableNotFound`].
     pub fn open_table(&self, name: &str) -> Result<Table<'_>> {
         match catalog_get(self.view(), &self.meta.catalog, name)? {
-            Some(desc) => Ok(Table::new(self.view(), desc)),
+            Some(desc) => Ok(Table::new(self.map_view(), desc)),
             None => Err(Error::TableNotFound(name.to_owned())),
         }
     }
@@ -55,6 +96,27 @@ impl<'db> ReadTxn<'db> {
     /// counts leaked pages.
     pub fn check_report(&self) -> CheckReport {
         check::report(&self.core.pager, &self.meta)
+    }
+
+    /// Figures of this snapshot: its size, its free pages, the catalog's tree.
+    /// Reads the free-list chain and walks the catalog (not the tables: see
+    /// [`Table::stat`](crate::Table::stat) for one table's pages).
+    /// `live_readers` counts this transaction too.
+    pub fn stat(&self) -> Result<Stat> {
+        let chain = read_chain(self.map_view(), &self.meta)?;
+        let pending = chain.entries.iter().filter(|(by, _)| *by != 0).count();
+        Ok(Stat {
+            page_size: self.core.pager.page_size() as u32,
+            txn_id: self.meta.txn_id,
+            pages: self.meta.pages,
+            file_size: self.core.pager.file_len(),
+            free_pages: chain.entries.len() as u64,
+            pending_free_pages: pending as u64,
+            freelist_pages: chain.pages.len() as u64,
+            tables: self.meta.catalog.entries,
+            catalog: TableStat::of(self.map_view(), &self.meta.catalog)?,
+            live_readers: self.core.readers.count(),
+        })
     }
 
     /// Names of all tables, in order.

@@ -1,0 +1,53 @@
+//! Counting a tree's pages by kind.
+
+use super::source::{PageSource, load_node};
+use crate::error::{Result, corrupted};
+use crate::format::meta::TableDesc;
+use crate::format::node::LeafValue;
+use crate::format::page::{PageId, overflow_run};
+
+/// Pages of one tree, by kind.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct PageCounts {
+    pub branch: u64,
+    pub leaf: u64,
+    pub overflow: u64,
+}
+
+/// Walks the tree of `desc` and counts its pages. Reads every branch and leaf
+/// page, and the first page of every overflow run. `pages` is the snapshot's
+/// high-water mark; a node reached twice (a cycle, or a page shared by two
+/// branches) is corruption, so the walk stays within the file's size.
+pub(crate) fn count_pages<'a, P: PageSource<'a>>(
+    src: P,
+    desc: &TableDesc,
+    pages: u64,
+) -> Result<PageCounts> {
+    let mut counts = PageCounts::default();
+    if desc.root == 0 {
+        return Ok(counts);
+    }
+    let mut seen = vec![false; usize::try_from(pages).unwrap_or(usize::MAX)];
+    let mut stack: Vec<(PageId, usize)> = vec![(desc.root, 0)];
+    while let Some((id, level)) = stack.pop() {
+        match seen.get_mut(id as usize) {
+            Some(seen) if !*seen => *seen = true,
+            _ => return corrupted(id, "node reached twice or past the file end"),
+        }
+        let node = load_node(src.page(id)?, id, level, desc.depth)?;
+        if node.is_leaf() {
+            counts.leaf += 1;
+            for i in 0..node.count() {
+                if let (_, LeafValue::Overflow { page, .. }) = node.entry(i)? {
+                    counts.overflow += overflow_run(src.page(page)?, page)?;
+                }
+            }
+        } else {
+            counts.branch += 1;
+            for i in 0..node.count() {
+                stack.push((node.child(i)?, level + 1));
+            }
+        }
+    }
+    Ok(counts)
+}

@@ -1,0 +1,149 @@
+//! Hot backups: a snapshot written to a new file while writers go on.
+//!
+//! The copy is written under a temporary name beside the destination, synced,
+//! and only then renamed, so a crash leaves either no file under the final
+//! name or a whole one.
+
+use std::collections::HashSet;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use crate::btree::{MapView, PageSource};
+use crate::db::Options;
+use crate::error::{Error, Result};
+use crate::format::page::PageId;
+use crate::freelist_io::read_chain;
+use crate::pager::sync_parent_dir;
+use crate::txn::ReadTxn;
+
+/// Pages written per `write` call of a plain copy, and the bytes a compacting
+/// copy inserts before it commits.
+const CHUNK: usize = 1 << 20;
+const COMPACT_TXN_BYTES: usize = 64 << 20;
+
+impl ReadTxn<'_> {
+    /// Writes this snapshot to a new database file at `path`, while writers go
+    /// on committing: a hot backup.
+    ///
+    /// A plain copy holds every page up to the snapshot's high-water mark, with
+    /// free pages zeroed; it has the snapshot's transaction id and free list.
+    /// A `compact` copy rebuilds every table in key order into fresh, full
+    /// pages, so it is about the size of the live data and has (almost) no
+    /// free pages; its transaction ids start again from 1.
+    ///
+    /// The file is written as `path` plus a `.larch-copy` suffix, synced, then
+    /// renamed to `path` (and the directory synced): a crash never leaves a
+    /// partial copy under `path`. Fails with an I/O error of kind
+    /// `AlreadyExists` if `path` exists. The snapshot's pages stay pinned
+    /// (not reused by writers) until the copy and this transaction end.
+    pub fn copy_to(&self, path: impl AsRef<Path>, compact: bool) -> Result<()> {
+        let path = path.as_ref();
+        if path.exists() {
+            return Err(Error::Io(std::io::Error::new(
+                std::io::ErrorKind::AlreadyExists,
+                "the destination of a copy exists",
+            )));
+        }
+        let temp = temp_path(path);
+        match std::fs::remove_file(&temp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e.into()),
+        }
+        let written = if compact {
+            self.copy_compact(&temp)
+        } else {
+            self.copy_pages(&temp)
+        };
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&temp);
+            return Err(e);
+        }
+        std::fs::rename(&temp, path)?;
+        sync_parent_dir(path)
+    }
+
+    /// Every page of the snapshot, free ones zeroed, and its meta in both slots.
+    fn copy_pages(&self, temp: &Path) -> Result<()> {
+        let pager = &self.core().pager;
+        let ps = pager.page_size();
+        let mut meta = *self.meta();
+        let view = MapView::new(pager, meta.pages);
+        // Free pages may be rewritten by the writer while this runs: they are
+        // not read, and the copy's free list lists them as the snapshot's does.
+        let free: HashSet<PageId> = read_chain(view, &meta)?
+            .entries
+            .into_iter()
+            .map(|(_, page)| page)
+            .collect();
+        meta.pages_synced = true;
+        meta.seal_len = 0;
+        let encoded = meta.encode();
+        let mut file = create(temp)?;
+        let mut buf = vec![0u8; 2 * ps];
+        buf[..encoded.len()].copy_from_slice(&encoded);
+        buf[ps..ps + encoded.len()].copy_from_slice(&encoded);
+        for id in 2..meta.pages {
+            if free.contains(&id) {
+                buf.resize(buf.len() + ps, 0);
+            } else {
+                buf.extend_from_slice(view.page(id)?);
+            }
+            if buf.len() >= CHUNK {
+                file.write_all(&buf)?;
+                buf.clear();
+            }
+        }
+        file.write_all(&buf)?;
+        file.sync_all()?;
+        Ok(())
+    }
+
+    /// Every table rebuilt in key order in a new database.
+    fn copy_compact(&self, temp: &Path) -> Result<()> {
+        let ps = self.core().pager.page_size() as u32;
+        let copy = Options::new().page_size(ps).open_own(temp)?;
+        for name in self.list_tables()? {
+            let table = self.open_table(&name)?;
+            let mut entries = table.iter()?.peekable();
+            // Each transaction holds its pages in memory until it commits:
+            // commit every COMPACT_TXN_BYTES so a big table needs bounded memory.
+            loop {
+                let mut txn = copy.begin_write()?;
+                let mut bytes = 0;
+                {
+                    let mut out = txn.open_table(&name)?;
+                    while bytes < COMPACT_TXN_BYTES {
+                        let Some(entry) = entries.next() else { break };
+                        let (key, value) = entry?;
+                        out.insert(key, value)?;
+                        bytes += key.len() + value.len();
+                    }
+                }
+                txn.commit()?;
+                if entries.peek().is_none() {
+                    break;
+                }
+            }
+        }
+        // The file grows ahead of use; the copy keeps only its pages.
+        let len = copy.stat()?.pages * u64::from(ps);
+        drop(copy);
+        let file = OpenOptions::new().write(true).open(temp)?;
+        file.set_len(len)?;
+        file.sync_all()?;
+        Ok(())
+    }
+}
+
+/// The temporary name a copy to `path` is written under.
+fn temp_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".larch-copy");
+    PathBuf::from(name)
+}
+
+fn create(path: &Path) -> Result<File> {
+    Ok(OpenOptions::new().write(true).create_new(true).open(path)?)
+}

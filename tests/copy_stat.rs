@@ -1,0 +1,205 @@
+//! `stat` figures and hot backups (`ReadTxn::copy_to`).
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use common::{TestDb, collect, open};
+use larch::{Database, ReadTxn};
+
+type Tables = BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>;
+
+/// Every table of a snapshot, owned.
+fn contents(r: &ReadTxn<'_>) -> Tables {
+    r.list_tables()
+        .unwrap()
+        .into_iter()
+        .map(|name| {
+            let entries = collect(r.open_table(&name).unwrap().iter().unwrap());
+            (name, entries)
+        })
+        .collect()
+}
+
+fn key(i: u32) -> Vec<u8> {
+    format!("key{:08}", i.wrapping_mul(2_654_435_761) % 1_000_000).into_bytes()
+}
+
+/// Three tables (one empty), overflow values, and a churned free list.
+fn fill(db: &Database) {
+    let mut w = db.begin_write().unwrap();
+    {
+        let mut a = w.open_table("a").unwrap();
+        for i in 0..5000 {
+            a.insert(&key(i), &vec![i as u8; 40 + (i % 60) as usize])
+                .unwrap();
+        }
+        let mut big = w.open_table("big").unwrap();
+        for i in 0..10u32 {
+            big.insert(&i.to_be_bytes(), &vec![i as u8; 10_000])
+                .unwrap();
+        }
+    }
+    w.open_table("empty").unwrap();
+    w.commit().unwrap();
+    let mut w = db.begin_write().unwrap();
+    {
+        let mut a = w.open_table("a").unwrap();
+        for i in (0..5000).step_by(3) {
+            assert!(a.remove(&key(i)).unwrap());
+        }
+    }
+    w.commit().unwrap();
+}
+
+#[test]
+fn stat_accounts_for_every_page() {
+    let t = TestDb::new(4096);
+    let db = t.db();
+    fill(db);
+    let r = db.begin_read().unwrap();
+    let stat = db.stat().unwrap();
+    let report = r.check().unwrap();
+    assert_eq!(stat.page_size, 4096);
+    assert_eq!(stat.txn_id, db.last_txn_id());
+    assert_eq!(stat.tables, 3);
+    assert_eq!(stat.file_size, t.file_size());
+    assert!(stat.pages * 4096 <= stat.file_size);
+    assert_eq!(stat.live_readers, 1, "the reader above, not stat's own");
+
+    let tables: Vec<_> = ["a", "big", "empty"]
+        .iter()
+        .map(|n| r.open_table(n).unwrap().stat().unwrap())
+        .collect();
+    let (a, big, empty) = (tables[0], tables[1], tables[2]);
+    assert_eq!(a.entries, 5000 - 1667);
+    assert!(a.depth >= 2 && a.branch_pages >= 1 && a.leaf_pages > 10);
+    assert_eq!(a.overflow_pages, 0);
+    // A 10,000-byte value after a 16-byte run header takes three 4 KiB pages.
+    assert_eq!((big.entries, big.overflow_pages, big.depth), (10, 30, 1));
+    assert_eq!(empty, larch::TableStat::default());
+
+    // The parts add up to the file: the checker's independent walk agrees.
+    let sum =
+        |f: fn(&larch::TableStat) -> u64| f(&stat.catalog) + tables.iter().map(f).sum::<u64>();
+    assert_eq!(sum(|s| s.branch_pages), report.branch_pages);
+    assert_eq!(sum(|s| s.leaf_pages), report.leaf_pages);
+    assert_eq!(sum(|s| s.overflow_pages), report.overflow_pages);
+    assert_eq!(stat.free_pages, report.free_pages);
+    assert_eq!(stat.pending_free_pages, report.pending_free_pages);
+    assert_eq!(stat.freelist_pages, report.freelist_pages);
+    assert!(stat.free_pages > 0, "the removals freed pages");
+    let used = sum(|s| s.branch_pages + s.leaf_pages + s.overflow_pages);
+    assert_eq!(2 + used + stat.freelist_pages + stat.free_pages, stat.pages);
+
+    let r2 = db.begin_read().unwrap();
+    assert_eq!(r2.stat().unwrap().live_readers, 2);
+    assert_eq!(db.stat().unwrap().live_readers, 2);
+}
+
+#[test]
+fn plain_and_compact_copies_equal_the_snapshot() {
+    let t = TestDb::new(4096);
+    let db = t.db();
+    fill(db);
+    let r = db.begin_read().unwrap();
+    let want = contents(&r);
+    let plain = t.dir.path().join("plain.larch");
+    let compact = t.dir.path().join("compact.larch");
+    r.copy_to(&plain, false).unwrap();
+    r.copy_to(&compact, true).unwrap();
+    drop(r);
+
+    let plain_size = std::fs::metadata(&plain).unwrap().len();
+    let compact_size = std::fs::metadata(&compact).unwrap().len();
+    let plain_stat = open(&plain, 4096).stat().unwrap();
+    assert_eq!(plain_stat.txn_id, t.db().last_txn_id());
+    // The compact copy holds full pages and next to no free ones.
+    let cstat = open(&compact, 4096).stat().unwrap();
+    assert!(cstat.free_pages <= 8, "{cstat:?}");
+    assert_eq!(
+        compact_size,
+        cstat.pages * 4096,
+        "no slack after the last page"
+    );
+    assert!(
+        compact_size * 10 < plain_size * 4,
+        "compact {compact_size} bytes, plain {plain_size}"
+    );
+    for path in [&plain, &compact] {
+        let copy = open(path, 4096);
+        copy.check().unwrap();
+        assert_eq!(contents(&copy.begin_read().unwrap()), want, "{path:?}");
+        // The copy is a working database.
+        let mut w = copy.begin_write().unwrap();
+        w.open_table("a").unwrap().insert(b"new", b"entry").unwrap();
+        w.commit().unwrap();
+        copy.check().unwrap();
+    }
+    assert!(!t.dir.path().join("plain.larch.larch-copy").exists());
+}
+
+#[test]
+fn a_copy_refuses_an_existing_destination() {
+    let t = TestDb::new(512);
+    fill(t.db());
+    let dest = t.dir.path().join("dest");
+    std::fs::write(&dest, b"precious").unwrap();
+    let r = t.db().begin_read().unwrap();
+    for compact in [false, true] {
+        let e = r.copy_to(&dest, compact).unwrap_err();
+        assert!(
+            matches!(&e, larch::Error::Io(io) if io.kind() == std::io::ErrorKind::AlreadyExists),
+            "{e}"
+        );
+    }
+    assert_eq!(std::fs::read(&dest).unwrap(), b"precious");
+}
+
+#[test]
+fn hot_copies_taken_while_a_writer_commits() {
+    let t = TestDb::new(4096);
+    let db = t.db();
+    fill(db);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            let mut i = 0u32;
+            while !stop.load(Ordering::Relaxed) {
+                let mut w = db.begin_write().unwrap();
+                {
+                    let mut a = w.open_table("a").unwrap();
+                    for j in 0..200 {
+                        let k = key(i * 200 + j);
+                        if j % 4 == 0 {
+                            a.remove(&k).unwrap();
+                        } else {
+                            a.insert(&k, &[j as u8; 90]).unwrap();
+                        }
+                    }
+                }
+                w.commit().unwrap();
+                i += 1;
+            }
+        });
+        for round in 0..6 {
+            let r = db.begin_read().unwrap();
+            let compact = round % 2 == 0;
+            let path = t.dir.path().join(format!("copy{round}"));
+            r.copy_to(&path, compact).unwrap();
+            // The snapshot, read after the copy, is what the copy holds.
+            let want = contents(&r);
+            let id = r.id();
+            drop(r);
+            let copy = open(&path, 4096);
+            copy.check().unwrap();
+            assert_eq!(contents(&copy.begin_read().unwrap()), want, "round {round}");
+            if !compact {
+                assert_eq!(copy.last_txn_id(), id);
+            }
+        }
+        stop.store(true, Ordering::Relaxed);
+    });
+    db.check().unwrap();
+}
