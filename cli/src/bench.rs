@@ -1,0 +1,213 @@
+//! `larch bench`: a self-contained workload that prints the throughput of
+//! each phase. Every write transaction is synchronous, as in real use.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::Res;
+
+const VALUE_LEN: usize = 100;
+
+/// A deterministic random sequence (splitmix64).
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    fn key(&mut self) -> [u8; 16] {
+        let mut k = [0u8; 16];
+        k[..8].copy_from_slice(&self.next().to_be_bytes());
+        k[8..].copy_from_slice(&self.next().to_be_bytes());
+        k
+    }
+}
+
+/// The value stored under `key`: derived from it, so reads can be checked.
+fn value_of(key: &[u8; 16]) -> [u8; VALUE_LEN] {
+    let mut v = [0u8; VALUE_LEN];
+    for (i, b) in v.iter_mut().enumerate() {
+        *b = key[i % 16] ^ i as u8;
+    }
+    v
+}
+
+/// Runs `ops` operations of a phase under a progress bar and prints its line.
+fn phase(name: &str, ops: u64, mut body: impl FnMut(&ProgressBar) -> Res<()>) -> Res<()> {
+    let bar = ProgressBar::new(ops);
+    bar.set_style(
+        ProgressStyle::with_template("{msg:<34} {bar:30} {pos}/{len} {per_sec}")
+            .expect("progress template"),
+    );
+    bar.set_message(name.to_owned());
+    let start = Instant::now();
+    body(&bar)?;
+    let took = start.elapsed();
+    bar.finish_and_clear();
+    report(name, ops, took);
+    Ok(())
+}
+
+fn report(name: &str, ops: u64, took: Duration) {
+    let secs = took.as_secs_f64();
+    println!(
+        "{name:<34} {ops:>10} ops {secs:>9.3} s {:>12.0} ops/s",
+        ops as f64 / secs.max(1e-9)
+    );
+}
+
+pub fn run(dir: Option<&Path>, n: u64) -> Res<ExitCode> {
+    if n < 1000 {
+        return Err("--n must be at least 1000".into());
+    }
+    let temp;
+    let dir = match dir {
+        Some(d) => {
+            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
+            d.to_path_buf()
+        }
+        None => {
+            temp = tempfile::tempdir().map_err(|e| e.to_string())?;
+            temp.path().to_path_buf()
+        }
+    };
+    let path = dir.join("bench.larch");
+    if path.exists() {
+        return Err(format!(
+            "{}: exists; give a fresh directory",
+            path.display()
+        ));
+    }
+    println!("larch bench: {n} pairs of 16-byte keys and {VALUE_LEN}-byte values");
+    println!("database: {}", path.display());
+    let db = crate::open_or_create(&path)?;
+    let err = |e: larch::Error| e.to_string();
+
+    let mut rng = Rng(0x5eed);
+    let mut keys: Vec<[u8; 16]> = (0..n).map(|_| rng.key()).collect();
+    keys.sort_unstable();
+    keys.dedup();
+
+    phase("load, sorted, one transaction", keys.len() as u64, |bar| {
+        let mut w = db.begin_write().map_err(err)?;
+        {
+            let mut t = w.open_table("bench").map_err(err)?;
+            for (i, k) in keys.iter().enumerate() {
+                t.insert(k, &value_of(k)).map_err(err)?;
+                if i % 4096 == 0 {
+                    bar.set_position(i as u64);
+                }
+            }
+        }
+        w.commit().map_err(err)
+    })?;
+
+    // Reads and scans in a random order of the loaded keys.
+    let mut order: Vec<usize> = (0..keys.len()).collect();
+    for i in (1..order.len()).rev() {
+        order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
+    }
+    phase("random reads", order.len() as u64, |bar| {
+        let r = db.begin_read().map_err(err)?;
+        let t = r.open_table("bench").map_err(err)?;
+        for (i, &j) in order.iter().enumerate() {
+            let k = &keys[j];
+            match t.get(k).map_err(err)? {
+                Some(v) if v == value_of(k) => {}
+                _ => return Err(format!("wrong value read for key {i}")),
+            }
+            if i % 4096 == 0 {
+                bar.set_position(i as u64);
+            }
+        }
+        Ok(())
+    })?;
+
+    let scans = (n / 100).max(1);
+    phase("range scans of 100 entries", scans, |bar| {
+        let r = db.begin_read().map_err(err)?;
+        let t = r.open_table("bench").map_err(err)?;
+        for (i, &j) in order.iter().take(scans as usize).enumerate() {
+            let from = &keys[j][..];
+            let seen = t.range(from..).map_err(err)?.take(100).count();
+            if seen != 100.min(keys.len() - j) {
+                return Err(format!("scan {i} saw {seen} entries"));
+            }
+            bar.set_position(i as u64);
+        }
+        Ok(())
+    })?;
+
+    let batches = (n / 10_000).max(1);
+    phase(
+        "batch writes, 1000 per transaction",
+        batches * 1000,
+        |bar| {
+            for b in 0..batches {
+                let mut w = db.begin_write().map_err(err)?;
+                {
+                    let mut t = w.open_table("bench").map_err(err)?;
+                    for _ in 0..1000 {
+                        let k = rng.key();
+                        t.insert(&k, &value_of(&k)).map_err(err)?;
+                    }
+                }
+                w.commit().map_err(err)?;
+                bar.set_position((b + 1) * 1000);
+            }
+            Ok(())
+        },
+    )?;
+
+    phase("single writes, synchronous", 1000, |bar| {
+        for i in 0..1000 {
+            let mut w = db.begin_write().map_err(err)?;
+            let k = rng.key();
+            w.open_table("bench")
+                .and_then(|mut t| t.insert(&k, &value_of(&k)))
+                .map_err(err)?;
+            w.commit().map_err(err)?;
+            bar.set_position(i + 1);
+        }
+        Ok(())
+    })?;
+
+    let half = keys.len() / 2;
+    phase("remove half, one transaction", half as u64, |bar| {
+        let mut w = db.begin_write().map_err(err)?;
+        {
+            let mut t = w.open_table("bench").map_err(err)?;
+            for (i, &j) in order.iter().take(half).enumerate() {
+                if !t.remove(&keys[j]).map_err(err)? {
+                    return Err("a loaded key was missing".into());
+                }
+                if i % 4096 == 0 {
+                    bar.set_position(i as u64);
+                }
+            }
+        }
+        w.commit().map_err(err)
+    })?;
+
+    let start = Instant::now();
+    let report_ = db.check().map_err(err)?;
+    let stat = db.stat().map_err(err)?;
+    println!(
+        "check: {} entries, {} pages, no problems ({:.3} s); file {:.1} MiB, {} free pages",
+        report_.entries,
+        report_.pages,
+        start.elapsed().as_secs_f64(),
+        stat.file_size as f64 / (1 << 20) as f64,
+        stat.free_pages
+    );
+    drop(db);
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,476 @@
+//! `larch`: inspect, check, dump, load, copy and benchmark larch databases.
+//!
+//! Keys and values on the command line are UTF-8 text, or hex with `--hex`.
+//! `dump` and `load` speak the text format of LMDB's `mdb_dump`/`mdb_load`.
+
+mod bench;
+mod dump;
+
+use std::fs::File;
+use std::io::{self, BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use larch::{Database, Options, ReadTxn};
+
+use dump::Format;
+
+#[derive(Parser)]
+#[command(
+    name = "larch",
+    version,
+    about = "The larch embedded key-value store: tools"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print figures of a database, or of one table.
+    Stat {
+        db: PathBuf,
+        /// Only this table (its tree's pages by kind).
+        #[arg(long)]
+        table: Option<String>,
+    },
+    /// Walk the whole database and verify every page; exit 1 on any problem.
+    Check { db: PathBuf },
+    /// Write tables in the text format of mdb_dump (all tables by default).
+    Dump {
+        db: PathBuf,
+        /// Only this table.
+        #[arg(long, conflicts_with = "all")]
+        table: Option<String>,
+        /// Every table, one section each (the default).
+        #[arg(long, short = 'a')]
+        all: bool,
+        /// Printable characters as they are, other bytes escaped.
+        #[arg(long, short = 'p')]
+        print: bool,
+        /// Write here instead of to standard output.
+        #[arg(long, short = 'f')]
+        output: Option<PathBuf>,
+    },
+    /// Read a dump (mdb_dump's text format) into the database, in one
+    /// transaction: on any error nothing is written.
+    Load {
+        db: PathBuf,
+        /// The table for a dump that names none (LMDB's unnamed database);
+        /// with a single section, the table to load it into whatever it names.
+        #[arg(long)]
+        table: Option<String>,
+        /// The dump (default: standard input).
+        file: Option<PathBuf>,
+    },
+    /// Write a consistent copy of the database while others may write to it.
+    Copy {
+        db: PathBuf,
+        dest: PathBuf,
+        /// Rebuild every table into full pages: the copy holds live data only.
+        #[arg(long)]
+        compact: bool,
+    },
+    /// Print the value stored under a key.
+    Get {
+        db: PathBuf,
+        table: String,
+        key: String,
+        /// Key and value in hex.
+        #[arg(long)]
+        hex: bool,
+    },
+    /// Store a value under a key (one synchronous transaction).
+    Put {
+        db: PathBuf,
+        table: String,
+        key: String,
+        value: String,
+        /// Key and value in hex.
+        #[arg(long)]
+        hex: bool,
+    },
+    /// Remove a key (one synchronous transaction); exit 1 if it was absent.
+    Del {
+        db: PathBuf,
+        table: String,
+        key: String,
+        /// Key in hex.
+        #[arg(long)]
+        hex: bool,
+    },
+    /// Print entries in key order, one `key<TAB>value` line each.
+    Scan {
+        db: PathBuf,
+        table: String,
+        /// First key (inclusive).
+        #[arg(long)]
+        from: Option<String>,
+        /// Last key (exclusive).
+        #[arg(long)]
+        to: Option<String>,
+        /// At most this many entries.
+        #[arg(long)]
+        limit: Option<u64>,
+        /// Keys and values in hex.
+        #[arg(long)]
+        hex: bool,
+    },
+    /// Run a self-contained workload and print the throughput of each phase.
+    Bench {
+        /// Where to create the database (default: a temporary directory).
+        dir: Option<PathBuf>,
+        /// Number of key-value pairs (16-byte keys, 100-byte values).
+        #[arg(long, default_value_t = 1_000_000)]
+        n: u64,
+    },
+}
+
+/// What a command reports on failure: one line, without the program name.
+type Res<T> = Result<T, String>;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("larch: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command) -> Res<ExitCode> {
+    match command {
+        Command::Stat { db, table } => stat(&db, table.as_deref()),
+        Command::Check { db } => check(&db),
+        Command::Dump {
+            db,
+            table,
+            all: _,
+            print,
+            output,
+        } => {
+            let format = if print { Format::Print } else { Format::Hex };
+            dump_cmd(&db, table.as_deref(), format, output.as_deref())
+        }
+        Command::Load { db, table, file } => load_cmd(&db, table.as_deref(), file.as_deref()),
+        Command::Copy { db, dest, compact } => {
+            let database = open_existing(&db)?;
+            let txn = database.begin_read().map_err(|e| e.to_string())?;
+            txn.copy_to(&dest, compact)
+                .map_err(|e| format!("{}: {e}", dest.display()))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Get {
+            db,
+            table,
+            key,
+            hex,
+        } => {
+            let database = open_existing(&db)?;
+            let key = arg_bytes(&key, hex)?;
+            let txn = database.begin_read().map_err(|e| e.to_string())?;
+            let t = txn.open_table(&table).map_err(|e| e.to_string())?;
+            match t.get(&key).map_err(|e| e.to_string())? {
+                Some(value) => {
+                    let mut out = io::stdout().lock();
+                    let mut line = if hex {
+                        hex_string(value).into_bytes()
+                    } else {
+                        value.to_vec()
+                    };
+                    line.push(b'\n');
+                    out.write_all(&line).map_err(|e| e.to_string())?;
+                    Ok(ExitCode::SUCCESS)
+                }
+                None => Err("key not found".into()),
+            }
+        }
+        Command::Put {
+            db,
+            table,
+            key,
+            value,
+            hex,
+        } => {
+            let database = open_or_create(&db)?;
+            let (key, value) = (arg_bytes(&key, hex)?, arg_bytes(&value, hex)?);
+            let mut txn = database.begin_write().map_err(|e| e.to_string())?;
+            txn.open_table(&table)
+                .and_then(|mut t| t.insert(&key, &value))
+                .map_err(|e| e.to_string())?;
+            txn.commit().map_err(|e| e.to_string())?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Del {
+            db,
+            table,
+            key,
+            hex,
+        } => {
+            let database = open_existing(&db)?;
+            let key = arg_bytes(&key, hex)?;
+            let mut txn = database.begin_write().map_err(|e| e.to_string())?;
+            let removed = txn
+                .open_table(&table)
+                .and_then(|mut t| t.remove(&key))
+                .map_err(|e| e.to_string())?;
+            txn.commit().map_err(|e| e.to_string())?;
+            if removed {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                Err("key not found".into())
+            }
+        }
+        Command::Scan {
+            db,
+            table,
+            from,
+            to,
+            limit,
+            hex,
+        } => scan(&db, &table, from, to, limit, hex),
+        Command::Bench { dir, n } => bench::run(dir.as_deref(), n),
+    }
+}
+
+/// Opens a database that must already exist; never creates or writes one.
+fn open_existing(path: &Path) -> Res<Database> {
+    let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    if !meta.is_file() || meta.len() == 0 {
+        return Err(format!(
+            "{}: not a larch database (empty or not a file)",
+            path.display()
+        ));
+    }
+    open(path)
+}
+
+/// Opens a database, creating it if the file does not exist.
+fn open_or_create(path: &Path) -> Res<Database> {
+    open(path)
+}
+
+fn open(path: &Path) -> Res<Database> {
+    // SAFETY: larch takes an exclusive lock on the file; this process touches
+    // it only through this handle, and the tool asks users not to modify the
+    // file by other means while it runs.
+    unsafe { Options::new().open(path) }.map_err(|e| format!("{}: {e}", path.display()))
+}
+
+/// A key or value given on the command line.
+fn arg_bytes(text: &str, hex: bool) -> Res<Vec<u8>> {
+    if hex {
+        dump::decode(text.as_bytes(), Format::Hex).map_err(|e| format!("{text:?}: {e}"))
+    } else {
+        Ok(text.as_bytes().to_vec())
+    }
+}
+
+fn hex_string(bytes: &[u8]) -> String {
+    let mut out = Vec::new();
+    dump::encode(&mut out, bytes, Format::Hex);
+    String::from_utf8(out).expect("hex is ASCII")
+}
+
+/// Text for a scan line: UTF-8 as it is, with backslashes, control characters
+/// and bytes that are not UTF-8 escaped as in the printable dump format.
+fn display_bytes(bytes: &[u8], hex: bool) -> String {
+    if hex {
+        return hex_string(bytes);
+    }
+    let mut out = String::new();
+    for chunk in bytes.utf8_chunks() {
+        for c in chunk.valid().chars() {
+            match c {
+                '\\' => out.push_str("\\\\"),
+                c if c.is_control() => {
+                    let mut buf = [0u8; 4];
+                    for b in c.encode_utf8(&mut buf).bytes() {
+                        out.push_str(&format!("\\{b:02x}"));
+                    }
+                }
+                c => out.push(c),
+            }
+        }
+        for b in chunk.invalid() {
+            out.push_str(&format!("\\{b:02x}"));
+        }
+    }
+    out
+}
+
+fn stat(path: &Path, table: Option<&str>) -> Res<ExitCode> {
+    let db = open_existing(path)?;
+    let s = db.stat().map_err(|e| e.to_string())?;
+    let txn = db.begin_read().map_err(|e| e.to_string())?;
+    let table_line = |name: &str| -> Res<String> {
+        let t = txn.open_table(name).map_err(|e| e.to_string())?;
+        let st = t.stat().map_err(|e| e.to_string())?;
+        Ok(format!(
+            "{name:?}: {} entries, depth {}, {} branch, {} leaf, {} overflow pages",
+            st.entries, st.depth, st.branch_pages, st.leaf_pages, st.overflow_pages
+        ))
+    };
+    if let Some(name) = table {
+        println!("{}", table_line(name)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!("page size: {}", s.page_size);
+    println!("last transaction: {}", s.txn_id);
+    println!("pages: {} (file {} bytes)", s.pages, s.file_size);
+    println!(
+        "free pages: {} ({} pending), free-list pages: {}",
+        s.free_pages, s.pending_free_pages, s.freelist_pages
+    );
+    println!("live readers: {}", s.live_readers);
+    println!("tables: {}", s.tables);
+    for name in txn.list_tables().map_err(|e| e.to_string())? {
+        println!("  {}", table_line(&name)?);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check(path: &Path) -> Res<ExitCode> {
+    let db = open_existing(path)?;
+    let r = db.check_report().map_err(|e| e.to_string())?;
+    println!(
+        "transaction {}: {} pages, {} tables, {} entries, depth {}",
+        r.txn_id, r.pages, r.tables, r.entries, r.max_depth
+    );
+    println!(
+        "{} branch, {} leaf, {} overflow, {} free-list pages; {} free ({} pending), {} leaked",
+        r.branch_pages,
+        r.leaf_pages,
+        r.overflow_pages,
+        r.freelist_pages,
+        r.free_pages,
+        r.pending_free_pages,
+        r.leaked_pages
+    );
+    for e in &r.errors {
+        println!("problem: {e}");
+    }
+    if r.is_clean() {
+        println!("ok");
+        Ok(ExitCode::SUCCESS)
+    } else {
+        println!("{} problem(s) found", r.errors.len());
+        Ok(ExitCode::FAILURE)
+    }
+}
+
+fn dump_table(
+    out: &mut impl Write,
+    txn: &ReadTxn<'_>,
+    name: &str,
+    format: Format,
+    mapsize: u64,
+) -> Res<()> {
+    let t = txn.open_table(name).map_err(|e| e.to_string())?;
+    let io = |e: io::Error| e.to_string();
+    dump::write_header(out, format, Some(name), mapsize).map_err(io)?;
+    for entry in t.iter().map_err(|e| e.to_string())? {
+        let (k, v) = entry.map_err(|e| e.to_string())?;
+        dump::write_item(out, k, format).map_err(io)?;
+        dump::write_item(out, v, format).map_err(io)?;
+    }
+    dump::write_footer(out).map_err(io)
+}
+
+fn dump_cmd(
+    path: &Path,
+    table: Option<&str>,
+    format: Format,
+    output: Option<&Path>,
+) -> Res<ExitCode> {
+    let db = open_existing(path)?;
+    let txn = db.begin_read().map_err(|e| e.to_string())?;
+    // A map size for mdb_load: room for the data twice over.
+    let file = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    let mapsize = (2 * file).max(1 << 20).next_multiple_of(1 << 20);
+    let names = match table {
+        Some(t) => vec![t.to_owned()],
+        None => txn.list_tables().map_err(|e| e.to_string())?,
+    };
+    let mut out: Box<dyn Write> = match output {
+        Some(p) => Box::new(File::create(p).map_err(|e| format!("{}: {e}", p.display()))?),
+        None => Box::new(io::stdout().lock()),
+    };
+    let mut out = BufWriter::new(&mut out);
+    for name in &names {
+        dump_table(&mut out, &txn, name, format, mapsize)?;
+    }
+    out.flush().map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}
+
+fn load_cmd(path: &Path, table: Option<&str>, file: Option<&Path>) -> Res<ExitCode> {
+    let input: Box<dyn Read> = match file {
+        Some(p) => Box::new(File::open(p).map_err(|e| format!("{}: {e}", p.display()))?),
+        None => Box::new(io::stdin().lock()),
+    };
+    let db = open_or_create(path)?;
+    // Dropping the transaction on any error writes nothing.
+    let mut txn = db.begin_write().map_err(|e| e.to_string())?;
+    let mut reader = dump::Reader::new(BufReader::new(input));
+    let (mut sections, mut entries) = (0u64, 0u64);
+    let nothing = |e: String| format!("{e}; nothing was loaded");
+    while let Some(h) = reader.next_section().map_err(|e| nothing(e.to_string()))? {
+        let name = match (table, &h.database) {
+            (Some(_), _) if sections > 0 => {
+                return Err(nothing(format!(
+                    "line {}: --table names one table, but the dump has several sections",
+                    h.line
+                )));
+            }
+            (Some(t), _) => t.to_owned(),
+            (None, Some(d)) => d.clone(),
+            (None, None) => {
+                return Err(nothing(format!(
+                    "line {}: the section names no table (no database= line); pass --table",
+                    h.line
+                )));
+            }
+        };
+        sections += 1;
+        let mut t = txn.open_table(&name).map_err(|e| nothing(e.to_string()))?;
+        while let Some((k, v)) = reader.next_pair().map_err(|e| nothing(e.to_string()))? {
+            t.insert(&k, &v).map_err(|e| nothing(e.to_string()))?;
+            entries += 1;
+        }
+    }
+    txn.commit().map_err(|e| e.to_string())?;
+    eprintln!("loaded {entries} entries in {sections} section(s)");
+    Ok(ExitCode::SUCCESS)
+}
+
+fn scan(
+    path: &Path,
+    table: &str,
+    from: Option<String>,
+    to: Option<String>,
+    limit: Option<u64>,
+    hex: bool,
+) -> Res<ExitCode> {
+    use std::ops::Bound;
+    let db = open_existing(path)?;
+    let from = from.map(|k| arg_bytes(&k, hex)).transpose()?;
+    let to = to.map(|k| arg_bytes(&k, hex)).transpose()?;
+    let txn = db.begin_read().map_err(|e| e.to_string())?;
+    let t = txn.open_table(table).map_err(|e| e.to_string())?;
+    let start = from.as_deref().map_or(Bound::Unbounded, Bound::Included);
+    let end = to.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
+    let mut out = BufWriter::new(io::stdout().lock());
+    let range = t.range((start, end)).map_err(|e| e.to_string())?;
+    for entry in range.take(limit.map_or(usize::MAX, |l| l as usize)) {
+        let (k, v) = entry.map_err(|e| e.to_string())?;
+        writeln!(out, "{}\t{}", display_bytes(k, hex), display_bytes(v, hex))
+            .map_err(|e| e.to_string())?;
+    }
+    out.flush().map_err(|e| e.to_string())?;
+    Ok(ExitCode::SUCCESS)
+}

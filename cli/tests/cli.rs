@@ -1,0 +1,341 @@
+//! Every subcommand of the `larch` binary, run as a user would.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn larch(args: &[&str]) -> Output {
+    larch_with_input(args, None)
+}
+
+fn larch_with_input(args: &[&str], input: Option<&[u8]>) -> Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_larch"))
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run larch");
+    let mut stdin = child.stdin.take().expect("stdin");
+    if let Some(input) = input {
+        stdin.write_all(input).expect("write stdin");
+    }
+    drop(stdin);
+    child.wait_with_output().expect("larch ran")
+}
+
+fn ok(args: &[&str]) -> String {
+    let out = larch(args);
+    assert!(
+        out.status.success(),
+        "larch {args:?} failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("UTF-8 output")
+}
+
+/// Runs a command that must fail; returns its one-line error.
+fn fails(args: &[&str]) -> String {
+    let out = larch(args);
+    assert!(!out.status.success(), "larch {args:?} succeeded");
+    let err = String::from_utf8(out.stderr).expect("UTF-8 errors");
+    assert!(!err.contains("panicked"), "{err}");
+    err
+}
+
+/// A dump without its `mapsize=` lines: the size hint follows the file.
+fn strip_mapsize(dump: &str) -> String {
+    dump.lines()
+        .filter(|l| !l.starts_with("mapsize="))
+        .map(|l| format!("{l}\n"))
+        .collect()
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().expect("UTF-8 path")
+}
+
+struct Dir(tempfile::TempDir);
+
+impl Dir {
+    fn new() -> Dir {
+        Dir(tempfile::tempdir().unwrap())
+    }
+    fn path(&self, name: &str) -> PathBuf {
+        self.0.path().join(name)
+    }
+}
+
+#[test]
+fn put_get_del_scan() {
+    let d = Dir::new();
+    let db = d.path("db.larch");
+    let db = s(&db);
+    ok(&["put", db, "fruit", "apple", "red"]);
+    ok(&["put", db, "fruit", "banana", "yellow"]);
+    ok(&["put", db, "fruit", "cherry", "dark\\red\nand ripe"]);
+    ok(&["put", "--hex", db, "bin", "00ff10", "deadbeef"]);
+    assert_eq!(ok(&["get", db, "fruit", "apple"]), "red\n");
+    assert_eq!(ok(&["get", "--hex", db, "fruit", "6170706c65"]), "726564\n");
+    assert_eq!(ok(&["get", "--hex", db, "bin", "00ff10"]), "deadbeef\n");
+    assert!(fails(&["get", db, "fruit", "durian"]).contains("key not found"));
+    assert!(fails(&["get", db, "vegetables", "leek"]).contains("no table named"));
+
+    assert_eq!(
+        ok(&["scan", db, "fruit"]),
+        "apple\tred\nbanana\tyellow\ncherry\tdark\\\\red\\0aand ripe\n"
+    );
+    assert_eq!(
+        ok(&["scan", db, "fruit", "--from", "b", "--to", "c"]),
+        "banana\tyellow\n"
+    );
+    assert_eq!(ok(&["scan", db, "fruit", "--limit", "1"]), "apple\tred\n");
+    assert_eq!(ok(&["scan", "--hex", db, "bin"]), "00ff10\tdeadbeef\n");
+
+    ok(&["del", db, "fruit", "banana"]);
+    assert!(fails(&["del", db, "fruit", "banana"]).contains("key not found"));
+    assert_eq!(ok(&["scan", db, "fruit", "--to", "c"]), "apple\tred\n");
+    assert!(fails(&["put", "--hex", db, "bin", "0g", "00"]).contains("hex"));
+}
+
+#[test]
+fn stat_and_check() {
+    let d = Dir::new();
+    let db = d.path("db.larch");
+    let db = s(&db);
+    for i in 0..300 {
+        ok(&["put", db, "t", &format!("key{i:04}"), &"v".repeat(i)]);
+    }
+    let stat = ok(&["stat", db]);
+    assert!(stat.contains("page size: 4096"), "{stat}");
+    assert!(stat.contains("last transaction: 300"), "{stat}");
+    assert!(stat.contains("tables: 1"), "{stat}");
+    assert!(stat.contains("\"t\": 300 entries, depth 2"), "{stat}");
+    let table = ok(&["stat", db, "--table", "t"]);
+    assert!(table.starts_with("\"t\": 300 entries"), "{table}");
+    let check = ok(&["check", db]);
+    assert!(check.ends_with("ok\n"), "{check}");
+    assert!(check.contains("300 entries"), "{check}");
+}
+
+#[test]
+fn check_fails_on_a_damaged_file() {
+    let d = Dir::new();
+    for class in larch::testing::corrupt::CLASSES {
+        let path = d.path(&format!("{class:?}"));
+        std::fs::write(&path, larch::testing::corrupt::damaged_image(class)).unwrap();
+        let out = larch(&["check", s(&path)]);
+        assert!(!out.status.success(), "{class:?} passed check");
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(!text.contains("panicked"), "{class:?}: {text}");
+        assert!(
+            text.contains("problem") || text.contains("corrupted"),
+            "{class:?}: {text}"
+        );
+    }
+}
+
+#[test]
+fn foreign_files_give_one_line_errors() {
+    let d = Dir::new();
+    let text = d.path("notes.txt");
+    std::fs::write(&text, "not a database\n".repeat(1000)).unwrap();
+    let empty = d.path("empty");
+    std::fs::write(&empty, b"").unwrap();
+    let missing = d.path("missing.larch");
+    for path in [&text, &empty, &missing] {
+        for cmd in [&["stat"][..], &["check"], &["dump"], &["scan"]] {
+            let mut args = cmd.to_vec();
+            args.push(s(path));
+            if cmd == ["scan"] {
+                args.push("t");
+            }
+            let err = fails(&args);
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+            assert!(err.starts_with("larch: "), "{err}");
+        }
+    }
+    assert!(fails(&["stat", s(&text)]).contains("not a larch database"));
+    // Nothing was created or changed.
+    assert!(!missing.exists());
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+    assert_eq!(
+        std::fs::read(&text).unwrap(),
+        "not a database\n".repeat(1000).as_bytes()
+    );
+}
+
+#[test]
+fn a_database_open_elsewhere_is_refused_in_one_line() {
+    let d = Dir::new();
+    let path = d.path("db.larch");
+    ok(&["put", s(&path), "t", "k", "v"]);
+    // SAFETY: the test owns the file.
+    let db = unsafe { larch::Database::open(&path) }.unwrap();
+    let err = fails(&["get", s(&path), "t", "k"]);
+    assert!(err.contains("already open"), "{err}");
+    assert_eq!(err.lines().count(), 1);
+    drop(db);
+    assert_eq!(ok(&["get", s(&path), "t", "k"]), "v\n");
+}
+
+/// Binary keys with every byte value, empty values, a 1 MiB value (loaded
+/// from a dump: a command-line argument cannot be that long).
+fn fill(db: &str) {
+    let all: String = (0..=255u8).map(|b| format!("{b:02x}")).collect();
+    ok(&["put", "--hex", db, "bin", &all, ""]);
+    ok(&["put", "--hex", db, "bin", "", "00"]);
+    let dump = format!(
+        "VERSION=3\nformat=bytevalue\ndatabase=bin\ntype=btree\nHEADER=END\n 0a0d5c\n {}\nDATA=END\n",
+        "ab".repeat(1 << 20)
+    );
+    let out = larch_with_input(&["load", db], Some(dump.as_bytes()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for i in 0..50 {
+        ok(&["put", db, "text", &format!("k{i}"), &format!("value {i}")]);
+    }
+    ok(&["put", db, "text", "empty", ""]);
+}
+
+#[test]
+fn dump_and_load_round_trip_between_larch_databases() {
+    let d = Dir::new();
+    let (a, b, c) = (d.path("a"), d.path("b"), d.path("c"));
+    fill(s(&a));
+    for print in [false, true] {
+        let flag: &[&str] = if print { &["-p"] } else { &[] };
+        let mut args = vec!["dump", s(&a)];
+        args.extend(flag);
+        let dump = ok(&args);
+        assert!(dump.contains("database=bin\n") && dump.contains("database=text\n"));
+        let target = if print { &c } else { &b };
+        let out = larch_with_input(&["load", s(target)], Some(dump.as_bytes()));
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let mut args = vec!["dump", s(target)];
+        args.extend(flag);
+        let again = ok(&args);
+        assert!(
+            strip_mapsize(&again) == strip_mapsize(&dump),
+            "print={print}: dumps differ"
+        );
+    }
+    // One table, to a file, loaded from the file under another name.
+    let file = d.path("text.dump");
+    ok(&["dump", s(&a), "--table", "text", "-f", s(&file)]);
+    let e = d.path("e");
+    ok(&["load", s(&e), "--table", "renamed", s(&file)]);
+    assert_eq!(ok(&["get", s(&e), "renamed", "k7"]), "value 7\n");
+    assert_eq!(
+        ok(&["scan", s(&e), "renamed"]),
+        ok(&["scan", s(&a), "text"])
+    );
+}
+
+#[test]
+fn malformed_loads_name_the_line_and_write_nothing() {
+    let d = Dir::new();
+    let db = d.path("db");
+    ok(&["put", s(&db), "t", "before", "1"]);
+    let good = "VERSION=3\nformat=bytevalue\ndatabase=t\ntype=btree\nHEADER=END\n 6b31\n 7631\n";
+    let cases = [
+        ("VERSION=9\nHEADER=END\nDATA=END\n".to_owned(), "line 1"),
+        (
+            format!("{good} 6b32\n 763\nDATA=END\n"),
+            "line 9: odd number of hex digits",
+        ),
+        (
+            format!("{good} 6b32\nDATA=END\n"),
+            "line 9: a key without a value",
+        ),
+        (
+            format!("{good} 6b32\n 7632\n"),
+            "line 9: unexpected end of input",
+        ),
+        (
+            format!("{good}DATA=END\nVERSION=3\nHEADER=END\n 00\n 00\nDATA=END\n"),
+            "line 9: the section names no table",
+        ),
+        (
+            "VERSION=3\nformat=print\ndatabase=t\nHEADER=END\n a\\q\n b\nDATA=END\n".to_owned(),
+            "line 5",
+        ),
+    ];
+    for (input, want) in cases {
+        let out = larch_with_input(&["load", s(&db)], Some(input.as_bytes()));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{input:?} loaded");
+        assert!(err.contains(want), "{input:?}: {err}");
+        assert!(err.contains("nothing was loaded"), "{err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert_eq!(ok(&["scan", s(&db), "t"]), "before\t1\n", "{input:?}");
+    }
+    let truncated = d.path("truncated.dump");
+    std::fs::write(&truncated, &good.as_bytes()[..good.len() - 3]).unwrap();
+    assert!(fails(&["load", s(&db), s(&truncated)]).contains("line 7"));
+    assert_eq!(ok(&["scan", s(&db), "t"]), "before\t1\n");
+}
+
+#[test]
+fn copies_plain_and_compact() {
+    let d = Dir::new();
+    let db = d.path("db");
+    fill(s(&db));
+    // Churn so the file has free pages a compact copy leaves out.
+    for i in 0..50 {
+        ok(&["del", s(&db), "text", &format!("k{i}")]);
+    }
+    ok(&["del", "--hex", s(&db), "bin", "0a0d5c"]);
+    let (plain, compact) = (d.path("plain"), d.path("compact"));
+    ok(&["copy", s(&db), s(&plain)]);
+    ok(&["copy", s(&db), s(&compact), "--compact"]);
+    let want = ok(&["dump", s(&db)]);
+    for copy in [&plain, &compact] {
+        assert!(ok(&["check", s(copy)]).ends_with("ok\n"));
+        let got = ok(&["dump", s(copy)]);
+        assert!(
+            strip_mapsize(&got) == strip_mapsize(&want),
+            "{copy:?}: dumps differ"
+        );
+    }
+    let size = |p: &Path| std::fs::metadata(p).unwrap().len();
+    assert!(
+        size(&compact) * 4 < size(&plain),
+        "{} vs {}",
+        size(&compact),
+        size(&plain)
+    );
+    assert!(fails(&["copy", s(&db), s(&plain)]).contains("exists"));
+}
+
+#[test]
+fn bench_runs_and_reports_each_phase() {
+    let d = Dir::new();
+    let dir = d.path("bench");
+    let out = ok(&["bench", s(&dir), "--n", "20000"]);
+    for phase in [
+        "load, sorted",
+        "random reads",
+        "range scans",
+        "batch writes",
+        "single writes",
+        "remove half",
+        "check:",
+    ] {
+        assert!(out.contains(phase), "{phase}: {out}");
+    }
+    assert!(out.contains("ops/s"));
+    assert!(dir.join("bench.larch").exists());
+    assert!(fails(&["bench", s(&dir), "--n", "20000"]).contains("exists"));
+}
