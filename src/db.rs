@@ -8,7 +8,7 @@ use parking_lot::Mutex;
 use crate::btree::{MapView, PageSource};
 use crate::check::CheckReport;
 use crate::error::{Error, Result, corrupted};
-use crate::format::meta::{Meta, MetaError, SealEntry, TableDesc, valid_page_size};
+use crate::format::meta::{MAGIC, Meta, MetaError, SealEntry, TableDesc, valid_page_size};
 use crate::format::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageId, page_checksum};
 use crate::freelist::FreeList;
 use crate::freelist_io::read_chain;
@@ -234,7 +234,16 @@ fn read_metas(file: &LockedFile) -> Result<Vec<Candidate>> {
     let reason0 = slot0.as_ref().err().copied();
     let mut valid: Vec<Candidate> = [slot0, slot1].into_iter().filter_map(|m| m.ok()).collect();
     if valid.is_empty() {
-        return corrupted(0, reason0.unwrap_or(MetaError::Checksum).reason());
+        // A file that does not start with the magic is someone else's, however
+        // short: say so rather than what its bytes failed first.
+        let mut head = [0u8; MAGIC.len()];
+        let n = file.read_at(&mut head, 0)?;
+        let reason = if head[..n] != MAGIC[..] {
+            MetaError::Magic
+        } else {
+            reason0.unwrap_or(MetaError::Checksum)
+        };
+        return corrupted(0, reason.reason());
     }
     valid.sort_by_key(|(m, _)| std::cmp::Reverse(m.txn_id));
     let page_size = valid[0].0.page_size;

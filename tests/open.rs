@@ -234,6 +234,11 @@ fn files_of_garbage_give_errors_not_panics() {
         std::fs::write(&path, rng.bytes(len)).unwrap();
         let err = try_open(&path).err().unwrap();
         assert!(matches!(err, Error::Corrupted { .. }), "len {len}: {err:?}");
+        // Whatever its length, a file without the magic is named for what it is.
+        assert!(
+            err.to_string().contains("not a larch database"),
+            "len {len}: {err}"
+        );
         // Nothing was written to it.
         assert_eq!(std::fs::metadata(&path).unwrap().len(), len as u64);
     }
