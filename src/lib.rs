@@ -2,13 +2,6 @@
 //! memory-mapped file, with any number of readers beside one writer and
 //! crash-safe commits.
 //!
-//! - Readers see a snapshot and get values as `&[u8]` borrowed straight from
-//!   the map: no copy, valid while the [`ReadTxn`] lives.
-//! - The writer copies the pages it changes into private buffers; at commit it
-//!   writes them to unused pages, syncs, and only then writes the meta page
-//!   that switches readers to the new tree. A crash leaves the previous commit.
-//! - Keys are compared bytewise. Tables are named; each keeps its entry count.
-//!
 //! ```
 //! # fn main() -> larch::Result<()> {
 //! let dir = tempfile::tempdir().unwrap();
@@ -31,6 +24,38 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! # The rules
+//!
+//! - **Opening.** [`Database::open`] and [`Options::open`] are `unsafe`: the
+//!   file is mapped, and nothing else may modify or truncate it while it is
+//!   open. larch locks it exclusively, so a second open, in this process or
+//!   another, fails with [`Error::AlreadyOpen`]. Share one [`Database`] by
+//!   reference between threads.
+//! - **Readers.** [`Database::begin_read`] returns a [`ReadTxn`]: a snapshot
+//!   of the last commit, never waiting for the writer. Values are `&[u8]`
+//!   borrowed straight from the map and live as long as the transaction; the
+//!   borrow checker enforces it. Pages a reader can see are not reused while
+//!   it lives, so long-lived readers make the file grow.
+//! - **The writer.** [`Database::begin_write`] returns the one [`WriteTxn`],
+//!   waiting while another is running. Its changes are visible to itself at
+//!   once ([`TableMut`] reads them back), to nobody else until
+//!   [`WriteTxn::commit`] returns, and then durable: a crash or power loss
+//!   afterwards keeps them, a crash before leaves the previous commit whole.
+//!   Dropping the transaction discards it. Values read through a
+//!   [`TableMut`] borrow it and end at the next change.
+//! - **Keys and values.** Keys are compared bytewise, up to a quarter page
+//!   ([`Error::KeyTooLarge`]); values up to 4 GiB, big ones in overflow pages.
+//!   Tables are named and keep an O(1) entry count.
+//! - **Corruption** is never a panic: damaged bytes give
+//!   [`Error::Corrupted`], and [`Database::check`] walks every page.
+//!
+//! # Tools
+//!
+//! [`Database::stat`] and [`Table::stat`] report sizes and page counts;
+//! [`ReadTxn::copy_to`] writes a hot backup (optionally compacted) while
+//! writers go on. The `larch` command-line tool (package `larch-cli`) wraps
+//! them and moves data to and from LMDB in the `mdb_dump` text format.
 #![deny(unsafe_code)]
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]

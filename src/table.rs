@@ -202,7 +202,9 @@ impl<'txn> TableMut<'txn> {
         View::Dirty(DirtyView::new(self.writer.pager, self.writer.dirty))
     }
 
-    /// Stores `value` under `key`, replacing any previous value.
+    /// Stores `value` under `key`, replacing any previous value. Other
+    /// transactions see it once [`WriteTxn::commit`](crate::WriteTxn::commit)
+    /// returns, and it is durable from then on.
     ///
     /// Keys are at most `page_size / 4` bytes ([`Error::KeyTooLarge`]). Values
     /// larger than about a quarter page are stored in overflow pages.
@@ -221,7 +223,8 @@ impl<'txn> TableMut<'txn> {
         Ok(())
     }
 
-    /// Removes `key`; returns whether it was present.
+    /// Removes `key`; returns whether it was present. Like `insert`, the
+    /// change is seen by others, and durable, once the transaction commits.
     pub fn remove(&mut self, key: &[u8]) -> Result<bool> {
         if key.len() > max_key(self.writer.pager.page_size()) {
             return Ok(false);

@@ -338,7 +338,7 @@ fn check(path: &Path) -> Res<ExitCode> {
     let db = open_existing(path)?;
     let r = db.check_report().map_err(|e| e.to_string())?;
     println!(
-        "transaction {}: {} pages, {} tables, {} entries, depth {}",
+        "transaction {}: {} pages, {} table(s), {} entries, depth {}",
         r.txn_id, r.pages, r.tables, r.entries, r.max_depth
     );
     println!(
