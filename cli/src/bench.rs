@@ -64,25 +64,21 @@ fn report(name: &str, ops: u64, took: Duration) {
     );
 }
 
-pub fn run(dir: Option<&Path>, n: u64) -> Res<ExitCode> {
+pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
     if n < 1000 {
         return Err("--n must be at least 1000".into());
     }
     let temp;
-    let dir = match dir {
-        Some(d) => {
-            std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
-            d.to_path_buf()
-        }
+    let path = match db {
+        Some(p) => p.to_path_buf(),
         None => {
             temp = tempfile::tempdir().map_err(|e| e.to_string())?;
-            temp.path().to_path_buf()
+            temp.path().join("bench.larch")
         }
     };
-    let path = dir.join("bench.larch");
     if path.exists() {
         return Err(format!(
-            "{}: exists; give a fresh directory",
+            "{}: exists; bench creates a new database",
             path.display()
         ));
     }

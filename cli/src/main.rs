@@ -120,8 +120,9 @@ enum Command {
     },
     /// Run a self-contained workload and print the throughput of each phase.
     Bench {
-        /// Where to create the database (default: a temporary directory).
-        dir: Option<PathBuf>,
+        /// The database file to create (it must not exist; default: one in a
+        /// temporary directory, removed afterwards).
+        db: Option<PathBuf>,
         /// Number of key-value pairs (16-byte keys, 100-byte values).
         #[arg(long, default_value_t = 1_000_000)]
         n: u64,
@@ -233,7 +234,7 @@ fn run(command: Command) -> Res<ExitCode> {
             limit,
             hex,
         } => scan(&db, &table, from, to, limit, hex),
-        Command::Bench { dir, n } => bench::run(dir.as_deref(), n),
+        Command::Bench { db, n } => bench::run(db.as_deref(), n),
     }
 }
 

@@ -322,8 +322,8 @@ fn copies_plain_and_compact() {
 #[test]
 fn bench_runs_and_reports_each_phase() {
     let d = Dir::new();
-    let dir = d.path("bench");
-    let out = ok(&["bench", s(&dir), "--n", "20000"]);
+    let db = d.path("bench.larch");
+    let out = ok(&["bench", s(&db), "--n", "20000"]);
     for phase in [
         "load, sorted",
         "random reads",
@@ -336,6 +336,8 @@ fn bench_runs_and_reports_each_phase() {
         assert!(out.contains(phase), "{phase}: {out}");
     }
     assert!(out.contains("ops/s"));
-    assert!(dir.join("bench.larch").exists());
-    assert!(fails(&["bench", s(&dir), "--n", "20000"]).contains("exists"));
+    // The database stays where it was asked for, and holds what was left.
+    let stat = ok(&["stat", s(&db)]);
+    assert!(stat.contains("\"bench\": 13000 entries"), "{stat}");
+    assert!(fails(&["bench", s(&db), "--n", "20000"]).contains("exists"));
 }
