@@ -152,6 +152,15 @@ impl Dirty {
         Ok((id, buf.into_mut()))
     }
 
+    /// Allocates a dirty page holding a copy of `src` (one page): no zeroing
+    /// first, as `alloc_page` would do.
+    fn alloc_page_copy(&mut self, src: &[u8]) -> Result<(PageId, &mut [u8])> {
+        debug_assert_eq!(src.len(), self.page_size);
+        let id = self.alloc_id()?;
+        let buf = self.bufs.entry(id).insert_entry(Box::from(src));
+        Ok((id, buf.into_mut()))
+    }
+
     /// Frees `n` pages starting at `id`.
     fn free_pages(&mut self, id: PageId, n: u64) {
         if self.bufs.remove(&id).is_some() {
@@ -276,8 +285,7 @@ impl PageStore for Writer<'_> {
         }
         let src = MapView::new(self.pager, self.dirty.base_pages).page(id)?;
         let txn_id = self.dirty.txn_id;
-        let (new, buf) = self.dirty.alloc_page()?;
-        buf.copy_from_slice(src);
+        let (new, buf) = self.dirty.alloc_page_copy(src)?;
         header_mut(buf).txn_id = txn_id.into();
         self.dirty.freed.push(id);
         Ok(new)
