@@ -347,6 +347,30 @@ mod tests {
         assert_eq!(got[1], (None, vec![(vec![0, 255], b"A".to_vec())]));
     }
 
+    /// Whatever the keys, values and table names (without line breaks), a
+    /// dump written in either format reads back as written.
+    #[test]
+    fn any_dump_reads_back_as_written() {
+        fn prop(tables: Vec<(String, Vec<Pair>)>, print: bool) -> bool {
+            let format = if print { Format::Print } else { Format::Hex };
+            let tables: Sections = tables
+                .into_iter()
+                .map(|(name, pairs)| (Some(name.replace(['\n', '\r'], "_")), pairs))
+                .collect();
+            let mut out = Vec::new();
+            for (name, pairs) in &tables {
+                write_header(&mut out, format, name.as_deref(), 1 << 20).unwrap();
+                for (k, v) in pairs {
+                    write_item(&mut out, k, format).unwrap();
+                    write_item(&mut out, v, format).unwrap();
+                }
+                write_footer(&mut out).unwrap();
+            }
+            parse(std::str::from_utf8(&out).expect("dumps are text")) == Ok(tables)
+        }
+        quickcheck::quickcheck(prop as fn(_, _) -> bool);
+    }
+
     #[test]
     fn malformed_input_names_its_line() {
         let cases = [

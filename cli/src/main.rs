@@ -371,6 +371,11 @@ fn dump_table(
     format: Format,
     mapsize: u64,
 ) -> Res<()> {
+    if name.contains(['\n', '\r']) {
+        return Err(format!(
+            "table {name:?}: a name with a line break cannot be written in the dump format"
+        ));
+    }
     let t = txn.open_table(name).map_err(|e| e.to_string())?;
     let io = |e: io::Error| e.to_string();
     dump::write_header(out, format, Some(name), mapsize).map_err(io)?;

@@ -244,6 +244,16 @@ fn dump_and_load_round_trip_between_larch_databases() {
 }
 
 #[test]
+fn a_table_name_the_dump_format_cannot_hold_is_refused() {
+    let d = Dir::new();
+    let db = d.path("db");
+    ok(&["put", s(&db), "two\nlines", "k", "v"]);
+    let err = fails(&["dump", s(&db)]);
+    assert!(err.contains("line break"), "{err}");
+    assert_eq!(err.lines().count(), 1);
+}
+
+#[test]
 fn malformed_loads_name_the_line_and_write_nothing() {
     let d = Dir::new();
     let db = d.path("db");
