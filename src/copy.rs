@@ -102,8 +102,14 @@ impl ReadTxn<'_> {
 
     /// Every table rebuilt in key order in a new database.
     fn copy_compact(&self, temp: &Path) -> Result<()> {
-        let ps = self.core().pager.page_size() as u32;
-        let copy = Options::new().page_size(ps).open_own(temp)?;
+        let pager = &self.core().pager;
+        let ps = pager.page_size() as u32;
+        // The copy holds no more than the original: the same map reservation
+        // is enough for it.
+        let copy = Options::new()
+            .page_size(ps)
+            .map_size(pager.map_len())
+            .open_own(temp)?;
         for name in self.list_tables()? {
             let table = self.open_table(&name)?;
             let mut entries = table.iter()?.peekable();
