@@ -13,7 +13,6 @@ use zerocopy::little_endian::{U32, U64};
 use crate::btree::{MapView, PageSource, PageStore};
 use crate::error::{Error, Result, corrupted};
 use crate::format::meta::SealEntry;
-use crate::format::node;
 use crate::format::page::{
     OVERFLOW_DATA, PageId, header_mut, init_overflow, overflow_pages, overflow_run, stamp_checksum,
 };
@@ -291,10 +290,12 @@ impl PageStore for Writer<'_> {
         Ok(new)
     }
 
-    fn alloc_node(&mut self, leaf: bool) -> Result<PageId> {
-        let txn_id = self.dirty.txn_id;
-        let (id, buf) = self.dirty.alloc_page()?;
-        node::init(buf, leaf, txn_id);
+    fn alloc_node(&mut self, page: Box<[u8]>) -> Result<PageId> {
+        if page.len() != self.dirty.page_size {
+            return corrupted(0, "a node page of the wrong size");
+        }
+        let id = self.dirty.alloc_id()?;
+        self.dirty.bufs.insert(id, page);
         Ok(id)
     }
 

@@ -24,7 +24,10 @@ impl Cells {
         &self.data[start..self.ends[i]]
     }
 
-    pub(super) fn range(&self, r: std::ops::Range<usize>) -> impl Iterator<Item = &[u8]> + Clone {
+    pub(super) fn range(
+        &self,
+        r: std::ops::Range<usize>,
+    ) -> impl DoubleEndedIterator<Item = &[u8]> + Clone {
         r.map(|i| self.get(i))
     }
 

@@ -9,7 +9,7 @@ use super::source::PageStore;
 use crate::error::{Result, corrupted};
 use crate::format::meta::TableDesc;
 use crate::format::node::{
-    Node, branch_cell, branch_cell_child, branch_cell_key, insert_cell, leaf_cell_inline,
+    Node, branch_cell, branch_cell_child, branch_cell_key, build, insert_cell, leaf_cell_inline,
     leaf_cell_key, leaf_cell_overflow, leaf_cell_overflow_ref, rebuild, remove_cell, usable,
     value_inline,
 };
@@ -68,10 +68,13 @@ fn insert_cell_built<S: PageStore>(
     }
 
     if desc.root == 0 {
-        let root = s.alloc_node(true)?;
-        if !insert_cell(s.page_mut(root)?, root, 0, cell)? {
-            return corrupted(root, "a single cell does not fit an empty leaf");
-        }
+        let page = build(
+            s.page_size(),
+            true,
+            s.txn_id(),
+            std::iter::once(cell.as_slice()),
+        )?;
+        let root = s.alloc_node(page)?;
         *desc = TableDesc {
             root,
             entries: 1,
@@ -158,36 +161,31 @@ fn insert_at<S: PageStore>(
             }
         };
 
-        let right = s.alloc_node(leaf)?;
+        // The new right page is built whole; the left one is rebuilt in place.
+        let ps = s.page_size();
         let mut up = Vec::new();
         if leaf {
+            let right = s.alloc_node(build(ps, true, txn, cells.range(m..n))?)?;
             branch_cell(&mut up, right, leaf_cell_key(cells.get(m)));
             rebuild(s.page_mut(id)?, id, true, txn, cells.range(0..m))?;
-            rebuild(s.page_mut(right)?, right, true, txn, cells.range(m..n))?;
         } else {
             let first = cells.get(m);
-            branch_cell(&mut up, right, branch_cell_key(first));
             let mut head = Vec::new();
             branch_cell(&mut head, branch_cell_child(first), b"");
-            rebuild(s.page_mut(id)?, id, false, txn, cells.range(0..m))?;
             let right_cells = std::iter::once(head.as_slice()).chain(cells.range(m + 1..n));
-            rebuild(s.page_mut(right)?, right, false, txn, right_cells)?;
+            let right = s.alloc_node(build(ps, false, txn, right_cells)?)?;
+            branch_cell(&mut up, right, branch_cell_key(first));
+            rebuild(s.page_mut(id)?, id, false, txn, cells.range(0..m))?;
         }
 
         if level == 0 {
             if desc.depth as usize >= MAX_DEPTH {
                 return corrupted(id, "tree would exceed the depth bound");
             }
-            let root = s.alloc_node(false)?;
             let mut left = Vec::new();
             branch_cell(&mut left, id, b"");
-            rebuild(
-                s.page_mut(root)?,
-                root,
-                false,
-                txn,
-                [left.as_slice(), up.as_slice()],
-            )?;
+            let cells = [left.as_slice(), up.as_slice()];
+            let root = s.alloc_node(build(s.page_size(), false, txn, cells.into_iter())?)?;
             desc.root = root;
             desc.depth += 1;
             return Ok(true);

@@ -38,8 +38,8 @@ pub(crate) trait PageStore {
     /// Returns a dirty copy of `id`: `id` itself if it is already dirty,
     /// otherwise a new page holding its bytes, with `id` freed.
     fn cow(&mut self, id: PageId) -> Result<PageId>;
-    /// A new empty node.
-    fn alloc_node(&mut self, leaf: bool) -> Result<PageId>;
+    /// A new node holding `page`, a whole page built by `node::build`.
+    fn alloc_node(&mut self, page: Box<[u8]>) -> Result<PageId>;
     /// A new overflow run holding `value`.
     fn alloc_value(&mut self, value: &[u8]) -> Result<PageId>;
     /// Frees `pages` pages starting at `id`.

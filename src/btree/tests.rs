@@ -79,9 +79,10 @@ impl PageStore for Mem {
         Ok(id)
     }
 
-    fn alloc_node(&mut self, leaf: bool) -> Result<PageId> {
+    fn alloc_node(&mut self, page: Box<[u8]>) -> Result<PageId> {
+        assert_eq!(page.len(), self.page_size);
         let id = self.alloc(self.page_size);
-        node::init(self.page_mut(id)?, leaf, 1);
+        self.page_mut(id)?.copy_from_slice(&page);
         Ok(id)
     }
 
