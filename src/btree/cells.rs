@@ -43,6 +43,7 @@ impl Cells {
     /// Node sizes if cells `..m` go left and `m..` go right. For a branch, cell
     /// `m`'s key moves up to the parent and its child stays as the right node's
     /// first cell, which then costs only its header.
+    #[cfg(test)]
     pub(super) fn sizes(&self, m: usize, leaf: bool) -> (usize, usize) {
         let left = self.cost(0..m);
         let right = if leaf {

@@ -13,6 +13,7 @@ use crate::format::node::{
     leaf_cell_key, leaf_cell_overflow, leaf_cell_overflow_ref, rebuild, remove_cell, usable,
     value_inline,
 };
+use crate::format::page::PageId;
 
 /// Where the last insert into a table landed, so that the next one into the
 /// same leaf (a sorted or clustered load) skips the descent. Valid only while
@@ -136,48 +137,19 @@ fn insert_at<S: PageStore>(
             return Ok(level + 1 < path.steps.len());
         }
 
-        let node = Node::parse(s.page(id)?, id)?;
-        let leaf = node.is_leaf();
-        let mut cells = Cells::default();
-        for i in 0..node.count() {
-            if i == idx {
-                cells.push(&cell);
-            }
-            cells.push(node.cell(i)?);
-        }
-        if idx >= node.count() {
-            cells.push(&cell);
-        }
-        let n = cells.len();
-        // Appending at the right edge of the tree (a sorted load): keep the old
-        // page full and start a new one with only the new cell.
-        let append = idx + 1 == n && path.rightmost(level) && cells.sizes(n - 1, leaf).0 <= usable;
-        let m = if append {
-            n - 1
-        } else {
-            match cells.split_point(leaf, usable) {
-                Some(m) => m,
-                None => return corrupted(id, "node cells cannot be split into two pages"),
-            }
+        let (leaf, count) = {
+            let node = Node::parse(s.page(id)?, id)?;
+            (node.is_leaf(), node.count())
         };
-
-        // The new right page is built whole; the left one is rebuilt in place.
         let ps = s.page_size();
-        let mut up = Vec::new();
-        if leaf {
-            let right = s.alloc_node(build(ps, true, txn, cells.range(m..n))?)?;
-            branch_cell(&mut up, right, leaf_cell_key(cells.get(m)));
-            rebuild(s.page_mut(id)?, id, true, txn, cells.range(0..m))?;
+        let up = if idx == count && path.rightmost(level) {
+            // Appending at the right edge of the tree (a sorted load): the old
+            // page stays as it is, full, and a new one starts with only the
+            // new cell (a branch's first cell keeps its child, not its key).
+            append_split(s, leaf, &cell)?
         } else {
-            let first = cells.get(m);
-            let mut head = Vec::new();
-            branch_cell(&mut head, branch_cell_child(first), b"");
-            let right_cells = std::iter::once(head.as_slice()).chain(cells.range(m + 1..n));
-            let right = s.alloc_node(build(ps, false, txn, right_cells)?)?;
-            branch_cell(&mut up, right, branch_cell_key(first));
-            rebuild(s.page_mut(id)?, id, false, txn, cells.range(0..m))?;
-        }
-
+            split(s, id, idx, &cell, usable)?
+        };
         if level == 0 {
             if desc.depth as usize >= MAX_DEPTH {
                 return corrupted(id, "tree would exceed the depth bound");
@@ -185,7 +157,7 @@ fn insert_at<S: PageStore>(
             let mut left = Vec::new();
             branch_cell(&mut left, id, b"");
             let cells = [left.as_slice(), up.as_slice()];
-            let root = s.alloc_node(build(s.page_size(), false, txn, cells.into_iter())?)?;
+            let root = s.alloc_node(build(ps, false, txn, cells.into_iter())?)?;
             desc.root = root;
             desc.depth += 1;
             return Ok(true);
@@ -194,4 +166,66 @@ fn insert_at<S: PageStore>(
         idx = path.steps[level].idx + 1;
         cell = Cow::Owned(up);
     }
+}
+
+/// Starts a new right sibling holding only `cell`; returns the cell that
+/// points the parent at it.
+fn append_split<S: PageStore>(s: &mut S, leaf: bool, cell: &[u8]) -> Result<Vec<u8>> {
+    let (ps, txn) = (s.page_size(), s.txn_id());
+    let mut up = Vec::new();
+    if leaf {
+        let right = s.alloc_node(build(ps, true, txn, std::iter::once(cell))?)?;
+        branch_cell(&mut up, right, leaf_cell_key(cell));
+    } else {
+        let mut head = Vec::new();
+        branch_cell(&mut head, branch_cell_child(cell), b"");
+        let right = s.alloc_node(build(ps, false, txn, std::iter::once(head.as_slice()))?)?;
+        branch_cell(&mut up, right, branch_cell_key(cell));
+    }
+    Ok(up)
+}
+
+/// Splits the dirty node `id` with `cell` inserted at `idx` into two pages
+/// balanced by size: the left half is rebuilt in place, the right half built
+/// whole in a new page. Returns the cell that points the parent at the new
+/// page.
+fn split<S: PageStore>(
+    s: &mut S,
+    id: PageId,
+    idx: usize,
+    cell: &[u8],
+    usable: usize,
+) -> Result<Vec<u8>> {
+    let (ps, txn) = (s.page_size(), s.txn_id());
+    let node = Node::parse(s.page(id)?, id)?;
+    let leaf = node.is_leaf();
+    let mut cells = Cells::default();
+    for i in 0..node.count() {
+        if i == idx {
+            cells.push(cell);
+        }
+        cells.push(node.cell(i)?);
+    }
+    if idx >= node.count() {
+        cells.push(cell);
+    }
+    let n = cells.len();
+    let Some(m) = cells.split_point(leaf, usable) else {
+        return corrupted(id, "node cells cannot be split into two pages");
+    };
+    let mut up = Vec::new();
+    if leaf {
+        let right = s.alloc_node(build(ps, true, txn, cells.range(m..n))?)?;
+        branch_cell(&mut up, right, leaf_cell_key(cells.get(m)));
+        rebuild(s.page_mut(id)?, id, true, txn, cells.range(0..m))?;
+    } else {
+        let first = cells.get(m);
+        let mut head = Vec::new();
+        branch_cell(&mut head, branch_cell_child(first), b"");
+        let right_cells = std::iter::once(head.as_slice()).chain(cells.range(m + 1..n));
+        let right = s.alloc_node(build(ps, false, txn, right_cells)?)?;
+        branch_cell(&mut up, right, branch_cell_key(first));
+        rebuild(s.page_mut(id)?, id, false, txn, cells.range(0..m))?;
+    }
+    Ok(up)
 }
