@@ -221,30 +221,30 @@ impl Dirty {
     }
 
     /// Writes the buffers `seal` lists (in page order), consecutive ones merged
-    /// into one write of at most `chunk` bytes.
+    /// into one vectored write of at most `chunk` bytes (and at most
+    /// `MAX_SLICES` buffers), straight from the buffers.
     pub(crate) fn write_all(&self, pager: &Pager, seal: &[SealEntry], chunk: usize) -> Result<()> {
-        let ids = seal.iter().map(|e| e.page.get());
-        let mut batch: Vec<u8> = Vec::new();
-        let mut batch_start = 0;
-        let mut batch_end = 0;
-        for id in ids {
-            let buf = &self.bufs[&id];
-            if !batch.is_empty() && (id != batch_end || batch.len() + buf.len() > chunk) {
-                pager.write(batch_start, &batch)?;
-                batch.clear();
+        const MAX_SLICES: usize = 512;
+        let mut run: Vec<&[u8]> = Vec::new();
+        let (mut run_start, mut run_end, mut run_bytes) = (0, 0, 0);
+        for e in seal {
+            let id = e.page.get();
+            let buf = &self.bufs[&id][..];
+            let joins = id == run_end && run_bytes + buf.len() <= chunk && run.len() < MAX_SLICES;
+            if !run.is_empty() && !joins {
+                pager.write_vectored(run_start, &run)?;
+                run.clear();
+                run_bytes = 0;
             }
-            if batch.is_empty() {
-                if buf.len() >= chunk {
-                    pager.write(id, buf)?;
-                    continue;
-                }
-                batch_start = id;
+            if run.is_empty() {
+                run_start = id;
             }
-            batch.extend_from_slice(buf);
-            batch_end = id + (buf.len() / self.page_size) as u64;
+            run.push(buf);
+            run_bytes += buf.len();
+            run_end = id + (buf.len() / self.page_size) as u64;
         }
-        if !batch.is_empty() {
-            pager.write(batch_start, &batch)?;
+        if !run.is_empty() {
+            pager.write_vectored(run_start, &run)?;
         }
         Ok(())
     }

@@ -7,7 +7,7 @@
 #![allow(unsafe_code)]
 
 use std::fs::{File, OpenOptions, TryLockError};
-use std::io;
+use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +23,12 @@ use crate::format::page::PageId;
 pub trait Storage: Send + Sync {
     /// Writes all of `data` at byte `offset`.
     fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()>;
+    /// Writes all of `bufs`, one after the other, from byte `offset`: one
+    /// write of their concatenation. The default makes that concatenation and
+    /// calls [`write_at`](Storage::write_at) once.
+    fn write_vectored_at(&self, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
+        self.write_at(offset, &bufs.concat())
+    }
     /// Sets the file length.
     fn set_len(&self, len: u64) -> io::Result<()>;
     /// Makes every write and resize so far durable (`fdatasync`).
@@ -47,6 +53,24 @@ impl FileStorage {
 impl Storage for FileStorage {
     fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
         self.file.write_all_at(data, offset)
+    }
+
+    /// A seek and `writev` calls straight from the buffers, without copying
+    /// them together. Only the writer uses this handle's file offset.
+    fn write_vectored_at(&self, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
+        let mut file = &self.file;
+        file.seek(SeekFrom::Start(offset))?;
+        let mut slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
+        let mut rest = &mut slices[..];
+        while !rest.is_empty() {
+            match file.write_vectored(rest) {
+                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+                Ok(n) => IoSlice::advance_slices(&mut rest, n),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
@@ -202,6 +226,14 @@ impl Pager {
         let offset = id * self.page_size as u64;
         debug_assert!(offset + data.len() as u64 <= self.file_len());
         self.storage.write_at(offset, data)?;
+        Ok(())
+    }
+
+    /// Writes `bufs` one after the other from the start of page `id`.
+    pub(crate) fn write_vectored(&self, id: PageId, bufs: &[&[u8]]) -> Result<()> {
+        let offset = id * self.page_size as u64;
+        debug_assert!(offset + bufs.iter().map(|b| b.len() as u64).sum::<u64>() <= self.file_len());
+        self.storage.write_vectored_at(offset, bufs)?;
         Ok(())
     }
 
