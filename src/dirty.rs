@@ -225,6 +225,11 @@ impl Dirty {
     /// `MAX_SLICES` buffers), straight from the buffers.
     pub(crate) fn write_all(&self, pager: &Pager, seal: &[SealEntry], chunk: usize) -> Result<()> {
         const MAX_SLICES: usize = 512;
+        // A lone buffer is one `pwrite`; a run, a seek and a `writev`.
+        let flush = |start: PageId, run: &[&[u8]]| match run {
+            [one] => pager.write(start, one),
+            _ => pager.write_vectored(start, run),
+        };
         let mut run: Vec<&[u8]> = Vec::new();
         let (mut run_start, mut run_end, mut run_bytes) = (0, 0, 0);
         for e in seal {
@@ -232,7 +237,7 @@ impl Dirty {
             let buf = &self.bufs[&id][..];
             let joins = id == run_end && run_bytes + buf.len() <= chunk && run.len() < MAX_SLICES;
             if !run.is_empty() && !joins {
-                pager.write_vectored(run_start, &run)?;
+                flush(run_start, &run)?;
                 run.clear();
                 run_bytes = 0;
             }
@@ -244,7 +249,7 @@ impl Dirty {
             run_end = id + (buf.len() / self.page_size) as u64;
         }
         if !run.is_empty() {
-            pager.write_vectored(run_start, &run)?;
+            flush(run_start, &run)?;
         }
         Ok(())
     }
