@@ -72,12 +72,12 @@ pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
     let path = match db {
         Some(p) => p.to_path_buf(),
         None => {
-            temp = tempfile::tempdir().map_err(|e| e.to_string())?;
+            temp = tempfile::tempdir()?;
             temp.path().join("bench.larch")
         }
     };
     if path.exists() {
-        return Err(format!(
+        return crate::fail(format!(
             "{}: exists; bench creates a new database",
             path.display()
         ));
@@ -85,7 +85,6 @@ pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
     println!("larch bench: {n} pairs of 16-byte keys and {VALUE_LEN}-byte values");
     println!("database: {}", path.display());
     let db = crate::open_or_create(&path)?;
-    let err = |e: larch::Error| e.to_string();
 
     let mut rng = Rng(0x5eed);
     let mut keys: Vec<[u8; 16]> = (0..n).map(|_| rng.key()).collect();
@@ -93,17 +92,17 @@ pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
     keys.dedup();
 
     phase("load, sorted, one transaction", keys.len() as u64, |bar| {
-        let mut w = db.begin_write().map_err(err)?;
+        let mut w = db.begin_write()?;
         {
-            let mut t = w.open_table("bench").map_err(err)?;
+            let mut t = w.open_table("bench")?;
             for (i, k) in keys.iter().enumerate() {
-                t.insert(k, &value_of(k)).map_err(err)?;
+                t.insert(k, &value_of(k))?;
                 if i % 4096 == 0 {
                     bar.set_position(i as u64);
                 }
             }
         }
-        w.commit().map_err(err)
+        Ok(w.commit()?)
     })?;
 
     // Reads and scans in a random order of the loaded keys.
@@ -112,13 +111,13 @@ pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
         order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
     }
     phase("random reads", order.len() as u64, |bar| {
-        let r = db.begin_read().map_err(err)?;
-        let t = r.open_table("bench").map_err(err)?;
+        let r = db.begin_read()?;
+        let t = r.open_table("bench")?;
         for (i, &j) in order.iter().enumerate() {
             let k = &keys[j];
-            match t.get(k).map_err(err)? {
+            match t.get(k)? {
                 Some(v) if v == value_of(k) => {}
-                _ => return Err(format!("wrong value read for key {i}")),
+                _ => return crate::fail(format!("wrong value read for key {i}")),
             }
             if i % 4096 == 0 {
                 bar.set_position(i as u64);
@@ -129,13 +128,13 @@ pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
 
     let scans = (n / 100).max(1);
     phase("range scans of 100 entries", scans, |bar| {
-        let r = db.begin_read().map_err(err)?;
-        let t = r.open_table("bench").map_err(err)?;
+        let r = db.begin_read()?;
+        let t = r.open_table("bench")?;
         for (i, &j) in order.iter().take(scans as usize).enumerate() {
             let from = &keys[j][..];
-            let seen = t.range(from..).map_err(err)?.take(100).count();
+            let seen = t.range(from..)?.take(100).count();
             if seen != 100.min(keys.len() - j) {
-                return Err(format!("scan {i} saw {seen} entries"));
+                return crate::fail(format!("scan {i} saw {seen} entries"));
             }
             bar.set_position(i as u64);
         }
@@ -148,15 +147,15 @@ pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
         batches * 1000,
         |bar| {
             for b in 0..batches {
-                let mut w = db.begin_write().map_err(err)?;
+                let mut w = db.begin_write()?;
                 {
-                    let mut t = w.open_table("bench").map_err(err)?;
+                    let mut t = w.open_table("bench")?;
                     for _ in 0..1000 {
                         let k = rng.key();
-                        t.insert(&k, &value_of(&k)).map_err(err)?;
+                        t.insert(&k, &value_of(&k))?;
                     }
                 }
-                w.commit().map_err(err)?;
+                w.commit()?;
                 bar.set_position((b + 1) * 1000);
             }
             Ok(())
@@ -165,12 +164,11 @@ pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
 
     phase("single writes, synchronous", 1000, |bar| {
         for i in 0..1000 {
-            let mut w = db.begin_write().map_err(err)?;
+            let mut w = db.begin_write()?;
             let k = rng.key();
             w.open_table("bench")
-                .and_then(|mut t| t.insert(&k, &value_of(&k)))
-                .map_err(err)?;
-            w.commit().map_err(err)?;
+                .and_then(|mut t| t.insert(&k, &value_of(&k)))?;
+            w.commit()?;
             bar.set_position(i + 1);
         }
         Ok(())
@@ -178,11 +176,11 @@ pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
 
     let half = keys.len() / 2;
     phase("remove half, one transaction", half as u64, |bar| {
-        let mut w = db.begin_write().map_err(err)?;
+        let mut w = db.begin_write()?;
         {
-            let mut t = w.open_table("bench").map_err(err)?;
+            let mut t = w.open_table("bench")?;
             for (i, &j) in order.iter().take(half).enumerate() {
-                if !t.remove(&keys[j]).map_err(err)? {
+                if !t.remove(&keys[j])? {
                     return Err("a loaded key was missing".into());
                 }
                 if i % 4096 == 0 {
@@ -190,12 +188,12 @@ pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
                 }
             }
         }
-        w.commit().map_err(err)
+        Ok(w.commit()?)
     })?;
 
     let start = Instant::now();
-    let report_ = db.check().map_err(err)?;
-    let stat = db.stat().map_err(err)?;
+    let report_ = db.check()?;
+    let stat = db.stat()?;
     println!(
         "check: {} entries, {} pages, no problems ({:.3} s); file {:.1} MiB, {} free pages",
         report_.entries,

@@ -130,7 +130,44 @@ enum Command {
 }
 
 /// What a command reports on failure: one line, without the program name.
-type Res<T> = Result<T, String>;
+#[derive(Debug)]
+struct Failure(String);
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<String> for Failure {
+    fn from(s: String) -> Failure {
+        Failure(s)
+    }
+}
+
+impl From<&str> for Failure {
+    fn from(s: &str) -> Failure {
+        Failure(s.to_owned())
+    }
+}
+
+impl From<larch::Error> for Failure {
+    fn from(e: larch::Error) -> Failure {
+        Failure(e.to_string())
+    }
+}
+
+impl From<io::Error> for Failure {
+    fn from(e: io::Error) -> Failure {
+        Failure(e.to_string())
+    }
+}
+
+type Res<T> = Result<T, Failure>;
+
+fn fail<T>(message: String) -> Res<T> {
+    Err(Failure(message))
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -160,7 +197,7 @@ fn run(command: Command) -> Res<ExitCode> {
         Command::Load { db, table, file } => load_cmd(&db, table.as_deref(), file.as_deref()),
         Command::Copy { db, dest, compact } => {
             let database = open_existing(&db)?;
-            let txn = database.begin_read().map_err(|e| e.to_string())?;
+            let txn = database.begin_read()?;
             txn.copy_to(&dest, compact)
                 .map_err(|e| format!("{}: {e}", dest.display()))?;
             Ok(ExitCode::SUCCESS)
@@ -173,9 +210,9 @@ fn run(command: Command) -> Res<ExitCode> {
         } => {
             let database = open_existing(&db)?;
             let key = arg_bytes(&key, hex)?;
-            let txn = database.begin_read().map_err(|e| e.to_string())?;
-            let t = txn.open_table(&table).map_err(|e| e.to_string())?;
-            match t.get(&key).map_err(|e| e.to_string())? {
+            let txn = database.begin_read()?;
+            let t = txn.open_table(&table)?;
+            match t.get(&key)? {
                 Some(value) => {
                     let mut out = io::stdout().lock();
                     let mut line = if hex {
@@ -184,7 +221,7 @@ fn run(command: Command) -> Res<ExitCode> {
                         value.to_vec()
                     };
                     line.push(b'\n');
-                    out.write_all(&line).map_err(|e| e.to_string())?;
+                    out.write_all(&line)?;
                     Ok(ExitCode::SUCCESS)
                 }
                 None => Err("key not found".into()),
@@ -199,11 +236,10 @@ fn run(command: Command) -> Res<ExitCode> {
         } => {
             let database = open_or_create(&db)?;
             let (key, value) = (arg_bytes(&key, hex)?, arg_bytes(&value, hex)?);
-            let mut txn = database.begin_write().map_err(|e| e.to_string())?;
+            let mut txn = database.begin_write()?;
             txn.open_table(&table)
-                .and_then(|mut t| t.insert(&key, &value))
-                .map_err(|e| e.to_string())?;
-            txn.commit().map_err(|e| e.to_string())?;
+                .and_then(|mut t| t.insert(&key, &value))?;
+            txn.commit()?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Del {
@@ -214,12 +250,9 @@ fn run(command: Command) -> Res<ExitCode> {
         } => {
             let database = open_existing(&db)?;
             let key = arg_bytes(&key, hex)?;
-            let mut txn = database.begin_write().map_err(|e| e.to_string())?;
-            let removed = txn
-                .open_table(&table)
-                .and_then(|mut t| t.remove(&key))
-                .map_err(|e| e.to_string())?;
-            txn.commit().map_err(|e| e.to_string())?;
+            let mut txn = database.begin_write()?;
+            let removed = txn.open_table(&table).and_then(|mut t| t.remove(&key))?;
+            txn.commit()?;
             if removed {
                 Ok(ExitCode::SUCCESS)
             } else {
@@ -242,7 +275,7 @@ fn run(command: Command) -> Res<ExitCode> {
 fn open_existing(path: &Path) -> Res<Database> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if !meta.is_file() || meta.len() == 0 {
-        return Err(format!(
+        return fail(format!(
             "{}: not a larch database (empty or not a file)",
             path.display()
         ));
@@ -259,13 +292,13 @@ fn open(path: &Path) -> Res<Database> {
     // SAFETY: larch takes an exclusive lock on the file; this process touches
     // it only through this handle, and the tool asks users not to modify the
     // file by other means while it runs.
-    unsafe { Options::new().open(path) }.map_err(|e| format!("{}: {e}", path.display()))
+    unsafe { Options::new().open(path) }.map_err(|e| Failure(format!("{}: {e}", path.display())))
 }
 
 /// A key or value given on the command line.
 fn arg_bytes(text: &str, hex: bool) -> Res<Vec<u8>> {
     if hex {
-        dump::decode(text.as_bytes(), Format::Hex).map_err(|e| format!("{text:?}: {e}"))
+        dump::decode(text.as_bytes(), Format::Hex).map_err(|e| Failure(format!("{text:?}: {e}")))
     } else {
         Ok(text.as_bytes().to_vec())
     }
@@ -306,11 +339,11 @@ fn display_bytes(bytes: &[u8], hex: bool) -> String {
 
 fn stat(path: &Path, table: Option<&str>) -> Res<ExitCode> {
     let db = open_existing(path)?;
-    let s = db.stat().map_err(|e| e.to_string())?;
-    let txn = db.begin_read().map_err(|e| e.to_string())?;
+    let s = db.stat()?;
+    let txn = db.begin_read()?;
     let table_line = |name: &str| -> Res<String> {
-        let t = txn.open_table(name).map_err(|e| e.to_string())?;
-        let st = t.stat().map_err(|e| e.to_string())?;
+        let t = txn.open_table(name)?;
+        let st = t.stat()?;
         Ok(format!(
             "{name:?}: {} entries, depth {}, {} branch, {} leaf, {} overflow pages",
             st.entries, st.depth, st.branch_pages, st.leaf_pages, st.overflow_pages
@@ -329,7 +362,7 @@ fn stat(path: &Path, table: Option<&str>) -> Res<ExitCode> {
     );
     println!("live readers: {}", s.live_readers);
     println!("tables: {}", s.tables);
-    for name in txn.list_tables().map_err(|e| e.to_string())? {
+    for name in txn.list_tables()? {
         println!("  {}", table_line(&name)?);
     }
     Ok(ExitCode::SUCCESS)
@@ -337,7 +370,7 @@ fn stat(path: &Path, table: Option<&str>) -> Res<ExitCode> {
 
 fn check(path: &Path) -> Res<ExitCode> {
     let db = open_existing(path)?;
-    let r = db.check_report().map_err(|e| e.to_string())?;
+    let r = db.check_report()?;
     println!(
         "transaction {}: {} pages, {} table(s), {} entries, depth {}",
         r.txn_id, r.pages, r.tables, r.entries, r.max_depth
@@ -372,19 +405,18 @@ fn dump_table(
     mapsize: u64,
 ) -> Res<()> {
     if name.contains(['\n', '\r']) {
-        return Err(format!(
+        return fail(format!(
             "table {name:?}: a name with a line break cannot be written in the dump format"
         ));
     }
-    let t = txn.open_table(name).map_err(|e| e.to_string())?;
-    let io = |e: io::Error| e.to_string();
-    dump::write_header(out, format, Some(name), mapsize).map_err(io)?;
-    for entry in t.iter().map_err(|e| e.to_string())? {
-        let (k, v) = entry.map_err(|e| e.to_string())?;
-        dump::write_item(out, k, format).map_err(io)?;
-        dump::write_item(out, v, format).map_err(io)?;
+    let t = txn.open_table(name)?;
+    dump::write_header(out, format, Some(name), mapsize)?;
+    for entry in t.iter()? {
+        let (k, v) = entry?;
+        dump::write_item(out, k, format)?;
+        dump::write_item(out, v, format)?;
     }
-    dump::write_footer(out).map_err(io)
+    Ok(dump::write_footer(out)?)
 }
 
 fn dump_cmd(
@@ -394,13 +426,13 @@ fn dump_cmd(
     output: Option<&Path>,
 ) -> Res<ExitCode> {
     let db = open_existing(path)?;
-    let txn = db.begin_read().map_err(|e| e.to_string())?;
+    let txn = db.begin_read()?;
     // A map size for mdb_load: room for the data twice over.
-    let file = std::fs::metadata(path).map_err(|e| e.to_string())?.len();
+    let file = std::fs::metadata(path)?.len();
     let mapsize = (2 * file).max(1 << 20).next_multiple_of(1 << 20);
     let names = match table {
         Some(t) => vec![t.to_owned()],
-        None => txn.list_tables().map_err(|e| e.to_string())?,
+        None => txn.list_tables()?,
     };
     let mut out: Box<dyn Write> = match output {
         Some(p) => Box::new(File::create(p).map_err(|e| format!("{}: {e}", p.display()))?),
@@ -410,7 +442,7 @@ fn dump_cmd(
     for name in &names {
         dump_table(&mut out, &txn, name, format, mapsize)?;
     }
-    out.flush().map_err(|e| e.to_string())?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -421,10 +453,10 @@ fn load_cmd(path: &Path, table: Option<&str>, file: Option<&Path>) -> Res<ExitCo
     };
     let db = open_or_create(path)?;
     // Dropping the transaction on any error writes nothing.
-    let mut txn = db.begin_write().map_err(|e| e.to_string())?;
+    let mut txn = db.begin_write()?;
     let mut reader = dump::Reader::new(BufReader::new(input));
     let (mut sections, mut entries) = (0u64, 0u64);
-    let nothing = |e: String| format!("{e}; nothing was loaded");
+    let nothing = |e: String| Failure(format!("{e}; nothing was loaded"));
     while let Some(h) = reader.next_section().map_err(|e| nothing(e.to_string()))? {
         let name = match (table, &h.database) {
             (Some(_), _) if sections > 0 => {
@@ -449,7 +481,7 @@ fn load_cmd(path: &Path, table: Option<&str>, file: Option<&Path>) -> Res<ExitCo
             entries += 1;
         }
     }
-    txn.commit().map_err(|e| e.to_string())?;
+    txn.commit()?;
     eprintln!("loaded {entries} entries in {sections} section(s)");
     Ok(ExitCode::SUCCESS)
 }
@@ -466,17 +498,16 @@ fn scan(
     let db = open_existing(path)?;
     let from = from.map(|k| arg_bytes(&k, hex)).transpose()?;
     let to = to.map(|k| arg_bytes(&k, hex)).transpose()?;
-    let txn = db.begin_read().map_err(|e| e.to_string())?;
-    let t = txn.open_table(table).map_err(|e| e.to_string())?;
+    let txn = db.begin_read()?;
+    let t = txn.open_table(table)?;
     let start = from.as_deref().map_or(Bound::Unbounded, Bound::Included);
     let end = to.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
     let mut out = BufWriter::new(io::stdout().lock());
-    let range = t.range((start, end)).map_err(|e| e.to_string())?;
+    let range = t.range((start, end))?;
     for entry in range.take(limit.map_or(usize::MAX, |l| l as usize)) {
-        let (k, v) = entry.map_err(|e| e.to_string())?;
-        writeln!(out, "{}\t{}", display_bytes(k, hex), display_bytes(v, hex))
-            .map_err(|e| e.to_string())?;
+        let (k, v) = entry?;
+        writeln!(out, "{}\t{}", display_bytes(k, hex), display_bytes(v, hex))?;
     }
-    out.flush().map_err(|e| e.to_string())?;
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
