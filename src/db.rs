@@ -116,6 +116,11 @@ impl Options {
             initialise(&mut file, ps)?;
             sync_parent_dir(path)?;
         }
+        // What open reads comes from the page cache, which may still hold a
+        // commit whose process died before its sync returned. The next commit
+        // overwrites the slot of the commit before that one, so whatever open
+        // finds must be durable before anything builds on it.
+        file.sync()?;
         let candidates = read_metas(&file)?;
         let page_size = candidates[0].0.page_size as usize;
         let pager = file.into_pager(page_size, self.map_size)?;

@@ -159,6 +159,13 @@ impl LockedFile {
         })
     }
 
+    /// Makes every write the file has received durable, from this process or
+    /// from one that died before its sync returned.
+    pub(crate) fn sync(&self) -> Result<()> {
+        self.storage.sync()?;
+        Ok(())
+    }
+
     /// Writes `data` at `offset` and makes it durable (used to initialise a new
     /// file, before any map exists).
     pub(crate) fn write_durably(&mut self, data: &[u8], offset: u64) -> Result<()> {

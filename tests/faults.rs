@@ -13,4 +13,6 @@ fn every_fault_site_is_survived() {
     larch::testing::report(&figures.to_string());
     assert!(figures.clean(), "{figures}\n{}", problems.join("\n"));
     assert!(figures.fault_sites > 3 * txns, "{figures}");
+    assert!(figures.eio_reopens > txns, "{figures}");
+    assert!(figures.eio_images > 4 * txns, "{figures}");
 }

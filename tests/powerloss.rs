@@ -15,6 +15,8 @@ fn suite(page_size: usize, seed: u64) {
     assert!(figures.images >= images * 9 / 10, "{figures}");
     assert_eq!(figures.txns, txns);
     assert!(figures.single_sync_commits > 0, "{figures}");
+    assert!(figures.chained >= 10, "{figures}");
+    assert!(figures.chained_images >= 100, "{figures}");
     if page_size == 512 {
         assert!(figures.two_sync_commits > 0, "{figures}");
     }

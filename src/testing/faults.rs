@@ -13,7 +13,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use super::{Model, Rng, read_model};
+use super::powerloss::{self, Chain};
+use super::{Model, Recorder, Rng, read_model};
 use crate::pager::{FileStorage, Storage};
 use crate::{Database, Error, Options};
 
@@ -110,6 +111,12 @@ pub struct Figures {
     /// Write transactions that started on a poisoned handle, or errors that
     /// did not poison it.
     pub poison_violations: u64,
+    /// Failed syncs followed by a reopen in the same boot (the page cache
+    /// still showing what the failed writeback lost), more commits and a
+    /// power loss.
+    pub eio_reopens: u64,
+    /// Crash images built from those power losses.
+    pub eio_images: u64,
 }
 
 impl Figures {
@@ -123,8 +130,15 @@ impl fmt::Display for Figures {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "RELIABILITY suite=faults seed={} fault_sites={} panics={} corruptions={} poison_violations={}",
-            self.seed, self.fault_sites, self.panics, self.corruptions, self.poison_violations
+            "RELIABILITY suite=faults seed={} fault_sites={} panics={} corruptions={} poison_violations={} \
+             eio_reopens={} eio_images={}",
+            self.seed,
+            self.fault_sites,
+            self.panics,
+            self.corruptions,
+            self.poison_violations,
+            self.eio_reopens,
+            self.eio_images
         )
     }
 }
@@ -223,8 +237,16 @@ pub fn run(seed: u64, txns: u64) -> (Figures, Vec<String>) {
                 let fired = Arc::new(AtomicBool::new(false));
                 let site = format!("{kind:?}/{fault:?}/{n}");
                 let run = catch_unwind(AssertUnwindSafe(|| {
-                    let db = open(&path, Some((kind, fault, n, fired.clone())))
-                        .expect("open with the countdown");
+                    // Open syncs the file first; a fault there fails the open.
+                    let db = match open(&path, Some((kind, fault, n, fired.clone()))) {
+                        Ok(db) => db,
+                        Err(_) => {
+                            return Outcome::Failed {
+                                before: Model::new(),
+                                after: Model::new(),
+                            };
+                        }
+                    };
                     let outcome = workload(&db, seed, txns, &mut problems);
                     if let Outcome::Failed { .. } = outcome {
                         // The handle is poisoned now.
@@ -284,6 +306,69 @@ pub fn run(seed: u64, txns: u64) -> (Figures, Vec<String>) {
         }
     }
     let _ = std::fs::remove_dir_all(&dir);
+    sync_eio_then_reopen(seed, txns, &mut figures, &mut problems);
     problems.truncate(10);
     (figures, problems)
+}
+
+/// Fails the n-th sync with EIO, for n = 0, 1, ...: each write it was to make
+/// durable reaches the disk or not, yet the page cache (the file) shows all of
+/// them, as after a failed writeback. The poisoned handle is dropped and the
+/// file reopened in the same boot; more transactions commit and the power
+/// fails at each of their syncs. Every image must hold the last acknowledged
+/// commit or one in flight.
+fn sync_eio_then_reopen(seed: u64, txns: u64, figures: &mut Figures, problems: &mut Vec<String>) {
+    const PAGE_SIZE: usize = 1024;
+    let dir = std::env::temp_dir().join(format!("larch-eio-{}-{seed}", std::process::id()));
+    for n in 0.. {
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("scratch directory");
+        let path = dir.join("db.larch");
+        drop(open(&path, None).expect("create"));
+        let recorder = Recorder::new(|_| {});
+        recorder.fail_sync(n, seed ^ n);
+        let hook = recorder.clone();
+        let opts = Options::new()
+            .page_size(PAGE_SIZE as u32)
+            .map_size(1 << 30)
+            .storage(move |f| hook.wrap(f));
+        let site = format!("sync EIO {n}");
+        let (before, after, acked_txn) = match opts.open_scratch(&path) {
+            // The sync at open failed: nothing was acknowledged.
+            Err(_) => (Model::new(), Model::new(), 0),
+            Ok(db) => {
+                let outcome = workload(&db, seed, txns, problems);
+                let acked_txn = db.last_txn_id();
+                match outcome {
+                    Outcome::Completed => break,
+                    Outcome::Failed { before, after } => {
+                        if !matches!(db.begin_write(), Err(Error::Poisoned)) {
+                            figures.poison_violations += 1;
+                            problems.push(format!("{site}: the handle was not poisoned"));
+                        }
+                        (before, after, acked_txn)
+                    }
+                }
+            }
+        };
+        figures.eio_reopens += 1;
+        let (durable, pending, _) = recorder.state();
+        let chain = Chain {
+            durable,
+            pending,
+            ok: vec![before, after],
+            min_txn: acked_txn,
+            garble: true,
+            seed: seed ^ n.rotate_left(32),
+        };
+        let mut pl = powerloss::Figures::default();
+        let found = chain.run(&path, &dir.join("image.larch"), PAGE_SIZE, &mut pl);
+        figures.eio_images += pl.images;
+        let bad = pl.lost_acked + pl.mixed_states + pl.unopenable + pl.check_failures;
+        if bad > 0 {
+            figures.corruptions += bad;
+            problems.extend(found.into_iter().map(|p| format!("{site}: {p}")));
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
 }

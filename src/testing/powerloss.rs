@@ -52,6 +52,12 @@ pub struct Figures {
     pub single_sync_commits: u64,
     /// Commits too big for the seal list: pages synced, then the meta.
     pub two_sync_commits: u64,
+    /// Chained crashes: a process crash at a crash point, a reopen of what
+    /// the page cache held, more transactions, then a power loss.
+    pub chained: u64,
+    /// Crash images built from the power losses of the chained crashes
+    /// (counted in `images` too).
+    pub chained_images: u64,
 }
 
 impl Figures {
@@ -71,7 +77,8 @@ impl fmt::Display for Figures {
             f,
             "RELIABILITY suite=powerloss seed={} page_size={} txns={} crash_points={} images={} \
              lost_acked={} mixed_states={} unopenable={} check_failures={} monitor_violations={} \
-             after_txns={} single_sync_commits={} two_sync_commits={}",
+             after_txns={} single_sync_commits={} two_sync_commits={} chained={} \
+             chained_images={}",
             self.seed,
             self.page_size,
             self.txns,
@@ -84,7 +91,9 @@ impl fmt::Display for Figures {
             self.monitor_violations,
             self.after_txns,
             self.single_sync_commits,
-            self.two_sync_commits
+            self.two_sync_commits,
+            self.chained,
+            self.chained_images
         )
     }
 }
@@ -231,46 +240,6 @@ impl Expect {
         }
     }
 
-    /// Fates for the pending operations of one crash point.
-    fn fates(&mut self, pending: &[Op], garble: bool) -> Vec<Vec<Fate>> {
-        let k = pending.len();
-        let mut out = Vec::new();
-        // Every applied/dropped combination when there are few.
-        if k < 16 && (1usize << k) <= self.per_point / 2 {
-            for mask in 0..(1u32 << k) {
-                out.push(
-                    (0..k)
-                        .map(|i| {
-                            if mask & (1 << i) != 0 {
-                                Fate::Applied
-                            } else {
-                                Fate::Dropped
-                            }
-                        })
-                        .collect(),
-                );
-            }
-        } else {
-            out.push(vec![Fate::Applied; k]);
-            out.push(vec![Fate::Dropped; k]);
-        }
-        // Then random mixes with torn writes.
-        while out.len() < self.per_point.max(2) {
-            let fates = (0..k)
-                .map(|_| match self.rng.below(3) {
-                    0 => Fate::Applied,
-                    1 => Fate::Dropped,
-                    _ => Fate::Torn {
-                        seed: self.rng.next_u64(),
-                        garble,
-                    },
-                })
-                .collect();
-            out.push(fates);
-        }
-        out
-    }
-
     fn crash_point(&mut self, cp: &CrashPoint<'_>) {
         self.syncs += 1;
         self.figures.crash_points += 1;
@@ -278,66 +247,327 @@ impl Expect {
         // A crash while a new file is first written leaves zeros or nothing;
         // garbage there cannot be told from a foreign file.
         let garble = !cp.durable.is_empty();
-        for fates in self.fates(cp.pending, garble) {
+        for fates in fates(&mut self.rng, self.per_point, cp.pending, garble) {
             let image = apply(cp.durable, cp.pending, &fates);
             self.verify(&image, cp.syncs);
         }
+        // Every fourth crash point is also crashed in a chain: the process
+        // dies here, the file is reopened as the page cache holds it, more
+        // transactions commit, and then the power fails.
+        if self.syncs.is_multiple_of(4) {
+            self.chained_crash(cp, garble);
+        }
     }
 
-    fn verify(&mut self, image: &[u8], sync: u64) {
-        self.figures.images += 1;
-        let path = self.scratch.clone();
-        if std::fs::write(&path, image).is_err() {
+    fn chained_crash(&mut self, cp: &CrashPoint<'_>, garble: bool) {
+        let live = apply(
+            cp.durable,
+            cp.pending,
+            &vec![Fate::Applied; cp.pending.len()],
+        );
+        let path = self.scratch.with_extension("chain");
+        if std::fs::write(&path, live).is_err() {
             self.figures.unopenable += 1;
             return;
         }
-        let db = match open_fast(&path, self.page_size) {
+        let mut ok = vec![self.acked.clone()];
+        ok.extend(self.in_flight.clone());
+        let chain = Chain {
+            durable: cp.durable.to_vec(),
+            pending: cp.pending.to_vec(),
+            ok,
+            min_txn: self.acked_txn,
+            garble,
+            seed: self.rng.next_u64(),
+        };
+        let problems = chain.run(&path, &self.scratch, self.page_size, &mut self.figures);
+        for p in problems {
+            self.problem(p);
+        }
+        let _ = std::fs::remove_file(&path);
+    }
+
+    fn verify(&mut self, image: &[u8], sync: u64) {
+        let mut ok = vec![&self.acked];
+        ok.extend(self.in_flight.as_ref());
+        let check = ImageCheck {
+            ok: &ok,
+            min_txn: self.acked_txn,
+            more_txns: 20,
+        };
+        if let Err(p) = check.verify(
+            image,
+            sync,
+            &self.scratch,
+            self.page_size,
+            &mut self.rng,
+            &mut self.figures,
+        ) {
+            self.problem(p);
+        }
+    }
+}
+
+/// Fates for the `pending` operations of one crash point: every
+/// applied/dropped combination when there are few, then random mixes with
+/// torn writes, `per_point` in all.
+fn fates(rng: &mut Rng, per_point: usize, pending: &[Op], garble: bool) -> Vec<Vec<Fate>> {
+    let k = pending.len();
+    let mut out = Vec::new();
+    if k < 16 && (1usize << k) <= per_point / 2 {
+        for mask in 0..(1u32 << k) {
+            out.push(
+                (0..k)
+                    .map(|i| {
+                        if mask & (1 << i) != 0 {
+                            Fate::Applied
+                        } else {
+                            Fate::Dropped
+                        }
+                    })
+                    .collect(),
+            );
+        }
+    } else {
+        out.push(vec![Fate::Applied; k]);
+        out.push(vec![Fate::Dropped; k]);
+    }
+    while out.len() < per_point.max(2) {
+        let fates = (0..k)
+            .map(|_| match rng.below(3) {
+                0 => Fate::Applied,
+                1 => Fate::Dropped,
+                _ => Fate::Torn {
+                    seed: rng.next_u64(),
+                    garble,
+                },
+            })
+            .collect();
+        out.push(fates);
+    }
+    out
+}
+
+/// What a crash image must hold.
+struct ImageCheck<'a> {
+    /// The states it may hold: the last acknowledged commit, and the ones in
+    /// flight.
+    ok: &'a [&'a Model],
+    /// The last acknowledged transaction: a state older than it lost it.
+    min_txn: u64,
+    /// Transactions to run on the image once it checks out.
+    more_txns: u64,
+}
+
+impl ImageCheck<'_> {
+    /// Opens `image` through the real map (as file `scratch`), checks it and
+    /// compares it with the allowed states, then writes to it and checks it
+    /// again. Counts into `figures`; returns the problem found, if any.
+    fn verify(
+        &self,
+        image: &[u8],
+        sync: u64,
+        scratch: &Path,
+        page_size: usize,
+        rng: &mut Rng,
+        figures: &mut Figures,
+    ) -> Result<(), String> {
+        figures.images += 1;
+        if std::fs::write(scratch, image).is_err() {
+            figures.unopenable += 1;
+            return Err(format!("image at sync {sync} could not be written"));
+        }
+        let db = match open_fast(scratch, page_size) {
             Ok(db) => db,
             Err(e) => {
-                self.figures.unopenable += 1;
-                self.problem(format!("image at sync {sync} does not open: {e}"));
-                return;
+                figures.unopenable += 1;
+                return Err(format!("image at sync {sync} does not open: {e}"));
             }
         };
-        match (db.check(), read_model(&db)) {
-            (Ok(_), Ok(model)) => {
-                if model != self.acked && self.in_flight.as_ref() != Some(&model) {
-                    if db.last_txn_id() < self.acked_txn {
-                        self.figures.lost_acked += 1;
-                    } else {
-                        self.figures.mixed_states += 1;
-                    }
-                    self.problem(format!(
-                        "image at sync {sync} holds txn {} which matches neither txn {} nor the one in flight",
-                        db.last_txn_id(),
-                        self.acked_txn
+        let mut model = match (db.check(), read_model(&db)) {
+            (Ok(_), Ok(model)) => model,
+            (Err(e), _) | (_, Err(e)) => {
+                figures.check_failures += 1;
+                return Err(format!("image at sync {sync} fails check: {e}"));
+            }
+        };
+        if !self.ok.contains(&&model) {
+            if db.last_txn_id() < self.min_txn {
+                figures.lost_acked += 1;
+            } else {
+                figures.mixed_states += 1;
+            }
+            return Err(format!(
+                "image at sync {sync} holds txn {}, neither txn {} nor one in flight",
+                db.last_txn_id(),
+                self.min_txn
+            ));
+        }
+        // Keep writing on the recovered file.
+        for _ in 0..self.more_txns {
+            let big = rng.below(15) == 0;
+            if let Err(e) = random_txn(&db, &mut model, rng, big, |_| {}) {
+                figures.check_failures += 1;
+                return Err(format!("write after recovery failed: {e}"));
+            }
+        }
+        figures.after_txns += self.more_txns;
+        if let Err(e) = db.check() {
+            figures.check_failures += 1;
+            return Err(format!("check after more transactions: {e}"));
+        }
+        Ok(())
+    }
+}
+
+/// A chained crash: a process died at a crash point, leaving `durable` on the
+/// disk, `pending` on its way there or not, and the file as the page cache
+/// holds it (every write made). The file is reopened as the page cache holds
+/// it, more transactions commit, and at each sync of that run the power
+/// fails: every image must hold the last acknowledged commit or one in
+/// flight, however the crashes chained.
+pub(crate) struct Chain {
+    /// The disk at the first crash.
+    pub durable: Vec<u8>,
+    /// Writes made before the first crash and not yet durable.
+    pub pending: Vec<Op>,
+    /// The states the disk may hold at the first crash.
+    pub ok: Vec<Model>,
+    /// The last acknowledged transaction at the first crash.
+    pub min_txn: u64,
+    /// Whether a torn sector may hold garbage.
+    pub garble: bool,
+    /// Seed of the run's transactions and fates.
+    pub seed: u64,
+}
+
+/// Crash images per power loss of a chained crash.
+const CHAIN_IMAGES_PER_SYNC: usize = 6;
+/// Transactions committed after the reopen of a chained crash.
+const CHAIN_TXNS: u64 = 3;
+
+/// What the power losses of a chained crash must show as its run goes on.
+struct ChainState {
+    ok: Vec<Model>,
+    in_flight: Option<Model>,
+    min_txn: u64,
+    garble: bool,
+    rng: Rng,
+    scratch: PathBuf,
+    page_size: usize,
+    figures: Figures,
+    problems: Vec<String>,
+}
+
+impl ChainState {
+    fn power_loss(&mut self, cp: &CrashPoint<'_>) {
+        for fates in fates(
+            &mut self.rng,
+            CHAIN_IMAGES_PER_SYNC,
+            cp.pending,
+            self.garble,
+        ) {
+            let image = apply(cp.durable, cp.pending, &fates);
+            let mut ok: Vec<&Model> = self.ok.iter().collect();
+            ok.extend(self.in_flight.as_ref());
+            let check = ImageCheck {
+                ok: &ok,
+                min_txn: self.min_txn,
+                more_txns: 2,
+            };
+            if let Err(p) = check.verify(
+                &image,
+                cp.syncs,
+                &self.scratch,
+                self.page_size,
+                &mut self.rng,
+                &mut self.figures,
+            ) && self.problems.len() < 10
+            {
+                self.problems.push(format!("chained: {p}"));
+            }
+        }
+    }
+}
+
+impl Chain {
+    /// Runs the chain on `live` (the file as the page cache held it), building
+    /// images at `scratch`. Adds its counts to `figures`; returns the problems.
+    pub(crate) fn run(
+        self,
+        live: &Path,
+        scratch: &Path,
+        page_size: usize,
+        figures: &mut Figures,
+    ) -> Vec<String> {
+        let state = Arc::new(Mutex::new(ChainState {
+            ok: self.ok,
+            in_flight: None,
+            min_txn: self.min_txn,
+            garble: self.garble,
+            rng: Rng(self.seed),
+            scratch: scratch.to_path_buf(),
+            page_size,
+            figures: Figures::default(),
+            problems: Vec::new(),
+        }));
+        let hook_state = state.clone();
+        let recorder = Recorder::resume(self.durable, self.pending, 0, move |cp| {
+            hook_state.lock().power_loss(cp)
+        });
+        let opts = Options::new()
+            .page_size(page_size as u32)
+            .map_size(1 << 30)
+            .storage(move |f| recorder.wrap(f));
+        let mut rng = Rng(self.seed ^ 0xc4a1);
+        let mut problems = Vec::new();
+        match opts.open_scratch(live) {
+            Ok(db) => {
+                let opened = read_model(&db);
+                let s = state.lock();
+                if !opened.as_ref().is_ok_and(|m| s.ok.contains(m)) {
+                    figures.mixed_states += 1;
+                    problems.push(format!(
+                        "chained: the reopen shows txn {}, not a state the crash allowed",
+                        db.last_txn_id()
                     ));
-                    return;
                 }
-                // Keep writing on the recovered file.
-                let mut model = model;
-                for _ in 0..20 {
-                    let big = self.rng.below(15) == 0;
-                    match random_txn(&db, &mut model, &mut self.rng, big, |_| {}) {
-                        Ok(_) => {}
+                drop(s);
+                let mut model = opened.unwrap_or_default();
+                for _ in 0..CHAIN_TXNS {
+                    let announce = |next: &Model| state.lock().in_flight = Some(next.clone());
+                    match random_txn(&db, &mut model, &mut rng, false, announce) {
+                        Ok(true) => {
+                            let mut s = state.lock();
+                            s.ok = vec![model.clone()];
+                            s.in_flight = None;
+                            s.min_txn = db.last_txn_id();
+                        }
+                        Ok(false) => {}
                         Err(e) => {
-                            self.figures.check_failures += 1;
-                            self.problem(format!("write after recovery failed: {e}"));
-                            return;
+                            figures.check_failures += 1;
+                            problems.push(format!("chained: transaction after reopen: {e}"));
+                            break;
                         }
                     }
                 }
-                self.figures.after_txns += 20;
-                if let Err(e) = db.check() {
-                    self.figures.check_failures += 1;
-                    self.problem(format!("check after more transactions: {e}"));
-                }
             }
-            (Err(e), _) | (_, Err(e)) => {
-                self.figures.check_failures += 1;
-                self.problem(format!("image at sync {sync} fails check: {e}"));
+            Err(e) => {
+                figures.unopenable += 1;
+                problems.push(format!("chained: reopen of the live file failed: {e}"));
             }
         }
+        let s = state.lock();
+        figures.chained += 1;
+        figures.chained_images += s.figures.images;
+        figures.images += s.figures.images;
+        figures.lost_acked += s.figures.lost_acked;
+        figures.mixed_states += s.figures.mixed_states;
+        figures.unopenable += s.figures.unopenable;
+        figures.check_failures += s.figures.check_failures;
+        figures.after_txns += s.figures.after_txns;
+        problems.extend(s.problems.iter().cloned());
+        problems
     }
 }
 

@@ -58,6 +58,12 @@ struct State {
     pending: Vec<Op>,
     syncs: u64,
     on_sync: Option<OnSync>,
+    /// Whether `wrap` keeps `durable` and `pending` (a recorder resumed after
+    /// a process crash) instead of taking the file as durable.
+    resumed: bool,
+    /// The sync (by number) that fails with EIO, and the seed of the fates its
+    /// pending writes meet.
+    fail_sync: Option<(u64, u64)>,
 }
 
 /// Writes through to the file and records every write and resize since the
@@ -77,17 +83,59 @@ impl Recorder {
                 pending: Vec::new(),
                 syncs: 0,
                 on_sync: Some(Box::new(on_sync)),
+                resumed: false,
+                fail_sync: None,
             })),
         }
     }
 
-    /// The storage for `file`: its current contents count as durable.
+    /// A recorder that goes on from an earlier one's state after a process
+    /// crash: the file it will wrap holds what the page cache held (every
+    /// write made), while only `durable` reached the disk and `pending` may
+    /// still reach it or not. Its first sync (number `syncs`) makes `pending`
+    /// durable.
+    pub fn resume(
+        durable: Vec<u8>,
+        pending: Vec<Op>,
+        syncs: u64,
+        on_sync: impl FnMut(&CrashPoint<'_>) + Send + 'static,
+    ) -> Recorder {
+        Recorder {
+            state: Arc::new(Mutex::new(State {
+                durable,
+                pending,
+                syncs,
+                on_sync: Some(Box::new(on_sync)),
+                resumed: true,
+                fail_sync: None,
+            })),
+        }
+    }
+
+    /// Makes sync number `sync` (counting from 0) fail with EIO, as a failed
+    /// writeback does: each pending write independently reaches the disk, does
+    /// not, or is torn (choices from `seed`), and none of them is pending any
+    /// more, although the file (the page cache) still shows all of them.
+    pub fn fail_sync(&self, sync: u64, seed: u64) {
+        self.state.lock().fail_sync = Some((sync, seed));
+    }
+
+    /// The durable image, the operations still pending, and the syncs so far.
+    pub fn state(&self) -> (Vec<u8>, Vec<Op>, u64) {
+        let s = self.state.lock();
+        (s.durable.clone(), s.pending.clone(), s.syncs)
+    }
+
+    /// The storage for `file`: its current contents count as durable, unless
+    /// the recorder was [resumed](Recorder::resume).
     pub fn wrap(&self, file: File) -> io::Result<Box<dyn Storage>> {
-        let mut durable = Vec::new();
-        std::io::Read::read_to_end(&mut &file, &mut durable)?;
         let mut s = self.state.lock();
-        s.durable = durable;
-        s.pending.clear();
+        if !s.resumed {
+            let mut durable = Vec::new();
+            std::io::Read::read_to_end(&mut &file, &mut durable)?;
+            s.durable = durable;
+            s.pending.clear();
+        }
         Ok(Box::new(Recording {
             file: FileStorage::new(file),
             state: self.state.clone(),
@@ -133,7 +181,29 @@ impl Storage for Recording {
             pending,
             syncs,
             on_sync,
+            fail_sync,
+            ..
         } = &mut *s;
+        if let Some((at, seed)) = *fail_sync
+            && at == *syncs
+        {
+            let mut rng = Rng(seed);
+            let fates: Vec<Fate> = pending
+                .iter()
+                .map(|_| match rng.below(3) {
+                    0 => Fate::Applied,
+                    1 => Fate::Dropped,
+                    _ => Fate::Torn {
+                        seed: rng.next_u64(),
+                        garble: false,
+                    },
+                })
+                .collect();
+            *durable = apply(durable, pending, &fates);
+            pending.clear();
+            *syncs += 1;
+            return Err(io::Error::from_raw_os_error(5));
+        }
         if let Some(f) = on_sync {
             f(&CrashPoint {
                 durable,

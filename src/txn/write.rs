@@ -235,6 +235,7 @@ impl<'db> WriteTxn<'db> {
         };
         if let Err(e) = io() {
             self.core.poisoned.store(true, Ordering::Release);
+            self.disown_slot();
             return Err(e);
         }
 
@@ -243,6 +244,28 @@ impl<'db> WriteTxn<'db> {
         self.guard.chain = chain;
         self.core.readers.publish(meta);
         Ok(())
+    }
+}
+
+impl WriteTxn<'_> {
+    /// After a failed write or sync, puts the meta this transaction built on
+    /// into the slot it was writing, so that no later open sees this commit.
+    ///
+    /// A failed writeback can leave pages in the page cache that never reached
+    /// the disk, and a later open in the same boot would read them there: it
+    /// could find this commit whole and build on it, and the next commit would
+    /// then overwrite the slot of the last durable one. The base meta is
+    /// durable (it was published after its sync, or synced at open), so
+    /// marking it pages-synced without a seal list is true. Best effort: if
+    /// this write fails too, the next open's sync fails and says so.
+    fn disown_slot(&self) {
+        let mut base = self.base;
+        base.pages_synced = true;
+        base.seal_len = 0;
+        let _ = self
+            .core
+            .pager
+            .write(self.dirty.txn_id() % 2, &base.encode());
     }
 }
 
