@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use parking_lot::Mutex;
 
 use crate::btree::{MapView, PageSource};
-use crate::check::CheckReport;
+use crate::check::{self, CheckReport};
 use crate::error::{Error, Result, corrupted};
 use crate::format::meta::{MAGIC, Meta, MetaError, SealEntry, TableDesc, valid_page_size};
 use crate::format::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageId, page_checksum};
@@ -14,7 +14,7 @@ use crate::freelist::FreeList;
 use crate::freelist_io::read_chain;
 use crate::pager::{LockedFile, Pager, StorageHook, sync_parent_dir};
 use crate::readers::ReaderTable;
-use crate::txn::{Core, ReadTxn, Stat, WriteTxn, WriterState};
+use crate::txn::{Core, ReadTxn, SetAside, Stat, WriteTxn, WriterState};
 
 /// Default address space reserved for the map: 64 GiB.
 pub const DEFAULT_MAP_SIZE: u64 = 64 << 30;
@@ -31,6 +31,7 @@ pub const DEFAULT_MAP_SIZE: u64 = 64 << 30;
 pub struct Options {
     page_size: u32,
     map_size: u64,
+    verify: bool,
     storage: Option<StorageHook>,
 }
 
@@ -39,6 +40,7 @@ impl Default for Options {
         Options {
             page_size: 4096,
             map_size: DEFAULT_MAP_SIZE,
+            verify: false,
             storage: None,
         }
     }
@@ -49,6 +51,7 @@ impl std::fmt::Debug for Options {
         f.debug_struct("Options")
             .field("page_size", &self.page_size)
             .field("map_size", &self.map_size)
+            .field("verify", &self.verify)
             .finish_non_exhaustive()
     }
 }
@@ -74,6 +77,23 @@ impl Options {
         self
     }
 
+    /// Whether open runs the full integrity check ([`ReadTxn::check`]) on the
+    /// commit it is about to use, free list against reachable pages included,
+    /// before any transaction can start (default: no).
+    ///
+    /// This is how to open a file that larch did not write, or that something
+    /// other than larch may have changed: a crafted free list naming a live
+    /// page, or one page shared by two trees, would otherwise let the writer
+    /// overwrite bytes a reader holds. A commit that fails the check is set
+    /// aside like a torn one: open uses the older meta if that passes, and
+    /// [`Stat::set_aside`](crate::Stat::set_aside) says so; if neither
+    /// passes, open fails with [`Error::Corrupted`]. The check reads every
+    /// page the commit reaches, so it costs time in proportion to the file.
+    pub fn verify(mut self, verify: bool) -> Options {
+        self.verify = verify;
+        self
+    }
+
     /// Sends every write, resize and sync through the storage `hook` builds
     /// from the opened file (for crash and fault tests).
     #[cfg(feature = "testing")]
@@ -92,11 +112,23 @@ impl Options {
     ///
     /// # Safety
     ///
-    /// The file is memory-mapped and values are handed out as slices of the map.
-    /// Nothing else may modify or truncate the file while the returned
-    /// [`Database`] is open: not another program, not this one through another
-    /// path. larch holds an exclusive lock on the file, which stops other larch
-    /// handles but not a process that ignores locks.
+    /// The file is memory-mapped and values are handed out as slices of the
+    /// map, so the caller guarantees two things:
+    ///
+    /// - Nothing else modifies or truncates the file while the returned
+    ///   [`Database`] is open: not another program, not this one through
+    ///   another path. larch holds an exclusive lock on the file, which stops
+    ///   other larch handles but not a process that ignores locks.
+    /// - The file's contents were written by larch: every file larch created,
+    ///   however its writers crashed or lost power, qualifies. larch checks
+    ///   every offset, length and id it reads, so damaged or crafted bytes give
+    ///   [`Error::Corrupted`] rather than a wild read, but a page that the
+    ///   free list names while a tree still reaches it (or that two trees
+    ///   share) would be reused by the writer while a reader holds a slice of
+    ///   it. A file from anywhere else (received, restored from an untrusted
+    ///   backup, edited by another tool) must be opened with
+    ///   [`verify(true)`](Options::verify), which rules that out before any
+    ///   transaction starts; that lifts this second condition.
     #[allow(unsafe_code)] // The contract is the caller's; no unsafe operation here.
     pub unsafe fn open(&self, path: impl AsRef<Path>) -> Result<Database> {
         let ps = self.page_size as usize;
@@ -121,13 +153,19 @@ impl Options {
         // overwrites the slot of the commit before that one, so whatever open
         // finds must be durable before anything builds on it.
         file.sync()?;
-        let candidates = read_metas(&file)?;
-        let page_size = candidates[0].0.page_size as usize;
+        let (candidates, mut set_aside) = read_metas(&file)?;
+        let page_size = candidates[0].1.page_size as usize;
         let pager = file.into_pager(page_size, self.map_size)?;
         let mut first_error = None;
-        for (meta, seal) in candidates {
-            let loaded =
-                verify_seal(&pager, &meta, &seal).and_then(|()| load_free_list(&pager, &meta));
+        for (slot, meta, seal) in candidates {
+            let loaded = verify_seal(&pager, &meta, &seal)
+                .and_then(|()| load_free_list(&pager, &meta))
+                .and_then(|loaded| {
+                    if self.verify {
+                        check::strict(check::report(&pager, &meta))?;
+                    }
+                    Ok(loaded)
+                });
             match loaded {
                 Ok((free, chain)) => {
                     return Ok(Database {
@@ -136,10 +174,21 @@ impl Options {
                             readers: ReaderTable::new(meta),
                             writer: Mutex::new(WriterState { free, chain }),
                             poisoned: AtomicBool::new(false),
+                            set_aside,
                         },
                     });
                 }
                 Err(e) => {
+                    if set_aside.is_none_or(|s| s.txn_id.is_none()) {
+                        set_aside = Some(SetAside {
+                            slot,
+                            txn_id: Some(meta.txn_id),
+                            reason: match &e {
+                                Error::Corrupted { reason, .. } => reason,
+                                _ => "could not be read",
+                            },
+                        });
+                    }
                     first_error.get_or_insert(e);
                 }
             }
@@ -204,13 +253,14 @@ fn initialise(file: &mut LockedFile, page_size: usize) -> Result<()> {
     file.write_durably(&buf, 0)
 }
 
-/// A valid meta and its seal list.
-type Candidate = (Meta, Vec<SealEntry>);
+/// A valid meta, its slot and its seal list.
+type Candidate = (u64, Meta, Vec<SealEntry>);
 
-/// Reads both meta slots and returns the valid ones, newest first.
-fn read_metas(file: &LockedFile) -> Result<Vec<Candidate>> {
+/// Reads both meta slots and returns the valid ones, newest first, and the
+/// slot that holds no valid meta, if the other one does.
+fn read_metas(file: &LockedFile) -> Result<(Vec<Candidate>, Option<SetAside>)> {
     // A slot is read up to `len` bytes (one page; the seal list lies within).
-    let read = |offset: u64, len: usize| -> Result<Result<Candidate, MetaError>> {
+    let read = |offset: u64, len: usize| -> Result<Result<(Meta, Vec<SealEntry>), MetaError>> {
         let mut buf = vec![0u8; len];
         let n = file.read_at(&mut buf, offset)?;
         buf.truncate(n);
@@ -237,7 +287,20 @@ fn read_metas(file: &LockedFile) -> Result<Vec<Candidate>> {
         }
     }
     let reason0 = slot0.as_ref().err().copied();
-    let mut valid: Vec<Candidate> = [slot0, slot1].into_iter().filter_map(|m| m.ok()).collect();
+    let invalid = [&slot0, &slot1]
+        .iter()
+        .enumerate()
+        .find_map(|(slot, m)| m.as_ref().err().map(|e| (slot as u64, *e)))
+        .map(|(slot, e)| SetAside {
+            slot,
+            txn_id: None,
+            reason: e.reason(),
+        });
+    let mut valid: Vec<Candidate> = [slot0, slot1]
+        .into_iter()
+        .enumerate()
+        .filter_map(|(slot, m)| m.ok().map(|(meta, seal)| (slot as u64, meta, seal)))
+        .collect();
     if valid.is_empty() {
         // A file that does not start with the magic is someone else's, however
         // short: say so rather than what its bytes failed first.
@@ -250,10 +313,10 @@ fn read_metas(file: &LockedFile) -> Result<Vec<Candidate>> {
         };
         return corrupted(0, reason.reason());
     }
-    valid.sort_by_key(|(m, _)| std::cmp::Reverse(m.txn_id));
-    let page_size = valid[0].0.page_size;
-    valid.retain(|(m, _)| m.page_size == page_size);
-    Ok(valid)
+    valid.sort_by_key(|(_, m, _)| std::cmp::Reverse(m.txn_id));
+    let page_size = valid[0].1.page_size;
+    valid.retain(|(_, m, _)| m.page_size == page_size);
+    Ok((valid, invalid))
 }
 
 /// Checks a meta committed with a single sync against its seal list: every
@@ -291,7 +354,8 @@ impl Database {
     /// # Safety
     ///
     /// As for [`Options::open`]: nothing else may modify or truncate the file
-    /// while it is open.
+    /// while it is open, and its contents were written by larch (otherwise
+    /// open it with [`Options::verify`]).
     #[allow(unsafe_code)] // The contract is the caller's; no unsafe operation here.
     pub unsafe fn open(path: impl AsRef<Path>) -> Result<Database> {
         // SAFETY: the caller upholds the same contract.

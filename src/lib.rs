@@ -80,4 +80,4 @@ pub use check::{CheckError, CheckReport};
 pub use db::{DEFAULT_MAP_SIZE, Database, Options};
 pub use error::{Error, Result};
 pub use table::{Cursor, Entry, Range, Table, TableMut, TableStat};
-pub use txn::{ReadTxn, Stat, WriteTxn};
+pub use txn::{ReadTxn, SetAside, Stat, WriteTxn};

@@ -107,11 +107,22 @@ fn a_meta_with_a_bad_checksum_falls_back_to_the_other() {
         t.reopen();
         assert_eq!(t.db().last_txn_id(), 1);
         assert_eq!(read_value(t.db()), b"one");
+        // The database says which slot it set aside, and why.
+        let aside = t.db().stat().unwrap().set_aside;
+        assert_eq!(
+            aside,
+            Some(larch::SetAside {
+                slot: 0,
+                txn_id: None,
+                reason: "meta checksum mismatch"
+            })
+        );
         // Writing goes on from there, and the next commit rewrites slot 0.
         commit_value(t.db(), b"three");
         t.reopen();
         assert_eq!(read_value(t.db()), b"three");
         assert_eq!(t.db().last_txn_id(), 2);
+        assert_eq!(t.db().stat().unwrap().set_aside, None);
 
         // Now corrupt slot 0 (txn 2) differently: a torn write of zeros over
         // its checksum. Slot 1 (txn 1) is used.
@@ -166,10 +177,19 @@ fn a_torn_single_sync_commit_falls_back_to_the_previous_one() {
             assert_eq!(t.db().last_txn_id(), 1, "page {page}");
             assert_eq!(read_value(t.db()), b"one");
             t.db().check().unwrap();
+            assert_eq!(
+                t.db().stat().unwrap().set_aside,
+                Some(larch::SetAside {
+                    slot: 0,
+                    txn_id: Some(2),
+                    reason: "page does not match its commit's seal (torn commit)"
+                })
+            );
             t.db = None;
             poke(&t.path(), at, &[image[at as usize]]);
             t.reopen();
             assert_eq!(t.db().last_txn_id(), 2, "page {page} restored");
+            assert_eq!(t.db().stat().unwrap().set_aside, None);
             assert_eq!(read_value(t.db()), [7u8; 3000]);
             t.db = None;
         }

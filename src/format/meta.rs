@@ -112,7 +112,7 @@ struct MetaRaw {
 }
 
 /// Where the checksum sits in a meta slot.
-const CHECKSUM_AT: usize = 80;
+pub(crate) const CHECKSUM_AT: usize = 80;
 
 /// crc32 of a meta slot: its fixed part with the checksum field read as zero,
 /// then `seal_len` seal entries. `None` when the entries run past `slot`.

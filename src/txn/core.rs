@@ -4,6 +4,7 @@ use std::sync::atomic::AtomicBool;
 
 use parking_lot::Mutex;
 
+use super::SetAside;
 use crate::format::page::PageId;
 use crate::freelist::FreeList;
 use crate::pager::Pager;
@@ -23,4 +24,6 @@ pub(crate) struct Core {
     pub writer: Mutex<WriterState>,
     /// Set after a failed write or sync: no further write transaction starts.
     pub poisoned: AtomicBool,
+    /// The meta open set aside, if any.
+    pub set_aside: Option<SetAside>,
 }

@@ -5,5 +5,5 @@ mod read;
 mod write;
 
 pub(crate) use self::core::{Core, WriterState};
-pub use read::{ReadTxn, Stat};
+pub use read::{ReadTxn, SetAside, Stat};
 pub use write::WriteTxn;

@@ -34,6 +34,27 @@ pub struct Stat {
     pub catalog: TableStat,
     /// Read transactions alive when the figures were taken.
     pub live_readers: usize,
+    /// A meta open found newer than the commit it used, or could not read,
+    /// and set aside; `None` when open used the newest meta and both slots
+    /// were valid.
+    pub set_aside: Option<SetAside>,
+}
+
+/// A meta slot that open did not use: it was newer than the commit open
+/// used but failed validation (a torn commit, a free list that cannot be
+/// read, a failed integrity check under [`Options::verify`]), or it did not
+/// hold a valid meta at all. What the database held in that slot is not
+/// readable through larch; the next commit overwrites it.
+///
+/// [`Options::verify`]: crate::Options::verify
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SetAside {
+    /// The slot: 0 or 1.
+    pub slot: u64,
+    /// The transaction of the meta in the slot, when its checksum held.
+    pub txn_id: Option<u64>,
+    /// Why open set it aside.
+    pub reason: &'static str,
 }
 
 /// A consistent snapshot of the database as of the last commit before
@@ -116,6 +137,7 @@ impl<'db> ReadTxn<'db> {
             tables: self.meta.catalog.entries,
             catalog: TableStat::of(self.map_view(), &self.meta.catalog)?,
             live_readers: self.core.readers.count(),
+            set_aside: self.core.set_aside,
         })
     }
 

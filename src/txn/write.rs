@@ -10,7 +10,7 @@ use super::core::{Core, WriterState};
 use crate::btree;
 use crate::dirty::{Dirty, DirtyView, Writer};
 use crate::error::Result;
-use crate::format::meta::{Meta, TableDesc, seal_capacity};
+use crate::format::meta::{CHECKSUM_AT, Meta, TableDesc, seal_capacity};
 use crate::format::page::{FreeEntry, freelist_capacity, write_freelist};
 use crate::table::{TableMut, View, catalog_get, catalog_names, check_key};
 
@@ -248,24 +248,26 @@ impl<'db> WriteTxn<'db> {
 }
 
 impl WriteTxn<'_> {
-    /// After a failed write or sync, puts the meta this transaction built on
-    /// into the slot it was writing, so that no later open sees this commit.
+    /// After a failed write or sync, spoils the slot this transaction was
+    /// writing, so that no later open can take this commit.
     ///
     /// A failed writeback can leave pages in the page cache that never reached
     /// the disk, and a later open in the same boot would read them there: it
     /// could find this commit whole and build on it, and the next commit would
-    /// then overwrite the slot of the last durable one. The base meta is
-    /// durable (it was published after its sync, or synced at open), so
-    /// marking it pages-synced without a seal list is true. Best effort: if
-    /// this write fails too, the next open's sync fails and says so.
+    /// then overwrite the slot of the last durable one. The slot gets a meta
+    /// whose checksum does not match (it reads as torn); the base meta in the
+    /// other slot is durable (it was published after its sync, or synced at
+    /// open). Best effort: if this write fails too, the next open's sync
+    /// fails and says so.
     fn disown_slot(&self) {
-        let mut base = self.base;
-        base.pages_synced = true;
-        base.seal_len = 0;
-        let _ = self
-            .core
-            .pager
-            .write(self.dirty.txn_id() % 2, &base.encode());
+        let base = Meta {
+            pages_synced: true,
+            seal_len: 0,
+            ..self.base
+        };
+        let mut spoiled = base.encode();
+        spoiled[CHECKSUM_AT] ^= 0xff;
+        let _ = self.core.pager.write(self.dirty.txn_id() % 2, &spoiled);
     }
 }
 
