@@ -234,7 +234,6 @@ fn verify_sets_aside_a_free_list_that_names_a_live_page() {
     for ((k, v), (ck, cv)) in held.iter().zip(&copies) {
         assert_eq!((*k, *v), (&ck[..], &cv[..]));
     }
-    drop(table);
     drop(r);
     db.check().unwrap();
     drop(db);
