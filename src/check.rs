@@ -261,6 +261,9 @@ fn walk<'a>(
     };
     let mut tables = Vec::new();
     let r = c.tree(&meta.catalog, |c, name, value| {
+        // A long name pushes its entry into an overflow run, claimed like a
+        // table's.
+        c.value(value)?;
         let bytes = c.view.value(value)?;
         match (std::str::from_utf8(name), TableDesc::decode(bytes)) {
             (Ok(_), Some(desc)) => {

@@ -203,3 +203,81 @@ fn hot_copies_taken_while_a_writer_commits() {
     });
     db.check().unwrap();
 }
+
+/// A table name long enough pushes its catalog entry (name and descriptor)
+/// into an overflow run. Names around that boundary and the longest one
+/// accepted: `check` passes, and the figures `stat` gives add up to the
+/// high-water mark, at the smallest, default and largest page sizes.
+#[test]
+fn long_table_names_spill_and_are_accounted_for() {
+    for ps in [512usize, 4096, 65536] {
+        let mut t = TestDb::new(ps as u32);
+        // A leaf cell is 8 bytes of header, the name and the 24-byte
+        // descriptor; it stays inline up to a quarter of the usable bytes
+        // (slot included).
+        let inline_max = (ps - 24) / 4 - 2 - 8 - 24;
+        let max = ps / 4;
+        let lengths = [1, inline_max - 1, inline_max, inline_max + 1, max - 1, max];
+        let spilled = lengths.iter().filter(|&&n| n > inline_max).count() as u64;
+        let name = |n: usize| "n".repeat(n);
+        let check = |db: &Database| {
+            let r = db.begin_read().unwrap();
+            let report = r.check().unwrap_or_else(|e| panic!("page size {ps}: {e}"));
+            let stat = r.stat().unwrap();
+            let tables: Vec<_> = r
+                .list_tables()
+                .unwrap()
+                .iter()
+                .map(|n| r.open_table(n).unwrap().stat().unwrap())
+                .collect();
+            let sum = |f: fn(&larch::TableStat) -> u64| {
+                f(&stat.catalog) + tables.iter().map(f).sum::<u64>()
+            };
+            assert_eq!(sum(|s| s.branch_pages), report.branch_pages, "{ps}");
+            assert_eq!(sum(|s| s.leaf_pages), report.leaf_pages, "{ps}");
+            assert_eq!(sum(|s| s.overflow_pages), report.overflow_pages, "{ps}");
+            let used = sum(|s| s.branch_pages + s.leaf_pages + s.overflow_pages);
+            assert_eq!(
+                2 + used + stat.freelist_pages + stat.free_pages,
+                stat.pages,
+                "page size {ps}: {stat:?}"
+            );
+            (stat, report)
+        };
+
+        let mut w = t.db().begin_write().unwrap();
+        for (i, &n) in lengths.iter().enumerate() {
+            let mut tab = w.open_table(&name(n)).unwrap();
+            for j in 0..i as u32 {
+                tab.insert(&j.to_be_bytes(), b"value").unwrap();
+            }
+        }
+        let e = w.open_table(&name(max + 1)).err().unwrap();
+        assert!(
+            matches!(e, larch::Error::KeyTooLarge { len, max: m } if len == max + 1 && m == max),
+            "{e}"
+        );
+        w.commit().unwrap();
+        let (stat, _) = check(t.db());
+        assert_eq!(stat.tables, lengths.len() as u64);
+        // A spilled entry's run holds its 24-byte descriptor: one page.
+        assert_eq!(stat.catalog.overflow_pages, spilled, "page size {ps}");
+
+        // Rewriting a spilled descriptor frees its old run; deleting a table
+        // frees its entry's run.
+        let mut w = t.db().begin_write().unwrap();
+        w.open_table(&name(max))
+            .unwrap()
+            .insert(b"more", b"x")
+            .unwrap();
+        assert!(w.delete_table(&name(inline_max + 1)).unwrap());
+        w.commit().unwrap();
+        check(t.db());
+        t.reopen();
+        let (stat, _) = check(t.db());
+        assert_eq!(stat.catalog.overflow_pages, spilled - 1, "page size {ps}");
+        let r = t.db().begin_read().unwrap();
+        assert_eq!(r.open_table(&name(max)).unwrap().len(), 6);
+        assert_eq!(r.open_table(&name(inline_max)).unwrap().len(), 2);
+    }
+}
