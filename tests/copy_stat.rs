@@ -281,3 +281,121 @@ fn long_table_names_spill_and_are_accounted_for() {
         assert_eq!(r.open_table(&name(inline_max)).unwrap().len(), 2);
     }
 }
+
+/// Names in `dir`, sorted.
+fn dir_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A live database whose own name is a copy's destination plus the suffix
+/// copies once used for their temporary file: the copy must not touch it,
+/// and the commits after the copy survive a reopen.
+#[test]
+fn a_copy_never_removes_a_file_it_did_not_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("backup.larch-copy");
+    let precious = dir.path().join("other.larch-copy");
+    std::fs::write(&precious, b"precious").unwrap();
+    let db = open(&live, 512);
+    fill(&db);
+    for (i, compact) in [false, true].into_iter().enumerate() {
+        let r = db.begin_read().unwrap();
+        let want = contents(&r);
+        r.copy_to(dir.path().join("backup"), compact).unwrap();
+        r.copy_to(dir.path().join("other"), compact).unwrap();
+        drop(r);
+        for dest in ["backup", "other"] {
+            let copy = open(&dir.path().join(dest), 512);
+            copy.check().unwrap();
+            assert_eq!(contents(&copy.begin_read().unwrap()), want, "{dest}");
+            drop(copy);
+            std::fs::remove_file(dir.path().join(dest)).unwrap();
+        }
+        let mut w = db.begin_write().unwrap();
+        w.open_table("after")
+            .unwrap()
+            .insert(&[i as u8], b"copy")
+            .unwrap();
+        w.commit().unwrap();
+    }
+    assert_eq!(std::fs::read(&precious).unwrap(), b"precious");
+    drop(db);
+    let db = open(&live, 512);
+    db.check().unwrap();
+    let r = db.begin_read().unwrap();
+    assert_eq!(r.open_table("after").unwrap().len(), 2);
+    assert_eq!(r.open_table("a").unwrap().len(), 5000 - 1667);
+    assert_eq!(
+        dir_names(dir.path()),
+        ["backup.larch-copy", "other.larch-copy"]
+    );
+}
+
+/// Copies to one destination from several threads at once: each either
+/// writes the destination or is refused with `AlreadyExists`, the one that
+/// wins leaves a whole copy, and nothing else in the directory changes.
+#[test]
+fn concurrent_copies_to_one_destination() {
+    let t = TestDb::new(512);
+    let db = t.db();
+    fill(db);
+    let precious = t.dir.path().join("dest.larch-copy");
+    std::fs::write(&precious, b"precious").unwrap();
+    let want = contents(&db.begin_read().unwrap());
+    for round in 0..8 {
+        let dest = t.dir.path().join("dest");
+        let results: Vec<larch::Result<()>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|i| {
+                    let dest = &dest;
+                    s.spawn(move || {
+                        let r = db.begin_read().unwrap();
+                        r.copy_to(dest, (round + i) % 2 == 0)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let won = results.iter().filter(|r| r.is_ok()).count();
+        assert!(won >= 1, "round {round}: {results:?}");
+        for r in &results {
+            if let Err(e) = r {
+                assert!(
+                    matches!(e, larch::Error::Io(io) if io.kind() == std::io::ErrorKind::AlreadyExists),
+                    "round {round}: {e}"
+                );
+            }
+        }
+        let copy = open(&dest, 512);
+        copy.check().unwrap();
+        assert_eq!(contents(&copy.begin_read().unwrap()), want, "round {round}");
+        drop(copy);
+        assert_eq!(std::fs::read(&precious).unwrap(), b"precious");
+        assert_eq!(
+            dir_names(t.dir.path()),
+            ["dest", "dest.larch-copy", "test.larch"],
+            "round {round}"
+        );
+        std::fs::remove_file(&dest).unwrap();
+    }
+}
+
+/// A copy that fails part-way (here: a compacting copy of a damaged tree)
+/// leaves neither the destination nor a temporary file behind.
+#[test]
+fn a_failed_copy_leaves_no_file_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let image = larch::testing::corrupt::damaged_image(larch::testing::corrupt::Class::Cycle);
+    std::fs::write(&path, image).unwrap();
+    let db = open(&path, 512);
+    let r = db.begin_read().unwrap();
+    let e = r.copy_to(dir.path().join("dest"), true).unwrap_err();
+    assert!(matches!(e, larch::Error::Corrupted { .. }), "{e}");
+    assert_eq!(dir_names(dir.path()), ["db"]);
+}
