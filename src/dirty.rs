@@ -217,6 +217,12 @@ impl Dirty {
             })
             .collect();
         seal.sort_unstable_by_key(|e| e.page.get());
+        // Buffers never share a page, so the entries do not overlap: a meta
+        // whose list did would be invalid (`Meta::decode`).
+        debug_assert!(
+            seal.windows(2)
+                .all(|w| w[0].page.get() + u64::from(w[0].pages.get()) <= w[1].page.get())
+        );
         seal
     }
 

@@ -263,12 +263,15 @@ impl Meta {
         if !in_file || !root_ok(meta.catalog.root) || !root_ok(meta.freelist_head) {
             return Err(MetaError::Geometry);
         }
-        let sealed_ok = meta.seal(bytes).iter().all(|e| {
+        // Entries lie in the snapshot, in strictly increasing page order and
+        // without overlapping: recovery reads each page at most once.
+        let mut next_free: PageId = 2;
+        for e in meta.seal(bytes) {
             let (page, n) = (e.page.get(), u64::from(e.pages.get()));
-            n >= 1 && page >= 2 && page.checked_add(n).is_some_and(|end| end <= meta.pages)
-        });
-        if !sealed_ok {
-            return Err(MetaError::Geometry);
+            match page.checked_add(n) {
+                Some(end) if n >= 1 && page >= next_free && end <= meta.pages => next_free = end,
+                _ => return Err(MetaError::Geometry),
+            }
         }
         Ok(meta)
     }
@@ -359,6 +362,31 @@ mod tests {
             Meta::decode(&synced.encode_sealed(&seal), 10 * 4096),
             Err(MetaError::Flags)
         );
+    }
+
+    #[test]
+    fn seal_entries_must_increase_without_overlap() {
+        let decode = |seal: &[SealEntry]| {
+            let mut m = sample();
+            m.pages = 20;
+            m.seal_len = seal.len() as u32;
+            Meta::decode(&m.encode_sealed(seal), 20 * 4096)
+        };
+        // Adjacent entries, and gaps between them, are what commits write.
+        assert!(decode(&[entry(2, 1, 7), entry(3, 4, 8), entry(7, 1, 9)]).is_ok());
+        assert!(decode(&[entry(2, 1, 7), entry(9, 2, 8), entry(19, 1, 9)]).is_ok());
+        // A page listed twice, a run overlapping the next entry, entries out
+        // of order: each would make recovery read pages more than once.
+        for bad in [
+            &[entry(5, 1, 7), entry(5, 1, 7)][..],
+            &[entry(2, 1, 7), entry(5, 3, 8), entry(7, 1, 9)],
+            &[entry(2, 18, 7), entry(2, 18, 7), entry(2, 18, 7)],
+            &[entry(2, 4, 7), entry(3, 1, 8)],
+            &[entry(9, 1, 7), entry(4, 1, 8)],
+            &[entry(2, 1, 7), entry(6, 1, 8), entry(4, 1, 9)],
+        ] {
+            assert_eq!(decode(bad), Err(MetaError::Geometry), "{bad:?}");
+        }
     }
 
     #[test]
