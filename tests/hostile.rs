@@ -251,3 +251,72 @@ fn a_seal_list_that_repeats_or_overlaps_is_set_aside() {
     let db = unsafe { Options::new().map_size(1 << 30).open(&path) }.unwrap();
     assert_eq!(db.last_txn_id(), 2);
 }
+
+/// Commits `key` into table "one" and returns the id it committed as.
+fn commit_key(db: &Database, key: &[u8]) -> larch::Result<u64> {
+    let mut w = db.begin_write()?;
+    let id = w.id();
+    w.open_table("one")?.insert(key, b"acknowledged")?;
+    w.commit()?;
+    Ok(id)
+}
+
+/// The newest meta claims a transaction id at the very top of the range
+/// (correctly checksummed). The next transaction's id would wrap to 0: a
+/// panic with overflow checks, and without them a commit acknowledged and
+/// then lost at reopen (transaction 0 loses to the crafted meta), its freed
+/// pages reused at once. Ids above 2^62 make a meta invalid: it is set aside,
+/// and a commit made afterwards survives a reopen.
+#[test]
+fn a_transaction_id_at_the_top_of_the_range_is_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let base = two_commits(&path);
+    for id in [u64::MAX, u64::MAX - 1, (1 << 62) + 1] {
+        let mut image = base.clone();
+        assert!(edit_meta(&mut image, 512, 0, |m| m.txn_id = id));
+        std::fs::write(&path, &image).unwrap();
+        let db = open(&path).unwrap();
+        let committed = commit_key(&db, b"after").unwrap();
+        drop(db);
+        let db = open(&path).unwrap();
+        let r = db.begin_read().unwrap();
+        assert_eq!(
+            r.open_table("one").unwrap().get(b"after").unwrap(),
+            Some(&b"acknowledged"[..]),
+            "{id}: the acknowledged commit was lost"
+        );
+        assert_eq!((committed, r.id()), (2, 2), "{id}");
+        // The crafted meta was set aside: "two" exists only in it.
+        assert_eq!(r.list_tables().unwrap(), ["one"], "{id}");
+        drop(r);
+        db.check().unwrap();
+    }
+}
+
+/// A meta at the top of the accepted range (2^62) is valid and readable, but
+/// no transaction may follow it: the commit is refused before anything is
+/// written, and the file keeps its state.
+#[test]
+fn no_commit_goes_past_the_last_transaction_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let mut image = two_commits(&path);
+    assert!(edit_meta(&mut image, 512, 0, |m| m.txn_id = 1 << 62));
+    std::fs::write(&path, &image).unwrap();
+    let db = open(&path).unwrap();
+    assert_eq!(db.last_txn_id(), 1 << 62);
+    assert_eq!(tables(&db), ["one", "two"]);
+    let e = commit_key(&db, b"after").unwrap_err();
+    assert!(corrupted(Some(e)));
+    // Nothing was written: the handle is not poisoned, and a commit that
+    // changes nothing still succeeds.
+    db.begin_write().unwrap().commit().unwrap();
+    drop(db);
+    let db = open(&path).unwrap();
+    assert_eq!(db.last_txn_id(), 1 << 62);
+    let r = db.begin_read().unwrap();
+    assert_eq!(r.open_table("one").unwrap().get(b"after").unwrap(), None);
+    drop(r);
+    db.check().unwrap();
+}

@@ -15,6 +15,12 @@ pub(crate) const MAGIC: [u8; 8] = *b"larch\0db";
 /// Bytes of the fixed part of a meta slot; the seal list follows.
 pub(crate) const META_HEADER: usize = size_of::<MetaRaw>();
 
+/// The highest transaction id a meta may carry. Ids grow by one per commit,
+/// so no file reaches it (2^62 commits take over 100,000 years at a million a
+/// second); a meta above it is invalid, and no commit goes past it. So the
+/// next transaction's id, and every sum of ids, stays far from wrapping.
+pub(crate) const MAX_TXN_ID: u64 = 1 << 62;
+
 /// Meta flag: the commit's pages were durable before this meta was written,
 /// so recovery trusts them without reading them (the seal list is empty).
 pub(crate) const FLAG_PAGES_SYNCED: u32 = 1;
@@ -154,6 +160,7 @@ pub(crate) enum MetaError {
     PageSize,
     Geometry,
     Flags,
+    TxnId,
 }
 
 impl MetaError {
@@ -166,6 +173,7 @@ impl MetaError {
             MetaError::PageSize => "invalid page size in meta",
             MetaError::Geometry => "meta points outside the file",
             MetaError::Flags => "meta flags or seal list invalid",
+            MetaError::TxnId => "meta transaction id out of range",
         }
     }
 }
@@ -254,6 +262,9 @@ impl Meta {
             pages_synced,
             seal_len,
         };
+        if meta.txn_id > MAX_TXN_ID {
+            return Err(MetaError::TxnId);
+        }
         let in_file = meta.pages >= 2
             && meta
                 .pages
@@ -425,6 +436,19 @@ mod tests {
             Err(MetaError::PageSize)
         );
         assert_eq!(Meta::decode(&[0u8; 40], 1 << 20), Err(MetaError::Short));
+        // Transaction ids stop at MAX_TXN_ID.
+        for (id, ok) in [
+            (MAX_TXN_ID - 1, true),
+            (MAX_TXN_ID, true),
+            (MAX_TXN_ID + 1, false),
+            (u64::MAX - 1, false),
+            (u64::MAX, false),
+        ] {
+            let mut m = sample();
+            m.txn_id = id;
+            let got = Meta::decode(&m.encode(), 10 * 4096);
+            assert_eq!(got, if ok { Ok(m) } else { Err(MetaError::TxnId) }, "{id}");
+        }
         // A meta of format 1 (checksum at 72, nothing after) reads as an
         // unsupported version, not as a damaged meta.
         let mut old = sample().encode();
