@@ -284,7 +284,9 @@ fn walk<'a>(
     for desc in &tables {
         let r = c.tree(desc, |c, _, value| c.value(value));
         c.note(r);
-        c.report.entries += desc.entries;
+        // A figure for the report: the descriptors' counts, which come from
+        // the file (a mismatch was noted above) and must not wrap.
+        c.report.entries = c.report.entries.saturating_add(desc.entries);
     }
     let chain = match read_chain(c.view, meta) {
         Ok(chain) => Some(chain),

@@ -320,3 +320,86 @@ fn no_commit_goes_past_the_last_transaction_id() {
     drop(r);
     db.check().unwrap();
 }
+
+/// The catalog leaf of `image` (512-byte pages; newest meta in slot 0), and
+/// for each table the offset of its descriptor's entry count.
+fn entry_counts(image: &mut [u8]) -> (u64, Vec<(String, usize)>) {
+    let mut root = 0;
+    assert!(edit_meta(image, 512, 0, |m| {
+        assert_eq!(m.catalog_depth, 1);
+        root = m.catalog_root;
+    }));
+    let page = &image[root as usize * 512..][..512];
+    let u16_at = |at: usize| u16::from_le_bytes([page[at], page[at + 1]]) as usize;
+    let counts = (0..u16_at(2))
+        .map(|i| {
+            let cell = u16_at(24 + 2 * i);
+            let klen = u16_at(cell + 2);
+            let name = String::from_utf8(page[cell + 8..cell + 8 + klen].to_vec()).unwrap();
+            (name, root as usize * 512 + cell + 8 + klen + 8)
+        })
+        .collect();
+    (root, counts)
+}
+
+/// Descriptors whose entry counts sit at the top of the range (checksums
+/// restamped, so only the structure is wrong): summing them in the checker
+/// and counting an insert must not wrap. The checker reports the mismatch,
+/// an insert is refused as corruption; neither panics.
+#[test]
+fn entry_counts_at_the_top_of_the_range_do_not_wrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let mut image = two_commits(&path);
+    let (root, counts) = entry_counts(&mut image);
+    assert_eq!(counts.len(), 2);
+    for (_, at) in &counts {
+        image[*at..*at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+    }
+    larch::testing::restamp(&mut image, 512, root);
+    std::fs::write(&path, &image).unwrap();
+    let db = open(&path).unwrap();
+    let report = db.check_report().unwrap();
+    let reasons: Vec<_> = report.errors.iter().map(|e| e.reason).collect();
+    assert_eq!(
+        reasons, ["entry count differs from the descriptor"; 2],
+        "{report:?}"
+    );
+    let r = db.begin_read().unwrap();
+    assert_eq!(r.open_table("one").unwrap().len(), u64::MAX);
+    assert_eq!(
+        r.open_table("one").unwrap().stat().unwrap().entries,
+        u64::MAX
+    );
+    drop(r);
+    let mut w = db.begin_write().unwrap();
+    let e = w
+        .open_table("one")
+        .unwrap()
+        .insert(b"new", b"key")
+        .unwrap_err();
+    assert!(corrupted(Some(e)));
+}
+
+/// Overflow runs whose headers claim 2^32 - 1 pages: `stat` counts a run's
+/// pages from its header, and must refuse one that reaches past the
+/// snapshot rather than count it.
+#[test]
+fn stat_refuses_an_overflow_run_longer_than_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let mut image = two_commits(&path);
+    for p in 2..image.len() / 512 {
+        if image[p * 512] == 3 {
+            image[p * 512 + 16..p * 512 + 20].copy_from_slice(&u32::MAX.to_le_bytes());
+            larch::testing::restamp(&mut image, 512, p as u64);
+        }
+    }
+    std::fs::write(&path, &image).unwrap();
+    let db = open(&path).unwrap();
+    let r = db.begin_read().unwrap();
+    for name in ["one", "two"] {
+        let e = r.open_table(name).unwrap().stat().unwrap_err();
+        assert!(corrupted(Some(e)), "{name}");
+    }
+}

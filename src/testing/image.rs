@@ -126,3 +126,11 @@ pub fn edit_meta(
     image[at..at + bytes.len()].copy_from_slice(&bytes);
     true
 }
+
+/// Stamps page `page` of `image` (pages of `page_size` bytes) with the
+/// checksum of its bytes, as a commit does: for tests that edit a page and
+/// want only the structural checks to notice.
+pub fn restamp(image: &mut [u8], page_size: usize, page: u64) {
+    let at = page as usize * page_size;
+    crate::format::page::stamp_checksum(&mut image[at..at + page_size]);
+}
