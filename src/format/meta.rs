@@ -280,7 +280,12 @@ impl Meta {
         for e in meta.seal(bytes) {
             let (page, n) = (e.page.get(), u64::from(e.pages.get()));
             match page.checked_add(n) {
-                Some(end) if n >= 1 && page >= next_free && end <= meta.pages => next_free = end,
+                Some(end) if n >= 1 && page >= 2 && end <= meta.pages => {
+                    if page < next_free {
+                        return Err(MetaError::Flags);
+                    }
+                    next_free = end;
+                }
                 _ => return Err(MetaError::Geometry),
             }
         }
@@ -396,7 +401,7 @@ mod tests {
             &[entry(9, 1, 7), entry(4, 1, 8)],
             &[entry(2, 1, 7), entry(6, 1, 8), entry(4, 1, 9)],
         ] {
-            assert_eq!(decode(bad), Err(MetaError::Geometry), "{bad:?}");
+            assert_eq!(decode(bad), Err(MetaError::Flags), "{bad:?}");
         }
     }
 
