@@ -1,13 +1,15 @@
 //! Hot backups: a snapshot written to a new file while writers go on.
 //!
-//! The copy is written under a temporary name beside the destination, synced,
-//! and only then renamed, so a crash leaves either no file under the final
-//! name or a whole one.
+//! The copy is written under a temporary name of its own beside the
+//! destination, synced, and only then linked under the final name, so a crash
+//! leaves either no file under the final name or a whole one.
 
 use std::collections::HashSet;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::btree::{MapView, PageSource};
 use crate::db::Options;
@@ -32,40 +34,34 @@ impl ReadTxn<'_> {
     /// pages, so it is about the size of the live data and has (almost) no
     /// free pages; its transaction ids start again from 1.
     ///
-    /// The file is written as `path` plus a `.larch-copy` suffix, synced, then
-    /// renamed to `path` (and the directory synced): a crash never leaves a
-    /// partial copy under `path`. Fails with an I/O error of kind
-    /// `AlreadyExists` if `path` exists. The snapshot's pages stay pinned
-    /// (not reused by writers) until the copy and this transaction end.
+    /// The file is written under a temporary name of its own beside `path`
+    /// (`path` plus `.larch-copy-` and a suffix unique to the call, created
+    /// with `create_new`), synced, then linked as `path` (and the directory
+    /// synced): a crash never leaves a partial copy under `path`. Fails with
+    /// an I/O error of kind `AlreadyExists` if `path` exists, also when
+    /// another copy creates it first. No file this call did not create is
+    /// removed; a failed copy removes its temporary file. The snapshot's
+    /// pages stay pinned (not reused by writers) until the copy and this
+    /// transaction end.
     pub fn copy_to(&self, path: impl AsRef<Path>, compact: bool) -> Result<()> {
         let path = path.as_ref();
         if path.exists() {
-            return Err(Error::Io(std::io::Error::new(
-                std::io::ErrorKind::AlreadyExists,
-                "the destination of a copy exists",
-            )));
+            return Err(already_exists());
         }
-        let temp = temp_path(path);
-        match std::fs::remove_file(&temp) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e.into()),
-        }
-        let written = if compact {
-            self.copy_compact(&temp)
+        let (temp, file) = create_temp(path)?;
+        let temp = TempFile(Some(temp));
+        // On an error `temp` is dropped, which removes the temporary file.
+        if compact {
+            drop(file);
+            self.copy_compact(temp.path())?;
         } else {
-            self.copy_pages(&temp)
-        };
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&temp);
-            return Err(e);
+            self.copy_pages(file)?;
         }
-        std::fs::rename(&temp, path)?;
-        sync_parent_dir(path)
+        publish(temp, path)
     }
 
     /// Every page of the snapshot, free ones zeroed, and its meta in both slots.
-    fn copy_pages(&self, temp: &Path) -> Result<()> {
+    fn copy_pages(&self, mut file: File) -> Result<()> {
         let pager = &self.core().pager;
         let ps = pager.page_size();
         let mut meta = *self.meta();
@@ -80,7 +76,6 @@ impl ReadTxn<'_> {
         meta.pages_synced = true;
         meta.seal_len = 0;
         let encoded = meta.encode();
-        let mut file = create(temp)?;
         let mut buf = vec![0u8; 2 * ps];
         buf[..encoded.len()].copy_from_slice(&encoded);
         buf[ps..ps + encoded.len()].copy_from_slice(&encoded);
@@ -143,13 +138,84 @@ impl ReadTxn<'_> {
     }
 }
 
-/// The temporary name a copy to `path` is written under.
-fn temp_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".larch-copy");
-    PathBuf::from(name)
+/// The error of a copy whose destination exists.
+fn already_exists() -> Error {
+    Error::Io(std::io::Error::new(
+        std::io::ErrorKind::AlreadyExists,
+        "the destination of a copy exists",
+    ))
 }
 
-fn create(path: &Path) -> Result<File> {
-    Ok(OpenOptions::new().write(true).create_new(true).open(path)?)
+/// Copies started by this process, so that two calls in the same instant
+/// never pick the same temporary name.
+static COPIES: AtomicU64 = AtomicU64::new(0);
+
+/// How many names `create_temp` tries before it gives up.
+const TEMP_ATTEMPTS: u32 = 64;
+
+/// Creates (with `create_new`) a temporary file beside `path` under a name no
+/// other call uses: `path` plus `.larch-copy-`, the process id, a counter of
+/// this process's copies and the clock. A name that exists all the same is
+/// left alone and the next one tried.
+fn create_temp(path: &Path) -> Result<(PathBuf, File)> {
+    let mut last = None;
+    for _ in 0..TEMP_ATTEMPTS {
+        let n = COPIES.fetch_add(1, Ordering::Relaxed);
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        let mut name = path.as_os_str().to_owned();
+        name.push(format!(
+            ".larch-copy-{:x}-{n:x}-{nanos:x}",
+            std::process::id()
+        ));
+        let temp = PathBuf::from(name);
+        match OpenOptions::new().write(true).create_new(true).open(&temp) {
+            Ok(file) => return Ok((temp, file)),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => last = Some(e),
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Err(last.expect("at least one name was tried").into())
+}
+
+/// A temporary file this call created: removed when dropped, unless it was
+/// published.
+struct TempFile(Option<PathBuf>);
+
+impl TempFile {
+    fn path(&self) -> &Path {
+        self.0.as_deref().expect("not yet published")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if let Some(path) = self.0.take() {
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+/// Gives the finished, synced temporary file the name `path`, refusing to
+/// replace a file there: a hard link, which fails if `path` exists, then the
+/// temporary name is removed. Where the file system has no hard links, a
+/// rename once `path` is seen not to exist (a copy racing this one to the
+/// same `path` may then be replaced by it, whole). Then the directory is
+/// synced.
+fn publish(mut temp: TempFile, path: &Path) -> Result<()> {
+    match std::fs::hard_link(temp.path(), path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => return Err(already_exists()),
+        Err(_) => {
+            if path.exists() {
+                return Err(already_exists());
+            }
+            std::fs::rename(temp.path(), path)?;
+            temp.0 = None;
+        }
+    }
+    // Dropping `temp` removes the temporary name (unless renamed above).
+    drop(temp);
+    sync_parent_dir(path)
 }

@@ -228,7 +228,7 @@ impl Options {
     #[allow(unsafe_code)] // Calls the unsafe open under the contract below.
     pub(crate) fn open_own(&self, path: impl AsRef<Path>) -> Result<Database> {
         // SAFETY: the file was created by this call's caller under a temporary
-        // name and is renamed only after this handle is dropped; nothing else
+        // name and is published only after this handle is dropped; nothing else
         // modifies or truncates it while open.
         unsafe { Options::open(self, path) }
     }

@@ -217,6 +217,12 @@ impl Dirty {
             })
             .collect();
         seal.sort_unstable_by_key(|e| e.page.get());
+        // Buffers never share a page, so the entries do not overlap: a meta
+        // whose list did would be invalid (`Meta::decode`).
+        debug_assert!(
+            seal.windows(2)
+                .all(|w| w[0].page.get() + u64::from(w[0].pages.get()) <= w[1].page.get())
+        );
         seal
     }
 
@@ -351,7 +357,7 @@ impl<'a> PageSource<'a> for DirtyView<'a> {
         match self.dirty.bufs.get(&id) {
             Some(buf) => {
                 let pages = overflow_run(buf, id)?;
-                let end = OVERFLOW_DATA + len;
+                let end = OVERFLOW_DATA.saturating_add(len);
                 if end > buf.len() || pages < overflow_pages(len, self.dirty.page_size) {
                     return corrupted(id, "overflow run shorter than its value");
                 }
@@ -363,7 +369,9 @@ impl<'a> PageSource<'a> for DirtyView<'a> {
 
     fn pages(&self, id: PageId, n: u64) -> Result<&'a [u8]> {
         match self.dirty.bufs.get(&id) {
-            Some(buf) if buf.len() as u64 == n * self.dirty.page_size as u64 => Ok(buf),
+            Some(buf) if Some(buf.len() as u64) == n.checked_mul(self.dirty.page_size as u64) => {
+                Ok(buf)
+            }
             Some(_) => corrupted(id, "run length differs from the dirty buffer"),
             None => MapView::new(self.pager, self.dirty.base_pages).pages(id, n),
         }

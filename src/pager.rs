@@ -142,14 +142,27 @@ impl LockedFile {
     }
 
     /// Maps the file with `map_size` bytes of address space (at least the file
-    /// length) and turns it into a pager.
+    /// length) and turns it into a pager. A length no map can have, or one the
+    /// system cannot reserve, is an invalid `map_size`.
     pub(crate) fn into_pager(self, page_size: usize, map_size: u64) -> Result<Pager> {
         let map_len = map_size.max(self.len);
+        // A map's length is at most `isize::MAX` bytes.
         let map_len = usize::try_from(map_len)
-            .map_err(|_| Error::InvalidOption("map_size exceeds the address space"))?;
-        let map = MmapOptions::new()
+            .ok()
+            .filter(|&len| isize::try_from(len).is_ok())
+            .ok_or(Error::InvalidOption("map_size exceeds the address space"))?;
+        let map = match MmapOptions::new()
             .len(map_len)
-            .map_raw_read_only(&self.file)?;
+            .map_raw_read_only(&self.file)
+        {
+            Ok(map) => map,
+            Err(e) if e.kind() == io::ErrorKind::OutOfMemory => {
+                return Err(Error::InvalidOption(
+                    "map_size is more address space than the system can reserve",
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        };
         Ok(Pager {
             _file: self.file,
             map,

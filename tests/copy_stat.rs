@@ -203,3 +203,199 @@ fn hot_copies_taken_while_a_writer_commits() {
     });
     db.check().unwrap();
 }
+
+/// A table name long enough pushes its catalog entry (name and descriptor)
+/// into an overflow run. Names around that boundary and the longest one
+/// accepted: `check` passes, and the figures `stat` gives add up to the
+/// high-water mark, at the smallest, default and largest page sizes.
+#[test]
+fn long_table_names_spill_and_are_accounted_for() {
+    for ps in [512usize, 4096, 65536] {
+        let mut t = TestDb::new(ps as u32);
+        // A leaf cell is 8 bytes of header, the name and the 24-byte
+        // descriptor; it stays inline up to a quarter of the usable bytes
+        // (slot included).
+        let inline_max = (ps - 24) / 4 - 2 - 8 - 24;
+        let max = ps / 4;
+        let lengths = [1, inline_max - 1, inline_max, inline_max + 1, max - 1, max];
+        let spilled = lengths.iter().filter(|&&n| n > inline_max).count() as u64;
+        let name = |n: usize| "n".repeat(n);
+        let check = |db: &Database| {
+            let r = db.begin_read().unwrap();
+            let report = r.check().unwrap_or_else(|e| panic!("page size {ps}: {e}"));
+            let stat = r.stat().unwrap();
+            let tables: Vec<_> = r
+                .list_tables()
+                .unwrap()
+                .iter()
+                .map(|n| r.open_table(n).unwrap().stat().unwrap())
+                .collect();
+            let sum = |f: fn(&larch::TableStat) -> u64| {
+                f(&stat.catalog) + tables.iter().map(f).sum::<u64>()
+            };
+            assert_eq!(sum(|s| s.branch_pages), report.branch_pages, "{ps}");
+            assert_eq!(sum(|s| s.leaf_pages), report.leaf_pages, "{ps}");
+            assert_eq!(sum(|s| s.overflow_pages), report.overflow_pages, "{ps}");
+            let used = sum(|s| s.branch_pages + s.leaf_pages + s.overflow_pages);
+            assert_eq!(
+                2 + used + stat.freelist_pages + stat.free_pages,
+                stat.pages,
+                "page size {ps}: {stat:?}"
+            );
+            (stat, report)
+        };
+
+        let mut w = t.db().begin_write().unwrap();
+        for (i, &n) in lengths.iter().enumerate() {
+            let mut tab = w.open_table(&name(n)).unwrap();
+            for j in 0..i as u32 {
+                tab.insert(&j.to_be_bytes(), b"value").unwrap();
+            }
+        }
+        let e = w.open_table(&name(max + 1)).err().unwrap();
+        assert!(
+            matches!(e, larch::Error::KeyTooLarge { len, max: m } if len == max + 1 && m == max),
+            "{e}"
+        );
+        w.commit().unwrap();
+        let (stat, _) = check(t.db());
+        assert_eq!(stat.tables, lengths.len() as u64);
+        // A spilled entry's run holds its 24-byte descriptor: one page.
+        assert_eq!(stat.catalog.overflow_pages, spilled, "page size {ps}");
+
+        // Rewriting a spilled descriptor frees its old run; deleting a table
+        // frees its entry's run.
+        let mut w = t.db().begin_write().unwrap();
+        w.open_table(&name(max))
+            .unwrap()
+            .insert(b"more", b"x")
+            .unwrap();
+        assert!(w.delete_table(&name(inline_max + 1)).unwrap());
+        w.commit().unwrap();
+        check(t.db());
+        t.reopen();
+        let (stat, _) = check(t.db());
+        assert_eq!(stat.catalog.overflow_pages, spilled - 1, "page size {ps}");
+        let r = t.db().begin_read().unwrap();
+        assert_eq!(r.open_table(&name(max)).unwrap().len(), 6);
+        assert_eq!(r.open_table(&name(inline_max)).unwrap().len(), 2);
+    }
+}
+
+/// Names in `dir`, sorted.
+fn dir_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+/// A live database whose own name is a copy's destination plus the suffix
+/// copies once used for their temporary file: the copy must not touch it,
+/// and the commits after the copy survive a reopen.
+#[test]
+fn a_copy_never_removes_a_file_it_did_not_create() {
+    let dir = tempfile::tempdir().unwrap();
+    let live = dir.path().join("backup.larch-copy");
+    let precious = dir.path().join("other.larch-copy");
+    std::fs::write(&precious, b"precious").unwrap();
+    let db = open(&live, 512);
+    fill(&db);
+    for (i, compact) in [false, true].into_iter().enumerate() {
+        let r = db.begin_read().unwrap();
+        let want = contents(&r);
+        r.copy_to(dir.path().join("backup"), compact).unwrap();
+        r.copy_to(dir.path().join("other"), compact).unwrap();
+        drop(r);
+        for dest in ["backup", "other"] {
+            let copy = open(&dir.path().join(dest), 512);
+            copy.check().unwrap();
+            assert_eq!(contents(&copy.begin_read().unwrap()), want, "{dest}");
+            drop(copy);
+            std::fs::remove_file(dir.path().join(dest)).unwrap();
+        }
+        let mut w = db.begin_write().unwrap();
+        w.open_table("after")
+            .unwrap()
+            .insert(&[i as u8], b"copy")
+            .unwrap();
+        w.commit().unwrap();
+    }
+    assert_eq!(std::fs::read(&precious).unwrap(), b"precious");
+    drop(db);
+    let db = open(&live, 512);
+    db.check().unwrap();
+    let r = db.begin_read().unwrap();
+    assert_eq!(r.open_table("after").unwrap().len(), 2);
+    assert_eq!(r.open_table("a").unwrap().len(), 5000 - 1667);
+    assert_eq!(
+        dir_names(dir.path()),
+        ["backup.larch-copy", "other.larch-copy"]
+    );
+}
+
+/// Copies to one destination from several threads at once: each either
+/// writes the destination or is refused with `AlreadyExists`, the one that
+/// wins leaves a whole copy, and nothing else in the directory changes.
+#[test]
+fn concurrent_copies_to_one_destination() {
+    let t = TestDb::new(512);
+    let db = t.db();
+    fill(db);
+    let precious = t.dir.path().join("dest.larch-copy");
+    std::fs::write(&precious, b"precious").unwrap();
+    let want = contents(&db.begin_read().unwrap());
+    for round in 0..8 {
+        let dest = t.dir.path().join("dest");
+        let results: Vec<larch::Result<()>> = std::thread::scope(|s| {
+            let handles: Vec<_> = (0..4)
+                .map(|i| {
+                    let dest = &dest;
+                    s.spawn(move || {
+                        let r = db.begin_read().unwrap();
+                        r.copy_to(dest, (round + i) % 2 == 0)
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect()
+        });
+        let won = results.iter().filter(|r| r.is_ok()).count();
+        assert!(won >= 1, "round {round}: {results:?}");
+        for r in &results {
+            if let Err(e) = r {
+                assert!(
+                    matches!(e, larch::Error::Io(io) if io.kind() == std::io::ErrorKind::AlreadyExists),
+                    "round {round}: {e}"
+                );
+            }
+        }
+        let copy = open(&dest, 512);
+        copy.check().unwrap();
+        assert_eq!(contents(&copy.begin_read().unwrap()), want, "round {round}");
+        drop(copy);
+        assert_eq!(std::fs::read(&precious).unwrap(), b"precious");
+        assert_eq!(
+            dir_names(t.dir.path()),
+            ["dest", "dest.larch-copy", "test.larch"],
+            "round {round}"
+        );
+        std::fs::remove_file(&dest).unwrap();
+    }
+}
+
+/// A copy that fails part-way (here: a compacting copy of a damaged tree)
+/// leaves neither the destination nor a temporary file behind.
+#[test]
+fn a_failed_copy_leaves_no_file_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let image = larch::testing::corrupt::damaged_image(larch::testing::corrupt::Class::Cycle);
+    std::fs::write(&path, image).unwrap();
+    let db = open(&path, 512);
+    let r = db.begin_read().unwrap();
+    let e = r.copy_to(dir.path().join("dest"), true).unwrap_err();
+    assert!(matches!(e, larch::Error::Corrupted { .. }), "{e}");
+    assert_eq!(dir_names(dir.path()), ["db"]);
+}

@@ -244,3 +244,222 @@ fn verify_sets_aside_a_free_list_that_names_a_live_page() {
     std::fs::write(&path, &both).unwrap();
     assert!(matches!(verified(&path), Err(Error::Corrupted { .. })));
 }
+
+/// A file at 4 KiB pages whose second commit, single-sync, wrote a value of
+/// 4 MiB (an overflow run of 1025 pages) and a few pages beside it. Returns
+/// the image and the seal list of that commit's meta (slot 0).
+fn sealed_commit(path: &Path) -> (Vec<u8>, Vec<(u64, u32, u32)>) {
+    // SAFETY: the test owns the file.
+    let db = unsafe { Options::new().map_size(1 << 30).open(path) }.unwrap();
+    for (i, len) in [(0u8, 100), (1, 4 << 20)] {
+        let mut w = db.begin_write().unwrap();
+        w.open_table("t")
+            .unwrap()
+            .insert(&[i], &vec![i; len])
+            .unwrap();
+        w.commit().unwrap();
+    }
+    drop(db);
+    let mut image = std::fs::read(path).unwrap();
+    let mut seal = Vec::new();
+    assert!(edit_meta(&mut image, 4096, 0, |m| {
+        assert_eq!(m.txn_id, 2);
+        seal = m.seal.clone();
+    }));
+    assert!(seal.iter().any(|e| e.1 == 1025), "{seal:?}");
+    (image, seal)
+}
+
+/// Seal entries that repeat, overlap or go backwards: each holds the right
+/// checksum, so an open that only checked them one by one would checksum
+/// the same pages over and over (250 times the 4 MiB run here, a whole file
+/// as many times in general) and then trust the meta. Such a meta is invalid:
+/// open sets it aside, quickly, and uses the other one.
+#[test]
+fn a_seal_list_that_repeats_or_overlaps_is_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let (base, seal) = sealed_commit(&path);
+    let run = *seal.iter().find(|e| e.1 == 1025).unwrap();
+    let mut reversed = seal.clone();
+    reversed.reverse();
+    let mut doubled = seal.clone();
+    let at = seal.iter().position(|e| *e == run).unwrap();
+    doubled.insert(at, run);
+    for (what, list) in [
+        ("repeated", vec![run; 250]),
+        ("reversed", reversed),
+        ("doubled", doubled),
+    ] {
+        let mut image = base.clone();
+        assert!(edit_meta(&mut image, 4096, 0, |m| m.seal = list));
+        std::fs::write(&path, &image).unwrap();
+        let started = std::time::Instant::now();
+        // SAFETY: the test owns the file.
+        let db = unsafe { Options::new().map_size(1 << 30).open(&path) }.unwrap();
+        let took = started.elapsed();
+        assert_eq!(db.last_txn_id(), 1, "{what}");
+        assert!(took < std::time::Duration::from_secs(2), "{what}: {took:?}");
+        let r = db.begin_read().unwrap();
+        assert_eq!(r.open_table("t").unwrap().len(), 1, "{what}");
+        drop(r);
+        db.check().unwrap();
+    }
+    // The list as written is accepted.
+    std::fs::write(&path, &base).unwrap();
+    // SAFETY: the test owns the file.
+    let db = unsafe { Options::new().map_size(1 << 30).open(&path) }.unwrap();
+    assert_eq!(db.last_txn_id(), 2);
+}
+
+/// Commits `key` into table "one" and returns the id it committed as.
+fn commit_key(db: &Database, key: &[u8]) -> larch::Result<u64> {
+    let mut w = db.begin_write()?;
+    let id = w.id();
+    w.open_table("one")?.insert(key, b"acknowledged")?;
+    w.commit()?;
+    Ok(id)
+}
+
+/// The newest meta claims a transaction id at the very top of the range
+/// (correctly checksummed). The next transaction's id would wrap to 0: a
+/// panic with overflow checks, and without them a commit acknowledged and
+/// then lost at reopen (transaction 0 loses to the crafted meta), its freed
+/// pages reused at once. Ids above 2^62 make a meta invalid: it is set aside,
+/// and a commit made afterwards survives a reopen.
+#[test]
+fn a_transaction_id_at_the_top_of_the_range_is_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let base = two_commits(&path);
+    for id in [u64::MAX, u64::MAX - 1, (1 << 62) + 1] {
+        let mut image = base.clone();
+        assert!(edit_meta(&mut image, 512, 0, |m| m.txn_id = id));
+        std::fs::write(&path, &image).unwrap();
+        let db = open(&path).unwrap();
+        let committed = commit_key(&db, b"after").unwrap();
+        drop(db);
+        let db = open(&path).unwrap();
+        let r = db.begin_read().unwrap();
+        assert_eq!(
+            r.open_table("one").unwrap().get(b"after").unwrap(),
+            Some(&b"acknowledged"[..]),
+            "{id}: the acknowledged commit was lost"
+        );
+        assert_eq!((committed, r.id()), (2, 2), "{id}");
+        // The crafted meta was set aside: "two" exists only in it.
+        assert_eq!(r.list_tables().unwrap(), ["one"], "{id}");
+        drop(r);
+        db.check().unwrap();
+    }
+}
+
+/// A meta at the top of the accepted range (2^62) is valid and readable, but
+/// no transaction may follow it: the commit is refused before anything is
+/// written, and the file keeps its state.
+#[test]
+fn no_commit_goes_past_the_last_transaction_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let mut image = two_commits(&path);
+    assert!(edit_meta(&mut image, 512, 0, |m| m.txn_id = 1 << 62));
+    std::fs::write(&path, &image).unwrap();
+    let db = open(&path).unwrap();
+    assert_eq!(db.last_txn_id(), 1 << 62);
+    assert_eq!(tables(&db), ["one", "two"]);
+    let e = commit_key(&db, b"after").unwrap_err();
+    assert!(corrupted(Some(e)));
+    // Nothing was written: the handle is not poisoned, and a commit that
+    // changes nothing still succeeds.
+    db.begin_write().unwrap().commit().unwrap();
+    drop(db);
+    let db = open(&path).unwrap();
+    assert_eq!(db.last_txn_id(), 1 << 62);
+    let r = db.begin_read().unwrap();
+    assert_eq!(r.open_table("one").unwrap().get(b"after").unwrap(), None);
+    drop(r);
+    db.check().unwrap();
+}
+
+/// The catalog leaf of `image` (512-byte pages; newest meta in slot 0), and
+/// for each table the offset of its descriptor's entry count.
+fn entry_counts(image: &mut [u8]) -> (u64, Vec<(String, usize)>) {
+    let mut root = 0;
+    assert!(edit_meta(image, 512, 0, |m| {
+        assert_eq!(m.catalog_depth, 1);
+        root = m.catalog_root;
+    }));
+    let page = &image[root as usize * 512..][..512];
+    let u16_at = |at: usize| u16::from_le_bytes([page[at], page[at + 1]]) as usize;
+    let counts = (0..u16_at(2))
+        .map(|i| {
+            let cell = u16_at(24 + 2 * i);
+            let klen = u16_at(cell + 2);
+            let name = String::from_utf8(page[cell + 8..cell + 8 + klen].to_vec()).unwrap();
+            (name, root as usize * 512 + cell + 8 + klen + 8)
+        })
+        .collect();
+    (root, counts)
+}
+
+/// Descriptors whose entry counts sit at the top of the range (checksums
+/// restamped, so only the structure is wrong): summing them in the checker
+/// and counting an insert must not wrap. The checker reports the mismatch,
+/// an insert is refused as corruption; neither panics.
+#[test]
+fn entry_counts_at_the_top_of_the_range_do_not_wrap() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let mut image = two_commits(&path);
+    let (root, counts) = entry_counts(&mut image);
+    assert_eq!(counts.len(), 2);
+    for (_, at) in &counts {
+        image[*at..*at + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+    }
+    larch::testing::restamp(&mut image, 512, root);
+    std::fs::write(&path, &image).unwrap();
+    let db = open(&path).unwrap();
+    let report = db.check_report().unwrap();
+    let reasons: Vec<_> = report.errors.iter().map(|e| e.reason).collect();
+    assert_eq!(
+        reasons, ["entry count differs from the descriptor"; 2],
+        "{report:?}"
+    );
+    let r = db.begin_read().unwrap();
+    assert_eq!(r.open_table("one").unwrap().len(), u64::MAX);
+    assert_eq!(
+        r.open_table("one").unwrap().stat().unwrap().entries,
+        u64::MAX
+    );
+    drop(r);
+    let mut w = db.begin_write().unwrap();
+    let e = w
+        .open_table("one")
+        .unwrap()
+        .insert(b"new", b"key")
+        .unwrap_err();
+    assert!(corrupted(Some(e)));
+}
+
+/// Overflow runs whose headers claim 2^32 - 1 pages: `stat` counts a run's
+/// pages from its header, and must refuse one that reaches past the
+/// snapshot rather than count it.
+#[test]
+fn stat_refuses_an_overflow_run_longer_than_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let mut image = two_commits(&path);
+    for p in 2..image.len() / 512 {
+        if image[p * 512] == 3 {
+            image[p * 512 + 16..p * 512 + 20].copy_from_slice(&u32::MAX.to_le_bytes());
+            larch::testing::restamp(&mut image, 512, p as u64);
+        }
+    }
+    std::fs::write(&path, &image).unwrap();
+    let db = open(&path).unwrap();
+    let r = db.begin_read().unwrap();
+    for name in ["one", "two"] {
+        let e = r.open_table(name).unwrap().stat().unwrap_err();
+        assert!(corrupted(Some(e)), "{name}");
+    }
+}

@@ -338,6 +338,27 @@ fn map_full_leaves_the_committed_state_intact() {
     assert_eq!(read_value(&db), b"after");
 }
 
+/// A map bigger than the address space (`u64::MAX`, which does not fit a
+/// `usize` map length, and 2^60, which does but that no system can reserve)
+/// is an invalid option that names `map_size`, not an I/O error from the
+/// map; the file opens as usual afterwards.
+#[test]
+fn a_map_size_beyond_the_address_space_is_an_invalid_option() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("x");
+    for size in [u64::MAX, 1 << 63, 1 << 60] {
+        // SAFETY: the test owns the file.
+        let err = unsafe { Options::new().map_size(size).open(&path) }
+            .err()
+            .unwrap();
+        assert!(
+            matches!(err, Error::InvalidOption(what) if what.starts_with("map_size")),
+            "{size}: {err:?}"
+        );
+    }
+    commit_value(&try_open(&path).unwrap(), b"opens");
+}
+
 #[test]
 fn invalid_options_are_refused() {
     let dir = tempfile::tempdir().unwrap();

@@ -109,7 +109,11 @@ fn insert_cell_built<S: PageStore>(
         let page = s.page_mut(leaf.id)?;
         remove_cell(page, leaf.id, leaf.idx)?;
     } else {
-        desc.entries += 1;
+        // The count comes from the file: no real tree holds 2^64 entries.
+        desc.entries = match desc.entries.checked_add(1) {
+            Some(n) => n,
+            None => return corrupted(desc.root, "entry count overflows"),
+        };
     }
     let found = path.found;
     if !insert_at(s, desc, &path, path.steps.len() - 1, leaf.idx, cell)? {

@@ -95,7 +95,12 @@ impl<'a> PageSource<'a> for MapView<'a> {
             return corrupted(id, "overflow run shorter than its value");
         }
         self.check(id, pages)?;
-        Ok(&self.pager.bytes(id, OVERFLOW_DATA + len)?[OVERFLOW_DATA..])
+        // The run holds the value (checked above), so this cannot wrap; the
+        // length came from a cell all the same.
+        let Some(end) = OVERFLOW_DATA.checked_add(len) else {
+            return corrupted(id, "overflow value too long");
+        };
+        Ok(&self.pager.bytes(id, end)?[OVERFLOW_DATA..])
     }
 
     fn pages(&self, id: PageId, n: u64) -> Result<&'a [u8]> {
@@ -141,10 +146,16 @@ impl<'a> SliceView<'a> {
     }
 
     fn bytes(&self, id: PageId, n: u64, len: usize) -> Result<&'a [u8]> {
-        let start = (id as usize).saturating_mul(self.page_size);
-        match id.checked_add(n) {
-            Some(end) if id >= 2 && end <= self.pages && start + len <= self.image.len() => {
-                Ok(&self.image[start..start + len])
+        let start = usize::try_from(id)
+            .ok()
+            .and_then(|id| id.checked_mul(self.page_size));
+        let range = start.and_then(|start| Some(start..start.checked_add(len)?));
+        match (id.checked_add(n), range) {
+            (Some(end), Some(range)) if id >= 2 && end <= self.pages => {
+                match self.image.get(range) {
+                    Some(bytes) => Ok(bytes),
+                    None => corrupted(id, "page id outside the snapshot"),
+                }
             }
             _ => corrupted(id, "page id outside the snapshot"),
         }
@@ -162,7 +173,10 @@ impl<'a> PageSource<'a> for SliceView<'a> {
         if pages < overflow_pages(len, self.page_size) {
             return corrupted(id, "overflow run shorter than its value");
         }
-        Ok(&self.bytes(id, pages, OVERFLOW_DATA + len)?[OVERFLOW_DATA..])
+        let Some(end) = OVERFLOW_DATA.checked_add(len) else {
+            return corrupted(id, "overflow value too long");
+        };
+        Ok(&self.bytes(id, pages, end)?[OVERFLOW_DATA..])
     }
 
     fn pages(&self, id: PageId, n: u64) -> Result<&'a [u8]> {

@@ -17,7 +17,8 @@ pub(crate) struct PageCounts {
 /// Walks the tree of `desc` and counts its pages. Reads every branch and leaf
 /// page, and the first page of every overflow run. `pages` is the snapshot's
 /// high-water mark; a node reached twice (a cycle, or a page shared by two
-/// branches) is corruption, so the walk stays within the file's size.
+/// branches) or an overflow run reaching past it is corruption, so the walk
+/// stays within the file's size and the counts cannot wrap.
 pub(crate) fn count_pages<'a, P: PageSource<'a>>(
     src: P,
     desc: &TableDesc,
@@ -39,7 +40,14 @@ pub(crate) fn count_pages<'a, P: PageSource<'a>>(
             counts.leaf += 1;
             for i in 0..node.count() {
                 if let (_, LeafValue::Overflow { page, .. }) = node.entry(i)? {
-                    counts.overflow += overflow_run(src.page(page)?, page)?;
+                    let run = overflow_run(src.page(page)?, page)?;
+                    if page.checked_add(run).is_none_or(|end| end > pages) {
+                        return corrupted(page, "overflow run past the end of the snapshot");
+                    }
+                    counts.overflow = match counts.overflow.checked_add(run) {
+                        Some(n) => n,
+                        None => return corrupted(page, "overflow page count overflows"),
+                    };
                 }
             }
         } else {

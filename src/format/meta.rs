@@ -15,6 +15,12 @@ pub(crate) const MAGIC: [u8; 8] = *b"larch\0db";
 /// Bytes of the fixed part of a meta slot; the seal list follows.
 pub(crate) const META_HEADER: usize = size_of::<MetaRaw>();
 
+/// The highest transaction id a meta may carry. Ids grow by one per commit,
+/// so no file reaches it (2^62 commits take over 100,000 years at a million a
+/// second); a meta above it is invalid, and no commit goes past it. So the
+/// next transaction's id, and every sum of ids, stays far from wrapping.
+pub(crate) const MAX_TXN_ID: u64 = 1 << 62;
+
 /// Meta flag: the commit's pages were durable before this meta was written,
 /// so recovery trusts them without reading them (the seal list is empty).
 pub(crate) const FLAG_PAGES_SYNCED: u32 = 1;
@@ -154,6 +160,7 @@ pub(crate) enum MetaError {
     PageSize,
     Geometry,
     Flags,
+    TxnId,
 }
 
 impl MetaError {
@@ -166,6 +173,7 @@ impl MetaError {
             MetaError::PageSize => "invalid page size in meta",
             MetaError::Geometry => "meta points outside the file",
             MetaError::Flags => "meta flags or seal list invalid",
+            MetaError::TxnId => "meta transaction id out of range",
         }
     }
 }
@@ -254,6 +262,9 @@ impl Meta {
             pages_synced,
             seal_len,
         };
+        if meta.txn_id > MAX_TXN_ID {
+            return Err(MetaError::TxnId);
+        }
         let in_file = meta.pages >= 2
             && meta
                 .pages
@@ -263,12 +274,20 @@ impl Meta {
         if !in_file || !root_ok(meta.catalog.root) || !root_ok(meta.freelist_head) {
             return Err(MetaError::Geometry);
         }
-        let sealed_ok = meta.seal(bytes).iter().all(|e| {
+        // Entries lie in the snapshot, in strictly increasing page order and
+        // without overlapping: recovery reads each page at most once.
+        let mut next_free: PageId = 2;
+        for e in meta.seal(bytes) {
             let (page, n) = (e.page.get(), u64::from(e.pages.get()));
-            n >= 1 && page >= 2 && page.checked_add(n).is_some_and(|end| end <= meta.pages)
-        });
-        if !sealed_ok {
-            return Err(MetaError::Geometry);
+            match page.checked_add(n) {
+                Some(end) if n >= 1 && page >= 2 && end <= meta.pages => {
+                    if page < next_free {
+                        return Err(MetaError::Flags);
+                    }
+                    next_free = end;
+                }
+                _ => return Err(MetaError::Geometry),
+            }
         }
         Ok(meta)
     }
@@ -362,6 +381,31 @@ mod tests {
     }
 
     #[test]
+    fn seal_entries_must_increase_without_overlap() {
+        let decode = |seal: &[SealEntry]| {
+            let mut m = sample();
+            m.pages = 20;
+            m.seal_len = seal.len() as u32;
+            Meta::decode(&m.encode_sealed(seal), 20 * 4096)
+        };
+        // Adjacent entries, and gaps between them, are what commits write.
+        assert!(decode(&[entry(2, 1, 7), entry(3, 4, 8), entry(7, 1, 9)]).is_ok());
+        assert!(decode(&[entry(2, 1, 7), entry(9, 2, 8), entry(19, 1, 9)]).is_ok());
+        // A page listed twice, a run overlapping the next entry, entries out
+        // of order: each would make recovery read pages more than once.
+        for bad in [
+            &[entry(5, 1, 7), entry(5, 1, 7)][..],
+            &[entry(2, 1, 7), entry(5, 3, 8), entry(7, 1, 9)],
+            &[entry(2, 18, 7), entry(2, 18, 7), entry(2, 18, 7)],
+            &[entry(2, 4, 7), entry(3, 1, 8)],
+            &[entry(9, 1, 7), entry(4, 1, 8)],
+            &[entry(2, 1, 7), entry(6, 1, 8), entry(4, 1, 9)],
+        ] {
+            assert_eq!(decode(bad), Err(MetaError::Flags), "{bad:?}");
+        }
+    }
+
+    #[test]
     fn round_trip() {
         let m = sample();
         assert_eq!(Meta::decode(&m.encode(), 10 * 4096), Ok(m));
@@ -397,6 +441,19 @@ mod tests {
             Err(MetaError::PageSize)
         );
         assert_eq!(Meta::decode(&[0u8; 40], 1 << 20), Err(MetaError::Short));
+        // Transaction ids stop at MAX_TXN_ID.
+        for (id, ok) in [
+            (MAX_TXN_ID - 1, true),
+            (MAX_TXN_ID, true),
+            (MAX_TXN_ID + 1, false),
+            (u64::MAX - 1, false),
+            (u64::MAX, false),
+        ] {
+            let mut m = sample();
+            m.txn_id = id;
+            let got = Meta::decode(&m.encode(), 10 * 4096);
+            assert_eq!(got, if ok { Ok(m) } else { Err(MetaError::TxnId) }, "{id}");
+        }
         // A meta of format 1 (checksum at 72, nothing after) reads as an
         // unsupported version, not as a damaged meta.
         let mut old = sample().encode();

@@ -247,20 +247,22 @@ impl<'a> Node<'a> {
     }
 }
 
-/// Length of the cell at `off`, if its header and body fit in the page.
+/// Length of the cell at `off`, if its header and body fit in the page. The
+/// lengths come from the page: summed with checked arithmetic (a `u32` value
+/// length could wrap a 32-bit `usize`).
 #[inline]
 fn cell_len(page: &[u8], off: usize, leaf: bool) -> Option<usize> {
     let len = if leaf {
         let h = page.get(off..off + LEAF_CELL_HEADER)?;
         let klen = usize::from(u16::from_le_bytes([h[2], h[3]]));
-        let vlen = u32::from_le_bytes([h[4], h[5], h[6], h[7]]) as usize;
+        let vlen = usize::try_from(u32::from_le_bytes([h[4], h[5], h[6], h[7]])).ok()?;
         let body = if h[0] & FLAG_OVERFLOW != 0 { 8 } else { vlen };
-        LEAF_CELL_HEADER + klen + body
+        (LEAF_CELL_HEADER + klen).checked_add(body)?
     } else {
         let h = page.get(off..off + BRANCH_CELL_HEADER)?;
         BRANCH_CELL_HEADER + usize::from(u16::from_le_bytes([h[8], h[9]]))
     };
-    (off + len <= page.len()).then_some(len)
+    (off.checked_add(len)? <= page.len()).then_some(len)
 }
 
 /// Encodes a leaf cell with an inline value into `out` (cleared first).

@@ -81,9 +81,10 @@ pub(crate) struct OverflowHeader {
 /// Offset of the value in the first page of an overflow run.
 pub(crate) const OVERFLOW_DATA: usize = size_of::<OverflowHeader>();
 
-/// Pages needed for an overflow run holding `len` bytes.
+/// Pages needed for an overflow run holding `len` bytes (a length read from
+/// a cell: computed in `u64`, so it cannot wrap where `usize` is 32 bits).
 pub(crate) fn overflow_pages(len: usize, page_size: usize) -> u64 {
-    (OVERFLOW_DATA + len).div_ceil(page_size) as u64
+    (OVERFLOW_DATA as u64 + len as u64).div_ceil(page_size as u64)
 }
 
 /// Writes the header of an overflow run of `pages` pages into `buf`.

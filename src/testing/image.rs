@@ -2,7 +2,7 @@
 //! each one reaches.
 
 use crate::check::check_image;
-use crate::format::meta::Meta;
+use crate::format::meta::{Meta, SealEntry};
 use crate::format::page::PageId;
 
 /// One valid meta slot of an image and the pages its snapshot reaches.
@@ -62,6 +62,9 @@ pub struct MetaFields {
     pub catalog_entries: u64,
     /// Catalog depth.
     pub catalog_depth: u32,
+    /// The seal list: `(page, pages, checksum)` of each entry (empty for a
+    /// commit whose pages were synced before its meta).
+    pub seal: Vec<(u64, u32, u32)>,
 }
 
 /// Rewrites meta slot `slot` of `image` (whose slots sit `page_size` apart)
@@ -80,7 +83,6 @@ pub fn edit_meta(
     let Ok(meta) = Meta::decode(bytes, u64::MAX) else {
         return false;
     };
-    let seal = meta.seal(bytes).to_vec();
     let mut f = MetaFields {
         page_size: meta.page_size,
         txn_id: meta.txn_id,
@@ -90,6 +92,11 @@ pub fn edit_meta(
         catalog_root: meta.catalog.root,
         catalog_entries: meta.catalog.entries,
         catalog_depth: meta.catalog.depth,
+        seal: meta
+            .seal(bytes)
+            .iter()
+            .map(|e| (e.page.get(), e.pages.get(), e.checksum.get()))
+            .collect(),
     };
     edit(&mut f);
     let meta = Meta {
@@ -103,9 +110,27 @@ pub fn edit_meta(
             entries: f.catalog_entries,
             depth: f.catalog_depth,
         },
+        seal_len: f.seal.len() as u32,
         ..meta
     };
+    let seal: Vec<SealEntry> = f
+        .seal
+        .iter()
+        .map(|&(page, pages, checksum)| SealEntry {
+            page: page.into(),
+            pages: pages.into(),
+            checksum: checksum.into(),
+        })
+        .collect();
     let bytes = meta.encode_sealed(&seal);
     image[at..at + bytes.len()].copy_from_slice(&bytes);
     true
+}
+
+/// Stamps page `page` of `image` (pages of `page_size` bytes) with the
+/// checksum of its bytes, as a commit does: for tests that edit a page and
+/// want only the structural checks to notice.
+pub fn restamp(image: &mut [u8], page_size: usize, page: u64) {
+    let at = page as usize * page_size;
+    crate::format::page::stamp_checksum(&mut image[at..at + page_size]);
 }

@@ -13,7 +13,7 @@ pub mod powerloss;
 mod recorder;
 
 pub use crate::pager::{FileStorage, Storage};
-pub use image::{ImageState, MetaFields, edit_meta, image_state};
+pub use image::{ImageState, MetaFields, edit_meta, image_state, restamp};
 pub use model::{Model, read_model};
 pub use recorder::{CrashPoint, Fate, NoSync, Op, Recorder, apply};
 

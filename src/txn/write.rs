@@ -9,8 +9,8 @@ use zerocopy::little_endian::U64;
 use super::core::{Core, WriterState};
 use crate::btree;
 use crate::dirty::{Dirty, DirtyView, Writer};
-use crate::error::Result;
-use crate::format::meta::{CHECKSUM_AT, Meta, TableDesc, seal_capacity};
+use crate::error::{Result, corrupted};
+use crate::format::meta::{CHECKSUM_AT, MAX_TXN_ID, Meta, TableDesc, seal_capacity};
 use crate::format::page::{FreeEntry, freelist_capacity, write_freelist};
 use crate::table::{TableMut, View, catalog_get, catalog_names, check_key};
 
@@ -43,7 +43,9 @@ impl<'db> WriteTxn<'db> {
     /// Starts a write transaction; `guard` is the writer lock.
     pub(crate) fn new(core: &'db Core, mut guard: MutexGuard<'db, WriterState>) -> WriteTxn<'db> {
         let base = core.readers.current();
-        let txn_id = base.txn_id + 1;
+        // A valid meta's id is at most MAX_TXN_ID, so this does not saturate;
+        // `commit` refuses an id past MAX_TXN_ID.
+        let txn_id = base.txn_id.saturating_add(1);
         // The reuse rule: pages freed by T are reusable once T <= W - 2 and no
         // live reader is older than T. A reader starting after this line sees
         // `base` (W - 1), which is newer than the limit.
@@ -153,6 +155,10 @@ impl<'db> WriteTxn<'db> {
             return Ok(());
         }
         let txn_id = self.dirty.txn_id();
+        if txn_id > MAX_TXN_ID {
+            // Its meta would be invalid: the commit would be lost at reopen.
+            return corrupted(self.base.txn_id % 2, "no transaction id is left to commit");
+        }
         let ps = self.core.pager.page_size();
 
         // 1. Table descriptors into the catalog.
