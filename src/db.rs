@@ -266,7 +266,7 @@ fn read_metas(file: &LockedFile) -> Result<(Vec<Candidate>, Option<SetAside>)> {
         buf.truncate(n);
         Ok(Meta::decode(&buf, file.len()).map(|m| (m, m.seal(&buf).to_vec())))
     };
-    let slot0 = read(0, MAX_PAGE_SIZE)?;
+    let mut slot0 = read(0, MAX_PAGE_SIZE)?;
     // Slot 1 sits one page in. If slot 0 is valid it says where; otherwise try
     // every page size, accepting only a meta that names its own offset.
     let sizes: Vec<usize> = match &slot0 {
@@ -285,6 +285,19 @@ fn read_metas(file: &LockedFile) -> Result<(Vec<Candidate>, Option<SetAside>)> {
             Ok(_) => slot1 = Err(MetaError::PageSize),
             Err(e) => slot1 = Err(e),
         }
+    }
+    // Transaction `N` writes slot `N % 2`, and the next commit overwrites the
+    // other slot. A meta in the slot of the other parity would have the next
+    // commit overwrite it in place, so it is valid only as a twin of the other
+    // slot's meta (both slots of a new file or of a plain copy hold one meta).
+    let txn =
+        |m: &Result<(Meta, Vec<SealEntry>), MetaError>| m.as_ref().ok().map(|(m, _)| m.txn_id);
+    let (txn0, txn1) = (txn(&slot0), txn(&slot1));
+    if txn0.is_some_and(|t| t % 2 != 0 && txn1 != Some(t)) {
+        slot0 = Err(MetaError::Slot);
+    }
+    if txn1.is_some_and(|t| t % 2 != 1 && txn0 != Some(t)) {
+        slot1 = Err(MetaError::Slot);
     }
     let reason0 = slot0.as_ref().err().copied();
     let invalid = [&slot0, &slot1]

@@ -463,3 +463,26 @@ fn stat_refuses_an_overflow_run_longer_than_the_file() {
         assert!(corrupted(Some(e)), "{name}");
     }
 }
+
+/// A meta in the slot of the other parity would have the next commit
+/// overwrite it in place (transaction `N` writes slot `N % 2`): a torn commit
+/// then loses it. Unless the other slot holds the same transaction (a new
+/// file, a plain copy), it is set aside.
+#[test]
+fn a_meta_in_the_slot_of_the_other_parity_is_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("parity.larch");
+    let mut image = two_commits(&path);
+    // Slot 0 holds txn 2; make it claim txn 3.
+    assert!(edit_meta(&mut image, 512, 0, |m| m.txn_id = 3));
+    std::fs::write(&path, &image).unwrap();
+    let db = open(&path).unwrap();
+    assert_eq!(db.last_txn_id(), 1);
+    assert_eq!(tables(&db), ["one"]);
+    let aside = db.stat().unwrap().set_aside.unwrap();
+    assert_eq!(
+        (aside.slot, aside.txn_id, aside.reason),
+        (0, None, "meta in the slot of the other parity")
+    );
+    db.check().unwrap();
+}

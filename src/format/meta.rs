@@ -161,6 +161,7 @@ pub(crate) enum MetaError {
     Geometry,
     Flags,
     TxnId,
+    Slot,
 }
 
 impl MetaError {
@@ -174,6 +175,7 @@ impl MetaError {
             MetaError::Geometry => "meta points outside the file",
             MetaError::Flags => "meta flags or seal list invalid",
             MetaError::TxnId => "meta transaction id out of range",
+            MetaError::Slot => "meta in the slot of the other parity",
         }
     }
 }

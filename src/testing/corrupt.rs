@@ -242,7 +242,13 @@ fn inject(image: &mut Vec<u8>, class: Class) {
 
 /// A valid image (page size 512) with `class` of damage injected.
 pub fn damaged_image(class: Class) -> Vec<u8> {
-    let dir = std::env::temp_dir().join(format!("larch-damaged-{}-{class:?}", std::process::id()));
+    // A directory per call: tests in one process build images at once.
+    static CALLS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let call = CALLS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let dir = std::env::temp_dir().join(format!(
+        "larch-damaged-{}-{class:?}-{call}",
+        std::process::id()
+    ));
     std::fs::create_dir_all(&dir).expect("scratch directory");
     let path = dir.join("base.larch");
     let _ = std::fs::remove_file(&path);
