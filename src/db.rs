@@ -31,6 +31,7 @@ pub const DEFAULT_MAP_SIZE: u64 = 64 << 30;
 pub struct Options {
     page_size: u32,
     map_size: u64,
+    read_only: bool,
     storage: Option<StorageHook>,
 }
 
@@ -39,6 +40,7 @@ impl Default for Options {
         Options {
             page_size: 4096,
             map_size: DEFAULT_MAP_SIZE,
+            read_only: false,
             storage: None,
         }
     }
@@ -49,6 +51,7 @@ impl std::fmt::Debug for Options {
         f.debug_struct("Options")
             .field("page_size", &self.page_size)
             .field("map_size", &self.map_size)
+            .field("read_only", &self.read_only)
             .finish_non_exhaustive()
     }
 }
@@ -74,6 +77,22 @@ impl Options {
         self
     }
 
+    /// Opens the file for reading only (default false). A read-only open
+    /// needs no write permission and never changes the file: it does not
+    /// create a missing file (an [`Error::Io`] of kind `NotFound`), does not
+    /// initialise an empty or all-zero one as a new database (it is
+    /// [`Error::Corrupted`]: not a larch database), and writes no byte.
+    /// [`Database::begin_write`] fails with [`Error::ReadOnly`].
+    ///
+    /// It takes a shared lock instead of the exclusive one: any number of
+    /// read-only opens, in this process or others, share the file, and none
+    /// opens while a writable open holds it, or the other way round
+    /// ([`Error::AlreadyOpen`]).
+    pub fn read_only(mut self, read_only: bool) -> Options {
+        self.read_only = read_only;
+        self
+    }
+
     /// Sends every write, resize and sync through the storage `hook` builds
     /// from the opened file (for crash and fault tests).
     #[cfg(feature = "testing")]
@@ -88,15 +107,17 @@ impl Options {
         self
     }
 
-    /// Opens (or creates) the database at `path`.
+    /// Opens (or creates) the database at `path`; see
+    /// [`read_only`](Options::read_only) for an open that never writes.
     ///
     /// # Safety
     ///
     /// The file is memory-mapped and values are handed out as slices of the map.
     /// Nothing else may modify or truncate the file while the returned
     /// [`Database`] is open: not another program, not this one through another
-    /// path. larch holds an exclusive lock on the file, which stops other larch
-    /// handles but not a process that ignores locks.
+    /// path. larch holds an exclusive lock on the file (a shared one when
+    /// read-only), which stops other larch handles but not a process that
+    /// ignores locks.
     #[allow(unsafe_code)] // The contract is the caller's; no unsafe operation here.
     pub unsafe fn open(&self, path: impl AsRef<Path>) -> Result<Database> {
         let ps = self.page_size as usize;
@@ -111,8 +132,11 @@ impl Options {
             ));
         }
         let path = path.as_ref();
-        let mut file = LockedFile::open(path, self.storage.as_ref())?;
+        let mut file = LockedFile::open(path, self.storage.as_ref(), self.read_only)?;
         if is_blank(&file)? {
+            if self.read_only {
+                return corrupted(0, "not a larch database (empty or all zeros)");
+            }
             initialise(&mut file, ps)?;
             sync_parent_dir(path)?;
         }
@@ -132,6 +156,7 @@ impl Options {
                             writer: Mutex::new(WriterState { free, chain }),
                             poisoned: AtomicBool::new(false),
                         },
+                        read_only: self.read_only,
                     });
                 }
                 Err(e) => {
@@ -278,6 +303,8 @@ fn load_free_list(pager: &Pager, meta: &Meta) -> Result<(FreeList, Vec<PageId>)>
 /// file and releases the lock; all transactions borrow it, so they end first.
 pub struct Database {
     core: Core,
+    /// Opened with [`Options::read_only`]: no write transaction starts.
+    read_only: bool,
 }
 
 impl Database {
@@ -303,8 +330,12 @@ impl Database {
     /// (So a thread that already holds a write transaction and asks for a
     /// second one waits forever: end the first one first.)
     ///
-    /// Fails with [`Error::Poisoned`] after an earlier write or sync error.
+    /// Fails with [`Error::Poisoned`] after an earlier write or sync error,
+    /// and with [`Error::ReadOnly`] on a read-only open.
     pub fn begin_write(&self) -> Result<WriteTxn<'_>> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
         let guard = self.core.writer.lock();
         if self.core.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);
