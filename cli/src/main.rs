@@ -196,7 +196,7 @@ fn run(command: Command) -> Res<ExitCode> {
         }
         Command::Load { db, table, file } => load_cmd(&db, table.as_deref(), file.as_deref()),
         Command::Copy { db, dest, compact } => {
-            let database = open_existing(&db)?;
+            let database = open_read(&db)?;
             let txn = database.begin_read()?;
             txn.copy_to(&dest, compact)
                 .map_err(|e| format!("{}: {e}", dest.display()))?;
@@ -208,7 +208,7 @@ fn run(command: Command) -> Res<ExitCode> {
             key,
             hex,
         } => {
-            let database = open_existing(&db)?;
+            let database = open_read(&db)?;
             let key = arg_bytes(&key, hex)?;
             let txn = database.begin_read()?;
             let t = txn.open_table(&table)?;
@@ -248,7 +248,7 @@ fn run(command: Command) -> Res<ExitCode> {
             key,
             hex,
         } => {
-            let database = open_existing(&db)?;
+            let database = open_write(&db)?;
             let key = arg_bytes(&key, hex)?;
             let mut txn = database.begin_write()?;
             let removed = txn.open_table(&table).and_then(|mut t| t.remove(&key))?;
@@ -271,8 +271,22 @@ fn run(command: Command) -> Res<ExitCode> {
     }
 }
 
-/// Opens a database that must already exist; never creates or writes one.
-fn open_existing(path: &Path) -> Res<Database> {
+/// Opens a database that must already exist, for reading only: never
+/// creates, initialises or writes a file.
+fn open_read(path: &Path) -> Res<Database> {
+    must_exist(path)?;
+    open(path, Options::new().read_only(true))
+}
+
+/// Opens a database that must already exist, to write to it.
+fn open_write(path: &Path) -> Res<Database> {
+    must_exist(path)?;
+    open(path, Options::new())
+}
+
+/// Refuses a path that is missing, not a file, or empty (which a writable
+/// open would initialise as a new database).
+fn must_exist(path: &Path) -> Res<()> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if !meta.is_file() || meta.len() == 0 {
         return fail(format!(
@@ -280,19 +294,27 @@ fn open_existing(path: &Path) -> Res<Database> {
             path.display()
         ));
     }
-    open(path)
+    Ok(())
 }
 
 /// Opens a database, creating it if the file does not exist.
 fn open_or_create(path: &Path) -> Res<Database> {
-    open(path)
+    open(path, Options::new())
 }
 
-fn open(path: &Path) -> Res<Database> {
-    // SAFETY: larch takes an exclusive lock on the file; this process touches
-    // it only through this handle, and the tool asks users not to modify the
-    // file by other means while it runs.
-    unsafe { Options::new().open(path) }.map_err(|e| Failure(format!("{}: {e}", path.display())))
+fn open(path: &Path, options: Options) -> Res<Database> {
+    // SAFETY: larch locks the file (exclusively to write, shared to read), so
+    // no other larch handle writes it meanwhile; this process touches it only
+    // through this handle, and the tool asks users not to modify the file by
+    // other means while it runs.
+    unsafe { options.open(path) }.map_err(|e| match e {
+        larch::Error::AlreadyOpen => Failure(format!(
+            "{}: the database is in use by another process (already open there); \
+             try again once that process has closed it",
+            path.display()
+        )),
+        e => Failure(format!("{}: {e}", path.display())),
+    })
 }
 
 /// A key or value given on the command line.
@@ -338,7 +360,7 @@ fn display_bytes(bytes: &[u8], hex: bool) -> String {
 }
 
 fn stat(path: &Path, table: Option<&str>) -> Res<ExitCode> {
-    let db = open_existing(path)?;
+    let db = open_read(path)?;
     let s = db.stat()?;
     let txn = db.begin_read()?;
     let table_line = |name: &str| -> Res<String> {
@@ -369,7 +391,7 @@ fn stat(path: &Path, table: Option<&str>) -> Res<ExitCode> {
 }
 
 fn check(path: &Path) -> Res<ExitCode> {
-    let db = open_existing(path)?;
+    let db = open_read(path)?;
     let r = db.check_report()?;
     println!(
         "transaction {}: {} pages, {} table(s), {} entries, depth {}",
@@ -425,7 +447,7 @@ fn dump_cmd(
     format: Format,
     output: Option<&Path>,
 ) -> Res<ExitCode> {
-    let db = open_existing(path)?;
+    let db = open_read(path)?;
     let txn = db.begin_read()?;
     // A map size for mdb_load: room for the data twice over.
     let file = std::fs::metadata(path)?.len();
@@ -495,7 +517,7 @@ fn scan(
     hex: bool,
 ) -> Res<ExitCode> {
     use std::ops::Bound;
-    let db = open_existing(path)?;
+    let db = open_read(path)?;
     let from = from.map(|k| arg_bytes(&k, hex)).transpose()?;
     let to = to.map(|k| arg_bytes(&k, hex)).transpose()?;
     let txn = db.begin_read()?;

@@ -179,6 +179,10 @@ fn a_database_open_elsewhere_is_refused_in_one_line() {
     let err = fails(&["get", s(&path), "t", "k"]);
     assert!(err.contains("already open"), "{err}");
     assert_eq!(err.lines().count(), 1);
+    // Said for the tool's user, not as advice to a program.
+    assert!(err.contains("in use by another process"), "{err}");
+    assert!(!err.contains("Database handle"), "{err}");
+    assert!(fails(&["put", s(&path), "t", "k", "w"]).contains("in use"));
     drop(db);
     assert_eq!(ok(&["get", s(&path), "t", "k"]), "v\n");
 }
@@ -350,4 +354,47 @@ fn bench_runs_and_reports_each_phase() {
     let stat = ok(&["stat", s(&db)]);
     assert!(stat.contains("\"bench\": 13000 entries"), "{stat}");
     assert!(fails(&["bench", s(&db), "--n", "20000"]).contains("exists"));
+}
+
+/// The bytes and modification time of a file, to show it was not touched.
+fn snapshot(path: &Path) -> (Vec<u8>, std::time::SystemTime) {
+    let meta = std::fs::metadata(path).unwrap();
+    (std::fs::read(path).unwrap(), meta.modified().unwrap())
+}
+
+#[test]
+fn read_commands_never_initialise_or_create_a_file() {
+    let d = Dir::new();
+    let missing = d.path("missing.larch");
+    let mut blanks = Vec::new();
+    for len in [100usize, 8192, 128 << 10] {
+        let path = d.path(&format!("zeros{len}"));
+        std::fs::write(&path, vec![0u8; len]).unwrap();
+        blanks.push(path);
+    }
+    let copy = d.path("copy");
+    for path in blanks.iter().chain([&missing]) {
+        let before = path.exists().then(|| snapshot(path));
+        let p = s(path);
+        let commands: [&[&str]; 6] = [
+            &["stat", p],
+            &["check", p],
+            &["dump", p],
+            &["get", p, "t", "k"],
+            &["scan", p, "t"],
+            &["copy", p, s(&copy)],
+        ];
+        for args in commands {
+            let err = fails(args);
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+            if before.is_some() {
+                assert!(err.contains("not a larch database"), "{args:?}: {err}");
+            }
+            match &before {
+                Some(b) => assert!(snapshot(path) == *b, "{args:?} changed the file"),
+                None => assert!(!path.exists(), "{args:?} created the file"),
+            }
+            assert!(!copy.exists(), "{args:?}");
+        }
+    }
 }
