@@ -5,6 +5,7 @@
 
 mod bench;
 mod dump;
+mod output;
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -15,6 +16,7 @@ use clap::{Parser, Subcommand};
 use larch::{Database, Options, ReadTxn};
 
 use dump::Format;
+use output::Output;
 
 #[derive(Parser)]
 #[command(
@@ -426,11 +428,6 @@ fn dump_table(
     format: Format,
     mapsize: u64,
 ) -> Res<()> {
-    if name.contains(['\n', '\r']) {
-        return fail(format!(
-            "table {name:?}: a name with a line break cannot be written in the dump format"
-        ));
-    }
     let t = txn.open_table(name)?;
     dump::write_header(out, format, Some(name), mapsize)?;
     for entry in t.iter()? {
@@ -448,23 +445,38 @@ fn dump_cmd(
     output: Option<&Path>,
 ) -> Res<ExitCode> {
     let db = open_read(path)?;
+    let file = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let txn = db.begin_read()?;
     // A map size for mdb_load: room for the data twice over.
-    let file = std::fs::metadata(path)?.len();
-    let mapsize = (2 * file).max(1 << 20).next_multiple_of(1 << 20);
+    let mapsize = (2 * file.len()).max(1 << 20).next_multiple_of(1 << 20);
     let names = match table {
         Some(t) => vec![t.to_owned()],
         None => txn.list_tables()?,
     };
-    let mut out: Box<dyn Write> = match output {
-        Some(p) => Box::new(File::create(p).map_err(|e| format!("{}: {e}", p.display()))?),
-        None => Box::new(io::stdout().lock()),
-    };
-    let mut out = BufWriter::new(&mut out);
+    // Whatever would stop the dump halfway stops it before it writes.
     for name in &names {
-        dump_table(&mut out, &txn, name, format, mapsize)?;
+        if name.contains(['\n', '\r']) {
+            return fail(format!(
+                "table {name:?}: a name with a line break cannot be written in the dump format"
+            ));
+        }
+        txn.open_table(name)?;
     }
-    out.flush()?;
+    let dump_all = |out: &mut dyn Write| -> Res<()> {
+        let mut out = BufWriter::new(out);
+        for name in &names {
+            dump_table(&mut out, &txn, name, format, mapsize)?;
+        }
+        Ok(out.flush()?)
+    };
+    match output {
+        Some(p) => {
+            let mut out = Output::create(p, &file)?;
+            dump_all(&mut out)?;
+            out.finish()?;
+        }
+        None => dump_all(&mut io::stdout().lock())?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 

@@ -398,3 +398,90 @@ fn read_commands_never_initialise_or_create_a_file() {
         }
     }
 }
+
+/// The names in a directory, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn dump_refuses_to_write_over_the_database() {
+    let d = Dir::new();
+    let db = d.path("db");
+    fill(s(&db));
+    let before = std::fs::read(&db).unwrap();
+    let link = d.path("link");
+    std::os::unix::fs::symlink(&db, &link).unwrap();
+    let hard = d.path("hard");
+    std::fs::hard_link(&db, &hard).unwrap();
+    let dotted = d
+        .path("..")
+        .join(d.0.path().file_name().unwrap())
+        .join("db");
+    for out in [s(&db), s(&link), s(&hard), s(&dotted)] {
+        let err = fails(&["dump", s(&db), "-f", out]);
+        assert!(err.contains("is the database"), "{out}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            std::fs::read(&db).unwrap() == before,
+            "{out}: the database changed"
+        );
+    }
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(ok(&["check", s(&db)]).ends_with("ok\n"));
+    assert_eq!(listing(d.0.path()), ["db", "hard", "link"]);
+}
+
+#[test]
+fn a_failed_dump_leaves_the_output_as_it_was() {
+    let d = Dir::new();
+    let db = d.path("db");
+    ok(&["put", s(&db), "a", "k", "v"]);
+    let out = d.path("out.txt");
+    std::fs::write(&out, "precious\n").unwrap();
+    let err = fails(&["dump", s(&db), "--table", "nosuch", "-f", s(&out)]);
+    assert!(err.contains("no table named"), "{err}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious\n");
+    assert_eq!(listing(d.0.path()), ["db", "out.txt"]);
+    // A table the dump format cannot hold, after one it can: the output is
+    // not half written either.
+    ok(&["put", s(&db), "b\nc", "k", "v"]);
+    let err = fails(&["dump", s(&db), "-f", s(&out)]);
+    assert!(err.contains("line break"), "{err}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious\n");
+    assert_eq!(listing(d.0.path()), ["db", "out.txt"]);
+    // A dump that succeeds replaces the file, keeping its permissions.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o640)).unwrap();
+    ok(&["dump", s(&db), "--table", "a", "-f", s(&out)]);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.contains("database=a\n") && text.ends_with("DATA=END\n"),
+        "{text}"
+    );
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    assert_eq!(listing(d.0.path()), ["db", "out.txt"]);
+    // Through a symlink, the file it names is replaced, not the link.
+    let link = d.path("link.txt");
+    std::os::unix::fs::symlink(&out, &link).unwrap();
+    std::fs::write(&out, "old\n").unwrap();
+    ok(&["dump", s(&db), "--table", "a", "-f", s(&link)]);
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
+}
