@@ -1,6 +1,7 @@
 //! `larch bench`: a self-contained workload that prints the throughput of
 //! each phase. Every write transaction is synchronous, as in real use.
 
+use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -52,16 +53,17 @@ fn phase(name: &str, ops: u64, mut body: impl FnMut(&ProgressBar) -> Res<()>) ->
     body(&bar)?;
     let took = start.elapsed();
     bar.finish_and_clear();
-    report(name, ops, took);
+    report(name, ops, took)?;
     Ok(())
 }
 
-fn report(name: &str, ops: u64, took: Duration) {
+fn report(name: &str, ops: u64, took: Duration) -> io::Result<()> {
     let secs = took.as_secs_f64();
-    println!(
+    writeln!(
+        io::stdout(),
         "{name:<34} {ops:>10} ops {secs:>9.3} s {:>12.0} ops/s",
         ops as f64 / secs.max(1e-9)
-    );
+    )
 }
 
 pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
@@ -82,8 +84,12 @@ pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
             path.display()
         ));
     }
-    println!("larch bench: {n} pairs of 16-byte keys and {VALUE_LEN}-byte values");
-    println!("database: {}", path.display());
+    let mut out = io::stdout();
+    writeln!(
+        out,
+        "larch bench: {n} pairs of 16-byte keys and {VALUE_LEN}-byte values"
+    )?;
+    writeln!(out, "database: {}", path.display())?;
     let db = crate::open_or_create(&path)?;
 
     let mut rng = Rng(0x5eed);
@@ -194,14 +200,15 @@ pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
     let start = Instant::now();
     let report_ = db.check()?;
     let stat = db.stat()?;
-    println!(
+    writeln!(
+        out,
         "check: {} entries, {} pages, no problems ({:.3} s); file {:.1} MiB, {} free pages",
         report_.entries,
         report_.pages,
         start.elapsed().as_secs_f64(),
         stat.file_size as f64 / (1 << 20) as f64,
         stat.free_pages
-    );
+    )?;
     drop(db);
     Ok(ExitCode::SUCCESS)
 }

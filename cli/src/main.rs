@@ -131,51 +131,65 @@ enum Command {
     },
 }
 
-/// What a command reports on failure: one line, without the program name.
+/// Why a command stopped.
 #[derive(Debug)]
-struct Failure(String);
+enum Failure {
+    /// What to report: one line, without the program name.
+    Message(String),
+    /// Whoever read standard output closed it (`larch dump db | head -1`):
+    /// the command ends quietly and successfully, as `mdb_dump` does.
+    OutputClosed,
+}
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            Failure::Message(m) => f.write_str(m),
+            Failure::OutputClosed => f.write_str("the output was closed"),
+        }
     }
 }
 
 impl From<String> for Failure {
     fn from(s: String) -> Failure {
-        Failure(s)
+        Failure::Message(s)
     }
 }
 
 impl From<&str> for Failure {
     fn from(s: &str) -> Failure {
-        Failure(s.to_owned())
+        Failure::Message(s.to_owned())
     }
 }
 
 impl From<larch::Error> for Failure {
     fn from(e: larch::Error) -> Failure {
-        Failure(e.to_string())
+        Failure::Message(e.to_string())
     }
 }
 
 impl From<io::Error> for Failure {
     fn from(e: io::Error) -> Failure {
-        Failure(e.to_string())
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            Failure::OutputClosed
+        } else {
+            Failure::Message(e.to_string())
+        }
     }
 }
 
 type Res<T> = Result<T, Failure>;
 
 fn fail<T>(message: String) -> Res<T> {
-    Err(Failure(message))
+    Err(Failure::Message(message))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(code) => code,
-        Err(message) => {
+        Err(Failure::OutputClosed) => ExitCode::SUCCESS,
+        Err(Failure::Message(message)) => {
             eprintln!("larch: {message}");
             ExitCode::FAILURE
         }
@@ -310,19 +324,20 @@ fn open(path: &Path, options: Options) -> Res<Database> {
     // through this handle, and the tool asks users not to modify the file by
     // other means while it runs.
     unsafe { options.open(path) }.map_err(|e| match e {
-        larch::Error::AlreadyOpen => Failure(format!(
+        larch::Error::AlreadyOpen => Failure::Message(format!(
             "{}: the database is in use by another process (already open there); \
              try again once that process has closed it",
             path.display()
         )),
-        e => Failure(format!("{}: {e}", path.display())),
+        e => Failure::Message(format!("{}: {e}", path.display())),
     })
 }
 
 /// A key or value given on the command line.
 fn arg_bytes(text: &str, hex: bool) -> Res<Vec<u8>> {
     if hex {
-        dump::decode(text.as_bytes(), Format::Hex).map_err(|e| Failure(format!("{text:?}: {e}")))
+        dump::decode(text.as_bytes(), Format::Hex)
+            .map_err(|e| Failure::Message(format!("{text:?}: {e}")))
     } else {
         Ok(text.as_bytes().to_vec())
     }
@@ -373,34 +388,38 @@ fn stat(path: &Path, table: Option<&str>) -> Res<ExitCode> {
             st.entries, st.depth, st.branch_pages, st.leaf_pages, st.overflow_pages
         ))
     };
+    let mut out = BufWriter::new(io::stdout().lock());
     if let Some(name) = table {
-        println!("{}", table_line(name)?);
+        writeln!(out, "{}", table_line(name)?)?;
+        out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("page size: {}", s.page_size);
-    println!("last transaction: {}", s.txn_id);
-    println!("pages: {} (file {} bytes)", s.pages, s.file_size);
-    println!(
+    writeln!(out, "page size: {}", s.page_size)?;
+    writeln!(out, "last transaction: {}", s.txn_id)?;
+    writeln!(out, "pages: {} (file {} bytes)", s.pages, s.file_size)?;
+    writeln!(
+        out,
         "free pages: {} ({} pending), free-list pages: {}",
         s.free_pages, s.pending_free_pages, s.freelist_pages
-    );
-    println!("live readers: {}", s.live_readers);
-    println!("tables: {}", s.tables);
+    )?;
+    writeln!(out, "live readers: {}", s.live_readers)?;
+    writeln!(out, "tables: {}", s.tables)?;
     for name in txn.list_tables()? {
-        println!("  {}", table_line(&name)?);
+        writeln!(out, "  {}", table_line(&name)?)?;
     }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
 fn check(path: &Path) -> Res<ExitCode> {
     let db = open_read(path)?;
     let r = db.check_report()?;
-    println!(
-        "transaction {}: {} pages, {} table(s), {} entries, depth {}",
+    let mut text = format!(
+        "transaction {}: {} pages, {} table(s), {} entries, depth {}\n",
         r.txn_id, r.pages, r.tables, r.entries, r.max_depth
     );
-    println!(
-        "{} branch, {} leaf, {} overflow, {} free-list pages; {} free ({} pending), {} leaked",
+    text += &format!(
+        "{} branch, {} leaf, {} overflow, {} free-list pages; {} free ({} pending), {} leaked\n",
         r.branch_pages,
         r.leaf_pages,
         r.overflow_pages,
@@ -410,14 +429,19 @@ fn check(path: &Path) -> Res<ExitCode> {
         r.leaked_pages
     );
     for e in &r.errors {
-        println!("problem: {e}");
+        text += &format!("problem: {e}\n");
     }
-    if r.is_clean() {
-        println!("ok");
-        Ok(ExitCode::SUCCESS)
+    let code = if r.is_clean() {
+        text += "ok\n";
+        ExitCode::SUCCESS
     } else {
-        println!("{} problem(s) found", r.errors.len());
-        Ok(ExitCode::FAILURE)
+        text += &format!("{} problem(s) found\n", r.errors.len());
+        ExitCode::FAILURE
+    };
+    // The verdict is the exit status, whoever reads the text.
+    match io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(code),
     }
 }
 
@@ -490,7 +514,7 @@ fn load_cmd(path: &Path, table: Option<&str>, file: Option<&Path>) -> Res<ExitCo
     let mut txn = db.begin_write()?;
     let mut reader = dump::Reader::new(BufReader::new(input));
     let (mut sections, mut entries) = (0u64, 0u64);
-    let nothing = |e: String| Failure(format!("{e}; nothing was loaded"));
+    let nothing = |e: String| Failure::Message(format!("{e}; nothing was loaded"));
     while let Some(h) = reader.next_section().map_err(|e| nothing(e.to_string()))? {
         let name = match (table, &h.database) {
             (Some(_), _) if sections > 0 => {

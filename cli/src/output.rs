@@ -32,7 +32,7 @@ pub fn same_file(a: &Metadata, b: &Metadata) -> bool {
 impl Output {
     /// Prepares to write `path`, refusing the file `database` describes.
     pub fn create(path: &Path, database: &Metadata) -> Res<Output> {
-        let named = |e: io::Error| Failure(format!("{}: {e}", path.display()));
+        let named = |e: io::Error| Failure::Message(format!("{}: {e}", path.display()));
         let link = match std::fs::symlink_metadata(path) {
             Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -76,7 +76,7 @@ impl Output {
     /// A temporary file beside `dest`, with the permissions of the file it
     /// replaces, or those of a new file.
     fn replace(dest: PathBuf, keep: Option<Permissions>) -> Res<Output> {
-        let named = |e: io::Error| Failure(format!("{}: {e}", dest.display()));
+        let named = |e: io::Error| Failure::Message(format!("{}: {e}", dest.display()));
         let dir = match dest.parent() {
             Some(p) if !p.as_os_str().is_empty() => p,
             _ => Path::new("."),
@@ -93,7 +93,7 @@ impl Output {
         match self {
             Output::Replace { temp, dest } => temp
                 .rename_to(&dest)
-                .map_err(|e| Failure(format!("{}: {e}", dest.display()))),
+                .map_err(|e| Failure::Message(format!("{}: {e}", dest.display()))),
             Output::Direct(mut file) => Ok(file.flush()?),
         }
     }

@@ -485,3 +485,48 @@ fn a_failed_dump_leaves_the_output_as_it_was() {
     );
     assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
 }
+
+/// Runs `larch args`, reads one line of its output and closes the pipe.
+fn first_line_then_close(args: &[&str]) -> (String, Output) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_larch"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run larch");
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    drop(reader);
+    (line, child.wait_with_output().unwrap())
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let d = Dir::new();
+    let db = d.path("db");
+    fill(s(&db));
+    // Far more than a pipe holds, for scan too.
+    let mut dump = String::from("VERSION=3\nformat=print\ndatabase=many\nHEADER=END\n");
+    for i in 0..3000 {
+        dump += &format!(" {i:05}\n {}\n", "x".repeat(100));
+    }
+    dump += "DATA=END\n";
+    let out = larch_with_input(&["load", s(&db)], Some(dump.as_bytes()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for args in [
+        &["dump", s(&db)][..],
+        &["dump", "-p", s(&db)],
+        &["scan", s(&db), "many"],
+    ] {
+        let (line, out) = first_line_then_close(args);
+        assert!(!line.is_empty(), "{args:?}");
+        assert!(out.status.success(), "{args:?}: {:?}", out.status);
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{args:?}");
+    }
+}
