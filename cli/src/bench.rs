@@ -90,7 +90,7 @@ pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
         "larch bench: {n} pairs of 16-byte keys and {VALUE_LEN}-byte values"
     )?;
     writeln!(out, "database: {}", path.display())?;
-    let db = crate::open_or_create(&path)?;
+    let (db, new) = crate::open_or_create(&path)?;
 
     let mut rng = Rng(0x5eed);
     let mut keys: Vec<[u8; 16]> = (0..n).map(|_| rng.key()).collect();
@@ -210,5 +210,6 @@ pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
         stat.free_pages
     )?;
     drop(db);
+    crate::keep(new);
     Ok(ExitCode::SUCCESS)
 }

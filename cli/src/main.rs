@@ -57,7 +57,8 @@ enum Command {
         output: Option<PathBuf>,
     },
     /// Read a dump (mdb_dump's text format) into the database, in one
-    /// transaction: on any error nothing is written.
+    /// transaction: on any error, or an empty dump, nothing is written (and a
+    /// database file this command created is removed).
     Load {
         db: PathBuf,
         /// The table for a dump that names none (LMDB's unnamed database);
@@ -250,12 +251,14 @@ fn run(command: Command) -> Res<ExitCode> {
             value,
             hex,
         } => {
-            let database = open_or_create(&db)?;
             let (key, value) = (arg_bytes(&key, hex)?, arg_bytes(&value, hex)?);
+            let (database, new) = open_or_create(&db)?;
             let mut txn = database.begin_write()?;
             txn.open_table(&table)
                 .and_then(|mut t| t.insert(&key, &value))?;
             txn.commit()?;
+            drop(database);
+            keep(new);
             Ok(ExitCode::SUCCESS)
         }
         Command::Del {
@@ -313,9 +316,56 @@ fn must_exist(path: &Path) -> Res<()> {
     Ok(())
 }
 
-/// Opens a database, creating it if the file does not exist.
-fn open_or_create(path: &Path) -> Res<Database> {
-    open(path, Options::new())
+/// Opens a database, creating it if the file does not exist. A file created
+/// here comes with a [`NewFile`] that removes it unless the command succeeds.
+fn open_or_create(path: &Path) -> Res<(Database, Option<NewFile>)> {
+    let new = match File::options().write(true).create_new(true).open(path) {
+        Ok(file) => Some(NewFile {
+            path: path.to_path_buf(),
+            file: file.metadata()?,
+            kept: false,
+        }),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => None,
+        Err(e) => return fail(format!("{}: {e}", path.display())),
+    };
+    let db = open(path, Options::new())?;
+    Ok((db, new))
+}
+
+/// A database file this command created: removed when dropped, which is on
+/// any failure, unless [`NewFile::keep`] was called.
+struct NewFile {
+    path: PathBuf,
+    file: std::fs::Metadata,
+    kept: bool,
+}
+
+impl NewFile {
+    /// Keeps the file: the command succeeded.
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for NewFile {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        // Only if the name still leads to the file created here.
+        if let Ok(now) = std::fs::symlink_metadata(&self.path)
+            && output::same_file(&now, &self.file)
+        {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Keeps a file the command created, once it succeeded.
+fn keep(new: Option<NewFile>) {
+    if let Some(new) = new {
+        new.keep();
+    }
 }
 
 fn open(path: &Path, options: Options) -> Res<Database> {
@@ -509,7 +559,7 @@ fn load_cmd(path: &Path, table: Option<&str>, file: Option<&Path>) -> Res<ExitCo
         Some(p) => Box::new(File::open(p).map_err(|e| format!("{}: {e}", p.display()))?),
         None => Box::new(io::stdin().lock()),
     };
-    let db = open_or_create(path)?;
+    let (db, new) = open_or_create(path)?;
     // Dropping the transaction on any error writes nothing.
     let mut txn = db.begin_write()?;
     let mut reader = dump::Reader::new(BufReader::new(input));
@@ -539,7 +589,14 @@ fn load_cmd(path: &Path, table: Option<&str>, file: Option<&Path>) -> Res<ExitCo
             entries += 1;
         }
     }
+    if sections == 0 {
+        // Most likely a failed command before the pipe, not a wish to load
+        // nothing.
+        return Err(nothing("the dump is empty (no section)".into()));
+    }
     txn.commit()?;
+    drop(db);
+    keep(new);
     eprintln!("loaded {entries} entries in {sections} section(s)");
     Ok(ExitCode::SUCCESS)
 }

@@ -530,3 +530,38 @@ fn output_into_a_closed_pipe_ends_quietly() {
         assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{args:?}");
     }
 }
+
+#[test]
+fn a_failed_put_or_load_removes_the_file_it_created() {
+    let d = Dir::new();
+    let new = d.path("new.larch");
+    let long_key = "k".repeat(5000);
+    assert!(fails(&["put", s(&new), "t", &long_key, "v"]).contains("longer than"));
+    assert!(!new.exists());
+    assert!(fails(&["put", "--hex", s(&new), "t", "0", "00"]).contains("hex"));
+    assert!(!new.exists());
+    let out = larch_with_input(&["load", s(&new)], Some(b"VERSION=3\nHEADER=END\n 6\n"));
+    assert!(!out.status.success());
+    assert!(!new.exists());
+    // An empty dump is refused, and creates nothing either.
+    for input in [&b""[..], b"\n"] {
+        let out = larch_with_input(&["load", s(&new), "--table", "t"], Some(input));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{input:?}: {err}");
+        assert!(
+            err.contains("empty") || err.contains("line 1"),
+            "{input:?}: {err}"
+        );
+        assert!(!new.exists());
+    }
+    assert_eq!(listing(d.0.path()), Vec::<String>::new());
+    // A file that existed stays, unchanged.
+    let old = d.path("old.larch");
+    ok(&["put", s(&old), "t", "k", "v"]);
+    let before = std::fs::read(&old).unwrap();
+    assert!(fails(&["put", s(&old), "t", &long_key, "v"]).contains("longer than"));
+    let out = larch_with_input(&["load", s(&old)], Some(b""));
+    assert!(!out.status.success());
+    assert!(std::fs::read(&old).unwrap() == before);
+    assert_eq!(ok(&["get", s(&old), "t", "k"]), "v\n");
+}
