@@ -267,16 +267,19 @@ fn run(command: Command) -> Res<ExitCode> {
             key,
             hex,
         } => {
-            let database = open_write(&db)?;
             let key = arg_bytes(&key, hex)?;
+            let database = open_write(&db)?;
             let mut txn = database.begin_write()?;
+            // A write transaction's open_table creates a missing table:
+            // look it up in the snapshot the transaction starts from.
+            database.begin_read()?.open_table(&table)?;
             let removed = txn.open_table(&table).and_then(|mut t| t.remove(&key))?;
-            txn.commit()?;
-            if removed {
-                Ok(ExitCode::SUCCESS)
-            } else {
-                Err("key not found".into())
+            if !removed {
+                // Nothing changed: nothing to commit.
+                return Err("key not found".into());
             }
+            txn.commit()?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Scan {
             db,

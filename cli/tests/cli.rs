@@ -565,3 +565,18 @@ fn a_failed_put_or_load_removes_the_file_it_created() {
     assert!(std::fs::read(&old).unwrap() == before);
     assert_eq!(ok(&["get", s(&old), "t", "k"]), "v\n");
 }
+
+#[test]
+fn del_commits_nothing_when_there_is_nothing_to_remove() {
+    let d = Dir::new();
+    let db = d.path("db");
+    ok(&["put", s(&db), "t", "k", "v"]);
+    let before = snapshot(&db);
+    let err = fails(&["del", s(&db), "nosuch", "k"]);
+    assert!(err.contains("no table named \"nosuch\""), "{err}");
+    assert!(fails(&["del", s(&db), "t", "absent"]).contains("key not found"));
+    assert!(snapshot(&db) == before, "del committed a transaction");
+    let stat = ok(&["stat", s(&db)]);
+    assert!(stat.contains("last transaction: 1\n"), "{stat}");
+    assert!(stat.contains("tables: 1\n"), "{stat}");
+}
