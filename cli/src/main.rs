@@ -562,6 +562,13 @@ fn load_cmd(path: &Path, table: Option<&str>, file: Option<&Path>) -> Res<ExitCo
         Some(p) => Box::new(File::open(p).map_err(|e| format!("{}: {e}", p.display()))?),
         None => Box::new(io::stdin().lock()),
     };
+    if let Some(t) = table
+        && t.contains(['\n', '\r'])
+    {
+        return fail(format!(
+            "--table {t:?}: a name with a line break cannot be written in the dump format"
+        ));
+    }
     let (db, new) = open_or_create(path)?;
     // Dropping the transaction on any error writes nothing.
     let mut txn = db.begin_write()?;
@@ -586,9 +593,31 @@ fn load_cmd(path: &Path, table: Option<&str>, file: Option<&Path>) -> Res<ExitCo
             }
         };
         sections += 1;
-        let mut t = txn.open_table(&name).map_err(|e| nothing(e.to_string()))?;
+        let mut t = txn.open_table(&name).map_err(|e| {
+            // The name is a key of the catalog, but to the user a table name.
+            let e = match e {
+                larch::Error::KeyTooLarge { len, max } => {
+                    format!("table name of {len} bytes is longer than the limit of {max} bytes")
+                }
+                e => e.to_string(),
+            };
+            match (table, h.database_line) {
+                (Some(_), _) => nothing(format!("--table: {e}")),
+                (None, Some(line)) => nothing(format!("line {line}: {e}")),
+                (None, None) => nothing(e),
+            }
+        })?;
         while let Some((k, v)) = reader.next_pair().map_err(|e| nothing(e.to_string()))? {
-            t.insert(&k, &v).map_err(|e| nothing(e.to_string()))?;
+            t.insert(&k, &v).map_err(|e| match e {
+                // The value is on the line read last, its key on the one before.
+                larch::Error::KeyTooLarge { .. } => {
+                    nothing(format!("line {}: {e}", reader.line() - 1))
+                }
+                larch::Error::ValueTooLarge { .. } => {
+                    nothing(format!("line {}: {e}", reader.line()))
+                }
+                e => nothing(e.to_string()),
+            })?;
             entries += 1;
         }
     }

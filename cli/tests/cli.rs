@@ -580,3 +580,113 @@ fn del_commits_nothing_when_there_is_nothing_to_remove() {
     assert!(stat.contains("last transaction: 1\n"), "{stat}");
     assert!(stat.contains("tables: 1\n"), "{stat}");
 }
+
+/// Runs `load` on `input` into a fresh database; returns its error line.
+fn load_fails(d: &Dir, input: &[u8]) -> String {
+    let db = d.path("target");
+    ok(&["put", s(&db), "t", "before", "1"]);
+    let file = d.path("input.dump");
+    std::fs::write(&file, input).unwrap();
+    let err = fails(&["load", s(&db), s(&file)]);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("nothing was loaded"), "{err}");
+    assert_eq!(ok(&["scan", s(&db), "t"]), "before\t1\n");
+    assert_eq!(ok(&["stat", s(&db)]).matches("entries").count(), 1);
+    err
+}
+
+#[test]
+fn load_refuses_table_names_dump_could_not_write_back() {
+    let d = Dir::new();
+    let cr = load_fails(
+        &d,
+        b"VERSION=3\nformat=bytevalue\ndatabase=a\rb\ntype=btree\nHEADER=END\n 00\n 00\nDATA=END\n",
+    );
+    assert!(
+        cr.contains("line 3") && cr.contains("carriage return"),
+        "{cr}"
+    );
+    let long = format!(
+        "VERSION=3\nformat=bytevalue\ndatabase={}\ntype=btree\nHEADER=END\n 00\n 00\nDATA=END\n",
+        "n".repeat(10_000)
+    );
+    let err = load_fails(&d, long.as_bytes());
+    assert!(
+        err.contains("line 3") && err.contains("table name"),
+        "{err}"
+    );
+    assert!(!err.contains("key"), "{err}");
+}
+
+#[test]
+fn load_names_carriage_returns_of_crlf_dumps() {
+    let d = Dir::new();
+    let good =
+        "VERSION=3\nformat=bytevalue\ndatabase=t\ntype=btree\nHEADER=END\n 6b\n 76\nDATA=END\n";
+    let crlf = good.replace('\n', "\r\n");
+    let err = load_fails(&d, crlf.as_bytes());
+    assert!(
+        err.contains("line 1") && err.contains("carriage return"),
+        "{err}"
+    );
+    // Only the data lines in CRLF.
+    let mixed = good.replace(" 6b\n", " 6b\r\n");
+    let err = load_fails(&d, mixed.as_bytes());
+    assert!(
+        err.contains("line 6") && err.contains("carriage return"),
+        "{err}"
+    );
+    let print = "VERSION=3\nformat=print\ndatabase=t\nHEADER=END\n k\r\n v\nDATA=END\n";
+    let err = load_fails(&d, print.as_bytes());
+    assert!(
+        err.contains("line 5") && err.contains("carriage return"),
+        "{err}"
+    );
+}
+
+#[test]
+fn load_bounds_the_length_of_a_line() {
+    let d = Dir::new();
+    // A header line with no end.
+    let header = format!("VERSION=3\ndatabase={}", "x".repeat(200_000));
+    let err = load_fails(&d, header.as_bytes());
+    assert!(
+        err.contains("line 2") && err.contains("longer than"),
+        "{err}"
+    );
+    // Text that is no dump at all, without a newline.
+    let err = load_fails(&d, &vec![b'z'; 300_000]);
+    assert!(
+        err.contains("line 1") && err.contains("longer than"),
+        "{err}"
+    );
+    // A key longer than any page size allows, in both formats.
+    let key = format!(
+        "VERSION=3\nformat=bytevalue\ndatabase=t\nHEADER=END\n {}\n 00\nDATA=END\n",
+        "61".repeat(100_000)
+    );
+    let err = load_fails(&d, key.as_bytes());
+    assert!(
+        err.contains("line 5") && err.contains("key longer than"),
+        "{err}"
+    );
+    let key = format!(
+        "VERSION=3\nformat=print\ndatabase=t\nHEADER=END\n 00\n 00\n {}",
+        "\\00".repeat(100_000)
+    );
+    let err = load_fails(&d, key.as_bytes());
+    assert!(
+        err.contains("line 7") && err.contains("key longer than"),
+        "{err}"
+    );
+    // A key the target database refuses names its line too.
+    let key = format!(
+        "VERSION=3\nformat=bytevalue\ndatabase=t\nHEADER=END\n 00\n 00\n {}\n 00\nDATA=END\n",
+        "61".repeat(2000)
+    );
+    let err = load_fails(&d, key.as_bytes());
+    assert!(
+        err.contains("line 7") && err.contains("key of 2000 bytes"),
+        "{err}"
+    );
+}
