@@ -690,3 +690,25 @@ fn load_bounds_the_length_of_a_line() {
         "{err}"
     );
 }
+
+#[test]
+fn bench_refuses_an_n_it_cannot_hold() {
+    let d = Dir::new();
+    let db = d.path("bench.larch");
+    for n in ["18446744073709551615", "4000000000"] {
+        let err = fails(&["bench", s(&db), "--n", n]);
+        assert!(err.contains("--n") && err.contains("memory"), "{n}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(!db.exists(), "{n}: the database was left behind");
+    }
+    // Without a path, in a temporary directory that is removed.
+    let temp = d.path("tmp");
+    std::fs::create_dir(&temp).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_larch"))
+        .args(["bench", "--n", "4000000000"])
+        .env("TMPDIR", &temp)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(listing(&temp), Vec::<String>::new());
+}
