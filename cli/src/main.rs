@@ -213,6 +213,19 @@ fn run(command: Command) -> Res<ExitCode> {
         }
         Command::Load { db, table, file } => load_cmd(&db, table.as_deref(), file.as_deref()),
         Command::Copy { db, dest, compact } => {
+            // Anything under the name, a symlink to nowhere included: the
+            // copy would replace the link by renaming over it.
+            if let Ok(m) = dest.symlink_metadata() {
+                let what = if m.file_type().is_symlink() {
+                    " (a symlink)"
+                } else {
+                    ""
+                };
+                return fail(format!(
+                    "{}: exists{what}; copy writes a new file",
+                    dest.display()
+                ));
+            }
             let database = open_read(&db)?;
             let txn = database.begin_read()?;
             txn.copy_to(&dest, compact)

@@ -712,3 +712,22 @@ fn bench_refuses_an_n_it_cannot_hold() {
     assert!(!out.status.success());
     assert_eq!(listing(&temp), Vec::<String>::new());
 }
+
+#[test]
+fn copy_refuses_a_symlink_destination_even_a_dangling_one() {
+    let d = Dir::new();
+    let db = d.path("db");
+    ok(&["put", s(&db), "t", "k", "v"]);
+    let link = d.path("link");
+    std::os::unix::fs::symlink(d.path("nowhere"), &link).unwrap();
+    let err = fails(&["copy", s(&db), s(&link)]);
+    assert!(err.contains("exists"), "{err}");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(!d.path("nowhere").exists());
+    assert_eq!(listing(d.0.path()), ["db", "link"]);
+}
