@@ -32,6 +32,7 @@ pub struct Options {
     page_size: u32,
     map_size: u64,
     verify: bool,
+    read_only: bool,
     storage: Option<StorageHook>,
 }
 
@@ -41,6 +42,7 @@ impl Default for Options {
             page_size: 4096,
             map_size: DEFAULT_MAP_SIZE,
             verify: false,
+            read_only: false,
             storage: None,
         }
     }
@@ -52,6 +54,7 @@ impl std::fmt::Debug for Options {
             .field("page_size", &self.page_size)
             .field("map_size", &self.map_size)
             .field("verify", &self.verify)
+            .field("read_only", &self.read_only)
             .finish_non_exhaustive()
     }
 }
@@ -94,6 +97,22 @@ impl Options {
         self
     }
 
+    /// Opens the file for reading only (default false). A read-only open
+    /// needs no write permission and never changes the file: it does not
+    /// create a missing file (an [`Error::Io`] of kind `NotFound`), does not
+    /// initialise an empty or all-zero one as a new database (it is
+    /// [`Error::Corrupted`]: not a larch database), and writes no byte.
+    /// [`Database::begin_write`] fails with [`Error::ReadOnly`].
+    ///
+    /// It takes a shared lock instead of the exclusive one: any number of
+    /// read-only opens, in this process or others, share the file, and none
+    /// opens while a writable open holds it, or the other way round
+    /// ([`Error::AlreadyOpen`]).
+    pub fn read_only(mut self, read_only: bool) -> Options {
+        self.read_only = read_only;
+        self
+    }
+
     /// Sends every write, resize and sync through the storage `hook` builds
     /// from the opened file (for crash and fault tests).
     #[cfg(feature = "testing")]
@@ -108,7 +127,8 @@ impl Options {
         self
     }
 
-    /// Opens (or creates) the database at `path`.
+    /// Opens (or creates) the database at `path`; see
+    /// [`read_only`](Options::read_only) for an open that never writes.
     ///
     /// # Safety
     ///
@@ -117,8 +137,9 @@ impl Options {
     ///
     /// - Nothing else modifies or truncates the file while the returned
     ///   [`Database`] is open: not another program, not this one through
-    ///   another path. larch holds an exclusive lock on the file, which stops
-    ///   other larch handles but not a process that ignores locks.
+    ///   another path. larch holds an exclusive lock on the file (a shared one
+    ///   when read-only), which stops other larch handles but not a process
+    ///   that ignores locks.
     /// - The file's contents were written by larch: every file larch created,
     ///   however its writers crashed or lost power, qualifies. larch checks
     ///   every offset, length and id it reads, so damaged or crafted bytes give
@@ -143,16 +164,22 @@ impl Options {
             ));
         }
         let path = path.as_ref();
-        let mut file = LockedFile::open(path, self.storage.as_ref())?;
+        let mut file = LockedFile::open(path, self.storage.as_ref(), self.read_only)?;
         if is_blank(&file)? {
+            if self.read_only {
+                return corrupted(0, "not a larch database (empty or all zeros)");
+            }
             initialise(&mut file, ps)?;
             sync_parent_dir(path)?;
         }
         // What open reads comes from the page cache, which may still hold a
         // commit whose process died before its sync returned. The next commit
         // overwrites the slot of the commit before that one, so whatever open
-        // finds must be durable before anything builds on it.
-        file.sync()?;
+        // finds must be durable before anything builds on it. A read-only
+        // open builds nothing.
+        if !self.read_only {
+            file.sync()?;
+        }
         let (candidates, mut set_aside) = read_metas(&file)?;
         let page_size = candidates[0].1.page_size as usize;
         let pager = file.into_pager(page_size, self.map_size)?;
@@ -176,6 +203,7 @@ impl Options {
                             poisoned: AtomicBool::new(false),
                             set_aside,
                         },
+                        read_only: self.read_only,
                     });
                 }
                 Err(e) => {
@@ -289,14 +317,16 @@ fn read_metas(file: &LockedFile) -> Result<(Vec<Candidate>, Option<SetAside>)> {
     // Transaction `N` writes slot `N % 2`, and the next commit overwrites the
     // other slot. A meta in the slot of the other parity would have the next
     // commit overwrite it in place, so it is valid only as a twin of the other
-    // slot's meta (both slots of a new file or of a plain copy hold one meta).
+    // slot's meta (both slots of a plain copy hold one meta). Transaction 0,
+    // the empty database a new file starts with in both slots, may stand in
+    // either alone: a crash while the file was first written can keep one.
     let txn =
         |m: &Result<(Meta, Vec<SealEntry>), MetaError>| m.as_ref().ok().map(|(m, _)| m.txn_id);
     let (txn0, txn1) = (txn(&slot0), txn(&slot1));
     if txn0.is_some_and(|t| t % 2 != 0 && txn1 != Some(t)) {
         slot0 = Err(MetaError::Slot);
     }
-    if txn1.is_some_and(|t| t % 2 != 1 && txn0 != Some(t)) {
+    if txn1.is_some_and(|t| t != 0 && t % 2 != 1 && txn0 != Some(t)) {
         slot1 = Err(MetaError::Slot);
     }
     let reason0 = slot0.as_ref().err().copied();
@@ -359,6 +389,8 @@ fn load_free_list(pager: &Pager, meta: &Meta) -> Result<(FreeList, Vec<PageId>)>
 /// file and releases the lock; all transactions borrow it, so they end first.
 pub struct Database {
     core: Core,
+    /// Opened with [`Options::read_only`]: no write transaction starts.
+    read_only: bool,
 }
 
 impl Database {
@@ -385,8 +417,12 @@ impl Database {
     /// (So a thread that already holds a write transaction and asks for a
     /// second one waits forever: end the first one first.)
     ///
-    /// Fails with [`Error::Poisoned`] after an earlier write or sync error.
+    /// Fails with [`Error::Poisoned`] after an earlier write or sync error,
+    /// and with [`Error::ReadOnly`] on a read-only open.
     pub fn begin_write(&self) -> Result<WriteTxn<'_>> {
+        if self.read_only {
+            return Err(Error::ReadOnly);
+        }
         let guard = self.core.writer.lock();
         if self.core.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);

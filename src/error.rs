@@ -54,6 +54,9 @@ pub enum Error {
     Poisoned,
     /// An option was out of range.
     InvalidOption(&'static str),
+    /// A write transaction was asked of a database opened with
+    /// `Options::read_only`.
+    ReadOnly,
 }
 
 impl fmt::Display for Error {
@@ -92,6 +95,11 @@ impl fmt::Display for Error {
                  drop the Database and open it again"
             ),
             Error::InvalidOption(what) => write!(f, "invalid option: {what}"),
+            Error::ReadOnly => write!(
+                f,
+                "the database was opened read-only, so it cannot be written; \
+                 open it without Options::read_only to write"
+            ),
         }
     }
 }

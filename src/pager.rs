@@ -84,7 +84,8 @@ impl Storage for FileStorage {
 
 /// The open file, its map and its storage.
 pub(crate) struct Pager {
-    /// Holds the exclusive lock for as long as the database is open.
+    /// Holds the lock (exclusive, or shared when read-only) for as long as the
+    /// database is open.
     _file: File,
     map: MmapRaw,
     storage: Box<dyn Storage>,
@@ -101,16 +102,27 @@ pub(crate) struct LockedFile {
 }
 
 impl LockedFile {
-    /// Opens (creating if missing) and locks the file at `path`; its writes go
-    /// through the storage `hook` builds, or straight to the file.
-    pub(crate) fn open(path: &Path, hook: Option<&StorageHook>) -> Result<LockedFile> {
+    /// Opens (creating if missing) and locks the file at `path` exclusively;
+    /// its writes go through the storage `hook` builds, or straight to the
+    /// file. `read_only` opens an existing file without write access, under
+    /// a shared lock.
+    pub(crate) fn open(
+        path: &Path,
+        hook: Option<&StorageHook>,
+        read_only: bool,
+    ) -> Result<LockedFile> {
         let file = OpenOptions::new()
             .read(true)
-            .write(true)
-            .create(true)
+            .write(!read_only)
+            .create(!read_only)
             .truncate(false)
             .open(path)?;
-        match file.try_lock() {
+        let locked = if read_only {
+            file.try_lock_shared()
+        } else {
+            file.try_lock()
+        };
+        match locked {
             Ok(()) => {}
             Err(TryLockError::WouldBlock) => return Err(Error::AlreadyOpen),
             Err(TryLockError::Error(e)) => return Err(Error::Io(e)),

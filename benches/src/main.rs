@@ -6,7 +6,9 @@
 //! Every engine runs in a child process of its own (this binary again, with
 //! `--child`), so none inherits the heap, the page cache state or the resident
 //! set another left behind: in one shared process the first engine ran its
-//! bulk load 15-20% slower than it did in second place.
+//! bulk load 15-20% slower than it did in second place. An engine that fails
+//! shows "failed" in its column; the others' results are still reported, and
+//! the run exits non-zero.
 
 mod engines;
 mod plot;
@@ -14,13 +16,13 @@ mod plot;
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::{Command, ExitCode, Stdio};
 use std::time::Instant;
 
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use engines::{ENGINES, Engine};
+use engines::{ENGINES, Engine, KNOWN};
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark larch against LMDB, redb, sled and RocksDB")]
@@ -28,7 +30,8 @@ struct Args {
     /// Number of key-value pairs loaded (24-byte keys, 150-byte values).
     #[arg(long, default_value_t = 1_000_000)]
     n: usize,
-    /// Engines to run, comma-separated.
+    /// Engines to run, comma-separated (default: all built in; RocksDB only
+    /// with the `rocksdb` feature, which is on by default).
     #[arg(long, value_delimiter = ',', default_values_t = ENGINES.iter().map(|s| s.to_string()))]
     engines: Vec<String>,
     /// Workloads to run, comma-separated (default: all).
@@ -185,11 +188,13 @@ fn parallel_reads(engine: &dyn Engine, keys: &[Vec<u8>], threads: usize) -> u64 
     })
 }
 
-/// Figures of one engine: milliseconds per workload, bytes per size.
+/// Figures of one engine: milliseconds per workload, bytes per size; or why
+/// it failed.
 #[derive(Default)]
 struct Figures {
     ms: BTreeMap<&'static str, f64>,
     bytes: BTreeMap<&'static str, u64>,
+    failed: Option<String>,
 }
 
 fn timed<T>(f: impl FnOnce() -> T) -> (f64, T) {
@@ -268,9 +273,23 @@ fn run_engine(name: &str, data: &Data, base: &Path, wanted: &dyn Fn(&str) -> boo
     report(format!("bytes peak_rss {peak}"));
 }
 
-/// Runs engine `name` in a child process and collects its figures.
+/// Runs engine `name` in a child process and collects its figures; a child
+/// that cannot start, reports nonsense or fails gives figures that say so.
 fn run_child(name: &str, args: &Args, bar: &ProgressBar) -> Figures {
-    let exe = std::env::current_exe().expect("path of this binary");
+    let mut fig = Figures::default();
+    if let Err(e) = collect_child(name, args, bar, &mut fig) {
+        fig.failed = Some(e);
+    }
+    fig
+}
+
+fn collect_child(
+    name: &str,
+    args: &Args,
+    bar: &ProgressBar,
+    fig: &mut Figures,
+) -> Result<(), String> {
+    let exe = std::env::current_exe().map_err(|e| format!("path of this binary: {e}"))?;
     let mut cmd = Command::new(exe);
     cmd.args(["--child", "--n", &args.n.to_string(), "--engines", name]);
     if !args.workloads.is_empty() {
@@ -282,30 +301,52 @@ fn run_child(name: &str, args: &Args, bar: &ProgressBar) -> Figures {
     let mut child = cmd
         .stdout(Stdio::piped())
         .spawn()
-        .expect("start the engine's process");
+        .map_err(|e| format!("start the engine's process: {e}"))?;
     let out = child.stdout.take().expect("piped stdout");
-    let mut fig = Figures::default();
+    // Read to the end whatever happens, so the child never blocks on a full
+    // pipe; keep the first problem.
+    let mut problem = None;
     for line in BufReader::new(out).lines() {
-        let line = line.expect("read the engine's report");
+        let line = match line {
+            Ok(line) => line,
+            Err(e) => {
+                problem.get_or_insert(format!("read the engine's report: {e}"));
+                break;
+            }
+        };
         let fields: Vec<&str> = line.split_whitespace().collect();
         let known = |w: &str| WORKLOADS.iter().chain(SIZES).find(|k| **k == w).copied();
         match fields.as_slice() {
             ["start", w] => bar.set_message(format!("{name}: {w}")),
-            ["ms", w, v] => {
-                let w = known(w).expect("a workload this binary knows");
-                fig.ms.insert(w, v.parse().expect("milliseconds"));
-                bar.inc(1);
+            ["ms", w, v] => match (known(w), v.parse()) {
+                (Some(w), Ok(v)) => {
+                    fig.ms.insert(w, v);
+                    bar.inc(1);
+                }
+                _ => {
+                    problem.get_or_insert(format!("unexpected report line: {line}"));
+                }
+            },
+            ["bytes", w, v] => match (known(w), v.parse()) {
+                (Some(w), Ok(v)) => {
+                    fig.bytes.insert(w, v);
+                }
+                _ => {
+                    problem.get_or_insert(format!("unexpected report line: {line}"));
+                }
+            },
+            _ => {
+                problem.get_or_insert(format!("unexpected report line: {line}"));
             }
-            ["bytes", w, v] => {
-                let w = known(w).expect("a size this binary knows");
-                fig.bytes.insert(w, v.parse().expect("bytes"));
-            }
-            _ => panic!("unexpected report line from {name}: {line}"),
         }
     }
-    let status = child.wait().expect("wait for the engine's process");
-    assert!(status.success(), "{name} failed: {status}");
-    fig
+    let status = child
+        .wait()
+        .map_err(|e| format!("wait for the engine's process: {e}"))?;
+    if !status.success() {
+        return Err(format!("its process failed ({status})"));
+    }
+    problem.map_or(Ok(()), Err)
 }
 
 fn mib(b: u64) -> String {
@@ -313,8 +354,14 @@ fn mib(b: u64) -> String {
 }
 
 fn table(engines: &[String], results: &BTreeMap<String, Figures>) -> String {
-    let peers: Vec<&String> = engines.iter().filter(|e| *e != "larch").collect();
-    let larch = results.get("larch");
+    // A failed engine's column says so on every line, whatever it measured.
+    let failed = |e: &str| results[e].failed.is_some();
+    // Ratio columns only beside a larch that ran to the end.
+    let larch = results.get("larch").filter(|l| l.failed.is_none());
+    let peers: Vec<&String> = match larch {
+        Some(_) => engines.iter().filter(|e| *e != "larch").collect(),
+        None => Vec::new(),
+    };
     let mut out = String::from("| workload |");
     for e in engines {
         out += &format!(" {e} |");
@@ -323,14 +370,11 @@ fn table(engines: &[String], results: &BTreeMap<String, Figures>) -> String {
         out += &format!(" larch/{p} |");
     }
     out += "\n|---|";
-    out += &"---:|".repeat(engines.len() + if larch.is_some() { peers.len() } else { 0 });
+    out += &"---:|".repeat(engines.len() + peers.len());
     out += "\n";
-    let ratio = |a: f64, b: f64| {
-        if b > 0.0 {
-            format!(" {:.2} |", a / b)
-        } else {
-            " - |".into()
-        }
+    let ratio = |l: Option<f64>, p: &str, pv: Option<f64>| match (l, pv) {
+        (Some(a), Some(b)) if b > 0.0 && !failed(p) => format!(" {:.2} |", a / b),
+        _ => " - |".into(),
     };
     for w in WORKLOADS {
         if !results.values().any(|f| f.ms.contains_key(w)) {
@@ -339,35 +383,29 @@ fn table(engines: &[String], results: &BTreeMap<String, Figures>) -> String {
         out += &format!("| {w} (ms) |");
         for e in engines {
             match results[e].ms.get(w) {
+                _ if failed(e) => out += " failed |",
                 Some(ms) => out += &format!(" {ms:.0} |"),
                 None => out += " - |",
             }
         }
-        if let Some(l) = larch.and_then(|l| l.ms.get(w)) {
-            for p in &peers {
-                out += &results[*p]
-                    .ms
-                    .get(w)
-                    .map_or(" - |".into(), |pm| ratio(*l, *pm));
-            }
+        let l = larch.and_then(|l| l.ms.get(w).copied());
+        for p in &peers {
+            out += &ratio(l, p, results[*p].ms.get(w).copied());
         }
         out += "\n";
     }
     for s in SIZES {
         out += &format!("| {s} |");
         for e in engines {
-            out += &results[e]
-                .bytes
-                .get(s)
-                .map_or(" - |".into(), |b| format!(" {} |", mib(*b)));
+            out += &match results[e].bytes.get(s) {
+                _ if failed(e) => " failed |".into(),
+                Some(b) => format!(" {} |", mib(*b)),
+                None => " - |".into(),
+            };
         }
-        if let Some(l) = larch.and_then(|l| l.bytes.get(s)) {
-            for p in &peers {
-                out += &results[*p]
-                    .bytes
-                    .get(s)
-                    .map_or(" - |".into(), |pb| ratio(*l as f64, *pb as f64));
-            }
+        let l = larch.and_then(|l| l.bytes.get(s).map(|&b| b as f64));
+        for p in &peers {
+            out += &ratio(l, p, results[*p].bytes.get(s).map(|&b| b as f64));
         }
         out += "\n";
     }
@@ -388,8 +426,11 @@ fn json(n: usize, results: &BTreeMap<String, Figures>) -> String {
                 .iter()
                 .map(|(k, v)| format!("\"{k}\": {v}"))
                 .collect();
+            let failed = f.failed.as_ref().map_or(String::new(), |e| {
+                format!(", \"failed\": \"{}\"", e.replace(['\\', '"'], "'"))
+            });
             format!(
-                "    \"{name}\": {{ \"ms\": {{ {} }}, \"bytes\": {{ {} }} }}",
+                "    \"{name}\": {{ \"ms\": {{ {} }}, \"bytes\": {{ {} }}{failed} }}",
                 ms.join(", "),
                 bytes.join(", ")
             )
@@ -400,24 +441,40 @@ fn json(n: usize, results: &BTreeMap<String, Figures>) -> String {
     out
 }
 
-fn main() {
+fn main() -> ExitCode {
     let args = Args::parse();
     let engines: Vec<String> = args.engines.clone();
+    // Names that cannot run are refused before anything runs.
     for e in &engines {
-        assert!(
-            ENGINES.contains(&e.as_str()),
-            "unknown engine {e}; known: {ENGINES:?}"
-        );
+        if !ENGINES.contains(&e.as_str()) {
+            if KNOWN.contains(&e.as_str()) {
+                eprintln!(
+                    "engine {e} is not built in: build with the rocksdb feature (on by default)"
+                );
+            } else {
+                eprintln!("unknown engine {e}; known: {}", ENGINES.join(", "));
+            }
+            return ExitCode::from(2);
+        }
+    }
+    if engines.is_empty() {
+        eprintln!("no engine to run");
+        return ExitCode::from(2);
+    }
+    if args.n == 0 {
+        eprintln!("--n must be at least 1");
+        return ExitCode::from(2);
     }
     let wanted = |w: &str| args.workloads.is_empty() || args.workloads.iter().any(|x| x == w);
     if args.child {
         let [name] = engines.as_slice() else {
-            panic!("--child runs exactly one engine");
+            eprintln!("--child runs exactly one engine");
+            return ExitCode::from(2);
         };
         let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
         let data = Data::new(args.n);
         run_engine(name, &data, &base, &wanted);
-        return;
+        return ExitCode::SUCCESS;
     }
     let per_engine = WORKLOADS.iter().filter(|w| wanted(w)).count() as u64;
     let bar = ProgressBar::new(per_engine * engines.len() as u64);
@@ -428,6 +485,9 @@ fn main() {
     let mut results = BTreeMap::new();
     for name in &engines {
         let fig = run_child(name, &args, &bar);
+        if let Some(e) = &fig.failed {
+            bar.suspend(|| eprintln!("{name} failed: {e}"));
+        }
         results.insert(name.clone(), fig);
     }
     bar.finish_and_clear();
@@ -442,10 +502,32 @@ fn main() {
     std::fs::write(args.out.join("results.json"), json(args.n, &results))
         .expect("write results.json");
     std::fs::write(args.out.join("results.md"), &table).expect("write results.md");
+    let failed: Vec<&String> = engines
+        .iter()
+        .filter(|e| results[*e].failed.is_some())
+        .collect();
+    // The plot compares the engines that ran to the end.
+    let ran: Vec<String> = engines
+        .iter()
+        .filter(|e| results[*e].failed.is_none())
+        .cloned()
+        .collect();
     let svg = args.out.join("comparison.svg");
-    plot::comparison(&svg, &engines, WORKLOADS, &|e, w| {
-        results[e].ms.get(w).copied()
-    })
-    .expect("write the plot");
-    eprintln!("wrote {}, results.json and results.md", svg.display());
+    if ran.is_empty() {
+        eprintln!(
+            "wrote results.json and results.md in {}; no plot",
+            args.out.display()
+        );
+    } else {
+        plot::comparison(&svg, &ran, WORKLOADS, &|e, w| results[e].ms.get(w).copied())
+            .expect("write the plot");
+        eprintln!("wrote {}, results.json and results.md", svg.display());
+    }
+    if failed.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        let names: Vec<&str> = failed.iter().map(|s| s.as_str()).collect();
+        eprintln!("failed: {}", names.join(", "));
+        ExitCode::FAILURE
+    }
 }

@@ -1,6 +1,7 @@
 //! `larch bench`: a self-contained workload that prints the throughput of
 //! each phase. Every write transaction is synchronous, as in real use.
 
+use std::io::{self, Write};
 use std::path::Path;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -52,22 +53,81 @@ fn phase(name: &str, ops: u64, mut body: impl FnMut(&ProgressBar) -> Res<()>) ->
     body(&bar)?;
     let took = start.elapsed();
     bar.finish_and_clear();
-    report(name, ops, took);
+    report(name, ops, took)?;
     Ok(())
 }
 
-fn report(name: &str, ops: u64, took: Duration) {
+fn report(name: &str, ops: u64, took: Duration) -> io::Result<()> {
     let secs = took.as_secs_f64();
-    println!(
+    writeln!(
+        io::stdout(),
         "{name:<34} {ops:>10} ops {secs:>9.3} s {:>12.0} ops/s",
         ops as f64 / secs.max(1e-9)
-    );
+    )
+}
+
+/// Memory a run needs per pair, beyond the file's pages: the key and its
+/// place in the read order (24 bytes), and the pages the load and the
+/// removals hold in their write transactions until they commit (a leaf cell
+/// of 126 bytes each, twice), rounded up.
+const MEMORY_PER_PAIR: u64 = 320;
+
+/// Memory the system can give without swapping (Linux), if known.
+fn available_memory() -> Option<u64> {
+    let info = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let kib = info
+        .lines()
+        .find_map(|l| l.strip_prefix("MemAvailable:"))?
+        .trim()
+        .strip_suffix("kB")?
+        .trim()
+        .parse::<u64>()
+        .ok()?;
+    Some(kib * 1024)
+}
+
+/// Refuses a pair count this machine cannot hold, before anything is
+/// allocated or created.
+fn check_memory(n: u64) -> Res<()> {
+    let gib = |b: u64| b as f64 / (1u64 << 30) as f64;
+    let need = n
+        .checked_mul(MEMORY_PER_PAIR)
+        .filter(|_| usize::try_from(n).is_ok());
+    match (need, available_memory()) {
+        (None, _) => crate::fail(format!(
+            "--n {n}: too many pairs to hold in memory on this machine"
+        )),
+        (Some(need), Some(free)) if need > free => crate::fail(format!(
+            "--n {n}: the run needs about {:.1} GiB of memory, more than the {:.1} GiB available",
+            gib(need),
+            gib(free)
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// An empty vector with room for `n` items, or an error naming `--n`.
+fn vec_for<T>(n: usize) -> Res<Vec<T>> {
+    let mut v = Vec::new();
+    v.try_reserve_exact(n)
+        .map_err(|e| format!("--n {n}: cannot allocate the memory for the run ({e})"))?;
+    Ok(v)
 }
 
 pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
     if n < 1000 {
         return Err("--n must be at least 1000".into());
     }
+    check_memory(n)?;
+    // The data first: a run that cannot hold it fails before it creates a file.
+    let mut rng = Rng(0x5eed);
+    let mut keys: Vec<[u8; 16]> = vec_for(n as usize)?;
+    keys.extend((0..n).map(|_| rng.key()));
+    keys.sort_unstable();
+    keys.dedup();
+    let mut order: Vec<usize> = vec_for(keys.len())?;
+    order.extend(0..keys.len());
+
     let temp;
     let path = match db {
         Some(p) => p.to_path_buf(),
@@ -76,20 +136,25 @@ pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
             temp.path().join("bench.larch")
         }
     };
-    if path.exists() {
+    if path.symlink_metadata().is_ok() {
         return crate::fail(format!(
             "{}: exists; bench creates a new database",
             path.display()
         ));
     }
-    println!("larch bench: {n} pairs of 16-byte keys and {VALUE_LEN}-byte values");
-    println!("database: {}", path.display());
-    let db = crate::open_or_create(&path)?;
-
-    let mut rng = Rng(0x5eed);
-    let mut keys: Vec<[u8; 16]> = (0..n).map(|_| rng.key()).collect();
-    keys.sort_unstable();
-    keys.dedup();
+    let mut out = io::stdout();
+    writeln!(
+        out,
+        "larch bench: {n} pairs of 16-byte keys and {VALUE_LEN}-byte values"
+    )?;
+    writeln!(out, "database: {}", path.display())?;
+    let (db, new) = crate::open_or_create(&path)?;
+    if new.is_none() {
+        return crate::fail(format!(
+            "{}: exists; bench creates a new database",
+            path.display()
+        ));
+    }
 
     phase("load, sorted, one transaction", keys.len() as u64, |bar| {
         let mut w = db.begin_write()?;
@@ -106,7 +171,6 @@ pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
     })?;
 
     // Reads and scans in a random order of the loaded keys.
-    let mut order: Vec<usize> = (0..keys.len()).collect();
     for i in (1..order.len()).rev() {
         order.swap(i, (rng.next() % (i as u64 + 1)) as usize);
     }
@@ -194,14 +258,16 @@ pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
     let start = Instant::now();
     let report_ = db.check()?;
     let stat = db.stat()?;
-    println!(
+    writeln!(
+        out,
         "check: {} entries, {} pages, no problems ({:.3} s); file {:.1} MiB, {} free pages",
         report_.entries,
         report_.pages,
         start.elapsed().as_secs_f64(),
         stat.file_size as f64 / (1 << 20) as f64,
         stat.free_pages
-    );
+    )?;
     drop(db);
+    crate::keep(new);
     Ok(ExitCode::SUCCESS)
 }

@@ -17,9 +17,29 @@
 //!
 //! In the printable format, bytes from space to `~` stand for themselves, a
 //! backslash is `\\`, and any other byte is `\` and two hex digits.
+//!
+//! Reading holds no line whole: a key or value is decoded as its line is
+//! read, and refused once it is longer than any larch database can store
+//! ([`MAX_KEY`], [`MAX_VALUE`] bytes); any other line is refused beyond
+//! [`MAX_LINE`] bytes. So memory stays bounded whatever the input, and a
+//! line with no end is an error that names it. A dump's lines end in a line
+//! feed alone and hold no carriage return (the encodings escape it): one is
+//! an error that says so, CRLF line endings included.
 
 use std::fmt;
-use std::io::{self, BufRead, Write};
+use std::io::{self, BufRead, Read, Write};
+
+/// The longest key any larch database stores: a quarter of the largest page
+/// size (65536 bytes). A table name is a key of the catalog: no longer either.
+pub const MAX_KEY: usize = 65536 / 4;
+
+/// The longest value a larch database stores (its length is a `u32`, and
+/// an overflow run starts with a 24-byte header): 4 GiB - 25 bytes.
+pub const MAX_VALUE: usize = (u32::MAX - 24) as usize;
+
+/// The longest line other than a key or value: room for `database=` and the
+/// longest table name many times over.
+pub const MAX_LINE: usize = 64 << 10;
 
 /// How keys and values are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -122,42 +142,93 @@ fn hex_digit(c: u8) -> Option<u8> {
 /// Decodes one key or value (the line without its leading space).
 pub fn decode(text: &[u8], format: Format) -> Result<Vec<u8>, String> {
     let mut out = Vec::with_capacity(text.len());
-    match format {
-        Format::Hex => {
-            if !text.len().is_multiple_of(2) {
-                return Err("odd number of hex digits".into());
-            }
-            for pair in text.chunks(2) {
-                match (hex_digit(pair[0]), hex_digit(pair[1])) {
-                    (Some(h), Some(l)) => out.push(h << 4 | l),
-                    _ => return Err("not a hex digit".into()),
-                }
-            }
-        }
-        Format::Print => {
-            let mut i = 0;
-            while i < text.len() {
-                if text[i] != b'\\' {
-                    out.push(text[i]);
-                    i += 1;
-                } else if text.get(i + 1) == Some(&b'\\') {
-                    out.push(b'\\');
-                    i += 2;
-                } else {
-                    let pair = (text.get(i + 1), text.get(i + 2));
-                    match pair {
-                        (Some(&h), Some(&l)) => match (hex_digit(h), hex_digit(l)) {
-                            (Some(h), Some(l)) => out.push(h << 4 | l),
-                            _ => return Err("a backslash not followed by two hex digits".into()),
-                        },
-                        _ => return Err("a backslash not followed by two hex digits".into()),
-                    }
-                    i += 3;
-                }
-            }
+    let mut decoder = Decoder::new(format);
+    decoder.push(text, &mut out)?;
+    decoder.finish()?;
+    Ok(out)
+}
+
+/// Decodes a key or value piece by piece, as its line is read.
+pub struct Decoder {
+    format: Format,
+    pending: Pending,
+}
+
+/// What a decoder holds between pieces.
+#[derive(Clone, Copy)]
+enum Pending {
+    Nothing,
+    /// The first hex digit of a byte (hex format).
+    Digit(u8),
+    /// A backslash (printable format).
+    Backslash,
+    /// A backslash and the first hex digit of its byte (printable format).
+    Escape(u8),
+}
+
+const BAD_ESCAPE: &str = "a backslash not followed by two hex digits";
+
+impl Decoder {
+    pub fn new(format: Format) -> Decoder {
+        Decoder {
+            format,
+            pending: Pending::Nothing,
         }
     }
-    Ok(out)
+
+    /// Decodes `text`, the next piece of the line, onto `out`.
+    pub fn push(&mut self, text: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        let mut pending = self.pending;
+        for &c in text {
+            pending = match (self.format, pending) {
+                (Format::Hex, Pending::Nothing) => {
+                    Pending::Digit(hex_digit(c).ok_or("not a hex digit")?)
+                }
+                (Format::Hex, Pending::Digit(h)) => {
+                    out.push(h << 4 | hex_digit(c).ok_or("not a hex digit")?);
+                    Pending::Nothing
+                }
+                (Format::Print, Pending::Nothing) if c == b'\\' => Pending::Backslash,
+                (Format::Print, Pending::Nothing) => {
+                    out.push(c);
+                    Pending::Nothing
+                }
+                (Format::Print, Pending::Backslash) if c == b'\\' => {
+                    out.push(b'\\');
+                    Pending::Nothing
+                }
+                (Format::Print, Pending::Backslash) => {
+                    Pending::Escape(hex_digit(c).ok_or(BAD_ESCAPE)?)
+                }
+                (Format::Print, Pending::Escape(h)) => {
+                    out.push(h << 4 | hex_digit(c).ok_or(BAD_ESCAPE)?);
+                    Pending::Nothing
+                }
+                (_, _) => unreachable!("each format has its own states"),
+            };
+        }
+        self.pending = pending;
+        Ok(())
+    }
+
+    /// Checks that the line ended between two bytes.
+    pub fn finish(self) -> Result<(), String> {
+        match self.pending {
+            Pending::Nothing => Ok(()),
+            Pending::Digit(_) => Err("odd number of hex digits".into()),
+            Pending::Backslash | Pending::Escape(_) => Err(BAD_ESCAPE.into()),
+        }
+    }
+}
+
+/// What a carriage return in a dump is.
+fn carriage_return(at_line_end: bool) -> &'static str {
+    if at_line_end {
+        "the line ends in a carriage return (CRLF line endings?): \
+         a dump's lines end in a line feed alone"
+    } else {
+        "a carriage return inside a line: a dump holds none (its encodings escape them)"
+    }
 }
 
 /// A key and its value.
@@ -168,6 +239,8 @@ pub type Pair = (Vec<u8>, Vec<u8>);
 pub struct Header {
     /// The `database=` name, if any.
     pub database: Option<String>,
+    /// The line of the `database=` name, if any.
+    pub database_line: Option<usize>,
     pub format: Format,
     /// The line the section starts on.
     pub line: usize,
@@ -199,11 +272,19 @@ impl<R: BufRead> Reader<R> {
         }))
     }
 
-    /// Reads the next line into `buf`, without its newline; false at the end.
+    /// The number of the last line read (from 1): after
+    /// [`next_pair`](Reader::next_pair), the line of the value, the key's
+    /// being the one before.
+    pub fn line(&self) -> usize {
+        self.line
+    }
+
+    /// Reads the next line (not a key or value) into `buf`, without its
+    /// newline; false at the end. At most [`MAX_LINE`] bytes are read.
     fn next_line(&mut self) -> Result<bool, ReadError> {
         self.buf.clear();
-        let n = self
-            .input
+        let n = (&mut self.input)
+            .take(MAX_LINE as u64 + 1)
             .read_until(b'\n', &mut self.buf)
             .map_err(ReadError::Io)?;
         if n == 0 {
@@ -212,6 +293,14 @@ impl<R: BufRead> Reader<R> {
         self.line += 1;
         if self.buf.last() == Some(&b'\n') {
             self.buf.pop();
+        } else if self.buf.len() > MAX_LINE {
+            return self.fail(
+                self.line,
+                &format!("a line longer than {MAX_LINE} bytes where a header line or DATA=END belongs (is this a dump?)"),
+            );
+        }
+        if self.buf.last() == Some(&b'\r') {
+            return self.fail(self.line, carriage_return(true));
         }
         Ok(true)
     }
@@ -223,6 +312,7 @@ impl<R: BufRead> Reader<R> {
         }
         let start = self.line;
         let (mut version, mut format, mut database) = (None, Format::Hex, None);
+        let mut database_line = None;
         while self.buf != b"HEADER=END" {
             let text = String::from_utf8_lossy(&self.buf).into_owned();
             let Some((key, value)) = text.split_once('=') else {
@@ -238,7 +328,16 @@ impl<R: BufRead> Reader<R> {
                     }
                 }
                 "database" => match std::str::from_utf8(&self.buf["database=".len()..]) {
-                    Ok(name) => database = Some(name.to_owned()),
+                    Ok(name) if name.contains('\r') => {
+                        return self.fail(
+                            self.line,
+                            "a table name with a carriage return, which a dump cannot hold",
+                        );
+                    }
+                    Ok(name) => {
+                        database = Some(name.to_owned());
+                        database_line = Some(self.line);
+                    }
                     Err(_) => return self.fail(self.line, "database name is not UTF-8"),
                 },
                 "type" if value != "btree" => {
@@ -260,6 +359,7 @@ impl<R: BufRead> Reader<R> {
         self.format = format;
         Ok(Some(Header {
             database,
+            database_line,
             format,
             line: start,
         }))
@@ -267,31 +367,86 @@ impl<R: BufRead> Reader<R> {
 
     /// The section's next key and value, or `None` after its `DATA=END`.
     pub fn next_pair(&mut self) -> Result<Option<Pair>, ReadError> {
-        let Some(key) = self.next_item()? else {
+        let Some(key) = self.next_item("key", MAX_KEY)? else {
             return Ok(None);
         };
-        match self.next_item()? {
+        match self.next_item("value", MAX_VALUE)? {
             Some(value) => Ok(Some((key, value))),
             None => self.fail(self.line, "a key without a value"),
         }
     }
 
-    /// One data line, or `None` at `DATA=END`.
-    fn next_item(&mut self) -> Result<Option<Vec<u8>>, ReadError> {
-        if !self.next_line()? {
-            return self.fail(self.line, "unexpected end of input (no DATA=END)");
+    /// One data line, decoded, or `None` at `DATA=END`. More than `max`
+    /// bytes decoded is an error: the `what` is too long.
+    fn next_item(&mut self, what: &str, max: usize) -> Result<Option<Vec<u8>>, ReadError> {
+        let first = self
+            .input
+            .fill_buf()
+            .map_err(ReadError::Io)?
+            .first()
+            .copied();
+        match first {
+            None => self.fail(self.line, "unexpected end of input (no DATA=END)"),
+            Some(b' ') => {
+                self.input.consume(1);
+                self.line += 1;
+                self.decode_line(what, max).map(Some)
+            }
+            Some(_) => {
+                self.next_line()?;
+                if self.buf == b"DATA=END" {
+                    Ok(None)
+                } else {
+                    self.fail(
+                        self.line,
+                        "expected a data line (a space first) or DATA=END",
+                    )
+                }
+            }
         }
-        if self.buf == b"DATA=END" {
-            return Ok(None);
+    }
+
+    /// Decodes the rest of the current line, through its newline.
+    fn decode_line(&mut self, what: &str, max: usize) -> Result<Vec<u8>, ReadError> {
+        let mut out = Vec::new();
+        let mut decoder = Decoder::new(self.format);
+        loop {
+            let chunk = self.input.fill_buf().map_err(ReadError::Io)?;
+            if chunk.is_empty() {
+                break; // The end of the input ends the line.
+            }
+            let end = chunk.iter().position(|&b| b == b'\n');
+            let text = &chunk[..end.unwrap_or(chunk.len())];
+            if let Some(at) = text.iter().position(|&b| b == b'\r') {
+                // Whether a newline follows, in this piece or the next.
+                let at_end = match chunk.get(at + 1) {
+                    Some(&next) => next == b'\n',
+                    None => {
+                        self.input.consume(at + 1);
+                        let next = self.input.fill_buf().map_err(ReadError::Io)?;
+                        next.first() == Some(&b'\n')
+                    }
+                };
+                return self.fail(self.line, carriage_return(at_end));
+            }
+            let decoded = decoder.push(text, &mut out);
+            let used = end.map_or(chunk.len(), |at| at + 1);
+            self.input.consume(used);
+            if let Err(m) = decoded {
+                return self.fail(self.line, &m);
+            }
+            if out.len() > max {
+                return self.fail(
+                    self.line,
+                    &format!("a {what} longer than {max} bytes, the most a larch database stores"),
+                );
+            }
+            if end.is_some() {
+                break;
+            }
         }
-        let Some(text) = self.buf.strip_prefix(b" ") else {
-            return self.fail(
-                self.line,
-                "expected a data line (a space first) or DATA=END",
-            );
-        };
-        match decode(text, self.format) {
-            Ok(bytes) => Ok(Some(bytes)),
+        match decoder.finish() {
+            Ok(()) => Ok(out),
             Err(m) => self.fail(self.line, &m),
         }
     }
@@ -304,7 +459,13 @@ mod tests {
     type Sections = Vec<(Option<String>, Vec<(Vec<u8>, Vec<u8>)>)>;
 
     fn parse(text: &str) -> Result<Sections, ParseError> {
-        let mut r = Reader::new(text.as_bytes());
+        parse_in_pieces(text, text.len().max(1))
+    }
+
+    /// Parses `text` read through a buffer of `piece` bytes, so that lines
+    /// arrive in pieces.
+    fn parse_in_pieces(text: &str, piece: usize) -> Result<Sections, ParseError> {
+        let mut r = Reader::new(io::BufReader::with_capacity(piece, text.as_bytes()));
         let mut out: Sections = Vec::new();
         let unwrap = |e| match e {
             ReadError::Parse(e) => e,
@@ -351,7 +512,7 @@ mod tests {
     /// dump written in either format reads back as written.
     #[test]
     fn any_dump_reads_back_as_written() {
-        fn prop(tables: Vec<(String, Vec<Pair>)>, print: bool) -> bool {
+        fn prop(tables: Vec<(String, Vec<Pair>)>, print: bool, piece: u8) -> bool {
             let format = if print { Format::Print } else { Format::Hex };
             let tables: Sections = tables
                 .into_iter()
@@ -366,9 +527,36 @@ mod tests {
                 }
                 write_footer(&mut out).unwrap();
             }
-            parse(std::str::from_utf8(&out).expect("dumps are text")) == Ok(tables)
+            let text = std::str::from_utf8(&out).expect("dumps are text");
+            parse(text) == Ok(tables.clone())
+                && parse_in_pieces(text, 1 + usize::from(piece % 8)) == Ok(tables)
         }
-        quickcheck::quickcheck(prop as fn(_, _) -> bool);
+        quickcheck::quickcheck(prop as fn(_, _, _) -> bool);
+    }
+
+    #[test]
+    fn lines_are_bounded() {
+        let long_header = format!("VERSION=3\ndatabase={}", "x".repeat(MAX_LINE));
+        let e = parse(&long_header).unwrap_err();
+        assert_eq!(e.line, 2, "{e}");
+        assert!(e.message.contains("longer than"), "{e}");
+        // Exactly as long as allowed, it is read.
+        let name = "x".repeat(MAX_LINE - "database=".len());
+        let fits = format!("VERSION=3\ndatabase={name}\nHEADER=END\nDATA=END\n");
+        assert_eq!(parse(&fits).unwrap(), [(Some(name), vec![])]);
+        for format in ["bytevalue", "print"] {
+            let key = |n: usize| {
+                format!(
+                    "VERSION=3\nformat={format}\nHEADER=END\n {}\n 00\nDATA=END\n",
+                    "41".repeat(n)
+                )
+            };
+            let e = parse(&key(MAX_KEY + 1)).unwrap_err();
+            assert_eq!(e.line, 4, "{e}");
+            assert!(e.message.contains("key longer than"), "{e}");
+            let at_most = parse(&key(MAX_KEY / 2)).unwrap();
+            assert_eq!(at_most[0].1.len(), 1);
+        }
     }
 
     #[test]
@@ -398,11 +586,31 @@ mod tests {
             ),
             ("VERSION=3\nduplicates=1\nHEADER=END\n", 2, "dupsort"),
             ("VERSION=3\ntype=hash\nHEADER=END\n", 2, "btree"),
+            ("VERSION=3\r\nHEADER=END\r\n", 1, "carriage return (CRLF"),
+            (
+                "VERSION=3\nHEADER=END\nDATA=END\r\n",
+                3,
+                "carriage return (CRLF",
+            ),
+            ("VERSION=3\nHEADER=END\n 61\r\n", 3, "carriage return (CRLF"),
+            (
+                "VERSION=3\nHEADER=END\n 6\r1\n",
+                3,
+                "carriage return inside",
+            ),
+            ("VERSION=3\ndatabase=a\rb\nHEADER=END\n", 2, "table name"),
+            (
+                "VERSION=3\nformat=print\nHEADER=END\n a\r\n",
+                4,
+                "carriage return (CRLF",
+            ),
         ];
         for (text, line, what) in cases {
-            let e = parse(text).unwrap_err();
-            assert_eq!(e.line, line, "{text:?}: {e}");
-            assert!(e.message.contains(what), "{text:?}: {e}");
+            for piece in [1, 2, 3, 1000] {
+                let e = parse_in_pieces(text, piece).unwrap_err();
+                assert_eq!(e.line, line, "{text:?}: {e}");
+                assert!(e.message.contains(what), "{text:?}: {e}");
+            }
         }
     }
 }

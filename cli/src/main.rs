@@ -5,6 +5,7 @@
 
 mod bench;
 mod dump;
+mod output;
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -15,6 +16,7 @@ use clap::{Parser, Subcommand};
 use larch::{Database, Options, ReadTxn};
 
 use dump::Format;
+use output::Output;
 
 #[derive(Parser)]
 #[command(
@@ -55,7 +57,8 @@ enum Command {
         output: Option<PathBuf>,
     },
     /// Read a dump (mdb_dump's text format) into the database, in one
-    /// transaction: on any error nothing is written.
+    /// transaction: on any error, or an empty dump, nothing is written (and a
+    /// database file this command created is removed).
     Load {
         db: PathBuf,
         /// The table for a dump that names none (LMDB's unnamed database);
@@ -129,51 +132,65 @@ enum Command {
     },
 }
 
-/// What a command reports on failure: one line, without the program name.
+/// Why a command stopped.
 #[derive(Debug)]
-struct Failure(String);
+enum Failure {
+    /// What to report: one line, without the program name.
+    Message(String),
+    /// Whoever read standard output closed it (`larch dump db | head -1`):
+    /// the command ends quietly and successfully, as `mdb_dump` does.
+    OutputClosed,
+}
 
 impl std::fmt::Display for Failure {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.0)
+        match self {
+            Failure::Message(m) => f.write_str(m),
+            Failure::OutputClosed => f.write_str("the output was closed"),
+        }
     }
 }
 
 impl From<String> for Failure {
     fn from(s: String) -> Failure {
-        Failure(s)
+        Failure::Message(s)
     }
 }
 
 impl From<&str> for Failure {
     fn from(s: &str) -> Failure {
-        Failure(s.to_owned())
+        Failure::Message(s.to_owned())
     }
 }
 
 impl From<larch::Error> for Failure {
     fn from(e: larch::Error) -> Failure {
-        Failure(e.to_string())
+        Failure::Message(e.to_string())
     }
 }
 
 impl From<io::Error> for Failure {
     fn from(e: io::Error) -> Failure {
-        Failure(e.to_string())
+        if e.kind() == io::ErrorKind::BrokenPipe {
+            Failure::OutputClosed
+        } else {
+            Failure::Message(e.to_string())
+        }
     }
 }
 
 type Res<T> = Result<T, Failure>;
 
 fn fail<T>(message: String) -> Res<T> {
-    Err(Failure(message))
+    Err(Failure::Message(message))
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(code) => code,
-        Err(message) => {
+        Err(Failure::OutputClosed) => ExitCode::SUCCESS,
+        Err(Failure::Message(message)) => {
             eprintln!("larch: {message}");
             ExitCode::FAILURE
         }
@@ -196,7 +213,20 @@ fn run(command: Command) -> Res<ExitCode> {
         }
         Command::Load { db, table, file } => load_cmd(&db, table.as_deref(), file.as_deref()),
         Command::Copy { db, dest, compact } => {
-            let database = open_existing(&db)?;
+            // Anything under the name, a symlink to nowhere included: the
+            // copy would replace the link by renaming over it.
+            if let Ok(m) = dest.symlink_metadata() {
+                let what = if m.file_type().is_symlink() {
+                    " (a symlink)"
+                } else {
+                    ""
+                };
+                return fail(format!(
+                    "{}: exists{what}; copy writes a new file",
+                    dest.display()
+                ));
+            }
+            let database = open_read(&db)?;
             let txn = database.begin_read()?;
             txn.copy_to(&dest, compact)
                 .map_err(|e| format!("{}: {e}", dest.display()))?;
@@ -208,7 +238,7 @@ fn run(command: Command) -> Res<ExitCode> {
             key,
             hex,
         } => {
-            let database = open_existing(&db)?;
+            let database = open_read(&db)?;
             let key = arg_bytes(&key, hex)?;
             let txn = database.begin_read()?;
             let t = txn.open_table(&table)?;
@@ -234,12 +264,14 @@ fn run(command: Command) -> Res<ExitCode> {
             value,
             hex,
         } => {
-            let database = open_or_create(&db)?;
             let (key, value) = (arg_bytes(&key, hex)?, arg_bytes(&value, hex)?);
+            let (database, new) = open_or_create(&db)?;
             let mut txn = database.begin_write()?;
             txn.open_table(&table)
                 .and_then(|mut t| t.insert(&key, &value))?;
             txn.commit()?;
+            drop(database);
+            keep(new);
             Ok(ExitCode::SUCCESS)
         }
         Command::Del {
@@ -248,16 +280,19 @@ fn run(command: Command) -> Res<ExitCode> {
             key,
             hex,
         } => {
-            let database = open_existing(&db)?;
             let key = arg_bytes(&key, hex)?;
+            let database = open_write(&db)?;
             let mut txn = database.begin_write()?;
+            // A write transaction's open_table creates a missing table:
+            // look it up in the snapshot the transaction starts from.
+            database.begin_read()?.open_table(&table)?;
             let removed = txn.open_table(&table).and_then(|mut t| t.remove(&key))?;
-            txn.commit()?;
-            if removed {
-                Ok(ExitCode::SUCCESS)
-            } else {
-                Err("key not found".into())
+            if !removed {
+                // Nothing changed: nothing to commit.
+                return Err("key not found".into());
             }
+            txn.commit()?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Scan {
             db,
@@ -271,8 +306,27 @@ fn run(command: Command) -> Res<ExitCode> {
     }
 }
 
-/// Opens a database that must already exist; never creates or writes one.
-fn open_existing(path: &Path) -> Res<Database> {
+/// Opens a database that must already exist, for reading only: never
+/// creates, initialises or writes a file. No writer can run in this process
+/// (nor, under the shared lock, in another), so no page a reader holds is
+/// ever reused: a crafted file can give errors but cannot move bytes under a
+/// reader, and `check` reports on the commit as open found it.
+fn open_read(path: &Path) -> Res<Database> {
+    must_exist(path)?;
+    open(path, Options::new().read_only(true))
+}
+
+/// Opens a database that must already exist, to write to it. The file may
+/// come from anywhere, so open checks it whole first (`Options::verify`):
+/// a crafted free list must not send the writer over live pages.
+fn open_write(path: &Path) -> Res<Database> {
+    must_exist(path)?;
+    open(path, Options::new().verify(true))
+}
+
+/// Refuses a path that is missing, not a file, or empty (which a writable
+/// open would initialise as a new database).
+fn must_exist(path: &Path) -> Res<()> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if !meta.is_file() || meta.len() == 0 {
         return fail(format!(
@@ -280,25 +334,81 @@ fn open_existing(path: &Path) -> Res<Database> {
             path.display()
         ));
     }
-    open(path)
+    Ok(())
 }
 
-/// Opens a database, creating it if the file does not exist.
-fn open_or_create(path: &Path) -> Res<Database> {
-    open(path)
+/// Opens a database, creating it if the file does not exist. A file created
+/// here comes with a [`NewFile`] that removes it unless the command succeeds.
+fn open_or_create(path: &Path) -> Res<(Database, Option<NewFile>)> {
+    let new = match File::options().write(true).create_new(true).open(path) {
+        Ok(file) => Some(NewFile {
+            path: path.to_path_buf(),
+            file: file.metadata()?,
+            kept: false,
+        }),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => None,
+        Err(e) => return fail(format!("{}: {e}", path.display())),
+    };
+    let db = open(path, Options::new().verify(true))?;
+    Ok((db, new))
 }
 
-fn open(path: &Path) -> Res<Database> {
-    // SAFETY: larch takes an exclusive lock on the file; this process touches
-    // it only through this handle, and the tool asks users not to modify the
-    // file by other means while it runs.
-    unsafe { Options::new().open(path) }.map_err(|e| Failure(format!("{}: {e}", path.display())))
+/// A database file this command created: removed when dropped, which is on
+/// any failure, unless [`NewFile::keep`] was called.
+struct NewFile {
+    path: PathBuf,
+    file: std::fs::Metadata,
+    kept: bool,
+}
+
+impl NewFile {
+    /// Keeps the file: the command succeeded.
+    fn keep(mut self) {
+        self.kept = true;
+    }
+}
+
+impl Drop for NewFile {
+    fn drop(&mut self) {
+        if self.kept {
+            return;
+        }
+        // Only if the name still leads to the file created here.
+        if let Ok(now) = std::fs::symlink_metadata(&self.path)
+            && output::same_file(&now, &self.file)
+        {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// Keeps a file the command created, once it succeeded.
+fn keep(new: Option<NewFile>) {
+    if let Some(new) = new {
+        new.keep();
+    }
+}
+
+fn open(path: &Path, options: Options) -> Res<Database> {
+    // SAFETY: larch locks the file (exclusively to write, shared to read), so
+    // no other larch handle writes it meanwhile; this process touches it only
+    // through this handle, and the tool asks users not to modify the file by
+    // other means while it runs.
+    unsafe { options.open(path) }.map_err(|e| match e {
+        larch::Error::AlreadyOpen => Failure::Message(format!(
+            "{}: the database is in use by another process (already open there); \
+             try again once that process has closed it",
+            path.display()
+        )),
+        e => Failure::Message(format!("{}: {e}", path.display())),
+    })
 }
 
 /// A key or value given on the command line.
 fn arg_bytes(text: &str, hex: bool) -> Res<Vec<u8>> {
     if hex {
-        dump::decode(text.as_bytes(), Format::Hex).map_err(|e| Failure(format!("{text:?}: {e}")))
+        dump::decode(text.as_bytes(), Format::Hex)
+            .map_err(|e| Failure::Message(format!("{text:?}: {e}")))
     } else {
         Ok(text.as_bytes().to_vec())
     }
@@ -338,7 +448,7 @@ fn display_bytes(bytes: &[u8], hex: bool) -> String {
 }
 
 fn stat(path: &Path, table: Option<&str>) -> Res<ExitCode> {
-    let db = open_existing(path)?;
+    let db = open_read(path)?;
     let s = db.stat()?;
     let txn = db.begin_read()?;
     let table_line = |name: &str| -> Res<String> {
@@ -349,34 +459,60 @@ fn stat(path: &Path, table: Option<&str>) -> Res<ExitCode> {
             st.entries, st.depth, st.branch_pages, st.leaf_pages, st.overflow_pages
         ))
     };
+    let mut out = BufWriter::new(io::stdout().lock());
     if let Some(name) = table {
-        println!("{}", table_line(name)?);
+        writeln!(out, "{}", table_line(name)?)?;
+        out.flush()?;
         return Ok(ExitCode::SUCCESS);
     }
-    println!("page size: {}", s.page_size);
-    println!("last transaction: {}", s.txn_id);
-    println!("pages: {} (file {} bytes)", s.pages, s.file_size);
-    println!(
+    writeln!(out, "page size: {}", s.page_size)?;
+    writeln!(out, "last transaction: {}", s.txn_id)?;
+    writeln!(out, "pages: {} (file {} bytes)", s.pages, s.file_size)?;
+    writeln!(
+        out,
         "free pages: {} ({} pending), free-list pages: {}",
         s.free_pages, s.pending_free_pages, s.freelist_pages
-    );
-    println!("live readers: {}", s.live_readers);
-    println!("tables: {}", s.tables);
-    for name in txn.list_tables()? {
-        println!("  {}", table_line(&name)?);
+    )?;
+    writeln!(out, "live readers: {}", s.live_readers)?;
+    if let Some(aside) = s.set_aside {
+        writeln!(out, "{}", set_aside_line(&aside))?;
     }
+    writeln!(out, "tables: {}", s.tables)?;
+    for name in txn.list_tables()? {
+        writeln!(out, "  {}", table_line(&name)?)?;
+    }
+    out.flush()?;
     Ok(ExitCode::SUCCESS)
 }
 
+/// Says which meta open set aside and why: the newest commit was torn or
+/// damaged, and the state shown is the one before it.
+fn set_aside_line(aside: &larch::SetAside) -> String {
+    match aside.txn_id {
+        Some(txn) => format!(
+            "set aside: transaction {txn} in meta slot {} ({}); showing the commit before it",
+            aside.slot, aside.reason
+        ),
+        None => format!(
+            "set aside: meta slot {} holds no valid meta ({})",
+            aside.slot, aside.reason
+        ),
+    }
+}
+
 fn check(path: &Path) -> Res<ExitCode> {
-    let db = open_existing(path)?;
+    let db = open_read(path)?;
     let r = db.check_report()?;
-    println!(
-        "transaction {}: {} pages, {} table(s), {} entries, depth {}",
+    let mut text = format!(
+        "transaction {}: {} pages, {} table(s), {} entries, depth {}\n",
         r.txn_id, r.pages, r.tables, r.entries, r.max_depth
     );
-    println!(
-        "{} branch, {} leaf, {} overflow, {} free-list pages; {} free ({} pending), {} leaked",
+    if let Some(aside) = db.stat()?.set_aside {
+        text += &set_aside_line(&aside);
+        text += "\n";
+    }
+    text += &format!(
+        "{} branch, {} leaf, {} overflow, {} free-list pages; {} free ({} pending), {} leaked\n",
         r.branch_pages,
         r.leaf_pages,
         r.overflow_pages,
@@ -386,14 +522,19 @@ fn check(path: &Path) -> Res<ExitCode> {
         r.leaked_pages
     );
     for e in &r.errors {
-        println!("problem: {e}");
+        text += &format!("problem: {e}\n");
     }
-    if r.is_clean() {
-        println!("ok");
-        Ok(ExitCode::SUCCESS)
+    let code = if r.is_clean() {
+        text += "ok\n";
+        ExitCode::SUCCESS
     } else {
-        println!("{} problem(s) found", r.errors.len());
-        Ok(ExitCode::FAILURE)
+        text += &format!("{} problem(s) found\n", r.errors.len());
+        ExitCode::FAILURE
+    };
+    // The verdict is the exit status, whoever reads the text.
+    match io::stdout().lock().write_all(text.as_bytes()) {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(e.into()),
+        _ => Ok(code),
     }
 }
 
@@ -404,11 +545,6 @@ fn dump_table(
     format: Format,
     mapsize: u64,
 ) -> Res<()> {
-    if name.contains(['\n', '\r']) {
-        return fail(format!(
-            "table {name:?}: a name with a line break cannot be written in the dump format"
-        ));
-    }
     let t = txn.open_table(name)?;
     dump::write_header(out, format, Some(name), mapsize)?;
     for entry in t.iter()? {
@@ -425,24 +561,39 @@ fn dump_cmd(
     format: Format,
     output: Option<&Path>,
 ) -> Res<ExitCode> {
-    let db = open_existing(path)?;
+    let db = open_read(path)?;
+    let file = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     let txn = db.begin_read()?;
     // A map size for mdb_load: room for the data twice over.
-    let file = std::fs::metadata(path)?.len();
-    let mapsize = (2 * file).max(1 << 20).next_multiple_of(1 << 20);
+    let mapsize = (2 * file.len()).max(1 << 20).next_multiple_of(1 << 20);
     let names = match table {
         Some(t) => vec![t.to_owned()],
         None => txn.list_tables()?,
     };
-    let mut out: Box<dyn Write> = match output {
-        Some(p) => Box::new(File::create(p).map_err(|e| format!("{}: {e}", p.display()))?),
-        None => Box::new(io::stdout().lock()),
-    };
-    let mut out = BufWriter::new(&mut out);
+    // Whatever would stop the dump halfway stops it before it writes.
     for name in &names {
-        dump_table(&mut out, &txn, name, format, mapsize)?;
+        if name.contains(['\n', '\r']) {
+            return fail(format!(
+                "table {name:?}: a name with a line break cannot be written in the dump format"
+            ));
+        }
+        txn.open_table(name)?;
     }
-    out.flush()?;
+    let dump_all = |out: &mut dyn Write| -> Res<()> {
+        let mut out = BufWriter::new(out);
+        for name in &names {
+            dump_table(&mut out, &txn, name, format, mapsize)?;
+        }
+        Ok(out.flush()?)
+    };
+    match output {
+        Some(p) => {
+            let mut out = Output::create(p, &file)?;
+            dump_all(&mut out)?;
+            out.finish()?;
+        }
+        None => dump_all(&mut io::stdout().lock())?,
+    }
     Ok(ExitCode::SUCCESS)
 }
 
@@ -451,12 +602,19 @@ fn load_cmd(path: &Path, table: Option<&str>, file: Option<&Path>) -> Res<ExitCo
         Some(p) => Box::new(File::open(p).map_err(|e| format!("{}: {e}", p.display()))?),
         None => Box::new(io::stdin().lock()),
     };
-    let db = open_or_create(path)?;
+    if let Some(t) = table
+        && t.contains(['\n', '\r'])
+    {
+        return fail(format!(
+            "--table {t:?}: a name with a line break cannot be written in the dump format"
+        ));
+    }
+    let (db, new) = open_or_create(path)?;
     // Dropping the transaction on any error writes nothing.
     let mut txn = db.begin_write()?;
     let mut reader = dump::Reader::new(BufReader::new(input));
     let (mut sections, mut entries) = (0u64, 0u64);
-    let nothing = |e: String| Failure(format!("{e}; nothing was loaded"));
+    let nothing = |e: String| Failure::Message(format!("{e}; nothing was loaded"));
     while let Some(h) = reader.next_section().map_err(|e| nothing(e.to_string()))? {
         let name = match (table, &h.database) {
             (Some(_), _) if sections > 0 => {
@@ -475,13 +633,42 @@ fn load_cmd(path: &Path, table: Option<&str>, file: Option<&Path>) -> Res<ExitCo
             }
         };
         sections += 1;
-        let mut t = txn.open_table(&name).map_err(|e| nothing(e.to_string()))?;
+        let mut t = txn.open_table(&name).map_err(|e| {
+            // The name is a key of the catalog, but to the user a table name.
+            let e = match e {
+                larch::Error::KeyTooLarge { len, max } => {
+                    format!("table name of {len} bytes is longer than the limit of {max} bytes")
+                }
+                e => e.to_string(),
+            };
+            match (table, h.database_line) {
+                (Some(_), _) => nothing(format!("--table: {e}")),
+                (None, Some(line)) => nothing(format!("line {line}: {e}")),
+                (None, None) => nothing(e),
+            }
+        })?;
         while let Some((k, v)) = reader.next_pair().map_err(|e| nothing(e.to_string()))? {
-            t.insert(&k, &v).map_err(|e| nothing(e.to_string()))?;
+            t.insert(&k, &v).map_err(|e| match e {
+                // The value is on the line read last, its key on the one before.
+                larch::Error::KeyTooLarge { .. } => {
+                    nothing(format!("line {}: {e}", reader.line() - 1))
+                }
+                larch::Error::ValueTooLarge { .. } => {
+                    nothing(format!("line {}: {e}", reader.line()))
+                }
+                e => nothing(e.to_string()),
+            })?;
             entries += 1;
         }
     }
+    if sections == 0 {
+        // Most likely a failed command before the pipe, not a wish to load
+        // nothing.
+        return Err(nothing("the dump is empty (no section)".into()));
+    }
     txn.commit()?;
+    drop(db);
+    keep(new);
     eprintln!("loaded {entries} entries in {sections} section(s)");
     Ok(ExitCode::SUCCESS)
 }
@@ -495,7 +682,7 @@ fn scan(
     hex: bool,
 ) -> Res<ExitCode> {
     use std::ops::Bound;
-    let db = open_existing(path)?;
+    let db = open_read(path)?;
     let from = from.map(|k| arg_bytes(&k, hex)).transpose()?;
     let to = to.map(|k| arg_bytes(&k, hex)).transpose()?;
     let txn = db.begin_read()?;

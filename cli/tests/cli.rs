@@ -179,6 +179,10 @@ fn a_database_open_elsewhere_is_refused_in_one_line() {
     let err = fails(&["get", s(&path), "t", "k"]);
     assert!(err.contains("already open"), "{err}");
     assert_eq!(err.lines().count(), 1);
+    // Said for the tool's user, not as advice to a program.
+    assert!(err.contains("in use by another process"), "{err}");
+    assert!(!err.contains("Database handle"), "{err}");
+    assert!(fails(&["put", s(&path), "t", "k", "w"]).contains("in use"));
     drop(db);
     assert_eq!(ok(&["get", s(&path), "t", "k"]), "v\n");
 }
@@ -350,4 +354,420 @@ fn bench_runs_and_reports_each_phase() {
     let stat = ok(&["stat", s(&db)]);
     assert!(stat.contains("\"bench\": 13000 entries"), "{stat}");
     assert!(fails(&["bench", s(&db), "--n", "20000"]).contains("exists"));
+}
+
+/// The bytes and modification time of a file, to show it was not touched.
+fn snapshot(path: &Path) -> (Vec<u8>, std::time::SystemTime) {
+    let meta = std::fs::metadata(path).unwrap();
+    (std::fs::read(path).unwrap(), meta.modified().unwrap())
+}
+
+#[test]
+fn read_commands_never_initialise_or_create_a_file() {
+    let d = Dir::new();
+    let missing = d.path("missing.larch");
+    let mut blanks = Vec::new();
+    for len in [100usize, 8192, 128 << 10] {
+        let path = d.path(&format!("zeros{len}"));
+        std::fs::write(&path, vec![0u8; len]).unwrap();
+        blanks.push(path);
+    }
+    let copy = d.path("copy");
+    for path in blanks.iter().chain([&missing]) {
+        let before = path.exists().then(|| snapshot(path));
+        let p = s(path);
+        let commands: [&[&str]; 6] = [
+            &["stat", p],
+            &["check", p],
+            &["dump", p],
+            &["get", p, "t", "k"],
+            &["scan", p, "t"],
+            &["copy", p, s(&copy)],
+        ];
+        for args in commands {
+            let err = fails(args);
+            assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+            if before.is_some() {
+                assert!(err.contains("not a larch database"), "{args:?}: {err}");
+            }
+            match &before {
+                Some(b) => assert!(snapshot(path) == *b, "{args:?} changed the file"),
+                None => assert!(!path.exists(), "{args:?} created the file"),
+            }
+            assert!(!copy.exists(), "{args:?}");
+        }
+    }
+}
+
+/// The names in a directory, sorted.
+fn listing(dir: &Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    names.sort();
+    names
+}
+
+#[test]
+fn dump_refuses_to_write_over_the_database() {
+    let d = Dir::new();
+    let db = d.path("db");
+    fill(s(&db));
+    let before = std::fs::read(&db).unwrap();
+    let link = d.path("link");
+    std::os::unix::fs::symlink(&db, &link).unwrap();
+    let hard = d.path("hard");
+    std::fs::hard_link(&db, &hard).unwrap();
+    let dotted = d
+        .path("..")
+        .join(d.0.path().file_name().unwrap())
+        .join("db");
+    for out in [s(&db), s(&link), s(&hard), s(&dotted)] {
+        let err = fails(&["dump", s(&db), "-f", out]);
+        assert!(err.contains("is the database"), "{out}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(
+            std::fs::read(&db).unwrap() == before,
+            "{out}: the database changed"
+        );
+    }
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(ok(&["check", s(&db)]).ends_with("ok\n"));
+    assert_eq!(listing(d.0.path()), ["db", "hard", "link"]);
+}
+
+#[test]
+fn a_failed_dump_leaves_the_output_as_it_was() {
+    let d = Dir::new();
+    let db = d.path("db");
+    ok(&["put", s(&db), "a", "k", "v"]);
+    let out = d.path("out.txt");
+    std::fs::write(&out, "precious\n").unwrap();
+    let err = fails(&["dump", s(&db), "--table", "nosuch", "-f", s(&out)]);
+    assert!(err.contains("no table named"), "{err}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious\n");
+    assert_eq!(listing(d.0.path()), ["db", "out.txt"]);
+    // A table the dump format cannot hold, after one it can: the output is
+    // not half written either.
+    ok(&["put", s(&db), "b\nc", "k", "v"]);
+    let err = fails(&["dump", s(&db), "-f", s(&out)]);
+    assert!(err.contains("line break"), "{err}");
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious\n");
+    assert_eq!(listing(d.0.path()), ["db", "out.txt"]);
+    // A dump that succeeds replaces the file, keeping its permissions.
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o640)).unwrap();
+    ok(&["dump", s(&db), "--table", "a", "-f", s(&out)]);
+    let text = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        text.contains("database=a\n") && text.ends_with("DATA=END\n"),
+        "{text}"
+    );
+    let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o640);
+    assert_eq!(listing(d.0.path()), ["db", "out.txt"]);
+    // Through a symlink, the file it names is replaced, not the link.
+    let link = d.path("link.txt");
+    std::os::unix::fs::symlink(&out, &link).unwrap();
+    std::fs::write(&out, "old\n").unwrap();
+    ok(&["dump", s(&db), "--table", "a", "-f", s(&link)]);
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert_eq!(std::fs::read_to_string(&out).unwrap(), text);
+}
+
+/// Runs `larch args`, reads one line of its output and closes the pipe.
+fn first_line_then_close(args: &[&str]) -> (String, Output) {
+    use std::io::BufRead;
+    let mut child = Command::new(env!("CARGO_BIN_EXE_larch"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run larch");
+    let mut reader = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    reader.read_line(&mut line).unwrap();
+    drop(reader);
+    (line, child.wait_with_output().unwrap())
+}
+
+#[test]
+fn output_into_a_closed_pipe_ends_quietly() {
+    let d = Dir::new();
+    let db = d.path("db");
+    fill(s(&db));
+    // Far more than a pipe holds, for scan too.
+    let mut dump = String::from("VERSION=3\nformat=print\ndatabase=many\nHEADER=END\n");
+    for i in 0..3000 {
+        dump += &format!(" {i:05}\n {}\n", "x".repeat(100));
+    }
+    dump += "DATA=END\n";
+    let out = larch_with_input(&["load", s(&db)], Some(dump.as_bytes()));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for args in [
+        &["dump", s(&db)][..],
+        &["dump", "-p", s(&db)],
+        &["scan", s(&db), "many"],
+    ] {
+        let (line, out) = first_line_then_close(args);
+        assert!(!line.is_empty(), "{args:?}");
+        assert!(out.status.success(), "{args:?}: {:?}", out.status);
+        assert_eq!(String::from_utf8_lossy(&out.stderr), "", "{args:?}");
+    }
+}
+
+#[test]
+fn a_failed_put_or_load_removes_the_file_it_created() {
+    let d = Dir::new();
+    let new = d.path("new.larch");
+    let long_key = "k".repeat(5000);
+    assert!(fails(&["put", s(&new), "t", &long_key, "v"]).contains("longer than"));
+    assert!(!new.exists());
+    assert!(fails(&["put", "--hex", s(&new), "t", "0", "00"]).contains("hex"));
+    assert!(!new.exists());
+    let out = larch_with_input(&["load", s(&new)], Some(b"VERSION=3\nHEADER=END\n 6\n"));
+    assert!(!out.status.success());
+    assert!(!new.exists());
+    // An empty dump is refused, and creates nothing either.
+    for input in [&b""[..], b"\n"] {
+        let out = larch_with_input(&["load", s(&new), "--table", "t"], Some(input));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{input:?}: {err}");
+        assert!(
+            err.contains("empty") || err.contains("line 1"),
+            "{input:?}: {err}"
+        );
+        assert!(!new.exists());
+    }
+    assert_eq!(listing(d.0.path()), Vec::<String>::new());
+    // A file that existed stays, unchanged.
+    let old = d.path("old.larch");
+    ok(&["put", s(&old), "t", "k", "v"]);
+    let before = std::fs::read(&old).unwrap();
+    assert!(fails(&["put", s(&old), "t", &long_key, "v"]).contains("longer than"));
+    let out = larch_with_input(&["load", s(&old)], Some(b""));
+    assert!(!out.status.success());
+    assert!(std::fs::read(&old).unwrap() == before);
+    assert_eq!(ok(&["get", s(&old), "t", "k"]), "v\n");
+}
+
+#[test]
+fn del_commits_nothing_when_there_is_nothing_to_remove() {
+    let d = Dir::new();
+    let db = d.path("db");
+    ok(&["put", s(&db), "t", "k", "v"]);
+    let before = snapshot(&db);
+    let err = fails(&["del", s(&db), "nosuch", "k"]);
+    assert!(err.contains("no table named \"nosuch\""), "{err}");
+    assert!(fails(&["del", s(&db), "t", "absent"]).contains("key not found"));
+    assert!(snapshot(&db) == before, "del committed a transaction");
+    let stat = ok(&["stat", s(&db)]);
+    assert!(stat.contains("last transaction: 1\n"), "{stat}");
+    assert!(stat.contains("tables: 1\n"), "{stat}");
+}
+
+/// Runs `load` on `input` into a fresh database; returns its error line.
+fn load_fails(d: &Dir, input: &[u8]) -> String {
+    let db = d.path("target");
+    ok(&["put", s(&db), "t", "before", "1"]);
+    let file = d.path("input.dump");
+    std::fs::write(&file, input).unwrap();
+    let err = fails(&["load", s(&db), s(&file)]);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("nothing was loaded"), "{err}");
+    assert_eq!(ok(&["scan", s(&db), "t"]), "before\t1\n");
+    assert_eq!(ok(&["stat", s(&db)]).matches("entries").count(), 1);
+    err
+}
+
+#[test]
+fn load_refuses_table_names_dump_could_not_write_back() {
+    let d = Dir::new();
+    let cr = load_fails(
+        &d,
+        b"VERSION=3\nformat=bytevalue\ndatabase=a\rb\ntype=btree\nHEADER=END\n 00\n 00\nDATA=END\n",
+    );
+    assert!(
+        cr.contains("line 3") && cr.contains("carriage return"),
+        "{cr}"
+    );
+    let long = format!(
+        "VERSION=3\nformat=bytevalue\ndatabase={}\ntype=btree\nHEADER=END\n 00\n 00\nDATA=END\n",
+        "n".repeat(10_000)
+    );
+    let err = load_fails(&d, long.as_bytes());
+    assert!(
+        err.contains("line 3") && err.contains("table name"),
+        "{err}"
+    );
+    assert!(!err.contains("key"), "{err}");
+}
+
+#[test]
+fn load_names_carriage_returns_of_crlf_dumps() {
+    let d = Dir::new();
+    let good =
+        "VERSION=3\nformat=bytevalue\ndatabase=t\ntype=btree\nHEADER=END\n 6b\n 76\nDATA=END\n";
+    let crlf = good.replace('\n', "\r\n");
+    let err = load_fails(&d, crlf.as_bytes());
+    assert!(
+        err.contains("line 1") && err.contains("carriage return"),
+        "{err}"
+    );
+    // Only the data lines in CRLF.
+    let mixed = good.replace(" 6b\n", " 6b\r\n");
+    let err = load_fails(&d, mixed.as_bytes());
+    assert!(
+        err.contains("line 6") && err.contains("carriage return"),
+        "{err}"
+    );
+    let print = "VERSION=3\nformat=print\ndatabase=t\nHEADER=END\n k\r\n v\nDATA=END\n";
+    let err = load_fails(&d, print.as_bytes());
+    assert!(
+        err.contains("line 5") && err.contains("carriage return"),
+        "{err}"
+    );
+}
+
+#[test]
+fn load_bounds_the_length_of_a_line() {
+    let d = Dir::new();
+    // A header line with no end.
+    let header = format!("VERSION=3\ndatabase={}", "x".repeat(200_000));
+    let err = load_fails(&d, header.as_bytes());
+    assert!(
+        err.contains("line 2") && err.contains("longer than"),
+        "{err}"
+    );
+    // Text that is no dump at all, without a newline.
+    let err = load_fails(&d, &vec![b'z'; 300_000]);
+    assert!(
+        err.contains("line 1") && err.contains("longer than"),
+        "{err}"
+    );
+    // A key longer than any page size allows, in both formats.
+    let key = format!(
+        "VERSION=3\nformat=bytevalue\ndatabase=t\nHEADER=END\n {}\n 00\nDATA=END\n",
+        "61".repeat(100_000)
+    );
+    let err = load_fails(&d, key.as_bytes());
+    assert!(
+        err.contains("line 5") && err.contains("key longer than"),
+        "{err}"
+    );
+    let key = format!(
+        "VERSION=3\nformat=print\ndatabase=t\nHEADER=END\n 00\n 00\n {}",
+        "\\00".repeat(100_000)
+    );
+    let err = load_fails(&d, key.as_bytes());
+    assert!(
+        err.contains("line 7") && err.contains("key longer than"),
+        "{err}"
+    );
+    // A key the target database refuses names its line too.
+    let key = format!(
+        "VERSION=3\nformat=bytevalue\ndatabase=t\nHEADER=END\n 00\n 00\n {}\n 00\nDATA=END\n",
+        "61".repeat(2000)
+    );
+    let err = load_fails(&d, key.as_bytes());
+    assert!(
+        err.contains("line 7") && err.contains("key of 2000 bytes"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bench_refuses_an_n_it_cannot_hold() {
+    let d = Dir::new();
+    let db = d.path("bench.larch");
+    for n in ["18446744073709551615", "4000000000"] {
+        let err = fails(&["bench", s(&db), "--n", n]);
+        assert!(err.contains("--n") && err.contains("memory"), "{n}: {err}");
+        assert_eq!(err.lines().count(), 1, "{err}");
+        assert!(!db.exists(), "{n}: the database was left behind");
+    }
+    // Without a path, in a temporary directory that is removed.
+    let temp = d.path("tmp");
+    std::fs::create_dir(&temp).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_larch"))
+        .args(["bench", "--n", "4000000000"])
+        .env("TMPDIR", &temp)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert_eq!(listing(&temp), Vec::<String>::new());
+}
+
+#[test]
+fn copy_refuses_a_symlink_destination_even_a_dangling_one() {
+    let d = Dir::new();
+    let db = d.path("db");
+    ok(&["put", s(&db), "t", "k", "v"]);
+    let link = d.path("link");
+    std::os::unix::fs::symlink(d.path("nowhere"), &link).unwrap();
+    let err = fails(&["copy", s(&db), s(&link)]);
+    assert!(err.contains("exists"), "{err}");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    assert!(!d.path("nowhere").exists());
+    assert_eq!(listing(d.0.path()), ["db", "link"]);
+}
+
+/// When open sets the newest commit aside (torn, or damaged after the fact),
+/// `stat` and `check` say which transaction and why.
+#[test]
+fn stat_and_check_name_a_commit_set_aside() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("db.larch");
+    let db_arg = db.to_str().unwrap();
+    assert!(larch(&["put", db_arg, "t", "k", "one"]).status.success());
+    assert!(larch(&["put", db_arg, "t", "k", "two"]).status.success());
+    // Transaction 2 sits in slot 0: damage its checksummed fields.
+    let mut image = std::fs::read(&db).unwrap();
+    image[20] ^= 0x5a;
+    std::fs::write(&db, &image).unwrap();
+    for cmd in ["stat", "check"] {
+        let out = larch(&[cmd, db_arg]);
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("set aside: meta slot 0 holds no valid meta (meta checksum mismatch)"),
+            "{cmd}: {text}"
+        );
+    }
+    // A torn commit: the newest meta is whole but one page it sealed is not.
+    assert!(larch(&["put", db_arg, "t", "k", "three"]).status.success());
+    let before = std::fs::read(&db).unwrap();
+    let pos = before
+        .windows(5)
+        .rposition(|w| w == b"three")
+        .expect("the value is in the file");
+    let mut image = before.clone();
+    image[pos] ^= 1;
+    std::fs::write(&db, &image).unwrap();
+    let out = larch(&["check", db_arg]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("set aside: transaction 2 in meta slot 0 (page does not match its commit's seal (torn commit))"),
+        "{text}"
+    );
 }
