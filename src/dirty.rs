@@ -63,6 +63,11 @@ pub(crate) struct Dirty {
     /// Committed pages this transaction freed: pending until the reuse rule
     /// allows them.
     freed: Vec<PageId>,
+    /// Set when a change failed part-way: the pages may hold a half-applied
+    /// change, so nothing reads or writes them again and the transaction
+    /// cannot commit. Every mutation and every read of the transaction passes
+    /// through here.
+    failed: bool,
 }
 
 impl Dirty {
@@ -84,7 +89,27 @@ impl Dirty {
             taken: Vec::new(),
             local: Vec::new(),
             freed: Vec::new(),
+            failed: false,
         }
+    }
+
+    /// `Err(TxnFailed)` once a change of the transaction has failed.
+    #[inline]
+    pub(crate) fn live(&self) -> Result<()> {
+        if self.failed {
+            return Err(Error::TxnFailed);
+        }
+        Ok(())
+    }
+
+    /// Passes on the result of a change to the transaction; an error fails
+    /// the transaction (the change may have been half-applied), so that every
+    /// later call gets `Error::TxnFailed`.
+    pub(crate) fn outcome<T>(&mut self, r: Result<T>) -> Result<T> {
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
     }
 
     pub(crate) fn txn_id(&self) -> u64 {
@@ -339,8 +364,12 @@ impl<'a> DirtyView<'a> {
     }
 }
 
+/// Reads of a failed transaction return `Error::TxnFailed`: its pages may
+/// hold a half-applied change.
 impl<'a> PageSource<'a> for DirtyView<'a> {
+    #[inline]
     fn page(&self, id: PageId) -> Result<&'a [u8]> {
+        self.dirty.live()?;
         match self.dirty.bufs.get(&id) {
             Some(buf) => Ok(&buf[..self.dirty.page_size]),
             None => MapView::new(self.pager, self.dirty.base_pages).page(id),
@@ -348,6 +377,7 @@ impl<'a> PageSource<'a> for DirtyView<'a> {
     }
 
     fn run(&self, id: PageId, len: usize) -> Result<&'a [u8]> {
+        self.dirty.live()?;
         match self.dirty.bufs.get(&id) {
             Some(buf) => {
                 let pages = overflow_run(buf, id)?;
@@ -362,6 +392,7 @@ impl<'a> PageSource<'a> for DirtyView<'a> {
     }
 
     fn pages(&self, id: PageId, n: u64) -> Result<&'a [u8]> {
+        self.dirty.live()?;
         match self.dirty.bufs.get(&id) {
             Some(buf) if buf.len() as u64 == n * self.dirty.page_size as u64 => Ok(buf),
             Some(_) => corrupted(id, "run length differs from the dirty buffer"),
