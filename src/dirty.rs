@@ -6,7 +6,7 @@
 //! transaction's own state (dirty pages first, then the map).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 
 use zerocopy::little_endian::{U32, U64};
 
@@ -14,31 +14,11 @@ use crate::btree::{MapView, PageSource, PageStore};
 use crate::error::{Error, Result, corrupted};
 use crate::format::meta::SealEntry;
 use crate::format::page::{
-    OVERFLOW_DATA, PageId, header_mut, init_overflow, overflow_pages, overflow_run, stamp_checksum,
+    OVERFLOW_DATA, PageId, PageIdHasher, header_mut, init_overflow, overflow_pages, overflow_run,
+    stamp_checksum,
 };
 use crate::freelist::FreeList;
 use crate::pager::Pager;
-
-/// Hashes page ids by multiplication: they are already well spread integers,
-/// and the dirty map is on every write path.
-#[derive(Default)]
-pub(crate) struct PageIdHasher(u64);
-
-impl Hasher for PageIdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
-    }
-}
 
 type PageMap<V> = HashMap<PageId, V, BuildHasherDefault<PageIdHasher>>;
 
@@ -206,16 +186,14 @@ impl Dirty {
 
     /// The free list after this transaction commits: its pool, this
     /// transaction's leftovers as reusable, and its freed pages as pending.
-    /// Moved out, not copied: after this only the commit's I/O remains, and
-    /// its failure poisons the handle, so the free list is never needed again
-    /// by an abort.
-    pub(crate) fn take_committed_free_list(&mut self) -> FreeList {
-        let mut list = std::mem::take(&mut self.free);
-        for p in self.local.drain(..) {
+    /// A copy: the commit may still refuse it (see `freelist_io::check_list`),
+    /// and then an abort needs the transaction's own state as it was.
+    pub(crate) fn committed_free_list(&self) -> FreeList {
+        let mut list = self.free.clone();
+        for &p in &self.local {
             list.insert_reusable(p);
         }
-        list.add_pending(self.txn_id, &std::mem::take(&mut self.freed));
-        self.taken.clear();
+        list.add_pending(self.txn_id, &self.freed);
         list
     }
 

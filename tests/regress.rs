@@ -230,6 +230,48 @@ fn a_transaction_whose_overwrite_hit_map_full_does_not_commit() {
     map_full_trials(512, 120, 300, true);
 }
 
+/// On a file where two tables share a tree (already damaged), deleting both
+/// freed every shared page twice, and the commit wrote a free list with
+/// repeated entries. Open refuses such a list and fell back, without a word,
+/// to the commit before: an acknowledged commit silently dropped. The commit
+/// must fail instead, before its meta is written.
+#[test]
+fn a_commit_that_would_write_a_free_list_open_refuses_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("shared.larch");
+    std::fs::write(&path, larch::testing::corrupt::shared_tree_image()).unwrap();
+    let db = common::open(&path, 512);
+    let before = db.last_txn_id();
+    assert!(db.check().is_err(), "the image is damaged");
+    let mut w = db.begin_write().unwrap();
+    assert!(w.delete_table("a").unwrap());
+    assert!(w.delete_table("b").unwrap());
+    let commit = w.commit();
+    let tables = db.begin_read().unwrap().list_tables().unwrap();
+    drop(db);
+    let db = common::open(&path, 512);
+    assert!(
+        matches!(commit, Err(larch::Error::Corrupted { .. })),
+        "the commit gave {commit:?}; after reopen the file holds transaction {} (before it: {before})",
+        db.last_txn_id()
+    );
+    if let Err(larch::Error::Corrupted { reason, .. }) = &commit {
+        assert!(reason.contains("free list"), "{reason}");
+    }
+    assert_eq!(tables, ["a", "b"], "the failed commit was published");
+    assert_eq!(db.last_txn_id(), before);
+    let r = db.begin_read().unwrap();
+    assert_eq!(r.list_tables().unwrap(), ["a", "b"]);
+    // A write that frees nothing twice still commits.
+    drop(r);
+    let mut w = db.begin_write().unwrap();
+    w.open_table("c").unwrap().insert(b"k", b"v").unwrap();
+    w.commit().unwrap();
+    drop(db);
+    let db = common::open(&path, 512);
+    assert_eq!(db.last_txn_id(), before + 1);
+}
+
 /// After a change failed, every call on the transaction and on its table
 /// handles is refused with `TxnFailed`, reads included, and so is the commit;
 /// an argument rejected up front fails nothing; an abort leaves the database

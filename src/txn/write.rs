@@ -9,9 +9,10 @@ use zerocopy::little_endian::U64;
 use super::core::{Core, WriterState};
 use crate::btree;
 use crate::dirty::{Dirty, DirtyView, Writer};
-use crate::error::Result;
+use crate::error::{Result, corrupted};
 use crate::format::meta::{Meta, TableDesc, seal_capacity};
 use crate::format::page::{FreeEntry, freelist_capacity, write_freelist};
+use crate::freelist_io::ListRules;
 use crate::table::{TableMut, View, catalog_get, catalog_names, check_key};
 
 /// Bytes of consecutive dirty pages merged into one `pwrite`.
@@ -225,14 +226,33 @@ impl<'db> WriteTxn<'db> {
         while chain.len() < self.dirty.free_entries().div_ceil(cap) {
             chain.push(self.dirty.alloc_page()?.0);
         }
-        let free = self.dirty.take_committed_free_list();
-        let entries: Vec<FreeEntry> = free
-            .entries()
-            .map(|(freed_by, page)| FreeEntry {
+        let free = self.dirty.committed_free_list();
+        // The list must obey the rules open reads it by. On a damaged file (a
+        // page reachable twice, so freed twice) it would not, and open would
+        // drop this commit without a word: refuse it now instead, before
+        // anything is written.
+        let mut rules = ListRules::new(self.dirty.pages(), txn_id);
+        for &id in &chain {
+            if let Err(broken) = rules.chain_page(id) {
+                return corrupted(id, broken.commit_reason());
+            }
+        }
+        let mut entries = Vec::with_capacity(free.len());
+        for (freed_by, page) in free.entries() {
+            if let Err(broken) = rules.entry(freed_by, page) {
+                return corrupted(page, broken.commit_reason());
+            }
+            entries.push(FreeEntry {
                 freed_by: U64::new(freed_by),
                 page: U64::new(page),
-            })
-            .collect();
+            });
+        }
+        if let Err((page, broken)) = rules.finish() {
+            return corrupted(page, broken.commit_reason());
+        }
+        if entries.len() > chain.len() * cap {
+            return corrupted(0, "the commit's free list does not fit its chain");
+        }
         let mut parts = entries.chunks(cap);
         let mut w = self.writer();
         for (i, &id) in chain.iter().enumerate() {
@@ -263,6 +283,15 @@ impl<'db> WriteTxn<'db> {
         } else {
             meta.encode()
         };
+        // Like the free list, the meta must read back as written (roots and
+        // seal list inside the file, depths in bound), or open would drop it.
+        let file_len = self.core.pager.file_len().max(meta.pages * ps as u64);
+        if Meta::decode(&meta_bytes, file_len) != Ok(meta) {
+            return corrupted(
+                txn_id % 2,
+                "the commit's meta would not read back as written",
+            );
+        }
 
         // 4-7. Grow, write the pages, (sync,) write the meta, sync. A failure
         // here poisons the handle: the disk may hold anything the kernel kept.
