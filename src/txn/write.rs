@@ -108,7 +108,7 @@ impl<'db> WriteTxn<'db> {
     /// Opens table `name`, creating it (empty) if it does not exist. A created
     /// table exists from this commit on, even if nothing is inserted.
     ///
-    /// A name longer than a key may be is
+    /// A name longer than the longest key gives
     /// [`Error::KeyTooLarge`](crate::Error::KeyTooLarge), which leaves the
     /// transaction as it was; any other error fails it (see [`WriteTxn`]).
     pub fn open_table(&mut self, name: &str) -> Result<TableMut<'_>> {
