@@ -6,7 +6,7 @@
 //! transaction's own state (dirty pages first, then the map).
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::BuildHasherDefault;
 
 use zerocopy::little_endian::{U32, U64};
 
@@ -14,31 +14,11 @@ use crate::btree::{MapView, PageSource, PageStore};
 use crate::error::{Error, Result, corrupted};
 use crate::format::meta::SealEntry;
 use crate::format::page::{
-    OVERFLOW_DATA, PageId, header_mut, init_overflow, overflow_pages, overflow_run, stamp_checksum,
+    OVERFLOW_DATA, PageId, PageIdHasher, header_mut, init_overflow, overflow_pages, overflow_run,
+    stamp_checksum,
 };
 use crate::freelist::FreeList;
 use crate::pager::Pager;
-
-/// Hashes page ids by multiplication: they are already well spread integers,
-/// and the dirty map is on every write path.
-#[derive(Default)]
-pub(crate) struct PageIdHasher(u64);
-
-impl Hasher for PageIdHasher {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        }
-    }
-
-    fn write_u64(&mut self, n: u64) {
-        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
-    }
-}
 
 type PageMap<V> = HashMap<PageId, V, BuildHasherDefault<PageIdHasher>>;
 
@@ -63,6 +43,11 @@ pub(crate) struct Dirty {
     /// Committed pages this transaction freed: pending until the reuse rule
     /// allows them.
     freed: Vec<PageId>,
+    /// Set when a change failed part-way: the pages may hold a half-applied
+    /// change, so nothing reads or writes them again and the transaction
+    /// cannot commit. Every mutation and every read of the transaction passes
+    /// through here.
+    failed: bool,
 }
 
 impl Dirty {
@@ -84,7 +69,27 @@ impl Dirty {
             taken: Vec::new(),
             local: Vec::new(),
             freed: Vec::new(),
+            failed: false,
         }
+    }
+
+    /// `Err(TxnFailed)` once a change of the transaction has failed.
+    #[inline]
+    pub(crate) fn live(&self) -> Result<()> {
+        if self.failed {
+            return Err(Error::TxnFailed);
+        }
+        Ok(())
+    }
+
+    /// Passes on the result of a change to the transaction; an error fails
+    /// the transaction (the change may have been half-applied), so that every
+    /// later call gets `Error::TxnFailed`.
+    pub(crate) fn outcome<T>(&mut self, r: Result<T>) -> Result<T> {
+        if r.is_err() {
+            self.failed = true;
+        }
+        r
     }
 
     pub(crate) fn txn_id(&self) -> u64 {
@@ -181,16 +186,14 @@ impl Dirty {
 
     /// The free list after this transaction commits: its pool, this
     /// transaction's leftovers as reusable, and its freed pages as pending.
-    /// Moved out, not copied: after this only the commit's I/O remains, and
-    /// its failure poisons the handle, so the free list is never needed again
-    /// by an abort.
-    pub(crate) fn take_committed_free_list(&mut self) -> FreeList {
-        let mut list = std::mem::take(&mut self.free);
-        for p in self.local.drain(..) {
+    /// A copy: the commit may still refuse it (see `freelist_io::check_list`),
+    /// and then an abort needs the transaction's own state as it was.
+    pub(crate) fn committed_free_list(&self) -> FreeList {
+        let mut list = self.free.clone();
+        for &p in &self.local {
             list.insert_reusable(p);
         }
-        list.add_pending(self.txn_id, &std::mem::take(&mut self.freed));
-        self.taken.clear();
+        list.add_pending(self.txn_id, &self.freed);
         list
     }
 
@@ -345,8 +348,12 @@ impl<'a> DirtyView<'a> {
     }
 }
 
+/// Reads of a failed transaction return `Error::TxnFailed`: its pages may
+/// hold a half-applied change.
 impl<'a> PageSource<'a> for DirtyView<'a> {
+    #[inline]
     fn page(&self, id: PageId) -> Result<&'a [u8]> {
+        self.dirty.live()?;
         match self.dirty.bufs.get(&id) {
             Some(buf) => Ok(&buf[..self.dirty.page_size]),
             None => MapView::new(self.pager, self.dirty.base_pages).page(id),
@@ -354,6 +361,7 @@ impl<'a> PageSource<'a> for DirtyView<'a> {
     }
 
     fn run(&self, id: PageId, len: usize) -> Result<&'a [u8]> {
+        self.dirty.live()?;
         match self.dirty.bufs.get(&id) {
             Some(buf) => {
                 let pages = overflow_run(buf, id)?;
@@ -368,6 +376,7 @@ impl<'a> PageSource<'a> for DirtyView<'a> {
     }
 
     fn pages(&self, id: PageId, n: u64) -> Result<&'a [u8]> {
+        self.dirty.live()?;
         match self.dirty.bufs.get(&id) {
             Some(buf) if Some(buf.len() as u64) == n.checked_mul(self.dirty.page_size as u64) => {
                 Ok(buf)

@@ -52,6 +52,12 @@ pub enum Error {
     /// An earlier write or sync failed; the handle must be reopened before the
     /// next write transaction.
     Poisoned,
+    /// An earlier change to this write transaction failed (see
+    /// [`WriteTxn`](crate::WriteTxn) for which errors do that), so the
+    /// transaction may be half-applied: every later call on it, and its commit,
+    /// return this. Abort it (or drop it) and retry in a new transaction; the
+    /// committed state is intact.
+    TxnFailed,
     /// An option was out of range.
     InvalidOption(&'static str),
     /// A write transaction was asked of a database opened with
@@ -93,6 +99,11 @@ impl fmt::Display for Error {
                 f,
                 "an earlier write or sync failed, so the handle refuses further writes; \
                  drop the Database and open it again"
+            ),
+            Error::TxnFailed => write!(
+                f,
+                "an earlier operation of this write transaction failed, so the transaction \
+                 cannot go on or commit; abort it and retry in a new transaction"
             ),
             Error::InvalidOption(what) => write!(f, "invalid option: {what}"),
             Error::ReadOnly => write!(

@@ -43,7 +43,11 @@
 //!   [`WriteTxn::commit`] returns, and then durable: a crash or power loss
 //!   afterwards keeps them, a crash before leaves the previous commit whole.
 //!   Dropping the transaction discards it. Values read through a
-//!   [`TableMut`] borrow it and end at the next change.
+//!   [`TableMut`] borrow it and end at the next change. A change that fails
+//!   (say [`Error::MapFull`]) fails the whole transaction: every later call
+//!   on it returns [`Error::TxnFailed`] and it cannot commit; abort and
+//!   retry. Only a key, value or table name rejected up front
+//!   ([`Error::KeyTooLarge`], [`Error::ValueTooLarge`]) leaves it usable.
 //! - **Keys and values.** Keys are compared bytewise, up to a quarter page
 //!   ([`Error::KeyTooLarge`]); values up to 4 GiB, big ones in overflow pages.
 //!   Tables are named and keep an O(1) entry count.

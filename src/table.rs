@@ -168,6 +168,7 @@ impl<'txn> Table<'txn> {
     pub fn cursor(&self) -> Cursor<'txn> {
         Cursor {
             inner: btree::Cursor::new(self.source(), self.desc),
+            failed: false,
         }
     }
 }
@@ -177,6 +178,10 @@ impl<'txn> Table<'txn> {
 /// Reads see the transaction's own changes. Values borrow `&self`, so the next
 /// mutation (which needs `&mut self`) ends them: the compiler enforces that a
 /// value is never used after the page under it changed.
+///
+/// When a change fails (see [`insert`](TableMut::insert)), the whole
+/// transaction has failed: every later call through this handle, another
+/// handle or the [`WriteTxn`](crate::WriteTxn) returns [`Error::TxnFailed`].
 pub struct TableMut<'txn> {
     writer: Writer<'txn>,
     desc: &'txn mut TableDesc,
@@ -208,7 +213,14 @@ impl<'txn> TableMut<'txn> {
     ///
     /// Keys are at most `page_size / 4` bytes ([`Error::KeyTooLarge`]). Values
     /// larger than about a quarter page are stored in overflow pages.
+    ///
+    /// [`Error::KeyTooLarge`] and [`Error::ValueTooLarge`] are checked before
+    /// anything changes and leave the transaction as it was. Any other error
+    /// ([`Error::MapFull`], [`Error::Corrupted`], ...) may come after the
+    /// tree began to change, so it fails the transaction: from then on every
+    /// call on it returns [`Error::TxnFailed`], and it cannot commit.
     pub fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+        self.writer.dirty.live()?;
         check_key(key, self.writer.pager.page_size())?;
         if value.len() > MAX_VALUE {
             return Err(Error::ValueTooLarge {
@@ -219,29 +231,52 @@ impl<'txn> TableMut<'txn> {
         *self.changed = true;
         // The hint is taken by every insert and given back only by one that
         // split nothing.
-        btree::insert(&mut self.writer, self.desc, &mut self.hint, key, value)?;
-        Ok(())
+        let before = *self.desc;
+        let r = btree::insert(&mut self.writer, self.desc, &mut self.hint, key, value);
+        let r = self.writer.dirty.outcome(r);
+        if r.is_err() {
+            self.failed(before);
+        }
+        r.map(|_| ())
     }
 
     /// Removes `key`; returns whether it was present. Like `insert`, the
     /// change is seen by others, and durable, once the transaction commits.
+    ///
+    /// A key longer than any the table can hold is simply not present. Any
+    /// error fails the transaction, as for [`insert`](TableMut::insert).
     pub fn remove(&mut self, key: &[u8]) -> Result<bool> {
+        self.writer.dirty.live()?;
         if key.len() > max_key(self.writer.pager.page_size()) {
             return Ok(false);
         }
         self.hint.clear();
-        let removed = btree::remove(&mut self.writer, self.desc, key)?;
-        *self.changed |= removed;
-        Ok(removed)
+        let before = *self.desc;
+        let r = btree::remove(&mut self.writer, self.desc, key);
+        let r = self.writer.dirty.outcome(r);
+        match r {
+            Ok(removed) => *self.changed |= removed,
+            Err(_) => self.failed(before),
+        }
+        r
+    }
+
+    /// After a failed change: no hint survives it, and `len` goes on
+    /// reporting the count from before the call (everything else refuses).
+    fn failed(&mut self, before: TableDesc) {
+        self.hint.clear();
+        *self.desc = before;
     }
 
     /// The value stored under `key`, valid until the next mutation.
     pub fn get(&self, key: &[u8]) -> Result<Option<&[u8]>> {
+        self.writer.dirty.live()?;
         btree::get(self.view(), self.desc, key)
     }
 
     /// The entries whose keys lie in `range`, valid until the next mutation.
     pub fn range<'a>(&self, range: impl RangeBounds<&'a [u8]>) -> Result<Range<'_>> {
+        self.writer.dirty.live()?;
         Ok(Range::new(self.view(), *self.desc, range))
     }
 
@@ -250,20 +285,24 @@ impl<'txn> TableMut<'txn> {
         self.range(..)
     }
 
-    /// Number of entries, O(1).
+    /// Number of entries, O(1). After the transaction failed, the count
+    /// before the change that failed.
     pub fn len(&self) -> u64 {
         self.desc.entries
     }
 
-    /// Whether the table holds no entry.
+    /// Whether the table holds no entry (after the transaction failed, as
+    /// for [`len`](TableMut::len)).
     pub fn is_empty(&self) -> bool {
         self.desc.entries == 0
     }
 
-    /// A cursor over the table, valid until the next mutation.
+    /// A cursor over the table, valid until the next mutation. After the
+    /// transaction failed, every move returns [`Error::TxnFailed`].
     pub fn cursor(&self) -> Cursor<'_> {
         Cursor {
             inner: btree::Cursor::new(self.view(), *self.desc),
+            failed: self.writer.dirty.live().is_err(),
         }
     }
 }
@@ -278,32 +317,46 @@ pub type Entry<'txn> = (&'txn [u8], &'txn [u8]);
 /// returns the entry at that end.
 pub struct Cursor<'txn> {
     inner: btree::Cursor<'txn, View<'txn>>,
+    /// Made on a failed write transaction: every move refuses.
+    failed: bool,
 }
 
 impl<'txn> Cursor<'txn> {
+    fn live(&self) -> Result<()> {
+        if self.failed {
+            return Err(Error::TxnFailed);
+        }
+        Ok(())
+    }
+
     /// Moves to the first entry.
     pub fn first(&mut self) -> Result<Option<Entry<'txn>>> {
+        self.live()?;
         self.inner.first()
     }
 
     /// Moves to the last entry.
     pub fn last(&mut self) -> Result<Option<Entry<'txn>>> {
+        self.live()?;
         self.inner.last()
     }
 
     /// Moves to the first entry whose key is `>= key`.
     pub fn seek(&mut self, key: &[u8]) -> Result<Option<Entry<'txn>>> {
+        self.live()?;
         self.inner.seek(key)
     }
 
     /// Moves to the next entry.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Entry<'txn>>> {
+        self.live()?;
         self.inner.next()
     }
 
     /// Moves to the previous entry.
     pub fn prev(&mut self) -> Result<Option<Entry<'txn>>> {
+        self.live()?;
         self.inner.prev()
     }
 }

@@ -1,6 +1,14 @@
 //! Random operation sequences against a `BTreeMap`, with commit, abort and
 //! reopen, at page sizes 512 and 4096; the integrity check after every reopen
 //! and at the end, when everything is deleted and no page may leak.
+//!
+//! Mutations fail in the mix too: a third of the cases run with a map of a few
+//! dozen KiB, so inserts, removes and commits run into `MapFull`, and an
+//! operation arms an injected I/O error (EIO or ENOSPC) for one of the next
+//! writes or resizes, which fails a commit. After a failed change every call
+//! on the transaction must return `TxnFailed`; after the failed transaction is
+//! aborted or its commit refused, the database, and the file after a reopen,
+//! must hold exactly the last commit.
 
 mod common;
 
@@ -9,6 +17,8 @@ use std::ops::Bound;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::TestDb;
+use larch::testing::faults::{Fault, Kind, Trap};
+use larch::{Database, Error, Options};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 
 #[derive(Clone, Debug)]
@@ -34,6 +44,29 @@ enum Op {
     Commit,
     Abort,
     Reopen,
+    /// Arms an I/O error: the `n`-th write (or resize) from now on fails.
+    Fault {
+        n: u8,
+        resize: bool,
+        nospace: bool,
+    },
+}
+
+/// How a case opens its database.
+#[derive(Clone, Debug)]
+struct Setup {
+    /// A map of this many KiB, so that changes run into `MapFull`; `None` for
+    /// a map that never fills.
+    map_kib: Option<u16>,
+}
+
+impl Arbitrary for Setup {
+    fn arbitrary(g: &mut Gen) -> Setup {
+        let tight = u8::arbitrary(g) % 3 == 0;
+        Setup {
+            map_kib: tight.then(|| 24 + u16::arbitrary(g) % 120),
+        }
+    }
 }
 
 /// Keys from a small domain so operations collide; some keys are long.
@@ -79,7 +112,15 @@ impl Arbitrary for Op {
                 rev: bool::arbitrary(g),
             },
             83..=86 => Op::Read,
-            87..=94 => Op::Commit,
+            87..=93 => Op::Commit,
+            94 => {
+                let resize = u8::arbitrary(g) % 4 == 0;
+                Op::Fault {
+                    n: if resize { 1 } else { 1 + u8::arbitrary(g) % 3 },
+                    resize,
+                    nospace: bool::arbitrary(g),
+                }
+            }
             95..=97 => Op::Abort,
             _ => Op::Reopen,
         }
@@ -116,6 +157,10 @@ struct Stats {
     ops: AtomicU64,
     max_depth: AtomicU64,
     overflow_pages: AtomicU64,
+    /// Inserts, removes and commits that failed with `MapFull`.
+    failed_mutations: AtomicU64,
+    /// Commits that failed with an injected I/O error.
+    io_errors: AtomicU64,
 }
 
 static STATS_512: Stats = Stats::new();
@@ -128,6 +173,8 @@ impl Stats {
             ops: AtomicU64::new(0),
             max_depth: AtomicU64::new(0),
             overflow_pages: AtomicU64::new(0),
+            failed_mutations: AtomicU64::new(0),
+            io_errors: AtomicU64::new(0),
         }
     }
 
@@ -147,39 +194,114 @@ impl Stats {
     }
 }
 
-fn run(page_size: u32, ops: Vec<Op>) -> TestResult {
+/// The committed contents of table "t", read in a new read transaction.
+fn committed_state(db: &Database) -> Model {
+    let r = db.begin_read().unwrap();
+    match r.open_table("t") {
+        Ok(tab) => tab
+            .iter()
+            .unwrap()
+            .map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+            .collect(),
+        Err(Error::TableNotFound(_)) => Model::new(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
+fn refused<T>(r: larch::Result<T>) -> bool {
+    matches!(r, Err(Error::TxnFailed))
+}
+
+fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
     let stats = Stats::of(page_size);
     stats.cases.fetch_add(1, Ordering::Relaxed);
     stats.ops.fetch_add(ops.len() as u64, Ordering::Relaxed);
-    let mut t = TestDb::new(page_size);
+    let trap = Trap::new();
+    let options = |map_size: u64| {
+        let trap = trap.clone();
+        Options::new()
+            .page_size(page_size)
+            .map_size(map_size)
+            .storage(move |f| Ok(trap.storage(f)))
+    };
+    let roomy = 1 << 34;
+    let map_size = setup.map_kib.map_or(roomy, |kib| u64::from(kib) << 10);
+    let mut t = TestDb::with_options(options(map_size));
     let mut committed = Model::new();
     let mut i = 0;
     loop {
-        // One session of the database, until a reopen.
+        // One session of the database, until a reopen (or an I/O error, which
+        // poisons the handle).
         {
             let db = t.db();
             let mut pending = committed.clone();
             let mut txn = None;
+            // Whether a change of `txn` failed: every call on it is refused.
+            let mut failed = false;
+            // Records a failed change: the transaction refuses from then on.
+            let fail = |e: Error, failed: &mut bool| {
+                assert!(!*failed, "a failed transaction changed again: {e}");
+                assert!(matches!(e, Error::MapFull { .. }), "{e:?}");
+                stats.failed_mutations.fetch_add(1, Ordering::Relaxed);
+                *failed = true;
+            };
             while i < ops.len() {
                 let op = ops[i].clone();
                 i += 1;
                 match op {
                     Op::Reopen => break,
+                    Op::Fault { n, resize, nospace } => {
+                        let kind = if resize { Kind::Resize } else { Kind::Write };
+                        let fault = if nospace { Fault::NoSpace } else { Fault::Eio };
+                        trap.arm(kind, fault, u64::from(n));
+                    }
                     Op::Insert { key, len, fill } => {
                         let w = txn.get_or_insert_with(|| db.begin_write().unwrap());
                         let (k, v) = (key_bytes(key), value_bytes(len, fill, key));
-                        w.open_table("t").unwrap().insert(&k, &v).unwrap();
-                        pending.insert(k, v);
+                        let mut tab = match w.open_table("t") {
+                            Ok(tab) => tab,
+                            Err(e) => {
+                                assert!(failed && matches!(e, Error::TxnFailed), "{e:?}");
+                                continue;
+                            }
+                        };
+                        assert!(!failed, "a failed transaction opened a table");
+                        match tab.insert(&k, &v) {
+                            Ok(()) => {
+                                pending.insert(k, v);
+                            }
+                            Err(e) => {
+                                fail(e, &mut failed);
+                                // The handle refuses too, and counts as before.
+                                assert!(refused(tab.get(&k)));
+                                assert!(refused(tab.insert(&k, b"")));
+                                assert_eq!(tab.len(), pending.len() as u64);
+                            }
+                        }
                     }
                     Op::Remove { key } => {
                         let w = txn.get_or_insert_with(|| db.begin_write().unwrap());
                         let k = key_bytes(key);
-                        let removed = w.open_table("t").unwrap().remove(&k).unwrap();
-                        assert_eq!(removed, pending.remove(&k).is_some());
+                        let mut tab = match w.open_table("t") {
+                            Ok(tab) => tab,
+                            Err(e) => {
+                                assert!(failed && matches!(e, Error::TxnFailed), "{e:?}");
+                                continue;
+                            }
+                        };
+                        match tab.remove(&k) {
+                            Ok(removed) => assert_eq!(removed, pending.remove(&k).is_some()),
+                            Err(e) => {
+                                fail(e, &mut failed);
+                                assert!(refused(tab.remove(&k)));
+                                assert!(refused(tab.iter().map(drop)));
+                            }
+                        }
                     }
                     Op::Get { key } => {
                         let k = key_bytes(key);
                         match &mut txn {
+                            Some(w) if failed => assert!(refused(w.open_table("t").map(drop))),
                             Some(w) => {
                                 let tab = w.open_table("t").unwrap();
                                 assert_eq!(tab.get(&k).unwrap(), pending.get(&k).map(|v| &v[..]));
@@ -198,6 +320,11 @@ fn run(page_size: u32, ops: Vec<Op>) -> TestResult {
                     }
                     Op::Range { from, to, rev } => {
                         let w = txn.get_or_insert_with(|| db.begin_write().unwrap());
+                        if failed {
+                            assert!(refused(w.list_tables()));
+                            assert!(refused(w.open_table("t").map(drop)));
+                            continue;
+                        }
                         let (a, b) = (key_bytes(from), key_bytes(to));
                         let tab = w.open_table("t").unwrap();
                         let it = tab.range(&a[..]..&b[..]).unwrap();
@@ -229,29 +356,60 @@ fn run(page_size: u32, ops: Vec<Op>) -> TestResult {
                         r.check().unwrap();
                     }
                     Op::Commit => {
-                        if let Some(w) = txn.take() {
-                            w.commit().unwrap();
-                            committed = pending.clone();
+                        let Some(w) = txn.take() else { continue };
+                        let fired = trap.fired();
+                        match w.commit() {
+                            Ok(()) => {
+                                assert!(!failed, "a failed transaction committed");
+                                committed = pending.clone();
+                                continue;
+                            }
+                            Err(Error::TxnFailed) => assert!(failed),
+                            Err(Error::MapFull { .. }) if !failed => {
+                                stats.failed_mutations.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(Error::Io(_)) if !failed && trap.fired() > fired => {
+                                stats.io_errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => panic!("commit: {e:?}"),
+                        }
+                        // The commit failed: the database holds the last
+                        // commit, and a write or resize error poisoned it.
+                        failed = false;
+                        pending = committed.clone();
+                        assert_eq!(committed_state(db), committed);
+                        if trap.fired() > fired {
+                            assert!(matches!(db.begin_write().err(), Some(Error::Poisoned)));
+                            break;
                         }
                     }
                     Op::Abort => {
                         if let Some(w) = txn.take() {
                             w.abort();
                         }
+                        if failed {
+                            assert_eq!(committed_state(db), committed);
+                        }
+                        failed = false;
                         pending = committed.clone();
                     }
                 }
             }
             drop(txn);
         }
+        trap.disarm();
         t.reopen();
         stats.saw(&t.db().check().unwrap());
+        assert_eq!(committed_state(t.db()), committed, "after a reopen");
         if i >= ops.len() {
             break;
         }
     }
 
     // Everything committed is there; then delete it all and nothing leaks.
+    // (In a map that never fills: a tight one may have no room to delete.)
+    t.set_options(options(roomy));
+    t.reopen();
     let db = t.db();
     let mut w = db.begin_write().unwrap();
     {
@@ -308,23 +466,34 @@ fn model_512() {
     QuickCheck::new()
         .tests(cases())
         .rng(generator(name, seed))
-        .quickcheck(run_512 as fn(Vec<Op>) -> TestResult);
+        .quickcheck(run_512 as fn(Setup, Vec<Op>) -> TestResult);
     report(name, 512, seed);
 }
 
 /// Prints the suite's line; reached only when every case passed (a failure
 /// panics first), so `leaked_pages` and `failures` are 0: a leaked page fails
-/// the case through `check`.
+/// the case through `check`. Then requires that the mix failed some
+/// mutations both ways (with at least 20 cases, which make that all but
+/// certain): a suite whose failure paths never ran proves nothing about them.
 fn report(name: &str, page_size: u32, seed: u64) {
     let s = Stats::of(page_size);
+    let failed = s.failed_mutations.load(Ordering::Relaxed);
+    let io = s.io_errors.load(Ordering::Relaxed);
     larch::testing::report(&format!(
         "RELIABILITY suite=model name={name} seed={seed} cases={} ops={} max_depth={} \
-         overflow_pages={} leaked_pages=0 failures=0",
+         overflow_pages={} failed_mutations={failed} io_errors={io} leaked_pages=0 failures=0",
         s.cases.load(Ordering::Relaxed),
         s.ops.load(Ordering::Relaxed),
         s.max_depth.load(Ordering::Relaxed),
         s.overflow_pages.load(Ordering::Relaxed),
     ));
+    if cases() >= 20 {
+        assert!(failed > 0, "{name}: no mutation ran into MapFull");
+        assert!(
+            io > 0,
+            "{name}: no commit failed with an injected I/O error"
+        );
+    }
 }
 
 #[test]
@@ -333,14 +502,14 @@ fn model_4096() {
     QuickCheck::new()
         .tests(cases())
         .rng(generator(name, seed))
-        .quickcheck(run_4096 as fn(Vec<Op>) -> TestResult);
+        .quickcheck(run_4096 as fn(Setup, Vec<Op>) -> TestResult);
     report(name, 4096, seed);
 }
 
-fn run_512(ops: Vec<Op>) -> TestResult {
-    run(512, ops)
+fn run_512(setup: Setup, ops: Vec<Op>) -> TestResult {
+    run(512, setup, ops)
 }
 
-fn run_4096(ops: Vec<Op>) -> TestResult {
-    run(4096, ops)
+fn run_4096(setup: Setup, ops: Vec<Op>) -> TestResult {
+    run(4096, setup, ops)
 }

@@ -1,6 +1,9 @@
 //! The header every non-meta page starts with, and the overflow and free-list
 //! page layouts.
 
+use std::collections::HashSet;
+use std::hash::{BuildHasherDefault, Hasher};
+
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
@@ -8,6 +11,30 @@ use crate::error::{Result, corrupted};
 
 /// A page number; page `n` starts at byte `n * page_size`.
 pub(crate) type PageId = u64;
+
+/// Hashes page ids by multiplication: they are already well spread integers,
+/// and the writer's maps and sets of them are on every write path.
+#[derive(Default)]
+pub(crate) struct PageIdHasher(u64);
+
+impl Hasher for PageIdHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0.rotate_left(8) ^ u64::from(b)).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n.wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(29);
+    }
+}
+
+/// A set of page ids, hashed by [`PageIdHasher`].
+pub(crate) type PageSet = HashSet<PageId, BuildHasherDefault<PageIdHasher>>;
 
 /// Smallest and largest page sizes the format allows.
 pub(crate) const MIN_PAGE_SIZE: usize = 512;

@@ -259,6 +259,49 @@ pub fn damaged_image(class: Class) -> Vec<u8> {
     image
 }
 
+/// A valid image (page size 512) of two tables, "a" and "b", then damaged:
+/// "b"'s descriptor is made a copy of "a"'s, so every page of "a"'s tree
+/// belongs to both tables. The newest meta is marked pages-synced, as in
+/// [`damaged_image`], so that open uses it.
+pub fn shared_tree_image() -> Vec<u8> {
+    let dir = std::env::temp_dir().join(format!("larch-shared-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("scratch directory");
+    let path = dir.join("base.larch");
+    let _ = std::fs::remove_file(&path);
+    let built = (|| -> crate::Result<()> {
+        let db = open(&path)?;
+        let mut w = db.begin_write()?;
+        for name in ["a", "b"] {
+            let mut t = w.open_table(name)?;
+            for i in 0..300u32 {
+                t.insert(format!("{name}{i:05}").as_bytes(), &[i as u8; 30])?;
+            }
+        }
+        w.commit()
+    })();
+    built.expect("build the base image");
+    let mut image = std::fs::read(&path).expect("read the base image");
+    let _ = std::fs::remove_dir_all(&dir);
+    let mut meta = newest(&image);
+    meta.pages_synced = true;
+    meta.seal_len = 0;
+    write_meta(&mut image, &meta);
+    let catalog = meta.catalog.root;
+    let leaf = node(&image, &meta, catalog);
+    let desc = |i: usize| {
+        let (_, value) = leaf.entry(i).expect("catalog entry");
+        let LeafValue::Inline(bytes) = value else {
+            panic!("descriptor inline")
+        };
+        bytes.as_ptr() as usize - image.as_ptr() as usize
+    };
+    let (a, b) = (desc(0), desc(1));
+    let len = TableDesc::default().encode().len();
+    image.copy_within(a..a + len, b);
+    restamp(&mut image, catalog);
+    image
+}
+
 /// Injects every class into a fresh copy of a valid image; returns the figures
 /// and the classes that went unnoticed.
 pub fn run() -> (Figures, Vec<Class>) {

@@ -10,8 +10,8 @@ use std::fmt;
 use std::io;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use super::powerloss::{self, Chain};
 use super::{Model, Recorder, Rng, read_model};
@@ -40,59 +40,112 @@ pub enum Fault {
     Short,
 }
 
-struct Countdown {
-    file: FileStorage,
+/// A fault that a test arms while a database runs: the storage built by
+/// [`Trap::storage`] (the hook for `Options::storage`) fails the `n`-th
+/// operation of `kind` after [`Trap::arm`], once. Clones share the trap.
+#[derive(Clone, Default)]
+pub struct Trap {
+    armed: Arc<Mutex<Option<Armed>>>,
+    fired: Arc<AtomicU64>,
+}
+
+#[derive(Clone, Copy)]
+struct Armed {
     kind: Kind,
     fault: Fault,
     /// Operations of `kind` left before the failing one.
-    left: Arc<AtomicU64>,
-    fired: Arc<AtomicBool>,
+    left: u64,
 }
 
-impl Countdown {
-    fn hit(&self, kind: Kind) -> bool {
-        if kind != self.kind || self.fired.load(Ordering::SeqCst) {
-            return false;
-        }
-        if self.left.fetch_sub(1, Ordering::SeqCst) == 1 {
-            self.fired.store(true, Ordering::SeqCst);
-            return true;
-        }
-        false
+impl Trap {
+    /// A trap that is not armed.
+    pub fn new() -> Trap {
+        Trap::default()
     }
 
-    fn error(&self) -> io::Error {
-        match self.fault {
-            Fault::NoSpace => io::Error::from_raw_os_error(28),
-            Fault::Eio | Fault::Short => io::Error::from_raw_os_error(5),
+    /// Makes the `n`-th operation of `kind` from now on (`n >= 1`) fail with
+    /// `fault`, replacing any fault armed before.
+    pub fn arm(&self, kind: Kind, fault: Fault, n: u64) {
+        *self.lock() = Some(Armed {
+            kind,
+            fault,
+            left: n.max(1),
+        });
+    }
+
+    /// Disarms the trap, if it has not fired yet.
+    pub fn disarm(&self) {
+        *self.lock() = None;
+    }
+
+    /// Faults fired so far.
+    pub fn fired(&self) -> u64 {
+        self.fired.load(Ordering::SeqCst)
+    }
+
+    /// The storage of `file`, failing where the trap says.
+    pub fn storage(&self, file: std::fs::File) -> Box<dyn Storage> {
+        Box::new(Trapped {
+            file: FileStorage::new(file),
+            trap: self.clone(),
+        })
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Armed>> {
+        self.armed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Counts an operation of `kind`; the fault, if it is the failing one.
+    fn hit(&self, kind: Kind) -> Option<Fault> {
+        let mut armed = self.lock();
+        let a = armed.as_mut().filter(|a| a.kind == kind)?;
+        a.left -= 1;
+        if a.left > 0 {
+            return None;
         }
+        let fault = a.fault;
+        *armed = None;
+        self.fired.fetch_add(1, Ordering::SeqCst);
+        Some(fault)
     }
 }
 
-impl Storage for Countdown {
+fn error(fault: Fault) -> io::Error {
+    match fault {
+        Fault::NoSpace => io::Error::from_raw_os_error(28),
+        Fault::Eio | Fault::Short => io::Error::from_raw_os_error(5),
+    }
+}
+
+struct Trapped {
+    file: FileStorage,
+    trap: Trap,
+}
+
+impl Storage for Trapped {
     fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        if self.hit(Kind::Write) {
-            if self.fault == Fault::Short {
+        match self.trap.hit(Kind::Write) {
+            Some(Fault::Short) => {
                 self.file.write_at(offset, &data[..data.len() / 2])?;
-                return Err(io::Error::new(io::ErrorKind::WriteZero, "short write"));
+                Err(io::Error::new(io::ErrorKind::WriteZero, "short write"))
             }
-            return Err(self.error());
+            Some(fault) => Err(error(fault)),
+            None => self.file.write_at(offset, data),
         }
-        self.file.write_at(offset, data)
     }
 
     fn set_len(&self, len: u64) -> io::Result<()> {
-        if self.hit(Kind::Resize) {
-            return Err(self.error());
+        match self.trap.hit(Kind::Resize) {
+            Some(fault) => Err(error(fault)),
+            None => self.file.set_len(len),
         }
-        self.file.set_len(len)
     }
 
     fn sync(&self) -> io::Result<()> {
-        if self.hit(Kind::Sync) {
-            return Err(self.error());
+        match self.trap.hit(Kind::Sync) {
+            Some(fault) => Err(error(fault)),
+            None => self.file.sync(),
         }
-        self.file.sync()
     }
 }
 
@@ -192,22 +245,11 @@ fn workload(db: &Database, seed: u64, txns: u64, problems: &mut Vec<String>) -> 
     Outcome::Completed
 }
 
-fn open(
-    path: &Path,
-    storage: Option<(Kind, Fault, u64, Arc<AtomicBool>)>,
-) -> crate::Result<Database> {
+fn open(path: &Path, trap: Option<&Trap>) -> crate::Result<Database> {
     let mut opts = Options::new().page_size(1024).map_size(1 << 30);
-    if let Some((kind, fault, n, fired)) = storage {
-        let left = Arc::new(AtomicU64::new(n));
-        opts = opts.storage(move |f| {
-            Ok(Box::new(Countdown {
-                file: FileStorage::new(f),
-                kind,
-                fault,
-                left: left.clone(),
-                fired: fired.clone(),
-            }))
-        });
+    if let Some(trap) = trap {
+        let trap = trap.clone();
+        opts = opts.storage(move |f| Ok(trap.storage(f)));
     }
     opts.open_scratch(path)
 }
@@ -234,11 +276,12 @@ pub fn run(seed: u64, txns: u64) -> (Figures, Vec<String>) {
                 let path = dir.join("db.larch");
                 // Create the file first, so the countdown starts with the workload.
                 drop(open(&path, None).expect("create"));
-                let fired = Arc::new(AtomicBool::new(false));
+                let trap = Trap::new();
+                trap.arm(kind, fault, n);
                 let site = format!("{kind:?}/{fault:?}/{n}");
                 let run = catch_unwind(AssertUnwindSafe(|| {
                     // Open syncs the file first; a fault there fails the open.
-                    let db = match open(&path, Some((kind, fault, n, fired.clone()))) {
+                    let db = match open(&path, Some(&trap)) {
                         Ok(db) => db,
                         Err(_) => {
                             return Outcome::Failed {
@@ -277,7 +320,7 @@ pub fn run(seed: u64, txns: u64) -> (Figures, Vec<String>) {
                     }
                 };
                 let Outcome::Failed { before, after } = outcome else {
-                    if fired.load(Ordering::SeqCst) {
+                    if trap.fired() > 0 {
                         figures.fault_sites += 1;
                         problems.push(format!("{site}: the fault fired but no error came back"));
                         figures.corruptions += 1;

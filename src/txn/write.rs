@@ -12,6 +12,7 @@ use crate::dirty::{Dirty, DirtyView, Writer};
 use crate::error::{Result, corrupted};
 use crate::format::meta::{CHECKSUM_AT, MAX_TXN_ID, Meta, TableDesc, seal_capacity};
 use crate::format::page::{FreeEntry, freelist_capacity, write_freelist};
+use crate::freelist_io::ListRules;
 use crate::table::{TableMut, View, catalog_get, catalog_names, check_key};
 
 /// Bytes of consecutive dirty pages merged into one `pwrite`.
@@ -29,6 +30,28 @@ struct Open {
 ///
 /// Changes are private until [`commit`](WriteTxn::commit) returns; dropping the
 /// transaction, or [`abort`](WriteTxn::abort), discards them.
+///
+/// # Errors fail the transaction
+///
+/// A change that fails may have been half-applied (an insert that ran out of
+/// map space in the middle of a split), so an error from a call that changes
+/// the transaction fails it: [`open_table`](WriteTxn::open_table),
+/// [`delete_table`](WriteTxn::delete_table), [`TableMut::insert`],
+/// [`TableMut::remove`]. From then on every call on the transaction and on its
+/// table handles, reads included, returns [`Error::TxnFailed`], and so does
+/// `commit`; nothing of it reaches the file. Abort it (or drop it) and retry
+/// in a new transaction. (LMDB does the same: `MDB_TXN_ERROR`.)
+///
+/// The exceptions are the errors that reject an argument before anything
+/// changes, which leave the transaction as it was: [`Error::KeyTooLarge`]
+/// from `insert` and `open_table`, and [`Error::ValueTooLarge`] from
+/// `insert`. (`remove` and `delete_table` answer a key or name too long to
+/// exist with `Ok(false)`.) Errors from reads (`get`, `range`, `iter`, a
+/// cursor, `list_tables`) change nothing and leave it as it was too.
+///
+/// [`Error::TxnFailed`]: crate::Error::TxnFailed
+/// [`Error::KeyTooLarge`]: crate::Error::KeyTooLarge
+/// [`Error::ValueTooLarge`]: crate::Error::ValueTooLarge
 pub struct WriteTxn<'db> {
     core: &'db Core,
     guard: MutexGuard<'db, WriterState>,
@@ -86,10 +109,16 @@ impl<'db> WriteTxn<'db> {
 
     /// Opens table `name`, creating it (empty) if it does not exist. A created
     /// table exists from this commit on, even if nothing is inserted.
+    ///
+    /// A name longer than the longest key gives
+    /// [`Error::KeyTooLarge`](crate::Error::KeyTooLarge), which leaves the
+    /// transaction as it was; any other error fails it (see [`WriteTxn`]).
     pub fn open_table(&mut self, name: &str) -> Result<TableMut<'_>> {
+        self.dirty.live()?;
         check_key(name.as_bytes(), self.core.pager.page_size())?;
         if !self.tables.contains_key(name) {
-            let (desc, changed) = match catalog_get(self.view(), &self.catalog, name)? {
+            let found = catalog_get(self.view(), &self.catalog, name);
+            let (desc, changed) = match self.dirty.outcome(found)? {
                 Some(desc) => (desc, false),
                 None => (TableDesc::default(), true),
             };
@@ -104,10 +133,17 @@ impl<'db> WriteTxn<'db> {
     }
 
     /// Deletes table `name` and frees all its pages. Returns whether it existed.
+    /// An error fails the transaction (see [`WriteTxn`]).
     pub fn delete_table(&mut self, name: &str) -> Result<bool> {
+        self.dirty.live()?;
         if check_key(name.as_bytes(), self.core.pager.page_size()).is_err() {
             return Ok(false);
         }
+        let r = self.delete_table_inner(name);
+        self.dirty.outcome(r)
+    }
+
+    fn delete_table_inner(&mut self, name: &str) -> Result<bool> {
         let mut desc = match self.tables.remove(name) {
             Some(open) => open.desc,
             None => match catalog_get(self.view(), &self.catalog, name)? {
@@ -125,6 +161,7 @@ impl<'db> WriteTxn<'db> {
 
     /// Names of all tables, including those created in this transaction.
     pub fn list_tables(&self) -> Result<Vec<String>> {
+        self.dirty.live()?;
         let mut names: BTreeSet<String> = catalog_names(self.view(), &self.catalog)?
             .into_iter()
             .collect();
@@ -135,11 +172,18 @@ impl<'db> WriteTxn<'db> {
     /// Makes the transaction's changes durable and visible to new readers.
     ///
     /// When this returns `Ok`, the transaction survives a crash or power loss.
+    /// A transaction that failed earlier (see [`WriteTxn`]) is refused with
+    /// [`Error::TxnFailed`](crate::Error::TxnFailed). Any other error before
+    /// the commit's writes begin (`MapFull` while writing the catalog or the
+    /// free list, `Corrupted`) leaves the file and the database as they were.
     /// On an I/O error the database is poisoned: later write transactions fail
     /// with [`Error::Poisoned`](crate::Error::Poisoned) until it is reopened,
-    /// and the file still holds the previous commit.
+    /// and the file holds the previous commit (or, when only the final sync
+    /// failed, possibly this one).
     pub fn commit(mut self) -> Result<()> {
-        self.commit_inner()?;
+        self.dirty.live()?;
+        let r = self.commit_inner();
+        self.dirty.outcome(r)?;
         self.finished = true;
         Ok(())
     }
@@ -188,14 +232,33 @@ impl<'db> WriteTxn<'db> {
         while chain.len() < self.dirty.free_entries().div_ceil(cap) {
             chain.push(self.dirty.alloc_page()?.0);
         }
-        let free = self.dirty.take_committed_free_list();
-        let entries: Vec<FreeEntry> = free
-            .entries()
-            .map(|(freed_by, page)| FreeEntry {
+        let free = self.dirty.committed_free_list();
+        // The list must obey the rules open reads it by. On a damaged file (a
+        // page reachable twice, so freed twice) it would not, and open would
+        // drop this commit without a word: refuse it now instead, before
+        // anything is written.
+        let mut rules = ListRules::new(self.dirty.pages(), txn_id);
+        for &id in &chain {
+            if let Err(broken) = rules.chain_page(id) {
+                return corrupted(id, broken.commit_reason());
+            }
+        }
+        let mut entries = Vec::with_capacity(free.len());
+        for (freed_by, page) in free.entries() {
+            if let Err(broken) = rules.entry(freed_by, page) {
+                return corrupted(page, broken.commit_reason());
+            }
+            entries.push(FreeEntry {
                 freed_by: U64::new(freed_by),
                 page: U64::new(page),
-            })
-            .collect();
+            });
+        }
+        if let Err((page, broken)) = rules.finish() {
+            return corrupted(page, broken.commit_reason());
+        }
+        if entries.len() > chain.len() * cap {
+            return corrupted(0, "the commit's free list does not fit its chain");
+        }
         let mut parts = entries.chunks(cap);
         let mut w = self.writer();
         for (i, &id) in chain.iter().enumerate() {
@@ -226,6 +289,15 @@ impl<'db> WriteTxn<'db> {
         } else {
             meta.encode()
         };
+        // Like the free list, the meta must read back as written (roots and
+        // seal list inside the file, depths in bound), or open would drop it.
+        let file_len = self.core.pager.file_len().max(meta.pages * ps as u64);
+        if Meta::decode(&meta_bytes, file_len) != Ok(meta) {
+            return corrupted(
+                txn_id % 2,
+                "the commit's meta would not read back as written",
+            );
+        }
 
         // 4-7. Grow, write the pages, (sync,) write the meta, sync. A failure
         // here poisons the handle: the disk may hold anything the kernel kept.

@@ -9,19 +9,29 @@ use tempfile::TempDir;
 pub struct TestDb {
     pub dir: TempDir,
     pub db: Option<Database>,
-    page_size: u32,
+    options: Options,
 }
 
 impl TestDb {
     pub fn new(page_size: u32) -> TestDb {
+        TestDb::with_options(Options::new().page_size(page_size).map_size(1 << 34))
+    }
+
+    /// A database opened (and reopened) with `options`.
+    pub fn with_options(options: Options) -> TestDb {
         let dir = tempfile::tempdir().unwrap();
         let mut t = TestDb {
             dir,
             db: None,
-            page_size,
+            options,
         };
         t.reopen();
         t
+    }
+
+    /// The options of the next reopen.
+    pub fn set_options(&mut self, options: Options) {
+        self.options = options;
     }
 
     pub fn path(&self) -> PathBuf {
@@ -34,7 +44,8 @@ impl TestDb {
 
     pub fn reopen(&mut self) {
         self.db = None;
-        self.db = Some(open(&self.path(), self.page_size));
+        // SAFETY: the test owns the file and nothing else touches it.
+        self.db = Some(unsafe { self.options.open(self.path()) }.unwrap());
     }
 
     pub fn file_size(&self) -> u64 {
