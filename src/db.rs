@@ -163,6 +163,10 @@ impl Options {
                 "map_size must hold at least four pages",
             ));
         }
+        // Refused before the file is created: no map is longer than this.
+        if isize::try_from(self.map_size).is_err() {
+            return Err(Error::InvalidOption("map_size exceeds the address space"));
+        }
         let path = path.as_ref();
         let mut file = LockedFile::open(path, self.storage.as_ref(), self.read_only)?;
         if is_blank(&file)? {
