@@ -8,14 +8,24 @@ fn larch(args: &[&str]) -> Output {
     larch_with_input(args, None)
 }
 
+/// Held while a child is spawned, and by a test while it closes a database
+/// it opened in this process. A child forked by another test's thread holds
+/// a copy of every descriptor until it execs, and with it the file lock, so
+/// a command run just after the close could still find the file locked.
+/// (`spawn` returns once the child has exec'd.)
+static SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn larch_with_input(args: &[&str], input: Option<&[u8]>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_larch"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run larch");
+    let spawned = {
+        let _spawning = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+        Command::new(env!("CARGO_BIN_EXE_larch"))
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+    };
+    let mut child = spawned.expect("run larch");
     let mut stdin = child.stdin.take().expect("stdin");
     if let Some(input) = input {
         stdin.write_all(input).expect("write stdin");
@@ -183,7 +193,10 @@ fn a_database_open_elsewhere_is_refused_in_one_line() {
     assert!(err.contains("in use by another process"), "{err}");
     assert!(!err.contains("Database handle"), "{err}");
     assert!(fails(&["put", s(&path), "t", "k", "w"]).contains("in use"));
-    drop(db);
+    {
+        let _closing = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+        drop(db);
+    }
     assert_eq!(ok(&["get", s(&path), "t", "k"]), "v\n");
 }
 
