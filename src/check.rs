@@ -6,6 +6,8 @@
 //! sorted within and across pages, leaves all at the depth their descriptor
 //! states, and entry counts must match.
 
+use std::collections::BTreeMap;
+
 #[cfg(feature = "testing")]
 use crate::btree::SliceView;
 use crate::btree::{MapView, PageSource};
@@ -75,8 +77,73 @@ type Pending = (PageId, usize, Option<Vec<u8>>, Option<Vec<u8>>);
 struct Checker<P> {
     view: P,
     page_size: usize,
-    seen: Vec<bool>,
+    /// The snapshot's high-water mark: claimed pages lie in `2..pages`.
+    pages: u64,
+    claimed: Claims,
     report: CheckReport,
+}
+
+/// The pages claimed so far, as disjoint runs `start -> end` (end exclusive).
+///
+/// Memory grows with the runs claimed, not with the snapshot's size: a crafted
+/// meta may claim a high-water mark of terabytes over a sparse file, and a
+/// crafted overflow reference a run of millions of pages, while the walk reads
+/// only what the trees reach.
+#[derive(Default)]
+struct Claims {
+    runs: BTreeMap<PageId, PageId>,
+    total: u64,
+}
+
+impl Claims {
+    /// Claims `start..end`; false if any of it was claimed before.
+    fn claim(&mut self, start: PageId, end: PageId) -> bool {
+        let before = self.runs.range(..=start).next_back().map(|(&s, &e)| (s, e));
+        let after = self.runs.range(start..).next().map(|(&s, &e)| (s, e));
+        if before.is_some_and(|(_, e)| e > start) || after.is_some_and(|(s, _)| s < end) {
+            return false;
+        }
+        self.total += end - start;
+        // Merge with touching neighbours so sequential claims stay one run.
+        let (mut start, mut end) = (start, end);
+        if let Some((s, e)) = before
+            && e == start
+        {
+            self.runs.remove(&s);
+            start = s;
+        }
+        if let Some((s, e)) = after
+            && s == end
+        {
+            self.runs.remove(&s);
+            end = e;
+        }
+        self.runs.insert(start, end);
+        true
+    }
+
+    /// The claimed pages, in order.
+    fn pages(&self) -> impl Iterator<Item = PageId> + '_ {
+        self.runs.iter().flat_map(|(&s, &e)| s..e)
+    }
+
+    /// The runs of pages in `from..to` that nothing claimed.
+    fn gaps(&self, from: PageId, to: PageId) -> impl Iterator<Item = (PageId, PageId)> + '_ {
+        let mut next = from;
+        let mut runs = self.runs.iter();
+        std::iter::from_fn(move || {
+            for (&s, &e) in runs.by_ref() {
+                let gap = (next, s.min(to));
+                next = next.max(e);
+                if gap.0 < gap.1 {
+                    return Some(gap);
+                }
+            }
+            let gap = (next, to);
+            next = to;
+            (gap.0 < gap.1).then_some(gap)
+        })
+    }
 }
 
 impl CheckReport {
@@ -103,12 +170,16 @@ impl<'a, P: PageSource<'a>> Checker<P> {
     }
 
     fn claim(&mut self, id: PageId, what: &'static str) -> Result<()> {
-        match self.seen.get_mut(id as usize) {
-            Some(seen) if id >= 2 => {
-                if *seen {
+        self.claim_run(id, 1, what)
+    }
+
+    /// Claims the `n` pages from `id`.
+    fn claim_run(&mut self, id: PageId, n: u64, what: &'static str) -> Result<()> {
+        match id.checked_add(n) {
+            Some(end) if id >= 2 && end <= self.pages => {
+                if !self.claimed.claim(id, end) {
                     return corrupted(id, what);
                 }
-                *seen = true;
                 Ok(())
             }
             _ => corrupted(id, "page id outside the snapshot"),
@@ -189,9 +260,7 @@ impl<'a, P: PageSource<'a>> Checker<P> {
             if pages < overflow_pages(len, self.page_size) {
                 return corrupted(page, "overflow run shorter than its value");
             }
-            for p in page..page.saturating_add(pages) {
-                self.claim(p, "overflow page reachable twice")?;
-            }
+            self.claim_run(page, pages, "overflow page reachable twice")?;
             checksum_matches(page, self.view.pages(page, pages)?)?;
             self.report.overflow_pages += pages;
         }
@@ -252,7 +321,8 @@ fn walk<'a>(
     let mut c = Checker {
         view,
         page_size,
-        seen: vec![false; meta.pages as usize],
+        pages: meta.pages,
+        claimed: Claims::default(),
         report: CheckReport {
             txn_id: meta.txn_id,
             pages: meta.pages,
@@ -305,7 +375,7 @@ fn walk<'a>(
         }
         c.report.freelist_pages = chain.pages.len() as u64;
         if want_reachable {
-            reachable = (0..meta.pages).filter(|&p| c.seen[p as usize]).collect();
+            reachable = c.claimed.pages().collect();
         }
         for &(freed_by, p) in &chain.entries {
             let r = c.claim(p, "free page also in use");
@@ -316,11 +386,38 @@ fn walk<'a>(
         }
         c.report.free_pages = chain.entries.len() as u64;
     }
-    for page in 2..meta.pages {
-        if !c.seen[page as usize] {
-            c.report.leaked_pages += 1;
-            c.note(corrupted(page, "page neither in use nor free (leaked)"));
-        }
+    c.report.leaked_pages = meta.pages.saturating_sub(2) - c.claimed.total;
+    let leaked: Vec<PageId> = c
+        .claimed
+        .gaps(2, meta.pages)
+        .flat_map(|(s, e)| s..e)
+        .take(MAX_ERRORS)
+        .collect();
+    for page in leaked {
+        c.note(corrupted(page, "page neither in use nor free (leaked)"));
     }
     (c.report, reachable)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Claims;
+
+    #[test]
+    fn claims_are_disjoint_runs() {
+        let mut c = Claims::default();
+        assert!(c.claim(5, 8));
+        assert!(c.claim(8, 9)); // touches: merged
+        assert!(c.claim(2, 3));
+        assert!(!c.claim(7, 10)); // overlaps 5..9
+        assert!(!c.claim(4, 6));
+        assert!(!c.claim(2, 3));
+        assert!(c.claim(12, 1 << 40));
+        assert_eq!(c.total, 1 + 4 + ((1 << 40) - 12));
+        assert_eq!(c.runs.len(), 3);
+        let gaps: Vec<_> = c.gaps(2, (1 << 40) + 3).collect();
+        assert_eq!(gaps, [(3, 5), (9, 12), (1 << 40, (1 << 40) + 3)]);
+        assert_eq!(c.gaps(0, 2).collect::<Vec<_>>(), [(0, 2)]);
+        assert_eq!(c.pages().take(6).collect::<Vec<_>>(), [2, 5, 6, 7, 8, 12]);
+    }
 }

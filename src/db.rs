@@ -184,7 +184,16 @@ impl Options {
         if !self.read_only {
             file.sync()?;
         }
-        let (candidates, mut set_aside) = read_metas(&file)?;
+        let (mut candidates, mut set_aside) = read_metas(&file)?;
+        if !self.read_only && lone_empty_meta_in_slot_1(&candidates) {
+            // Only a crash during initialisation leaves this (any commit
+            // would have written slot 1 first, and its sync would have made
+            // slot 0 durable before): nothing was ever committed. Commit 1
+            // would overwrite that lone meta, so slot 0 gets its twin first.
+            let ps = candidates[0].1.page_size as usize;
+            file.write_durably(&empty_metas(ps)[..ps], 0)?;
+            (candidates, set_aside) = read_metas(&file)?;
+        }
         let page_size = candidates[0].1.page_size as usize;
         let pager = file.into_pager(page_size, self.map_size)?;
         let mut first_error = None;
@@ -205,7 +214,7 @@ impl Options {
                             readers: ReaderTable::new(meta),
                             writer: Mutex::new(WriterState { free, chain }),
                             poisoned: AtomicBool::new(false),
-                            set_aside,
+                            set_aside: Mutex::new(set_aside),
                         },
                         read_only: self.read_only,
                     });
@@ -268,6 +277,11 @@ impl Options {
 
 /// Writes the two metas of transaction 0 into an empty file and syncs it.
 fn initialise(file: &mut LockedFile, page_size: usize) -> Result<()> {
+    file.write_durably(&empty_metas(page_size), 0)
+}
+
+/// The first two pages of a new file: the meta of transaction 0 in each slot.
+fn empty_metas(page_size: usize) -> Vec<u8> {
     let meta = Meta {
         page_size: page_size as u32,
         txn_id: 0,
@@ -282,7 +296,12 @@ fn initialise(file: &mut LockedFile, page_size: usize) -> Result<()> {
     let mut buf = vec![0u8; 2 * page_size];
     buf[..bytes.len()].copy_from_slice(&bytes);
     buf[page_size..page_size + bytes.len()].copy_from_slice(&bytes);
-    file.write_durably(&buf, 0)
+    buf
+}
+
+/// Whether the one valid meta is transaction 0 in slot 1.
+fn lone_empty_meta_in_slot_1(candidates: &[Candidate]) -> bool {
+    matches!(candidates, [(1, meta, _)] if meta.txn_id == 0)
 }
 
 /// A valid meta, its slot and its seal list.
@@ -320,17 +339,20 @@ fn read_metas(file: &LockedFile) -> Result<(Vec<Candidate>, Option<SetAside>)> {
     }
     // Transaction `N` writes slot `N % 2`, and the next commit overwrites the
     // other slot. A meta in the slot of the other parity would have the next
-    // commit overwrite it in place, so it is valid only as a twin of the other
-    // slot's meta (both slots of a plain copy hold one meta). Transaction 0,
-    // the empty database a new file starts with in both slots, may stand in
-    // either alone: a crash while the file was first written can keep one.
-    let txn =
-        |m: &Result<(Meta, Vec<SealEntry>), MetaError>| m.as_ref().ok().map(|(m, _)| m.txn_id);
-    let (txn0, txn1) = (txn(&slot0), txn(&slot1));
-    if txn0.is_some_and(|t| t % 2 != 0 && txn1 != Some(t)) {
+    // commit overwrite it in place, so it is valid only as an exact twin of
+    // the other slot's meta (both slots of a plain copy hold one meta).
+    // Transaction 0 may stand alone in slot 1 (a crash while a new file was
+    // first written can keep only that one): a writable open writes it anew
+    // into both slots before anything builds on it.
+    let twins = matches!((&slot0, &slot1), (Ok(a), Ok(b)) if a == b);
+    let misplaced = |m: &Result<(Meta, Vec<SealEntry>), MetaError>, slot: u64| {
+        m.as_ref()
+            .is_ok_and(|(m, _)| m.txn_id != 0 && m.txn_id % 2 != slot)
+    };
+    if !twins && misplaced(&slot0, 0) {
         slot0 = Err(MetaError::Slot);
     }
-    if txn1.is_some_and(|t| t != 0 && t % 2 != 1 && txn0 != Some(t)) {
+    if !twins && misplaced(&slot1, 1) {
         slot1 = Err(MetaError::Slot);
     }
     let reason0 = slot0.as_ref().err().copied();

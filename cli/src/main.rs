@@ -344,20 +344,43 @@ fn open_or_create(path: &Path) -> Res<(Database, Option<NewFile>)> {
         Ok(file) => Some(NewFile {
             path: path.to_path_buf(),
             file: file.metadata()?,
+            existed: false,
             kept: false,
         }),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => None,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            // A symlink to nowhere: opening it would create its target.
+            if std::fs::metadata(path).is_err() {
+                return fail(format!(
+                    "{}: a symlink to a file that does not exist; name the file itself",
+                    path.display()
+                ));
+            }
+            // An empty file is initialised as a new database by the open:
+            // on failure it goes back to empty, as it was.
+            match File::open(path).and_then(|f| f.metadata()) {
+                Ok(m) if m.is_file() && m.len() == 0 => Some(NewFile {
+                    path: path.to_path_buf(),
+                    file: m,
+                    existed: true,
+                    kept: false,
+                }),
+                _ => None,
+            }
+        }
         Err(e) => return fail(format!("{}: {e}", path.display())),
     };
     let db = open(path, Options::new().verify(true))?;
     Ok((db, new))
 }
 
-/// A database file this command created: removed when dropped, which is on
-/// any failure, unless [`NewFile::keep`] was called.
+/// A database file this command created, or found empty: when dropped,
+/// which is on any failure unless [`NewFile::keep`] was called, a file it
+/// created is removed and one it found empty is emptied again.
 struct NewFile {
     path: PathBuf,
     file: std::fs::Metadata,
+    /// The file existed (empty) before this command.
+    existed: bool,
     kept: bool,
 }
 
@@ -373,11 +396,24 @@ impl Drop for NewFile {
         if self.kept {
             return;
         }
-        // Only if the name still leads to the file created here.
-        if let Ok(now) = std::fs::symlink_metadata(&self.path)
+        // Only if the name still leads to the file this command started with
+        // (a file found empty may be reached through a symlink).
+        let now = if self.existed {
+            std::fs::metadata(&self.path)
+        } else {
+            std::fs::symlink_metadata(&self.path)
+        };
+        if let Ok(now) = now
             && output::same_file(&now, &self.file)
         {
-            let _ = std::fs::remove_file(&self.path);
+            if self.existed {
+                let _ = File::options()
+                    .write(true)
+                    .open(&self.path)
+                    .and_then(|f| f.set_len(0));
+            } else {
+                let _ = std::fs::remove_file(&self.path);
+            }
         }
     }
 }
@@ -389,7 +425,32 @@ fn keep(new: Option<NewFile>) {
     }
 }
 
+/// Refuses a database that is this process's standard output or error
+/// (`larch dump db 1<>db`): writing there would overwrite the mapped file.
+fn refuse_output_onto(path: &Path) -> Res<()> {
+    use std::os::fd::AsFd;
+    let Ok(database) = std::fs::metadata(path) else {
+        return Ok(());
+    };
+    let streams = [
+        io::stdout().as_fd().try_clone_to_owned(),
+        io::stderr().as_fd().try_clone_to_owned(),
+    ];
+    for stream in streams.into_iter().flatten() {
+        if let Ok(m) = File::from(stream).metadata()
+            && output::same_file(&m, &database)
+        {
+            return fail(format!(
+                "{}: the output of this command is the database itself",
+                path.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn open(path: &Path, options: Options) -> Res<Database> {
+    refuse_output_onto(path)?;
     // SAFETY: larch locks the file (exclusively to write, shared to read), so
     // no other larch handle writes it meanwhile; this process touches it only
     // through this handle, and the tool asks users not to modify the file by

@@ -784,3 +784,58 @@ fn stat_and_check_name_a_commit_set_aside() {
         "{text}"
     );
 }
+
+/// A failed `load` or `put` leaves what it found: an empty file stays empty,
+/// and a symlink to nowhere is refused rather than followed to create its
+/// target.
+#[test]
+fn a_failed_write_leaves_an_empty_file_empty_and_creates_no_link_target() {
+    let d = Dir::new();
+    let empty = d.path("empty.db");
+    std::fs::write(&empty, b"").unwrap();
+    let out = larch_with_input(&["load", s(&empty)], Some(b"garbage\n"));
+    assert!(!out.status.success());
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+    let long_key = "k".repeat(5000);
+    fails(&["put", s(&empty), "t", &long_key, "v"]);
+    assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+    // A good write still initialises it.
+    ok(&["put", s(&empty), "t", "k", "v"]);
+    assert_eq!(ok(&["get", s(&empty), "t", "k"]), "v\n");
+
+    let link = d.path("link.db");
+    let target = d.path("target.db");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    let err = fails(&["put", s(&link), "t", "k", "v"]);
+    assert!(err.contains("symlink"), "{err}");
+    let out = larch_with_input(&["load", s(&link)], Some(b"garbage\n"));
+    assert!(!out.status.success());
+    assert!(!target.exists());
+}
+
+/// Standard output redirected onto the database (`1<>db`) would overwrite
+/// the mapped file: refused before anything is written.
+#[test]
+fn output_onto_the_database_itself_is_refused() {
+    let d = Dir::new();
+    let path = d.path("db.larch");
+    ok(&["put", s(&path), "t", "k", "v"]);
+    let before = std::fs::read(&path).unwrap();
+    let onto = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
+    let out = {
+        let _spawning = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+        Command::new(env!("CARGO_BIN_EXE_larch"))
+            .args(["dump", s(&path)])
+            .stdout(onto)
+            .stderr(Stdio::piped())
+            .output()
+            .unwrap()
+    };
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("the database itself"));
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+}

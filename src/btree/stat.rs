@@ -4,7 +4,7 @@ use super::source::{PageSource, load_node};
 use crate::error::{Result, corrupted};
 use crate::format::meta::TableDesc;
 use crate::format::node::LeafValue;
-use crate::format::page::{PageId, overflow_run};
+use crate::format::page::{PageId, PageSet, overflow_run};
 
 /// Pages of one tree, by kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -28,12 +28,13 @@ pub(crate) fn count_pages<'a, P: PageSource<'a>>(
     if desc.root == 0 {
         return Ok(counts);
     }
-    let mut seen = vec![false; usize::try_from(pages).unwrap_or(usize::MAX)];
+    // A set of the nodes read, not a map of the snapshot: a crafted meta may
+    // claim terabytes of pages over a sparse file.
+    let mut seen = PageSet::default();
     let mut stack: Vec<(PageId, usize)> = vec![(desc.root, 0)];
     while let Some((id, level)) = stack.pop() {
-        match seen.get_mut(id as usize) {
-            Some(seen) if !*seen => *seen = true,
-            _ => return corrupted(id, "node reached twice or past the file end"),
+        if id >= pages || !seen.insert(id) {
+            return corrupted(id, "node reached twice or past the file end");
         }
         let node = load_node(src.page(id)?, id, level, desc.depth)?;
         if node.is_leaf() {

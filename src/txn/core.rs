@@ -24,6 +24,7 @@ pub(crate) struct Core {
     pub writer: Mutex<WriterState>,
     /// Set after a failed write or sync: no further write transaction starts.
     pub poisoned: AtomicBool,
-    /// The meta open set aside, if any.
-    pub set_aside: Option<SetAside>,
+    /// The meta open set aside, if any, until a commit overwrites its slot
+    /// (the next one that writes does).
+    pub set_aside: Mutex<Option<SetAside>>,
 }

@@ -36,7 +36,7 @@ pub struct Stat {
     pub live_readers: usize,
     /// A meta open found newer than the commit it used, or could not read,
     /// and set aside; `None` when open used the newest meta and both slots
-    /// were valid.
+    /// were valid, and again once a commit has overwritten that slot.
     pub set_aside: Option<SetAside>,
 }
 
@@ -44,7 +44,8 @@ pub struct Stat {
 /// used but failed validation (a torn commit, a free list that cannot be
 /// read, a failed integrity check under [`Options::verify`]), or it did not
 /// hold a valid meta at all. What the database held in that slot is not
-/// readable through larch; the next commit overwrites it.
+/// readable through larch; the next commit overwrites it, and from then on
+/// [`Stat::set_aside`] is `None`.
 ///
 /// [`Options::verify`]: crate::Options::verify
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -137,7 +138,7 @@ impl<'db> ReadTxn<'db> {
             tables: self.meta.catalog.entries,
             catalog: TableStat::of(self.map_view(), &self.meta.catalog)?,
             live_readers: self.core.readers.count(),
-            set_aside: self.core.set_aside,
+            set_aside: *self.core.set_aside.lock(),
         })
     }
 

@@ -321,6 +321,8 @@ impl<'db> WriteTxn<'db> {
         self.guard.free = free;
         self.guard.chain = chain;
         self.core.readers.publish(meta);
+        // This commit overwrote the slot open may have set aside.
+        *self.core.set_aside.lock() = None;
         Ok(())
     }
 }
