@@ -1,5 +1,5 @@
 //! The integrity checker detects each class of damage injected on purpose
-//! (RELIABILITY.md, suite 2).
+//! (docs/reliability.md, suite 2).
 
 use larch::testing::corrupt;
 

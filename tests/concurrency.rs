@@ -1,6 +1,6 @@
-//! Concurrency (RELIABILITY.md, suite 6): reader threads pin snapshots and
-//! re-verify them against the model of their transaction for their whole life
-//! while a writer churns.
+//! Concurrency (docs/reliability.md, suite 6): reader threads pin snapshots
+//! and re-verify them against the model of their transaction for their whole
+//! life while a writer churns.
 
 mod common;
 

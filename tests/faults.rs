@@ -1,6 +1,6 @@
 //! I/O fault injection: every failed write, resize or sync comes back as an
 //! error, poisons the handle and leaves the state before or after the failed
-//! transaction (RELIABILITY.md, suite 4).
+//! transaction (docs/reliability.md, suite 4).
 
 use larch::testing::{budget_from_env, faults, seed_from_env};
 

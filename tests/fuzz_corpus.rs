@@ -1,6 +1,7 @@
 //! The fuzz targets' bodies over the checked-in corpus (`fuzz/corpus/<target>`)
 //! and over seeded random inputs, so `cargo test` covers them without
-//! cargo-fuzz. `LARCH_BUDGET` sets the random inputs per target.
+//! cargo-fuzz (docs/reliability.md, suite 8). `LARCH_BUDGET` sets the random
+//! inputs per target.
 
 mod common;
 

@@ -1,5 +1,5 @@
-//! Hostile files (RELIABILITY.md, suite 7): metas with valid checksums that
-//! point at garbage, wrong and absurd page sizes, truncated files, damaged
+//! Hostile files (docs/reliability.md, suite 7): metas with valid checksums
+//! that point at garbage, wrong and absurd page sizes, truncated files, damaged
 //! pages. Each gives its documented outcome: a fallback to the other meta or a
 //! typed error, never a panic or a hang.
 

@@ -1,7 +1,8 @@
-//! Process crashes (RELIABILITY.md, suite 5): this test binary runs itself as a
-//! child writer that commits synchronously and reports each acknowledged commit
-//! over a pipe; the parent kills it with SIGKILL at random moments, reopens the
-//! file and verifies that every acknowledged commit is there.
+//! Process crashes (docs/reliability.md, suite 5): this test binary runs
+//! itself as a child writer that commits synchronously and reports each
+//! acknowledged commit over a pipe; the parent kills it with SIGKILL at random
+//! moments, reopens the file and verifies that every acknowledged commit is
+//! there.
 
 mod common;
 

@@ -1,6 +1,7 @@
 //! Random operation sequences against a `BTreeMap`, with commit, abort and
 //! reopen, at page sizes 512 and 4096; the integrity check after every reopen
-//! and at the end, when everything is deleted and no page may leak.
+//! and at the end, when everything is deleted and no page may leak
+//! (docs/reliability.md, suite 1).
 //!
 //! Mutations fail in the mix too: a third of the cases run with a map of a few
 //! dozen KiB, so inserts, removes and commits run into `MapFull`, and an

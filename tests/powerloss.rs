@@ -1,7 +1,7 @@
 //! The power-loss simulator: every crash image of a seeded workload opens,
 //! passes the integrity check and holds exactly the last acknowledged commit or
-//! the one in flight (RELIABILITY.md, suite 3). `LARCH_SEED` replays a run;
-//! `LARCH_BUDGET` sets the number of crash images per page size.
+//! the one in flight (docs/reliability.md, suite 3). `LARCH_SEED` replays a
+//! run; `LARCH_BUDGET` sets the number of crash images per page size.
 
 use larch::testing::{budget_from_env, powerloss, seed_from_env};
 

@@ -1,5 +1,5 @@
-//! The integrity checker's own test (RELIABILITY.md, suite 2): damage a valid
-//! image in one way at a time and require `check` to notice.
+//! The integrity checker's own test (docs/reliability.md, suite 2): damage a
+//! valid image in one way at a time and require `check` to notice.
 
 use std::fmt;
 use std::path::Path;

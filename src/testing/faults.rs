@@ -1,4 +1,4 @@
-//! I/O fault injection (RELIABILITY.md, suite 4).
+//! I/O fault injection (docs/reliability.md, suite 4).
 //!
 //! A countdown storage fails the n-th write, resize or sync with EIO, with
 //! ENOSPC, or as a short write, for n = 1, 2, ... until the workload completes

@@ -1,6 +1,7 @@
 //! The bodies of the fuzz targets. Each takes arbitrary bytes and must never
 //! panic, hang or touch memory it should not; the cargo-fuzz targets in
-//! `fuzz/` and plain tests over a checked-in corpus both call them.
+//! `fuzz/` and plain tests over a checked-in corpus both call them
+//! (docs/reliability.md, suites 8 and 9).
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};

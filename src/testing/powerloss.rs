@@ -1,4 +1,4 @@
-//! The power-loss simulator (RELIABILITY.md, suite 3).
+//! The power-loss simulator (docs/reliability.md, suite 3).
 //!
 //! A seeded workload runs on a database whose storage is a [`Recorder`]. At
 //! every sync (a crash point) the monitor checks that no pending write touches

@@ -299,7 +299,7 @@ impl<'db> WriteTxn<'db> {
             );
         }
 
-        // 4-7. Grow, write the pages, (sync,) write the meta, sync. A failure
+        // 4-8. Grow, write the pages, (sync,) write the meta, sync. A failure
         // here poisons the handle: the disk may hold anything the kernel kept.
         let pager = &self.core.pager;
         let io = || -> Result<()> {
@@ -317,7 +317,7 @@ impl<'db> WriteTxn<'db> {
             return Err(e);
         }
 
-        // 8. Publish.
+        // 9. Publish.
         self.guard.free = free;
         self.guard.chain = chain;
         self.core.readers.publish(meta);
