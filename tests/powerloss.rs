@@ -29,5 +29,5 @@ fn power_loss_at_every_sync_512() {
 
 #[test]
 fn power_loss_at_every_sync_4096() {
-    suite(4096, seed_from_env().wrapping_add(1));
+    suite(4096, seed_from_env());
 }

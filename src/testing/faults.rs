@@ -164,6 +164,8 @@ pub struct Figures {
     /// Write transactions that started on a poisoned handle, or errors that
     /// did not poison it.
     pub poison_violations: u64,
+    /// Faults that came back as another error than `Error::Io`.
+    pub wrong_errors: u64,
     /// Failed syncs followed by a reopen in the same boot (the page cache
     /// still showing what the failed writeback lost), more commits and a
     /// power loss.
@@ -175,7 +177,10 @@ pub struct Figures {
 impl Figures {
     /// Whether the run found no problem.
     pub fn clean(&self) -> bool {
-        self.panics == 0 && self.corruptions == 0 && self.poison_violations == 0
+        self.panics == 0
+            && self.corruptions == 0
+            && self.poison_violations == 0
+            && self.wrong_errors == 0
     }
 }
 
@@ -184,12 +189,13 @@ impl fmt::Display for Figures {
         write!(
             f,
             "RELIABILITY suite=faults seed={} fault_sites={} panics={} corruptions={} poison_violations={} \
-             eio_reopens={} eio_images={}",
+             wrong_errors={} eio_reopens={} eio_images={}",
             self.seed,
             self.fault_sites,
             self.panics,
             self.corruptions,
             self.poison_violations,
+            self.wrong_errors,
             self.eio_reopens,
             self.eio_images
         )
@@ -205,7 +211,13 @@ enum Outcome {
 }
 
 /// The workload: `txns` seeded transactions; stops at the first error.
-fn workload(db: &Database, seed: u64, txns: u64, problems: &mut Vec<String>) -> Outcome {
+fn workload(
+    db: &Database,
+    seed: u64,
+    txns: u64,
+    problems: &mut Vec<String>,
+    wrong_errors: &mut u64,
+) -> Outcome {
     let mut rng = Rng(seed);
     let mut model = Model::new();
     for _ in 0..txns {
@@ -233,6 +245,7 @@ fn workload(db: &Database, seed: u64, txns: u64, problems: &mut Vec<String>) -> 
             Ok(()) => model = next,
             Err(e) => {
                 if !matches!(e, Error::Io(_)) {
+                    *wrong_errors += 1;
                     problems.push(format!("fault surfaced as {e:?}"));
                 }
                 return Outcome::Failed {
@@ -290,7 +303,8 @@ pub fn run(seed: u64, txns: u64) -> (Figures, Vec<String>) {
                             };
                         }
                     };
-                    let outcome = workload(&db, seed, txns, &mut problems);
+                    let outcome =
+                        workload(&db, seed, txns, &mut problems, &mut figures.wrong_errors);
                     if let Outcome::Failed { .. } = outcome {
                         // The handle is poisoned now.
                         match db.begin_write() {
@@ -380,7 +394,7 @@ fn sync_eio_then_reopen(seed: u64, txns: u64, figures: &mut Figures, problems: &
             // The sync at open failed: nothing was acknowledged.
             Err(_) => (Model::new(), Model::new(), 0),
             Ok(db) => {
-                let outcome = workload(&db, seed, txns, problems);
+                let outcome = workload(&db, seed, txns, problems, &mut figures.wrong_errors);
                 let acked_txn = db.last_txn_id();
                 match outcome {
                     Outcome::Completed => break,
