@@ -123,6 +123,7 @@ impl Claims {
     }
 
     /// The claimed pages, in order.
+    #[cfg(any(test, feature = "testing"))]
     fn pages(&self) -> impl Iterator<Item = PageId> + '_ {
         self.runs.iter().flat_map(|(&s, &e)| s..e)
     }
@@ -279,13 +280,7 @@ fn checksum_matches(id: PageId, bytes: &[u8]) -> Result<()> {
 /// Checks the snapshot `meta` of the file behind `pager`: the full report,
 /// problems included.
 pub(crate) fn report(pager: &Pager, meta: &Meta) -> CheckReport {
-    walk(
-        MapView::new(pager, meta.pages),
-        pager.page_size(),
-        meta,
-        false,
-    )
-    .0
+    walk(MapView::new(pager, meta.pages), pager.page_size(), meta).0
 }
 
 /// The first problem of a report as an error, or the report.
@@ -301,23 +296,22 @@ pub(crate) fn strict(report: CheckReport) -> Result<CheckReport> {
 /// the pages reachable from the meta (trees, overflow runs, free-list chain).
 pub(crate) fn check_image(image: &[u8], meta: &Meta) -> Result<(CheckReport, Vec<PageId>)> {
     let page_size = meta.page_size as usize;
-    let (report, reachable) = walk(
-        SliceView::new(image, page_size, meta.pages),
-        page_size,
-        meta,
-        true,
-    );
-    Ok((strict(report)?, reachable))
+    let view = SliceView::new(image, page_size, meta.pages);
+    let (report, claimed) = walk(view, page_size, meta);
+    let report = strict(report)?;
+    // Every page is claimed once: the reachable ones are those not listed free.
+    let free: std::collections::HashSet<PageId> = read_chain(view, meta)?
+        .entries
+        .iter()
+        .map(|&(_, p)| p)
+        .collect();
+    let reachable = claimed.pages().filter(|p| !free.contains(p)).collect();
+    Ok((report, reachable))
 }
 
-/// Walks a snapshot, recording every problem; returns the report and, when
-/// `want_reachable`, the pages reachable from its meta.
-fn walk<'a>(
-    view: impl PageSource<'a>,
-    page_size: usize,
-    meta: &Meta,
-    want_reachable: bool,
-) -> (CheckReport, Vec<PageId>) {
+/// Walks a snapshot, recording every problem; returns the report and the
+/// pages it claimed (reachable, free-list chain and free).
+fn walk<'a>(view: impl PageSource<'a>, page_size: usize, meta: &Meta) -> (CheckReport, Claims) {
     let mut c = Checker {
         view,
         page_size,
@@ -365,7 +359,6 @@ fn walk<'a>(
             None
         }
     };
-    let mut reachable = Vec::new();
     if let Some(chain) = chain {
         for &p in &chain.pages {
             let r = c.claim(p, "free-list page also in use");
@@ -374,9 +367,6 @@ fn walk<'a>(
             c.note(r);
         }
         c.report.freelist_pages = chain.pages.len() as u64;
-        if want_reachable {
-            reachable = c.claimed.pages().collect();
-        }
         for &(freed_by, p) in &chain.entries {
             let r = c.claim(p, "free page also in use");
             c.note(r);
@@ -396,7 +386,7 @@ fn walk<'a>(
     for page in leaked {
         c.note(corrupted(page, "page neither in use nor free (leaked)"));
     }
-    (c.report, reachable)
+    (c.report, c.claimed)
 }
 
 #[cfg(test)]

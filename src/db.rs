@@ -12,7 +12,9 @@ use crate::format::meta::{MAGIC, Meta, MetaError, SealEntry, TableDesc, valid_pa
 use crate::format::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageId, page_checksum};
 use crate::freelist::FreeList;
 use crate::freelist_io::read_chain;
-use crate::pager::{LockedFile, Pager, StorageHook, sync_parent_dir};
+#[cfg(feature = "testing")]
+use crate::pager::StorageHook;
+use crate::pager::{LockedFile, Pager, sync_parent_dir};
 use crate::readers::ReaderTable;
 use crate::txn::{Core, ReadTxn, SetAside, Stat, WriteTxn, WriterState};
 
@@ -33,6 +35,7 @@ pub struct Options {
     map_size: u64,
     verify: bool,
     read_only: bool,
+    #[cfg(feature = "testing")]
     storage: Option<StorageHook>,
 }
 
@@ -43,6 +46,7 @@ impl Default for Options {
             map_size: DEFAULT_MAP_SIZE,
             verify: false,
             read_only: false,
+            #[cfg(feature = "testing")]
             storage: None,
         }
     }
@@ -168,7 +172,11 @@ impl Options {
             return Err(Error::InvalidOption("map_size exceeds the address space"));
         }
         let path = path.as_ref();
-        let mut file = LockedFile::open(path, self.storage.as_ref(), self.read_only)?;
+        #[cfg(feature = "testing")]
+        let hook = self.storage.as_ref();
+        #[cfg(not(feature = "testing"))]
+        let hook = None;
+        let mut file = LockedFile::open(path, hook, self.read_only)?;
         if is_blank(&file)? {
             if self.read_only {
                 return corrupted(0, "not a larch database (empty or all zeros)");
