@@ -193,13 +193,18 @@ impl Options {
             file.sync()?;
         }
         let (mut candidates, mut set_aside) = read_metas(&file)?;
-        if !self.read_only && lone_empty_meta_in_slot_1(&candidates) {
-            // Only a crash during initialisation leaves this (any commit
-            // would have written slot 1 first, and its sync would have made
-            // slot 0 durable before): nothing was ever committed. Commit 1
-            // would overwrite that lone meta, so slot 0 gets its twin first.
-            let ps = candidates[0].1.page_size as usize;
-            file.write_durably(&empty_metas(ps)[..ps], 0)?;
+        if !self.read_only
+            && let [(slot, meta, seal)] = &candidates[..]
+            && meta.txn_id % 2 != *slot
+        {
+            // The one valid meta sits in the slot of the other parity (a plain
+            // copy, or a new file, whose twin in the other slot was lost or
+            // damaged). The next commit would overwrite it in place, so it
+            // gets its twin first. The other slot held nothing newer: a newer
+            // commit would have written this slot.
+            let other = 1 - *slot;
+            let offset = other * u64::from(meta.page_size);
+            file.write_durably(&meta.encode_sealed(seal), offset)?;
             (candidates, set_aside) = read_metas(&file)?;
         }
         let page_size = candidates[0].1.page_size as usize;
@@ -285,11 +290,6 @@ impl Options {
 
 /// Writes the two metas of transaction 0 into an empty file and syncs it.
 fn initialise(file: &mut LockedFile, page_size: usize) -> Result<()> {
-    file.write_durably(&empty_metas(page_size), 0)
-}
-
-/// The first two pages of a new file: the meta of transaction 0 in each slot.
-fn empty_metas(page_size: usize) -> Vec<u8> {
     let meta = Meta {
         page_size: page_size as u32,
         txn_id: 0,
@@ -304,12 +304,7 @@ fn empty_metas(page_size: usize) -> Vec<u8> {
     let mut buf = vec![0u8; 2 * page_size];
     buf[..bytes.len()].copy_from_slice(&bytes);
     buf[page_size..page_size + bytes.len()].copy_from_slice(&bytes);
-    buf
-}
-
-/// Whether the one valid meta is transaction 0 in slot 1.
-fn lone_empty_meta_in_slot_1(candidates: &[Candidate]) -> bool {
-    matches!(candidates, [(1, meta, _)] if meta.txn_id == 0)
+    file.write_durably(&buf, 0)
 }
 
 /// A valid meta, its slot and its seal list.
@@ -347,21 +342,22 @@ fn read_metas(file: &LockedFile) -> Result<(Vec<Candidate>, Option<SetAside>)> {
     }
     // Transaction `N` writes slot `N % 2`, and the next commit overwrites the
     // other slot. A meta in the slot of the other parity would have the next
-    // commit overwrite it in place, so it is valid only as an exact twin of
-    // the other slot's meta (both slots of a plain copy hold one meta).
-    // Transaction 0 may stand alone in slot 1 (a crash while a new file was
-    // first written can keep only that one): a writable open writes it anew
-    // into both slots before anything builds on it.
+    // commit overwrite it in place, so beside another valid meta it is valid
+    // only as that meta's exact twin (both slots of a plain copy, or of a new
+    // file, hold one meta). Alone, it stands: a writable open gives it its
+    // twin before anything builds on it.
     let twins = matches!((&slot0, &slot1), (Ok(a), Ok(b)) if a == b);
+    let both = slot0.is_ok() && slot1.is_ok();
     let misplaced = |m: &Result<(Meta, Vec<SealEntry>), MetaError>, slot: u64| {
-        m.as_ref()
-            .is_ok_and(|(m, _)| m.txn_id != 0 && m.txn_id % 2 != slot)
+        m.as_ref().is_ok_and(|(m, _)| m.txn_id % 2 != slot)
     };
-    if !twins && misplaced(&slot0, 0) {
-        slot0 = Err(MetaError::Slot);
-    }
-    if !twins && misplaced(&slot1, 1) {
-        slot1 = Err(MetaError::Slot);
+    if both && !twins {
+        if misplaced(&slot0, 0) {
+            slot0 = Err(MetaError::Slot);
+        }
+        if misplaced(&slot1, 1) {
+            slot1 = Err(MetaError::Slot);
+        }
     }
     let reason0 = slot0.as_ref().err().copied();
     let invalid = [&slot0, &slot1]

@@ -111,12 +111,27 @@ impl LockedFile {
         hook: Option<&StorageHook>,
         read_only: bool,
     ) -> Result<LockedFile> {
+        // Only a regular file: a block device reports a length of 0 and would
+        // be initialised over whatever it holds, and opening a FIFO blocks.
+        let not_a_file = || {
+            Error::Io(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "not a regular file",
+            ))
+        };
+        if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+            return Err(not_a_file());
+        }
         let file = OpenOptions::new()
             .read(true)
             .write(!read_only)
             .create(!read_only)
             .truncate(false)
             .open(path)?;
+        // Again on the file opened, in case the name changed meanwhile.
+        if !file.metadata()?.is_file() {
+            return Err(not_a_file());
+        }
         let locked = if read_only {
             file.try_lock_shared()
         } else {

@@ -60,16 +60,19 @@ fn child_open_probe() {
 #[test]
 fn a_second_open_from_another_process_is_refused() {
     let t = TestDb::new(4096);
-    let status = std::process::Command::new(std::env::current_exe().unwrap())
-        .args([
-            "--exact",
-            "child_open_probe",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env("LARCH_OPEN_PROBE", t.path())
-        .status()
-        .unwrap();
+    let child = {
+        let _spawning = common::spawn_lock();
+        std::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "--exact",
+                "child_open_probe",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env("LARCH_OPEN_PROBE", t.path())
+            .spawn()
+    };
+    let status = child.unwrap().wait().unwrap();
     assert_eq!(status.code(), Some(42));
     // Once closed, the file opens again.
     let path = t.path();

@@ -308,3 +308,52 @@ fn a_sparse_file_claiming_terabytes_is_checked_in_bounded_memory() {
     assert_eq!(db.last_txn_id(), newest.txn_id - 1);
     assert!(db.stat().unwrap().set_aside.is_some());
 }
+
+/// A plain copy holds one meta in both slots; made at an odd transaction,
+/// its slot 0 holds a meta of the other parity. With slot 1 damaged, that
+/// lone meta still opens, and a writable open gives it its twin before the
+/// next commit overwrites one of them.
+#[test]
+fn a_plain_copy_at_an_odd_transaction_survives_a_damaged_slot_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let db = open_with(&path, Options::new().page_size(4096).map_size(1 << 30)).unwrap();
+    let mut w = db.begin_write().unwrap();
+    for i in 0..10u32 {
+        w.open_table("t")
+            .unwrap()
+            .insert(&i.to_be_bytes(), b"a")
+            .unwrap();
+    }
+    w.commit().unwrap();
+    assert_eq!(db.last_txn_id(), 1);
+    let copy = dir.path().join("copy");
+    db.begin_read().unwrap().copy_to(&copy, false).unwrap();
+    drop(db);
+    let mut image = std::fs::read(&copy).unwrap();
+    image[4096 + 40] ^= 1; // slot 1: checksum mismatch
+    std::fs::write(&copy, &image).unwrap();
+
+    let ro = open_with(&copy, Options::new().read_only(true)).unwrap();
+    assert_eq!((ro.last_txn_id(), model(&ro).len()), (1, 10));
+    drop(ro);
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        image,
+        "a read-only open writes nothing"
+    );
+
+    let db = open_with(&copy, Options::new().map_size(1 << 30)).unwrap();
+    assert_eq!(
+        db.stat().unwrap().set_aside,
+        None,
+        "slot 1 holds the twin now"
+    );
+    let mut w = db.begin_write().unwrap();
+    w.open_table("t").unwrap().insert(b"new", b"b").unwrap();
+    w.commit().unwrap();
+    drop(db);
+    let db = open_with(&copy, Options::new().map_size(1 << 30)).unwrap();
+    assert_eq!((db.last_txn_id(), model(&db).len()), (2, 11));
+    db.check().unwrap();
+}

@@ -186,6 +186,16 @@ fn fail<T>(message: String) -> Res<T> {
 }
 
 fn main() -> ExitCode {
+    // Before anything is printed, even a usage error: a standard stream that
+    // is a larch database (`larch check db 2<>db`) must not be written.
+    match databases_among_outputs() {
+        [_, true] => return ExitCode::from(2),
+        [true, false] => {
+            eprintln!("larch: standard output is a larch database; refusing to write to it");
+            return ExitCode::from(2);
+        }
+        [false, false] => {}
+    }
     let cli = Cli::parse();
     match run(cli.command) {
         Ok(code) => code,
@@ -348,6 +358,10 @@ fn open_or_create(path: &Path) -> Res<(Database, Option<NewFile>)> {
             kept: false,
         }),
         Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            // A device or a FIFO is no database (and opening a FIFO blocks).
+            if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
+                return fail(format!("{}: not a regular file", path.display()));
+            }
             // A symlink to nowhere: opening it would create its target.
             if std::fs::metadata(path).is_err() {
                 return fail(format!(
@@ -423,6 +437,40 @@ fn keep(new: Option<NewFile>) {
     if let Some(new) = new {
         new.keep();
     }
+}
+
+/// Whether standard output, and standard error, is a file that starts like a
+/// larch database. Nothing may be written to such a stream; when it is
+/// standard error, nothing can even be said.
+fn databases_among_outputs() -> [bool; 2] {
+    use std::os::fd::AsFd;
+    let streams = [
+        io::stdout().as_fd().try_clone_to_owned(),
+        io::stderr().as_fd().try_clone_to_owned(),
+    ];
+    let mut found = [false; 2];
+    for (i, stream) in streams.into_iter().enumerate() {
+        found[i] = starts_like_a_database(i + 1, stream);
+    }
+    found
+}
+
+/// Whether the stream `fd` (a copy of it in `stream`) is a regular file that
+/// starts with larch's magic.
+fn starts_like_a_database(fd: usize, stream: io::Result<std::os::fd::OwnedFd>) -> bool {
+    use std::os::unix::fs::FileExt;
+    let Ok(stream) = stream.map(File::from) else {
+        return false;
+    };
+    if !stream.metadata().is_ok_and(|m| m.is_file()) {
+        return false;
+    }
+    // Read through a descriptor of our own: the stream may be write-only.
+    let mut head = [0u8; 8];
+    let read = File::open(format!("/proc/self/fd/{fd}"))
+        .and_then(|f| f.read_exact_at(&mut head, 0))
+        .or_else(|_| stream.read_exact_at(&mut head, 0));
+    read.is_ok() && head == *b"larch\0db"
 }
 
 /// Refuses a database that is this process's standard output or error

@@ -836,6 +836,81 @@ fn output_onto_the_database_itself_is_refused() {
             .unwrap()
     };
     assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("the database itself"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("standard output is a larch database"));
     assert_eq!(std::fs::read(&path).unwrap(), before);
+}
+
+/// `larch check db 2<>db`: standard error is the database. Nothing may be
+/// written to it, not even the refusal (or a usage error): the file stays as
+/// it was and its last commit readable.
+#[test]
+fn a_standard_stream_onto_the_database_gets_nothing_written() {
+    let d = Dir::new();
+    let path = d.path("db.larch");
+    ok(&["put", s(&path), "t", "a", "1"]);
+    ok(&["put", s(&path), "t", "b", "2"]);
+    let before = std::fs::read(&path).unwrap();
+    for args in [&["check", s(&path)][..], &["no-such-command"][..]] {
+        let onto = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        let status = {
+            let _spawning = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+            Command::new(env!("CARGO_BIN_EXE_larch"))
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(onto)
+                .status()
+                .unwrap()
+        };
+        assert!(!status.success(), "{args:?}");
+        assert_eq!(std::fs::read(&path).unwrap(), before, "{args:?}");
+    }
+    assert_eq!(ok(&["get", s(&path), "t", "b"]), "2\n");
+}
+
+/// A FIFO or a device is no database: refused at once (opening a FIFO would
+/// block, and a device would be initialised over what it holds).
+#[test]
+fn a_path_that_is_not_a_regular_file_is_refused_at_once() {
+    let d = Dir::new();
+    let fifo = d.path("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    for args in [
+        &["put", s(&fifo), "t", "k", "v"][..],
+        &["get", s(&fifo), "t", "k"][..],
+        &["load", s(&fifo)][..],
+    ] {
+        let mut child = {
+            let _spawning = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+            Command::new(env!("CARGO_BIN_EXE_larch"))
+                .args(args)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if std::time::Instant::now() > deadline {
+                child.kill().unwrap();
+                child.wait().unwrap();
+                break None;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        assert!(status.is_some_and(|s| !s.success()), "{args:?}: {status:?}");
+    }
 }

@@ -338,7 +338,8 @@ impl WriteTxn<'_> {
     /// whose checksum does not match (it reads as torn); the base meta in the
     /// other slot is durable (it was published after its sync, or synced at
     /// open). Best effort: if this write fails too, the next open's sync
-    /// fails and says so.
+    /// fails and says so, once; an open retried after that reads the cache
+    /// again (DESIGN.md, "Crashes in chains", last row).
     fn disown_slot(&self) {
         let base = Meta {
             pages_synced: true,

@@ -5,6 +5,16 @@ use std::path::{Path, PathBuf};
 use larch::{Database, Options};
 use tempfile::TempDir;
 
+/// Held while a test spawns a child process, and while a test reopens a
+/// database. A child forked by another test's thread holds a copy of every
+/// descriptor, and with it the file lock, until it execs (`spawn` returns
+/// once it has): a reopen just then would find the file still locked.
+static SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+pub fn spawn_lock() -> std::sync::MutexGuard<'static, ()> {
+    SPAWN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A database in a fresh temporary directory.
 pub struct TestDb {
     pub dir: TempDir,
@@ -43,6 +53,7 @@ impl TestDb {
     }
 
     pub fn reopen(&mut self) {
+        let _no_spawn = spawn_lock();
         self.db = None;
         // SAFETY: the test owns the file and nothing else touches it.
         self.db = Some(unsafe { self.options.open(self.path()) }.unwrap());
