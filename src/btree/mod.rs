@@ -22,9 +22,5 @@ pub(crate) use source::SliceView;
 pub(crate) use source::{MapView, PageSource, PageStore, load_node};
 pub(crate) use stat::count_pages;
 
-/// Deepest tree a descent accepts. Trees this deep cannot exist (each branch
-/// holds at least two children), so the bound only stops cycles.
-pub(crate) const MAX_DEPTH: usize = 64;
-
 #[cfg(test)]
 mod tests;
