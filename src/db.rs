@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::btree::{MapView, PageSource};
 use crate::check::{self, CheckReport};
 use crate::error::{Error, Result, corrupted};
 use crate::format::meta::{MAGIC, Meta, MetaError, SealEntry, TableDesc, valid_page_size};
@@ -15,6 +14,7 @@ use crate::freelist_io::read_chain;
 use crate::pager::{LockedFile, Pager, StorageHook, sync_parent_dir};
 use crate::readers::ReaderTable;
 use crate::txn::{Core, ReadTxn, SetAside, Stat, WriteTxn, WriterState};
+use crate::view::{MapView, PageSource};
 
 /// Default address space reserved for the map: 64 GiB.
 pub const DEFAULT_MAP_SIZE: u64 = 64 << 30;
@@ -395,7 +395,7 @@ fn verify_seal(pager: &Pager, meta: &Meta, seal: &[SealEntry]) -> Result<()> {
     let view = MapView::new(pager, meta.pages);
     for e in seal {
         let (id, n) = (e.page.get(), u64::from(e.pages.get()));
-        if page_checksum(view.pages(id, n)?) != e.checksum.get() {
+        if page_checksum(view.run_bytes(id, n)?) != e.checksum.get() {
             return corrupted(id, "page does not match its commit's seal (torn commit)");
         }
     }

@@ -1,10 +1,10 @@
 //! Reading the persisted free-list chain of a snapshot, and the rules every
 //! persisted chain obeys, which the commit checks before it writes one.
 
-use crate::btree::PageSource;
 use crate::error::{Result, corrupted};
 use crate::format::meta::Meta;
 use crate::format::page::{PageId, PageSet, read_freelist};
+use crate::view::PageSource;
 
 /// A persisted free list: its `(freed_by, page)` entries and the chain's own
 /// pages.

@@ -79,6 +79,7 @@ mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod txn;
+mod view;
 
 pub use check::{CheckError, CheckReport};
 pub use db::{DEFAULT_MAP_SIZE, Database, Options};

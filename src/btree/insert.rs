@@ -4,7 +4,7 @@ use std::borrow::Cow;
 
 use super::cells::Cells;
 use super::path::{Bounds, Path};
-use super::source::PageStore;
+use super::store::PageStore;
 use crate::error::{Result, corrupted};
 use crate::format::meta::{MAX_DEPTH, TableDesc};
 use crate::format::node::{

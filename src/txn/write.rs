@@ -8,12 +8,13 @@ use zerocopy::little_endian::U64;
 
 use super::core::{Core, WriterState};
 use crate::btree;
-use crate::dirty::{Dirty, DirtyView, Writer};
+use crate::dirty::{Dirty, Writer};
 use crate::error::{Result, corrupted};
 use crate::format::meta::{CHECKSUM_AT, MAX_TXN_ID, Meta, TableDesc, seal_capacity};
 use crate::format::page::{FreeEntry, freelist_capacity, write_freelist};
 use crate::freelist_io::ListRules;
-use crate::table::{TableMut, View, catalog_get, catalog_names, check_key};
+use crate::table::{TableMut, catalog_get, catalog_names, check_key};
+use crate::view::View;
 
 /// Bytes of consecutive dirty pages merged into one `pwrite`.
 const WRITE_CHUNK: usize = 1 << 20;
@@ -97,7 +98,7 @@ impl<'db> WriteTxn<'db> {
     }
 
     fn view(&self) -> View<'_> {
-        View::Dirty(DirtyView::new(&self.core.pager, &self.dirty))
+        View::Dirty(self.dirty.view(&self.core.pager))
     }
 
     fn writer(&mut self) -> Writer<'_> {
