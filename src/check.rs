@@ -13,7 +13,7 @@ use crate::error::{Error, Result, corrupted};
 use crate::format::meta::{Meta, TableDesc};
 use crate::format::node::LeafValue;
 use crate::format::page::{PageId, page_checksum, stored_checksum};
-use crate::freelist_io::read_chain;
+use crate::freelist::read_chain;
 use crate::pager::Pager;
 #[cfg(feature = "testing")]
 use crate::view::SliceView;

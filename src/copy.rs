@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::db::Options;
 use crate::error::{Error, Result};
 use crate::format::page::PageId;
-use crate::freelist_io::read_chain;
+use crate::freelist::read_chain;
 use crate::pager::sync_parent_dir;
 use crate::txn::ReadTxn;
 use crate::view::{MapView, PageSource};

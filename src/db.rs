@@ -8,9 +8,8 @@ use parking_lot::Mutex;
 use crate::check::{self, CheckReport};
 use crate::error::{Error, Result, corrupted};
 use crate::format::meta::{MAGIC, Meta, MetaError, SealEntry, TableDesc, valid_page_size};
-use crate::format::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageId, page_checksum};
-use crate::freelist::FreeList;
-use crate::freelist_io::read_chain;
+use crate::format::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, page_checksum};
+use crate::freelist;
 use crate::pager::{LockedFile, Pager, StorageHook, sync_parent_dir};
 use crate::readers::ReaderTable;
 use crate::txn::{Core, ReadTxn, SetAside, Stat, WriteTxn, WriterState};
@@ -199,7 +198,7 @@ impl Options {
         let mut first_error = None;
         for (slot, meta, seal) in candidates {
             let loaded = verify_seal(&pager, &meta, &seal)
-                .and_then(|()| load_free_list(&pager, &meta))
+                .and_then(|()| freelist::load(MapView::new(&pager, meta.pages), &meta))
                 .and_then(|loaded| {
                     if self.verify {
                         check::strict(check::report(&pager, &meta))?;
@@ -207,12 +206,12 @@ impl Options {
                     Ok(loaded)
                 });
             match loaded {
-                Ok((free, chain)) => {
+                Ok(free) => {
                     return Ok(Database {
                         core: Core {
                             pager,
                             readers: ReaderTable::new(meta),
-                            writer: Mutex::new(WriterState { free, chain }),
+                            writer: Mutex::new(WriterState { free }),
                             poisoned: AtomicBool::new(false),
                             set_aside: Mutex::new(set_aside),
                         },
@@ -400,12 +399,6 @@ fn verify_seal(pager: &Pager, meta: &Meta, seal: &[SealEntry]) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Loads the free list of `meta` into memory.
-fn load_free_list(pager: &Pager, meta: &Meta) -> Result<(FreeList, Vec<PageId>)> {
-    let chain = read_chain(MapView::new(pager, meta.pages), meta)?;
-    Ok((FreeList::from_entries(chain.entries), chain.pages))
 }
 
 /// An open database file.

@@ -72,7 +72,6 @@ mod dirty;
 mod error;
 mod format;
 mod freelist;
-mod freelist_io;
 mod pager;
 mod readers;
 mod table;

@@ -4,7 +4,7 @@ use super::core::Core;
 use crate::check::{self, CheckReport};
 use crate::error::{Error, Result};
 use crate::format::meta::Meta;
-use crate::freelist_io::read_chain;
+use crate::freelist::read_chain;
 use crate::table::{Table, TableStat, catalog_get, catalog_names};
 use crate::view::{MapView, View};
 
