@@ -8,15 +8,16 @@
 
 use std::collections::BTreeMap;
 
-#[cfg(feature = "testing")]
-use crate::btree::SliceView;
-use crate::btree::{MapView, PageSource};
+use crate::btree::load_node;
 use crate::error::{Error, Result, corrupted};
 use crate::format::meta::{Meta, TableDesc};
 use crate::format::node::LeafValue;
-use crate::format::page::{PageId, overflow_pages, overflow_run, page_checksum, stored_checksum};
-use crate::freelist_io::read_chain;
+use crate::format::page::{PageId, page_checksum, stored_checksum};
+use crate::freelist::read_chain;
 use crate::pager::Pager;
+#[cfg(feature = "testing")]
+use crate::view::SliceView;
+use crate::view::{MapView, PageSource, run_len};
 
 /// A problem the checker found.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -204,7 +205,7 @@ impl<'a, P: PageSource<'a>> Checker<P> {
             self.claim(id, "page reachable twice")?;
             let page = self.view.page(id)?;
             checksum_matches(id, page)?;
-            let node = crate::btree::load_node(page, id, level, desc.depth)?;
+            let node = load_node(page, id, level, desc.depth)?;
             let in_bounds = |k: &[u8]| {
                 lo.as_deref().is_none_or(|l| k >= l) && hi.as_deref().is_none_or(|h| k < h)
             };
@@ -257,13 +258,10 @@ impl<'a, P: PageSource<'a>> Checker<P> {
 
     fn value(&mut self, value: LeafValue<'a>) -> Result<()> {
         if let LeafValue::Overflow { page, len } = value {
-            let pages = overflow_run(self.view.page(page)?, page)?;
-            if pages < overflow_pages(len, self.page_size) {
-                return corrupted(page, "overflow run shorter than its value");
-            }
-            self.claim_run(page, pages, "overflow page reachable twice")?;
-            checksum_matches(page, self.view.pages(page, pages)?)?;
-            self.report.overflow_pages += pages;
+            let run = run_len(self.view.page(page)?, page, len, self.page_size)?;
+            self.claim_run(page, run, "overflow page reachable twice")?;
+            checksum_matches(page, self.view.run_bytes(page, run)?)?;
+            self.report.overflow_pages += run;
         }
         Ok(())
     }

@@ -11,13 +11,13 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use crate::btree::{MapView, PageSource};
 use crate::db::Options;
 use crate::error::{Error, Result};
 use crate::format::page::PageId;
-use crate::freelist_io::read_chain;
+use crate::freelist::read_chain;
 use crate::pager::sync_parent_dir;
 use crate::txn::ReadTxn;
+use crate::view::{MapView, PageSource};
 
 /// Pages written per `write` call of a plain copy, and the bytes a compacting
 /// copy inserts before it commits.

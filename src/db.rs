@@ -5,18 +5,17 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::Mutex;
 
-use crate::btree::{MapView, PageSource};
 use crate::check::{self, CheckReport};
 use crate::error::{Error, Result, corrupted};
 use crate::format::meta::{MAGIC, Meta, MetaError, SealEntry, TableDesc, valid_page_size};
-use crate::format::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageId, page_checksum};
-use crate::freelist::FreeList;
-use crate::freelist_io::read_chain;
+use crate::format::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, page_checksum};
+use crate::freelist;
 #[cfg(feature = "testing")]
 use crate::pager::StorageHook;
 use crate::pager::{LockedFile, Pager, sync_parent_dir};
 use crate::readers::ReaderTable;
 use crate::txn::{Core, ReadTxn, SetAside, Stat, WriteTxn, WriterState};
+use crate::view::{MapView, PageSource};
 
 /// Default address space reserved for the map: 64 GiB.
 pub const DEFAULT_MAP_SIZE: u64 = 64 << 30;
@@ -122,7 +121,7 @@ impl Options {
     #[cfg(feature = "testing")]
     pub fn storage(
         mut self,
-        hook: impl Fn(std::fs::File) -> std::io::Result<Box<dyn crate::testing::Storage>>
+        hook: impl Fn(std::fs::File) -> std::io::Result<Box<dyn crate::pager::Storage>>
         + Send
         + Sync
         + 'static,
@@ -212,7 +211,7 @@ impl Options {
         let mut first_error = None;
         for (slot, meta, seal) in candidates {
             let loaded = verify_seal(&pager, &meta, &seal)
-                .and_then(|()| load_free_list(&pager, &meta))
+                .and_then(|()| freelist::load(MapView::new(&pager, meta.pages), &meta))
                 .and_then(|loaded| {
                     if self.verify {
                         check::strict(check::report(&pager, &meta))?;
@@ -220,12 +219,12 @@ impl Options {
                     Ok(loaded)
                 });
             match loaded {
-                Ok((free, chain)) => {
+                Ok(free) => {
                     return Ok(Database {
                         core: Core {
                             pager,
                             readers: ReaderTable::new(meta),
-                            writer: Mutex::new(WriterState { free, chain }),
+                            writer: Mutex::new(WriterState { free }),
                             poisoned: AtomicBool::new(false),
                             set_aside: Mutex::new(set_aside),
                         },
@@ -399,17 +398,11 @@ fn verify_seal(pager: &Pager, meta: &Meta, seal: &[SealEntry]) -> Result<()> {
     let view = MapView::new(pager, meta.pages);
     for e in seal {
         let (id, n) = (e.page.get(), u64::from(e.pages.get()));
-        if page_checksum(view.pages(id, n)?) != e.checksum.get() {
+        if page_checksum(view.run_bytes(id, n)?) != e.checksum.get() {
             return corrupted(id, "page does not match its commit's seal (torn commit)");
         }
     }
     Ok(())
-}
-
-/// Loads the free list of `meta` into memory.
-fn load_free_list(pager: &Pager, meta: &Meta) -> Result<(FreeList, Vec<PageId>)> {
-    let chain = read_chain(MapView::new(pager, meta.pages), meta)?;
-    Ok((FreeList::from_entries(chain.entries), chain.pages))
 }
 
 /// An open database file.

@@ -2,25 +2,22 @@
 //!
 //! Every page a write transaction modifies is a fresh allocation held here
 //! until commit: the readers' map is never written through. [`Writer`] lends
-//! the buffers to the B+tree as a [`PageStore`]; [`DirtyView`] reads the
-//! transaction's own state (dirty pages first, then the map).
-
-use std::collections::HashMap;
-use std::hash::BuildHasherDefault;
+//! the buffers to the B+tree as a [`PageStore`]; [`Dirty::view`] reads the
+//! transaction's own state (dirty pages first, then the map) as a
+//! [`DirtyView`]; the commit writes the free-list chain into them as a
+//! [`ChainStore`]. Which pages are free is `freelist`'s ([`TxnFreeList`]).
 
 use zerocopy::little_endian::{U32, U64};
 
-use crate::btree::{MapView, PageSource, PageStore};
+use crate::btree::PageStore;
 use crate::error::{Error, Result, corrupted};
 use crate::format::meta::SealEntry;
 use crate::format::page::{
-    OVERFLOW_DATA, PageId, PageIdHasher, header_mut, init_overflow, overflow_pages, overflow_run,
-    stamp_checksum,
+    OVERFLOW_DATA, PageId, PageMap, header_mut, init_overflow, overflow_pages, stamp_checksum,
 };
-use crate::freelist::FreeList;
+use crate::freelist::{ChainStore, FreeList, TxnFreeList};
 use crate::pager::Pager;
-
-type PageMap<V> = HashMap<PageId, V, BuildHasherDefault<PageIdHasher>>;
+use crate::view::{DirtyView, MapView, PageSource};
 
 /// The pages a write transaction owns.
 pub(crate) struct Dirty {
@@ -34,15 +31,8 @@ pub(crate) struct Dirty {
     max_pages: u64,
     /// Dirty pages; an overflow run is one buffer under its first page.
     bufs: PageMap<Box<[u8]>>,
-    /// The free list, with the pages this transaction may reuse released.
-    free: FreeList,
-    /// Pages taken from the free list's pool (given back on abort).
-    taken: Vec<PageId>,
-    /// Pages allocated by this transaction and freed again: reusable at once.
-    local: Vec<PageId>,
-    /// Committed pages this transaction freed: pending until the reuse rule
-    /// allows them.
-    freed: Vec<PageId>,
+    /// The free list, and what this transaction took from it and freed.
+    free: TxnFreeList,
     /// Set when a change failed part-way: the pages may hold a half-applied
     /// change, so nothing reads or writes them again and the transaction
     /// cannot commit. Every mutation and every read of the transaction passes
@@ -65,10 +55,7 @@ impl Dirty {
             pages: base_pages,
             max_pages,
             bufs: PageMap::default(),
-            free,
-            taken: Vec::new(),
-            local: Vec::new(),
-            freed: Vec::new(),
+            free: TxnFreeList::new(free),
             failed: false,
         }
     }
@@ -101,32 +88,36 @@ impl Dirty {
         self.pages
     }
 
+    /// The pages as this transaction sees them: its dirty buffers, then the
+    /// snapshot it started from in `pager`'s map.
+    #[inline]
+    pub(crate) fn view<'a>(&'a self, pager: &'a Pager) -> DirtyView<'a> {
+        DirtyView::new(
+            MapView::new(pager, self.base_pages),
+            &self.bufs,
+            self.pages,
+            self.failed,
+        )
+    }
+
     pub(crate) fn is_clean(&self) -> bool {
-        self.bufs.is_empty() && self.freed.is_empty()
+        self.bufs.is_empty() && self.free.freed_none()
     }
 
     /// Allocates one page id (no buffer).
     fn alloc_id(&mut self) -> Result<PageId> {
-        if let Some(p) = self.local.pop() {
-            return Ok(p);
+        match self.free.take() {
+            Some(p) => Ok(p),
+            None => self.extend(1),
         }
-        if let Some(p) = self.free.pop() {
-            self.taken.push(p);
-            return Ok(p);
-        }
-        self.extend(1)
     }
 
     /// Allocates `n` consecutive page ids (no buffer).
     fn alloc_run_id(&mut self, n: u64) -> Result<PageId> {
-        if n == 1 {
-            return self.alloc_id();
+        match self.free.take_run(n) {
+            Some(p) => Ok(p),
+            None => self.extend(n),
         }
-        if let Some(p) = self.free.take_run(n) {
-            self.taken.extend(p..p + n);
-            return Ok(p);
-        }
-        self.extend(n)
     }
 
     /// Takes `n` pages from the end of the file.
@@ -146,16 +137,6 @@ impl Dirty {
         Ok(p)
     }
 
-    /// Allocates a zeroed dirty page.
-    pub(crate) fn alloc_page(&mut self) -> Result<(PageId, &mut [u8])> {
-        let id = self.alloc_id()?;
-        let buf = self
-            .bufs
-            .entry(id)
-            .insert_entry(vec![0u8; self.page_size].into_boxed_slice());
-        Ok((id, buf.into_mut()))
-    }
-
     /// Allocates a dirty page holding a copy of `src` (one page): no zeroing
     /// first, as `alloc_page` would do.
     fn alloc_page_copy(&mut self, src: &[u8]) -> Result<(PageId, &mut [u8])> {
@@ -165,45 +146,28 @@ impl Dirty {
         Ok((id, buf.into_mut()))
     }
 
+    /// The dirty page `id`, for writing.
+    fn buffer_mut(&mut self, id: PageId) -> Result<&mut [u8]> {
+        let ps = self.page_size;
+        match self.bufs.get_mut(&id) {
+            Some(buf) => Ok(&mut buf[..ps]),
+            None => corrupted(id, "write to a page the transaction does not own"),
+        }
+    }
+
     /// Frees `n` pages starting at `id`.
     fn free_pages(&mut self, id: PageId, n: u64) {
         if self.bufs.remove(&id).is_some() {
-            self.local.extend(id..id + n);
+            self.free.free_own(id, n);
         } else {
-            self.freed.extend(id..id + n);
+            self.free.free_committed(id, n);
         }
-    }
-
-    /// Frees pages of the committed state (the old free-list chain).
-    pub(crate) fn free_committed(&mut self, pages: &[PageId]) {
-        self.freed.extend_from_slice(pages);
-    }
-
-    /// Entries the free list will hold after this transaction commits.
-    pub(crate) fn free_entries(&self) -> usize {
-        self.free.len() + self.local.len() + self.freed.len()
-    }
-
-    /// The free list after this transaction commits: its pool, this
-    /// transaction's leftovers as reusable, and its freed pages as pending.
-    /// A copy: the commit may still refuse it (see `freelist_io::check_list`),
-    /// and then an abort needs the transaction's own state as it was.
-    pub(crate) fn committed_free_list(&self) -> FreeList {
-        let mut list = self.free.clone();
-        for &p in &self.local {
-            list.insert_reusable(p);
-        }
-        list.add_pending(self.txn_id, &self.freed);
-        list
     }
 
     /// Gives back everything this transaction took and returns the free list
     /// as it was (with the released groups kept reusable).
     pub(crate) fn abort(&mut self) -> FreeList {
-        for p in self.taken.drain(..) {
-            self.free.insert_reusable(p);
-        }
-        std::mem::take(&mut self.free)
+        self.free.abort()
     }
 
     /// Stamps every dirty buffer with its checksum; returns the seal list: one
@@ -279,17 +243,16 @@ impl PageStore for Writer<'_> {
         self.dirty.txn_id
     }
 
-    #[inline]
+    // Forced, as is `DirtyView::page`: the tree's descent reads every level
+    // through here, and left to itself the compiler calls it out of line
+    // (about 130 more instructions per insert, callgrind).
+    #[inline(always)]
     fn page(&self, id: PageId) -> Result<&[u8]> {
-        DirtyView::new(self.pager, self.dirty).page(id)
+        self.dirty.view(self.pager).page(id)
     }
 
     fn page_mut(&mut self, id: PageId) -> Result<&mut [u8]> {
-        let ps = self.dirty.page_size;
-        match self.dirty.bufs.get_mut(&id) {
-            Some(buf) => Ok(&mut buf[..ps]),
-            None => corrupted(id, "write to a page the transaction does not own"),
-        }
+        self.dirty.buffer_mut(id)
     }
 
     fn cow(&mut self, id: PageId) -> Result<PageId> {
@@ -300,7 +263,7 @@ impl PageStore for Writer<'_> {
         let txn_id = self.dirty.txn_id;
         let (new, buf) = self.dirty.alloc_page_copy(src)?;
         header_mut(buf).txn_id = txn_id.into();
-        self.dirty.freed.push(id);
+        self.dirty.free.free_committed(id, 1);
         Ok(new)
     }
 
@@ -324,10 +287,10 @@ impl PageStore for Writer<'_> {
         Ok(id)
     }
 
-    fn free(&mut self, id: PageId, pages: u64) -> Result<()> {
-        match id.checked_add(pages) {
+    fn free(&mut self, id: PageId, n: u64) -> Result<()> {
+        match id.checked_add(n) {
             Some(end) if id >= 2 && end <= self.dirty.pages => {
-                self.dirty.free_pages(id, pages);
+                self.dirty.free_pages(id, n);
                 Ok(())
             }
             _ => corrupted(id, "freed pages lie outside the file"),
@@ -335,54 +298,32 @@ impl PageStore for Writer<'_> {
     }
 }
 
-/// Reads as the running transaction sees it: its dirty pages, then the map.
-#[derive(Clone, Copy)]
-pub(crate) struct DirtyView<'a> {
-    pager: &'a Pager,
-    dirty: &'a Dirty,
-}
-
-impl<'a> DirtyView<'a> {
-    pub(crate) fn new(pager: &'a Pager, dirty: &'a Dirty) -> DirtyView<'a> {
-        DirtyView { pager, dirty }
-    }
-}
-
-/// Reads of a failed transaction return `Error::TxnFailed`: its pages may
-/// hold a half-applied change.
-impl<'a> PageSource<'a> for DirtyView<'a> {
-    #[inline]
-    fn page(&self, id: PageId) -> Result<&'a [u8]> {
-        self.dirty.live()?;
-        match self.dirty.bufs.get(&id) {
-            Some(buf) => Ok(&buf[..self.dirty.page_size]),
-            None => MapView::new(self.pager, self.dirty.base_pages).page(id),
-        }
+/// The commit writes the free-list chain straight into the buffers.
+impl ChainStore for Dirty {
+    fn page_size(&self) -> usize {
+        self.page_size
     }
 
-    fn run(&self, id: PageId, len: usize) -> Result<&'a [u8]> {
-        self.dirty.live()?;
-        match self.dirty.bufs.get(&id) {
-            Some(buf) => {
-                let pages = overflow_run(buf, id)?;
-                let end = OVERFLOW_DATA.saturating_add(len);
-                if end > buf.len() || pages < overflow_pages(len, self.dirty.page_size) {
-                    return corrupted(id, "overflow run shorter than its value");
-                }
-                Ok(&buf[OVERFLOW_DATA..end])
-            }
-            None => MapView::new(self.pager, self.dirty.base_pages).run(id, len),
-        }
+    fn txn_id(&self) -> u64 {
+        self.txn_id
     }
 
-    fn pages(&self, id: PageId, n: u64) -> Result<&'a [u8]> {
-        self.dirty.live()?;
-        match self.dirty.bufs.get(&id) {
-            Some(buf) if Some(buf.len() as u64) == n.checked_mul(self.dirty.page_size as u64) => {
-                Ok(buf)
-            }
-            Some(_) => corrupted(id, "run length differs from the dirty buffer"),
-            None => MapView::new(self.pager, self.dirty.base_pages).pages(id, n),
-        }
+    fn high_water(&self) -> u64 {
+        self.pages
+    }
+
+    fn free_list(&mut self) -> &mut TxnFreeList {
+        &mut self.free
+    }
+
+    fn alloc_page(&mut self) -> Result<PageId> {
+        let id = self.alloc_id()?;
+        self.bufs
+            .insert(id, vec![0u8; self.page_size].into_boxed_slice());
+        Ok(id)
+    }
+
+    fn page_mut(&mut self, id: PageId) -> Result<&mut [u8]> {
+        self.buffer_mut(id)
     }
 }

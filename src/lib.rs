@@ -72,13 +72,13 @@ mod dirty;
 mod error;
 mod format;
 mod freelist;
-mod freelist_io;
 mod pager;
 mod readers;
 mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod txn;
+mod view;
 
 pub use check::{CheckError, CheckReport};
 pub use db::{DEFAULT_MAP_SIZE, Database, Options};

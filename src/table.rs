@@ -2,44 +2,13 @@
 
 use std::ops::{Bound, RangeBounds};
 
-use crate::btree::{self, MapView, PageSource};
-use crate::dirty::{DirtyView, Writer};
+use crate::btree;
+use crate::dirty::Writer;
 use crate::error::{Error, Result, corrupted};
 use crate::format::meta::TableDesc;
 use crate::format::node::max_key;
-use crate::format::page::{OVERFLOW_DATA, PageId};
-
-/// Where a table's pages are read from: a snapshot in the map, or the running
-/// write transaction.
-#[derive(Clone, Copy)]
-pub(crate) enum View<'a> {
-    Map(MapView<'a>),
-    Dirty(DirtyView<'a>),
-}
-
-impl<'a> PageSource<'a> for View<'a> {
-    #[inline]
-    fn page(&self, id: PageId) -> Result<&'a [u8]> {
-        match self {
-            View::Map(m) => m.page(id),
-            View::Dirty(d) => d.page(id),
-        }
-    }
-
-    fn run(&self, id: PageId, len: usize) -> Result<&'a [u8]> {
-        match self {
-            View::Map(m) => m.run(id, len),
-            View::Dirty(d) => d.run(id, len),
-        }
-    }
-
-    fn pages(&self, id: PageId, n: u64) -> Result<&'a [u8]> {
-        match self {
-            View::Map(m) => m.pages(id, n),
-            View::Dirty(d) => d.pages(id, n),
-        }
-    }
-}
+use crate::format::page::OVERFLOW_DATA;
+use crate::view::{MapView, View};
 
 /// The longest value the format stores (its length is a `u32`, and the run
 /// holds a header too).
@@ -204,7 +173,7 @@ impl<'txn> TableMut<'txn> {
     }
 
     fn view(&self) -> View<'_> {
-        View::Dirty(DirtyView::new(self.writer.pager, self.writer.dirty))
+        View::Dirty(self.writer.dirty.view(self.writer.pager))
     }
 
     /// Stores `value` under `key`, replacing any previous value. Other

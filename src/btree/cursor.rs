@@ -3,11 +3,12 @@
 //! On every level the index names the child (or, on the leaf, the entry) the
 //! cursor is in. Moving past the end of a node pops it and steps its parent.
 
-use super::source::{PageSource, load_node};
+use super::store::load_node;
 use crate::error::Result;
 use crate::format::meta::TableDesc;
 use crate::format::node::Node;
 use crate::format::page::PageId;
+use crate::view::PageSource;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {

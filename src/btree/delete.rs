@@ -4,7 +4,7 @@ use std::collections::HashSet;
 
 use super::cells::Cells;
 use super::path::Path;
-use super::source::{PageStore, load_node};
+use super::store::{PageStore, load_node};
 use crate::error::{Result, corrupted};
 use crate::format::meta::TableDesc;
 use crate::format::node::{

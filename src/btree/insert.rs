@@ -2,12 +2,11 @@
 
 use std::borrow::Cow;
 
-use super::MAX_DEPTH;
 use super::cells::Cells;
 use super::path::{Bounds, Path};
-use super::source::PageStore;
+use super::store::PageStore;
 use crate::error::{Result, corrupted};
-use crate::format::meta::TableDesc;
+use crate::format::meta::{MAX_DEPTH, TableDesc};
 use crate::format::node::{
     Node, branch_cell, branch_cell_child, branch_cell_key, build, insert_cell, leaf_cell_inline,
     leaf_cell_key, leaf_cell_overflow, leaf_cell_overflow_ref, rebuild, remove_cell, usable,

@@ -1,6 +1,6 @@
 //! The path from the root to a leaf, found read-only and then made dirty.
 
-use super::source::{PageStore, load_node};
+use super::store::{PageStore, load_node};
 use crate::error::Result;
 use crate::format::meta::TableDesc;
 use crate::format::node::{Node, set_child};

@@ -1,8 +1,9 @@
 //! Point lookups.
 
-use super::source::{PageSource, load_node};
+use super::store::load_node;
 use crate::error::{Result, corrupted};
 use crate::format::meta::TableDesc;
+use crate::view::PageSource;
 
 /// The value stored under `key`, borrowed from the source.
 pub(crate) fn get<'a, P: PageSource<'a>>(

@@ -1,10 +1,11 @@
 //! Counting a tree's pages by kind.
 
-use super::source::{PageSource, load_node};
+use super::store::load_node;
 use crate::error::{Result, corrupted};
 use crate::format::meta::TableDesc;
 use crate::format::node::LeafValue;
 use crate::format::page::{PageId, PageSet, overflow_run};
+use crate::view::PageSource;
 
 /// Pages of one tree, by kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

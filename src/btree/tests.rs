@@ -3,12 +3,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use super::source::{PageSource, PageStore, load_node};
+use super::store::{PageStore, load_node};
 use super::{Cursor, InsertHint, drop_tree, get, insert, remove};
 use crate::error::{Result, corrupted};
 use crate::format::meta::TableDesc;
 use crate::format::node::{self, usable};
 use crate::format::page::{OVERFLOW_DATA, PageId, init_overflow, overflow_pages, overflow_run};
+use crate::view::PageSource;
 
 /// Pages in a hash map; every page is always writable.
 struct Mem {
@@ -44,12 +45,12 @@ impl<'a> PageSource<'a> for &'a Mem {
         }
     }
 
-    fn run(&self, id: PageId, len: usize) -> Result<&'a [u8]> {
+    fn overflow_value(&self, id: PageId, len: usize) -> Result<&'a [u8]> {
         let p = &self.pages[&id];
         Ok(&p[OVERFLOW_DATA..OVERFLOW_DATA + len])
     }
 
-    fn pages(&self, id: PageId, n: u64) -> Result<&'a [u8]> {
+    fn run_bytes(&self, id: PageId, n: u64) -> Result<&'a [u8]> {
         match self.pages.get(&id) {
             Some(p) if p.len() == n as usize * self.page_size => Ok(p),
             _ => corrupted(id, "no such run"),

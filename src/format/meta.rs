@@ -4,7 +4,6 @@ use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageId};
-use crate::btree::MAX_DEPTH;
 
 /// Version of the on-disk format; bumped whenever the bytes change.
 pub(crate) const FORMAT_VERSION: u32 = 2;
@@ -55,6 +54,11 @@ pub(crate) struct DescRaw {
 }
 
 pub(crate) const DESC_SIZE: usize = size_of::<DescRaw>();
+
+/// The most levels a descriptor may state, and so the deepest tree a descent
+/// accepts. Trees this deep cannot exist (each branch holds at least two
+/// children), so the bound only stops cycles and crafted depths.
+pub(crate) const MAX_DEPTH: usize = 64;
 
 /// Where a tree lives and how big it is.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

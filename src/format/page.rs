@@ -1,7 +1,7 @@
 //! The header every non-meta page starts with, and the overflow and free-list
 //! page layouts.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use zerocopy::little_endian::{U16, U32, U64};
@@ -35,6 +35,9 @@ impl Hasher for PageIdHasher {
 
 /// A set of page ids, hashed by [`PageIdHasher`].
 pub(crate) type PageSet = HashSet<PageId, BuildHasherDefault<PageIdHasher>>;
+
+/// A map keyed by page id, hashed by [`PageIdHasher`].
+pub(crate) type PageMap<V> = HashMap<PageId, V, BuildHasherDefault<PageIdHasher>>;
 
 /// Smallest and largest page sizes the format allows.
 pub(crate) const MIN_PAGE_SIZE: usize = 512;

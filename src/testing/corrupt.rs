@@ -4,10 +4,10 @@
 use std::fmt;
 use std::path::Path;
 
-use crate::btree::{PageSource, SliceView};
 use crate::format::meta::{Meta, TableDesc};
 use crate::format::node::{LeafValue, Node};
 use crate::format::page::{PageId, stamp_checksum};
+use crate::view::{PageSource, SliceView};
 use crate::{Database, Options};
 
 const PS: usize = 512;

@@ -5,17 +5,14 @@ use std::sync::atomic::AtomicBool;
 use parking_lot::Mutex;
 
 use super::SetAside;
-use crate::format::page::PageId;
-use crate::freelist::FreeList;
+use crate::freelist::Persisted;
 use crate::pager::Pager;
 use crate::readers::ReaderTable;
 
 /// State only the writer touches; its mutex is the writer lock.
 pub(crate) struct WriterState {
-    /// Free pages as of the last commit.
-    pub free: FreeList,
-    /// Pages of the committed free-list chain.
-    pub chain: Vec<PageId>,
+    /// The free list as of the last commit, and its chain.
+    pub free: Persisted,
 }
 
 pub(crate) struct Core {

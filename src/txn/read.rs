@@ -1,12 +1,12 @@
 //! Read transactions: a snapshot of the last commit.
 
 use super::core::Core;
-use crate::btree::MapView;
 use crate::check::{self, CheckReport};
 use crate::error::{Error, Result};
 use crate::format::meta::Meta;
-use crate::freelist_io::read_chain;
-use crate::table::{Table, TableStat, View, catalog_get, catalog_names};
+use crate::freelist::read_chain;
+use crate::table::{Table, TableStat, catalog_get, catalog_names};
+use crate::view::{MapView, View};
 
 /// Figures of a database snapshot, from [`ReadTxn::stat`] or
 /// [`Database::stat`](crate::Database::stat).

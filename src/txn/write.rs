@@ -4,16 +4,15 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::Ordering;
 
 use parking_lot::MutexGuard;
-use zerocopy::little_endian::U64;
 
 use super::core::{Core, WriterState};
 use crate::btree;
-use crate::dirty::{Dirty, DirtyView, Writer};
+use crate::dirty::{Dirty, Writer};
 use crate::error::{Result, corrupted};
 use crate::format::meta::{CHECKSUM_AT, MAX_TXN_ID, Meta, TableDesc, seal_capacity};
-use crate::format::page::{FreeEntry, freelist_capacity, write_freelist};
-use crate::freelist_io::ListRules;
-use crate::table::{TableMut, View, catalog_get, catalog_names, check_key};
+use crate::freelist;
+use crate::table::{TableMut, catalog_get, catalog_names, check_key};
+use crate::view::View;
 
 /// Bytes of consecutive dirty pages merged into one `pwrite`.
 const WRITE_CHUNK: usize = 1 << 20;
@@ -76,7 +75,7 @@ impl<'db> WriteTxn<'db> {
         if let Some(oldest) = core.readers.oldest() {
             limit = limit.min(oldest);
         }
-        let mut free = std::mem::take(&mut guard.free);
+        let mut free = std::mem::take(&mut guard.free.list);
         free.release(limit);
         let ps = core.pager.page_size();
         let max_pages = core.pager.map_len() / ps as u64;
@@ -97,7 +96,7 @@ impl<'db> WriteTxn<'db> {
     }
 
     fn view(&self) -> View<'_> {
-        View::Dirty(DirtyView::new(&self.core.pager, &self.dirty))
+        View::Dirty(self.dirty.view(&self.core.pager))
     }
 
     fn writer(&mut self) -> Writer<'_> {
@@ -195,7 +194,7 @@ impl<'db> WriteTxn<'db> {
         let changed = self.tables.values().any(|t| t.changed);
         if !changed && self.dirty.is_clean() && self.catalog == self.base.catalog {
             // Nothing to write: keep the previous commit.
-            self.guard.free = self.dirty.abort();
+            self.guard.free.list = self.dirty.abort();
             return Ok(());
         }
         let txn_id = self.dirty.txn_id();
@@ -223,49 +222,8 @@ impl<'db> WriteTxn<'db> {
         }
         self.catalog = catalog;
 
-        // 2. The free list: free the old chain, allocate the new one (each page
-        // taken from the pool shortens the list), fill it.
-        let old_chain = self.guard.chain.clone();
-        self.dirty.free_committed(&old_chain);
-        let cap = freelist_capacity(ps);
-        let mut chain = Vec::new();
-        while chain.len() < self.dirty.free_entries().div_ceil(cap) {
-            chain.push(self.dirty.alloc_page()?.0);
-        }
-        let free = self.dirty.committed_free_list();
-        // The list must obey the rules open reads it by. On a damaged file (a
-        // page reachable twice, so freed twice) it would not, and open would
-        // drop this commit without a word: refuse it now instead, before
-        // anything is written.
-        let mut rules = ListRules::new(self.dirty.pages(), txn_id);
-        for &id in &chain {
-            if let Err(broken) = rules.chain_page(id) {
-                return corrupted(id, broken.commit_reason());
-            }
-        }
-        let mut entries = Vec::with_capacity(free.len());
-        for (freed_by, page) in free.entries() {
-            if let Err(broken) = rules.entry(freed_by, page) {
-                return corrupted(page, broken.commit_reason());
-            }
-            entries.push(FreeEntry {
-                freed_by: U64::new(freed_by),
-                page: U64::new(page),
-            });
-        }
-        if let Err((page, broken)) = rules.finish() {
-            return corrupted(page, broken.commit_reason());
-        }
-        if entries.len() > chain.len() * cap {
-            return corrupted(0, "the commit's free list does not fit its chain");
-        }
-        let mut parts = entries.chunks(cap);
-        let mut w = self.writer();
-        for (i, &id) in chain.iter().enumerate() {
-            let next = chain.get(i + 1).copied().unwrap_or(0);
-            let part = parts.next().unwrap_or(&[]);
-            write_freelist(btree::PageStore::page_mut(&mut w, id)?, next, part, txn_id);
-        }
+        // 2. The free list into a new chain, checked by the reader's rules.
+        let free = freelist::write_chain(&mut self.dirty, &self.guard.free.chain)?;
 
         // 3. Seal: stamp every page's checksum. A commit whose seal list fits
         // in the meta slot is made durable with one sync (pages and meta
@@ -277,8 +235,8 @@ impl<'db> WriteTxn<'db> {
             page_size: ps as u32,
             txn_id,
             pages: self.dirty.pages(),
-            freelist_head: chain.first().copied().unwrap_or(0),
-            freelist_entries: entries.len() as u64,
+            freelist_head: free.head(),
+            freelist_entries: free.entries(),
             catalog: self.catalog,
             pages_synced: !one_sync,
             seal_len: 0,
@@ -319,7 +277,6 @@ impl<'db> WriteTxn<'db> {
 
         // 9. Publish.
         self.guard.free = free;
-        self.guard.chain = chain;
         self.core.readers.publish(meta);
         // This commit overwrote the slot open may have set aside.
         *self.core.set_aside.lock() = None;
@@ -355,7 +312,7 @@ impl WriteTxn<'_> {
 impl Drop for WriteTxn<'_> {
     fn drop(&mut self) {
         if !self.finished {
-            self.guard.free = self.dirty.abort();
+            self.guard.free.list = self.dirty.abort();
         }
     }
 }

@@ -1,4 +1,5 @@
-//! Free pages, grouped by the transaction that freed them.
+//! Free pages in memory: the list as of a commit ([`FreeList`]), and a write
+//! transaction's changes to it ([`TxnFreeList`]).
 //!
 //! The reuse rule (DESIGN.md): a page freed by transaction `T` is still
 //! reachable in snapshot `T - 1`. The writer of `W` may reuse it only when
@@ -9,6 +10,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use crate::format::page::PageId;
 
+/// Free pages: reusable now, or pending by the transaction that freed them.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct FreeList {
     /// Pages any writer may take now.
@@ -114,6 +116,99 @@ impl FreeList {
     }
 }
 
+/// The free list as a write transaction sees and changes it: the list it
+/// started from, with the groups it may reuse released, and what it took
+/// from the list and freed. The pages themselves are the writer's (`Dirty`):
+/// this only keeps the ids.
+#[derive(Debug, Default)]
+pub(crate) struct TxnFreeList {
+    /// The free list, with the pages this transaction may reuse released.
+    list: FreeList,
+    /// Pages taken from the list's pool (given back on abort).
+    taken: Vec<PageId>,
+    /// Pages allocated by this transaction and freed again: reusable at once.
+    local: Vec<PageId>,
+    /// Committed pages this transaction freed: pending until the reuse rule
+    /// allows them.
+    freed: Vec<PageId>,
+}
+
+impl TxnFreeList {
+    /// The free list a transaction starts from (its reusable groups already
+    /// released).
+    pub(crate) fn new(list: FreeList) -> TxnFreeList {
+        TxnFreeList {
+            list,
+            ..TxnFreeList::default()
+        }
+    }
+
+    /// A page to reuse: one this transaction allocated and freed again, else
+    /// the lowest reusable one.
+    pub(crate) fn take(&mut self) -> Option<PageId> {
+        if let Some(p) = self.local.pop() {
+            return Some(p);
+        }
+        let p = self.list.pop()?;
+        self.taken.push(p);
+        Some(p)
+    }
+
+    /// `n` consecutive pages to reuse, the lowest such run.
+    pub(crate) fn take_run(&mut self, n: u64) -> Option<PageId> {
+        if n == 1 {
+            return self.take();
+        }
+        let p = self.list.take_run(n)?;
+        self.taken.extend(p..p + n);
+        Some(p)
+    }
+
+    /// Frees `n` pages from `id` that this transaction allocated: no snapshot
+    /// ever saw them, so they are reusable at once.
+    pub(crate) fn free_own(&mut self, id: PageId, n: u64) {
+        self.local.extend(id..id + n);
+    }
+
+    /// Frees `n` pages from `id` of the committed state: pending until the
+    /// reuse rule allows them.
+    pub(crate) fn free_committed(&mut self, id: PageId, n: u64) {
+        self.freed.extend(id..id + n);
+    }
+
+    /// Whether the transaction freed no committed page.
+    pub(crate) fn freed_none(&self) -> bool {
+        self.freed.is_empty()
+    }
+
+    /// Entries the free list will hold after this transaction commits.
+    pub(crate) fn len(&self) -> usize {
+        self.list.len() + self.local.len() + self.freed.len()
+    }
+
+    /// The free list after transaction `txn_id` (this one) commits: its pool,
+    /// its leftovers as reusable, and its freed pages as pending. A copy: the
+    /// commit may still refuse it (`ListRules`), and then an abort needs the
+    /// transaction's own state as it was.
+    pub(crate) fn committed(&self, txn_id: u64) -> FreeList {
+        let mut list = self.list.clone();
+        for &p in &self.local {
+            list.insert_reusable(p);
+        }
+        list.add_pending(txn_id, &self.freed);
+        list
+    }
+
+    /// Gives back everything this transaction took and returns the free list
+    /// as it was (with the released groups kept reusable).
+    pub(crate) fn abort(&mut self) -> FreeList {
+        for p in self.taken.drain(..) {
+            self.list.insert_reusable(p);
+        }
+        std::mem::take(&mut self.list)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -141,6 +236,27 @@ mod tests {
         assert_eq!(f.take_run(3), Some(5));
         assert_eq!(f.take_run(2), None);
         assert_eq!(f.reusable_len(), 2);
+    }
+
+    #[test]
+    fn a_transaction_reuses_its_own_pages_first_and_gives_back_on_abort() {
+        let mut t = TxnFreeList::new(FreeList::from_entries([(0, 3), (0, 4), (0, 5), (2, 9)]));
+        assert_eq!(t.take(), Some(3));
+        t.free_own(20, 2);
+        assert_eq!(t.take(), Some(21));
+        assert_eq!(t.take_run(2), Some(4));
+        t.free_committed(7, 1);
+        assert_eq!(t.len(), 1 + 1 + 1);
+        let after = t.committed(6);
+        assert_eq!(
+            after.entries().collect::<Vec<_>>(),
+            [(0, 20), (2, 9), (6, 7)]
+        );
+        let before = t.abort();
+        assert_eq!(
+            before.entries().collect::<Vec<_>>(),
+            [(0, 3), (0, 4), (0, 5), (2, 9)]
+        );
     }
 
     #[test]

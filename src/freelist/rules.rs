@@ -1,24 +1,16 @@
-//! Reading the persisted free-list chain of a snapshot, and the rules every
-//! persisted chain obeys, which the commit checks before it writes one.
+//! The rules every persisted free list obeys. The reader refuses a chain that
+//! breaks one; the commit checks the chain it is about to write with the
+//! same rules.
 
-use crate::btree::PageSource;
-use crate::error::{Result, corrupted};
-use crate::format::meta::Meta;
-use crate::format::page::{PageId, PageSet, read_freelist};
-
-/// A persisted free list: its `(freed_by, page)` entries and the chain's own
-/// pages.
-pub(crate) struct Chain {
-    pub entries: Vec<(u64, PageId)>,
-    pub pages: Vec<PageId>,
-}
+use crate::format::page::{PageId, PageSet};
 
 /// A rule of [`ListRules`] that a free list breaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Broken {
-    /// A chain page outside `2..pages`, or one the chain reaches twice.
+    /// A chain page outside `2..high_water`, or one the chain reaches twice.
     Chain,
-    /// An entry outside `2..pages`, freed by a later transaction, or repeated.
+    /// An entry outside `2..high_water`, freed by a later transaction, or
+    /// repeated.
     Entry,
     /// A page of the chain is also listed as free.
     ChainListed,
@@ -49,28 +41,28 @@ impl Broken {
     }
 }
 
-/// The rules a persisted free list obeys, for a snapshot of `pages` pages
-/// written by transaction `txn_id`: every chain page and every entry lies in
-/// `2..pages`, no page is on the chain twice or listed twice, no entry was
+/// The rules a persisted free list obeys, for a snapshot whose high-water
+/// mark is `high_water`, written by transaction `txn_id`: every chain page and
+/// every entry lies in `2..high_water`, no page is on the chain twice or listed twice, no entry was
 /// freed by a later transaction than `txn_id`, and no chain page is listed.
 /// (The meta's entry count must also match; the commit writes it from the
 /// list itself.)
 ///
-/// The reader ([`read_chain`]) refuses a list that breaks one, and open then
-/// falls back to the older meta; so the commit checks the list it is about to
-/// write with the same rules, and fails instead of writing a commit that the
-/// next open would drop.
+/// The reader (`read_chain`) refuses a list that breaks one, and open then
+/// falls back to the older meta; so the commit (`write_chain`) checks the
+/// list it is about to write with the same rules, and fails instead of
+/// writing a commit that the next open would drop.
 pub(crate) struct ListRules {
-    pages: u64,
+    high_water: u64,
     txn_id: u64,
     chain: PageSet,
     listed: PageSet,
 }
 
 impl ListRules {
-    pub(crate) fn new(pages: u64, txn_id: u64) -> ListRules {
+    pub(crate) fn new(high_water: u64, txn_id: u64) -> ListRules {
         ListRules {
-            pages,
+            high_water,
             txn_id,
             chain: PageSet::default(),
             listed: PageSet::default(),
@@ -78,7 +70,7 @@ impl ListRules {
     }
 
     fn in_range(&self, page: PageId) -> bool {
-        (2..self.pages).contains(&page)
+        (2..self.high_water).contains(&page)
     }
 
     /// Takes the next page of the chain.
@@ -105,39 +97,6 @@ impl ListRules {
             None => Ok(()),
         }
     }
-}
-
-/// Reads the free-list chain of `meta`, checking every id, loop and count.
-pub(crate) fn read_chain<'a>(view: impl PageSource<'a>, meta: &Meta) -> Result<Chain> {
-    let mut rules = ListRules::new(meta.pages, meta.txn_id);
-    let mut chain = Vec::new();
-    let mut entries = Vec::new();
-    let mut id = meta.freelist_head;
-    while id != 0 {
-        if let Err(broken) = rules.chain_page(id) {
-            return corrupted(id, broken.reason());
-        }
-        let (next, list) = read_freelist(view.page(id)?, id)?;
-        chain.push(id);
-        for e in list {
-            let (page, freed_by) = (e.page.get(), e.freed_by.get());
-            if let Err(broken) = rules.entry(freed_by, page) {
-                return corrupted(id, broken.reason());
-            }
-            entries.push((freed_by, page));
-        }
-        id = next;
-    }
-    if entries.len() as u64 != meta.freelist_entries {
-        return corrupted(meta.txn_id % 2, "free-list length differs from the meta");
-    }
-    if let Err((_, broken)) = rules.finish() {
-        return corrupted(meta.freelist_head, broken.reason());
-    }
-    Ok(Chain {
-        entries,
-        pages: chain,
-    })
 }
 
 #[cfg(test)]

@@ -1,0 +1,46 @@
+//! How the tree writes pages: [`PageStore`] to copy, allocate and free them
+//! (reads go through `view::PageSource`); and [`load_node`], which parses a
+//! page found at a given level of a tree.
+
+use crate::error::{Result, corrupted};
+use crate::format::node::Node;
+use crate::format::page::PageId;
+use crate::view::run_len;
+
+/// Read and write access for the writer. Only pages allocated by the running
+/// transaction are writable; `cow` makes such a copy of any other page.
+pub(crate) trait PageStore {
+    fn page_size(&self) -> usize;
+    /// Id of the running transaction (stamped into every page it writes).
+    fn txn_id(&self) -> u64;
+    /// The whole page `id` (dirty or not).
+    fn page(&self, id: PageId) -> Result<&[u8]>;
+    /// A dirty page, for modification.
+    fn page_mut(&mut self, id: PageId) -> Result<&mut [u8]>;
+    /// Returns a dirty copy of `id`: `id` itself if it is already dirty,
+    /// otherwise a new page holding its bytes, with `id` freed.
+    fn cow(&mut self, id: PageId) -> Result<PageId>;
+    /// A new node holding `page`, a whole page built by `node::build`.
+    fn alloc_node(&mut self, page: Box<[u8]>) -> Result<PageId>;
+    /// A new overflow run holding `value`.
+    fn alloc_value(&mut self, value: &[u8]) -> Result<PageId>;
+    /// Frees `n` pages starting at `id`.
+    fn free(&mut self, id: PageId, n: u64) -> Result<()>;
+
+    /// Frees the overflow run holding a value of `len` bytes at `id`.
+    fn free_value(&mut self, id: PageId, len: usize) -> Result<()> {
+        let run = run_len(self.page(id)?, id, len, self.page_size())?;
+        self.free(id, run)
+    }
+}
+
+/// Parses page `id` found at `level` of a tree of `depth` levels, checking that
+/// it is a leaf exactly at the last level.
+#[inline]
+pub(crate) fn load_node(page: &[u8], id: PageId, level: usize, depth: u32) -> Result<Node<'_>> {
+    let node = Node::parse(page, id)?;
+    if node.is_leaf() != (level + 1 == depth as usize) {
+        return corrupted(id, "node kind does not match its depth in the tree");
+    }
+    Ok(node)
+}

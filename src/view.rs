@@ -1,0 +1,354 @@
+//! Reading pages: how the tree, the checker, the free-list reader and the
+//! copy see the pages of a snapshot, or of the running write transaction.
+//!
+//! [`PageSource`] is what they read through. Its views differ only in where
+//! the bytes lie (a [`Backing`]): the map ([`MapView`]), a whole-file image
+//! ([`SliceView`], for the suites), or a buffer of the writer's. Every one of
+//! them reads through the same checked functions: [`read_page`] for a page,
+//! [`read_overflow`] for the value in an overflow run, [`read_run`] for a
+//! run's whole pages. [`run_len`], the one check of an overflow run's header
+//! against its value, serves them and the code that frees or checks a run.
+//! [`DirtyView`] puts the writer's buffers over the map, and [`View`] is
+//! either a snapshot or the writer's view.
+//!
+//! These are the read path of point reads and scans: everything here is
+//! small and `#[inline]`, and a slice is handed out, never copied.
+
+use crate::error::{Error, Result, corrupted};
+use crate::format::node::LeafValue;
+use crate::format::page::{OVERFLOW_DATA, PageId, PageMap, overflow_pages, overflow_run};
+use crate::pager::Pager;
+
+/// Read access to the pages of one snapshot. Slices live for `'a`.
+pub(crate) trait PageSource<'a>: Copy {
+    /// The whole page `id`.
+    fn page(&self, id: PageId) -> Result<&'a [u8]>;
+    /// The `len` value bytes of the overflow run starting at `id`.
+    fn overflow_value(&self, id: PageId, len: usize) -> Result<&'a [u8]>;
+    /// The `n` whole pages starting at `id` (an overflow run, header included).
+    fn run_bytes(&self, id: PageId, n: u64) -> Result<&'a [u8]>;
+
+    /// The bytes of a leaf value, following an overflow reference.
+    #[inline]
+    fn value(&self, value: LeafValue<'a>) -> Result<&'a [u8]> {
+        match value {
+            LeafValue::Inline(v) => Ok(v),
+            LeafValue::Overflow { page, len } => self.overflow_value(page, len),
+        }
+    }
+}
+
+/// Where a view's bytes lie: the one thing that tells the views apart. Only
+/// the checked reads below call it.
+trait Backing<'a>: Copy {
+    fn page_size(&self) -> usize;
+    /// The high-water mark: the view holds pages `2..end` and no other.
+    fn end(&self) -> u64;
+    /// `len` bytes from the start of page `id`. The caller has checked that
+    /// the pages they span lie below `end`.
+    fn bytes(&self, id: PageId, len: usize) -> Result<&'a [u8]>;
+}
+
+/// Whether the `n` pages from `id` lie in `2..end`: the one bounds check.
+#[inline]
+fn check_bounds(id: PageId, n: u64, end: u64) -> Result<()> {
+    match id.checked_add(n) {
+        Some(last) if id >= 2 && last <= end => Ok(()),
+        _ => corrupted(id, "page id outside the snapshot"),
+    }
+}
+
+/// Page `id`, checked to lie in the view.
+#[inline]
+fn read_page<'a>(b: impl Backing<'a>, id: PageId) -> Result<&'a [u8]> {
+    check_bounds(id, 1, b.end())?;
+    b.bytes(id, b.page_size())
+}
+
+/// The `len` value bytes of the overflow run at `id`: its header checked
+/// against the value ([`run_len`]), the whole run checked to lie in the view.
+#[inline]
+fn read_overflow<'a>(b: impl Backing<'a>, id: PageId, len: usize) -> Result<&'a [u8]> {
+    let run = run_len(read_page(b, id)?, id, len, b.page_size())?;
+    check_bounds(id, run, b.end())?;
+    // The run holds the value (checked above), so this cannot wrap; the
+    // length came from a cell all the same.
+    let Some(end) = OVERFLOW_DATA.checked_add(len) else {
+        return corrupted(id, "overflow value too long");
+    };
+    Ok(&b.bytes(id, end)?[OVERFLOW_DATA..])
+}
+
+/// The `n` whole pages from `id`, checked to lie in the view.
+#[inline]
+fn read_run<'a>(b: impl Backing<'a>, id: PageId, n: u64) -> Result<&'a [u8]> {
+    check_bounds(id, n, b.end())?;
+    let len = usize::try_from(n)
+        .ok()
+        .and_then(|n| n.checked_mul(b.page_size()));
+    match len {
+        Some(len) => b.bytes(id, len),
+        None => corrupted(id, "page run too long"),
+    }
+}
+
+/// The length in pages of the overflow run at `id`, read from `first`, its
+/// first page, and checked to hold a value of `len` bytes. The one check of a
+/// run's header: reads, the checker and freeing a run all go through it.
+#[inline]
+pub(crate) fn run_len(first: &[u8], id: PageId, len: usize, page_size: usize) -> Result<u64> {
+    let run = overflow_run(first, id)?;
+    if run < overflow_pages(len, page_size) {
+        return corrupted(id, "overflow run shorter than its value");
+    }
+    Ok(run)
+}
+
+/// The committed pages of a snapshot, read from the map.
+#[derive(Clone, Copy)]
+pub(crate) struct MapView<'a> {
+    pager: &'a Pager,
+    /// The snapshot's high-water mark: no page at or above it belongs to it.
+    high_water: u64,
+}
+
+impl<'a> MapView<'a> {
+    pub(crate) fn new(pager: &'a Pager, high_water: u64) -> MapView<'a> {
+        MapView { pager, high_water }
+    }
+
+    /// The snapshot's high-water mark.
+    pub(crate) fn high_water(&self) -> u64 {
+        self.high_water
+    }
+}
+
+impl<'a> Backing<'a> for MapView<'a> {
+    #[inline]
+    fn page_size(&self) -> usize {
+        self.pager.page_size()
+    }
+
+    #[inline]
+    fn end(&self) -> u64 {
+        self.high_water
+    }
+
+    #[inline]
+    fn bytes(&self, id: PageId, len: usize) -> Result<&'a [u8]> {
+        self.pager.bytes(id, len)
+    }
+}
+
+impl<'a> PageSource<'a> for MapView<'a> {
+    #[inline]
+    fn page(&self, id: PageId) -> Result<&'a [u8]> {
+        read_page(*self, id)
+    }
+
+    fn overflow_value(&self, id: PageId, len: usize) -> Result<&'a [u8]> {
+        read_overflow(*self, id, len)
+    }
+
+    fn run_bytes(&self, id: PageId, n: u64) -> Result<&'a [u8]> {
+        read_run(*self, id, n)
+    }
+}
+
+/// The pages of a snapshot held in a byte slice (a whole file image).
+#[cfg(feature = "testing")]
+#[derive(Clone, Copy)]
+pub(crate) struct SliceView<'a> {
+    image: &'a [u8],
+    page_size: usize,
+    high_water: u64,
+}
+
+#[cfg(feature = "testing")]
+impl<'a> SliceView<'a> {
+    pub(crate) fn new(image: &'a [u8], page_size: usize, high_water: u64) -> SliceView<'a> {
+        SliceView {
+            image,
+            page_size,
+            high_water,
+        }
+    }
+}
+
+#[cfg(feature = "testing")]
+impl<'a> Backing<'a> for SliceView<'a> {
+    fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    fn end(&self) -> u64 {
+        self.high_water
+    }
+
+    /// The image may be shorter than its meta claims.
+    fn bytes(&self, id: PageId, len: usize) -> Result<&'a [u8]> {
+        let start = usize::try_from(id)
+            .ok()
+            .and_then(|id| id.checked_mul(self.page_size));
+        let range = start.and_then(|start| Some(start..start.checked_add(len)?));
+        match range.and_then(|range| self.image.get(range)) {
+            Some(bytes) => Ok(bytes),
+            None => corrupted(id, "page id outside the snapshot"),
+        }
+    }
+}
+
+#[cfg(feature = "testing")]
+impl<'a> PageSource<'a> for SliceView<'a> {
+    fn page(&self, id: PageId) -> Result<&'a [u8]> {
+        read_page(*self, id)
+    }
+
+    fn overflow_value(&self, id: PageId, len: usize) -> Result<&'a [u8]> {
+        read_overflow(*self, id, len)
+    }
+
+    fn run_bytes(&self, id: PageId, n: u64) -> Result<&'a [u8]> {
+        read_run(*self, id, n)
+    }
+}
+
+/// One of the write transaction's dirty buffers: a page, or a whole overflow
+/// run under its first page. Read only from the start of that page.
+#[derive(Clone, Copy)]
+struct Buffer<'a> {
+    buf: &'a [u8],
+    page_size: usize,
+    /// The transaction's high-water mark; every buffer lies below it.
+    high_water: u64,
+}
+
+impl<'a> Backing<'a> for Buffer<'a> {
+    #[inline]
+    fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    #[inline]
+    fn end(&self) -> u64 {
+        self.high_water
+    }
+
+    #[inline]
+    fn bytes(&self, id: PageId, len: usize) -> Result<&'a [u8]> {
+        match self.buf.get(..len) {
+            Some(bytes) => Ok(bytes),
+            None => corrupted(id, "read past the end of a dirty buffer"),
+        }
+    }
+}
+
+/// Reads as the running write transaction sees it: its dirty buffers (see
+/// `Dirty`), then the snapshot it started from.
+///
+/// A failed transaction's view refuses every read with `Error::TxnFailed`:
+/// its pages may hold a half-applied change. The view borrows the buffers,
+/// so the transaction cannot change, or fail, while the view lives.
+#[derive(Clone, Copy)]
+pub(crate) struct DirtyView<'a> {
+    base: MapView<'a>,
+    bufs: &'a PageMap<Box<[u8]>>,
+    /// High-water mark including the transaction's allocations.
+    high_water: u64,
+    failed: bool,
+}
+
+impl<'a> DirtyView<'a> {
+    pub(crate) fn new(
+        base: MapView<'a>,
+        bufs: &'a PageMap<Box<[u8]>>,
+        high_water: u64,
+        failed: bool,
+    ) -> DirtyView<'a> {
+        DirtyView {
+            base,
+            bufs,
+            high_water,
+            failed,
+        }
+    }
+
+    #[inline]
+    fn live(&self) -> Result<()> {
+        if self.failed {
+            return Err(Error::TxnFailed);
+        }
+        Ok(())
+    }
+
+    /// The dirty buffer starting at page `id`, if the transaction wrote one.
+    #[inline]
+    fn buffer(&self, id: PageId) -> Option<Buffer<'a>> {
+        self.bufs.get(&id).map(|buf| Buffer {
+            buf,
+            page_size: self.base.page_size(),
+            high_water: self.high_water,
+        })
+    }
+}
+
+impl<'a> PageSource<'a> for DirtyView<'a> {
+    // Forced: the writer's descent reads every level through here (see
+    // `Writer::page`).
+    #[inline(always)]
+    fn page(&self, id: PageId) -> Result<&'a [u8]> {
+        self.live()?;
+        match self.buffer(id) {
+            Some(buf) => read_page(buf, id),
+            None => self.base.page(id),
+        }
+    }
+
+    fn overflow_value(&self, id: PageId, len: usize) -> Result<&'a [u8]> {
+        self.live()?;
+        match self.buffer(id) {
+            Some(buf) => read_overflow(buf, id, len),
+            None => self.base.overflow_value(id, len),
+        }
+    }
+
+    fn run_bytes(&self, id: PageId, n: u64) -> Result<&'a [u8]> {
+        self.live()?;
+        match self.buffer(id) {
+            Some(buf) => read_run(buf, id, n),
+            None => self.base.run_bytes(id, n),
+        }
+    }
+}
+
+/// Where a table's pages are read from: a snapshot in the map, or the running
+/// write transaction.
+#[derive(Clone, Copy)]
+pub(crate) enum View<'a> {
+    Map(MapView<'a>),
+    Dirty(DirtyView<'a>),
+}
+
+impl<'a> PageSource<'a> for View<'a> {
+    #[inline]
+    fn page(&self, id: PageId) -> Result<&'a [u8]> {
+        match self {
+            View::Map(m) => m.page(id),
+            View::Dirty(d) => d.page(id),
+        }
+    }
+
+    fn overflow_value(&self, id: PageId, len: usize) -> Result<&'a [u8]> {
+        match self {
+            View::Map(m) => m.overflow_value(id, len),
+            View::Dirty(d) => d.overflow_value(id, len),
+        }
+    }
+
+    fn run_bytes(&self, id: PageId, n: u64) -> Result<&'a [u8]> {
+        match self {
+            View::Map(m) => m.run_bytes(id, n),
+            View::Dirty(d) => d.run_bytes(id, n),
+        }
+    }
+}
