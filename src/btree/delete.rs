@@ -2,14 +2,15 @@
 
 use std::collections::HashSet;
 
+use super::boundary::{cut, join};
 use super::cells::Cells;
 use super::path::Path;
 use super::source::{PageStore, load_node};
 use crate::error::{Result, corrupted};
 use crate::format::meta::TableDesc;
 use crate::format::node::{
-    Node, branch_cell, branch_cell_child, branch_cell_key, cell_cost, insert_cell, leaf_cell_key,
-    leaf_cell_overflow_ref, rebuild, remove_cell, set_child, usable,
+    Node, branch_cell, cell_cost, insert_cell, leaf_cell_overflow_ref, rebuild, remove_cell,
+    set_child, usable,
 };
 use crate::format::page::PageId;
 
@@ -97,17 +98,14 @@ fn rebalance<S: PageStore>(s: &mut S, desc: &mut TableDesc, path: &Path) -> Resu
             cells.push(lnode.cell(i)?);
         }
         let left_n = cells.len();
-        if leaf {
-            for i in 0..rnode.count() {
-                cells.push(rnode.cell(i)?);
-            }
-        } else {
-            let mut head = Vec::new();
-            branch_cell(&mut head, rnode.child(0)?, &sep);
-            cells.push(&head);
-            for i in 1..rnode.count() {
-                cells.push(rnode.cell(i)?);
-            }
+        let mut joined = Vec::new();
+        for i in 0..rnode.count() {
+            let cell = rnode.cell(i)?;
+            cells.push(if i == 0 {
+                join(leaf, cell, &sep, &mut joined)
+            } else {
+                cell
+            });
         }
         let n = cells.len();
 
@@ -127,26 +125,17 @@ fn rebalance<S: PageStore>(s: &mut S, desc: &mut TableDesc, path: &Path) -> Resu
         if m == left_n {
             return Ok(());
         }
+        let mut head = Vec::new();
+        let (new_sep, first) = cut(leaf, cells.get(m), &mut head);
         let mut up = Vec::new();
-        let new_sep = if leaf {
-            leaf_cell_key(cells.get(m))
-        } else {
-            branch_cell_key(cells.get(m))
-        };
         branch_cell(&mut up, right, new_sep);
         if parent_free + sep_cost < cell_cost(up.len()) {
             // The new separator would not fit the parent: keep things as they are.
             return Ok(());
         }
         rebuild(s.page_mut(left)?, left, leaf, txn, cells.range(0..m))?;
-        if leaf {
-            rebuild(s.page_mut(right)?, right, true, txn, cells.range(m..n))?;
-        } else {
-            let mut head = Vec::new();
-            branch_cell(&mut head, branch_cell_child(cells.get(m)), b"");
-            let right_cells = std::iter::once(head.as_slice()).chain(cells.range(m + 1..n));
-            rebuild(s.page_mut(right)?, right, false, txn, right_cells)?;
-        }
+        let right_cells = std::iter::once(first).chain(cells.range(m + 1..n));
+        rebuild(s.page_mut(right)?, right, leaf, txn, right_cells)?;
         let page = s.page_mut(parent.id)?;
         remove_cell(page, parent.id, ri)?;
         if !insert_cell(page, parent.id, ri, &up)? {

@@ -4,6 +4,7 @@
 //! The tree knows pages, not transactions: reads go through [`PageSource`],
 //! writes through [`PageStore`], which the transaction implements.
 
+mod boundary;
 mod cells;
 mod cursor;
 mod delete;
