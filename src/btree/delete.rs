@@ -4,13 +4,12 @@ use std::collections::HashSet;
 
 use super::boundary::{cut, join};
 use super::cells::Cells;
-use super::path::Path;
+use super::path::{Path, Step, cow_child};
 use super::source::{PageStore, load_node};
 use crate::error::{Result, corrupted};
 use crate::format::meta::TableDesc;
 use crate::format::node::{
-    Node, branch_cell, cell_cost, insert_cell, leaf_cell_overflow_ref, rebuild, remove_cell,
-    set_child, usable,
+    Node, branch_cell, cell_cost, insert_cell, leaf_cell_overflow_ref, rebuild, remove_cell, usable,
 };
 use crate::format::page::PageId;
 
@@ -24,15 +23,20 @@ pub(crate) fn remove<S: PageStore>(s: &mut S, desc: &mut TableDesc, key: &[u8]) 
         return Ok(false);
     }
     path.make_dirty(s, desc)?;
-    let leaf = *path.steps.last().expect("a path has a leaf");
+    remove_entry(s, *path.steps.last().expect("a path has a leaf"))?;
+    desc.entries = desc.entries.saturating_sub(1);
+    rebalance(s, desc, &path)?;
+    Ok(true)
+}
+
+/// Removes the entry at `leaf`, a position in a dirty leaf, and frees its
+/// value's overflow run if it has one.
+pub(super) fn remove_entry<S: PageStore>(s: &mut S, leaf: Step) -> Result<()> {
     let cell = Node::parse(s.page(leaf.id)?, leaf.id)?.cell(leaf.idx)?;
     if let Some((run, len)) = leaf_cell_overflow_ref(cell) {
         s.free_value(run, len)?;
     }
-    remove_cell(s.page_mut(leaf.id)?, leaf.id, leaf.idx)?;
-    desc.entries = desc.entries.saturating_sub(1);
-    rebalance(s, desc, &path)?;
-    Ok(true)
+    remove_cell(s.page_mut(leaf.id)?, leaf.id, leaf.idx)
 }
 
 /// Walks up from the leaf of `path`, merging or redistributing every node that
@@ -73,11 +77,7 @@ fn rebalance<S: PageStore>(s: &mut S, desc: &mut TableDesc, path: &Path) -> Resu
             (0, 1)
         };
         let sib_idx = if li == parent.idx { ri } else { li };
-        let sib = pnode.child(sib_idx)?;
-        let sib_new = s.cow(sib)?;
-        if sib_new != sib {
-            set_child(s.page_mut(parent.id)?, parent.id, sib_idx, sib_new)?;
-        }
+        let sib_new = cow_child(s, parent.id, sib_idx, pnode.child(sib_idx)?)?;
         let (left, right) = if li == parent.idx {
             (id, sib_new)
         } else {

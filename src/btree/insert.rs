@@ -5,13 +5,14 @@ use std::borrow::Cow;
 use super::MAX_DEPTH;
 use super::boundary::{branch_head, cut};
 use super::cells::Cells;
+use super::delete::remove_entry;
 use super::path::{Bounds, Path};
 use super::source::PageStore;
 use crate::error::{Result, corrupted};
 use crate::format::meta::TableDesc;
 use crate::format::node::{
-    Node, branch_cell, build, insert_cell, leaf_cell_inline, leaf_cell_overflow,
-    leaf_cell_overflow_ref, rebuild, remove_cell, usable, value_inline,
+    Node, branch_cell, build, insert_cell, leaf_cell_inline, leaf_cell_overflow, rebuild, usable,
+    value_inline,
 };
 use crate::format::page::PageId;
 
@@ -103,11 +104,7 @@ fn insert_cell_built<S: PageStore>(
             hint.path = Some(path);
             return Ok(true);
         }
-        if let Some((run, len)) = leaf_cell_overflow_ref(old) {
-            s.free_value(run, len)?;
-        }
-        let page = s.page_mut(leaf.id)?;
-        remove_cell(page, leaf.id, leaf.idx)?;
+        remove_entry(s, leaf)?;
     } else {
         // The count comes from the file: no real tree holds 2^64 entries.
         desc.entries = match desc.entries.checked_add(1) {

@@ -131,20 +131,30 @@ impl Path {
         s: &mut S,
         desc: &mut TableDesc,
     ) -> Result<()> {
-        for level in 0..self.steps.len() {
-            let old = self.steps[level].id;
-            let new = s.cow(old)?;
-            if new == old {
-                continue;
-            }
-            self.steps[level].id = new;
-            if level == 0 {
-                desc.root = new;
-            } else {
-                let parent = self.steps[level - 1];
-                set_child(s.page_mut(parent.id)?, parent.id, parent.idx, new)?;
-            }
+        let root = s.cow(self.steps[0].id)?;
+        self.steps[0].id = root;
+        desc.root = root;
+        for level in 1..self.steps.len() {
+            let parent = self.steps[level - 1];
+            let child = &mut self.steps[level].id;
+            *child = cow_child(s, parent.id, parent.idx, *child)?;
         }
         Ok(())
     }
+}
+
+/// Makes `child`, child `idx` of the dirty branch `parent`, dirty, pointing
+/// the parent at the copy when there is a new one (a page already dirty in
+/// this transaction is its own copy). Returns the dirty child's id.
+pub(super) fn cow_child<S: PageStore>(
+    s: &mut S,
+    parent: PageId,
+    idx: usize,
+    child: PageId,
+) -> Result<PageId> {
+    let new = s.cow(child)?;
+    if new != child {
+        set_child(s.page_mut(parent)?, parent, idx, new)?;
+    }
+    Ok(new)
 }
