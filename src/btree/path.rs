@@ -131,13 +131,13 @@ impl Path {
         s: &mut S,
         desc: &mut TableDesc,
     ) -> Result<()> {
-        let root = s.cow(self.steps[0].id)?;
-        self.steps[0].id = root;
-        desc.root = root;
-        for level in 1..self.steps.len() {
-            let parent = self.steps[level - 1];
-            let child = &mut self.steps[level].id;
-            *child = cow_child(s, parent.id, parent.idx, *child)?;
+        let (root, below) = self.steps.split_first_mut().expect("a path has a leaf");
+        root.id = s.cow(root.id)?;
+        desc.root = root.id;
+        let mut parent = *root;
+        for step in below {
+            step.id = cow_child(s, parent.id, parent.idx, step.id)?;
+            parent = *step;
         }
         Ok(())
     }
