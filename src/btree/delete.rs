@@ -154,6 +154,8 @@ struct Pair {
 }
 
 impl Pair {
+    /// Reads the siblings `left` and `right`, child `ri` of `parent`, and the
+    /// separator between them.
     fn gather<S: PageStore>(
         s: &S,
         parent: PageId,
