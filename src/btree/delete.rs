@@ -2,14 +2,14 @@
 
 use std::collections::HashSet;
 
+use super::boundary::{cut, join};
 use super::cells::Cells;
-use super::path::Path;
+use super::path::{Path, Step, cow_child};
 use super::store::{PageStore, load_node};
 use crate::error::{Result, corrupted};
 use crate::format::meta::TableDesc;
 use crate::format::node::{
-    Node, branch_cell, branch_cell_child, branch_cell_key, cell_cost, insert_cell, leaf_cell_key,
-    leaf_cell_overflow_ref, rebuild, remove_cell, set_child, usable,
+    Node, branch_cell, cell_cost, insert_cell, leaf_cell_overflow_ref, rebuild, remove_cell, usable,
 };
 use crate::format::page::PageId;
 
@@ -23,161 +23,245 @@ pub(crate) fn remove<S: PageStore>(s: &mut S, desc: &mut TableDesc, key: &[u8]) 
         return Ok(false);
     }
     path.make_dirty(s, desc)?;
-    let leaf = *path.steps.last().expect("a path has a leaf");
-    let cell = Node::parse(s.page(leaf.id)?, leaf.id)?.cell(leaf.idx)?;
-    if let Some((run, len)) = leaf_cell_overflow_ref(cell) {
-        s.free_value(run, len)?;
-    }
-    remove_cell(s.page_mut(leaf.id)?, leaf.id, leaf.idx)?;
+    remove_entry(s, *path.steps.last().expect("a path has a leaf"))?;
     desc.entries = desc.entries.saturating_sub(1);
     rebalance(s, desc, &path)?;
     Ok(true)
 }
 
-/// Walks up from the leaf of `path`, merging or redistributing every node that
-/// fell below a quarter of a page, then shortens the tree from the root.
+/// Removes the entry at `leaf`, a position in a dirty leaf, and frees its
+/// value's overflow run if it has one.
+pub(super) fn remove_entry<S: PageStore>(s: &mut S, leaf: Step) -> Result<()> {
+    let cell = Node::parse(s.page(leaf.id)?, leaf.id)?.cell(leaf.idx)?;
+    if let Some((run, len)) = leaf_cell_overflow_ref(cell) {
+        s.free_value(run, len)?;
+    }
+    remove_cell(s.page_mut(leaf.id)?, leaf.id, leaf.idx)
+}
+
+/// Walks up from the leaf of `path`, rebalancing each node the removal left
+/// empty or underfull, then shortens the tree from the root. Rebalancing a
+/// node changes only it, a sibling and their parent, so the walk ends at the
+/// first node that needs nothing, or whose rebalancing leaves the parent as it
+/// was.
 fn rebalance<S: PageStore>(s: &mut S, desc: &mut TableDesc, path: &Path) -> Result<()> {
-    let usable = usable(s.page_size());
-    let txn = s.txn_id();
-    let mut level = path.steps.len() - 1;
-    while level > 0 {
-        let id = path.steps[level].id;
-        let node = Node::parse_any(s.page(id)?, id)?;
-        let leaf = node.is_leaf();
-        let underfull =
-            node.count() == 0 || node.used() < usable / 4 || (!leaf && node.count() < 2);
-        if !underfull {
+    for level in (1..path.steps.len()).rev() {
+        let (id, parent) = (path.steps[level].id, path.steps[level - 1]);
+        let next = match fill(s, id)? {
+            Fill::Empty => drop_empty(s, id, parent)?,
+            Fill::Underfull => rebalance_with_sibling(s, id, parent)?,
+            Fill::Enough => Next::Stop,
+        };
+        if next == Next::Stop {
             return Ok(());
         }
-        let parent = path.steps[level - 1];
-        if node.count() == 0 {
-            // An empty node covers keys that no longer exist: drop it from its
-            // parent, whose neighbouring children take over its range (a new
-            // cell 0 keeps its key, which searches ignore). The parent may now
-            // be empty or underfull itself.
-            s.free(id, 1)?;
-            remove_cell(s.page_mut(parent.id)?, parent.id, parent.idx)?;
-            level -= 1;
-            continue;
-        }
-        let pnode = Node::parse(s.page(parent.id)?, parent.id)?;
-        if pnode.count() < 2 {
-            // No sibling to lean on: let the parent deal with it.
-            level -= 1;
-            continue;
-        }
-        let (li, ri) = if parent.idx > 0 {
-            (parent.idx - 1, parent.idx)
-        } else {
-            (0, 1)
-        };
-        let sib_idx = if li == parent.idx { ri } else { li };
-        let sib = pnode.child(sib_idx)?;
-        let sib_new = s.cow(sib)?;
-        if sib_new != sib {
-            set_child(s.page_mut(parent.id)?, parent.id, sib_idx, sib_new)?;
-        }
-        let (left, right) = if li == parent.idx {
-            (id, sib_new)
-        } else {
-            (sib_new, id)
-        };
+    }
+    collapse_root(s, desc)
+}
 
-        let pnode = Node::parse(s.page(parent.id)?, parent.id)?;
+/// How full a node is after a removal below it.
+enum Fill {
+    Empty,
+    /// Below a quarter of its usable bytes, or a branch with one child.
+    Underfull,
+    Enough,
+}
+
+/// What rebalancing a node leaves for the walk up.
+#[derive(PartialEq)]
+enum Next {
+    /// The parent lost a cell or had one replaced: rebalance it in turn.
+    Parent,
+    /// The parent is as it was: the walk ends, the root untouched.
+    Stop,
+}
+
+/// How full node `id` is.
+fn fill<S: PageStore>(s: &S, id: PageId) -> Result<Fill> {
+    let node = Node::parse_any(s.page(id)?, id)?;
+    Ok(if node.count() == 0 {
+        Fill::Empty
+    } else if node.used() < usable(s.page_size()) / 4 || (!node.is_leaf() && node.count() < 2) {
+        Fill::Underfull
+    } else {
+        Fill::Enough
+    })
+}
+
+/// Frees the empty node `id` and drops it from its parent: it covers keys that
+/// no longer exist, and its neighbouring children take over its range (when it
+/// was child 0, the next cell becomes the head and keeps its key, which nothing
+/// reads). The parent may now be empty or underfull itself.
+fn drop_empty<S: PageStore>(s: &mut S, id: PageId, parent: Step) -> Result<Next> {
+    s.free(id, 1)?;
+    remove_cell(s.page_mut(parent.id)?, parent.id, parent.idx)?;
+    Ok(Next::Parent)
+}
+
+/// Rebalances the underfull node `id`, child `parent.idx` of `parent`, with a
+/// sibling: merges the two when their cells fit in one page, else shares the
+/// cells out between them. A node without a sibling (under a branch with one
+/// child, which a sorted append leaves behind) is left to its parent's
+/// rebalancing.
+fn rebalance_with_sibling<S: PageStore>(s: &mut S, id: PageId, parent: Step) -> Result<Next> {
+    let Some((left, right, ri)) = sibling_pair(s, id, parent)? else {
+        return Ok(Next::Parent);
+    };
+    let pair = Pair::gather(s, parent.id, left, right, ri)?;
+    if pair.cells.total() <= usable(s.page_size()) {
+        merge(s, parent.id, &pair)
+    } else {
+        redistribute(s, parent.id, &pair)
+    }
+}
+
+/// The node `id` and a sibling, as (left, right, the right one's index in the
+/// parent): its left sibling when it has one, else its right. The sibling is
+/// made dirty. `None` when the parent has no other child.
+fn sibling_pair<S: PageStore>(
+    s: &mut S,
+    id: PageId,
+    parent: Step,
+) -> Result<Option<(PageId, PageId, usize)>> {
+    let pnode = Node::parse(s.page(parent.id)?, parent.id)?;
+    if pnode.count() < 2 {
+        return Ok(None);
+    }
+    let sib_idx = if parent.idx > 0 { parent.idx - 1 } else { 1 };
+    let sib = cow_child(s, parent.id, sib_idx, pnode.child(sib_idx)?)?;
+    Ok(Some(if parent.idx > 0 {
+        (sib, id, parent.idx)
+    } else {
+        (id, sib, 1)
+    }))
+}
+
+/// Two dirty siblings and the cells one node holding both would have.
+struct Pair {
+    left: PageId,
+    right: PageId,
+    /// The right node's index in the parent.
+    ri: usize,
+    leaf: bool,
+    /// The left node's cells, then the right node's joined to them.
+    cells: Cells,
+    /// How many of `cells` the left node holds.
+    left_n: usize,
+    /// The parent's free bytes.
+    parent_free: usize,
+    /// What the parent's cell for the right node costs it.
+    sep_cost: usize,
+}
+
+impl Pair {
+    /// Reads the siblings `left` and `right`, child `ri` of `parent`, and the
+    /// separator between them.
+    fn gather<S: PageStore>(
+        s: &S,
+        parent: PageId,
+        left: PageId,
+        right: PageId,
+        ri: usize,
+    ) -> Result<Pair> {
+        let pnode = Node::parse(s.page(parent)?, parent)?;
         let sep_cost = cell_cost(pnode.cell(ri)?.len());
         let parent_free = pnode.free();
-        let sep = pnode.key(ri)?.to_vec();
+        let sep = pnode.key(ri)?;
         let lnode = Node::parse(s.page(left)?, left)?;
         let rnode = Node::parse(s.page(right)?, right)?;
-        if lnode.is_leaf() != leaf || rnode.is_leaf() != leaf {
-            return corrupted(parent.id, "siblings at different depths");
+        if lnode.is_leaf() != rnode.is_leaf() {
+            return corrupted(parent, "siblings at different depths");
         }
+        let leaf = lnode.is_leaf();
         let mut cells = Cells::default();
         for i in 0..lnode.count() {
             cells.push(lnode.cell(i)?);
         }
         let left_n = cells.len();
-        if leaf {
-            for i in 0..rnode.count() {
-                cells.push(rnode.cell(i)?);
-            }
-        } else {
-            let mut head = Vec::new();
-            branch_cell(&mut head, rnode.child(0)?, &sep);
-            cells.push(&head);
-            for i in 1..rnode.count() {
-                cells.push(rnode.cell(i)?);
-            }
+        let mut joined = Vec::new();
+        for i in 0..rnode.count() {
+            let cell = rnode.cell(i)?;
+            cells.push(if i == 0 {
+                join(leaf, cell, sep, &mut joined)
+            } else {
+                cell
+            });
         }
-        let n = cells.len();
-
-        if cells.total() <= usable {
-            // Merge right into left and drop the right node.
-            rebuild(s.page_mut(left)?, left, leaf, txn, cells.range(0..n))?;
-            s.free(right, 1)?;
-            remove_cell(s.page_mut(parent.id)?, parent.id, ri)?;
-            level -= 1;
-            continue;
-        }
-
-        // Redistribute the cells of both evenly.
-        let Some(m) = cells.split_point(leaf, usable) else {
-            return Ok(());
-        };
-        if m == left_n {
-            return Ok(());
-        }
-        let mut up = Vec::new();
-        let new_sep = if leaf {
-            leaf_cell_key(cells.get(m))
-        } else {
-            branch_cell_key(cells.get(m))
-        };
-        branch_cell(&mut up, right, new_sep);
-        if parent_free + sep_cost < cell_cost(up.len()) {
-            // The new separator would not fit the parent: keep things as they are.
-            return Ok(());
-        }
-        rebuild(s.page_mut(left)?, left, leaf, txn, cells.range(0..m))?;
-        if leaf {
-            rebuild(s.page_mut(right)?, right, true, txn, cells.range(m..n))?;
-        } else {
-            let mut head = Vec::new();
-            branch_cell(&mut head, branch_cell_child(cells.get(m)), b"");
-            let right_cells = std::iter::once(head.as_slice()).chain(cells.range(m + 1..n));
-            rebuild(s.page_mut(right)?, right, false, txn, right_cells)?;
-        }
-        let page = s.page_mut(parent.id)?;
-        remove_cell(page, parent.id, ri)?;
-        if !insert_cell(page, parent.id, ri, &up)? {
-            return corrupted(parent.id, "separator does not fit after redistribution");
-        }
-        level -= 1;
+        Ok(Pair {
+            left,
+            right,
+            ri,
+            leaf,
+            cells,
+            left_n,
+            parent_free,
+            sep_cost,
+        })
     }
-    collapse_root(s, desc)
 }
 
-/// Replaces a root branch with a single child by that child, and an empty root
-/// (leaf, or branch whose children were all dropped) by nothing.
+/// Rebuilds the left node with the cells of both, frees the right one and
+/// drops it from the parent, which may now be underfull.
+fn merge<S: PageStore>(s: &mut S, parent: PageId, pair: &Pair) -> Result<Next> {
+    let (left, txn) = (pair.left, s.txn_id());
+    let all = pair.cells.range(0..pair.cells.len());
+    rebuild(s.page_mut(left)?, left, pair.leaf, txn, all)?;
+    s.free(pair.right, 1)?;
+    remove_cell(s.page_mut(parent)?, parent, pair.ri)?;
+    Ok(Next::Parent)
+}
+
+/// Shares the cells out between the two nodes, balanced by size, and replaces
+/// the separator in the parent. Leaves all three as they are when no cut fits
+/// both nodes, the best one moves no cell, or the new separator would not fit
+/// the parent.
+fn redistribute<S: PageStore>(s: &mut S, parent: PageId, pair: &Pair) -> Result<Next> {
+    let (left, right, txn) = (pair.left, pair.right, s.txn_id());
+    let (cells, n) = (&pair.cells, pair.cells.len());
+    let Some(m) = cells.split_point(pair.leaf, usable(s.page_size())) else {
+        return Ok(Next::Stop);
+    };
+    if m == pair.left_n {
+        return Ok(Next::Stop);
+    }
+    let mut head = Vec::new();
+    let (sep, first) = cut(pair.leaf, cells.get(m), &mut head);
+    let mut up = Vec::new();
+    branch_cell(&mut up, right, sep);
+    if pair.parent_free + pair.sep_cost < cell_cost(up.len()) {
+        return Ok(Next::Stop);
+    }
+    rebuild(s.page_mut(left)?, left, pair.leaf, txn, cells.range(0..m))?;
+    let right_cells = std::iter::once(first).chain(cells.range(m + 1..n));
+    rebuild(s.page_mut(right)?, right, pair.leaf, txn, right_cells)?;
+    let page = s.page_mut(parent)?;
+    remove_cell(page, parent, pair.ri)?;
+    if !insert_cell(page, parent, pair.ri, &up)? {
+        return corrupted(parent, "separator does not fit after redistribution");
+    }
+    Ok(Next::Parent)
+}
+
+/// Shortens the tree from the root: a root branch with one child is replaced
+/// by the child, and an empty root (a leaf, or a branch whose children were
+/// all dropped) makes the tree empty.
 fn collapse_root<S: PageStore>(s: &mut S, desc: &mut TableDesc) -> Result<()> {
     while desc.root != 0 {
         let root = desc.root;
         let node = Node::parse_any(s.page(root)?, root)?;
-        if node.count() == 0 {
-            s.free(root, 1)?;
-            *desc = TableDesc::default();
-            return Ok(());
+        match (node.count(), node.is_leaf()) {
+            (0, _) => {
+                s.free(root, 1)?;
+                *desc = TableDesc::default();
+            }
+            (1, false) => {
+                let child = node.child(0)?;
+                s.free(root, 1)?;
+                desc.root = child;
+                desc.depth -= 1;
+            }
+            _ => return Ok(()),
         }
-        if node.is_leaf() {
-            return Ok(());
-        }
-        if node.count() != 1 {
-            return Ok(());
-        }
-        let child = node.child(0)?;
-        s.free(root, 1)?;
-        desc.root = child;
-        desc.depth -= 1;
     }
     Ok(())
 }

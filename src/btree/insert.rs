@@ -2,14 +2,15 @@
 
 use std::borrow::Cow;
 
+use super::boundary::{branch_head, cut};
 use super::cells::Cells;
+use super::delete::remove_entry;
 use super::path::{Bounds, Path};
 use super::store::PageStore;
 use crate::error::{Result, corrupted};
 use crate::format::meta::{MAX_DEPTH, TableDesc};
 use crate::format::node::{
-    Node, branch_cell, branch_cell_child, branch_cell_key, build, insert_cell, leaf_cell_inline,
-    leaf_cell_key, leaf_cell_overflow, leaf_cell_overflow_ref, rebuild, remove_cell, usable,
+    Node, branch_cell, build, insert_cell, leaf_cell_inline, leaf_cell_overflow, rebuild, usable,
     value_inline,
 };
 use crate::format::page::PageId;
@@ -102,11 +103,7 @@ fn insert_cell_built<S: PageStore>(
             hint.path = Some(path);
             return Ok(true);
         }
-        if let Some((run, len)) = leaf_cell_overflow_ref(old) {
-            s.free_value(run, len)?;
-        }
-        let page = s.page_mut(leaf.id)?;
-        remove_cell(page, leaf.id, leaf.idx)?;
+        remove_entry(s, leaf)?;
     } else {
         // The count comes from the file: no real tree holds 2^64 entries.
         desc.entries = match desc.entries.checked_add(1) {
@@ -148,7 +145,7 @@ fn insert_at<S: PageStore>(
         let up = if idx == count && path.rightmost(level) {
             // Appending at the right edge of the tree (a sorted load): the old
             // page stays as it is, full, and a new one starts with only the
-            // new cell (a branch's first cell keeps its child, not its key).
+            // new cell.
             append_split(s, leaf, &cell)?
         } else {
             split(s, id, idx, &cell, usable)?
@@ -158,7 +155,7 @@ fn insert_at<S: PageStore>(
                 return corrupted(id, "tree would exceed the depth bound");
             }
             let mut left = Vec::new();
-            branch_cell(&mut left, id, b"");
+            branch_head(&mut left, id);
             let cells = [left.as_slice(), up.as_slice()];
             let root = s.alloc_node(build(ps, false, txn, cells.into_iter())?)?;
             desc.root = root;
@@ -175,16 +172,11 @@ fn insert_at<S: PageStore>(
 /// points the parent at it.
 fn append_split<S: PageStore>(s: &mut S, leaf: bool, cell: &[u8]) -> Result<Vec<u8>> {
     let (ps, txn) = (s.page_size(), s.txn_id());
+    let mut head = Vec::new();
+    let (sep, first) = cut(leaf, cell, &mut head);
+    let right = s.alloc_node(build(ps, leaf, txn, std::iter::once(first))?)?;
     let mut up = Vec::new();
-    if leaf {
-        let right = s.alloc_node(build(ps, true, txn, std::iter::once(cell))?)?;
-        branch_cell(&mut up, right, leaf_cell_key(cell));
-    } else {
-        let mut head = Vec::new();
-        branch_cell(&mut head, branch_cell_child(cell), b"");
-        let right = s.alloc_node(build(ps, false, txn, std::iter::once(head.as_slice()))?)?;
-        branch_cell(&mut up, right, branch_cell_key(cell));
-    }
+    branch_cell(&mut up, right, sep);
     Ok(up)
 }
 
@@ -216,19 +208,12 @@ fn split<S: PageStore>(
     let Some(m) = cells.split_point(leaf, usable) else {
         return corrupted(id, "node cells cannot be split into two pages");
     };
+    let mut head = Vec::new();
+    let (sep, first) = cut(leaf, cells.get(m), &mut head);
+    let right_cells = std::iter::once(first).chain(cells.range(m + 1..n));
+    let right = s.alloc_node(build(ps, leaf, txn, right_cells)?)?;
     let mut up = Vec::new();
-    if leaf {
-        let right = s.alloc_node(build(ps, true, txn, cells.range(m..n))?)?;
-        branch_cell(&mut up, right, leaf_cell_key(cells.get(m)));
-        rebuild(s.page_mut(id)?, id, true, txn, cells.range(0..m))?;
-    } else {
-        let first = cells.get(m);
-        let mut head = Vec::new();
-        branch_cell(&mut head, branch_cell_child(first), b"");
-        let right_cells = std::iter::once(head.as_slice()).chain(cells.range(m + 1..n));
-        let right = s.alloc_node(build(ps, false, txn, right_cells)?)?;
-        branch_cell(&mut up, right, branch_cell_key(first));
-        rebuild(s.page_mut(id)?, id, false, txn, cells.range(0..m))?;
-    }
+    branch_cell(&mut up, right, sep);
+    rebuild(s.page_mut(id)?, id, leaf, txn, cells.range(0..m))?;
     Ok(up)
 }

@@ -5,6 +5,7 @@
 //! `view::PageSource`, writes through [`PageStore`], which the transaction
 //! implements.
 
+mod boundary;
 mod cells;
 mod cursor;
 mod delete;

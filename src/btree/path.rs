@@ -131,20 +131,30 @@ impl Path {
         s: &mut S,
         desc: &mut TableDesc,
     ) -> Result<()> {
-        for level in 0..self.steps.len() {
-            let old = self.steps[level].id;
-            let new = s.cow(old)?;
-            if new == old {
-                continue;
-            }
-            self.steps[level].id = new;
-            if level == 0 {
-                desc.root = new;
-            } else {
-                let parent = self.steps[level - 1];
-                set_child(s.page_mut(parent.id)?, parent.id, parent.idx, new)?;
-            }
+        let (root, below) = self.steps.split_first_mut().expect("a path has a leaf");
+        root.id = s.cow(root.id)?;
+        desc.root = root.id;
+        let mut parent = *root;
+        for step in below {
+            step.id = cow_child(s, parent.id, parent.idx, step.id)?;
+            parent = *step;
         }
         Ok(())
     }
+}
+
+/// Makes `child`, child `idx` of the dirty branch `parent`, dirty, pointing
+/// the parent at the copy when there is a new one (a page already dirty in
+/// this transaction is its own copy). Returns the dirty child's id.
+pub(super) fn cow_child<S: PageStore>(
+    s: &mut S,
+    parent: PageId,
+    idx: usize,
+    child: PageId,
+) -> Result<PageId> {
+    let new = s.cow(child)?;
+    if new != child {
+        set_child(s.page_mut(parent)?, parent, idx, new)?;
+    }
+    Ok(new)
 }
