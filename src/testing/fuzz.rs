@@ -162,7 +162,8 @@ pub fn take_findings() -> Findings {
 }
 
 /// Counts one event; names it on standard error when `LARCH_FUZZ_VERBOSE` is
-/// set (so a fuzzer's run can be searched for them).
+/// set (so a fuzzer's run can be searched for them), unless it only counts a
+/// run (`verified`, `unverified`).
 fn count(event: &str, field: fn(&mut Findings) -> &mut u64) {
     FINDINGS.with(|f| {
         let mut v = f.get();
@@ -170,7 +171,8 @@ fn count(event: &str, field: fn(&mut Findings) -> &mut u64) {
         f.set(v);
     });
     static VERBOSE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    if *VERBOSE.get_or_init(|| std::env::var_os("LARCH_FUZZ_VERBOSE").is_some()) {
+    let verbose = *VERBOSE.get_or_init(|| std::env::var_os("LARCH_FUZZ_VERBOSE").is_some());
+    if verbose && !matches!(event, "verified" | "unverified") {
         super::report(&format!("FUZZ-FINDING {event}"));
     }
 }
