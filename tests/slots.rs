@@ -11,6 +11,17 @@ use larch::{Database, Options};
 /// The durable image and the pending writes at the last sync.
 type LastSync = (Vec<u8>, Vec<Op>);
 
+/// Opens `path` with a recorder that keeps the state of the last sync.
+fn open_recorded(path: &std::path::Path, o: Options) -> (Database, Arc<Mutex<Option<LastSync>>>) {
+    let last: Arc<Mutex<Option<LastSync>>> = Arc::default();
+    let at_sync = last.clone();
+    let recorder = Recorder::new(move |cp| {
+        *at_sync.lock().unwrap() = Some((cp.durable.to_vec(), cp.pending.to_vec()));
+    });
+    let db = open_with(path, o.storage(move |f| recorder.wrap(f))).unwrap();
+    (db, last)
+}
+
 fn open_with(path: &std::path::Path, o: Options) -> larch::Result<Database> {
     // SAFETY: the test owns the file.
     unsafe { o.open(path) }
@@ -30,19 +41,7 @@ fn a_lone_empty_meta_in_slot_1_survives_a_torn_first_commit() {
     bytes[..4096].fill(0);
     std::fs::write(&path, &bytes).unwrap();
 
-    let last: Arc<Mutex<Option<LastSync>>> = Arc::default();
-    let l2 = last.clone();
-    let rec = Recorder::new(move |cp| {
-        *l2.lock().unwrap() = Some((cp.durable.to_vec(), cp.pending.to_vec()));
-    });
-    let r2 = rec.clone();
-    let db = open_with(
-        &path,
-        Options::new()
-            .map_size(1 << 30)
-            .storage(move |f| r2.wrap(f)),
-    )
-    .unwrap();
+    let (db, last) = open_recorded(&path, Options::new().map_size(1 << 30));
     assert_eq!(db.last_txn_id(), 0);
     let mut w = db.begin_write().unwrap();
     {
@@ -135,20 +134,7 @@ fn a_twin_with_other_contents_is_not_a_twin() {
     assert!(larch::testing::edit_meta(&mut img, 4096, 0, |m| m.txn_id = t));
     std::fs::write(&path, &img).unwrap();
 
-    let last: Arc<Mutex<Option<LastSync>>> = Arc::default();
-    let l2 = last.clone();
-    let rec = Recorder::new(move |cp| {
-        *l2.lock().unwrap() = Some((cp.durable.to_vec(), cp.pending.to_vec()));
-    });
-    let r2 = rec.clone();
-    let db = open_with(
-        &path,
-        Options::new()
-            .map_size(1 << 30)
-            .verify(true)
-            .storage(move |f| r2.wrap(f)),
-    )
-    .unwrap();
+    let (db, last) = open_recorded(&path, Options::new().map_size(1 << 30).verify(true));
     let acknowledged = model(&db);
     let mut w = db.begin_write().unwrap();
     {
