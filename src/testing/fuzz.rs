@@ -3,6 +3,41 @@
 //! promise (each target's documentation says which); the cargo-fuzz targets
 //! in `fuzz/` and plain tests over a checked-in corpus both call them
 //! (docs/reliability.md, suites 8 and 9).
+//!
+//! # Damaged files
+//!
+//! `open_bytes`, `meta_pages` and `page_bytes` build a file image from their
+//! input and treat it as an application that trusts the file would, before
+//! anything checks it: hold a read transaction and some of the values it
+//! hands out; commit inserts (small values and overflow runs), removes of the
+//! keys read, a table created, filled and deleted, and one-page values for
+//! every free page of the reader's snapshot, so that every page its free
+//! list names is reused while the reader lives; compare; drop the reader and
+//! commit once more; reopen; and only then run `check` and [`exercise`].
+//!
+//! 1. Verified: open with `verify(true)`, which is how larch is to be given a
+//!    file it cannot vouch for. If that succeeds, the sequence runs strictly:
+//!    - a value a held reader was handed never changes while it lives, and
+//!      reading the same entries again through it gives the same bytes;
+//!    - every commit that returns `Ok` leaves a state that passes `check`;
+//!    - an acknowledged commit is never dropped: the reopen (verified again)
+//!      must succeed and show at least the transaction the last successful
+//!      commit made (the opened one if none did), unless a write or sync
+//!      failed. A newer one, or the same one holding other contents, means
+//!      the reopen took a meta that no commit of the run wrote (left in the
+//!      slot the run's commits did not overwrite); that is counted
+//!      (`verified_superseded`), not asserted.
+//! 2. Unverified: open the same image again, as a trusted file. When the
+//!    verified open used the newest valid meta (it set aside no valid one),
+//!    this is the same commit and adds nothing, so it is skipped. Otherwise
+//!    the commit opened is one the integrity check rejects (or verify opened
+//!    nothing): outside the safety contract of `open`, a free list may name
+//!    a live page. The sequence runs without assertions, and a changed held
+//!    value or a dropped or superseded commit at the reopen is only counted
+//!    ([`Findings`]). Panics, hangs and wild reads are still findings.
+//!
+//! After each reopen, [`exercise`] reads everything, checks, writes and
+//! checks again.
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -378,32 +413,8 @@ fn act(db: &Database, strict: bool) -> Acted {
     }
 }
 
-/// The sequence every damaged-file target runs on its image: act on it as an
-/// application that trusts it, reopen, and only then check and exercise it.
-///
-/// 1. Verified: open with `verify(true)`, which is how larch is to be given a
-///    file it cannot vouch for. If that succeeds, [`act`] runs strictly:
-///    - a value a held reader was handed never changes while it lives, and
-///      reading the same entries again through it gives the same bytes;
-///    - every commit that returns `Ok` leaves a state that passes `check`;
-///    - an acknowledged commit is never dropped: the reopen (verified again)
-///      must succeed and show at least the transaction the last successful
-///      commit made (the opened one if none did), unless a write or sync
-///      failed. A newer one, or the same one holding other contents, means
-///      the reopen took a meta that no commit of the run wrote (left in the
-///      slot the run's commits did not overwrite); that is counted
-///      (`verified_superseded`), not asserted.
-/// 2. Unverified: open the same image again, as a trusted file. When the
-///    verified open used the newest valid meta (it set aside no valid one),
-///    this is the same commit and adds nothing, so it is skipped. Otherwise the
-///    commit opened is one the integrity check rejects (or verify opened
-///    nothing): outside the safety contract of `open`, a free list may name a
-///    live page. [`act`] runs without assertions, and a changed held value or
-///    a dropped or superseded commit at the reopen is only counted
-///    ([`Findings`]). Panics, hangs and wild reads are still findings.
-///
-/// After each reopen, [`exercise`] reads everything, checks, writes and
-/// checks again.
+/// The damaged-file sequence on `image` (module documentation, "Damaged
+/// files").
 fn trusting(tag: &str, image: &[u8], page_size: u32) {
     let scratch = Scratch::new(tag);
     write_image(&scratch.0, image);
@@ -472,9 +483,9 @@ fn trusting(tag: &str, image: &[u8], page_size: u32) {
 }
 
 /// Target `open_bytes`: the input is a whole file (an empty or all-zero one
-/// is a new database of 4 KiB pages). Runs the damaged-file sequence
-/// ([`trusting`]): what it asserts on a file `verify(true)` opens, and what it
-/// only counts on one opened without verify, is described there.
+/// is a new database of 4 KiB pages). Runs the damaged-file sequence (module
+/// documentation, "Damaged files"): what it asserts on a file `verify(true)`
+/// opens, and what it only counts on one opened without verify.
 pub fn open_bytes(data: &[u8]) {
     trusting("bytes", data, 4096);
 }
@@ -512,10 +523,11 @@ const META_FIELDS: usize = 80;
 /// Target `meta_pages`: the input is XORed into the fields of the two meta
 /// slots of a valid file (80 bytes each); a flag byte then re-signs either
 /// slot with a valid checksum, so forged metas get past the checksum; another
-/// may cut the file short. Runs the damaged-file sequence ([`trusting`]):
-/// a verified open must keep held values, pass `check` after every commit
-/// and keep the last acknowledged commit across a reopen; an unverified open
-/// of a commit verify rejects is only counted.
+/// may cut the file short. Runs the damaged-file sequence (module
+/// documentation, "Damaged files"): a verified open must keep held values,
+/// pass `check` after every commit and keep the last acknowledged commit
+/// across a reopen; an unverified open of a commit verify rejects is only
+/// counted.
 pub fn meta_pages(data: &[u8]) {
     let mut image = base_image().to_vec();
     for slot in 0..2 {
@@ -543,11 +555,11 @@ pub fn meta_pages(data: &[u8]) {
 }
 
 /// Target `page_bytes`: the input is a list of (offset, byte) edits applied to
-/// the non-meta pages of a valid file. Runs the damaged-file sequence
-/// ([`trusting`]): a verified open must keep held values, pass `check` after
-/// every commit and keep the last acknowledged commit across a reopen; an
-/// unverified open of a commit verify rejects (a damaged page the free list
-/// names, say) is only counted.
+/// the non-meta pages of a valid file. Runs the damaged-file sequence (module
+/// documentation, "Damaged files"): a verified open must keep held values,
+/// pass `check` after every commit and keep the last acknowledged commit
+/// across a reopen; an unverified open of a commit verify rejects (a damaged
+/// page the free list names, say) is only counted.
 pub fn page_bytes(data: &[u8]) {
     let mut image = base_image().to_vec();
     let body = image.len() - 1024;
