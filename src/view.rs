@@ -98,8 +98,10 @@ fn read_run<'a>(b: impl Backing<'a>, id: PageId, n: u64) -> Result<&'a [u8]> {
 #[inline]
 pub(crate) fn run_len(first: &[u8], id: PageId, len: usize, page_size: usize) -> Result<u64> {
     let run = overflow_run(first, id)?;
-    if run < overflow_pages(len, page_size) {
-        return corrupted(id, "overflow run shorter than its value");
+    // Exactly as long as its value needs, as the writer makes every run: a
+    // longer one would have freeing the run free pages beyond it.
+    if run != overflow_pages(len, page_size) {
+        return corrupted(id, "overflow run not the length of its value");
     }
     Ok(run)
 }

@@ -347,3 +347,56 @@ fn a_failed_transaction_refuses_every_later_call() {
     let got = larch::testing::read_model(&db).unwrap();
     assert_eq!(got["t"].len(), 2);
 }
+
+/// A damaged overflow header claiming a longer run than its value needs:
+/// removing the value freed every page the header claimed, live ones
+/// included, and four commits later neither meta opened. A run must be
+/// exactly the length its value needs, so the remove is refused instead.
+#[test]
+fn an_overflow_run_longer_than_its_value_is_not_freed() {
+    let t = common::TestDb::new(512);
+    let mut w = t.db().begin_write().unwrap();
+    {
+        let mut tab = w.open_table("t").unwrap();
+        tab.insert(b"big", &[7u8; 3000]).unwrap();
+        // Enough pages after the run that the longer run it will claim lies
+        // within the file.
+        for k in b'a'..=b'z' {
+            for i in 0..100u32 {
+                tab.insert(&[&[k][..], &i.to_be_bytes()].concat(), &[k; 40])
+                    .unwrap();
+            }
+        }
+    }
+    w.commit().unwrap();
+    let mut w = t.db().begin_write().unwrap();
+    w.open_table("u").unwrap().insert(b"x", b"y").unwrap();
+    w.commit().unwrap();
+    let path = t.path();
+    drop(t.db);
+    let mut image = std::fs::read(&path).unwrap();
+    let run = (2..image.len() / 512)
+        .find(|&p| image[p * 512] == 3)
+        .expect("an overflow run");
+    image[run * 512 + 16..run * 512 + 20].copy_from_slice(&40u32.to_le_bytes());
+    std::fs::write(&path, &image).unwrap();
+
+    let db = common::open(&path, 512);
+    assert_eq!(db.last_txn_id(), 2);
+    let mut w = db.begin_write().unwrap();
+    let removed = w.open_table("t").unwrap().remove(b"big");
+    assert!(
+        matches!(removed, Err(larch::Error::Corrupted { .. })),
+        "{removed:?}"
+    );
+    assert!(w.commit().is_err());
+    drop(db);
+    let db = common::open(&path, 512);
+    assert_eq!(db.last_txn_id(), 2);
+    let r = db.begin_read().unwrap();
+    let key = [&[b'q'][..], &7u32.to_be_bytes()].concat();
+    assert_eq!(
+        r.open_table("t").unwrap().get(&key).unwrap(),
+        Some(&[b'q'; 40][..])
+    );
+}
