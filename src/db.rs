@@ -460,7 +460,7 @@ impl Database {
 
     /// The id of the last committed transaction.
     pub fn last_txn_id(&self) -> u64 {
-        self.core.readers.current().txn_id
+        self.core.readers.committed().txn_id
     }
 
     /// Checks the last committed state: see [`ReadTxn::check`].

@@ -1,7 +1,7 @@
 //! The writer's private page buffers and its page allocator.
 //!
 //! Every page a write transaction modifies is a fresh allocation held here
-//! until commit: the readers' map is never written through. [`Writer`] lends
+//! until commit: the readers' map is never written through. [`TxnPages`] lends
 //! the buffers to the B+tree as a [`PageStore`]; [`Dirty::view`] reads the
 //! transaction's own state (dirty pages first, then the map) as a
 //! [`DirtyView`]; the commit writes the free-list chain into them as a
@@ -229,12 +229,12 @@ impl Dirty {
 }
 
 /// The running transaction's pages as a [`PageStore`] for the B+tree.
-pub(crate) struct Writer<'a> {
+pub(crate) struct TxnPages<'a> {
     pub pager: &'a Pager,
     pub dirty: &'a mut Dirty,
 }
 
-impl PageStore for Writer<'_> {
+impl PageStore for TxnPages<'_> {
     fn page_size(&self) -> usize {
         self.dirty.page_size
     }

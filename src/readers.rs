@@ -51,7 +51,7 @@ impl ReaderTable {
     }
 
     /// The last committed meta.
-    pub(crate) fn current(&self) -> Meta {
+    pub(crate) fn committed(&self) -> Meta {
         self.state.lock().meta
     }
 

@@ -3,7 +3,7 @@
 use std::ops::{Bound, RangeBounds};
 
 use crate::btree;
-use crate::dirty::Writer;
+use crate::dirty::TxnPages;
 use crate::error::{Error, Result, corrupted};
 use crate::format::meta::TableDesc;
 use crate::format::node::max_key;
@@ -152,7 +152,7 @@ impl<'txn> Table<'txn> {
 /// transaction has failed: every later call through this handle, another
 /// handle or the [`WriteTxn`](crate::WriteTxn) returns [`Error::TxnFailed`].
 pub struct TableMut<'txn> {
-    writer: Writer<'txn>,
+    writer: TxnPages<'txn>,
     desc: &'txn mut TableDesc,
     changed: &'txn mut bool,
     hint: btree::InsertHint,
@@ -160,7 +160,7 @@ pub struct TableMut<'txn> {
 
 impl<'txn> TableMut<'txn> {
     pub(crate) fn new(
-        writer: Writer<'txn>,
+        writer: TxnPages<'txn>,
         desc: &'txn mut TableDesc,
         changed: &'txn mut bool,
     ) -> TableMut<'txn> {

@@ -296,7 +296,7 @@ impl<'a> DirtyView<'a> {
 
 impl<'a> PageSource<'a> for DirtyView<'a> {
     // Forced: the writer's descent reads every level through here (see
-    // `Writer::page`).
+    // `TxnPages::page`).
     #[inline(always)]
     fn page(&self, id: PageId) -> Result<&'a [u8]> {
         self.live()?;

@@ -7,7 +7,7 @@ use parking_lot::MutexGuard;
 
 use super::core::{Core, WriterState};
 use crate::btree;
-use crate::dirty::{Dirty, Writer};
+use crate::dirty::{Dirty, TxnPages};
 use crate::error::{Result, corrupted};
 use crate::format::meta::{CHECKSUM_AT, MAX_TXN_ID, Meta, TableDesc, seal_capacity};
 use crate::freelist;
@@ -64,7 +64,7 @@ pub struct WriteTxn<'db> {
 impl<'db> WriteTxn<'db> {
     /// Starts a write transaction; `guard` is the writer lock.
     pub(crate) fn new(core: &'db Core, mut guard: MutexGuard<'db, WriterState>) -> WriteTxn<'db> {
-        let base = core.readers.current();
+        let base = core.readers.committed();
         // A valid meta's id is at most MAX_TXN_ID, so this does not saturate;
         // `commit` refuses an id past MAX_TXN_ID.
         let txn_id = base.txn_id.saturating_add(1);
@@ -99,8 +99,8 @@ impl<'db> WriteTxn<'db> {
         View::Dirty(self.dirty.view(&self.core.pager))
     }
 
-    fn writer(&mut self) -> Writer<'_> {
-        Writer {
+    fn txn_pages(&mut self) -> TxnPages<'_> {
+        TxnPages {
             pager: &self.core.pager,
             dirty: &mut self.dirty,
         }
@@ -124,7 +124,7 @@ impl<'db> WriteTxn<'db> {
             self.tables.insert(name.to_owned(), Open { desc, changed });
         }
         let open = self.tables.get_mut(name).expect("inserted above");
-        let writer = Writer {
+        let writer = TxnPages {
             pager: &self.core.pager,
             dirty: &mut self.dirty,
         };
@@ -151,7 +151,7 @@ impl<'db> WriteTxn<'db> {
             },
         };
         let mut catalog = self.catalog;
-        let mut w = self.writer();
+        let mut w = self.txn_pages();
         btree::drop_tree(&mut w, &mut desc)?;
         btree::remove(&mut w, &mut catalog, name.as_bytes())?;
         self.catalog = catalog;
@@ -206,7 +206,7 @@ impl<'db> WriteTxn<'db> {
 
         // 1. Table descriptors into the catalog.
         let mut catalog = self.catalog;
-        let mut w = Writer {
+        let mut w = TxnPages {
             pager: &self.core.pager,
             dirty: &mut self.dirty,
         };
