@@ -176,7 +176,8 @@ impl Options {
         #[cfg(not(feature = "testing"))]
         let hook = None;
         let mut file = LockedFile::open(path, hook, self.read_only)?;
-        if is_blank(&file)? {
+        let blank = is_blank(&file)?;
+        if blank {
             if self.read_only {
                 return corrupted(0, "not a larch database (empty or all zeros)");
             }
@@ -187,8 +188,8 @@ impl Options {
         // commit whose process died before its sync returned. The next commit
         // overwrites the slot of the commit before that one, so whatever open
         // finds must be durable before anything builds on it. A read-only
-        // open builds nothing.
-        if !self.read_only {
+        // open builds nothing, and a file just initialised was just synced.
+        if !self.read_only && !blank {
             file.sync()?;
         }
         let (mut candidates, mut set_aside) = read_metas(&file)?;
