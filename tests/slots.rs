@@ -22,6 +22,18 @@ fn open_recorded(path: &std::path::Path, o: Options) -> (Database, Arc<Mutex<Opt
     (db, last)
 }
 
+/// A new file at 4 KiB pages as a crash while it was first written can leave
+/// it: transaction 0 in slot 1 only (slot 0's sector lost).
+fn lone_empty_meta_in_slot_1() -> (tempfile::TempDir, std::path::PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    drop(open_with(&path, Options::new().page_size(4096).map_size(1 << 30)).unwrap());
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[..4096].fill(0);
+    std::fs::write(&path, &bytes).unwrap();
+    (dir, path)
+}
+
 fn open_with(path: &std::path::Path, o: Options) -> larch::Result<Database> {
     // SAFETY: the test owns the file.
     unsafe { o.open(path) }
@@ -32,14 +44,7 @@ fn open_with(path: &std::path::Path, o: Options) -> larch::Result<Database> {
 /// leave the file without a valid meta.
 #[test]
 fn a_lone_empty_meta_in_slot_1_survives_a_torn_first_commit() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
-    // Create the file and drop it: both slots hold txn 0.
-    drop(open_with(&path, Options::new().page_size(4096).map_size(1 << 30)).unwrap());
-    // The crash during initialisation kept only slot 1 (slot 0's sector lost).
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[..4096].fill(0);
-    std::fs::write(&path, &bytes).unwrap();
+    let (dir, path) = lone_empty_meta_in_slot_1();
 
     let (db, last) = open_recorded(&path, Options::new().map_size(1 << 30));
     assert_eq!(db.last_txn_id(), 0);
@@ -177,12 +182,7 @@ fn a_twin_with_other_contents_is_not_a_twin() {
 #[test]
 fn a_lone_empty_meta_in_slot_1_survives_a_failed_first_commit() {
     use larch::testing::faults::{Fault, Kind, Trap};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("db");
-    drop(open_with(&path, Options::new().page_size(4096).map_size(1 << 30)).unwrap());
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[..4096].fill(0);
-    std::fs::write(&path, &bytes).unwrap();
+    let (_dir, path) = lone_empty_meta_in_slot_1();
     let trap = Trap::new();
     let t2 = trap.clone();
     {
