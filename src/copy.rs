@@ -64,7 +64,7 @@ impl ReadTxn<'_> {
     fn copy_pages(&self, mut file: File) -> Result<()> {
         let pager = &self.core().pager;
         let ps = pager.page_size();
-        let mut meta = *self.meta();
+        let meta = *self.meta();
         let view = MapView::new(pager, meta.pages);
         // Free pages may be rewritten by the writer while this runs: they are
         // not read, and the copy's free list lists them as the snapshot's does.
@@ -73,8 +73,6 @@ impl ReadTxn<'_> {
             .into_iter()
             .map(|(_, page)| page)
             .collect();
-        meta.pages_synced = true;
-        meta.seal_len = 0;
         let encoded = meta.encode();
         let mut buf = vec![0u8; 2 * ps];
         buf[..encoded.len()].copy_from_slice(&encoded);

@@ -7,7 +7,7 @@ use parking_lot::Mutex;
 
 use crate::check::{self, CheckReport};
 use crate::error::{Error, Result, corrupted};
-use crate::format::meta::{MAGIC, Meta, MetaError, SealEntry, TableDesc, valid_page_size};
+use crate::format::meta::{MAGIC, Meta, MetaError, Seal, SealEntry, TableDesc, valid_page_size};
 use crate::format::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, page_checksum};
 use crate::freelist;
 #[cfg(feature = "testing")]
@@ -204,6 +204,7 @@ impl Options {
             // commit would have written this slot.
             let other = 1 - *slot;
             let offset = other * u64::from(meta.page_size);
+            let seal = seal.as_deref().map_or(Seal::Synced, Seal::Listed);
             file.write_durably(&meta.encode_sealed(seal), offset)?;
             (candidates, set_aside) = read_metas(&file)?;
         }
@@ -211,7 +212,7 @@ impl Options {
         let pager = file.into_pager(page_size, self.map_size)?;
         let mut first_error = None;
         for (slot, meta, seal) in candidates {
-            let loaded = verify_seal(&pager, &meta, &seal)
+            let loaded = verify_seal(&pager, &meta, seal.as_deref().unwrap_or(&[]))
                 .and_then(|()| freelist::load(MapView::new(&pager, meta.pages), &meta))
                 .and_then(|loaded| {
                     if self.verify {
@@ -297,8 +298,6 @@ fn initialise(file: &mut LockedFile, page_size: usize) -> Result<()> {
         freelist_head: 0,
         freelist_entries: 0,
         catalog: TableDesc::default(),
-        pages_synced: true,
-        seal_len: 0,
     };
     let bytes = meta.encode();
     let mut buf = vec![0u8; 2 * page_size];
@@ -307,18 +306,26 @@ fn initialise(file: &mut LockedFile, page_size: usize) -> Result<()> {
     file.write_durably(&buf, 0)
 }
 
-/// A valid meta, its slot and its seal list.
-type Candidate = (u64, Meta, Vec<SealEntry>);
+/// A slot's seal kept past the bytes it was read from: `None` for
+/// `Seal::Synced`, else the list.
+type OwnedSeal = Option<Vec<SealEntry>>;
+
+/// A valid meta, its slot and its seal.
+type Candidate = (u64, Meta, OwnedSeal);
 
 /// Reads both meta slots and returns the valid ones, newest first, and the
 /// slot that holds no valid meta, if the other one does.
 fn read_metas(file: &LockedFile) -> Result<(Vec<Candidate>, Option<SetAside>)> {
     // A slot is read up to `len` bytes (one page; the seal list lies within).
-    let read = |offset: u64, len: usize| -> Result<Result<(Meta, Vec<SealEntry>), MetaError>> {
+    let read = |offset: u64, len: usize| -> Result<Result<(Meta, OwnedSeal), MetaError>> {
         let mut buf = vec![0u8; len];
         let n = file.read_at(&mut buf, offset)?;
         buf.truncate(n);
-        Ok(Meta::decode(&buf, file.len()).map(|m| (m, m.seal(&buf).to_vec())))
+        let seal = match Meta::seal(&buf) {
+            Seal::Synced => None,
+            Seal::Listed(entries) => Some(entries.to_vec()),
+        };
+        Ok(Meta::decode(&buf, file.len()).map(|m| (m, seal)))
     };
     let mut slot0 = read(0, MAX_PAGE_SIZE)?;
     // Slot 1 sits one page in. If slot 0 is valid it says where; otherwise try
@@ -348,7 +355,7 @@ fn read_metas(file: &LockedFile) -> Result<(Vec<Candidate>, Option<SetAside>)> {
     // twin before anything builds on it.
     let twins = matches!((&slot0, &slot1), (Ok(a), Ok(b)) if a == b);
     let both = slot0.is_ok() && slot1.is_ok();
-    let misplaced = |m: &Result<(Meta, Vec<SealEntry>), MetaError>, slot: u64| {
+    let misplaced = |m: &Result<(Meta, OwnedSeal), MetaError>, slot: u64| {
         m.as_ref().is_ok_and(|(m, _)| m.txn_id % 2 != slot)
     };
     if both && !twins {

@@ -2,7 +2,7 @@
 
 use std::ops::{Bound, RangeBounds};
 
-use crate::btree;
+use crate::btree::{self, PageStore};
 use crate::dirty::TxnPages;
 use crate::error::{Error, Result, corrupted};
 use crate::format::meta::TableDesc;
@@ -152,7 +152,7 @@ impl<'txn> Table<'txn> {
 /// transaction has failed: every later call through this handle, another
 /// handle or the [`WriteTxn`](crate::WriteTxn) returns [`Error::TxnFailed`].
 pub struct TableMut<'txn> {
-    writer: TxnPages<'txn>,
+    pages: TxnPages<'txn>,
     desc: &'txn mut TableDesc,
     changed: &'txn mut bool,
     hint: btree::InsertHint,
@@ -160,12 +160,12 @@ pub struct TableMut<'txn> {
 
 impl<'txn> TableMut<'txn> {
     pub(crate) fn new(
-        writer: TxnPages<'txn>,
+        pages: TxnPages<'txn>,
         desc: &'txn mut TableDesc,
         changed: &'txn mut bool,
     ) -> TableMut<'txn> {
         TableMut {
-            writer,
+            pages,
             desc,
             changed,
             hint: btree::InsertHint::default(),
@@ -173,7 +173,7 @@ impl<'txn> TableMut<'txn> {
     }
 
     fn view(&self) -> View<'_> {
-        View::Dirty(self.writer.dirty.view(self.writer.pager))
+        View::Dirty(self.pages.view())
     }
 
     /// Stores `value` under `key`, replacing any previous value. Other
@@ -189,8 +189,8 @@ impl<'txn> TableMut<'txn> {
     /// tree began to change, so it fails the transaction: from then on every
     /// call on it returns [`Error::TxnFailed`], and it cannot commit.
     pub fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
-        self.writer.dirty.live()?;
-        check_key(key, self.writer.pager.page_size())?;
+        self.pages.live()?;
+        check_key(key, self.pages.page_size())?;
         if value.len() > MAX_VALUE {
             return Err(Error::ValueTooLarge {
                 len: value.len(),
@@ -201,8 +201,8 @@ impl<'txn> TableMut<'txn> {
         // The hint is taken by every insert and given back only by one that
         // split nothing.
         let before = *self.desc;
-        let r = btree::insert(&mut self.writer, self.desc, &mut self.hint, key, value);
-        let r = self.writer.dirty.outcome(r);
+        let r = btree::insert(&mut self.pages, self.desc, &mut self.hint, key, value);
+        let r = self.pages.outcome(r);
         if r.is_err() {
             self.failed(before);
         }
@@ -215,14 +215,14 @@ impl<'txn> TableMut<'txn> {
     /// A key longer than any the table can hold is simply not present. Any
     /// error fails the transaction, as for [`insert`](TableMut::insert).
     pub fn remove(&mut self, key: &[u8]) -> Result<bool> {
-        self.writer.dirty.live()?;
-        if key.len() > max_key(self.writer.pager.page_size()) {
+        self.pages.live()?;
+        if key.len() > max_key(self.pages.page_size()) {
             return Ok(false);
         }
         self.hint.clear();
         let before = *self.desc;
-        let r = btree::remove(&mut self.writer, self.desc, key);
-        let r = self.writer.dirty.outcome(r);
+        let r = btree::remove(&mut self.pages, self.desc, key);
+        let r = self.pages.outcome(r);
         match r {
             Ok(removed) => *self.changed |= removed,
             Err(_) => self.failed(before),
@@ -239,13 +239,13 @@ impl<'txn> TableMut<'txn> {
 
     /// The value stored under `key`, valid until the next mutation.
     pub fn get(&self, key: &[u8]) -> Result<Option<&[u8]>> {
-        self.writer.dirty.live()?;
+        self.pages.live()?;
         btree::get(self.view(), self.desc, key)
     }
 
     /// The entries whose keys lie in `range`, valid until the next mutation.
     pub fn range<'a>(&self, range: impl RangeBounds<&'a [u8]>) -> Result<Range<'_>> {
-        self.writer.dirty.live()?;
+        self.pages.live()?;
         Ok(Range::new(self.view(), *self.desc, range))
     }
 
@@ -271,7 +271,7 @@ impl<'txn> TableMut<'txn> {
     pub fn cursor(&self) -> Cursor<'_> {
         Cursor {
             inner: btree::Cursor::new(self.view(), *self.desc),
-            failed: self.writer.dirty.live().is_err(),
+            failed: self.pages.live().is_err(),
         }
     }
 }

@@ -146,12 +146,29 @@ pub(crate) struct Meta {
     pub freelist_head: PageId,
     pub freelist_entries: u64,
     pub catalog: TableDesc,
-    /// Whether the commit's pages were durable before the meta was written
-    /// (`FLAG_PAGES_SYNCED`). Otherwise the meta carries a seal list of
-    /// `seal_len` entries that recovery checks before trusting it.
-    pub pages_synced: bool,
-    /// Entries in the seal list.
-    pub seal_len: u32,
+}
+
+/// How a meta slot vouches for the pages its commit wrote. It is the slot's
+/// alone: the same snapshot may be sealed either way (a commit lists its
+/// buffers; a copy, or a slot's twin, was synced whole).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Seal<'s> {
+    /// The pages were durable before the meta was written
+    /// (`FLAG_PAGES_SYNCED`): recovery trusts them without reading them.
+    Synced,
+    /// Recovery takes the meta only when every listed buffer holds its
+    /// checksum.
+    Listed(&'s [SealEntry]),
+}
+
+impl<'s> Seal<'s> {
+    /// The buffers recovery must check (none for `Synced`).
+    pub(crate) fn entries(&self) -> &'s [SealEntry] {
+        match *self {
+            Seal::Synced => &[],
+            Seal::Listed(entries) => entries,
+        }
+    }
 }
 
 /// Why a meta slot was rejected.
@@ -185,16 +202,20 @@ impl MetaError {
 }
 
 impl Meta {
-    /// Encodes the meta with no seal list (`seal_len` must be 0).
+    /// Encodes the meta of a snapshot whose pages are durable
+    /// (`Seal::Synced`).
     pub(crate) fn encode(&self) -> Vec<u8> {
-        self.encode_sealed(&[])
+        self.encode_sealed(Seal::Synced)
     }
 
-    /// Encodes the meta followed by its seal list, checksum included. The
-    /// result fits a meta slot when `seal` holds at most `seal_capacity`
-    /// entries.
-    pub(crate) fn encode_sealed(&self, seal: &[SealEntry]) -> Vec<u8> {
-        debug_assert_eq!(self.seal_len as usize, seal.len());
+    /// Encodes the meta followed by its seal list, if any, checksum included.
+    /// The result fits a meta slot when the list holds at most
+    /// `seal_capacity` entries.
+    pub(crate) fn encode_sealed(&self, seal: Seal<'_>) -> Vec<u8> {
+        let (flags, seal) = match seal {
+            Seal::Synced => (FLAG_PAGES_SYNCED, &[][..]),
+            Seal::Listed(entries) => (0, entries),
+        };
         let raw = MetaRaw {
             magic: MAGIC,
             version: U32::new(FORMAT_VERSION),
@@ -204,11 +225,7 @@ impl Meta {
             freelist_head: U64::new(self.freelist_head),
             freelist_entries: U64::new(self.freelist_entries),
             catalog: DescRaw::read_from_bytes(&self.catalog.encode()).expect("descriptor size"),
-            flags: U32::new(if self.pages_synced {
-                FLAG_PAGES_SYNCED
-            } else {
-                0
-            }),
+            flags: U32::new(flags),
             seal_len: U32::new(seal.len() as u32),
             checksum: U32::new(0),
             reserved: U32::new(0),
@@ -220,12 +237,19 @@ impl Meta {
         out
     }
 
-    /// The seal list of a meta slot that `decode` accepted.
-    pub(crate) fn seal<'s>(&self, slot: &'s [u8]) -> &'s [SealEntry] {
-        let bytes = slot.get(META_HEADER..).unwrap_or(&[]);
-        <[SealEntry]>::ref_from_prefix_with_elems(bytes, self.seal_len as usize)
+    /// How a meta slot that `decode` accepted seals its commit (for any
+    /// other bytes, an empty list).
+    pub(crate) fn seal(slot: &[u8]) -> Seal<'_> {
+        let Ok((raw, rest)) = MetaRaw::ref_from_prefix(slot) else {
+            return Seal::Listed(&[]);
+        };
+        if raw.flags.get() == FLAG_PAGES_SYNCED {
+            return Seal::Synced;
+        }
+        let entries = <[SealEntry]>::ref_from_prefix_with_elems(rest, raw.seal_len.get() as usize)
             .map(|(entries, _)| entries)
-            .unwrap_or(&[])
+            .unwrap_or(&[]);
+        Seal::Listed(entries)
     }
 
     /// Decodes and validates a meta slot (the bytes from the slot's start, up
@@ -265,8 +289,6 @@ impl Meta {
             freelist_head: raw.freelist_head.get(),
             freelist_entries: raw.freelist_entries.get(),
             catalog,
-            pages_synced,
-            seal_len,
         };
         if meta.txn_id > MAX_TXN_ID {
             return Err(MetaError::TxnId);
@@ -283,7 +305,7 @@ impl Meta {
         // Entries lie in the snapshot, in strictly increasing page order and
         // without overlapping: recovery reads each page at most once.
         let mut next_free: PageId = 2;
-        for e in meta.seal(bytes) {
+        for e in Meta::seal(bytes).entries() {
             let (page, n) = (e.page.get(), u64::from(e.pages.get()));
             match page.checked_add(n) {
                 Some(end) if n >= 1 && page >= 2 && end <= meta.pages => {
@@ -320,8 +342,6 @@ mod tests {
                 entries: 2,
                 depth: 1,
             },
-            pages_synced: false,
-            seal_len: 0,
         }
     }
 
@@ -345,9 +365,7 @@ mod tests {
         assert_eq!(u32::from_le_bytes(bytes[12..16].try_into().unwrap()), 4096);
         assert_eq!(u64::from_le_bytes(bytes[16..24].try_into().unwrap()), 42);
         assert_eq!(u64::from_le_bytes(bytes[48..56].try_into().unwrap()), 5);
-        let mut m = sample();
-        m.seal_len = 1;
-        let bytes = m.encode_sealed(&[entry(3, 2, 0xabcd)]);
+        let bytes = sample().encode_sealed(Seal::Listed(&[entry(3, 2, 0xabcd)]));
         assert_eq!(bytes.len(), 104);
         assert_eq!(u32::from_le_bytes(bytes[76..80].try_into().unwrap()), 1);
         assert_eq!(u64::from_le_bytes(bytes[88..96].try_into().unwrap()), 3);
@@ -356,13 +374,16 @@ mod tests {
 
     #[test]
     fn seal_round_trip() {
-        let mut m = sample();
-        m.seal_len = 2;
+        let m = sample();
         let seal = [entry(2, 1, 7), entry(8, 2, 9)];
-        let bytes = m.encode_sealed(&seal);
+        let bytes = m.encode_sealed(Seal::Listed(&seal));
         let got = Meta::decode(&bytes, 10 * 4096).unwrap();
         assert_eq!(got, m);
-        assert_eq!(got.seal(&bytes), &seal);
+        assert_eq!(Meta::seal(&bytes), Seal::Listed(&seal));
+        // A synced meta reads back as one, with nothing to check.
+        let synced = m.encode();
+        assert_eq!(Meta::decode(&synced, 10 * 4096), Ok(m));
+        assert_eq!(Meta::seal(&synced), Seal::Synced);
         // Every flipped bit of the list is caught by the checksum.
         for bit in 0..(bytes.len() * 8) {
             let mut b = bytes.clone();
@@ -375,15 +396,15 @@ mod tests {
             Err(MetaError::Short)
         );
         // Entries must lie inside the snapshot.
-        let bad = m.encode_sealed(&[entry(2, 1, 7), entry(9, 2, 9)]);
+        let bad = m.encode_sealed(Seal::Listed(&[entry(2, 1, 7), entry(9, 2, 9)]));
         assert_eq!(Meta::decode(&bad, 10 * 4096), Err(MetaError::Geometry));
-        // A synced commit carries no list.
-        let mut synced = m;
-        synced.pages_synced = true;
-        assert_eq!(
-            Meta::decode(&synced.encode_sealed(&seal), 10 * 4096),
-            Err(MetaError::Flags)
-        );
+        // A synced commit carries no list: the flag set beside a list (the
+        // checksum made to match) is refused.
+        let mut both = bytes.clone();
+        both[72..76].copy_from_slice(&FLAG_PAGES_SYNCED.to_le_bytes());
+        let crc = meta_checksum(&both, seal.len()).unwrap();
+        both[CHECKSUM_AT..CHECKSUM_AT + 4].copy_from_slice(&crc.to_le_bytes());
+        assert_eq!(Meta::decode(&both, 10 * 4096), Err(MetaError::Flags));
     }
 
     #[test]
@@ -391,8 +412,7 @@ mod tests {
         let decode = |seal: &[SealEntry]| {
             let mut m = sample();
             m.pages = 20;
-            m.seal_len = seal.len() as u32;
-            Meta::decode(&m.encode_sealed(seal), 20 * 4096)
+            Meta::decode(&m.encode_sealed(Seal::Listed(seal)), 20 * 4096)
         };
         // Adjacent entries, and gaps between them, are what commits write.
         assert!(decode(&[entry(2, 1, 7), entry(3, 4, 8), entry(7, 1, 9)]).is_ok());

@@ -155,9 +155,7 @@ fn inject(image: &mut Vec<u8>, class: Class) {
     // The newest commit becomes one whose pages were synced before its meta:
     // otherwise damage to its pages reads as a torn commit, and open falls
     // back to the older meta instead of reporting it.
-    let mut meta = newest(image);
-    meta.pages_synced = true;
-    meta.seal_len = 0;
+    let meta = newest(image);
     write_meta(image, &meta);
     let (desc, desc_at) = table(image, &meta);
     let root = desc.root;
@@ -282,9 +280,7 @@ pub fn shared_tree_image() -> Vec<u8> {
     built.expect("build the base image");
     let mut image = std::fs::read(&path).expect("read the base image");
     let _ = std::fs::remove_dir_all(&dir);
-    let mut meta = newest(&image);
-    meta.pages_synced = true;
-    meta.seal_len = 0;
+    let meta = newest(&image);
     write_meta(&mut image, &meta);
     let catalog = meta.catalog.root;
     let leaf = node(&image, &meta, catalog);

@@ -2,7 +2,7 @@
 //! each one reaches.
 
 use crate::check::check_image;
-use crate::format::meta::{Meta, SealEntry};
+use crate::format::meta::{Meta, Seal, SealEntry};
 use crate::format::page::PageId;
 
 /// One valid meta slot of an image and the pages its snapshot reaches.
@@ -63,7 +63,8 @@ pub struct MetaFields {
     /// Catalog depth.
     pub catalog_depth: u32,
     /// The seal list: `(page, pages, checksum)` of each entry (empty for a
-    /// commit whose pages were synced before its meta).
+    /// commit whose pages were synced before its meta; such a slot stays
+    /// flagged as synced unless the edit puts entries in the list).
     pub seal: Vec<(u64, u32, u32)>,
 }
 
@@ -83,6 +84,7 @@ pub fn edit_meta(
     let Ok(meta) = Meta::decode(bytes, u64::MAX) else {
         return false;
     };
+    let was_synced = Meta::seal(bytes) == Seal::Synced;
     let mut f = MetaFields {
         page_size: meta.page_size,
         txn_id: meta.txn_id,
@@ -92,8 +94,8 @@ pub fn edit_meta(
         catalog_root: meta.catalog.root,
         catalog_entries: meta.catalog.entries,
         catalog_depth: meta.catalog.depth,
-        seal: meta
-            .seal(bytes)
+        seal: Meta::seal(bytes)
+            .entries()
             .iter()
             .map(|e| (e.page.get(), e.pages.get(), e.checksum.get()))
             .collect(),
@@ -110,9 +112,8 @@ pub fn edit_meta(
             entries: f.catalog_entries,
             depth: f.catalog_depth,
         },
-        seal_len: f.seal.len() as u32,
-        ..meta
     };
+    let synced = was_synced && f.seal.is_empty();
     let seal: Vec<SealEntry> = f
         .seal
         .iter()
@@ -122,7 +123,11 @@ pub fn edit_meta(
             checksum: checksum.into(),
         })
         .collect();
-    let bytes = meta.encode_sealed(&seal);
+    let bytes = if synced {
+        meta.encode()
+    } else {
+        meta.encode_sealed(Seal::Listed(&seal))
+    };
     image[at..at + bytes.len()].copy_from_slice(&bytes);
     true
 }

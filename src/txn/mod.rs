@@ -1,5 +1,6 @@
 //! Transactions: read snapshots, the write transaction and its commit protocol.
 
+mod commit;
 mod core;
 mod read;
 mod write;

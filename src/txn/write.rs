@@ -1,27 +1,23 @@
-//! The write transaction and the commit protocol (DESIGN.md, "Commit protocol").
+//! The write transaction: its tables and their changes. Its commit is
+//! `commit`'s.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::atomic::Ordering;
 
 use parking_lot::MutexGuard;
 
 use super::core::{Core, WriterState};
 use crate::btree;
 use crate::dirty::{Dirty, TxnPages};
-use crate::error::{Result, corrupted};
-use crate::format::meta::{CHECKSUM_AT, MAX_TXN_ID, Meta, TableDesc, seal_capacity};
-use crate::freelist;
+use crate::error::Result;
+use crate::format::meta::{Meta, TableDesc};
 use crate::table::{TableMut, catalog_get, catalog_names, check_key};
 use crate::view::View;
 
-/// Bytes of consecutive dirty pages merged into one `pwrite`.
-const WRITE_CHUNK: usize = 1 << 20;
-
 /// A table opened in this transaction.
-struct Open {
-    desc: TableDesc,
+pub(super) struct Open {
+    pub(super) desc: TableDesc,
     /// Whether the descriptor must be written to the catalog at commit.
-    changed: bool,
+    pub(super) changed: bool,
 }
 
 /// The one write transaction. Only one exists at a time: `begin_write` waits
@@ -52,12 +48,15 @@ struct Open {
 /// [`Error::KeyTooLarge`]: crate::Error::KeyTooLarge
 /// [`Error::ValueTooLarge`]: crate::Error::ValueTooLarge
 pub struct WriteTxn<'db> {
-    core: &'db Core,
-    guard: MutexGuard<'db, WriterState>,
-    dirty: Dirty,
-    base: Meta,
-    catalog: TableDesc,
-    tables: BTreeMap<String, Open>,
+    pub(super) core: &'db Core,
+    /// The writer lock, and the free list as of the last commit.
+    pub(super) guard: MutexGuard<'db, WriterState>,
+    pub(super) dirty: Dirty,
+    /// The commit this transaction started from.
+    pub(super) base: Meta,
+    /// The catalog as this transaction changed it.
+    pub(super) catalog: TableDesc,
+    pub(super) tables: BTreeMap<String, Open>,
     finished: bool,
 }
 
@@ -99,11 +98,9 @@ impl<'db> WriteTxn<'db> {
         View::Dirty(self.dirty.view(&self.core.pager))
     }
 
+    /// The transaction's pages, lent to the B+tree.
     fn txn_pages(&mut self) -> TxnPages<'_> {
-        TxnPages {
-            pager: &self.core.pager,
-            dirty: &mut self.dirty,
-        }
+        self.dirty.lend(&self.core.pager)
     }
 
     /// Opens table `name`, creating it (empty) if it does not exist. A created
@@ -124,11 +121,8 @@ impl<'db> WriteTxn<'db> {
             self.tables.insert(name.to_owned(), Open { desc, changed });
         }
         let open = self.tables.get_mut(name).expect("inserted above");
-        let writer = TxnPages {
-            pager: &self.core.pager,
-            dirty: &mut self.dirty,
-        };
-        Ok(TableMut::new(writer, &mut open.desc, &mut open.changed))
+        let pages = self.dirty.lend(&self.core.pager);
+        Ok(TableMut::new(pages, &mut open.desc, &mut open.changed))
     }
 
     /// Deletes table `name` and frees all its pages. Returns whether it existed.
@@ -181,7 +175,7 @@ impl<'db> WriteTxn<'db> {
     /// failed, possibly this one).
     pub fn commit(mut self) -> Result<()> {
         self.dirty.live()?;
-        let r = self.commit_inner();
+        let r = self.protocol();
         self.dirty.outcome(r)?;
         self.finished = true;
         Ok(())
@@ -189,124 +183,6 @@ impl<'db> WriteTxn<'db> {
 
     /// Discards the transaction's changes (as dropping it does).
     pub fn abort(self) {}
-
-    fn commit_inner(&mut self) -> Result<()> {
-        let changed = self.tables.values().any(|t| t.changed);
-        if !changed && self.dirty.is_clean() && self.catalog == self.base.catalog {
-            // Nothing to write: keep the previous commit.
-            self.guard.free.list = self.dirty.abort();
-            return Ok(());
-        }
-        let txn_id = self.dirty.txn_id();
-        if txn_id > MAX_TXN_ID {
-            // Its meta would be invalid: the commit would be lost at reopen.
-            return corrupted(self.base.txn_id % 2, "no transaction id is left to commit");
-        }
-        let ps = self.core.pager.page_size();
-
-        // 1. Table descriptors into the catalog.
-        let mut catalog = self.catalog;
-        let mut w = TxnPages {
-            pager: &self.core.pager,
-            dirty: &mut self.dirty,
-        };
-        for (name, open) in self.tables.iter().filter(|(_, t)| t.changed) {
-            let hint = &mut btree::InsertHint::default();
-            btree::insert(
-                &mut w,
-                &mut catalog,
-                hint,
-                name.as_bytes(),
-                &open.desc.encode(),
-            )?;
-        }
-        self.catalog = catalog;
-
-        // 2. The free list into a new chain, checked by the reader's rules.
-        let free = freelist::write_chain(&mut self.dirty, &self.guard.free.chain)?;
-
-        // 3. Seal: stamp every page's checksum. A commit whose seal list fits
-        // in the meta slot is made durable with one sync (pages and meta
-        // together; recovery checks the list). A bigger one syncs its pages
-        // before writing the meta.
-        let seal = self.dirty.seal();
-        let one_sync = seal.len() <= seal_capacity(ps);
-        let mut meta = Meta {
-            page_size: ps as u32,
-            txn_id,
-            pages: self.dirty.pages(),
-            freelist_head: free.head(),
-            freelist_entries: free.entries(),
-            catalog: self.catalog,
-            pages_synced: !one_sync,
-            seal_len: 0,
-        };
-        let meta_bytes = if one_sync {
-            meta.seal_len = seal.len() as u32;
-            meta.encode_sealed(&seal)
-        } else {
-            meta.encode()
-        };
-        // Like the free list, the meta must read back as written (roots and
-        // seal list inside the file, depths in bound), or open would drop it.
-        let file_len = self.core.pager.file_len().max(meta.pages * ps as u64);
-        if Meta::decode(&meta_bytes, file_len) != Ok(meta) {
-            return corrupted(
-                txn_id % 2,
-                "the commit's meta would not read back as written",
-            );
-        }
-
-        // 4-8. Grow, write the pages, (sync,) write the meta, sync. A failure
-        // here poisons the handle: the disk may hold anything the kernel kept.
-        let pager = &self.core.pager;
-        let io = || -> Result<()> {
-            pager.grow(meta.pages * ps as u64)?;
-            self.dirty.write_all(pager, &seal, WRITE_CHUNK)?;
-            if !one_sync {
-                pager.sync()?;
-            }
-            pager.write(txn_id % 2, &meta_bytes)?;
-            pager.sync()
-        };
-        if let Err(e) = io() {
-            self.core.poisoned.store(true, Ordering::Release);
-            self.disown_slot();
-            return Err(e);
-        }
-
-        // 9. Publish.
-        self.guard.free = free;
-        self.core.readers.publish(meta);
-        // This commit overwrote the slot open may have set aside.
-        *self.core.set_aside.lock() = None;
-        Ok(())
-    }
-}
-
-impl WriteTxn<'_> {
-    /// After a failed write or sync, spoils the slot this transaction was
-    /// writing, so that no later open can take this commit.
-    ///
-    /// A failed writeback can leave pages in the page cache that never reached
-    /// the disk, and a later open in the same boot would read them there: it
-    /// could find this commit whole and build on it, and the next commit would
-    /// then overwrite the slot of the last durable one. The slot gets a meta
-    /// whose checksum does not match (it reads as torn); the base meta in the
-    /// other slot is durable (it was published after its sync, or synced at
-    /// open). Best effort: if this write fails too, the next open's sync
-    /// fails and says so, once; an open retried after that reads the cache
-    /// again (DESIGN.md, "Crashes in chains", last row).
-    fn disown_slot(&self) {
-        let base = Meta {
-            pages_synced: true,
-            seal_len: 0,
-            ..self.base
-        };
-        let mut spoiled = base.encode();
-        spoiled[CHECKSUM_AT] ^= 0xff;
-        let _ = self.core.pager.write(self.dirty.txn_id() % 2, &spoiled);
-    }
 }
 
 impl Drop for WriteTxn<'_> {

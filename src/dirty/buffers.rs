@@ -1,0 +1,69 @@
+//! The write transaction's private page buffers.
+
+use crate::error::{Result, corrupted};
+use crate::format::page::{PageId, PageMap};
+
+/// The private copy of every page the transaction wrote, by page id. An
+/// overflow run is one buffer under its first page; every other buffer is
+/// one page.
+pub(crate) struct Buffers {
+    page_size: usize,
+    map: PageMap<Box<[u8]>>,
+}
+
+impl Buffers {
+    pub(crate) fn new(page_size: usize) -> Buffers {
+        Buffers {
+            page_size,
+            map: PageMap::default(),
+        }
+    }
+
+    pub(crate) fn page_size(&self) -> usize {
+        self.page_size
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Whether the transaction holds a buffer starting at page `id`.
+    pub(crate) fn contains(&self, id: PageId) -> bool {
+        self.map.contains_key(&id)
+    }
+
+    /// The buffers, for reading through (`view::DirtyView`).
+    pub(crate) fn map(&self) -> &PageMap<Box<[u8]>> {
+        &self.map
+    }
+
+    /// The buffer starting at page `id`, whole.
+    pub(crate) fn get(&self, id: PageId) -> Option<&[u8]> {
+        self.map.get(&id).map(|buf| &buf[..])
+    }
+
+    /// Every buffer with the page it starts at, in no particular order.
+    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (PageId, &mut [u8])> {
+        self.map.iter_mut().map(|(&id, buf)| (id, &mut buf[..]))
+    }
+
+    /// Puts `buf` (whole pages) at page `id`; returns the buffer.
+    pub(crate) fn insert(&mut self, id: PageId, buf: Box<[u8]>) -> &mut [u8] {
+        debug_assert!(!buf.is_empty() && buf.len().is_multiple_of(self.page_size));
+        self.map.entry(id).insert_entry(buf).into_mut()
+    }
+
+    /// Drops the buffer at page `id`; returns whether there was one.
+    pub(crate) fn remove(&mut self, id: PageId) -> bool {
+        self.map.remove(&id).is_some()
+    }
+
+    /// The first page of the buffer at `id`, for writing.
+    pub(crate) fn page_mut(&mut self, id: PageId) -> Result<&mut [u8]> {
+        let ps = self.page_size;
+        match self.map.get_mut(&id) {
+            Some(buf) => Ok(&mut buf[..ps]),
+            None => corrupted(id, "write to a page the transaction does not own"),
+        }
+    }
+}

@@ -1,0 +1,20 @@
+//! The running write transaction's pages, in parts with one job each:
+//!
+//! - `alloc`: [`Allocator`] hands out page ids (from the free list, else
+//!   from the end of the file) and takes freed ones back; it keeps the
+//!   high-water mark and the transaction's changes to the free list;
+//! - `buffers`: [`Buffers`] holds the private copy of every page the
+//!   transaction wrote (an overflow run is one buffer under its first page);
+//! - `pages`: [`Dirty`] is the two together with the transaction's failed
+//!   flag, and [`TxnPages`] lends them to the B+tree as its `PageStore`.
+//!
+//! The readers' map is never written through. Stamping the buffers'
+//! checksums and writing them to the file are steps of the commit
+//! (`txn::commit`).
+
+mod alloc;
+mod buffers;
+mod pages;
+
+pub(crate) use buffers::Buffers;
+pub(crate) use pages::{Dirty, TxnPages};

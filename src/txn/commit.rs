@@ -1,0 +1,230 @@
+//! The commit protocol: one function per step of DESIGN.md, "Commit
+//! protocol", under the same number.
+
+use std::sync::atomic::Ordering;
+
+use super::write::WriteTxn;
+use crate::btree;
+use crate::dirty::Buffers;
+use crate::error::{Result, corrupted};
+use crate::format::meta::{CHECKSUM_AT, MAX_TXN_ID, Meta, Seal, SealEntry, seal_capacity};
+use crate::format::page::{PageId, stamp_checksum};
+use crate::freelist::{self, Persisted};
+use crate::pager::Pager;
+
+/// Bytes of consecutive dirty pages merged into one vectored write.
+const WRITE_CHUNK: usize = 1 << 20;
+
+/// Buffers merged into one vectored write, at most.
+const MAX_SLICES: usize = 512;
+
+/// The commit after step 3: its meta, encoded, and what the meta vouches for.
+struct Sealed {
+    meta: Meta,
+    /// The meta slot's bytes.
+    bytes: Vec<u8>,
+    /// One entry per dirty buffer, in page order.
+    seal: Vec<SealEntry>,
+    /// Whether the seal list is in the meta (one sync) or the pages are
+    /// synced before it (two syncs).
+    single_sync: bool,
+}
+
+impl WriteTxn<'_> {
+    /// Commits the transaction: the steps in order. Up to step 3 a failure
+    /// leaves the file and the database as they were; from step 4 on it
+    /// poisons the database (`write_out`).
+    pub(super) fn protocol(&mut self) -> Result<()> {
+        if self.unchanged() {
+            // Nothing to write: keep the previous commit.
+            self.guard.free.list = self.dirty.abort();
+            return Ok(());
+        }
+        if self.dirty.txn_id() > MAX_TXN_ID {
+            // Its meta would be invalid: the commit would be lost at reopen.
+            return corrupted(self.base.txn_id % 2, "no transaction id is left to commit");
+        }
+        self.write_catalog()?;
+        let free = self.write_free_list()?;
+        let sealed = self.seal(&free)?;
+        self.write_out(&sealed)?;
+        self.publish(sealed.meta, free);
+        Ok(())
+    }
+
+    /// Whether the transaction changed nothing: no table, no page, no catalog.
+    fn unchanged(&self) -> bool {
+        !self.tables.values().any(|t| t.changed)
+            && self.dirty.is_clean()
+            && self.catalog == self.base.catalog
+    }
+
+    /// Step 1: the descriptors of the tables changed in this transaction into the
+    /// catalog.
+    fn write_catalog(&mut self) -> Result<()> {
+        let mut catalog = self.catalog;
+        let mut pages = self.dirty.lend(&self.core.pager);
+        for (name, open) in self.tables.iter().filter(|(_, t)| t.changed) {
+            let hint = &mut btree::InsertHint::default();
+            let desc = open.desc.encode();
+            btree::insert(&mut pages, &mut catalog, hint, name.as_bytes(), &desc)?;
+        }
+        self.catalog = catalog;
+        Ok(())
+    }
+
+    /// Step 2: the free list into a new chain, checked by the reader's rules.
+    fn write_free_list(&mut self) -> Result<Persisted> {
+        freelist::write_chain(&mut self.dirty, &self.guard.free.chain)
+    }
+
+    /// Step 3, seal: every buffer's checksum stamped, the meta encoded (with the
+    /// seal list when it fits, for a single-sync commit) and decoded back as
+    /// open would read it.
+    fn seal(&mut self, free: &Persisted) -> Result<Sealed> {
+        let pager = &self.core.pager;
+        let ps = pager.page_size();
+        let txn_id = self.dirty.txn_id();
+        let seal = stamp(self.dirty.buffers_mut());
+        let meta = Meta {
+            page_size: ps as u32,
+            txn_id,
+            pages: self.dirty.high_water(),
+            freelist_head: free.head(),
+            freelist_entries: free.entries(),
+            catalog: self.catalog,
+        };
+        let single_sync = seal.len() <= seal_capacity(ps);
+        let sealing = if single_sync {
+            Seal::Listed(&seal)
+        } else {
+            Seal::Synced
+        };
+        let bytes = meta.encode_sealed(sealing);
+        // Like the free list, the meta must read back as written (roots and
+        // seal list inside the file, depths in bound), or open would drop it.
+        let file_len = pager.file_len().max(meta.pages * ps as u64);
+        if Meta::decode(&bytes, file_len) != Ok(meta) || Meta::seal(&bytes) != sealing {
+            return corrupted(
+                txn_id % 2,
+                "the commit's meta would not read back as written",
+            );
+        }
+        Ok(Sealed {
+            meta,
+            bytes,
+            seal,
+            single_sync,
+        })
+    }
+
+    /// Steps 4-8: grow the file, write the pages, sync them (two-sync commits
+    /// only), write the meta, sync. A failure poisons the database, and the
+    /// slot being written is spoiled (`disown_slot`): the disk may hold
+    /// anything the kernel kept.
+    fn write_out(&self, s: &Sealed) -> Result<()> {
+        let pager = &self.core.pager;
+        let ps = pager.page_size() as u64;
+        let bufs = self.dirty.buffers();
+        let io = || -> Result<()> {
+            pager.grow(s.meta.pages * ps)?; // 4.
+            write_pages(pager, bufs, &s.seal)?; // 5.
+            if !s.single_sync {
+                pager.sync()?; // 6.
+            }
+            pager.write(s.meta.txn_id % 2, &s.bytes)?; // 7.
+            pager.sync() // 8.
+        };
+        let r = io();
+        if r.is_err() {
+            self.core.poisoned.store(true, Ordering::Release);
+            self.disown_slot();
+        }
+        r
+    }
+
+    /// Step 9, publish: new readers see this commit, and the writer keeps its free
+    /// list.
+    fn publish(&mut self, meta: Meta, free: Persisted) {
+        self.guard.free = free;
+        self.core.readers.publish(meta);
+        // This commit overwrote the slot open may have set aside.
+        *self.core.set_aside.lock() = None;
+    }
+
+    /// After a failed write or sync, spoils the slot this transaction was
+    /// writing, so that no later open can take this commit.
+    ///
+    /// A failed writeback can leave pages in the page cache that never reached
+    /// the disk, and a later open in the same boot would read them there: it
+    /// could find this commit whole and build on it, and the next commit would
+    /// then overwrite the slot of the last durable one. The slot gets a meta
+    /// whose checksum does not match (it reads as torn); the base meta in the
+    /// other slot is durable (it was published after its sync, or synced at
+    /// open). Best effort: if this write fails too, the next open's sync
+    /// fails and says so, once; an open retried after that reads the cache
+    /// again (DESIGN.md, "Crashes in chains", last row).
+    fn disown_slot(&self) {
+        let mut spoiled = self.base.encode();
+        spoiled[CHECKSUM_AT] ^= 0xff;
+        let _ = self.core.pager.write(self.dirty.txn_id() % 2, &spoiled);
+    }
+}
+
+/// Stamps every buffer with its checksum; returns the seal list: one entry
+/// per buffer, in page order.
+fn stamp(bufs: &mut Buffers) -> Vec<SealEntry> {
+    let ps = bufs.page_size();
+    let mut seal: Vec<SealEntry> = bufs
+        .iter_mut()
+        .map(|(id, buf)| SealEntry {
+            page: id.into(),
+            pages: ((buf.len() / ps) as u32).into(),
+            checksum: stamp_checksum(buf).into(),
+        })
+        .collect();
+    seal.sort_unstable_by_key(|e| e.page.get());
+    // Buffers never share a page, so the entries do not overlap: a meta
+    // whose list did would be invalid (`Meta::decode`).
+    debug_assert!(
+        seal.windows(2)
+            .all(|w| w[0].page.get() + u64::from(w[0].pages.get()) <= w[1].page.get())
+    );
+    seal
+}
+
+/// Writes the buffers `seal` lists (in page order), consecutive ones merged
+/// into one vectored write of at most `WRITE_CHUNK` bytes and `MAX_SLICES`
+/// buffers, straight from the buffers.
+fn write_pages(pager: &Pager, bufs: &Buffers, seal: &[SealEntry]) -> Result<()> {
+    // A lone buffer is one `pwrite`; a run, a seek and a `writev`.
+    let flush = |start: PageId, run: &[&[u8]]| match run {
+        [one] => pager.write(start, one),
+        _ => pager.write_vectored(start, run),
+    };
+    let ps = bufs.page_size();
+    let mut run: Vec<&[u8]> = Vec::new();
+    let (mut run_start, mut run_end, mut run_bytes) = (0, 0, 0);
+    for e in seal {
+        let id = e.page.get();
+        let Some(buf) = bufs.get(id) else {
+            return corrupted(id, "a sealed page has no buffer");
+        };
+        let joins = id == run_end && run_bytes + buf.len() <= WRITE_CHUNK && run.len() < MAX_SLICES;
+        if !run.is_empty() && !joins {
+            flush(run_start, &run)?;
+            run.clear();
+            run_bytes = 0;
+        }
+        if run.is_empty() {
+            run_start = id;
+        }
+        run.push(buf);
+        run_bytes += buf.len();
+        run_end = id + (buf.len() / ps) as u64;
+    }
+    if !run.is_empty() {
+        flush(run_start, &run)?;
+    }
+    Ok(())
+}
