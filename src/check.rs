@@ -278,7 +278,12 @@ fn checksum_matches(id: PageId, bytes: &[u8]) -> Result<()> {
 /// Checks the snapshot `meta` of the file behind `pager`: the full report,
 /// problems included.
 pub(crate) fn report(pager: &Pager, meta: &Meta) -> CheckReport {
-    walk(MapView::new(pager, meta.pages), pager.page_size(), meta).0
+    walk(
+        MapView::new(pager, meta.high_water),
+        pager.page_size(),
+        meta,
+    )
+    .0
 }
 
 /// The first problem of a report as an error, or the report.
@@ -294,7 +299,7 @@ pub(crate) fn strict(report: CheckReport) -> Result<CheckReport> {
 /// the pages reachable from the meta (trees, overflow runs, free-list chain).
 pub(crate) fn check_image(image: &[u8], meta: &Meta) -> Result<(CheckReport, Vec<PageId>)> {
     let page_size = meta.page_size as usize;
-    let view = SliceView::new(image, page_size, meta.pages);
+    let view = SliceView::new(image, page_size, meta.high_water);
     let (report, claimed) = walk(view, page_size, meta);
     let report = strict(report)?;
     // Every page is claimed once: the reachable ones are those not listed free.
@@ -313,11 +318,11 @@ fn walk<'a>(view: impl PageSource<'a>, page_size: usize, meta: &Meta) -> (CheckR
     let mut c = Checker {
         view,
         page_size,
-        pages: meta.pages,
+        pages: meta.high_water,
         claimed: Claims::default(),
         report: CheckReport {
             txn_id: meta.txn_id,
-            pages: meta.pages,
+            pages: meta.high_water,
             ..CheckReport::default()
         },
     };
@@ -374,10 +379,10 @@ fn walk<'a>(view: impl PageSource<'a>, page_size: usize, meta: &Meta) -> (CheckR
         }
         c.report.free_pages = chain.entries.len() as u64;
     }
-    c.report.leaked_pages = meta.pages.saturating_sub(2) - c.claimed.total;
+    c.report.leaked_pages = meta.high_water.saturating_sub(2) - c.claimed.total;
     let leaked: Vec<PageId> = c
         .claimed
-        .gaps(2, meta.pages)
+        .gaps(2, meta.high_water)
         .flat_map(|(s, e)| s..e)
         .take(MAX_ERRORS)
         .collect();

@@ -65,7 +65,7 @@ impl ReadTxn<'_> {
         let pager = &self.core().pager;
         let ps = pager.page_size();
         let meta = *self.meta();
-        let view = MapView::new(pager, meta.pages);
+        let view = MapView::new(pager, meta.high_water);
         // Free pages may be rewritten by the writer while this runs: they are
         // not read, and the copy's free list lists them as the snapshot's does.
         let free: HashSet<PageId> = read_chain(view, &meta)?
@@ -77,7 +77,7 @@ impl ReadTxn<'_> {
         let mut buf = vec![0u8; 2 * ps];
         buf[..encoded.len()].copy_from_slice(&encoded);
         buf[ps..ps + encoded.len()].copy_from_slice(&encoded);
-        for id in 2..meta.pages {
+        for id in 2..meta.high_water {
             if free.contains(&id) {
                 buf.resize(buf.len() + ps, 0);
             } else {

@@ -213,7 +213,7 @@ impl Options {
         let mut first_error = None;
         for (slot, meta, seal) in candidates {
             let loaded = verify_seal(&pager, &meta, seal.as_deref().unwrap_or(&[]))
-                .and_then(|()| freelist::load(MapView::new(&pager, meta.pages), &meta))
+                .and_then(|()| freelist::load(MapView::new(&pager, meta.high_water), &meta))
                 .and_then(|loaded| {
                     if self.verify {
                         check::strict(check::report(&pager, &meta))?;
@@ -294,7 +294,7 @@ fn initialise(file: &mut LockedFile, page_size: usize) -> Result<()> {
     let meta = Meta {
         page_size: page_size as u32,
         txn_id: 0,
-        pages: 2,
+        high_water: 2,
         freelist_head: 0,
         freelist_entries: 0,
         catalog: TableDesc::default(),
@@ -403,7 +403,7 @@ fn read_metas(file: &LockedFile) -> Result<(Vec<Candidate>, Option<SetAside>)> {
 /// page the commit wrote must hold the checksum the list records. A mismatch
 /// means the crash tore the commit, and the older meta is used instead.
 fn verify_seal(pager: &Pager, meta: &Meta, seal: &[SealEntry]) -> Result<()> {
-    let view = MapView::new(pager, meta.pages);
+    let view = MapView::new(pager, meta.high_water);
     for e in seal {
         let (id, n) = (e.page.get(), u64::from(e.pages.get()));
         if page_checksum(view.run_bytes(id, n)?) != e.checksum.get() {

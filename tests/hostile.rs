@@ -61,7 +61,7 @@ fn a_root_beyond_the_file_falls_back_then_is_corrupted() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let mut image = two_commits(&path);
-    assert!(edit_meta(&mut image, 512, 0, |m| m.catalog_root = m.pages + 100));
+    assert!(edit_meta(&mut image, 512, 0, |m| m.catalog_root = m.high_water + 100));
     std::fs::write(&path, &image).unwrap();
     let db = open(&path).unwrap();
     assert_eq!(db.last_txn_id(), 1);
@@ -129,7 +129,7 @@ fn wrong_and_absurd_page_sizes() {
     let len = image.len() as u64;
     assert!(edit_meta(&mut image, 512, 0, |m| {
         m.page_size = 1024;
-        m.pages = len / 1024;
+        m.high_water = len / 1024;
     }));
     let e = outcome(&path, &image);
     assert!(corrupted(e), "a wrong page size was not noticed");

@@ -262,7 +262,7 @@ fn a_sparse_file_claiming_terabytes_is_checked_in_bounded_memory() {
         &mut image,
         512,
         newest.slot as usize,
-        |m| m.pages = len / 512
+        |m| m.high_water = len / 512
     ));
     std::fs::write(&path, &image).unwrap();
     std::fs::OpenOptions::new()

@@ -111,7 +111,7 @@ struct MetaRaw {
     version: U32,
     page_size: U32,
     txn_id: U64,
-    pages: U64,
+    high_water: U64,
     freelist_head: U64,
     freelist_entries: U64,
     catalog: DescRaw,
@@ -142,7 +142,7 @@ pub(crate) struct Meta {
     pub page_size: u32,
     pub txn_id: u64,
     /// High-water mark: every page id in use is below it.
-    pub pages: u64,
+    pub high_water: u64,
     pub freelist_head: PageId,
     pub freelist_entries: u64,
     pub catalog: TableDesc,
@@ -221,7 +221,7 @@ impl Meta {
             version: U32::new(FORMAT_VERSION),
             page_size: U32::new(self.page_size),
             txn_id: U64::new(self.txn_id),
-            pages: U64::new(self.pages),
+            high_water: U64::new(self.high_water),
             freelist_head: U64::new(self.freelist_head),
             freelist_entries: U64::new(self.freelist_entries),
             catalog: DescRaw::read_from_bytes(&self.catalog.encode()).expect("descriptor size"),
@@ -285,7 +285,7 @@ impl Meta {
         let meta = Meta {
             page_size,
             txn_id: raw.txn_id.get(),
-            pages: raw.pages.get(),
+            high_water: raw.high_water.get(),
             freelist_head: raw.freelist_head.get(),
             freelist_entries: raw.freelist_entries.get(),
             catalog,
@@ -293,12 +293,12 @@ impl Meta {
         if meta.txn_id > MAX_TXN_ID {
             return Err(MetaError::TxnId);
         }
-        let in_file = meta.pages >= 2
+        let in_file = meta.high_water >= 2
             && meta
-                .pages
+                .high_water
                 .checked_mul(u64::from(page_size))
                 .is_some_and(|bytes| bytes <= file_len);
-        let root_ok = |p: PageId| p == 0 || (2..meta.pages).contains(&p);
+        let root_ok = |p: PageId| p == 0 || (2..meta.high_water).contains(&p);
         if !in_file || !root_ok(meta.catalog.root) || !root_ok(meta.freelist_head) {
             return Err(MetaError::Geometry);
         }
@@ -308,7 +308,7 @@ impl Meta {
         for e in Meta::seal(bytes).entries() {
             let (page, n) = (e.page.get(), u64::from(e.pages.get()));
             match page.checked_add(n) {
-                Some(end) if n >= 1 && page >= 2 && end <= meta.pages => {
+                Some(end) if n >= 1 && page >= 2 && end <= meta.high_water => {
                     if page < next_free {
                         return Err(MetaError::Flags);
                     }
@@ -334,7 +334,7 @@ mod tests {
         Meta {
             page_size: 4096,
             txn_id: 42,
-            pages: 10,
+            high_water: 10,
             freelist_head: 7,
             freelist_entries: 3,
             catalog: TableDesc {
@@ -411,7 +411,7 @@ mod tests {
     fn seal_entries_must_increase_without_overlap() {
         let decode = |seal: &[SealEntry]| {
             let mut m = sample();
-            m.pages = 20;
+            m.high_water = 20;
             Meta::decode(&m.encode_sealed(Seal::Listed(seal)), 20 * 4096)
         };
         // Adjacent entries, and gaps between them, are what commits write.

@@ -40,7 +40,7 @@ impl Persisted {
 
 /// Reads the free-list chain of `meta`, checking every id, loop and count.
 pub(crate) fn read_chain<'a>(view: impl PageSource<'a>, meta: &Meta) -> Result<Chain> {
-    let mut rules = ListRules::new(meta.pages, meta.txn_id);
+    let mut rules = ListRules::new(meta.high_water, meta.txn_id);
     let mut chain = Vec::new();
     let mut entries = Vec::new();
     let mut id = meta.freelist_head;

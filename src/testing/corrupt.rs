@@ -126,7 +126,7 @@ fn restamp(image: &mut [u8], id: PageId) {
 }
 
 fn view<'a>(image: &'a [u8], meta: &Meta) -> SliceView<'a> {
-    SliceView::new(image, PS, meta.pages)
+    SliceView::new(image, PS, meta.high_water)
 }
 
 fn node<'a>(image: &'a [u8], meta: &Meta, id: PageId) -> Node<'a> {
@@ -169,9 +169,9 @@ fn inject(image: &mut Vec<u8>, class: Class) {
         }
         Class::LeakedPage => {
             let mut m = meta;
-            m.pages += 1;
-            if image.len() < m.pages as usize * PS {
-                image.resize(m.pages as usize * PS, 0);
+            m.high_water += 1;
+            if image.len() < m.high_water as usize * PS {
+                image.resize(m.high_water as usize * PS, 0);
             }
             write_meta(image, &m);
         }

@@ -50,8 +50,8 @@ pub struct MetaFields {
     pub page_size: u32,
     /// Transaction id.
     pub txn_id: u64,
-    /// Pages in use.
-    pub pages: u64,
+    /// High-water mark: every page id in use lies below it.
+    pub high_water: u64,
     /// First free-list page.
     pub freelist_head: u64,
     /// Free-list entries.
@@ -88,7 +88,7 @@ pub fn edit_meta(
     let mut f = MetaFields {
         page_size: meta.page_size,
         txn_id: meta.txn_id,
-        pages: meta.pages,
+        high_water: meta.high_water,
         freelist_head: meta.freelist_head,
         freelist_entries: meta.freelist_entries,
         catalog_root: meta.catalog.root,
@@ -104,7 +104,7 @@ pub fn edit_meta(
     let meta = Meta {
         page_size: f.page_size,
         txn_id: f.txn_id,
-        pages: f.pages,
+        high_water: f.high_water,
         freelist_head: f.freelist_head,
         freelist_entries: f.freelist_entries,
         catalog: crate::format::meta::TableDesc {

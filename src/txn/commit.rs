@@ -89,7 +89,7 @@ impl WriteTxn<'_> {
         let meta = Meta {
             page_size: ps as u32,
             txn_id,
-            pages: self.dirty.high_water(),
+            high_water: self.dirty.high_water(),
             freelist_head: free.head(),
             freelist_entries: free.entries(),
             catalog: self.catalog,
@@ -103,7 +103,7 @@ impl WriteTxn<'_> {
         let bytes = meta.encode_sealed(sealing);
         // Like the free list, the meta must read back as written (roots and
         // seal list inside the file, depths in bound), or open would drop it.
-        let file_len = pager.file_len().max(meta.pages * ps as u64);
+        let file_len = pager.file_len().max(meta.high_water * ps as u64);
         if Meta::decode(&bytes, file_len) != Ok(meta) || Meta::seal(&bytes) != sealing {
             return corrupted(
                 txn_id % 2,
@@ -127,7 +127,7 @@ impl WriteTxn<'_> {
         let ps = pager.page_size() as u64;
         let bufs = self.dirty.buffers();
         let io = || -> Result<()> {
-            pager.grow(s.meta.pages * ps)?; // 4.
+            pager.grow(s.meta.high_water * ps)?; // 4.
             write_pages(pager, bufs, &s.seal)?; // 5.
             if !s.single_sync {
                 pager.sync()?; // 6.

@@ -85,7 +85,7 @@ impl<'db> ReadTxn<'db> {
     }
 
     fn map_view(&self) -> MapView<'_> {
-        MapView::new(&self.core.pager, self.meta.pages)
+        MapView::new(&self.core.pager, self.meta.high_water)
     }
 
     fn view(&self) -> View<'_> {
@@ -130,7 +130,7 @@ impl<'db> ReadTxn<'db> {
         Ok(Stat {
             page_size: self.core.pager.page_size() as u32,
             txn_id: self.meta.txn_id,
-            pages: self.meta.pages,
+            pages: self.meta.high_water,
             file_size: self.core.pager.file_len(),
             free_pages: chain.entries.len() as u64,
             pending_free_pages: pending as u64,

@@ -81,7 +81,7 @@ impl<'db> WriteTxn<'db> {
         WriteTxn {
             core,
             guard,
-            dirty: Dirty::new(ps, txn_id, base.pages, max_pages, free),
+            dirty: Dirty::new(ps, txn_id, base.high_water, max_pages, free),
             base,
             catalog: base.catalog,
             tables: BTreeMap::new(),
