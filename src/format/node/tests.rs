@@ -1,0 +1,148 @@
+//! Unit tests of the node layout, its reads and its writes.
+
+use zerocopy::little_endian::U16;
+
+use super::layout::{BRANCH_CELL_HEADER, LEAF_CELL_HEADER};
+use super::write::{header, init, set_slot, slot};
+use super::*;
+
+fn leaf_with(keys: &[&[u8]]) -> Vec<u8> {
+    let mut page = vec![0u8; 512];
+    init(&mut page, true, 1);
+    let mut cell = Vec::new();
+    for (i, k) in keys.iter().enumerate() {
+        leaf_cell_inline(&mut cell, k, b"v");
+        assert!(insert_cell(&mut page, 9, i, &cell).unwrap());
+    }
+    page
+}
+
+#[test]
+fn insert_search_remove() {
+    let mut page = leaf_with(&[b"b", b"d", b"f"]);
+    let n = Node::parse(&page, 9).unwrap();
+    assert_eq!(n.search_leaf(b"d").unwrap(), (1, true));
+    assert_eq!(n.search_leaf(b"e").unwrap(), (2, false));
+    assert_eq!(n.search_leaf(b"a").unwrap(), (0, false));
+    assert_eq!(n.search_leaf(b"z").unwrap(), (3, false));
+    let used = n.used();
+    remove_cell(&mut page, 9, 1).unwrap();
+    let n = Node::parse(&page, 9).unwrap();
+    assert_eq!(n.count(), 2);
+    assert_eq!(n.key(0).unwrap(), b"b");
+    assert_eq!(n.key(1).unwrap(), b"f");
+    assert_eq!(n.entry(1).unwrap().1, LeafValue::Inline(b"v"));
+    assert_eq!(n.used(), used - cell_cost(10));
+}
+
+#[test]
+fn insert_refuses_when_full() {
+    let mut page = vec![0u8; 512];
+    init(&mut page, true, 1);
+    let mut cell = Vec::new();
+    leaf_cell_inline(&mut cell, &[7u8; 100], &[1u8; 10]);
+    let mut n = 0;
+    while insert_cell(&mut page, 9, 0, &cell).unwrap() {
+        n += 1;
+    }
+    assert_eq!(n, usable(512) / cell_cost(cell.len()));
+    assert_eq!(Node::parse(&page, 9).unwrap().count(), n);
+}
+
+#[test]
+fn branch_search_uses_separators() {
+    let mut page = vec![0u8; 512];
+    init(&mut page, false, 1);
+    let mut cell = Vec::new();
+    for (i, (child, key)) in [(10u64, &b""[..]), (11, b"m"), (12, b"t")]
+        .into_iter()
+        .enumerate()
+    {
+        branch_cell(&mut cell, child, key);
+        assert!(insert_cell(&mut page, 9, i, &cell).unwrap());
+    }
+    let n = Node::parse(&page, 9).unwrap();
+    assert_eq!(n.search_branch(b"a").unwrap(), 0);
+    assert_eq!(n.search_branch(b"m").unwrap(), 1);
+    assert_eq!(n.search_branch(b"s").unwrap(), 1);
+    assert_eq!(n.search_branch(b"zz").unwrap(), 2);
+    set_child(&mut page, 9, 2, 99).unwrap();
+    assert_eq!(Node::parse(&page, 9).unwrap().child(2).unwrap(), 99);
+}
+
+#[test]
+fn build_writes_what_rebuild_writes_on_a_zeroed_page() {
+    let mut x = 7u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let mut cell = Vec::new();
+    for round in 0..200 {
+        let leaf = round % 2 == 0;
+        let n = (next() % 12) as usize;
+        let cells: Vec<Vec<u8>> = (0..n)
+            .map(|i| {
+                let key = vec![(next() % 256) as u8; (next() % 30) as usize];
+                if leaf {
+                    leaf_cell_inline(&mut cell, &key, &vec![i as u8; (next() % 20) as usize]);
+                } else {
+                    branch_cell(&mut cell, next() % 1000, &key);
+                }
+                cell.clone()
+            })
+            .collect();
+        let iter = cells.iter().map(Vec::as_slice);
+        let built = build(512, leaf, round, iter.clone()).unwrap();
+        let mut page = vec![0u8; 512];
+        rebuild(&mut page, 9, leaf, round, iter).unwrap();
+        assert_eq!(&built[..], &page[..], "round {round}");
+    }
+    // Too much for one page: refused, as by rebuild.
+    leaf_cell_inline(&mut cell, &[1; 100], &[2; 100]);
+    let cells = [cell.as_slice(), cell.as_slice(), cell.as_slice()];
+    assert!(build(512, true, 1, cells.iter().copied()).is_err());
+}
+
+#[test]
+fn bad_offsets_are_corruption_not_panics() {
+    let page = leaf_with(&[b"a", b"b"]);
+    // A slot pointing past the page.
+    let mut p = page.clone();
+    set_slot(&mut p, 0, 511);
+    let n = Node::parse(&p, 3).unwrap();
+    assert!(matches!(
+        n.key(0),
+        Err(crate::Error::Corrupted { page: 3, .. })
+    ));
+    // A key length running past the page end.
+    let mut p = page.clone();
+    let off = slot(&p, 1);
+    p[off + 2] = 0xff;
+    p[off + 3] = 0xff;
+    assert!(Node::parse(&p, 3).unwrap().key(1).is_err());
+    // A count whose slots run into the cells.
+    let mut p = page.clone();
+    header(&mut p).page.count = U16::new(300);
+    assert!(Node::parse(&p, 3).is_err());
+    // Wrong kind.
+    let mut p = page;
+    p[0] = 9;
+    assert!(Node::parse(&p, 3).is_err());
+}
+
+#[test]
+fn limits_keep_cells_within_a_third() {
+    for shift in 9..=16 {
+        let ps = 1usize << shift;
+        let k = max_key(ps);
+        let worst_leaf = cell_cost(LEAF_CELL_HEADER + k + 8).max(usable(ps) / 4);
+        let worst_branch = cell_cost(BRANCH_CELL_HEADER + k);
+        assert!(worst_leaf <= usable(ps) / 3, "page size {ps}");
+        assert!(worst_branch <= usable(ps) / 3, "page size {ps}");
+        assert!(value_inline(k, 8, ps));
+        assert!(!value_inline(0, ps / 4, ps));
+    }
+}

@@ -1,0 +1,203 @@
+//! [`Node`]: the read-only view of a branch or leaf page, which checks every
+//! offset and length against the page before use.
+
+use zerocopy::FromBytes;
+
+use super::cell::cell_len;
+use super::layout::{
+    BRANCH_CELL_HEADER, FLAG_OVERFLOW, LEAF_CELL_HEADER, NODE_HEADER_SIZE, NodeHeader, SLOT,
+};
+use crate::error::{Result, corrupted};
+use crate::format::page::{KIND_BRANCH, KIND_LEAF, PageId};
+
+/// A leaf's value: inline bytes, or the first page and length of an overflow run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum LeafValue<'a> {
+    Inline(&'a [u8]),
+    Overflow { page: PageId, len: usize },
+}
+
+/// A read-only, checked view of a branch or leaf page.
+#[derive(Clone, Copy)]
+pub(crate) struct Node<'a> {
+    page: &'a [u8],
+    id: PageId,
+    pub(super) count: usize,
+    pub(super) upper: usize,
+    pub(super) leaf: bool,
+}
+
+impl<'a> Node<'a> {
+    /// Checks the header of page `id` and returns a view of it.
+    #[inline]
+    pub(crate) fn parse(page: &'a [u8], id: PageId) -> Result<Node<'a>> {
+        let node = Self::parse_header(page, id)?;
+        if !node.leaf && node.count == 0 {
+            return corrupted(id, "branch page without children");
+        }
+        Ok(node)
+    }
+
+    /// Like [`parse`](Node::parse), but accepts an empty branch: the writer
+    /// meets one while it removes the children of a node being emptied.
+    pub(crate) fn parse_any(page: &'a [u8], id: PageId) -> Result<Node<'a>> {
+        Self::parse_header(page, id)
+    }
+
+    /// Checks the header only; an empty branch (being built) passes.
+    #[inline]
+    pub(super) fn parse_header(page: &'a [u8], id: PageId) -> Result<Node<'a>> {
+        let Ok((h, _)) = NodeHeader::ref_from_prefix(page) else {
+            return corrupted(id, "node page shorter than its header");
+        };
+        let leaf = match h.page.kind {
+            KIND_LEAF => true,
+            KIND_BRANCH => false,
+            _ => return corrupted(id, "expected a branch or leaf page"),
+        };
+        let count = usize::from(h.page.count.get());
+        let upper = h.upper.get() as usize;
+        if upper > page.len() || NODE_HEADER_SIZE + SLOT * count > upper {
+            return corrupted(id, "node slots overlap its cells");
+        }
+        Ok(Node {
+            page,
+            id,
+            count,
+            upper,
+            leaf,
+        })
+    }
+
+    #[inline]
+    pub(crate) fn is_leaf(&self) -> bool {
+        self.leaf
+    }
+
+    #[inline]
+    pub(crate) fn count(&self) -> usize {
+        self.count
+    }
+
+    /// Bytes used by slots and cells.
+    pub(crate) fn used(&self) -> usize {
+        self.page.len() - self.upper + SLOT * self.count
+    }
+
+    /// Free bytes between the slots and the cells.
+    pub(crate) fn free(&self) -> usize {
+        self.upper - NODE_HEADER_SIZE - SLOT * self.count
+    }
+
+    fn corrupt<T>(&self, reason: &'static str) -> Result<T> {
+        corrupted(self.id, reason)
+    }
+
+    #[inline]
+    fn read_u16(&self, at: usize) -> u16 {
+        u16::from_le_bytes([self.page[at], self.page[at + 1]])
+    }
+
+    /// Offset of cell `i`, checked to lie in the cell area.
+    #[inline]
+    pub(super) fn cell_offset(&self, i: usize) -> Result<usize> {
+        debug_assert!(i < self.count);
+        let off = usize::from(self.read_u16(NODE_HEADER_SIZE + SLOT * i));
+        if off < self.upper || off >= self.page.len() {
+            return self.corrupt("slot points outside the cell area");
+        }
+        Ok(off)
+    }
+
+    /// The raw bytes of cell `i`, checked to end inside the page.
+    #[inline]
+    pub(crate) fn cell(&self, i: usize) -> Result<&'a [u8]> {
+        let off = self.cell_offset(i)?;
+        let len = cell_len(self.page, off, self.leaf).ok_or(crate::Error::Corrupted {
+            page: self.id,
+            reason: "cell runs past the page end",
+        })?;
+        Ok(&self.page[off..off + len])
+    }
+
+    /// Key of cell `i`.
+    #[inline]
+    pub(crate) fn key(&self, i: usize) -> Result<&'a [u8]> {
+        // Searches read keys only: check the key's bytes against the page, and
+        // leave the value's to `entry`.
+        let off = self.cell_offset(i)?;
+        let (header, len_at) = if self.leaf {
+            (LEAF_CELL_HEADER, 2)
+        } else {
+            (BRANCH_CELL_HEADER, 8)
+        };
+        let start = off + header;
+        let key = self
+            .page
+            .get(off + len_at..off + len_at + 2)
+            .and_then(|len| {
+                let len = usize::from(u16::from_le_bytes([len[0], len[1]]));
+                self.page.get(start..start + len)
+            });
+        match key {
+            Some(key) => Ok(key),
+            None => self.corrupt("cell runs past the page end"),
+        }
+    }
+
+    /// Child page of branch cell `i`.
+    #[inline]
+    pub(crate) fn child(&self, i: usize) -> Result<PageId> {
+        debug_assert!(!self.leaf);
+        let cell = self.cell(i)?;
+        Ok(u64::from_le_bytes(cell[..8].try_into().expect("8 bytes")))
+    }
+
+    /// Key and value of leaf cell `i`.
+    #[inline]
+    pub(crate) fn entry(&self, i: usize) -> Result<(&'a [u8], LeafValue<'a>)> {
+        debug_assert!(self.leaf);
+        let cell = self.cell(i)?;
+        let klen = usize::from(u16::from_le_bytes([cell[2], cell[3]]));
+        let vlen = u32::from_le_bytes(cell[4..8].try_into().expect("4 bytes")) as usize;
+        let key = &cell[LEAF_CELL_HEADER..LEAF_CELL_HEADER + klen];
+        let rest = &cell[LEAF_CELL_HEADER + klen..];
+        let value = if cell[0] & FLAG_OVERFLOW != 0 {
+            let page = u64::from_le_bytes(rest.try_into().expect("cell_len checked 8 bytes"));
+            LeafValue::Overflow { page, len: vlen }
+        } else {
+            LeafValue::Inline(rest)
+        };
+        Ok((key, value))
+    }
+
+    /// Leaf: the first index whose key is `>= key`, and whether it is equal.
+    #[inline]
+    pub(crate) fn search_leaf(&self, key: &[u8]) -> Result<(usize, bool)> {
+        let (mut lo, mut hi) = (0, self.count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.key(mid)?.cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Equal => return Ok((mid, true)),
+                std::cmp::Ordering::Greater => hi = mid,
+            }
+        }
+        Ok((lo, false))
+    }
+
+    /// Branch: the index of the child whose range holds `key`.
+    #[inline]
+    pub(crate) fn search_branch(&self, key: &[u8]) -> Result<usize> {
+        let (mut lo, mut hi) = (1, self.count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if self.key(mid)? <= key {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        Ok(lo - 1)
+    }
+}

@@ -1,0 +1,120 @@
+//! The workload of a power-loss run: seeded transactions on a recorded
+//! database, with readers held over some commits, and the final check.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use parking_lot::Mutex;
+
+use super::expect::Expect;
+use super::figures::Figures;
+use super::txns::random_txn;
+use crate::Options;
+use crate::testing::recorder::Recorder;
+use crate::testing::{Model, Rng, image_state};
+
+/// Runs the workload of `txns` transactions with `images` crash images in all,
+/// at `page_size`. Returns the figures and the first problems found.
+pub fn run(seed: u64, page_size: usize, txns: u64, images: u64) -> (Figures, Vec<String>) {
+    let dir = tempfile_dir(seed);
+    let path = dir.join("live.larch");
+    // About one crash point per commit (two for the few big ones).
+    let per_point = images.div_ceil(txns).max(2) as usize;
+    let expect = Arc::new(Mutex::new(Expect {
+        acked: Model::new(),
+        acked_txn: 0,
+        in_flight: None,
+        readers: Vec::new(),
+        figures: Figures {
+            seed,
+            page_size,
+            ..Figures::default()
+        },
+        rng: Rng(seed ^ 0x5eed),
+        scratch: dir.join("image.larch"),
+        page_size,
+        per_point,
+        problems: Vec::new(),
+        syncs: 0,
+    }));
+    let hook_expect = expect.clone();
+    let recorder = Recorder::new(move |cp| hook_expect.lock().crash_point(cp));
+    let hook = recorder.clone();
+    let opts = Options::new()
+        .page_size(page_size as u32)
+        .map_size(1 << 30)
+        .storage(move |f| hook.wrap(f));
+    let db = opts.open_scratch(&path).expect("open the live database");
+
+    let mut rng = Rng(seed);
+    let mut model = Model::new();
+    let mut reader: Option<(crate::ReadTxn<'_>, u64)> = None;
+    let mut committed = 0;
+    let mut attempts = 0u64;
+    while committed < txns {
+        // Sometimes hold a reader over the next few commits.
+        if reader
+            .as_ref()
+            .is_some_and(|(_, until)| committed >= *until)
+        {
+            reader = None;
+            expect.lock().readers.clear();
+        }
+        if reader.is_none() && rng.below(5) == 0 {
+            let r = db.begin_read().expect("begin_read");
+            let image = std::fs::read(&path).expect("read the live file");
+            let reach = image_state(&image, page_size)
+                .into_iter()
+                .find(|s| s.txn_id == r.id())
+                .and_then(|s| s.reachable)
+                .unwrap_or_default();
+            expect.lock().readers = vec![reach];
+            reader = Some((r, committed + 1 + rng.below(4)));
+        }
+        let announce = |next: &Model| expect.lock().in_flight = Some(next.clone());
+        let syncs_before = expect.lock().syncs;
+        // Every tenth attempt is a big transaction.
+        attempts += 1;
+        let big = attempts.is_multiple_of(10);
+        if !random_txn(&db, &mut model, &mut rng, big, announce).expect("workload transaction") {
+            continue;
+        }
+        committed += 1;
+        let mut e = expect.lock();
+        match e.syncs - syncs_before {
+            1 => e.figures.single_sync_commits += 1,
+            2 => e.figures.two_sync_commits += 1,
+            _ => {}
+        }
+        e.acked = model.clone();
+        e.acked_txn = db.last_txn_id();
+        e.in_flight = None;
+    }
+    drop(reader);
+    recorder.disarm();
+    let final_check = db.check();
+    let mut e = expect.lock();
+    if let Err(err) = final_check {
+        e.figures.check_failures += 1;
+        e.problem(format!("live database fails check: {err}"));
+    }
+    e.figures.txns = committed;
+    let out = (e.figures.clone(), e.problems.clone());
+    drop(e);
+    drop(db);
+    let _ = std::fs::remove_dir_all(&dir);
+    out
+}
+
+fn tempfile_dir(seed: u64) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "larch-powerloss-{}-{seed}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or(0)
+    ));
+    std::fs::create_dir_all(&dir).expect("create a scratch directory");
+    dir
+}
