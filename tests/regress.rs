@@ -348,12 +348,11 @@ fn a_failed_transaction_refuses_every_later_call() {
     assert_eq!(got["t"].len(), 2);
 }
 
-/// A damaged overflow header claiming a longer run than its value needs:
-/// removing the value freed every page the header claimed, live ones
-/// included, and four commits later neither meta opened. A run must be
-/// exactly the length its value needs, so the remove is refused instead.
-#[test]
-fn an_overflow_run_longer_than_its_value_is_not_freed() {
+/// A file of 512-byte pages whose table "t" holds a 3,000-byte value under
+/// "big", the header of its overflow run damaged to claim 40 pages (with
+/// enough pages after it that the claimed run lies in the file); its last
+/// commit is 2. Returns the directory that holds it, and its path.
+fn a_file_with_an_overlong_run() -> (tempfile::TempDir, std::path::PathBuf) {
     let t = common::TestDb::new(512);
     let mut w = t.db().begin_write().unwrap();
     {
@@ -381,6 +380,16 @@ fn an_overflow_run_longer_than_its_value_is_not_freed() {
     image[run * 512 + 16..run * 512 + 20].copy_from_slice(&40u32.to_le_bytes());
     std::fs::write(&path, &image).unwrap();
 
+    (t.dir, path)
+}
+
+/// A damaged overflow header claiming a longer run than its value needs:
+/// removing the value freed every page the header claimed, live ones
+/// included, and four commits later neither meta opened. A run must be
+/// exactly the length its value needs, so the remove is refused instead.
+#[test]
+fn an_overflow_run_longer_than_its_value_is_not_freed() {
+    let (_dir, path) = a_file_with_an_overlong_run();
     let db = common::open(&path, 512);
     assert_eq!(db.last_txn_id(), 2);
     let mut w = db.begin_write().unwrap();
@@ -398,5 +407,19 @@ fn an_overflow_run_longer_than_its_value_is_not_freed() {
     assert_eq!(
         r.open_table("t").unwrap().get(&key).unwrap(),
         Some(&[b'q'; 40][..])
+    );
+}
+
+/// The same damaged run, read by the table's statistics: they counted the
+/// pages the header claimed, where every other path refuses the run.
+#[test]
+fn statistics_refuse_an_overflow_run_longer_than_its_value() {
+    let (_dir, path) = a_file_with_an_overlong_run();
+    let db = common::open(&path, 512);
+    let r = db.begin_read().unwrap();
+    let stat = r.open_table("t").unwrap().stat();
+    assert!(
+        matches!(stat, Err(larch::Error::Corrupted { .. })),
+        "{stat:?}"
     );
 }

@@ -4,8 +4,8 @@ use super::store::load_node;
 use crate::error::{Result, corrupted};
 use crate::format::meta::TableDesc;
 use crate::format::node::LeafValue;
-use crate::format::page::{PageId, PageSet, overflow_run};
-use crate::view::PageSource;
+use crate::format::page::{PageId, PageSet};
+use crate::view::{PageSource, run_len};
 
 /// Pages of one tree, by kind.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -41,8 +41,9 @@ pub(crate) fn count_pages<'a, P: PageSource<'a>>(
         if node.is_leaf() {
             counts.leaf += 1;
             for i in 0..node.count() {
-                if let (_, LeafValue::Overflow { page, .. }) = node.entry(i)? {
-                    let run = overflow_run(src.page(page)?, page)?;
+                if let (_, LeafValue::Overflow { page, len }) = node.entry(i)? {
+                    let first = src.page(page)?;
+                    let run = run_len(first, page, len, first.len())?;
                     if page.checked_add(run).is_none_or(|end| end > pages) {
                         return corrupted(page, "overflow run past the end of the snapshot");
                     }
