@@ -245,6 +245,17 @@ impl<'a> Backing<'a> for Buffer<'a> {
     }
 }
 
+impl<'a> Buffer<'a> {
+    /// The buffer as a run of `n` pages: exactly its length, or corruption.
+    fn run(self, id: PageId, n: u64) -> Result<&'a [u8]> {
+        let bytes = read_run(self, id, n)?;
+        if bytes.len() != self.buf.len() {
+            return corrupted(id, "run length differs from the dirty buffer");
+        }
+        Ok(bytes)
+    }
+}
+
 /// Reads as the running write transaction sees it: its dirty buffers (see
 /// `Dirty`), then the snapshot it started from.
 ///
@@ -317,7 +328,7 @@ impl<'a> PageSource<'a> for DirtyView<'a> {
     fn run_bytes(&self, id: PageId, n: u64) -> Result<&'a [u8]> {
         self.live()?;
         match self.buffer(id) {
-            Some(buf) => read_run(buf, id, n),
+            Some(buf) => buf.run(id, n),
             None => self.base.run_bytes(id, n),
         }
     }
@@ -351,6 +362,28 @@ impl<'a> PageSource<'a> for View<'a> {
         match self {
             View::Map(m) => m.run_bytes(id, n),
             View::Dirty(d) => d.run_bytes(id, n),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A dirty buffer is a page or a whole run: reading it as a run of any
+    /// other length is corruption, as it is in the map (where the run's
+    /// header is checked), not a prefix or a read past it.
+    #[test]
+    fn a_dirty_buffer_reads_only_as_its_whole_run() {
+        let bytes = vec![0u8; 3 * 512];
+        let buf = Buffer {
+            buf: &bytes,
+            page_size: 512,
+            high_water: 100,
+        };
+        assert_eq!(buf.run(10, 3).unwrap().len(), 3 * 512);
+        for n in [1, 2, 4] {
+            assert!(buf.run(10, n).is_err(), "{n} pages of a 3-page buffer");
         }
     }
 }
