@@ -23,17 +23,24 @@ pub(crate) fn remove<S: PageStore>(s: &mut S, desc: &mut TableDesc, key: &[u8]) 
         return Ok(false);
     }
     path.make_dirty(s, desc)?;
-    remove_entry(s, *path.steps.last().expect("a path has a leaf"))?;
+    let leaf = *path.steps.last().expect("a path has a leaf");
+    let cell = Node::parse(s.page(leaf.id)?, leaf.id)?.cell(leaf.idx)?;
+    remove_entry(s, leaf, leaf_cell_overflow_ref(cell))?;
     desc.entries = desc.entries.saturating_sub(1);
     rebalance(s, desc, &path)?;
     Ok(true)
 }
 
 /// Removes the entry at `leaf`, a position in a dirty leaf, and frees its
-/// value's overflow run if it has one.
-pub(super) fn remove_entry<S: PageStore>(s: &mut S, leaf: Step) -> Result<()> {
-    let cell = Node::parse(s.page(leaf.id)?, leaf.id)?.cell(leaf.idx)?;
-    if let Some((run, len)) = leaf_cell_overflow_ref(cell) {
+/// value's overflow run if it has one: `value`, as the caller read it from
+/// the entry's cell (`leaf_cell_overflow_ref`; an overwrite has the cell in
+/// hand already).
+pub(super) fn remove_entry<S: PageStore>(
+    s: &mut S,
+    leaf: Step,
+    value: Option<(PageId, usize)>,
+) -> Result<()> {
+    if let Some((run, len)) = value {
         s.free_value(run, len)?;
     }
     remove_cell(s.page_mut(leaf.id)?, leaf.id, leaf.idx)

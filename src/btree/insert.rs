@@ -10,8 +10,8 @@ use super::store::PageStore;
 use crate::error::{Result, corrupted};
 use crate::format::meta::{MAX_DEPTH, TableDesc};
 use crate::format::node::{
-    Node, branch_cell, build, insert_cell, leaf_cell_inline, leaf_cell_overflow, rebuild, usable,
-    value_inline,
+    Node, branch_cell, build, insert_cell, leaf_cell_inline, leaf_cell_overflow,
+    leaf_cell_overflow_ref, rebuild, usable, value_inline,
 };
 use crate::format::page::PageId;
 
@@ -103,7 +103,8 @@ fn insert_cell_built<S: PageStore>(
             hint.path = Some(path);
             return Ok(true);
         }
-        remove_entry(s, leaf)?;
+        let value = leaf_cell_overflow_ref(old);
+        remove_entry(s, leaf, value)?;
     } else {
         // The count comes from the file: no real tree holds 2^64 entries.
         desc.entries = match desc.entries.checked_add(1) {
