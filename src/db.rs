@@ -12,9 +12,10 @@ use crate::format::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, page_checksum};
 use crate::freelist;
 #[cfg(feature = "testing")]
 use crate::pager::StorageHook;
+use crate::pager::lock::Mode;
 use crate::pager::{LockedFile, Pager, sync_parent_dir};
-use crate::readers::ReaderTable;
-use crate::txn::{Core, ReadTxn, SetAside, Stat, WriteTxn, WriterState};
+use crate::registry::{self, Opening, ReaderInfo, Registry};
+use crate::txn::{Core, ReadTxn, SetAside, Stat, WriteTxn, WriterState, read_meta};
 use crate::view::{MapView, PageSource};
 
 /// Default address space reserved for the map: 64 GiB.
@@ -34,6 +35,9 @@ pub struct Options {
     map_size: u64,
     verify: bool,
     read_only: bool,
+    /// A file larch created for itself (a copy being written), which no
+    /// other process opens: its lock file is removed once open.
+    own: bool,
     #[cfg(feature = "testing")]
     storage: Option<StorageHook>,
 }
@@ -45,6 +49,7 @@ impl Default for Options {
             map_size: DEFAULT_MAP_SIZE,
             verify: false,
             read_only: false,
+            own: false,
             #[cfg(feature = "testing")]
             storage: None,
         }
@@ -175,7 +180,71 @@ impl Options {
         let hook = self.storage.as_ref();
         #[cfg(not(feature = "testing"))]
         let hook = None;
-        let mut file = LockedFile::open(path, hook, self.read_only)?;
+        let file = LockedFile::open(path, hook, self.read_only)?;
+        let data = file.metadata()?;
+        let (opened, registry) = match registry::open(path, &data, self.read_only)? {
+            Opening::First(first) => {
+                // No handle that uses this lock file has the database open;
+                // one holding the data file without it would not see this
+                // lock file's readers or writer.
+                if !file.try_lock(Mode::Exclusive)? {
+                    return Err(Error::AlreadyOpen);
+                }
+                let opened = self.recover(path, file)?;
+                let registry = first.build(&data, opened.meta.txn_id, !self.read_only)?;
+                // Nobody else takes the data file's lock before the open lock,
+                // which `build` shared only now: the conversion cannot fail.
+                if !opened.pager.share_lock()? {
+                    return Err(Error::AlreadyOpen);
+                }
+                (opened, registry)
+            }
+            Opening::Joined(registry) => {
+                if !file.try_lock(Mode::Shared)? {
+                    return Err(Error::AlreadyOpen);
+                }
+                (self.join(file, &registry)?, registry)
+            }
+            Opening::Private(hold) => {
+                if !file.try_lock(Mode::Shared)? {
+                    return Err(Error::AlreadyOpen);
+                }
+                let opened = self.recover(path, file)?;
+                let registry = Registry::private(hold, opened.meta.txn_id);
+                (opened, registry)
+            }
+        };
+        if self.own {
+            registry::unlink_own(path, &registry)?;
+        }
+        let Opened {
+            pager,
+            meta,
+            free,
+            set_aside,
+        } = opened;
+        Ok(Database {
+            core: Core {
+                pager,
+                registry,
+                latest: Mutex::new(meta),
+                writer: Mutex::new(WriterState {
+                    free,
+                    known: meta.txn_id,
+                }),
+                poisoned: AtomicBool::new(false),
+                set_aside: Mutex::new(set_aside),
+            },
+            read_only: self.read_only,
+        })
+    }
+
+    /// Recovery, for the first handle to open the database (or a read-only
+    /// one that cannot use the lock file): initialises a new file, makes what
+    /// the page cache holds durable, and takes the newest commit that passes
+    /// its checks.
+    fn recover(&self, path: &Path, mut file: LockedFile) -> Result<Opened> {
+        let ps = self.page_size as usize;
         let blank = is_blank(&file)?;
         if blank {
             if self.read_only {
@@ -222,15 +291,11 @@ impl Options {
                 });
             match loaded {
                 Ok(free) => {
-                    return Ok(Database {
-                        core: Core {
-                            pager,
-                            readers: ReaderTable::new(meta),
-                            writer: Mutex::new(WriterState { free }),
-                            poisoned: AtomicBool::new(false),
-                            set_aside: Mutex::new(set_aside),
-                        },
-                        read_only: self.read_only,
+                    return Ok(Opened {
+                        pager,
+                        meta,
+                        free,
+                        set_aside,
                     });
                 }
                 Err(e) => {
@@ -250,6 +315,48 @@ impl Options {
         }
         Err(first_error.expect("at least one candidate was tried"))
     }
+
+    /// Opening beside other handles: the commit they published, which the
+    /// first of them recovered and later writers made durable.
+    fn join(&self, file: LockedFile, registry: &Registry) -> Result<Opened> {
+        let (candidates, _) = read_metas(&file)?;
+        let page_size = candidates[0].1.page_size as usize;
+        let pager = file.into_pager(page_size, self.map_size)?;
+        let meta = snapshot_meta(&pager, registry)?;
+        let free = freelist::load(MapView::new(&pager, meta.high_water), &meta)?;
+        if self.verify {
+            check::strict(check::report(&pager, &meta))?;
+        }
+        Ok(Opened {
+            pager,
+            meta,
+            free,
+            set_aside: None,
+        })
+    }
+}
+
+/// What open hands the new `Database`.
+struct Opened {
+    pager: Pager,
+    meta: Meta,
+    free: freelist::Persisted,
+    set_aside: Option<SetAside>,
+}
+
+/// The meta of the commit `registry` publishes, read from its slot; retried
+/// while writers overwrite it.
+fn snapshot_meta(pager: &Pager, registry: &Registry) -> Result<Meta> {
+    for _ in 0..100 {
+        let id = registry.committed();
+        if let Some(meta) = read_meta(pager, id)? {
+            return Ok(meta);
+        }
+    }
+    corrupted(
+        registry.committed() % 2,
+        "the lock file names a commit the file does not hold",
+    )
 }
 
 /// Whether the file holds nothing yet: it is empty, or no longer than two of
@@ -282,10 +389,14 @@ impl Options {
     /// copy's temporary file).
     #[allow(unsafe_code)] // Calls the unsafe open under the contract below.
     pub(crate) fn open_own(&self, path: impl AsRef<Path>) -> Result<Database> {
+        let own = Options {
+            own: true,
+            ..self.clone()
+        };
         // SAFETY: the file was created by this call's caller under a temporary
         // name and is published only after this handle is dropped; nothing else
         // modifies or truncates it while open.
-        unsafe { Options::open(self, path) }
+        unsafe { Options::open(&own, path) }
     }
 }
 
@@ -438,27 +549,66 @@ impl Database {
         unsafe { Options::new().open(path) }
     }
 
-    /// Starts a read transaction on the last committed state. Never waits for
-    /// the writer.
+    /// Starts a read transaction on the last commit of any process. Never
+    /// waits for a writer.
     pub fn begin_read(&self) -> Result<ReadTxn<'_>> {
-        Ok(ReadTxn::new(&self.core))
+        ReadTxn::new(&self.core)
     }
 
-    /// Starts the write transaction, waiting while another one is running.
-    /// (So a thread that already holds a write transaction and asks for a
-    /// second one waits forever: end the first one first.)
+    /// Starts the write transaction, waiting while another one runs, in this
+    /// process or any other. (So a thread that already holds a write
+    /// transaction, of this handle or another handle of the same file, and
+    /// asks for a second one waits forever: end the first one first.)
     ///
     /// Fails with [`Error::Poisoned`] after an earlier write or sync error,
     /// and with [`Error::ReadOnly`] on a read-only open.
     pub fn begin_write(&self) -> Result<WriteTxn<'_>> {
+        let started = self.start_write(true)?;
+        Ok(started.expect("a waiting start always gets the writer lock"))
+    }
+
+    /// Starts the write transaction if no other one runs, in this process or
+    /// any other; `Ok(None)` if one does. Fails as
+    /// [`begin_write`](Database::begin_write) does.
+    pub fn try_begin_write(&self) -> Result<Option<WriteTxn<'_>>> {
+        self.start_write(false)
+    }
+
+    fn start_write(&self, wait: bool) -> Result<Option<WriteTxn<'_>>> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        let guard = self.core.writer.lock();
+        // This handle's threads first, then the other handles and processes.
+        let guard = if wait {
+            self.core.writer.lock()
+        } else {
+            match self.core.writer.try_lock() {
+                Some(guard) => guard,
+                None => return Ok(None),
+            }
+        };
         if self.core.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);
         }
-        Ok(WriteTxn::new(&self.core, guard))
+        if !self.core.registry.lock_writer(wait)? {
+            return Ok(None);
+        }
+        WriteTxn::new(&self.core, guard).map(Some)
+    }
+
+    /// The read transactions of every process that has the database open,
+    /// this one included, oldest snapshot first (like `mdb_stat -r`). Readers
+    /// of processes that died are left out.
+    pub fn readers(&self) -> Result<Vec<ReaderInfo>> {
+        self.core.registry.readers()
+    }
+
+    /// Frees the registry slots of processes that died and returns how many.
+    /// There is no need to call it: writers free such slots before they
+    /// could pin pages, and openers and readers before they could fill the
+    /// registry. It is here for tools.
+    pub fn clear_stale_readers(&self) -> Result<usize> {
+        self.core.registry.clear_stale()
     }
 
     /// The page size of the file.
@@ -466,9 +616,9 @@ impl Database {
         self.core.pager.page_size() as u32
     }
 
-    /// The id of the last committed transaction.
+    /// The id of the last committed transaction, of any process.
     pub fn last_txn_id(&self) -> u64 {
-        self.core.readers.committed().txn_id
+        self.core.registry.committed()
     }
 
     /// Checks the last committed state: see [`ReadTxn::check`].
@@ -490,8 +640,9 @@ impl Database {
         Ok(stat)
     }
 
-    /// Number of read transactions alive.
+    /// Number of read transactions alive, in every process (those of a
+    /// process that died count until a writer frees their slots).
     pub fn live_readers(&self) -> usize {
-        self.core.readers.count()
+        self.core.registry.count()
     }
 }

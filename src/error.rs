@@ -47,8 +47,17 @@ pub enum Error {
     },
     /// No table has this name.
     TableNotFound(String),
-    /// The file is already open, in this process or another.
+    /// The database is open in a way that excludes this open: by a read-only
+    /// process that cannot write the lock file (no writer may open the
+    /// database meanwhile), or, for a read-only open that cannot write the
+    /// lock file, by a writer running now; or through a lock file that was
+    /// removed or replaced while in use.
     AlreadyOpen,
+    /// The lock file beside the database (`<file>-lock`) cannot be used:
+    /// its permissions let someone write it who cannot write the database,
+    /// it belongs to another database or version, or it is damaged while
+    /// other processes have the database open.
+    LockFile(&'static str),
     /// An earlier write or sync failed; the handle must be reopened before the
     /// next write transaction.
     Poisoned,
@@ -92,9 +101,11 @@ impl fmt::Display for Error {
             Error::TableNotFound(name) => write!(f, "no table named {name:?}"),
             Error::AlreadyOpen => write!(
                 f,
-                "the database file is already open (by this process or another); \
-                 share one Database handle instead of opening the file twice"
+                "the database file is already open in a way that excludes this open \
+                 (a read-only process that cannot write the lock file, a writer beside \
+                 such a process, or a lock file replaced while in use)"
             ),
+            Error::LockFile(reason) => write!(f, "lock file: {reason}"),
             Error::Poisoned => write!(
                 f,
                 "an earlier write or sync failed, so the handle refuses further writes; \

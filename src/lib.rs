@@ -73,7 +73,7 @@ mod error;
 mod format;
 mod freelist;
 mod pager;
-mod readers;
+mod registry;
 mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
@@ -83,5 +83,6 @@ mod view;
 pub use check::{CheckError, CheckReport};
 pub use db::{DEFAULT_MAP_SIZE, Database, Options};
 pub use error::{Error, Result};
+pub use registry::ReaderInfo;
 pub use table::{Cursor, Entry, Range, Table, TableMut, TableStat};
 pub use txn::{ReadTxn, SetAside, Stat, WriteTxn};

@@ -315,6 +315,7 @@ fn a_copy_never_removes_a_file_it_did_not_create() {
             assert_eq!(contents(&copy.begin_read().unwrap()), want, "{dest}");
             drop(copy);
             std::fs::remove_file(dir.path().join(dest)).unwrap();
+            std::fs::remove_file(dir.path().join(format!("{dest}-lock"))).unwrap();
         }
         let mut w = db.begin_write().unwrap();
         w.open_table("after")
@@ -332,7 +333,11 @@ fn a_copy_never_removes_a_file_it_did_not_create() {
     assert_eq!(r.open_table("a").unwrap().len(), 5000 - 1667);
     assert_eq!(
         dir_names(dir.path()),
-        ["backup.larch-copy", "other.larch-copy"]
+        [
+            "backup.larch-copy",
+            "backup.larch-copy-lock",
+            "other.larch-copy"
+        ]
     );
 }
 
@@ -378,10 +383,17 @@ fn concurrent_copies_to_one_destination() {
         assert_eq!(std::fs::read(&precious).unwrap(), b"precious");
         assert_eq!(
             dir_names(t.dir.path()),
-            ["dest", "dest.larch-copy", "test.larch"],
+            [
+                "dest",
+                "dest-lock",
+                "dest.larch-copy",
+                "test.larch",
+                "test.larch-lock"
+            ],
             "round {round}"
         );
         std::fs::remove_file(&dest).unwrap();
+        std::fs::remove_file(t.dir.path().join("dest-lock")).unwrap();
     }
 }
 
@@ -397,5 +409,6 @@ fn a_failed_copy_leaves_no_file_behind() {
     let r = db.begin_read().unwrap();
     let e = r.copy_to(dir.path().join("dest"), true).unwrap_err();
     assert!(matches!(e, larch::Error::Corrupted { .. }), "{e}");
-    assert_eq!(dir_names(dir.path()), ["db"]);
+    // The database's own lock file, and nothing of the copy.
+    assert_eq!(dir_names(dir.path()), ["db", "db-lock"]);
 }

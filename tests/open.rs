@@ -37,29 +37,62 @@ fn read_value(db: &larch::Database) -> Vec<u8> {
         .to_vec()
 }
 
+/// Two handles of one file in one process act as two processes: one writer
+/// between them, each sees the other's commits, and a snapshot of one keeps
+/// the other's writer off its pages.
 #[test]
-fn a_second_open_in_this_process_is_refused() {
+fn a_second_open_in_this_process_shares_the_file() {
     let t = TestDb::new(4096);
-    let err = try_open(&t.path()).err().unwrap();
-    assert!(matches!(err, Error::AlreadyOpen));
-    assert!(err.to_string().contains("already open"));
+    let a = t.db();
+    let b = try_open(&t.path()).unwrap();
+    commit_value(a, b"from a");
+    assert_eq!(read_value(&b), b"from a");
+    assert_eq!(b.last_txn_id(), a.last_txn_id());
+
+    // One writer across both handles.
+    let w = a.begin_write().unwrap();
+    assert!(b.try_begin_write().unwrap().is_none());
+    drop(w);
+    let w = b
+        .try_begin_write()
+        .unwrap()
+        .expect("the writer lock is free");
+    assert!(a.try_begin_write().unwrap().is_none());
+    drop(w);
+
+    // A reader of `a` pins its snapshot against `b`'s writer.
+    let pinned = a.begin_read().unwrap();
+    for i in 0..50u32 {
+        commit_value(&b, &i.to_be_bytes().repeat(300));
+    }
+    let value = pinned.open_table("t").unwrap().get(b"k").unwrap();
+    assert_eq!(value, Some(&b"from a"[..]));
+    assert_eq!(pinned.check().unwrap().pages, pinned.stat().unwrap().pages);
+    assert_eq!(b.readers().unwrap().len(), 1);
+    assert_eq!(b.readers().unwrap()[0].pid, std::process::id());
+    drop(pinned);
+    assert!(b.readers().unwrap().is_empty());
+    assert_eq!(read_value(a), 49u32.to_be_bytes().repeat(300));
+    a.check().unwrap();
 }
 
-/// The child half of `a_second_open_from_another_process_is_refused`.
+/// The child half of `a_second_open_from_another_process_shares_the_file`:
+/// reads what the parent committed, commits on top and exits with 42.
 #[test]
 fn child_open_probe() {
     let Ok(path) = std::env::var("LARCH_OPEN_PROBE") else {
         return;
     };
-    match try_open(Path::new(&path)) {
-        Err(Error::AlreadyOpen) => std::process::exit(42),
-        other => panic!("expected AlreadyOpen, got {:?}", other.err()),
-    }
+    let db = try_open(Path::new(&path)).unwrap();
+    assert_eq!(read_value(&db), b"parent");
+    commit_value(&db, b"child");
+    std::process::exit(42);
 }
 
 #[test]
-fn a_second_open_from_another_process_is_refused() {
+fn a_second_open_from_another_process_shares_the_file() {
     let t = TestDb::new(4096);
+    commit_value(t.db(), b"parent");
     let child = {
         let _spawning = common::spawn_lock();
         std::process::Command::new(std::env::current_exe().unwrap())
@@ -74,10 +107,13 @@ fn a_second_open_from_another_process_is_refused() {
     };
     let status = child.unwrap().wait().unwrap();
     assert_eq!(status.code(), Some(42));
-    // Once closed, the file opens again.
+    // The child's commit is visible here without reopening.
+    assert_eq!(read_value(t.db()), b"child");
+    commit_value(t.db(), b"parent again");
+    t.db().check().unwrap();
     let path = t.path();
     drop(t.db);
-    try_open(&path).unwrap();
+    assert_eq!(read_value(&try_open(&path).unwrap()), b"parent again");
 }
 
 #[test]

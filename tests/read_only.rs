@@ -129,24 +129,41 @@ fn a_read_only_open_never_creates_or_initialises_a_file() {
     }
 }
 
+/// Read-only handles share the file with a writable one: they see its
+/// commits as they happen, their snapshots hold, and they never write.
 #[test]
-fn read_only_opens_share_the_file_and_exclude_a_writer() {
+fn read_only_opens_share_the_file_with_a_writer() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db.larch");
     build(&path);
-    // A writer excludes readers...
     let w = open_rw(&path).unwrap();
-    assert!(matches!(open_ro(&path), Err(Error::AlreadyOpen)));
-    drop(w);
-    // ...and readers share the file but exclude a writer.
     let a = open_ro(&path).unwrap();
     let b = open_ro(&path).unwrap();
-    assert!(matches!(open_rw(&path), Err(Error::AlreadyOpen)));
-    assert_eq!(a.last_txn_id(), b.last_txn_id());
-    drop(a);
-    assert!(matches!(open_rw(&path), Err(Error::AlreadyOpen)));
-    drop(b);
-    open_rw(&path).unwrap();
+    assert_eq!(a.last_txn_id(), w.last_txn_id());
+    assert!(matches!(a.begin_write(), Err(Error::ReadOnly)));
+    assert!(matches!(a.try_begin_write(), Err(Error::ReadOnly)));
+    let before = a.begin_read().unwrap();
+    let len = before.open_table("t").unwrap().len();
+    for i in 0..20u64 {
+        let mut txn = w.begin_write().unwrap();
+        txn.open_table("t")
+            .unwrap()
+            .insert(&(10_000 + i).to_be_bytes(), &[7; 900])
+            .unwrap();
+        txn.commit().unwrap();
+    }
+    // The old snapshot is intact; a new one sees every commit.
+    assert_eq!(before.open_table("t").unwrap().len(), len);
+    before.check().unwrap();
+    assert_eq!(
+        b.begin_read().unwrap().open_table("t").unwrap().len(),
+        len + 20
+    );
+    assert_eq!(b.last_txn_id(), w.last_txn_id());
+    drop(before);
+    drop((a, b));
+    drop(w);
+    open_rw(&path).unwrap().check().unwrap();
 }
 
 #[test]

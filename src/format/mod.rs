@@ -5,3 +5,4 @@
 pub(crate) mod meta;
 pub(crate) mod node;
 pub(crate) mod page;
+pub(crate) mod registry;

@@ -126,6 +126,9 @@ impl WriteTxn<'_> {
         let pager = &self.core.pager;
         let ps = pager.page_size() as u64;
         let bufs = self.dirty.buffers();
+        // Should this process die from here on, the next writer spoils the
+        // slot being written (`Core::adopt`).
+        self.core.registry.set_unfinished(Some(s.meta.txn_id));
         let io = || -> Result<()> {
             pager.grow(s.meta.high_water * ps)?; // 4.
             write_pages(pager, bufs, &s.seal)?; // 5.
@@ -143,11 +146,14 @@ impl WriteTxn<'_> {
         r
     }
 
-    /// Step 9, publish: new readers see this commit, and the writer keeps its free
-    /// list.
+    /// Step 9, publish: new readers of every process see this commit, and the
+    /// writer keeps its free list.
     fn publish(&mut self, meta: Meta, free: Persisted) {
         self.guard.free = free;
-        self.core.readers.publish(meta);
+        self.guard.known = meta.txn_id;
+        *self.core.latest.lock() = meta;
+        self.core.registry.publish(meta.txn_id);
+        self.core.registry.set_unfinished(None);
         // This commit overwrote the slot open may have set aside.
         *self.core.set_aside.lock() = None;
     }

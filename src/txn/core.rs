@@ -1,27 +1,160 @@
-//! What the transactions share: the pager, the reader table, the writer lock.
+//! What the transactions share: the pager, the registry, the writer lock, and
+//! how a transaction finds the commit it starts from.
 
 use std::sync::atomic::AtomicBool;
 
-use parking_lot::Mutex;
+use parking_lot::{Mutex, MutexGuard};
 
 use super::SetAside;
-use crate::freelist::Persisted;
+use crate::error::{Error, Result, corrupted};
+use crate::format::meta::{CHECKSUM_AT, MAX_TXN_ID, Meta, Seal};
+use crate::freelist::{self, Persisted};
 use crate::pager::Pager;
-use crate::readers::ReaderTable;
+use crate::registry::{Registry, SlotId};
+use crate::view::MapView;
 
-/// State only the writer touches; its mutex is the writer lock.
+/// State only the writer touches; its mutex is this handle's half of the
+/// writer lock (the registry's byte lock is the other processes' half).
 pub(crate) struct WriterState {
-    /// The free list as of the last commit, and its chain.
+    /// The free list as of commit `known`, and its chain.
     pub free: Persisted,
+    /// The commit `free` belongs to. Another process's commit makes it stale.
+    pub known: u64,
 }
 
 pub(crate) struct Core {
     pub pager: Pager,
-    pub readers: ReaderTable,
+    pub registry: Registry,
+    /// The newest meta this handle has read or written: snapshots of it start
+    /// without reading the file.
+    pub latest: Mutex<Meta>,
     pub writer: Mutex<WriterState>,
     /// Set after a failed write or sync: no further write transaction starts.
     pub poisoned: AtomicBool,
     /// The meta open set aside, if any, until a commit overwrites its slot
     /// (the next one that writes does).
     pub set_aside: Mutex<Option<SetAside>>,
+}
+
+/// Reads the meta of commit `id` from its slot, or from the other one (a
+/// lone meta of the other parity, before its first writer gives it a twin).
+/// `None` when neither holds it whole: a writer of another process
+/// overwrote it, or is overwriting it now.
+pub(crate) fn read_meta(pager: &Pager, id: u64) -> Result<Option<Meta>> {
+    if id > MAX_TXN_ID {
+        return corrupted(id % 2, "the lock file names an impossible commit");
+    }
+    let len = pager.refresh_len()?;
+    let ps = pager.page_size();
+    let mut buf = vec![0u8; ps];
+    for slot in [id % 2, 1 - id % 2] {
+        let n = pager.read_at(&mut buf, slot * ps as u64)?;
+        match Meta::decode(&buf[..n], len) {
+            Ok(meta) if meta.txn_id == id && meta.page_size as usize == ps => {
+                let needed = meta.high_water.saturating_mul(ps as u64);
+                if needed > pager.map_len() {
+                    // Another process grew the file past this handle's map.
+                    return Err(Error::MapFull {
+                        needed,
+                        map_size: pager.map_len(),
+                    });
+                }
+                return Ok(Some(meta));
+            }
+            _ => continue,
+        }
+    }
+    Ok(None)
+}
+
+impl Core {
+    /// The meta of commit `id`, from `latest` or the file.
+    fn meta_of(&self, id: u64) -> Result<Option<Meta>> {
+        let latest = *self.latest.lock();
+        if latest.txn_id == id {
+            return Ok(Some(latest));
+        }
+        let found = read_meta(&self.pager, id)?;
+        if let Some(meta) = found {
+            let mut latest = self.latest.lock();
+            if meta.txn_id > latest.txn_id {
+                *latest = meta;
+            }
+        }
+        Ok(found)
+    }
+
+    /// Starts a snapshot of the last commit: its slot in the registry,
+    /// published, and its meta.
+    pub(crate) fn snapshot(&self) -> Result<(SlotId, Meta)> {
+        for _ in 0..100 {
+            let (slot, id) = self.registry.begin()?;
+            match self.meta_of(id) {
+                Ok(Some(meta)) => return Ok((slot, meta)),
+                // Overwritten since it was published: take the newer one.
+                Ok(None) => self.registry.end(slot),
+                Err(e) => {
+                    self.registry.end(slot);
+                    return Err(e);
+                }
+            }
+        }
+        corrupted(
+            self.registry.committed() % 2,
+            "the lock file names a commit the file does not hold",
+        )
+    }
+
+    /// For a writer holding the writer lock of every process: cleans up after
+    /// a writer that did not finish, makes the published commit durable if no
+    /// writable handle has yet, and returns that commit, with `state`
+    /// reloaded if another process committed since this handle last wrote.
+    pub(crate) fn adopt(&self, state: &mut MutexGuard<'_, WriterState>) -> Result<Meta> {
+        let ps = self.pager.page_size() as u64;
+        // The file as other writers left it: never grow it from a stale length.
+        self.pager.refresh_len()?;
+        let id = self.registry.committed();
+        let base = self.meta_of(id)?.ok_or(Error::Corrupted {
+            page: id % 2,
+            reason: "the lock file names a commit the file does not hold",
+        })?;
+        if let Some(unfinished) = self.registry.unfinished() {
+            // A writer died or failed while writing `unfinished` out: its
+            // meta may be in its slot, durable or in the page cache, over
+            // pages this writer may now reuse. Spoil the slot durably before
+            // anything builds on the base (DESIGN.md, "Many processes").
+            if unfinished == id + 1 {
+                let mut spoiled = base.encode();
+                spoiled[CHECKSUM_AT] ^= 0xff;
+                self.pager.write(unfinished % 2, &spoiled)?;
+                self.pager.sync()?;
+            }
+            self.registry.set_unfinished(None);
+        }
+        if !self.registry.synced() {
+            // A read-only first opener took the commit without making it
+            // durable, or giving a lone meta its twin.
+            self.pager.sync()?;
+            if read_slot(&self.pager, id % 2)? != Some(base) {
+                let bytes = base.encode_sealed(Seal::Synced);
+                self.pager.write(id % 2, &bytes)?;
+                self.pager.sync()?;
+            }
+            self.registry.set_synced();
+        }
+        if state.known != id {
+            state.free = freelist::load(MapView::new(&self.pager, base.high_water), &base)?;
+            state.known = id;
+        }
+        debug_assert!(base.high_water * ps <= self.pager.map_len());
+        Ok(base)
+    }
+}
+
+/// The meta in `slot`, if it holds a valid one.
+fn read_slot(pager: &Pager, slot: u64) -> Result<Option<Meta>> {
+    let ps = pager.page_size();
+    let mut buf = vec![0u8; ps];
+    let n = pager.read_at(&mut buf, slot * ps as u64)?;
+    Ok(Meta::decode(&buf[..n], pager.file_len()).ok())
 }

@@ -5,6 +5,7 @@ use crate::check::{self, CheckReport};
 use crate::error::{Error, Result};
 use crate::format::meta::Meta;
 use crate::freelist::read_chain;
+use crate::registry::SlotId;
 use crate::table::{Table, TableStat, catalog_get, catalog_names};
 use crate::view::{MapView, View};
 
@@ -61,19 +62,21 @@ pub struct SetAside {
 /// A consistent snapshot of the database as of the last commit before
 /// [`Database::begin_read`](crate::Database::begin_read).
 ///
-/// Any number may be open at once, in any threads, beside the writer; none of
-/// them waits for it. Values read through it borrow it and point into the map.
+/// Any number may be open at once, in any threads and any processes, beside
+/// the writer; none of them waits for it. It may move to another thread. Values read through it borrow it and point into the map.
 /// Pages it can see are not reused while it lives, so drop long-lived readers
 /// when done or the file grows.
 pub struct ReadTxn<'db> {
     core: &'db Core,
     meta: Meta,
+    /// Its slot in the registry, where its snapshot is published.
+    slot: SlotId,
 }
 
 impl<'db> ReadTxn<'db> {
-    pub(crate) fn new(core: &'db Core) -> ReadTxn<'db> {
-        let meta = core.readers.begin();
-        ReadTxn { core, meta }
+    pub(crate) fn new(core: &'db Core) -> Result<ReadTxn<'db>> {
+        let (slot, meta) = core.snapshot()?;
+        Ok(ReadTxn { core, meta, slot })
     }
 
     pub(crate) fn core(&self) -> &'db Core {
@@ -137,7 +140,7 @@ impl<'db> ReadTxn<'db> {
             freelist_pages: chain.pages.len() as u64,
             tables: self.meta.catalog.entries,
             catalog: TableStat::of(self.map_view(), &self.meta.catalog)?,
-            live_readers: self.core.readers.count(),
+            live_readers: self.core.registry.count(),
             set_aside: *self.core.set_aside.lock(),
         })
     }
@@ -150,6 +153,6 @@ impl<'db> ReadTxn<'db> {
 
 impl Drop for ReadTxn<'_> {
     fn drop(&mut self) {
-        self.core.readers.end(self.meta.txn_id);
+        self.core.registry.end(self.slot);
     }
 }

@@ -20,8 +20,8 @@ pub(super) struct Open {
     pub(super) changed: bool,
 }
 
-/// The one write transaction. Only one exists at a time: `begin_write` waits
-/// for the previous one to end.
+/// The one write transaction. Only one exists at a time, across every process
+/// that has the database open: `begin_write` waits for the previous one to end.
 ///
 /// Changes are private until [`commit`](WriteTxn::commit) returns; dropping the
 /// transaction, or [`abort`](WriteTxn::abort), discards them.
@@ -61,24 +61,40 @@ pub struct WriteTxn<'db> {
 }
 
 impl<'db> WriteTxn<'db> {
-    /// Starts a write transaction; `guard` is the writer lock.
-    pub(crate) fn new(core: &'db Core, mut guard: MutexGuard<'db, WriterState>) -> WriteTxn<'db> {
-        let base = core.readers.committed();
+    /// Starts a write transaction; `guard` is this handle's writer lock, and
+    /// the caller holds the registry's (released when this ends, or here on
+    /// an error).
+    pub(crate) fn new(
+        core: &'db Core,
+        mut guard: MutexGuard<'db, WriterState>,
+    ) -> Result<WriteTxn<'db>> {
+        let mut start = || -> Result<(Meta, Option<u64>)> {
+            let base = core.adopt(&mut guard)?;
+            Ok((base, core.registry.oldest()?))
+        };
+        let (base, oldest) = match start() {
+            Ok(started) => started,
+            Err(e) => {
+                core.registry.unlock_writer();
+                return Err(e);
+            }
+        };
         // A valid meta's id is at most MAX_TXN_ID, so this does not saturate;
         // `commit` refuses an id past MAX_TXN_ID.
         let txn_id = base.txn_id.saturating_add(1);
         // The reuse rule: pages freed by T are reusable once T <= W - 2 and no
-        // live reader is older than T. A reader starting after this line sees
-        // `base` (W - 1), which is newer than the limit.
+        // live reader is older than T. A reader of any process publishing
+        // after the registry's scan sees `base` (W - 1) or newer, which is
+        // newer than the limit.
         let mut limit = txn_id.saturating_sub(2);
-        if let Some(oldest) = core.readers.oldest() {
+        if let Some(oldest) = oldest {
             limit = limit.min(oldest);
         }
         let mut free = std::mem::take(&mut guard.free.list);
         free.release(limit);
         let ps = core.pager.page_size();
         let max_pages = core.pager.map_len() / ps as u64;
-        WriteTxn {
+        Ok(WriteTxn {
             core,
             guard,
             dirty: Dirty::new(ps, txn_id, base.high_water, max_pages, free),
@@ -86,7 +102,7 @@ impl<'db> WriteTxn<'db> {
             catalog: base.catalog,
             tables: BTreeMap::new(),
             finished: false,
-        }
+        })
     }
 
     /// The id this transaction commits as.
@@ -190,5 +206,9 @@ impl Drop for WriteTxn<'_> {
         if !self.finished {
             self.guard.free.list = self.dirty.abort();
         }
+        // Before `guard` drops: another thread of this handle taking the
+        // writer lock would otherwise take the registry's too (a handle's own
+        // byte lock does not exclude it) and lose it to this unlock.
+        self.core.registry.unlock_writer();
     }
 }

@@ -1,12 +1,16 @@
-//! The bottom of larch: the file, its lock, the read-only map, and the one
-//! place where bytes reach the disk.
+//! The bottom of larch: the file, its locks, the read-only map, the lock
+//! file's shared map, and the one place where bytes reach the disk.
 //!
 //! This is the only module with `unsafe`: page slices are made from the map's
-//! raw pointer. Every write, resize and sync goes through the [`Storage`]
+//! raw pointer, the lock file's words from its shared map's, and byte-range
+//! locks are `fcntl` calls. Every write, resize and sync goes through the [`Storage`]
 //! trait, so tests can record, drop or fail them.
 #![allow(unsafe_code)]
 
-use std::fs::{File, OpenOptions, TryLockError};
+pub(crate) mod lock;
+pub(crate) mod shared;
+
+use std::fs::{File, Metadata, OpenOptions, TryLockError};
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
@@ -84,13 +88,14 @@ impl Storage for FileStorage {
 
 /// The open file, its map and its storage.
 pub(crate) struct Pager {
-    /// Holds the lock (exclusive, or shared when read-only) for as long as the
-    /// database is open.
-    _file: File,
+    /// Holds the data file's lock (shared) for as long as the database is
+    /// open; meta slots are read through it.
+    file: File,
     map: MmapRaw,
     storage: Box<dyn Storage>,
     page_size: usize,
-    /// Current length of the file. Only the writer changes it, and only upward.
+    /// Length of the file as this handle knows it, never past the map. Only
+    /// writers change the file's length, only upward, and this only grows.
     file_len: AtomicU64,
 }
 
@@ -102,10 +107,9 @@ pub(crate) struct LockedFile {
 }
 
 impl LockedFile {
-    /// Opens (creating if missing) and locks the file at `path` exclusively;
-    /// its writes go through the storage `hook` builds, or straight to the
-    /// file. `read_only` opens an existing file without write access, under
-    /// a shared lock.
+    /// Opens (creating if missing) the file at `path`, unlocked; its writes
+    /// go through the storage `hook` builds, or straight to the file.
+    /// `read_only` opens an existing file without write access.
     pub(crate) fn open(
         path: &Path,
         hook: Option<&StorageHook>,
@@ -132,16 +136,6 @@ impl LockedFile {
         if !file.metadata()?.is_file() {
             return Err(not_a_file());
         }
-        let locked = if read_only {
-            file.try_lock_shared()
-        } else {
-            file.try_lock()
-        };
-        match locked {
-            Ok(()) => {}
-            Err(TryLockError::WouldBlock) => return Err(Error::AlreadyOpen),
-            Err(TryLockError::Error(e)) => return Err(Error::Io(e)),
-        }
         let len = file.metadata()?.len();
         let storage = match hook {
             Some(hook) => hook(file.try_clone()?)?,
@@ -154,18 +148,30 @@ impl LockedFile {
         self.len
     }
 
+    /// The file's metadata (owner, mode, identity).
+    pub(crate) fn metadata(&self) -> Result<Metadata> {
+        Ok(self.file.metadata()?)
+    }
+
+    /// Locks the whole file (`flock`) in `mode` if no other open file
+    /// description holds a conflicting lock; returns whether it did. A lock
+    /// this file already holds is converted (not atomically: see DESIGN.md,
+    /// "Opening beside other processes").
+    pub(crate) fn try_lock(&self, mode: lock::Mode) -> Result<bool> {
+        let r = match mode {
+            lock::Mode::Shared => self.file.try_lock_shared(),
+            lock::Mode::Exclusive => self.file.try_lock(),
+        };
+        match r {
+            Ok(()) => Ok(true),
+            Err(TryLockError::WouldBlock) => Ok(false),
+            Err(TryLockError::Error(e)) => Err(Error::Io(e)),
+        }
+    }
+
     /// Reads up to `buf.len()` bytes at `offset`, returning how many were read.
     pub(crate) fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
-        let mut done = 0;
-        while done < buf.len() {
-            match self.file.read_at(&mut buf[done..], offset + done as u64) {
-                Ok(0) => break,
-                Ok(n) => done += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(done)
+        read_fully(&self.file, buf, offset)
     }
 
     /// Maps the file with `map_size` bytes of address space (at least the file
@@ -191,7 +197,7 @@ impl LockedFile {
             Err(e) => return Err(e.into()),
         };
         Ok(Pager {
-            _file: self.file,
+            file: self.file,
             map,
             storage: self.storage,
             page_size,
@@ -214,6 +220,21 @@ impl LockedFile {
         self.len = self.len.max(offset + data.len() as u64);
         Ok(())
     }
+}
+
+/// Reads up to `buf.len()` bytes of `file` at `offset`, returning how many
+/// were read (fewer only at the end of the file).
+fn read_fully(file: &File, buf: &mut [u8], offset: u64) -> Result<usize> {
+    let mut done = 0;
+    while done < buf.len() {
+        match file.read_at(&mut buf[done..], offset + done as u64) {
+            Ok(0) => break,
+            Ok(n) => done += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(done)
 }
 
 /// Makes the directory entry of a newly created file durable.
@@ -240,6 +261,30 @@ impl Pager {
     #[inline]
     pub(crate) fn file_len(&self) -> u64 {
         self.file_len.load(Ordering::Acquire)
+    }
+
+    /// Learns the file's length anew: another process may have grown it.
+    /// Returns the whole length; pages past the map stay out of reach.
+    pub(crate) fn refresh_len(&self) -> Result<u64> {
+        let len = self.file.metadata()?.len();
+        self.file_len
+            .fetch_max(len.min(self.map_len()), Ordering::AcqRel);
+        Ok(len)
+    }
+
+    /// Reads up to `buf.len()` bytes at `offset` with `pread`, not through the
+    /// map (for meta slots, which writers overwrite in place).
+    pub(crate) fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
+        read_fully(&self.file, buf, offset)
+    }
+
+    /// Converts the data file's lock to shared (see [`LockedFile::try_lock`]).
+    pub(crate) fn share_lock(&self) -> Result<bool> {
+        match self.file.try_lock_shared() {
+            Ok(()) => Ok(true),
+            Err(TryLockError::WouldBlock) => Ok(false),
+            Err(TryLockError::Error(e)) => Err(Error::Io(e)),
+        }
     }
 
     /// `len` bytes of the file starting at page `id`, straight from the map.
@@ -296,7 +341,7 @@ impl Pager {
         let target = len.max(current + step).div_ceil(ps) * ps;
         let target = target.min(self.map_len() / ps * ps).max(len);
         self.storage.set_len(target)?;
-        self.file_len.store(target, Ordering::Release);
+        self.file_len.fetch_max(target, Ordering::AcqRel);
         Ok(())
     }
 
