@@ -112,9 +112,15 @@ impl Options {
     /// [`Error::Corrupted`]: not a larch database), and writes no byte.
     /// [`Database::begin_write`] fails with [`Error::ReadOnly`].
     ///
-    /// It takes a shared lock instead of the exclusive one: any number of
-    /// read-only opens, in this process or others, share the file, and none
-    /// opens while a writable open holds it, or the other way round
+    /// It shares the database with every other handle, writers of other
+    /// processes included, through the lock file beside it, which it creates
+    /// if missing and writes (its snapshots must be seen by writers). Where
+    /// the lock file cannot be written (a read-only directory or mount, a
+    /// lock file of another user), no writer may run while the handle is
+    /// open: an existing lock file's writer lock is held shared for the
+    /// handle's life (writers of other processes wait; if one runs now, the
+    /// open fails with [`Error::AlreadyOpen`]), and without a lock file the
+    /// data file's shared lock keeps any writable open out
     /// ([`Error::AlreadyOpen`]).
     pub fn read_only(mut self, read_only: bool) -> Options {
         self.read_only = read_only;
@@ -143,11 +149,13 @@ impl Options {
     /// The file is memory-mapped and values are handed out as slices of the
     /// map, so the caller guarantees two things:
     ///
-    /// - Nothing else modifies or truncates the file while the returned
-    ///   [`Database`] is open: not another program, not this one through
-    ///   another path. larch holds an exclusive lock on the file (a shared one
-    ///   when read-only), which stops other larch handles but not a process
-    ///   that ignores locks.
+    /// - Nothing but larch modifies or truncates the file or its lock file
+    ///   (`<path>-lock`) while the returned [`Database`] is open. Other larch
+    ///   handles, in this process or others, may open and write it: they
+    ///   coordinate through the lock file and its byte-range locks, which
+    ///   stop other larch handles but not a program that ignores them. The
+    ///   file must be on a local file system (the processes share its page
+    ///   cache and locks).
     /// - The file's contents were written by larch: every file larch created,
     ///   however its writers crashed or lost power, qualifies. larch checks
     ///   every offset, length and id it reads, so damaged or crafted bytes give

@@ -28,17 +28,19 @@
 //! # The rules
 //!
 //! - **Opening.** [`Database::open`] and [`Options::open`] are `unsafe`: the
-//!   file is mapped, and nothing else may modify or truncate it while it is
-//!   open. larch locks it exclusively, so a second open, in this process or
-//!   another, fails with [`Error::AlreadyOpen`]. Share one [`Database`] by
-//!   reference between threads.
+//!   file is mapped, and nothing but larch may modify or truncate it while it
+//!   is open. Any number of handles, in this process or others, open one
+//!   file at once and share its pages through the page cache; a lock file
+//!   beside it (`<path>-lock`) is where they see each other's readers and
+//!   take turns writing. Share one [`Database`] by reference between threads.
 //! - **Readers.** [`Database::begin_read`] returns a [`ReadTxn`]: a snapshot
-//!   of the last commit, never waiting for the writer. Values are `&[u8]`
+//!   of the last commit of any process, never waiting for the writer. Values are `&[u8]`
 //!   borrowed straight from the map and live as long as the transaction; the
 //!   borrow checker enforces it. Pages a reader can see are not reused while
 //!   it lives, so long-lived readers make the file grow.
-//! - **The writer.** [`Database::begin_write`] returns the one [`WriteTxn`],
-//!   waiting while another is running. Its changes are visible to itself at
+//! - **The writer.** [`Database::begin_write`] returns the one [`WriteTxn`]
+//!   of every process, waiting while another is running
+//!   ([`Database::try_begin_write`] does not wait). Its changes are visible to itself at
 //!   once ([`TableMut`] reads them back), to nobody else until
 //!   [`WriteTxn::commit`] returns, and then durable: a crash or power loss
 //!   afterwards keeps them, a crash before leaves the previous commit whole.
