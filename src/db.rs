@@ -199,12 +199,14 @@ impl Options {
                     return Err(Error::AlreadyOpen);
                 }
                 let opened = self.recover(path, file)?;
-                let registry = first.build(&data, opened.meta.txn_id, !self.read_only)?;
-                // Nobody else takes the data file's lock before the open lock,
-                // which `build` shared only now: the conversion cannot fail.
+                // Shared before the open lock is: a joiner takes the data
+                // file's lock only after the open lock, so it never finds
+                // it exclusive (and the conversion, which is not atomic,
+                // has nobody to lose it to).
                 if !opened.pager.share_lock()? {
                     return Err(Error::AlreadyOpen);
                 }
+                let registry = first.build(&data, opened.meta.txn_id, opened.durable)?;
                 (opened, registry)
             }
             Opening::Joined(registry) => {
@@ -230,6 +232,7 @@ impl Options {
             meta,
             free,
             set_aside,
+            ..
         } = opened;
         Ok(Database {
             core: Core {
@@ -266,10 +269,26 @@ impl Options {
         // overwrites the slot of the commit before that one, so whatever open
         // finds must be durable before anything builds on it. A read-only
         // open builds nothing, and a file just initialised was just synced.
-        if !self.read_only && !blank {
-            file.sync()?;
+        // A read-only open makes it durable too where it can (a sync writes
+        // nothing of its own), so that no other process reads a commit a
+        // power loss could take back; where it cannot, the first writer does.
+        let mut durable = true;
+        if !blank {
+            if self.read_only {
+                durable = file.sync().is_ok();
+            } else {
+                file.sync()?;
+            }
         }
         let (mut candidates, mut set_aside) = read_metas(&file)?;
+        if self.read_only
+            && let [(slot, meta, _)] = &candidates[..]
+            && meta.txn_id % 2 != *slot
+        {
+            // A lone meta a read-only open cannot give its twin: the first
+            // writer does.
+            durable = false;
+        }
         if !self.read_only
             && let [(slot, meta, seal)] = &candidates[..]
             && meta.txn_id % 2 != *slot
@@ -304,6 +323,7 @@ impl Options {
                         meta,
                         free,
                         set_aside,
+                        durable,
                     });
                 }
                 Err(e) => {
@@ -331,7 +351,12 @@ impl Options {
         let page_size = candidates[0].1.page_size as usize;
         let pager = file.into_pager(page_size, self.map_size)?;
         let meta = snapshot_meta(&pager, registry)?;
-        let free = freelist::load(MapView::new(&pager, meta.high_water), &meta)?;
+        // A writer loads it again if another process commits first.
+        let free = if self.read_only {
+            freelist::Persisted::default()
+        } else {
+            freelist::load(MapView::new(&pager, meta.high_water), &meta)?
+        };
         if self.verify {
             check::strict(check::report(&pager, &meta))?;
         }
@@ -340,6 +365,7 @@ impl Options {
             meta,
             free,
             set_aside: None,
+            durable: true,
         })
     }
 }
@@ -350,6 +376,9 @@ struct Opened {
     meta: Meta,
     free: freelist::Persisted,
     set_aside: Option<SetAside>,
+    /// Whether `meta` is known durable and in its own slot (else the first
+    /// writer makes it so).
+    durable: bool,
 }
 
 /// The meta of the commit `registry` publishes, read from its slot; retried

@@ -117,9 +117,12 @@ fn damaged(reason: &'static str) -> Error {
 /// otherwise. `read_only` allows a lock file that cannot be written.
 pub(crate) fn open(path: &Path, data: &Metadata, read_only: bool) -> Result<Opening> {
     let lock_path = lock_path(path);
-    let file = match open_lock_file(&lock_path, data) {
+    // A process that cannot write the database must not create its lock
+    // file: it would own a file that others then refuse.
+    let may_create = !read_only || OpenOptions::new().write(true).open(path).is_ok();
+    let file = match open_lock_file(&lock_path, data, may_create) {
         Ok(file) => file,
-        Err(e) if read_only && is_denied(&e) => {
+        Err(e) if read_only && (is_denied(&e) || e.kind() == io::ErrorKind::NotFound) => {
             return match OpenOptions::new()
                 .read(true)
                 .custom_flags(libc::O_NOFOLLOW)
@@ -137,6 +140,11 @@ pub(crate) fn open(path: &Path, data: &Metadata, read_only: bool) -> Result<Open
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Opening::Private(None)),
                 Err(e) => Err(e.into()),
             };
+        }
+        Err(e) if is_denied(&e) => {
+            return Err(damaged(
+                "this process cannot create or write the lock file beside the database",
+            ));
         }
         Err(e) => return Err(e.into()),
     };
@@ -204,8 +212,18 @@ fn is_denied(e: &io::Error) -> bool {
 
 /// Opens the lock file for writing, creating it with the data file's mode
 /// (no more permissive) and, where this process may, its owner.
-fn open_lock_file(lock_path: &Path, data: &Metadata) -> io::Result<File> {
+fn open_lock_file(lock_path: &Path, data: &Metadata, may_create: bool) -> io::Result<File> {
     let mode = data.mode() & 0o666;
+    let open_existing = || {
+        OpenOptions::new()
+            .read(true)
+            .write(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(lock_path)
+    };
+    if !may_create {
+        return open_existing();
+    }
     let created = OpenOptions::new()
         .read(true)
         .write(true)
@@ -226,11 +244,7 @@ fn open_lock_file(lock_path: &Path, data: &Metadata) -> io::Result<File> {
             }
             Ok(file)
         }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => OpenOptions::new()
-            .read(true)
-            .write(true)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(lock_path),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => open_existing(),
         Err(e) => Err(e),
     }
 }

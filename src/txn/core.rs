@@ -23,6 +23,9 @@ pub(crate) struct WriterState {
 }
 
 pub(crate) struct Core {
+    /// Dropped before `registry`: the data file's lock goes before the open
+    /// lock, so that an opener that finds the open lock free (and so thinks
+    /// itself first) never finds the data file still locked by this handle.
     pub pager: Pager,
     pub registry: Registry,
     /// The newest meta this handle has read or written: snapshots of it start
