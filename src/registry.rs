@@ -587,19 +587,18 @@ impl Shared {
         Ok(true)
     }
 
-    /// Claims a slot for this handle: a free one, else one whose process
-    /// died, else a new one (growing the file when every slot is taken).
+    /// Claims a slot for this handle: a free one, else a new one; when the
+    /// file holds no more, first one whose process died, and only then does
+    /// the file grow. (Looking for dead processes costs a system call per
+    /// slot, so it waits until the file is full.)
     fn claim(&self, local: &mut Local) -> Result<u64> {
         let n = self.scan_len()?;
-        for free in [true, false] {
-            for i in 0..n {
-                let pid = self.slot(i, slot::PID).load(Ordering::Acquire);
-                if local.owns(i) || (pid == 0) != free {
-                    continue;
-                }
-                if lock::try_lock(self.map.file(), locks::SLOT_BASE + i, Mode::Exclusive)? {
-                    return Ok(self.take(i, local));
-                }
+        for i in 0..n {
+            if !local.owns(i)
+                && self.slot(i, slot::PID).load(Ordering::Acquire) == 0
+                && lock::try_lock(self.map.file(), locks::SLOT_BASE + i, Mode::Exclusive)?
+            {
+                return Ok(self.take(i, local));
             }
         }
         lock::lock(self.map.file(), locks::GROW, Mode::Exclusive)?;
@@ -608,8 +607,9 @@ impl Shared {
         r
     }
 
-    /// Under the grow lock: hands out slot `used`, growing the file first if
-    /// it holds no more.
+    /// Under the grow lock: hands out slot `used`; when the file holds no
+    /// more, a slot of a dead process, else slot `used` after growing the
+    /// file.
     fn claim_new(&self, local: &mut Local) -> Result<u64> {
         let used = self.header(header::USED).load(Ordering::Acquire);
         let slots = self.header(header::SLOTS).load(Ordering::Acquire);
@@ -617,6 +617,14 @@ impl Shared {
             return Err(damaged("the lock file's slot count is out of bounds"));
         }
         if used == slots {
+            for i in 0..self.scan_len()? {
+                if !local.owns(i)
+                    && self.slot(i, slot::PID).load(Ordering::Acquire) != 0
+                    && lock::try_lock(self.map.file(), locks::SLOT_BASE + i, Mode::Exclusive)?
+                {
+                    return Ok(self.take(i, local));
+                }
+            }
             if slots == MAX_SLOTS {
                 return Err(damaged("every reader slot is taken by a live reader"));
             }

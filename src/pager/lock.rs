@@ -6,6 +6,12 @@
 //! however its process ended. Locks are advisory and cover byte ranges that
 //! need not exist in the file, so one file carries many of them.
 
+#[cfg(not(any(target_os = "linux", target_os = "android")))]
+compile_error!(
+    "larch needs open-file-description locks (F_OFD_SETLK), which only Linux has; \
+     DESIGN.md, \"Many processes\", \"Portability\", says what another system needs"
+);
+
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
