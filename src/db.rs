@@ -564,8 +564,14 @@ fn verify_seal(pager: &Pager, meta: &Meta, seal: &[SealEntry]) -> Result<()> {
 /// An open database file.
 ///
 /// Share it between threads by reference (`Database` is `Sync`): any number
-/// of [`ReadTxn`] run beside at most one [`WriteTxn`]. Dropping it closes the
-/// file and releases the lock; all transactions borrow it, so they end first.
+/// of [`ReadTxn`] run beside at most one [`WriteTxn`], in this process and
+/// every other that has the file open. Dropping it closes the file and
+/// releases its locks; all transactions borrow it, so they end first.
+///
+/// A child process made with `fork` must not use a `Database` of its parent
+/// (it shares the parent's locks, so neither could tell the other's readers
+/// from its own): open the file again in the child, as any other process
+/// does.
 pub struct Database {
     core: Core,
     /// Opened with [`Options::read_only`]: no write transaction starts.
