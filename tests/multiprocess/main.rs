@@ -13,6 +13,7 @@ mod common;
 
 mod bank;
 mod counters;
+mod reclaim;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -51,6 +52,9 @@ fn child_process() {
         "bank_reader" => bank::reader(&path),
         "bank_writer" => bank::writer(&path, &args),
         "counter_writer" => counters::writer(&path, &args),
+        "holder" => reclaim::holder(&path),
+        "pinner" => reclaim::pinner(&path),
+        "crowd" => reclaim::crowd(&path, &args),
         other => panic!("unknown role {other}"),
     }
 }
