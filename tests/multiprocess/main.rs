@@ -14,6 +14,7 @@ mod common;
 mod bank;
 mod counters;
 mod reclaim;
+mod writer_kills;
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
