@@ -13,6 +13,7 @@ mod common;
 
 mod bank;
 mod counters;
+mod lockfile;
 mod reclaim;
 mod writer_kills;
 
