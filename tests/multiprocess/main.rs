@@ -14,6 +14,7 @@ mod common;
 mod bank;
 mod counters;
 mod lockfile;
+mod opening;
 mod reclaim;
 mod writer_kills;
 
@@ -56,6 +57,7 @@ fn child_process() {
         "counter_writer" => counters::writer(&path, &args),
         "holder" => reclaim::holder(&path),
         "pinner" => reclaim::pinner(&path),
+        "opener" => opening::opener(&path),
         "crowd" => reclaim::crowd(&path, &args),
         other => panic!("unknown role {other}"),
     }
