@@ -124,6 +124,15 @@ fn killed_readers_are_reclaimed_and_churn_stops_growing_the_file() {
     }
     assert_eq!(listed(db), held);
     assert_eq!(db.live_readers(), holders);
+    // Oldest snapshot first, each as old as its process has held it.
+    let readers = db.readers().unwrap();
+    assert!(readers.windows(2).all(|w| w[0].txn_id <= w[1].txn_id));
+    assert!(readers.windows(2).all(|w| w[0].age >= w[1].age));
+    assert!(
+        readers
+            .iter()
+            .all(|r| r.age < std::time::Duration::from_secs(600))
+    );
 
     // Pinned by the holders, churn can reuse nothing freed since the oldest.
     let start = pages(db);
@@ -218,6 +227,18 @@ fn a_live_reader_process_keeps_its_snapshot_through_heavy_churn() {
     churn(db, &mut rng, 10);
     let expected = committed_digest(db);
     let (mut pinner, txn, grown) = churn_under_a_pinner(&t, &mut rng, rounds);
+    assert_eq!(db.live_readers(), 1);
+    assert_eq!(listed(db), BTreeSet::from([(pinner.pid(), txn)]));
+    // Readers killed beside it: clearing stale readers frees theirs only.
+    let holders: Vec<Proc> = (0..2).map(|_| spawn("holder", &t.path(), "")).collect();
+    for h in &holders {
+        h.expect("held");
+    }
+    assert_eq!(db.live_readers(), 3);
+    for h in holders {
+        h.kill();
+    }
+    assert_eq!(db.clear_stale_readers().unwrap(), 2);
     assert_eq!(db.live_readers(), 1);
     assert_eq!(listed(db), BTreeSet::from([(pinner.pid(), txn)]));
     verify_pinner(&mut pinner, expected);
