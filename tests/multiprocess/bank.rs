@@ -159,13 +159,15 @@ fn read_bank(r: &ReadTxn<'_>) -> Result<(Accounts, Seen), String> {
 }
 
 /// Verifies the snapshot a new read transaction sees; with `twice`, holds it
-/// a moment (while writers go on) and requires a second pass to read the
-/// same bytes.
+/// a moment (while writers go on), runs `check` on it and requires a second
+/// pass to read the same bytes.
 pub fn verify(db: &Database, twice: bool) -> Result<Seen, String> {
     let r = db.begin_read().map_err(|e| e.to_string())?;
     let (first, seen) = read_bank(&r)?;
     if twice {
         std::thread::sleep(Duration::from_millis(1));
+        r.check()
+            .map_err(|e| format!("txn {}: check: {e}", seen.txn))?;
         let (second, _) = read_bank(&r)?;
         if second != first {
             return Err(format!("txn {}: changed while held", seen.txn));

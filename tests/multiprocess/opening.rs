@@ -263,3 +263,31 @@ fn a_handle_with_a_smaller_map_than_the_file_gets_map_full() {
     assert_eq!(content(&big), Some(expected));
     big.check().unwrap();
 }
+
+/// A read-only handle that opened first recovered without making anything
+/// durable; the writer that joins later must, and both see its commits.
+#[test]
+fn a_read_only_first_opener_shares_the_file_with_a_later_writer() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("ro.larch");
+    let _alone = spawn_lock();
+    grow(&try_open(&path), 0, 1);
+    // SAFETY: the test owns the file.
+    let ro = unsafe { Options::new().read_only(true).map_size(1 << 30).open(&path) }.unwrap();
+    let pinned = ro.begin_read().unwrap();
+    let before = digest(&pinned.open_table("t").unwrap()).unwrap();
+    let rw = try_open(&path);
+    let mut expected = None;
+    for c in 0..3 {
+        expected = Some(grow(&rw, 1000 * (c + 1), 1));
+    }
+    assert_eq!(content(&ro), expected);
+    assert_eq!(digest(&pinned.open_table("t").unwrap()).unwrap(), before);
+    pinned.check().unwrap();
+    assert!(matches!(ro.try_begin_write(), Err(Error::ReadOnly)));
+    drop(pinned);
+    drop((ro, rw));
+    let db = try_open(&path);
+    assert_eq!(content(&db), expected);
+    db.check().unwrap();
+}

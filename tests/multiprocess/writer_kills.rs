@@ -50,9 +50,15 @@ fn killed_writer_processes_lose_no_acknowledged_commit() {
         let args = format!("commits=0 log=1 wait=0 seed={}", seed ^ (round + 1));
         let child = spawn("bank_writer", &t.path(), &args);
         child.expect("open");
-        // A random point of its commits: some die before the first.
+        // A random point of its commits: in most rounds once it has
+        // committed (however slow the disk), in the others from its open on,
+        // so that some die before their first commit.
+        let mut said = Vec::new();
+        if round % 4 != 0 {
+            said.push(child.expect("ack "));
+        }
         std::thread::sleep(Duration::from_micros(rng.below(6000)));
-        let said = child.kill();
+        said.extend(child.kill());
         let mut child_acks = 0;
         for line in said {
             let seq: u64 = line.strip_prefix("ack ").unwrap().parse().unwrap();
@@ -114,8 +120,4 @@ fn killed_writer_processes_lose_no_acknowledged_commit() {
     assert_eq!(lost, 0);
     assert_eq!(violations, 0);
     assert!(acks > kills, "the writers barely committed: {acks} acks");
-    assert!(
-        idle_kills * 2 < kills,
-        "most kills came before any commit: {idle_kills}"
-    );
 }
