@@ -5,7 +5,7 @@
 //!
 //! The database may be open in other processes meanwhile: the commands that
 //! read take a snapshot beside their writers, and those that write wait for
-//! the writer lock.
+//! the writer lock (or, with `--no-wait`, fail at once).
 
 mod bench;
 mod dump;
@@ -22,7 +22,7 @@ use larch::{Database, Options, ReadTxn};
 
 use dump::Format;
 use output::Output;
-use target::{open_or_create, open_write};
+use target::{begin_write, open_or_create, open_write};
 
 #[derive(Parser)]
 #[command(
@@ -73,6 +73,9 @@ enum Command {
         table: Option<String>,
         /// The dump (default: standard input).
         file: Option<PathBuf>,
+        /// Fail at once if another process is writing (default: wait).
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Write a consistent copy of the database while others may write to it.
     Copy {
@@ -100,6 +103,9 @@ enum Command {
         /// Key and value in hex.
         #[arg(long)]
         hex: bool,
+        /// Fail at once if another process is writing (default: wait).
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Remove a key (one synchronous transaction); exit 1 if it was absent.
     Del {
@@ -109,6 +115,9 @@ enum Command {
         /// Key in hex.
         #[arg(long)]
         hex: bool,
+        /// Fail at once if another process is writing (default: wait).
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Print entries in key order, one `key<TAB>value` line each.
     Scan {
@@ -227,7 +236,12 @@ fn run(command: Command) -> Res<ExitCode> {
             let format = if print { Format::Print } else { Format::Hex };
             dump_cmd(&db, table.as_deref(), format, output.as_deref())
         }
-        Command::Load { db, table, file } => load_cmd(&db, table.as_deref(), file.as_deref()),
+        Command::Load {
+            db,
+            table,
+            file,
+            no_wait,
+        } => load_cmd(&db, table.as_deref(), file.as_deref(), no_wait),
         Command::Copy { db, dest, compact } => {
             // Anything under the name, a symlink to nowhere included: the
             // copy would replace the link by renaming over it.
@@ -279,10 +293,11 @@ fn run(command: Command) -> Res<ExitCode> {
             key,
             value,
             hex,
+            no_wait,
         } => {
             let (key, value) = (arg_bytes(&key, hex)?, arg_bytes(&value, hex)?);
             let target = open_or_create(&db)?;
-            let mut txn = target.db.begin_write()?;
+            let mut txn = begin_write(&target.db, &db, no_wait)?;
             txn.open_table(&table)
                 .and_then(|mut t| t.insert(&key, &value))?;
             txn.commit()?;
@@ -294,10 +309,11 @@ fn run(command: Command) -> Res<ExitCode> {
             table,
             key,
             hex,
+            no_wait,
         } => {
             let key = arg_bytes(&key, hex)?;
             let database = open_write(&db)?;
-            let mut txn = database.begin_write()?;
+            let mut txn = begin_write(&database, &db, no_wait)?;
             // A write transaction's open_table creates a missing table:
             // look it up in the snapshot the transaction starts from.
             database.begin_read()?.open_table(&table)?;
@@ -616,7 +632,7 @@ fn dump_cmd(
     Ok(ExitCode::SUCCESS)
 }
 
-fn load_cmd(path: &Path, table: Option<&str>, file: Option<&Path>) -> Res<ExitCode> {
+fn load_cmd(path: &Path, table: Option<&str>, file: Option<&Path>, no_wait: bool) -> Res<ExitCode> {
     let input: Box<dyn Read> = match file {
         Some(p) => Box::new(File::open(p).map_err(|e| format!("{}: {e}", p.display()))?),
         None => Box::new(io::stdin().lock()),
@@ -630,7 +646,7 @@ fn load_cmd(path: &Path, table: Option<&str>, file: Option<&Path>) -> Res<ExitCo
     }
     let target = open_or_create(path)?;
     // Dropping the transaction on any error writes nothing.
-    let mut txn = target.db.begin_write()?;
+    let mut txn = begin_write(&target.db, path, no_wait)?;
     let mut reader = dump::Reader::new(BufReader::new(input));
     let (mut sections, mut entries) = (0u64, 0u64);
     let nothing = |e: String| Failure::Message(format!("{e}; nothing was loaded"));

@@ -1,12 +1,13 @@
 //! Opening a database to write to it (`put`, `del`, `load`, `bench`): the
-//! files a command creates for it, removed again if the command fails.
+//! files a command creates for it, removed again if the command fails, and
+//! the writer lock it shares with every other process.
 
 use std::fs::{File, Metadata};
-use std::io;
+use std::io::{self, IsTerminal};
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use larch::{Database, Options};
+use larch::{Database, Options, WriteTxn};
 
 use crate::output::same_file;
 use crate::{Res, fail, must_exist, open};
@@ -72,6 +73,27 @@ pub fn open_or_create(path: &Path) -> Res<Target> {
     // On failure `new` is dropped here and removes what it created.
     let db = open(path, Options::new().verify(true))?;
     Ok(Target { db, created: new })
+}
+
+/// Starts the write transaction, waiting while another process holds the
+/// writer lock, or, with `no_wait`, failing at once.
+pub fn begin_write<'d>(db: &'d Database, path: &Path, no_wait: bool) -> Res<WriteTxn<'d>> {
+    if let Some(txn) = db.try_begin_write()? {
+        return Ok(txn);
+    }
+    if no_wait {
+        return fail(format!(
+            "{}: another process is writing this database; not waiting (--no-wait)",
+            path.display()
+        ));
+    }
+    if io::stderr().is_terminal() {
+        eprintln!(
+            "larch: {}: another process is writing this database; waiting for it",
+            path.display()
+        );
+    }
+    Ok(db.begin_write()?)
 }
 
 /// The lock file larch keeps beside the database at `path`.

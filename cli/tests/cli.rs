@@ -184,7 +184,8 @@ fn foreign_files_give_one_line_errors() {
 }
 
 /// A database another process (this test's) holds open is read and written
-/// beside it: each side sees the other's commits without reopening.
+/// beside it: each side sees the other's commits without reopening, and a
+/// write transaction held there turns `--no-wait` away in one line.
 #[test]
 fn a_database_open_elsewhere_is_shared_with_it() {
     let d = Dir::new();
@@ -202,10 +203,16 @@ fn a_database_open_elsewhere_is_shared_with_it() {
     assert_eq!(value(b"k").as_deref(), Some(&b"w"[..]));
     let mut w = db.begin_write().unwrap();
     w.open_table("t").unwrap().insert(b"mine", b"1").unwrap();
+    let err = fails(&["put", "--no-wait", s(&path), "t", "k", "x"]);
+    assert!(
+        err.contains("another process is writing this database"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
     w.commit().unwrap();
     assert_eq!(ok(&["get", s(&path), "t", "mine"]), "1\n");
     assert_eq!(value(b"k").as_deref(), Some(&b"w"[..]));
-    ok(&["del", s(&path), "t", "k"]);
+    ok(&["del", "--no-wait", s(&path), "t", "k"]);
     assert_eq!(value(b"k"), None);
     assert!(ok(&["check", s(&path)]).ends_with("ok\n"));
     {
