@@ -10,6 +10,7 @@
 mod bench;
 mod dump;
 mod output;
+mod readers;
 mod target;
 
 use std::fs::File;
@@ -135,6 +136,15 @@ enum Command {
         /// Keys and values in hex.
         #[arg(long)]
         hex: bool,
+    },
+    /// List the read transactions of every process that has the database
+    /// open (pid, the transaction whose snapshot it reads, age), like
+    /// `mdb_stat -r`.
+    Readers {
+        db: PathBuf,
+        /// First free the slots of processes that died, and say how many.
+        #[arg(long)]
+        clear_stale: bool,
     },
     /// Run a self-contained workload and print the throughput of each phase.
     Bench {
@@ -333,6 +343,7 @@ fn run(command: Command) -> Res<ExitCode> {
             limit,
             hex,
         } => scan(&db, &table, from, to, limit, hex),
+        Command::Readers { db, clear_stale } => readers::run(&db, clear_stale),
         Command::Bench { db, n } => bench::run(db.as_deref(), n),
     }
 }
