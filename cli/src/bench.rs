@@ -148,13 +148,14 @@ pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
         "larch bench: {n} pairs of 16-byte keys and {VALUE_LEN}-byte values"
     )?;
     writeln!(out, "database: {}", path.display())?;
-    let (db, new) = crate::open_or_create(&path)?;
-    if new.is_none() {
+    let target = crate::target::open_or_create(&path)?;
+    if !target.is_new() {
         return crate::fail(format!(
             "{}: exists; bench creates a new database",
             path.display()
         ));
     }
+    let db = &target.db;
 
     phase("load, sorted, one transaction", keys.len() as u64, |bar| {
         let mut w = db.begin_write()?;
@@ -267,7 +268,6 @@ pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
         stat.file_size as f64 / (1 << 20) as f64,
         stat.free_pages
     )?;
-    drop(db);
-    crate::keep(new);
+    target.keep();
     Ok(ExitCode::SUCCESS)
 }

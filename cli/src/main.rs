@@ -2,10 +2,16 @@
 //!
 //! Keys and values on the command line are UTF-8 text, or hex with `--hex`.
 //! `dump` and `load` speak the text format of LMDB's `mdb_dump`/`mdb_load`.
+//!
+//! The database may be open in other processes meanwhile: the commands that
+//! read take a snapshot beside their writers, and those that write wait for
+//! the writer lock (or, with `--no-wait`, fail at once).
 
 mod bench;
 mod dump;
 mod output;
+mod readers;
+mod target;
 
 use std::fs::File;
 use std::io::{self, BufReader, BufWriter, Read, Write};
@@ -17,6 +23,7 @@ use larch::{Database, Options, ReadTxn};
 
 use dump::Format;
 use output::Output;
+use target::{begin_write, open_or_create, open_write};
 
 #[derive(Parser)]
 #[command(
@@ -67,6 +74,9 @@ enum Command {
         table: Option<String>,
         /// The dump (default: standard input).
         file: Option<PathBuf>,
+        /// Fail at once if another process is writing (default: wait).
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Write a consistent copy of the database while others may write to it.
     Copy {
@@ -94,6 +104,9 @@ enum Command {
         /// Key and value in hex.
         #[arg(long)]
         hex: bool,
+        /// Fail at once if another process is writing (default: wait).
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Remove a key (one synchronous transaction); exit 1 if it was absent.
     Del {
@@ -103,6 +116,9 @@ enum Command {
         /// Key in hex.
         #[arg(long)]
         hex: bool,
+        /// Fail at once if another process is writing (default: wait).
+        #[arg(long)]
+        no_wait: bool,
     },
     /// Print entries in key order, one `key<TAB>value` line each.
     Scan {
@@ -120,6 +136,15 @@ enum Command {
         /// Keys and values in hex.
         #[arg(long)]
         hex: bool,
+    },
+    /// List the read transactions of every process that has the database
+    /// open (pid, the transaction whose snapshot it reads, age), like
+    /// `mdb_stat -r`.
+    Readers {
+        db: PathBuf,
+        /// First free the slots of processes that died, and say how many.
+        #[arg(long)]
+        clear_stale: bool,
     },
     /// Run a self-contained workload and print the throughput of each phase.
     Bench {
@@ -221,7 +246,12 @@ fn run(command: Command) -> Res<ExitCode> {
             let format = if print { Format::Print } else { Format::Hex };
             dump_cmd(&db, table.as_deref(), format, output.as_deref())
         }
-        Command::Load { db, table, file } => load_cmd(&db, table.as_deref(), file.as_deref()),
+        Command::Load {
+            db,
+            table,
+            file,
+            no_wait,
+        } => load_cmd(&db, table.as_deref(), file.as_deref(), no_wait),
         Command::Copy { db, dest, compact } => {
             // Anything under the name, a symlink to nowhere included: the
             // copy would replace the link by renaming over it.
@@ -273,15 +303,15 @@ fn run(command: Command) -> Res<ExitCode> {
             key,
             value,
             hex,
+            no_wait,
         } => {
             let (key, value) = (arg_bytes(&key, hex)?, arg_bytes(&value, hex)?);
-            let (database, new) = open_or_create(&db)?;
-            let mut txn = database.begin_write()?;
+            let target = open_or_create(&db)?;
+            let mut txn = begin_write(&target.db, &db, no_wait)?;
             txn.open_table(&table)
                 .and_then(|mut t| t.insert(&key, &value))?;
             txn.commit()?;
-            drop(database);
-            keep(new);
+            target.keep();
             Ok(ExitCode::SUCCESS)
         }
         Command::Del {
@@ -289,10 +319,11 @@ fn run(command: Command) -> Res<ExitCode> {
             table,
             key,
             hex,
+            no_wait,
         } => {
             let key = arg_bytes(&key, hex)?;
             let database = open_write(&db)?;
-            let mut txn = database.begin_write()?;
+            let mut txn = begin_write(&database, &db, no_wait)?;
             // A write transaction's open_table creates a missing table:
             // look it up in the snapshot the transaction starts from.
             database.begin_read()?.open_table(&table)?;
@@ -312,31 +343,24 @@ fn run(command: Command) -> Res<ExitCode> {
             limit,
             hex,
         } => scan(&db, &table, from, to, limit, hex),
+        Command::Readers { db, clear_stale } => readers::run(&db, clear_stale),
         Command::Bench { db, n } => bench::run(db.as_deref(), n),
     }
 }
 
 /// Opens a database that must already exist, for reading only: never
-/// creates, initialises or writes a file. No writer can run in this process
-/// (nor, under the shared lock, in another), so no page a reader holds is
-/// ever reused: a crafted file can give errors but cannot move bytes under a
-/// reader, and `check` reports on the commit as open found it.
+/// initialises or writes the database file (open creates the lock file
+/// beside it if it is missing). No writer runs in this process; writers of
+/// other processes may, and never reuse a page a read transaction of this
+/// one holds, so each command reads one consistent snapshot.
 fn open_read(path: &Path) -> Res<Database> {
     must_exist(path)?;
     open(path, Options::new().read_only(true))
 }
 
-/// Opens a database that must already exist, to write to it. The file may
-/// come from anywhere, so open checks it whole first (`Options::verify`):
-/// a crafted free list must not send the writer over live pages.
-fn open_write(path: &Path) -> Res<Database> {
-    must_exist(path)?;
-    open(path, Options::new().verify(true))
-}
-
 /// Refuses a path that is missing, not a file, or empty (which a writable
 /// open would initialise as a new database).
-fn must_exist(path: &Path) -> Res<()> {
+pub(crate) fn must_exist(path: &Path) -> Res<()> {
     let meta = std::fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?;
     if !meta.is_file() || meta.len() == 0 {
         return fail(format!(
@@ -345,98 +369,6 @@ fn must_exist(path: &Path) -> Res<()> {
         ));
     }
     Ok(())
-}
-
-/// Opens a database, creating it if the file does not exist. A file created
-/// here comes with a [`NewFile`] that removes it unless the command succeeds.
-fn open_or_create(path: &Path) -> Res<(Database, Option<NewFile>)> {
-    let new = match File::options().write(true).create_new(true).open(path) {
-        Ok(file) => Some(NewFile {
-            path: path.to_path_buf(),
-            file: file.metadata()?,
-            existed: false,
-            kept: false,
-        }),
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-            // A device or a FIFO is no database (and opening a FIFO blocks).
-            if std::fs::metadata(path).is_ok_and(|m| !m.is_file()) {
-                return fail(format!("{}: not a regular file", path.display()));
-            }
-            // A symlink to nowhere: opening it would create its target.
-            if std::fs::metadata(path).is_err() {
-                return fail(format!(
-                    "{}: a symlink to a file that does not exist; name the file itself",
-                    path.display()
-                ));
-            }
-            // An empty file is initialised as a new database by the open:
-            // on failure it goes back to empty, as it was.
-            match File::open(path).and_then(|f| f.metadata()) {
-                Ok(m) if m.is_file() && m.len() == 0 => Some(NewFile {
-                    path: path.to_path_buf(),
-                    file: m,
-                    existed: true,
-                    kept: false,
-                }),
-                _ => None,
-            }
-        }
-        Err(e) => return fail(format!("{}: {e}", path.display())),
-    };
-    let db = open(path, Options::new().verify(true))?;
-    Ok((db, new))
-}
-
-/// A database file this command created, or found empty: when dropped,
-/// which is on any failure unless [`NewFile::keep`] was called, a file it
-/// created is removed and one it found empty is emptied again.
-struct NewFile {
-    path: PathBuf,
-    file: std::fs::Metadata,
-    /// The file existed (empty) before this command.
-    existed: bool,
-    kept: bool,
-}
-
-impl NewFile {
-    /// Keeps the file: the command succeeded.
-    fn keep(mut self) {
-        self.kept = true;
-    }
-}
-
-impl Drop for NewFile {
-    fn drop(&mut self) {
-        if self.kept {
-            return;
-        }
-        // Only if the name still leads to the file this command started with
-        // (a file found empty may be reached through a symlink).
-        let now = if self.existed {
-            std::fs::metadata(&self.path)
-        } else {
-            std::fs::symlink_metadata(&self.path)
-        };
-        if let Ok(now) = now
-            && output::same_file(&now, &self.file)
-        {
-            if self.existed {
-                let _ = File::options()
-                    .write(true)
-                    .open(&self.path)
-                    .and_then(|f| f.set_len(0));
-            } else {
-                let _ = std::fs::remove_file(&self.path);
-            }
-        }
-    }
-}
-
-/// Keeps a file the command created, once it succeeded.
-fn keep(new: Option<NewFile>) {
-    if let Some(new) = new {
-        new.keep();
-    }
 }
 
 /// Whether standard output, and standard error, is a file that starts like a
@@ -497,16 +429,18 @@ fn refuse_output_onto(path: &Path) -> Res<()> {
     Ok(())
 }
 
-fn open(path: &Path, options: Options) -> Res<Database> {
+pub(crate) fn open(path: &Path, options: Options) -> Res<Database> {
     refuse_output_onto(path)?;
-    // SAFETY: larch locks the file (exclusively to write, shared to read), so
-    // no other larch handle writes it meanwhile; this process touches it only
-    // through this handle, and the tool asks users not to modify the file by
-    // other means while it runs.
+    // SAFETY: other larch handles, in this process or others, share the file
+    // through its lock file: they write only pages no snapshot of this handle
+    // can reach, and never truncate it. This process touches it only through
+    // this handle, and the tool asks users not to modify the file by other
+    // means while it runs.
     unsafe { options.open(path) }.map_err(|e| match e {
         larch::Error::AlreadyOpen => Failure::Message(format!(
-            "{}: the database is in use by another process (already open there); \
-             try again once that process has closed it",
+            "{}: the database is open in a process that excludes this one \
+             (a reader that cannot write the lock file, or a writer beside one); \
+             try again once it has closed it",
             path.display()
         )),
         e => Failure::Message(format!("{}: {e}", path.display())),
@@ -558,8 +492,11 @@ fn display_bytes(bytes: &[u8], hex: bool) -> String {
 
 fn stat(path: &Path, table: Option<&str>) -> Res<ExitCode> {
     let db = open_read(path)?;
-    let s = db.stat()?;
+    // One snapshot for every figure: other processes may commit meanwhile.
     let txn = db.begin_read()?;
+    let mut s = txn.stat()?;
+    // The count includes this command's own transaction.
+    s.live_readers = s.live_readers.saturating_sub(1);
     let table_line = |name: &str| -> Res<String> {
         let t = txn.open_table(name)?;
         let st = t.stat()?;
@@ -706,7 +643,7 @@ fn dump_cmd(
     Ok(ExitCode::SUCCESS)
 }
 
-fn load_cmd(path: &Path, table: Option<&str>, file: Option<&Path>) -> Res<ExitCode> {
+fn load_cmd(path: &Path, table: Option<&str>, file: Option<&Path>, no_wait: bool) -> Res<ExitCode> {
     let input: Box<dyn Read> = match file {
         Some(p) => Box::new(File::open(p).map_err(|e| format!("{}: {e}", p.display()))?),
         None => Box::new(io::stdin().lock()),
@@ -718,9 +655,9 @@ fn load_cmd(path: &Path, table: Option<&str>, file: Option<&Path>) -> Res<ExitCo
             "--table {t:?}: a name with a line break cannot be written in the dump format"
         ));
     }
-    let (db, new) = open_or_create(path)?;
+    let target = open_or_create(path)?;
     // Dropping the transaction on any error writes nothing.
-    let mut txn = db.begin_write()?;
+    let mut txn = begin_write(&target.db, path, no_wait)?;
     let mut reader = dump::Reader::new(BufReader::new(input));
     let (mut sections, mut entries) = (0u64, 0u64);
     let nothing = |e: String| Failure::Message(format!("{e}; nothing was loaded"));
@@ -776,8 +713,7 @@ fn load_cmd(path: &Path, table: Option<&str>, file: Option<&Path>) -> Res<ExitCo
         return Err(nothing("the dump is empty (no section)".into()));
     }
     txn.commit()?;
-    drop(db);
-    keep(new);
+    target.keep();
     eprintln!("loaded {entries} entries in {sections} section(s)");
     Ok(ExitCode::SUCCESS)
 }

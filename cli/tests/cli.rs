@@ -183,25 +183,43 @@ fn foreign_files_give_one_line_errors() {
     );
 }
 
+/// A database another process (this test's) holds open is read and written
+/// beside it: each side sees the other's commits without reopening, and a
+/// write transaction held there turns `--no-wait` away in one line.
 #[test]
-fn a_database_open_elsewhere_is_refused_in_one_line() {
+fn a_database_open_elsewhere_is_shared_with_it() {
     let d = Dir::new();
     let path = d.path("db.larch");
     ok(&["put", s(&path), "t", "k", "v"]);
-    // SAFETY: the test owns the file.
+    // SAFETY: the test owns the file; only larch handles touch it.
     let db = unsafe { larch::Database::open(&path) }.unwrap();
-    let err = fails(&["get", s(&path), "t", "k"]);
-    assert!(err.contains("already open"), "{err}");
-    assert_eq!(err.lines().count(), 1);
-    // Said for the tool's user, not as advice to a program.
-    assert!(err.contains("in use by another process"), "{err}");
-    assert!(!err.contains("Database handle"), "{err}");
-    assert!(fails(&["put", s(&path), "t", "k", "w"]).contains("in use"));
+    let value = |key: &[u8]| {
+        let r = db.begin_read().unwrap();
+        let t = r.open_table("t").unwrap();
+        t.get(key).unwrap().map(<[u8]>::to_vec)
+    };
+    assert_eq!(ok(&["get", s(&path), "t", "k"]), "v\n");
+    ok(&["put", s(&path), "t", "k", "w"]);
+    assert_eq!(value(b"k").as_deref(), Some(&b"w"[..]));
+    let mut w = db.begin_write().unwrap();
+    w.open_table("t").unwrap().insert(b"mine", b"1").unwrap();
+    let err = fails(&["put", "--no-wait", s(&path), "t", "k", "x"]);
+    assert!(
+        err.contains("another process is writing this database"),
+        "{err}"
+    );
+    assert_eq!(err.lines().count(), 1, "{err}");
+    w.commit().unwrap();
+    assert_eq!(ok(&["get", s(&path), "t", "mine"]), "1\n");
+    assert_eq!(value(b"k").as_deref(), Some(&b"w"[..]));
+    ok(&["del", "--no-wait", s(&path), "t", "k"]);
+    assert_eq!(value(b"k"), None);
+    assert!(ok(&["check", s(&path)]).ends_with("ok\n"));
     {
         let _closing = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
         drop(db);
     }
-    assert_eq!(ok(&["get", s(&path), "t", "k"]), "v\n");
+    assert_eq!(ok(&["scan", s(&path), "t"]), "mine\t1\n");
 }
 
 /// Binary keys with every byte value, empty values, a 1 MiB value (loaded
@@ -456,7 +474,8 @@ fn dump_refuses_to_write_over_the_database() {
             .is_symlink()
     );
     assert!(ok(&["check", s(&db)]).ends_with("ok\n"));
-    assert_eq!(listing(d.0.path()), ["db", "hard", "link"]);
+    // The lock file open keeps beside the database, and nothing else.
+    assert_eq!(listing(d.0.path()), ["db", "db-lock", "hard", "link"]);
 }
 
 #[test]
@@ -469,14 +488,14 @@ fn a_failed_dump_leaves_the_output_as_it_was() {
     let err = fails(&["dump", s(&db), "--table", "nosuch", "-f", s(&out)]);
     assert!(err.contains("no table named"), "{err}");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious\n");
-    assert_eq!(listing(d.0.path()), ["db", "out.txt"]);
+    assert_eq!(listing(d.0.path()), ["db", "db-lock", "out.txt"]);
     // A table the dump format cannot hold, after one it can: the output is
     // not half written either.
     ok(&["put", s(&db), "b\nc", "k", "v"]);
     let err = fails(&["dump", s(&db), "-f", s(&out)]);
     assert!(err.contains("line break"), "{err}");
     assert_eq!(std::fs::read_to_string(&out).unwrap(), "precious\n");
-    assert_eq!(listing(d.0.path()), ["db", "out.txt"]);
+    assert_eq!(listing(d.0.path()), ["db", "db-lock", "out.txt"]);
     // A dump that succeeds replaces the file, keeping its permissions.
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&out, std::fs::Permissions::from_mode(0o640)).unwrap();
@@ -488,7 +507,7 @@ fn a_failed_dump_leaves_the_output_as_it_was() {
     );
     let mode = std::fs::metadata(&out).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o640);
-    assert_eq!(listing(d.0.path()), ["db", "out.txt"]);
+    assert_eq!(listing(d.0.path()), ["db", "db-lock", "out.txt"]);
     // Through a symlink, the file it names is replaced, not the link.
     let link = d.path("link.txt");
     std::os::unix::fs::symlink(&out, &link).unwrap();
@@ -571,7 +590,14 @@ fn a_failed_put_or_load_removes_the_file_it_created() {
         );
         assert!(!new.exists());
     }
+    // Neither the database nor its lock file is left behind.
     assert_eq!(listing(d.0.path()), Vec::<String>::new());
+    // A lock file that was there before is not the command's to remove.
+    let stale = d.path("new.larch-lock");
+    std::fs::write(&stale, b"").unwrap();
+    assert!(fails(&["put", s(&new), "t", &long_key, "v"]).contains("longer than"));
+    assert_eq!(listing(d.0.path()), ["new.larch-lock"]);
+    std::fs::remove_file(&stale).unwrap();
     // A file that existed stays, unchanged.
     let old = d.path("old.larch");
     ok(&["put", s(&old), "t", "k", "v"]);
@@ -746,7 +772,7 @@ fn copy_refuses_a_symlink_destination_even_a_dangling_one() {
             .is_symlink()
     );
     assert!(!d.path("nowhere").exists());
-    assert_eq!(listing(d.0.path()), ["db", "link"]);
+    assert_eq!(listing(d.0.path()), ["db", "db-lock", "link"]);
 }
 
 /// When open sets the newest commit aside (torn, or damaged after the fact),
@@ -803,6 +829,8 @@ fn a_failed_write_leaves_an_empty_file_empty_and_creates_no_link_target() {
     let long_key = "k".repeat(5000);
     fails(&["put", s(&empty), "t", &long_key, "v"]);
     assert_eq!(std::fs::metadata(&empty).unwrap().len(), 0);
+    // The lock files those commands created went with their failures.
+    assert_eq!(listing(d.0.path()), ["empty.db"]);
     // A good write still initialises it.
     ok(&["put", s(&empty), "t", "k", "v"]);
     assert_eq!(ok(&["get", s(&empty), "t", "k"]), "v\n");
