@@ -43,7 +43,32 @@ pub fn open(name: &str, dir: &Path) -> Box<dyn Engine> {
     }
 }
 
-fn checksum(value: &[u8]) -> u64 {
+/// Opens engine `name`'s database, which another process created in `dir`
+/// and still has open, to read it (the `reads_2_processes` readers).
+pub fn open_existing(name: &str, dir: &Path) -> Box<dyn Engine> {
+    match name {
+        "larch" => Box::new(Larch::open(dir)),
+        "lmdb" => Box::new(Lmdb::open_existing(dir)),
+        _ => panic!("engine {name} does not share its files between processes"),
+    }
+}
+
+/// Why engine `name` cannot have its database open in several processes at
+/// once, or `None` if it can.
+pub fn single_process(name: &str) -> Option<&'static str> {
+    match name {
+        "larch" | "lmdb" => None,
+        "redb" => Some("redb locks its file for one process"),
+        "sled" => Some("sled locks its directory for one process"),
+        "rocksdb" => Some(
+            "RocksDB locks its directory for one read-write process (read-only and secondary instances are other configurations)",
+        ),
+        _ => Some("unknown engine"),
+    }
+}
+
+/// The checksum of one value that `get_all` and `ranges` sum.
+pub fn checksum(value: &[u8]) -> u64 {
     value.len() as u64 + u64::from(value.first().copied().unwrap_or(0))
 }
 
@@ -132,6 +157,27 @@ impl Lmdb {
         let mut w = env.write_txn().unwrap();
         let db = env.create_database(&mut w, None).unwrap();
         w.commit().unwrap();
+        Lmdb { env, db }
+    }
+
+    /// The same environment, opened in another process beside the one that
+    /// created it, with the same flags; only reads its unnamed database.
+    fn open_existing(dir: &Path) -> Lmdb {
+        // SAFETY: the benchmark's temporary directory is its own.
+        let env = unsafe {
+            heed::EnvOpenOptions::new()
+                .map_size(64 << 30)
+                .max_dbs(1)
+                .open(dir)
+        }
+        .expect("open lmdb");
+        let r = env.read_txn().unwrap();
+        let db = env
+            .open_database(&r, None)
+            .unwrap()
+            .expect("the unnamed database");
+        // Committed so that the handle outlives this transaction.
+        r.commit().unwrap();
         Lmdb { env, db }
     }
 }

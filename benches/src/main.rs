@@ -9,9 +9,15 @@
 //! bulk load 15-20% slower than it did in second place. An engine that fails
 //! shows "failed" in its column; the others' results are still reported, and
 //! the run exits non-zero.
+//!
+//! `reads_2_processes` starts this binary once more per reader, with
+//! `--reader` (see `processes.rs`); it runs for the engines whose database
+//! several processes can open at once (larch and LMDB), and shows "n/a" for
+//! the others.
 
 mod engines;
 mod plot;
+mod processes;
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -47,6 +53,14 @@ struct Args {
     /// figures on stdout, one per line (used by the parent run).
     #[arg(long, hide = true)]
     child: bool,
+    /// Read the keys given on stdin from the database of the one engine named
+    /// by `--engines` in directory `--db`, once released (used by
+    /// `reads_2_processes`).
+    #[arg(long, hide = true, requires = "db")]
+    reader: bool,
+    /// The database directory of a `--reader`.
+    #[arg(long, hide = true)]
+    db: Option<PathBuf>,
 }
 
 /// The timed workloads, in table order.
@@ -61,6 +75,7 @@ const WORKLOADS: &[&str] = &[
     "reads_1_thread",
     "reads_2_threads",
     "reads_4_threads",
+    "reads_2_processes",
     "remove_half",
 ];
 
@@ -104,6 +119,8 @@ struct Data {
     batches: Vec<Pairs>,
     /// Keys to read, in another random order.
     reads: Vec<Vec<u8>>,
+    /// The checksum of each read key's value, in the same order.
+    read_checksums: Vec<u64>,
     /// Range starts.
     starts: Vec<Vec<u8>>,
     /// Half the keys, to remove.
@@ -131,6 +148,10 @@ impl Data {
         let sorted = order.iter().map(|&i| pairs[i].clone()).collect();
         rng.shuffle(&mut order);
         let reads: Vec<Vec<u8>> = order.iter().map(|&i| pairs[i].0.clone()).collect();
+        let read_checksums = order
+            .iter()
+            .map(|&i| engines::checksum(&pairs[i].1))
+            .collect();
         let starts = order[..n / 2].iter().map(|&i| pairs[i].0.clone()).collect();
         rng.shuffle(&mut order);
         let removals = order[..n / 2].iter().map(|&i| pairs[i].0.clone()).collect();
@@ -140,6 +161,7 @@ impl Data {
             singles,
             batches,
             reads,
+            read_checksums,
             starts,
             removals,
         }
@@ -188,12 +210,30 @@ fn parallel_reads(engine: &dyn Engine, keys: &[Vec<u8>], threads: usize) -> u64 
     })
 }
 
-/// Figures of one engine: milliseconds per workload, bytes per size; or why
-/// it failed.
+/// Reads `data.reads` split as `parallel_reads` splits it over `processes`
+/// reader processes of engine `name`'s database in `dir`, all at once; the
+/// milliseconds from their release until the last is done.
+fn process_reads(name: &str, dir: &Path, data: &Data, processes: usize) -> f64 {
+    let chunk = data.reads.len().div_ceil(processes);
+    let parts: Vec<&[Vec<u8>]> = data.reads.chunks(chunk).collect();
+    let expected: Vec<u64> = data
+        .read_checksums
+        .chunks(chunk)
+        .map(|c| c.iter().sum())
+        .collect();
+    match processes::reads(name, dir, &parts, &expected) {
+        Ok(ms) => ms,
+        Err(e) => panic!("reads from {processes} processes: {e}"),
+    }
+}
+
+/// Figures of one engine: milliseconds per workload, bytes per size, the
+/// workloads it cannot run and why; or why it failed.
 #[derive(Default)]
 struct Figures {
     ms: BTreeMap<&'static str, f64>,
     bytes: BTreeMap<&'static str, u64>,
+    skipped: BTreeMap<&'static str, String>,
     failed: Option<String>,
 }
 
@@ -204,7 +244,8 @@ fn timed<T>(f: impl FnOnce() -> T) -> (f64, T) {
 }
 
 /// Runs every wanted workload on engine `name`, printing each figure on
-/// stdout as it is measured: `start W`, `ms W VALUE`, `bytes S VALUE`.
+/// stdout as it is measured: `start W`, `ms W VALUE`, `bytes S VALUE`, or
+/// `skip W REASON` for a workload the engine cannot run.
 fn run_engine(name: &str, data: &Data, base: &Path, wanted: &dyn Fn(&str) -> bool) {
     let report = |line: String| println!("{line}");
     let step = |workload: &'static str, f: &mut dyn FnMut() -> u64| {
@@ -254,6 +295,18 @@ fn run_engine(name: &str, data: &Data, base: &Path, wanted: &dyn Fn(&str) -> boo
     step("reads_1_thread", &mut || parallel_reads(e, &data.reads, 1));
     step("reads_2_threads", &mut || parallel_reads(e, &data.reads, 2));
     step("reads_4_threads", &mut || parallel_reads(e, &data.reads, 4));
+    // Timed from the readers' release, not around the whole step. This
+    // process keeps its handle open meanwhile, with no write transaction.
+    if wanted("reads_2_processes") {
+        report("start reads_2_processes".into());
+        match engines::single_process(name) {
+            None => {
+                let ms = process_reads(name, dir.path(), data, 2);
+                report(format!("ms reads_2_processes {ms:.3}"));
+            }
+            Some(why) => report(format!("skip reads_2_processes {why}")),
+        }
+    }
     step("remove_half", &mut || {
         e.remove(&data.removals);
         0
@@ -327,6 +380,15 @@ fn collect_child(
                     problem.get_or_insert(format!("unexpected report line: {line}"));
                 }
             },
+            ["skip", w, why @ ..] => match known(w) {
+                Some(w) => {
+                    fig.skipped.insert(w, why.join(" "));
+                    bar.inc(1);
+                }
+                None => {
+                    problem.get_or_insert(format!("unexpected report line: {line}"));
+                }
+            },
             ["bytes", w, v] => match (known(w), v.parse()) {
                 (Some(w), Ok(v)) => {
                     fig.bytes.insert(w, v);
@@ -385,6 +447,7 @@ fn table(engines: &[String], results: &BTreeMap<String, Figures>) -> String {
             match results[e].ms.get(w) {
                 _ if failed(e) => out += " failed |",
                 Some(ms) => out += &format!(" {ms:.0} |"),
+                None if results[e].skipped.contains_key(w) => out += " n/a |",
                 None => out += " - |",
             }
         }
@@ -409,6 +472,20 @@ fn table(engines: &[String], results: &BTreeMap<String, Figures>) -> String {
         }
         out += "\n";
     }
+    // Why a workload is "n/a", once per engine and workload.
+    let skipped: Vec<String> = engines
+        .iter()
+        .flat_map(|e| {
+            results[e]
+                .skipped
+                .iter()
+                .map(move |(w, why)| format!("- {w} on {e}: {why}.\n"))
+        })
+        .collect();
+    if !skipped.is_empty() {
+        out += "\nn/a, not run:\n\n";
+        out += &skipped.concat();
+    }
     out
 }
 
@@ -426,11 +503,23 @@ fn json(n: usize, results: &BTreeMap<String, Figures>) -> String {
                 .iter()
                 .map(|(k, v)| format!("\"{k}\": {v}"))
                 .collect();
-            let failed = f.failed.as_ref().map_or(String::new(), |e| {
-                format!(", \"failed\": \"{}\"", e.replace(['\\', '"'], "'"))
-            });
+            let quote = |s: &str| s.replace(['\\', '"'], "'");
+            let failed = f
+                .failed
+                .as_ref()
+                .map_or(String::new(), |e| format!(", \"failed\": \"{}\"", quote(e)));
+            let skipped: Vec<String> = f
+                .skipped
+                .iter()
+                .map(|(k, v)| format!("\"{k}\": \"{}\"", quote(v)))
+                .collect();
+            let skipped = if skipped.is_empty() {
+                String::new()
+            } else {
+                format!(", \"skipped\": {{ {} }}", skipped.join(", "))
+            };
             format!(
-                "    \"{name}\": {{ \"ms\": {{ {} }}, \"bytes\": {{ {} }}{failed} }}",
+                "    \"{name}\": {{ \"ms\": {{ {} }}, \"bytes\": {{ {} }}{skipped}{failed} }}",
                 ms.join(", "),
                 bytes.join(", ")
             )
@@ -464,6 +553,17 @@ fn main() -> ExitCode {
     if args.n == 0 {
         eprintln!("--n must be at least 1");
         return ExitCode::from(2);
+    }
+    if args.reader {
+        let (Some(db), [name]) = (&args.db, engines.as_slice()) else {
+            eprintln!("--reader reads from exactly one engine's --db");
+            return ExitCode::from(2);
+        };
+        if engines::single_process(name).is_some() {
+            eprintln!("engine {name} cannot share its database with another process");
+            return ExitCode::from(2);
+        }
+        return processes::reader_main(name, db);
     }
     let wanted = |w: &str| args.workloads.is_empty() || args.workloads.iter().any(|x| x == w);
     if args.child {
