@@ -9,12 +9,13 @@ use crate::check::{self, CheckReport};
 use crate::error::{Error, Result, corrupted};
 use crate::format::meta::{MAGIC, Meta, MetaError, Seal, SealEntry, TableDesc, valid_page_size};
 use crate::format::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, page_checksum};
+use crate::format::registry::locks;
 use crate::freelist;
 #[cfg(feature = "testing")]
 use crate::pager::StorageHook;
 use crate::pager::lock::Mode;
 use crate::pager::{LockedFile, Pager, sync_parent_dir};
-use crate::registry::{self, Opening, ReaderInfo, Registry};
+use crate::registry::{self, Opening, ReaderInfo, Registry, SlotId};
 use crate::txn::{Core, ReadTxn, SetAside, Stat, WriteTxn, WriterState, read_meta};
 use crate::view::{MapView, PageSource};
 
@@ -188,17 +189,25 @@ impl Options {
         let hook = self.storage.as_ref();
         #[cfg(not(feature = "testing"))]
         let hook = None;
-        let file = LockedFile::open(path, hook, self.read_only)?;
+        let mut file = LockedFile::open(path, hook, self.read_only)?;
         let data = file.metadata()?;
-        let (opened, registry) = match registry::open(path, &data, self.read_only)? {
+        let opening = registry::open(path, &data, self.read_only)?;
+        // Another handle may have created or grown the file while this one
+        // waited for the lock file's open lock.
+        file.refresh_len()?;
+        let (opened, registry) = match opening {
             Opening::First(first) => {
                 // No handle that uses this lock file has the database open;
                 // one holding the data file without it would not see this
                 // lock file's readers or writer.
                 if !file.try_lock(Mode::Exclusive)? {
-                    return Err(Error::AlreadyOpen);
+                    return Err(first.abandon(path, Error::AlreadyOpen));
                 }
-                let opened = self.recover(path, file)?;
+                file.lock_byte_shared(locks::DATA_REGISTERED)?;
+                let opened = match self.recover(path, file) {
+                    Ok(opened) => opened,
+                    Err(e) => return Err(first.abandon(path, e)),
+                };
                 // Shared before the open lock is: a joiner takes the data
                 // file's lock only after the open lock, so it never finds
                 // it exclusive (and the conversion, which is not atomic,
@@ -206,22 +215,45 @@ impl Options {
                 if !opened.pager.share_lock()? {
                     return Err(Error::AlreadyOpen);
                 }
-                let registry = first.build(&data, opened.meta.txn_id, opened.durable)?;
+                // A newer meta that recovery set aside (a torn commit) stays
+                // in its slot until the first writer spoils it.
+                let newer = opened
+                    .set_aside
+                    .and_then(|s| s.txn_id)
+                    .filter(|&t| t > opened.meta.txn_id);
+                let registry = first.build(&data, opened.meta.txn_id, opened.durable, newer)?;
                 (opened, registry)
             }
             Opening::Joined(registry) => {
                 if !file.try_lock(Mode::Shared)? {
                     return Err(Error::AlreadyOpen);
                 }
+                file.lock_byte_shared(locks::DATA_REGISTERED)?;
                 (self.join(file, &registry)?, registry)
             }
             Opening::Private(hold) => {
                 if !file.try_lock(Mode::Shared)? {
                     return Err(Error::AlreadyOpen);
                 }
-                let opened = self.recover(path, file)?;
-                let registry = Registry::private(hold, opened.meta.txn_id);
-                (opened, registry)
+                if file.byte_held_elsewhere(locks::DATA_REGISTERED)? {
+                    // Handles with a lock file have the database open. This
+                    // one may read beside them only through the same lock
+                    // file, whose writer lock it holds: their commits stop
+                    // while it is open, and it reads the last one published.
+                    let committed = match &hold {
+                        Some(lock_file) => registry::published(lock_file, &data)?,
+                        None => None,
+                    };
+                    let Some(committed) = committed else {
+                        return Err(Error::AlreadyOpen);
+                    };
+                    let opened = self.watch(file, committed)?;
+                    (opened, Registry::private(hold, committed))
+                } else {
+                    let opened = self.recover(path, file)?;
+                    let registry = Registry::private(hold, opened.meta.txn_id);
+                    (opened, registry)
+                }
             }
         };
         if self.own {
@@ -245,6 +277,7 @@ impl Options {
                 }),
                 poisoned: AtomicBool::new(false),
                 set_aside: Mutex::new(set_aside),
+                pid: std::process::id(),
             },
             read_only: self.read_only,
         })
@@ -345,17 +378,48 @@ impl Options {
     }
 
     /// Opening beside other handles: the commit they published, which the
-    /// first of them recovered and later writers made durable.
+    /// first of them recovered and later writers made durable. What it reads
+    /// (the free list, the check of `verify`) it reads under a published
+    /// snapshot, so no writer of another process reuses those pages meanwhile.
     fn join(&self, file: LockedFile, registry: &Registry) -> Result<Opened> {
         let (candidates, _) = read_metas(&file)?;
         let page_size = candidates[0].1.page_size as usize;
         let pager = file.into_pager(page_size, self.map_size)?;
-        let meta = snapshot_meta(&pager, registry)?;
-        // A writer loads it again if another process commits first.
-        let free = if self.read_only {
-            freelist::Persisted::default()
-        } else {
-            freelist::load(MapView::new(&pager, meta.high_water), &meta)?
+        let (slot, meta) = snapshot_meta(&pager, registry)?;
+        let loaded = (|| -> Result<freelist::Persisted> {
+            // A writer loads it again if another process commits first.
+            let free = if self.read_only {
+                freelist::Persisted::default()
+            } else {
+                freelist::load(MapView::new(&pager, meta.high_water), &meta)?
+            };
+            if self.verify {
+                check::strict(check::report(&pager, &meta))?;
+            }
+            Ok(free)
+        })();
+        registry.end(slot);
+        Ok(Opened {
+            pager,
+            meta,
+            free: loaded?,
+            set_aside: None,
+            durable: true,
+        })
+    }
+
+    /// A read-only open that cannot publish snapshots, beside handles that
+    /// can: commit `committed`, which they published; no writer commits
+    /// while this handle holds the writer lock shared.
+    fn watch(&self, file: LockedFile, committed: u64) -> Result<Opened> {
+        let (candidates, _) = read_metas(&file)?;
+        let page_size = candidates[0].1.page_size as usize;
+        let pager = file.into_pager(page_size, self.map_size)?;
+        let Some(meta) = read_meta(&pager, committed)? else {
+            return corrupted(
+                committed % 2,
+                "the lock file names a commit the file does not hold",
+            );
         };
         if self.verify {
             check::strict(check::report(&pager, &meta))?;
@@ -363,7 +427,7 @@ impl Options {
         Ok(Opened {
             pager,
             meta,
-            free,
+            free: freelist::Persisted::default(),
             set_aside: None,
             durable: true,
         })
@@ -381,13 +445,18 @@ struct Opened {
     durable: bool,
 }
 
-/// The meta of the commit `registry` publishes, read from its slot; retried
-/// while writers overwrite it.
-fn snapshot_meta(pager: &Pager, registry: &Registry) -> Result<Meta> {
+/// A snapshot of the commit `registry` publishes: its published slot and
+/// its meta, read from the file; retried while writers overwrite it.
+fn snapshot_meta(pager: &Pager, registry: &Registry) -> Result<(SlotId, Meta)> {
     for _ in 0..100 {
-        let id = registry.committed();
-        if let Some(meta) = read_meta(pager, id)? {
-            return Ok(meta);
+        let (slot, id) = registry.begin()?;
+        match read_meta(pager, id) {
+            Ok(Some(meta)) => return Ok((slot, meta)),
+            Ok(None) => registry.end(slot),
+            Err(e) => {
+                registry.end(slot);
+                return Err(e);
+            }
         }
     }
     corrupted(
@@ -568,10 +637,11 @@ fn verify_seal(pager: &Pager, meta: &Meta, seal: &[SealEntry]) -> Result<()> {
 /// every other that has the file open. Dropping it closes the file and
 /// releases its locks; all transactions borrow it, so they end first.
 ///
-/// A child process made with `fork` must not use a `Database` of its parent
+/// A child process made with `fork` cannot use a `Database` of its parent
 /// (it shares the parent's locks, so neither could tell the other's readers
-/// from its own): open the file again in the child, as any other process
-/// does.
+/// or writer from its own): transactions it asks for fail with
+/// [`Error::Forked`]. Open the file again in the child, as any other
+/// process does.
 pub struct Database {
     core: Core,
     /// Opened with [`Options::read_only`]: no write transaction starts.
@@ -621,6 +691,7 @@ impl Database {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
+        self.core.same_process()?;
         // This handle's threads first, then the other handles and processes.
         let guard = if wait {
             self.core.writer.lock()
@@ -643,6 +714,7 @@ impl Database {
     /// this one included, oldest snapshot first (like `mdb_stat -r`). Readers
     /// of processes that died are left out.
     pub fn readers(&self) -> Result<Vec<ReaderInfo>> {
+        self.core.same_process()?;
         self.core.registry.readers()
     }
 
@@ -651,6 +723,7 @@ impl Database {
     /// could pin pages, and openers and readers before they could fill the
     /// registry. It is here for tools.
     pub fn clear_stale_readers(&self) -> Result<usize> {
+        self.core.same_process()?;
         self.core.registry.clear_stale()
     }
 

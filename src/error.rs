@@ -58,6 +58,9 @@ pub enum Error {
     /// it belongs to another database or version, or it is damaged while
     /// other processes have the database open.
     LockFile(&'static str),
+    /// The handle was opened by another process, of which this one is a
+    /// child made by `fork`: open the database again in this process.
+    Forked,
     /// An earlier write or sync failed; the handle must be reopened before the
     /// next write transaction.
     Poisoned,
@@ -106,6 +109,11 @@ impl fmt::Display for Error {
                  such a process, or a lock file replaced while in use)"
             ),
             Error::LockFile(reason) => write!(f, "lock file: {reason}"),
+            Error::Forked => write!(
+                f,
+                "this database handle belongs to the parent of this forked process; \
+                 open the database again here"
+            ),
             Error::Poisoned => write!(
                 f,
                 "an earlier write or sync failed, so the handle refuses further writes; \

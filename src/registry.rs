@@ -10,7 +10,7 @@
 use std::ffi::OsString;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
-use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
+use std::os::unix::fs::{FileExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -63,6 +63,8 @@ pub(crate) enum Opening {
 /// `build`.
 pub(crate) struct First {
     map: SharedMap,
+    /// Whether this open created the lock file.
+    created: bool,
 }
 
 /// The registry of one open handle.
@@ -119,9 +121,9 @@ pub(crate) fn open(path: &Path, data: &Metadata, read_only: bool) -> Result<Open
     let lock_path = lock_path(path);
     // A process that cannot write the database must not create its lock
     // file: it would own a file that others then refuse.
-    let may_create = !read_only || OpenOptions::new().write(true).open(path).is_ok();
-    let file = match open_lock_file(&lock_path, data, may_create) {
-        Ok(file) => file,
+    let may_create = !read_only || crate::pager::may_write(path);
+    let (file, created) = match open_lock_file(&lock_path, data, may_create) {
+        Ok(opened) => opened,
         Err(e) if read_only && (is_denied(&e) || e.kind() == io::ErrorKind::NotFound) => {
             return match OpenOptions::new()
                 .read(true)
@@ -130,6 +132,7 @@ pub(crate) fn open(path: &Path, data: &Metadata, read_only: bool) -> Result<Open
             {
                 Ok(file) => {
                     check_permissions(&file.metadata()?, data)?;
+                    // (A reader that cannot publish its snapshots.)
                     // A writer running now, or starting later, would not see
                     // this handle's snapshots: keep writers out while open.
                     if !lock::try_lock(&file, locks::WRITER, Mode::Shared)? {
@@ -146,16 +149,26 @@ pub(crate) fn open(path: &Path, data: &Metadata, read_only: bool) -> Result<Open
                 "this process cannot create or write the lock file beside the database",
             ));
         }
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(damaged("the lock file's name is a symbolic link"));
+        }
         Err(e) => return Err(e.into()),
     };
-    check_permissions(&file.metadata()?, data)?;
+    if let Err(e) = check_permissions(&file.metadata()?, data) {
+        if created {
+            // A lock file this open made and cannot use (a group it could
+            // not give away) would lock everyone out: it goes.
+            let _ = remove_if_same(&lock_path, &file);
+        }
+        return Err(e);
+    }
     let map = SharedMap::new(file, RESERVE as usize)?;
     // A joiner that finds the lock file unbuilt (its builder died) tries to
     // build it itself; one that keeps finding it damaged while others hold it
     // open gives up.
     for _ in 0..100 {
         if lock::try_lock(map.file(), locks::OPEN, Mode::Exclusive)? {
-            return Ok(Opening::First(First { map }));
+            return Ok(Opening::First(First { map, created }));
         }
         lock::lock(map.file(), locks::OPEN, Mode::Shared)?;
         map.refresh_len()?;
@@ -183,6 +196,40 @@ pub(crate) fn open(path: &Path, data: &Metadata, read_only: bool) -> Result<Open
     ))
 }
 
+/// Whether the lock file of a live registry names commit `committed`: the
+/// published commit, when some handle holds `file`'s open lock and its
+/// header is valid for `data`; read with `pread` by a handle that cannot
+/// write (or map) the lock file.
+pub(crate) fn published(file: &File, data: &Metadata) -> Result<Option<u64>> {
+    if !lock::held_elsewhere(file, locks::OPEN)? {
+        return Ok(None);
+    }
+    let mut head = [0u8; HEADER_SIZE as usize];
+    if file.read_exact_at(&mut head, 0).is_err() {
+        return Ok(None);
+    }
+    let word = |at: u64| {
+        let at = at as usize;
+        u64::from_ne_bytes(head[at..at + 8].try_into().expect("8 bytes"))
+    };
+    let valid = word(header::MAGIC) == REGISTRY_MAGIC
+        && word(header::VERSION) == REGISTRY_VERSION
+        && word(header::DEV) == data.dev()
+        && word(header::INO) == data.ino();
+    Ok(valid.then(|| word(header::COMMITTED)))
+}
+
+/// Removes `path` if it still names `file` (same device and inode).
+fn remove_if_same(path: &Path, file: &File) -> io::Result<()> {
+    let ours = file.metadata()?;
+    match std::fs::symlink_metadata(path) {
+        Ok(m) if m.dev() == ours.dev() && m.ino() == ours.ino() => std::fs::remove_file(path),
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Removes the lock file beside `path` if it is still the one `registry`
 /// maps (for a file no other process will open, such as a copy being
 /// written: its handle keeps working through the open lock file).
@@ -190,17 +237,7 @@ pub(crate) fn unlink_own(path: &Path, registry: &Registry) -> Result<()> {
     let Inner::Shared(s) = &registry.inner else {
         return Ok(());
     };
-    let lock_path = lock_path(path);
-    let ours = s.map.file().metadata()?;
-    match std::fs::symlink_metadata(&lock_path) {
-        Ok(m) if m.dev() == ours.dev() && m.ino() == ours.ino() => {
-            std::fs::remove_file(&lock_path)?;
-            Ok(())
-        }
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    Ok(remove_if_same(&lock_path(path), s.map.file())?)
 }
 
 fn is_denied(e: &io::Error) -> bool {
@@ -212,7 +249,8 @@ fn is_denied(e: &io::Error) -> bool {
 
 /// Opens the lock file for writing, creating it with the data file's mode
 /// (no more permissive) and, where this process may, its owner.
-fn open_lock_file(lock_path: &Path, data: &Metadata, may_create: bool) -> io::Result<File> {
+/// Also returns whether it created the file.
+fn open_lock_file(lock_path: &Path, data: &Metadata, may_create: bool) -> io::Result<(File, bool)> {
     let mode = data.mode() & 0o666;
     let open_existing = || {
         OpenOptions::new()
@@ -222,7 +260,7 @@ fn open_lock_file(lock_path: &Path, data: &Metadata, may_create: bool) -> io::Re
             .open(lock_path)
     };
     if !may_create {
-        return open_existing();
+        return open_existing().map(|f| (f, false));
     }
     let created = OpenOptions::new()
         .read(true)
@@ -237,14 +275,21 @@ fn open_lock_file(lock_path: &Path, data: &Metadata, may_create: bool) -> io::Re
             // need; set the mode exactly.
             file.set_permissions(std::fs::Permissions::from_mode(mode))?;
             let m = file.metadata()?;
-            if m.uid() != data.uid() || m.gid() != data.gid() {
-                // Only a privileged process may give a file away; others keep
-                // it as their own, which `check_permissions` accepts.
-                let _ = std::os::unix::fs::fchown(&file, Some(data.uid()), Some(data.gid()));
+            if m.gid() != data.gid() {
+                // A member of the data file's group may give it that group.
+                let _ = std::os::unix::fs::fchown(&file, None, Some(data.gid()));
             }
-            Ok(file)
+            if m.uid() != data.uid() {
+                // Only a privileged process may give a file away; others keep
+                // it as their own, which `check_permissions` accepts when
+                // they can write the database through its group.
+                let _ = std::os::unix::fs::fchown(&file, Some(data.uid()), None);
+            }
+            // The mode again: a change of owner may clear bits.
+            file.set_permissions(std::fs::Permissions::from_mode(mode))?;
+            Ok((file, true))
         }
-        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => open_existing(),
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => open_existing().map(|f| (f, false)),
         Err(e) => Err(e),
     }
 }
@@ -254,6 +299,12 @@ fn open_lock_file(lock_path: &Path, data: &Metadata, may_create: bool) -> io::Re
 fn check_permissions(lock: &Metadata, data: &Metadata) -> Result<()> {
     if !lock.is_file() {
         return Err(damaged("the lock file is not a regular file"));
+    }
+    if lock.nlink() != 1 {
+        // Another name of another file: the first opener would truncate it.
+        return Err(damaged(
+            "the lock file has more than one name (a hard link)",
+        ));
     }
     let (lm, dm) = (lock.mode(), data.mode());
     let others_write_data = dm & 0o002 != 0;
@@ -305,10 +356,26 @@ fn validate(map: &SharedMap, data: &Metadata) -> Result<()> {
 }
 
 impl First {
+    /// Gives up the open after `e`: removes the lock file if this open
+    /// created it, and returns `e`.
+    pub(crate) fn abandon(self, path: &Path, e: Error) -> Error {
+        if self.created {
+            let _ = remove_if_same(&lock_path(path), self.map.file());
+        }
+        e
+    }
+
     /// Builds the lock file anew for the commit open recovered (`committed`;
-    /// `synced` when it is durable) and shares the open lock with the
-    /// processes that come next.
-    pub(crate) fn build(self, data: &Metadata, committed: u64, synced: bool) -> Result<Registry> {
+    /// `synced` when it is durable; `unfinished`, a newer meta recovery set
+    /// aside, which the first writer spoils) and shares the open lock with
+    /// the processes that come next.
+    pub(crate) fn build(
+        self,
+        data: &Metadata,
+        committed: u64,
+        synced: bool,
+        unfinished: Option<u64>,
+    ) -> Result<Registry> {
         let map = self.map;
         map.set_len(0)?;
         map.set_len(file_len(INITIAL_SLOTS))?;
@@ -320,7 +387,7 @@ impl First {
         word(header::SLOTS).store(INITIAL_SLOTS, Ordering::Relaxed);
         word(header::USED).store(0, Ordering::Relaxed);
         word(header::SYNCED).store(u64::from(synced), Ordering::Relaxed);
-        word(header::WRITING).store(0, Ordering::Relaxed);
+        word(header::WRITING).store(unfinished.map_or(0, |t| t + 1), Ordering::Relaxed);
         word(header::MAGIC).store(REGISTRY_MAGIC, Ordering::Release);
         // Converts the exclusive lock in place: no other opener slips between.
         lock::lock(map.file(), locks::OPEN, Mode::Shared)?;
@@ -446,16 +513,9 @@ impl Registry {
         Ok(out)
     }
 
-    /// Slots holding a snapshot, in every process (those of processes that
-    /// died included, until a writer or `clear_stale` frees them).
+    /// Read transactions alive, in every process.
     pub(crate) fn count(&self) -> usize {
-        let Inner::Shared(s) = &self.inner else {
-            return 0;
-        };
-        let n = s.scan_len().unwrap_or(0);
-        (0..n)
-            .filter(|&i| s.slot(i, slot::TXN).load(Ordering::Relaxed) != 0)
-            .count()
+        self.readers().map_or(0, |r| r.len())
     }
 
     /// Frees the slots of processes that died; returns how many.

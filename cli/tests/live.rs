@@ -393,7 +393,6 @@ fn writes_wait_for_the_writer_of_another_process() {
 /// writer of another process reuses those pages meanwhile and the open
 /// fails with a spurious "corrupted" error. The database itself is intact.
 #[test]
-#[ignore = "larch: a writable open beside an active writer reads pages it has not pinned"]
 fn put_runs_beside_a_writing_process() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("db.larch");

@@ -82,4 +82,8 @@ pub(crate) mod locks {
     pub(crate) const GROW: u64 = 2;
     /// Slot `i` is owned by whoever holds byte `SLOT_BASE + i` exclusively.
     pub(crate) const SLOT_BASE: u64 = 1 << 32;
+    /// On the data file, not the lock file: held shared for life by every
+    /// handle that uses a lock file, whatever the name it opened the
+    /// database by, so that a handle without one can tell it is not alone.
+    pub(crate) const DATA_REGISTERED: u64 = 0;
 }

@@ -148,6 +148,25 @@ impl LockedFile {
         self.len
     }
 
+    /// Learns the file's length anew: another handle may have created or
+    /// grown it while this one waited for the lock file.
+    pub(crate) fn refresh_len(&mut self) -> Result<()> {
+        self.len = self.file.metadata()?.len();
+        Ok(())
+    }
+
+    /// Takes, for the life of the file, a shared lock on byte `at` (the
+    /// data file's `DATA_REGISTERED`).
+    pub(crate) fn lock_byte_shared(&self, at: u64) -> Result<()> {
+        lock::lock(&self.file, at, lock::Mode::Shared)?;
+        Ok(())
+    }
+
+    /// Whether another open file description holds a lock on byte `at`.
+    pub(crate) fn byte_held_elsewhere(&self, at: u64) -> Result<bool> {
+        Ok(lock::held_elsewhere(&self.file, at)?)
+    }
+
     /// The file's metadata (owner, mode, identity).
     pub(crate) fn metadata(&self) -> Result<Metadata> {
         Ok(self.file.metadata()?)
@@ -235,6 +254,17 @@ fn read_fully(file: &File, buf: &mut [u8], offset: u64) -> Result<usize> {
         }
     }
     Ok(done)
+}
+
+/// Whether this process may write the file at `path` (`access(W_OK)`),
+/// without opening it.
+pub(crate) fn may_write(path: &Path) -> bool {
+    use std::os::unix::ffi::OsStrExt;
+    let Ok(c) = std::ffi::CString::new(path.as_os_str().as_bytes()) else {
+        return false;
+    };
+    // SAFETY: `c` is a valid NUL-terminated string for the call.
+    unsafe { libc::access(c.as_ptr(), libc::W_OK) == 0 }
 }
 
 /// Makes the directory entry of a newly created file durable.

@@ -37,6 +37,9 @@ pub(crate) struct Core {
     /// The meta open set aside, if any, until a commit overwrites its slot
     /// (the next one that writes does).
     pub set_aside: Mutex<Option<SetAside>>,
+    /// The process that opened the handle: a child made by `fork` shares its
+    /// locks and must not use it.
+    pub pid: u32,
 }
 
 /// Reads the meta of commit `id` from its slot, or from the other one (a
@@ -71,6 +74,16 @@ pub(crate) fn read_meta(pager: &Pager, id: u64) -> Result<Option<Meta>> {
 }
 
 impl Core {
+    /// Refuses a process other than the one that opened the handle (a child
+    /// made by `fork`, which shares the handle's locks).
+    pub(crate) fn same_process(&self) -> Result<()> {
+        if std::process::id() == self.pid {
+            Ok(())
+        } else {
+            Err(Error::Forked)
+        }
+    }
+
     /// The meta of commit `id`, from `latest` or the file.
     fn meta_of(&self, id: u64) -> Result<Option<Meta>> {
         let latest = *self.latest.lock();
@@ -90,6 +103,7 @@ impl Core {
     /// Starts a snapshot of the last commit: its slot in the registry,
     /// published, and its meta.
     pub(crate) fn snapshot(&self) -> Result<(SlotId, Meta)> {
+        self.same_process()?;
         for _ in 0..100 {
             let (slot, id) = self.registry.begin()?;
             match self.meta_of(id) {
@@ -117,16 +131,34 @@ impl Core {
         // The file as other writers left it: never grow it from a stale length.
         self.pager.refresh_len()?;
         let id = self.registry.committed();
+        // Commits are published in order: a committed id older than one this
+        // handle has seen, or than a commit the file holds that no writer was
+        // writing out, is a damaged lock file. Building on it would reuse
+        // pages of the newer commit and overwrite its meta.
+        let newest_seen = self.latest.lock().txn_id.max(state.known);
+        let unfinished = self.registry.unfinished();
+        // (A meta in the slot of the other parity is invalid: open set it
+        // aside, and this commit overwrites it.)
+        let beyond = read_slot(&self.pager, (id + 1) % 2)?
+            .filter(|m| m.txn_id > id && m.txn_id % 2 == (id + 1) % 2);
+        // A newer meta is what a writer that died or failed left, or what
+        // recovery set aside (torn): either way recorded as unfinished.
+        let left_behind = |m: &Meta| unfinished == Some(m.txn_id);
+        if id < newest_seen || beyond.is_some_and(|m| !left_behind(&m)) {
+            return Err(Error::LockFile(
+                "the lock file's committed id is behind the commits the database holds",
+            ));
+        }
         let base = self.meta_of(id)?.ok_or(Error::Corrupted {
             page: id % 2,
             reason: "the lock file names a commit the file does not hold",
         })?;
-        if let Some(unfinished) = self.registry.unfinished() {
+        if let Some(unfinished) = unfinished {
             // A writer died or failed while writing `unfinished` out: its
             // meta may be in its slot, durable or in the page cache, over
             // pages this writer may now reuse. Spoil the slot durably before
             // anything builds on the base (DESIGN.md, "Many processes").
-            if unfinished == id + 1 {
+            if unfinished > id {
                 let mut spoiled = base.encode();
                 spoiled[CHECKSUM_AT] ^= 0xff;
                 self.pager.write(unfinished % 2, &spoiled)?;

@@ -55,11 +55,6 @@ fn opens(db: &Database) -> u64 {
 /// Rounds of processes opening the database at once, none having it open
 /// before: the first round creates the file, the second finds it empty.
 #[test]
-#[ignore = "library bug: a joiner woken when First::build shares the open lock takes the \
-            data file's shared lock before the first opener converts its exclusive one \
-            (Pager::share_lock): spurious Error::AlreadyOpen; and a joiner that opened the \
-            new file before the first opener initialised it reads its metas against the \
-            stale length 0: Corrupted (meta points outside the file)"]
 fn processes_opening_at_once_all_get_the_database() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("opened.larch");
@@ -160,8 +155,6 @@ fn content(db: &Database) -> Option<(u64, u64)> {
 /// handle created the database, committed and closed it: it must find that
 /// commit, not initialise the file again.
 #[test]
-#[ignore = "library bug: LockedFile::open reads the file length before registry::open, \
-            which may wait, and recovery/join use that stale length: a first opener that found the file empty re-initialises a committed database"]
 fn an_open_stalled_while_another_creates_the_file_keeps_its_commits() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("new.larch");
@@ -179,8 +172,6 @@ fn an_open_stalled_while_another_creates_the_file_keeps_its_commits() {
 /// another handle grew the file by one commit (or two) and closed it: it
 /// must find the last commit.
 #[test]
-#[ignore = "library bug: LockedFile::open reads the file length before registry::open, \
-            which may wait, and recovery/join use that stale length: metas past that length are dropped: an older commit is used, or Corrupted"]
 fn an_open_stalled_while_another_grows_the_file_keeps_its_commits() {
     let dir = tempfile::tempdir().unwrap();
     let mut outcomes = Vec::new();
@@ -214,8 +205,6 @@ fn an_open_stalled_while_another_grows_the_file_keeps_its_commits() {
 /// A stalled open joins another handle that created the file (or grew it by
 /// two commits) meanwhile and keeps it open.
 #[test]
-#[ignore = "library bug: LockedFile::open reads the file length before registry::open, \
-            which may wait, and recovery/join use that stale length: a joiner reads both metas as outside the file: Corrupted"]
 fn an_open_stalled_while_another_grows_the_file_joins_it() {
     let dir = tempfile::tempdir().unwrap();
     for existing in [false, true] {
