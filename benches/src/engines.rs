@@ -145,15 +145,20 @@ pub struct Lmdb {
 }
 
 impl Lmdb {
-    fn open(dir: &Path) -> Lmdb {
+    /// The environment in `dir`, with the flags every run uses.
+    fn env(dir: &Path) -> heed::Env {
         // SAFETY: the benchmark's temporary directory is its own.
-        let env = unsafe {
+        unsafe {
             heed::EnvOpenOptions::new()
                 .map_size(64 << 30)
                 .max_dbs(1)
                 .open(dir)
         }
-        .expect("open lmdb");
+        .expect("open lmdb")
+    }
+
+    fn open(dir: &Path) -> Lmdb {
+        let env = Lmdb::env(dir);
         let mut w = env.write_txn().unwrap();
         let db = env.create_database(&mut w, None).unwrap();
         w.commit().unwrap();
@@ -163,14 +168,7 @@ impl Lmdb {
     /// The same environment, opened in another process beside the one that
     /// created it, with the same flags; only reads its unnamed database.
     fn open_existing(dir: &Path) -> Lmdb {
-        // SAFETY: the benchmark's temporary directory is its own.
-        let env = unsafe {
-            heed::EnvOpenOptions::new()
-                .map_size(64 << 30)
-                .max_dbs(1)
-                .open(dir)
-        }
-        .expect("open lmdb");
+        let env = Lmdb::env(dir);
         let r = env.read_txn().unwrap();
         let db = env
             .open_database(&r, None)
