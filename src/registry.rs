@@ -132,8 +132,7 @@ pub(crate) fn open(path: &Path, data: &Metadata, read_only: bool) -> Result<Open
             {
                 Ok(file) => {
                     check_permissions(&file.metadata()?, data)?;
-                    // (A reader that cannot publish its snapshots.)
-                    // A writer running now, or starting later, would not see
+                    // A reader that cannot publish its snapshots. A writer running now, or starting later, would not see
                     // this handle's snapshots: keep writers out while open.
                     if !lock::try_lock(&file, locks::WRITER, Mode::Shared)? {
                         return Err(Error::AlreadyOpen);

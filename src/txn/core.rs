@@ -1,7 +1,7 @@
 //! What the transactions share: the pager, the registry, the writer lock, and
 //! how a transaction finds the commit it starts from.
 
-use std::sync::atomic::AtomicBool;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
 
@@ -158,23 +158,30 @@ impl Core {
             // meta may be in its slot, durable or in the page cache, over
             // pages this writer may now reuse. Spoil the slot durably before
             // anything builds on the base (DESIGN.md, "Many processes").
-            if unfinished > id {
+            // (Only the other slot: a crafted word naming the base's own
+            // slot must not spoil the base.)
+            if unfinished > id && unfinished % 2 != id % 2 {
                 let mut spoiled = base.encode();
                 spoiled[CHECKSUM_AT] ^= 0xff;
-                self.pager.write(unfinished % 2, &spoiled)?;
-                self.pager.sync()?;
+                self.durably(|| {
+                    self.pager.write(unfinished % 2, &spoiled)?;
+                    self.pager.sync()
+                })?;
             }
             self.registry.set_unfinished(None);
         }
         if !self.registry.synced() {
             // A read-only first opener took the commit without making it
             // durable, or giving a lone meta its twin.
-            self.pager.sync()?;
-            if read_slot(&self.pager, id % 2)? != Some(base) {
-                let bytes = base.encode_sealed(Seal::Synced);
-                self.pager.write(id % 2, &bytes)?;
+            self.durably(|| {
                 self.pager.sync()?;
-            }
+                if read_slot(&self.pager, id % 2)? != Some(base) {
+                    let bytes = base.encode_sealed(Seal::Synced);
+                    self.pager.write(id % 2, &bytes)?;
+                    self.pager.sync()?;
+                }
+                Ok(())
+            })?;
             self.registry.set_synced();
         }
         if state.known != id {
@@ -183,6 +190,19 @@ impl Core {
         }
         debug_assert!(base.high_water * ps <= self.pager.map_len());
         Ok(base)
+    }
+}
+
+impl Core {
+    /// Runs writes and syncs that must be durable before a writer builds; a
+    /// failure poisons the handle, as a failed commit does (after a failed
+    /// sync, a retry could report success falsely).
+    fn durably(&self, io: impl FnOnce() -> Result<()>) -> Result<()> {
+        let r = io();
+        if r.is_err() {
+            self.poisoned.store(true, Ordering::Release);
+        }
+        r
     }
 }
 
