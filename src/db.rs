@@ -201,13 +201,10 @@ impl Options {
                 // one holding the data file without it would not see this
                 // lock file's readers or writer.
                 if !file.try_lock(Mode::Exclusive)? {
-                    return Err(first.abandon(path, Error::AlreadyOpen));
+                    return Err(Error::AlreadyOpen);
                 }
                 file.lock_byte_shared(locks::DATA_REGISTERED)?;
-                let opened = match self.recover(path, file) {
-                    Ok(opened) => opened,
-                    Err(e) => return Err(first.abandon(path, e)),
-                };
+                let opened = self.recover(path, file)?;
                 // Shared before the open lock is: a joiner takes the data
                 // file's lock only after the open lock, so it never finds
                 // it exclusive (and the conversion, which is not atomic,
@@ -232,22 +229,26 @@ impl Options {
                 (self.join(file, &registry)?, registry)
             }
             Opening::Private(hold) => {
-                if !file.try_lock(Mode::Shared)? {
+                // No writer of any name runs while this handle is open, and
+                // none runs now, or it would not get these.
+                if !file.try_lock(Mode::Shared)?
+                    || !file.try_lock_byte(locks::DATA_WRITER, Mode::Shared)?
+                {
                     return Err(Error::AlreadyOpen);
                 }
                 if file.byte_held_elsewhere(locks::DATA_REGISTERED)? {
-                    // Handles with a lock file have the database open. This
-                    // one may read beside them only through the same lock
-                    // file, whose writer lock it holds: their commits stop
-                    // while it is open, and it reads the last one published.
-                    let committed = match &hold {
+                    // Handles with a lock file have the database open: this
+                    // one reads the commit their registry published (a dead
+                    // writer's unpublished one is never served), which only
+                    // a live registry of this name can say.
+                    let published = match &hold {
                         Some(lock_file) => registry::published(lock_file, &data)?,
                         None => None,
                     };
-                    let Some(committed) = committed else {
+                    let Some((committed, writing)) = published else {
                         return Err(Error::AlreadyOpen);
                     };
-                    let opened = self.watch(file, committed)?;
+                    let opened = self.watch(file, committed, writing)?;
                     (opened, Registry::private(hold, committed))
                 } else {
                     let opened = self.recover(path, file)?;
@@ -409,10 +410,19 @@ impl Options {
     }
 
     /// A read-only open that cannot publish snapshots, beside handles that
-    /// can: commit `committed`, which they published; no writer commits
-    /// while this handle holds the writer lock shared.
-    fn watch(&self, file: LockedFile, committed: u64) -> Result<Opened> {
+    /// can: commit `committed`, which their registry published (`writing`:
+    /// the commit it says a writer left unfinished); no writer commits while
+    /// this handle holds `DATA_WRITER` shared.
+    fn watch(&self, file: LockedFile, committed: u64, writing: Option<u64>) -> Result<Opened> {
         let (candidates, _) = read_metas(&file)?;
+        // A registry that lags the file (that of another name for the
+        // database, whose handles went on committing) is not the live one.
+        let lags = candidates
+            .iter()
+            .any(|(_, m, _)| m.txn_id > committed && Some(m.txn_id) != writing);
+        if lags {
+            return Err(Error::AlreadyOpen);
+        }
         let page_size = candidates[0].1.page_size as usize;
         let pager = file.into_pager(page_size, self.map_size)?;
         let Some(meta) = read_meta(&pager, committed)? else {
@@ -704,7 +714,7 @@ impl Database {
         if self.core.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);
         }
-        if !self.core.registry.lock_writer(wait)? {
+        if !self.core.lock_writer(wait)? {
             return Ok(None);
         }
         WriteTxn::new(&self.core, guard).map(Some)

@@ -18,6 +18,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
+use crate::format::meta::MAX_TXN_ID;
 use crate::format::registry::{
     HEADER_SIZE, INITIAL_SLOTS, MAX_SLOTS, REGISTRY_MAGIC, REGISTRY_VERSION, RESERVE, SLOT_SIZE,
     file_len, header, locks, slot, slot_word,
@@ -53,9 +54,9 @@ pub(crate) enum Opening {
     /// Other handles have it open; the registry is theirs too.
     Joined(Registry),
     /// The lock file cannot be written (a read-only open): no slot can be
-    /// published, so no writer may run while this handle is open. `hold` is
-    /// the lock file, holding the writer lock shared; `None` when there is
-    /// no lock file, and then the data file's lock alone keeps writers out.
+    /// published, so no writer may run while this handle is open (the data
+    /// file's `DATA_WRITER` byte, held shared, sees to it). The lock file,
+    /// read-only, where there is one.
     Private(Option<File>),
 }
 
@@ -63,8 +64,6 @@ pub(crate) enum Opening {
 /// `build`.
 pub(crate) struct First {
     map: SharedMap,
-    /// Whether this open created the lock file.
-    created: bool,
 }
 
 /// The registry of one open handle.
@@ -132,11 +131,6 @@ pub(crate) fn open(path: &Path, data: &Metadata, read_only: bool) -> Result<Open
             {
                 Ok(file) => {
                     check_permissions(&file.metadata()?, data)?;
-                    // A reader that cannot publish its snapshots. A writer running now, or starting later, would not see
-                    // this handle's snapshots: keep writers out while open.
-                    if !lock::try_lock(&file, locks::WRITER, Mode::Shared)? {
-                        return Err(Error::AlreadyOpen);
-                    }
                     Ok(Opening::Private(Some(file)))
                 }
                 Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Opening::Private(None)),
@@ -167,7 +161,10 @@ pub(crate) fn open(path: &Path, data: &Metadata, read_only: bool) -> Result<Open
     // open gives up.
     for _ in 0..100 {
         if lock::try_lock(map.file(), locks::OPEN, Mode::Exclusive)? {
-            return Ok(Opening::First(First { map, created }));
+            // A lock file this open created stays if the open fails: another
+            // opener may have opened it already, and would be building its
+            // registry in a file no other process could find.
+            return Ok(Opening::First(First { map }));
         }
         lock::lock(map.file(), locks::OPEN, Mode::Shared)?;
         map.refresh_len()?;
@@ -195,12 +192,12 @@ pub(crate) fn open(path: &Path, data: &Metadata, read_only: bool) -> Result<Open
     ))
 }
 
-/// Whether the lock file of a live registry names commit `committed`: the
-/// published commit, when some handle holds `file`'s open lock and its
-/// header is valid for `data`; read with `pread` by a handle that cannot
-/// write (or map) the lock file.
-pub(crate) fn published(file: &File, data: &Metadata) -> Result<Option<u64>> {
-    if !lock::held_elsewhere(file, locks::OPEN)? {
+/// The commit a live registry in `file` publishes, and its `writing` word:
+/// when members hold `file`'s open lock (shared: an exclusive holder is a
+/// first opener, not yet built) and its header is valid for `data`. Read
+/// with `pread` by a handle that cannot write (or map) the lock file.
+pub(crate) fn published(file: &File, data: &Metadata) -> Result<Option<(u64, Option<u64>)>> {
+    if lock::holder(file, locks::OPEN)? != Some(Mode::Shared) {
         return Ok(None);
     }
     let mut head = [0u8; HEADER_SIZE as usize];
@@ -215,7 +212,8 @@ pub(crate) fn published(file: &File, data: &Metadata) -> Result<Option<u64>> {
         && word(header::VERSION) == REGISTRY_VERSION
         && word(header::DEV) == data.dev()
         && word(header::INO) == data.ino();
-    Ok(valid.then(|| word(header::COMMITTED)))
+    let writing = word(header::WRITING).checked_sub(1);
+    Ok(valid.then(|| (word(header::COMMITTED), writing)))
 }
 
 /// Removes `path` if it still names `file` (same device and inode).
@@ -355,15 +353,6 @@ fn validate(map: &SharedMap, data: &Metadata) -> Result<()> {
 }
 
 impl First {
-    /// Gives up the open after `e`: removes the lock file if this open
-    /// created it, and returns `e`.
-    pub(crate) fn abandon(self, path: &Path, e: Error) -> Error {
-        if self.created {
-            let _ = remove_if_same(&lock_path(path), self.map.file());
-        }
-        e
-    }
-
     /// Builds the lock file anew for the commit open recovered (`committed`;
     /// `synced` when it is durable; `unfinished`, a newer meta recovery set
     /// aside, which the first writer spoils) and shares the open lock with
@@ -430,6 +419,7 @@ impl Registry {
             Inner::Shared(s) => s,
             Inner::Private { .. } => return Ok((None, self.committed())),
         };
+
         let i = {
             let mut local = s.local.lock();
             match local.idle.pop() {
@@ -443,6 +433,11 @@ impl Registry {
         let committed = s.header(header::COMMITTED);
         loop {
             let id = committed.load(Ordering::SeqCst);
+            if id > MAX_TXN_ID {
+                txn.store(0, Ordering::SeqCst);
+                s.local.lock().idle.push(i);
+                return Err(damaged("the lock file names an impossible commit"));
+            }
             txn.store(id + 1, Ordering::SeqCst);
             // A writer that scanned the slots before the store above started
             // from a commit no older than `id` only if `id` is still the

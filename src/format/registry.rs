@@ -86,4 +86,9 @@ pub(crate) mod locks {
     /// handle that uses a lock file, whatever the name it opened the
     /// database by, so that a handle without one can tell it is not alone.
     pub(crate) const DATA_REGISTERED: u64 = 0;
+    /// On the data file: exclusive by the writer for the life of its
+    /// transaction (after the lock file's writer lock); shared for life by a
+    /// read-only handle that cannot publish its snapshots, which so keeps
+    /// out the writers of every name of the database.
+    pub(crate) const DATA_WRITER: u64 = 1;
 }

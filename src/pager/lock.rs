@@ -63,8 +63,17 @@ pub(crate) fn unlock(file: &File, at: u64) -> io::Result<()> {
 /// Whether another open file description holds any lock on byte `at`. (This
 /// description's own locks never count.)
 pub(crate) fn held_elsewhere(file: &File, at: u64) -> io::Result<bool> {
-    let found = fcntl(file, libc::F_OFD_GETLK, at, libc::F_WRLCK)?;
-    Ok(found != libc::F_UNLCK)
+    Ok(holder(file, at)?.is_some())
+}
+
+/// How another open file description holds byte `at`, if one does (an
+/// exclusive holder is reported before shared ones).
+pub(crate) fn holder(file: &File, at: u64) -> io::Result<Option<Mode>> {
+    Ok(match fcntl(file, libc::F_OFD_GETLK, at, libc::F_WRLCK)? {
+        libc::F_UNLCK => None,
+        libc::F_RDLCK => Some(Mode::Shared),
+        _ => Some(Mode::Exclusive),
+    })
 }
 
 /// One `fcntl` on byte `at`; returns the lock type the kernel wrote back (for

@@ -167,6 +167,12 @@ impl LockedFile {
         Ok(lock::held_elsewhere(&self.file, at)?)
     }
 
+    /// Takes a lock on byte `at` in `mode` if no other open file
+    /// description holds a conflicting one; returns whether it did.
+    pub(crate) fn try_lock_byte(&self, at: u64, mode: lock::Mode) -> Result<bool> {
+        Ok(lock::try_lock(&self.file, at, mode)?)
+    }
+
     /// The file's metadata (owner, mode, identity).
     pub(crate) fn metadata(&self) -> Result<Metadata> {
         Ok(self.file.metadata()?)
@@ -306,6 +312,22 @@ impl Pager {
     /// map (for meta slots, which writers overwrite in place).
     pub(crate) fn read_at(&self, buf: &mut [u8], offset: u64) -> Result<usize> {
         read_fully(&self.file, buf, offset)
+    }
+
+    /// Takes a lock on byte `at` of the data file in `mode`: waiting for
+    /// other holders when `wait`, else only if free; returns whether it did.
+    pub(crate) fn lock_byte(&self, at: u64, mode: lock::Mode, wait: bool) -> Result<bool> {
+        if wait {
+            lock::lock(&self.file, at, mode)?;
+            Ok(true)
+        } else {
+            Ok(lock::try_lock(&self.file, at, mode)?)
+        }
+    }
+
+    /// Releases this handle's lock on byte `at` of the data file.
+    pub(crate) fn unlock_byte(&self, at: u64) -> Result<()> {
+        Ok(lock::unlock(&self.file, at)?)
     }
 
     /// Converts the data file's lock to shared (see [`LockedFile::try_lock`]).

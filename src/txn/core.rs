@@ -8,8 +8,10 @@ use parking_lot::{Mutex, MutexGuard};
 use super::SetAside;
 use crate::error::{Error, Result, corrupted};
 use crate::format::meta::{CHECKSUM_AT, MAX_TXN_ID, Meta, Seal};
+use crate::format::registry::locks;
 use crate::freelist::{self, Persisted};
 use crate::pager::Pager;
+use crate::pager::lock::Mode;
 use crate::registry::{Registry, SlotId};
 use crate::view::MapView;
 
@@ -74,6 +76,34 @@ pub(crate) fn read_meta(pager: &Pager, id: u64) -> Result<Option<Meta>> {
 }
 
 impl Core {
+    /// Takes the writer lock of every handle and process, after this
+    /// handle's mutex: the lock file's, then the data file's `DATA_WRITER`
+    /// byte (which read-only handles without a slot hold shared). Waits for
+    /// them when `wait`, else returns whether both were free.
+    pub(crate) fn lock_writer(&self, wait: bool) -> Result<bool> {
+        if !self.registry.lock_writer(wait)? {
+            return Ok(false);
+        }
+        match self
+            .pager
+            .lock_byte(locks::DATA_WRITER, Mode::Exclusive, wait)
+        {
+            Ok(true) => Ok(true),
+            other => {
+                self.registry.unlock_writer();
+                other
+            }
+        }
+    }
+
+    /// Releases what `lock_writer` took.
+    pub(crate) fn unlock_writer(&self) {
+        // If this fails the lock stays with this handle until it takes it
+        // again or closes.
+        let _ = self.pager.unlock_byte(locks::DATA_WRITER);
+        self.registry.unlock_writer();
+    }
+
     /// Refuses a process other than the one that opened the handle (a child
     /// made by `fork`, which shares the handle's locks).
     pub(crate) fn same_process(&self) -> Result<()> {
@@ -131,6 +161,9 @@ impl Core {
         // The file as other writers left it: never grow it from a stale length.
         self.pager.refresh_len()?;
         let id = self.registry.committed();
+        if id > MAX_TXN_ID {
+            return Err(Error::LockFile("the lock file names an impossible commit"));
+        }
         // Commits are published in order: a committed id older than one this
         // handle has seen, or than a commit the file holds that no writer was
         // writing out, is a damaged lock file. Building on it would reuse

@@ -75,7 +75,7 @@ impl<'db> WriteTxn<'db> {
         let (base, oldest) = match start() {
             Ok(started) => started,
             Err(e) => {
-                core.registry.unlock_writer();
+                core.unlock_writer();
                 return Err(e);
             }
         };
@@ -209,6 +209,6 @@ impl Drop for WriteTxn<'_> {
         // Before `guard` drops: another thread of this handle taking the
         // writer lock would otherwise take the registry's too (a handle's own
         // byte lock does not exclude it) and lose it to this unlock.
-        self.core.registry.unlock_writer();
+        self.core.unlock_writer();
     }
 }
