@@ -118,11 +118,12 @@ impl Options {
     /// if missing and writes (its snapshots must be seen by writers). Where
     /// the lock file cannot be written (a read-only directory or mount, a
     /// lock file of another user), no writer may run while the handle is
-    /// open: an existing lock file's writer lock is held shared for the
-    /// handle's life (writers of other processes wait; if one runs now, the
-    /// open fails with [`Error::AlreadyOpen`]), and without a lock file the
-    /// data file's shared lock keeps any writable open out
-    /// ([`Error::AlreadyOpen`]).
+    /// open: writers of every process wait in `begin_write` until it closes,
+    /// and if one runs now, the open fails with [`Error::AlreadyOpen`]. It
+    /// then reads the commit the other handles published, which it learns
+    /// from the lock file if it can read it, or fails with
+    /// [`Error::AlreadyOpen`] if others have the database open and it cannot
+    /// (DESIGN.md, "Read-only without the lock file").
     pub fn read_only(mut self, read_only: bool) -> Options {
         self.read_only = read_only;
         self

@@ -349,14 +349,15 @@ impl Pager {
         let end = start.and_then(|s| s.checked_add(len as u64));
         match (start, end) {
             (Some(start), Some(end)) if end <= self.file_len() => {
-                // SAFETY: `start..end` lies within the file, and the file lies within
-                // the map (the map covers at least the file length, and the file only
-                // grows up to the map length), so the range is mapped and backed by
-                // the file. The map lives as long as `self`. Nobody writes these bytes
-                // while the slice lives: the writer only writes pages that no live
-                // snapshot can reach (DESIGN.md, "The page reuse rule") and the meta
-                // pages, which are never sliced after open; the file is locked and
-                // `Database::open`'s contract forbids other writers.
+                // SAFETY: `start..end` lies below `file_len`, which is at most the
+                // map's length and the file's (the file never shrinks while open,
+                // and `refresh_len` caps what other processes grew at the map), so
+                // the range is mapped and backed by the file. The map lives as long
+                // as `self`. Nobody writes these bytes while the slice lives: the
+                // writer of every process writes only pages no live snapshot of any
+                // process can reach (DESIGN.md, "The page reuse rule" and "Many
+                // processes") and the meta pages, which are never sliced after
+                // open; `Database::open`'s contract forbids writers other than larch.
                 Ok(unsafe {
                     std::slice::from_raw_parts(self.map.as_ptr().add(start as usize), len)
                 })
