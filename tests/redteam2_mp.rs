@@ -12,29 +12,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
+use larch::Error;
 use larch::testing::{FileStorage, Storage};
-use larch::{Database, Error, Options};
 
-fn opts() -> Options {
-    Options::new().page_size(4096).map_size(1 << 30)
-}
-
-fn open_at(path: &Path) -> larch::Result<Database> {
-    // SAFETY: the test owns the file; only larch handles touch it.
-    unsafe { opts().open(path) }
-}
-
-fn put(db: &Database, key: &[u8], value: &[u8]) {
-    let mut w = db.begin_write().unwrap();
-    w.open_table("t").unwrap().insert(key, value).unwrap();
-    w.commit().unwrap();
-}
-
-fn get(db: &Database, key: &[u8]) -> Option<Vec<u8>> {
-    let r = db.begin_read().unwrap();
-    let t = r.open_table("t").ok()?;
-    t.get(key).unwrap().map(<[u8]>::to_vec)
-}
+use common::hostile::{get, open_at, opts, put};
 
 fn lock_path(path: &Path) -> PathBuf {
     let mut s = path.as_os_str().to_owned();

@@ -86,3 +86,31 @@ pub fn collect(r: larch::Range<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
     })
     .collect()
 }
+
+/// Helpers of the hostile reviews' tests: one table "t", 4 KiB pages.
+pub mod hostile {
+    use std::path::Path;
+
+    use larch::{Database, Options};
+
+    pub fn opts() -> Options {
+        Options::new().page_size(4096).map_size(1 << 30)
+    }
+
+    pub fn open_at(path: &Path) -> larch::Result<Database> {
+        // SAFETY: the test owns the file; only larch handles touch it.
+        unsafe { opts().open(path) }
+    }
+
+    pub fn put(db: &Database, key: &[u8], value: &[u8]) {
+        let mut w = db.begin_write().unwrap();
+        w.open_table("t").unwrap().insert(key, value).unwrap();
+        w.commit().unwrap();
+    }
+
+    pub fn get(db: &Database, key: &[u8]) -> Option<Vec<u8>> {
+        let r = db.begin_read().unwrap();
+        let t = r.open_table("t").ok()?;
+        t.get(key).unwrap().map(<[u8]>::to_vec)
+    }
+}
