@@ -108,6 +108,17 @@ pub mod hostile {
         w.commit().unwrap();
     }
 
+    /// Whether the tests run as root, which the tests that run children as
+    /// other users need; says so on standard error when not.
+    pub fn as_root(test: &str) -> bool {
+        // SAFETY: `geteuid` has no preconditions.
+        let root = unsafe { libc::geteuid() } == 0;
+        if !root {
+            eprintln!("{test}: skipped: needs root to run children as other users");
+        }
+        root
+    }
+
     pub fn get(db: &Database, key: &[u8]) -> Option<Vec<u8>> {
         let r = db.begin_read().unwrap();
         let t = r.open_table("t").ok()?;
