@@ -484,6 +484,25 @@ impl Registry {
         Ok(oldest)
     }
 
+    /// The snapshots readers of any process may hold: every id published in
+    /// a slot, after `oldest` freed the slots of dead processes that would
+    /// have been the oldest (the others count, which only keeps pages
+    /// longer).
+    pub(crate) fn snapshots(&self) -> Result<std::collections::BTreeSet<u64>> {
+        let mut set = std::collections::BTreeSet::new();
+        let Inner::Shared(s) = &self.inner else {
+            return Ok(set);
+        };
+        self.oldest()?;
+        for i in 0..s.scan_len()? {
+            let v = s.slot(i, slot::TXN).load(Ordering::SeqCst);
+            if v != 0 {
+                set.insert(v - 1);
+            }
+        }
+        Ok(set)
+    }
+
     /// The read transactions of live processes, oldest snapshot first.
     pub(crate) fn readers(&self) -> Result<Vec<ReaderInfo>> {
         let Inner::Shared(s) = &self.inner else {

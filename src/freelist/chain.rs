@@ -108,7 +108,7 @@ pub(crate) trait ChainStore {
 /// commit without a word, so it is refused before anything is written.
 pub(crate) fn write_chain(store: &mut impl ChainStore, old: &[PageId]) -> Result<Persisted> {
     for &id in old {
-        store.free_list().free_committed(id, 1);
+        store.free_list().free_chain_page(id);
     }
     let txn_id = store.txn_id();
     let cap = freelist_capacity(store.page_size());

@@ -4,7 +4,8 @@
 //! The reuse rule (DESIGN.md): a page freed by transaction `T` is still
 //! reachable in snapshot `T - 1`. The writer of `W` may reuse it only when
 //! `T <= W - 2` (neither meta on disk reaches it) and no live reader has a
-//! snapshot older than `T`.
+//! snapshot older than `T`; a replaced free-list chain, which only snapshot
+//! `T - 1` reaches, once no live reader holds that one snapshot.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -18,6 +19,11 @@ pub(crate) struct FreeList {
     /// Pages still reachable from an old snapshot, by the transaction that freed
     /// them.
     pending: BTreeMap<u64, Vec<PageId>>,
+    /// Of the pending pages, those that transaction `T` freed and only
+    /// snapshot `T - 1` reaches: the free-list chain `T - 1` wrote, which
+    /// `T` replaced. Known to the handle that freed them, not persisted
+    /// (after a reopen they wait like any pending page).
+    narrow: BTreeMap<u64, Vec<PageId>>,
 }
 
 impl FreeList {
@@ -41,6 +47,38 @@ impl FreeList {
                 break;
             }
             self.reusable.extend(entry.remove());
+        }
+        while let Some(entry) = self.narrow.first_entry() {
+            if *entry.key() > limit {
+                break;
+            }
+            entry.remove();
+        }
+    }
+
+    /// Moves the pages of narrow groups (see `narrow`) into the reusable
+    /// pool where neither meta nor a live snapshot reaches them: freed by
+    /// `T <= meta_limit` (so `T - 1` is neither meta on disk) and no live
+    /// snapshot is `T - 1`, the one snapshot that reaches them. Without
+    /// this, a reader holding an old snapshot makes every commit's free list
+    /// longer by the chain it replaced, and the file grow geometrically.
+    pub(crate) fn release_narrow(&mut self, meta_limit: u64, live: &BTreeSet<u64>) {
+        let ready: Vec<u64> = self
+            .narrow
+            .range(..=meta_limit)
+            .map(|(&t, _)| t)
+            .filter(|&t| !live.contains(&(t - 1)))
+            .collect();
+        for t in ready {
+            let pages = self.narrow.remove(&t).expect("listed above");
+            if let Some(group) = self.pending.get_mut(&t) {
+                let set: BTreeSet<PageId> = pages.iter().copied().collect();
+                group.retain(|p| !set.contains(p));
+                if group.is_empty() {
+                    self.pending.remove(&t);
+                }
+                self.reusable.extend(set);
+            }
         }
     }
 
@@ -94,6 +132,17 @@ impl FreeList {
         }
     }
 
+    /// Records pages freed by transaction `txn_id` (and pending in its
+    /// group) that only snapshot `txn_id - 1` reaches.
+    pub(crate) fn add_narrow(&mut self, txn_id: u64, pages: &[PageId]) {
+        if !pages.is_empty() && txn_id > 0 {
+            self.narrow
+                .entry(txn_id)
+                .or_default()
+                .extend_from_slice(pages);
+        }
+    }
+
     /// Number of entries the persisted list holds.
     pub(crate) fn len(&self) -> usize {
         self.reusable.len() + self.pending.values().map(Vec::len).sum::<usize>()
@@ -131,6 +180,9 @@ pub(crate) struct TxnFreeList {
     /// Committed pages this transaction freed: pending until the reuse rule
     /// allows them.
     freed: Vec<PageId>,
+    /// Of `freed`, the previous commit's free-list chain: only that commit's
+    /// snapshot reaches it.
+    narrow: Vec<PageId>,
 }
 
 impl TxnFreeList {
@@ -176,6 +228,14 @@ impl TxnFreeList {
         self.freed.extend(id..id + n);
     }
 
+    /// Frees a page of the previous commit's free-list chain, which only that
+    /// commit's snapshot reaches: pending like any committed page, and
+    /// reusable as soon as no reader holds that one snapshot.
+    pub(crate) fn free_chain_page(&mut self, id: PageId) {
+        self.freed.push(id);
+        self.narrow.push(id);
+    }
+
     /// Whether the transaction freed no committed page.
     pub(crate) fn freed_none(&self) -> bool {
         self.freed.is_empty()
@@ -196,6 +256,7 @@ impl TxnFreeList {
             list.insert_reusable(p);
         }
         list.add_pending(txn_id, &self.freed);
+        list.add_narrow(txn_id, &self.narrow);
         list
     }
 
@@ -227,6 +288,28 @@ mod tests {
         assert_eq!(f.len(), 1);
         f.release(7);
         assert_eq!(f.pop(), Some(12));
+    }
+
+    #[test]
+    fn a_replaced_chain_waits_only_for_its_one_snapshot() {
+        let mut f = FreeList::default();
+        f.add_pending(5, &[10, 11, 12]);
+        f.add_narrow(5, &[11, 12]);
+        // A reader of snapshot 3 holds the group back, but not the chain
+        // pages, which only snapshot 4 reaches.
+        f.release(3);
+        f.release_narrow(6, &BTreeSet::from([3]));
+        assert_eq!((f.pop(), f.pop(), f.pop()), (Some(11), Some(12), None));
+        assert_eq!(f.len(), 1);
+        // A reader of snapshot 4 holds them; so does a meta (limit below 5).
+        let mut g = FreeList::default();
+        g.add_pending(5, &[10, 11]);
+        g.add_narrow(5, &[11]);
+        g.release_narrow(6, &BTreeSet::from([4]));
+        g.release_narrow(4, &BTreeSet::new());
+        assert_eq!(g.pop(), None);
+        g.release(5);
+        assert_eq!((g.pop(), g.pop()), (Some(10), Some(11)));
     }
 
     #[test]

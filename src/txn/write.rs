@@ -68,11 +68,11 @@ impl<'db> WriteTxn<'db> {
         core: &'db Core,
         mut guard: MutexGuard<'db, WriterState>,
     ) -> Result<WriteTxn<'db>> {
-        let mut start = || -> Result<(Meta, Option<u64>)> {
+        let mut start = || -> Result<(Meta, std::collections::BTreeSet<u64>)> {
             let base = core.adopt(&mut guard)?;
-            Ok((base, core.registry.oldest()?))
+            Ok((base, core.registry.snapshots()?))
         };
-        let (base, oldest) = match start() {
+        let (base, live) = match start() {
             Ok(started) => started,
             Err(e) => {
                 core.unlock_writer();
@@ -86,12 +86,14 @@ impl<'db> WriteTxn<'db> {
         // live reader is older than T. A reader of any process publishing
         // after the registry's scan sees `base` (W - 1) or newer, which is
         // newer than the limit.
-        let mut limit = txn_id.saturating_sub(2);
-        if let Some(oldest) = oldest {
-            limit = limit.min(oldest);
-        }
+        let meta_limit = txn_id.saturating_sub(2);
+        let limit = live
+            .first()
+            .map_or(meta_limit, |&oldest| meta_limit.min(oldest));
         let mut free = std::mem::take(&mut guard.free.list);
         free.release(limit);
+        // The chain the base replaced is reached by one snapshot only.
+        free.release_narrow(meta_limit, &live);
         let ps = core.pager.page_size();
         let max_pages = core.pager.map_len() / ps as u64;
         Ok(WriteTxn {

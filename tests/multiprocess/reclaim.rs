@@ -397,9 +397,6 @@ fn reader_slots_grow_past_the_first_ones_and_dead_ones_are_reused() {
 /// change should add about as many pages as the one before: the file grows
 /// in proportion to the commits, as the pages the snapshot keeps do.
 #[test]
-#[ignore = "library bug: every commit rewrites the whole free list into a new chain and \
-            frees the old chain, which a pinned reader keeps pending; so the list grows \
-            by a fixed fraction per commit and the file grows exponentially"]
 fn a_pinned_reader_process_makes_the_file_grow_linearly() {
     let (t, _) = filled(seed_from_env());
     let db = t.db();
