@@ -40,13 +40,17 @@ impl SharedMap {
         self.known.load(Ordering::Acquire)
     }
 
-    /// Learns the file's length anew (another process may have grown it).
+    /// Learns the file's length anew (another process may have grown it);
+    /// returns the known length, which never goes down here.
     pub(crate) fn refresh_len(&self) -> io::Result<u64> {
         let len = self.file.metadata()?.len();
         // Never past the map: words beyond it are not mapped.
         let len = len.min(self.map.len() as u64);
-        self.known.store(len, Ordering::Release);
-        Ok(len)
+        // Only ever up: a file shortened under the map by something other
+        // than larch breaks `Options::open`'s contract, and words handed out
+        // must stay in bounds for this handle's own checks.
+        let before = self.known.fetch_max(len, Ordering::AcqRel);
+        Ok(before.max(len))
     }
 
     /// Sets the file's length (within the map's reservation). Shortening is
