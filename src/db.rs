@@ -15,8 +15,10 @@ use crate::freelist;
 use crate::pager::StorageHook;
 use crate::pager::lock::Mode;
 use crate::pager::{LockedFile, Pager, sync_parent_dir};
-use crate::registry::{self, Opening, ReaderInfo, Registry, SlotId};
-use crate::txn::{Core, ReadTxn, SetAside, Stat, WriteTxn, WriterState, read_meta};
+use crate::registry::{self, Opening, ReaderInfo, Registry};
+use crate::txn::{
+    Core, ReadTxn, SetAside, Stat, WriteTxn, WriterState, publish_snapshot, read_meta,
+};
 use crate::view::{MapView, PageSource};
 
 /// Default address space reserved for the map: 64 GiB.
@@ -250,10 +252,10 @@ impl Options {
                         return Err(Error::AlreadyOpen);
                     };
                     let opened = self.watch(file, committed, writing)?;
-                    (opened, Registry::private(hold, committed))
+                    (opened, Registry::private(committed))
                 } else {
                     let opened = self.recover(path, file)?;
-                    let registry = Registry::private(hold, opened.meta.txn_id);
+                    let registry = Registry::private(opened.meta.txn_id);
                     (opened, registry)
                 }
             }
@@ -387,7 +389,7 @@ impl Options {
         let (candidates, _) = read_metas(&file)?;
         let page_size = candidates[0].1.page_size as usize;
         let pager = file.into_pager(page_size, self.map_size)?;
-        let (slot, meta) = snapshot_meta(&pager, registry)?;
+        let (slot, meta) = publish_snapshot(registry, |id| read_meta(&pager, id))?;
         let loaded = (|| -> Result<freelist::Persisted> {
             // A writer loads it again if another process commits first.
             let free = if self.read_only {
@@ -454,26 +456,6 @@ struct Opened {
     /// Whether `meta` is known durable and in its own slot (else the first
     /// writer makes it so).
     durable: bool,
-}
-
-/// A snapshot of the commit `registry` publishes: its published slot and
-/// its meta, read from the file; retried while writers overwrite it.
-fn snapshot_meta(pager: &Pager, registry: &Registry) -> Result<(SlotId, Meta)> {
-    for _ in 0..100 {
-        let (slot, id) = registry.begin()?;
-        match read_meta(pager, id) {
-            Ok(Some(meta)) => return Ok((slot, meta)),
-            Ok(None) => registry.end(slot),
-            Err(e) => {
-                registry.end(slot);
-                return Err(e);
-            }
-        }
-    }
-    corrupted(
-        registry.committed() % 2,
-        "the lock file names a commit the file does not hold",
-    )
 }
 
 /// Whether the file holds nothing yet: it is empty, or no longer than two of

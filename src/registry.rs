@@ -7,6 +7,7 @@
 //! the kernel drops when their process dies: a slot whose lock is free belongs
 //! to nobody, whatever its words say.
 
+use std::collections::BTreeSet;
 use std::ffi::OsString;
 use std::fs::{File, Metadata, OpenOptions};
 use std::io;
@@ -73,10 +74,10 @@ pub(crate) struct Registry {
 
 enum Inner {
     Shared(Shared),
-    /// A read-only handle that publishes nothing; no writer runs meanwhile.
+    /// A read-only handle that publishes nothing; no writer runs meanwhile
+    /// (it holds the data file's `DATA_WRITER` byte shared).
     Private {
         committed: AtomicU64,
-        _hold: Option<File>,
     },
 }
 
@@ -394,11 +395,10 @@ pub(crate) type SlotId = Option<u64>;
 
 impl Registry {
     /// The registry of a handle that publishes nothing (see `Opening::Private`).
-    pub(crate) fn private(hold: Option<File>, committed: u64) -> Registry {
+    pub(crate) fn private(committed: u64) -> Registry {
         Registry {
             inner: Inner::Private {
                 committed: AtomicU64::new(committed),
-                _hold: hold,
             },
         }
     }
@@ -464,41 +464,25 @@ impl Registry {
         }
     }
 
-    /// The oldest snapshot any live reader of any process holds. Slots of
-    /// dead processes found on the way are freed and do not count.
-    pub(crate) fn oldest(&self) -> Result<Option<u64>> {
-        let Inner::Shared(s) = &self.inner else {
-            return Ok(None);
-        };
-        let mut oldest: Option<u64> = None;
-        for i in 0..s.scan_len()? {
-            let v = s.slot(i, slot::TXN).load(Ordering::SeqCst);
-            if v == 0 || oldest.is_some_and(|o| o < v) {
-                continue;
-            }
-            if s.reclaim_if_dead(i)? {
-                continue;
-            }
-            oldest = Some(v - 1);
-        }
-        Ok(oldest)
-    }
-
-    /// The snapshots readers of any process may hold: every id published in
-    /// a slot, after `oldest` freed the slots of dead processes that would
-    /// have been the oldest (the others count, which only keeps pages
-    /// longer).
-    pub(crate) fn snapshots(&self) -> Result<std::collections::BTreeSet<u64>> {
-        let mut set = std::collections::BTreeSet::new();
+    /// The snapshots readers of any process may hold, in one scan of the
+    /// slots. A slot that would be the oldest so far is checked first: if
+    /// its process died it is freed and does not count, so a dead reader
+    /// never holds back the reuse of pages. Other slots count as they are,
+    /// which only keeps some pages longer.
+    pub(crate) fn snapshots(&self) -> Result<BTreeSet<u64>> {
+        let mut set = BTreeSet::new();
         let Inner::Shared(s) = &self.inner else {
             return Ok(set);
         };
-        self.oldest()?;
         for i in 0..s.scan_len()? {
             let v = s.slot(i, slot::TXN).load(Ordering::SeqCst);
-            if v != 0 {
-                set.insert(v - 1);
+            if v == 0 {
+                continue;
             }
+            if set.first().is_none_or(|&o| v - 1 < o) && s.reclaim_if_dead(i)? {
+                continue;
+            }
+            set.insert(v - 1);
         }
         Ok(set)
     }

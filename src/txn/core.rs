@@ -75,6 +75,31 @@ pub(crate) fn read_meta(pager: &Pager, id: u64) -> Result<Option<Meta>> {
     Ok(None)
 }
 
+/// Publishes a snapshot of the last commit in `registry` and returns its
+/// slot and its meta, which `meta_of` reads; retried while writers of other
+/// processes overwrite the meta's slot (`meta_of` gives `None`).
+pub(crate) fn publish_snapshot(
+    registry: &Registry,
+    meta_of: impl Fn(u64) -> Result<Option<Meta>>,
+) -> Result<(SlotId, Meta)> {
+    for _ in 0..100 {
+        let (slot, id) = registry.begin()?;
+        match meta_of(id) {
+            Ok(Some(meta)) => return Ok((slot, meta)),
+            // Overwritten since it was published: take the newer one.
+            Ok(None) => registry.end(slot),
+            Err(e) => {
+                registry.end(slot);
+                return Err(e);
+            }
+        }
+    }
+    corrupted(
+        registry.committed() % 2,
+        "the lock file names a commit the file does not hold",
+    )
+}
+
 impl Core {
     /// Takes the writer lock of every handle and process, after this
     /// handle's mutex: the lock file's, then the data file's `DATA_WRITER`
@@ -134,22 +159,7 @@ impl Core {
     /// published, and its meta.
     pub(crate) fn snapshot(&self) -> Result<(SlotId, Meta)> {
         self.same_process()?;
-        for _ in 0..100 {
-            let (slot, id) = self.registry.begin()?;
-            match self.meta_of(id) {
-                Ok(Some(meta)) => return Ok((slot, meta)),
-                // Overwritten since it was published: take the newer one.
-                Ok(None) => self.registry.end(slot),
-                Err(e) => {
-                    self.registry.end(slot);
-                    return Err(e);
-                }
-            }
-        }
-        corrupted(
-            self.registry.committed() % 2,
-            "the lock file names a commit the file does not hold",
-        )
+        publish_snapshot(&self.registry, |id| self.meta_of(id))
     }
 
     /// For a writer holding the writer lock of every process: cleans up after

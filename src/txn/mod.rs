@@ -5,6 +5,6 @@ mod core;
 mod read;
 mod write;
 
-pub(crate) use self::core::{Core, WriterState, read_meta};
+pub(crate) use self::core::{Core, WriterState, publish_snapshot, read_meta};
 pub use read::{ReadTxn, SetAside, Stat};
 pub use write::WriteTxn;

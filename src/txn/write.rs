@@ -68,7 +68,7 @@ impl<'db> WriteTxn<'db> {
         core: &'db Core,
         mut guard: MutexGuard<'db, WriterState>,
     ) -> Result<WriteTxn<'db>> {
-        let mut start = || -> Result<(Meta, std::collections::BTreeSet<u64>)> {
+        let mut start = || -> Result<(Meta, BTreeSet<u64>)> {
             let base = core.adopt(&mut guard)?;
             Ok((base, core.registry.snapshots()?))
         };
