@@ -14,7 +14,7 @@ use crate::format::meta::{Meta, TableDesc};
 use crate::format::node::LeafValue;
 use crate::format::page::{PageId, page_checksum, stored_checksum};
 use crate::freelist::read_chain;
-use crate::pager::Pager;
+use crate::pager::{Map, Pager};
 #[cfg(feature = "testing")]
 use crate::view::SliceView;
 use crate::view::{MapView, PageSource, run_len};
@@ -275,11 +275,11 @@ fn checksum_matches(id: PageId, bytes: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Checks the snapshot `meta` of the file behind `pager`: the full report,
-/// problems included.
-pub(crate) fn report(pager: &Pager, meta: &Meta) -> CheckReport {
+/// Checks the snapshot `meta` of the file behind `pager`, read through
+/// `map`: the full report, problems included.
+pub(crate) fn report(pager: &Pager, map: &Map, meta: &Meta) -> CheckReport {
     walk(
-        MapView::new(pager, meta.high_water),
+        MapView::new(pager, map, meta.high_water),
         pager.page_size(),
         meta,
     )

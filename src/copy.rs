@@ -65,7 +65,8 @@ impl ReadTxn<'_> {
         let pager = &self.core().pager;
         let ps = pager.page_size();
         let meta = *self.meta();
-        let view = MapView::new(pager, meta.high_water);
+        let map = pager.map_for(meta.high_water)?;
+        let view = MapView::new(pager, &map, meta.high_water);
         // Free pages may be rewritten by the writer while this runs: they are
         // not read, and the copy's free list lists them as the snapshot's does.
         let free: HashSet<PageId> = read_chain(view, &meta)?
@@ -97,8 +98,8 @@ impl ReadTxn<'_> {
     fn copy_compact(&self, temp: &Path) -> Result<()> {
         let pager = &self.core().pager;
         let ps = pager.page_size() as u32;
-        // The copy holds no more than the original: the same map reservation
-        // is enough for it.
+        // The copy holds no more than the original: a map as large as the
+        // original's spares it remaps.
         let copy = Options::new()
             .page_size(ps)
             .map_size(pager.map_len())

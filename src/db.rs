@@ -14,15 +14,16 @@ use crate::freelist;
 #[cfg(feature = "testing")]
 use crate::pager::StorageHook;
 use crate::pager::lock::Mode;
-use crate::pager::{LockedFile, Pager, sync_parent_dir};
+use crate::pager::{LockedFile, Map, Pager, sync_parent_dir};
 use crate::registry::{self, Opening, ReaderInfo, Registry};
 use crate::txn::{
     Core, ReadTxn, SetAside, Stat, WriteTxn, WriterState, publish_snapshot, read_meta,
 };
 use crate::view::{MapView, PageSource};
 
-/// Default address space reserved for the map: 64 GiB.
-pub const DEFAULT_MAP_SIZE: u64 = 64 << 30;
+/// Default address space reserved for the first map: 1 GiB. A file that
+/// outgrows it gets a larger map (DESIGN.md, "Growing past the map").
+pub const DEFAULT_MAP_SIZE: u64 = 1 << 30;
 
 /// How to open a database.
 ///
@@ -36,6 +37,7 @@ pub const DEFAULT_MAP_SIZE: u64 = 64 << 30;
 pub struct Options {
     page_size: u32,
     map_size: u64,
+    max_size: u64,
     verify: bool,
     read_only: bool,
     /// A file larch created for itself (a copy being written), which no
@@ -50,6 +52,7 @@ impl Default for Options {
         Options {
             page_size: 4096,
             map_size: DEFAULT_MAP_SIZE,
+            max_size: u64::MAX,
             verify: false,
             read_only: false,
             own: false,
@@ -64,6 +67,7 @@ impl std::fmt::Debug for Options {
         f.debug_struct("Options")
             .field("page_size", &self.page_size)
             .field("map_size", &self.map_size)
+            .field("max_size", &self.max_size)
             .field("verify", &self.verify)
             .field("read_only", &self.read_only)
             .finish_non_exhaustive()
@@ -71,7 +75,7 @@ impl std::fmt::Debug for Options {
 }
 
 impl Options {
-    /// The defaults: 4 KiB pages, a 64 GiB map.
+    /// The defaults: 4 KiB pages, a 1 GiB first map, no ceiling on the size.
     pub fn new() -> Options {
         Options::default()
     }
@@ -83,11 +87,23 @@ impl Options {
         self
     }
 
-    /// Bytes of address space to reserve for the map: the largest the file may
-    /// grow while open. Needing more gives [`Error::MapFull`]. Reserving costs
-    /// address space, not memory.
+    /// Bytes of address space to reserve for the first map (at least the
+    /// file's length). It is not a limit: when the file outgrows the map,
+    /// new transactions get a map of twice the reservation, while running
+    /// ones keep reading through theirs (DESIGN.md, "Growing past the map").
+    /// Reserving costs address space, not memory; a larger first map saves
+    /// the remaps of a file known to grow large.
     pub fn map_size(mut self, size: u64) -> Options {
         self.map_size = size;
+        self
+    }
+
+    /// The longest the file may grow, in bytes (default: no limit). A commit
+    /// that needs more fails with [`Error::MapFull`] and leaves the committed
+    /// state as it was. A file already longer opens, and commits that do not
+    /// grow it succeed.
+    pub fn max_size(mut self, size: u64) -> Options {
+        self.max_size = size;
         self
     }
 
@@ -186,6 +202,11 @@ impl Options {
         // Refused before the file is created: no map is longer than this.
         if isize::try_from(self.map_size).is_err() {
             return Err(Error::InvalidOption("map_size exceeds the address space"));
+        }
+        if self.max_size < 4 * ps as u64 {
+            return Err(Error::InvalidOption(
+                "max_size must hold at least four pages",
+            ));
         }
         let path = path.as_ref();
         #[cfg(feature = "testing")]
@@ -342,17 +363,18 @@ impl Options {
             (candidates, set_aside) = read_metas(&file)?;
         }
         let page_size = candidates[0].1.page_size as usize;
-        let pager = file.into_pager(page_size, self.map_size)?;
+        let pager = self.pager(file, page_size)?;
         let mut first_error = None;
         for (slot, meta, seal) in candidates {
-            let loaded = verify_seal(&pager, &meta, seal.as_deref().unwrap_or(&[]))
-                .and_then(|()| freelist::load(MapView::new(&pager, meta.high_water), &meta))
-                .and_then(|loaded| {
-                    if self.verify {
-                        check::strict(check::report(&pager, &meta))?;
-                    }
-                    Ok(loaded)
-                });
+            let loaded = (|| -> Result<freelist::Persisted> {
+                let map = pager.map_for(meta.high_water)?;
+                verify_seal(&pager, &map, &meta, seal.as_deref().unwrap_or(&[]))?;
+                let loaded = freelist::load(MapView::new(&pager, &map, meta.high_water), &meta)?;
+                if self.verify {
+                    check::strict(check::report(&pager, &map, &meta))?;
+                }
+                Ok(loaded)
+            })();
             match loaded {
                 Ok(free) => {
                     return Ok(Opened {
@@ -381,6 +403,12 @@ impl Options {
         Err(first_error.expect("at least one candidate was tried"))
     }
 
+    /// Maps `file`, whose pages are `page_size` bytes: the first map reserves
+    /// `map_size` (no more than `max_size`, no less than the file).
+    fn pager(&self, file: LockedFile, page_size: usize) -> Result<Pager> {
+        file.into_pager(page_size, self.map_size.min(self.max_size), self.max_size)
+    }
+
     /// Opening beside other handles: the commit they published, which the
     /// first of them recovered and later writers made durable. What it reads
     /// (the free list, the check of `verify`) it reads under a published
@@ -388,17 +416,18 @@ impl Options {
     fn join(&self, file: LockedFile, registry: &Registry) -> Result<Opened> {
         let (candidates, _) = read_metas(&file)?;
         let page_size = candidates[0].1.page_size as usize;
-        let pager = file.into_pager(page_size, self.map_size)?;
+        let pager = self.pager(file, page_size)?;
         let (slot, meta) = publish_snapshot(registry, |id| read_meta(&pager, id))?;
         let loaded = (|| -> Result<freelist::Persisted> {
+            let map = pager.map_for(meta.high_water)?;
             // A writer loads it again if another process commits first.
             let free = if self.read_only {
                 freelist::Persisted::default()
             } else {
-                freelist::load(MapView::new(&pager, meta.high_water), &meta)?
+                freelist::load(MapView::new(&pager, &map, meta.high_water), &meta)?
             };
             if self.verify {
-                check::strict(check::report(&pager, &meta))?;
+                check::strict(check::report(&pager, &map, &meta))?;
             }
             Ok(free)
         })();
@@ -427,7 +456,7 @@ impl Options {
             return Err(Error::AlreadyOpen);
         }
         let page_size = candidates[0].1.page_size as usize;
-        let pager = file.into_pager(page_size, self.map_size)?;
+        let pager = self.pager(file, page_size)?;
         let Some(meta) = read_meta(&pager, committed)? else {
             return corrupted(
                 committed % 2,
@@ -435,7 +464,8 @@ impl Options {
             );
         };
         if self.verify {
-            check::strict(check::report(&pager, &meta))?;
+            let map = pager.map_for(meta.high_water)?;
+            check::strict(check::report(&pager, &map, &meta))?;
         }
         Ok(Opened {
             pager,
@@ -612,8 +642,8 @@ fn read_metas(file: &LockedFile) -> Result<(Vec<Candidate>, Option<SetAside>)> {
 /// Checks a meta committed with a single sync against its seal list: every
 /// page the commit wrote must hold the checksum the list records. A mismatch
 /// means the crash tore the commit, and the older meta is used instead.
-fn verify_seal(pager: &Pager, meta: &Meta, seal: &[SealEntry]) -> Result<()> {
-    let view = MapView::new(pager, meta.high_water);
+fn verify_seal(pager: &Pager, map: &Map, meta: &Meta, seal: &[SealEntry]) -> Result<()> {
+    let view = MapView::new(pager, map, meta.high_water);
     for e in seal {
         let (id, n) = (e.page.get(), u64::from(e.pages.get()));
         if page_checksum(view.run_bytes(id, n)?) != e.checksum.get() {

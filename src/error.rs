@@ -23,13 +23,19 @@ pub enum Error {
         /// What was wrong with it.
         reason: &'static str,
     },
-    /// The database needs more pages than the map reserves
-    /// (`Options::map_size`). The committed state is intact.
+    /// The file cannot grow as a transaction needs: past
+    /// [`Options::max_size`](crate::Options::max_size), or the disk (or the
+    /// process's file-size limit) is full, or the system cannot reserve the
+    /// address space to map it. The committed state is intact, and the
+    /// database stays usable: a transaction that needs less can commit.
     MapFull {
-        /// Bytes the transaction would need.
+        /// Bytes the file would need.
         needed: u64,
-        /// Bytes the map reserves.
-        map_size: u64,
+        /// Bytes it could have: the ceiling, the file's length when the disk
+        /// is full, or the reservation of the largest map.
+        limit: u64,
+        /// Which of the three it was.
+        reason: &'static str,
     },
     /// A key is longer than the page size allows (`page_size / 4`).
     KeyTooLarge {
@@ -84,10 +90,13 @@ impl fmt::Display for Error {
             Error::Corrupted { page, reason } => {
                 write!(f, "database file is corrupted at page {page}: {reason}")
             }
-            Error::MapFull { needed, map_size } => write!(
+            Error::MapFull {
+                needed,
+                limit,
+                reason,
+            } => write!(
                 f,
-                "map full: the database needs {needed} bytes but the map reserves {map_size}; \
-                 reopen with a larger Options::map_size"
+                "database full: it needs {needed} bytes, {limit} are available ({reason})"
             ),
             Error::KeyTooLarge { len, max } => {
                 write!(

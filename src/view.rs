@@ -17,7 +17,7 @@
 use crate::error::{Error, Result, corrupted};
 use crate::format::node::LeafValue;
 use crate::format::page::{OVERFLOW_DATA, PageId, PageMap, overflow_pages, overflow_run};
-use crate::pager::Pager;
+use crate::pager::{Map, Pager};
 
 /// Read access to the pages of one snapshot. Slices live for `'a`.
 pub(crate) trait PageSource<'a>: Copy {
@@ -106,17 +106,24 @@ pub(crate) fn run_len(first: &[u8], id: PageId, len: usize, page_size: usize) ->
     Ok(run)
 }
 
-/// The committed pages of a snapshot, read from the map.
+/// The committed pages of a snapshot, read from a map that covers them.
 #[derive(Clone, Copy)]
 pub(crate) struct MapView<'a> {
     pager: &'a Pager,
+    map: &'a Map,
     /// The snapshot's high-water mark: no page at or above it belongs to it.
     high_water: u64,
 }
 
 impl<'a> MapView<'a> {
-    pub(crate) fn new(pager: &'a Pager, high_water: u64) -> MapView<'a> {
-        MapView { pager, high_water }
+    /// The snapshot with high-water mark `high_water`, read through `map`
+    /// (which [`Pager::map_for`] made cover it).
+    pub(crate) fn new(pager: &'a Pager, map: &'a Map, high_water: u64) -> MapView<'a> {
+        MapView {
+            pager,
+            map,
+            high_water,
+        }
     }
 
     /// The snapshot's high-water mark.
@@ -138,7 +145,7 @@ impl<'a> Backing<'a> for MapView<'a> {
 
     #[inline]
     fn bytes(&self, id: PageId, len: usize) -> Result<&'a [u8]> {
-        self.pager.bytes(id, len)
+        self.pager.bytes(self.map, id, len)
     }
 }
 

@@ -350,7 +350,8 @@ fn map_full_leaves_the_committed_state_intact() {
     let db = unsafe {
         Options::new()
             .page_size(4096)
-            .map_size(256 * 4096)
+            .map_size(16 * 4096)
+            .max_size(256 * 4096)
             .open(&path)
     }
     .unwrap();
@@ -367,7 +368,7 @@ fn map_full_leaves_the_committed_state_intact() {
         }
     };
     assert!(matches!(err, Error::MapFull { .. }), "{err:?}");
-    assert!(err.to_string().contains("map_size"));
+    assert!(err.to_string().contains("max_size"), "{err}");
     w.abort();
     assert_eq!(read_value(&db), b"kept");
     // A transaction that fits still commits.

@@ -92,13 +92,15 @@ fn removing_the_key_of_an_appended_leaf_leaves_no_empty_leaf() {
     t.db().check().unwrap();
 }
 
-/// Opens `path` with a map of `map_pages` pages.
-fn open_small(path: &std::path::Path, page_size: u32, map_pages: u64) -> larch::Database {
+/// Opens `path` with a file of at most `max_pages` pages (and a first map
+/// of four).
+fn open_small(path: &std::path::Path, page_size: u32, max_pages: u64) -> larch::Database {
     // SAFETY: the test owns the file.
     unsafe {
         larch::Options::new()
             .page_size(page_size)
-            .map_size(map_pages * u64::from(page_size))
+            .map_size(4 * u64::from(page_size))
+            .max_size(max_pages * u64::from(page_size))
             .open(path)
     }
     .unwrap()
@@ -113,14 +115,14 @@ fn open_small(path: &std::path::Path, page_size: u32, map_pages: u64) -> larch::
 /// the reopened file must hold exactly the base commit and pass `check`.
 fn map_full_trial(
     page_size: u32,
-    map_pages: u64,
+    max_pages: u64,
     base: u32,
     seed: u64,
     overwrite: bool,
 ) -> Option<String> {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("small.larch");
-    let db = open_small(&path, page_size, map_pages);
+    let db = open_small(&path, page_size, max_pages);
     let mut rng = common::Rng(seed);
     let mut w = db.begin_write().unwrap();
     {
@@ -166,7 +168,7 @@ fn map_full_trial(
     assert!(matches!(err, larch::Error::MapFull { .. }), "{err:?}");
     let commit = w.commit();
     drop(db);
-    let db = open_small(&path, page_size, map_pages);
+    let db = open_small(&path, page_size, max_pages);
     let check = db.check();
     let got = larch::testing::read_model(&db);
     // What the table holds, read entry by entry (`read_model` refuses a table
@@ -194,9 +196,9 @@ fn map_full_trial(
     ))
 }
 
-fn map_full_trials(page_size: u32, map_pages: u64, base: u32, overwrite: bool) {
+fn map_full_trials(page_size: u32, max_pages: u64, base: u32, overwrite: bool) {
     let failures: Vec<String> = (0..16)
-        .filter_map(|seed| map_full_trial(page_size, map_pages, base, seed, overwrite))
+        .filter_map(|seed| map_full_trial(page_size, max_pages, base, seed, overwrite))
         .collect();
     assert!(
         failures.is_empty(),

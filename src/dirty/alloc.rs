@@ -5,12 +5,12 @@ use crate::format::page::PageId;
 use crate::freelist::{FreeList, TxnFreeList};
 
 /// Hands out the transaction's page ids: reusable pages from the free list
-/// first, else pages past the high-water mark, up to what the map holds.
+/// first, else pages past the high-water mark, up to `Options::max_size`.
 pub(crate) struct Allocator {
     page_size: usize,
     /// Every page id in use lies below it, this transaction's included.
     high_water: u64,
-    /// Pages the map can hold: the high-water mark never passes it.
+    /// Pages the file may hold: the high-water mark never passes it.
     max_pages: u64,
     /// The free list, and what this transaction took from it and freed.
     free: TxnFreeList,
@@ -58,7 +58,8 @@ impl Allocator {
             let ps = self.page_size as u64;
             return Err(Error::MapFull {
                 needed: self.high_water.saturating_add(n).saturating_mul(ps),
-                map_size: self.max_pages * ps,
+                limit: self.max_pages * ps,
+                reason: "the file would grow past Options::max_size",
             });
         };
         let p = self.high_water;

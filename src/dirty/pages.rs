@@ -5,7 +5,9 @@ use crate::btree::PageStore;
 use crate::error::{Error, Result, corrupted};
 use crate::format::page::{OVERFLOW_DATA, PageId, header_mut, init_overflow, overflow_pages};
 use crate::freelist::{ChainStore, FreeList, TxnFreeList};
-use crate::pager::Pager;
+use std::sync::Arc;
+
+use crate::pager::{Map, Pager};
 use crate::view::{DirtyView, MapView, PageSource};
 
 use super::alloc::Allocator;
@@ -17,6 +19,8 @@ pub(crate) struct Dirty {
     /// High-water mark of the snapshot the transaction started from: the map
     /// below it is that snapshot.
     base_high_water: u64,
+    /// A map that covers that snapshot, kept for the transaction's life.
+    map: Arc<Map>,
     alloc: Allocator,
     bufs: Buffers,
     /// Set when a change failed part-way: the pages may hold a half-applied
@@ -33,10 +37,12 @@ impl Dirty {
         base_high_water: u64,
         max_pages: u64,
         free: FreeList,
+        map: Arc<Map>,
     ) -> Dirty {
         Dirty {
             txn_id,
             base_high_water,
+            map,
             alloc: Allocator::new(page_size, base_high_water, max_pages, free),
             bufs: Buffers::new(page_size),
             failed: false,
@@ -86,7 +92,7 @@ impl Dirty {
     #[inline]
     pub(crate) fn view<'a>(&'a self, pager: &'a Pager) -> DirtyView<'a> {
         DirtyView::new(
-            MapView::new(pager, self.base_high_water),
+            MapView::new(pager, &self.map, self.base_high_water),
             self.bufs.map(),
             self.alloc.high_water(),
             self.failed,
@@ -172,7 +178,7 @@ impl PageStore for TxnPages<'_> {
         if self.dirty.bufs.contains(id) {
             return Ok(id);
         }
-        let src = MapView::new(self.pager, self.dirty.base_high_water).page(id)?;
+        let src = MapView::new(self.pager, &self.dirty.map, self.dirty.base_high_water).page(id)?;
         let new = self.dirty.alloc.alloc()?;
         // A copy, not a zeroed page written over.
         let buf = self.dirty.bufs.insert(new, Box::from(src));

@@ -14,9 +14,11 @@ use std::fs::{File, Metadata, OpenOptions, TryLockError};
 use std::io::{self, IoSlice, Seek, SeekFrom, Write};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use memmap2::{MmapOptions, MmapRaw};
+use parking_lot::Mutex;
 
 use crate::error::{Error, Result, corrupted};
 use crate::format::page::PageId;
@@ -35,6 +37,13 @@ pub trait Storage: Send + Sync {
     }
     /// Sets the file length.
     fn set_len(&self, len: u64) -> io::Result<()>;
+    /// Grows the file from `from` to `to` bytes with the blocks of the new
+    /// part allocated, so that writes there cannot fail for want of space.
+    /// The default only sets the length.
+    fn allocate(&self, from: u64, to: u64) -> io::Result<()> {
+        let _ = from;
+        self.set_len(to)
+    }
     /// Makes every write and resize so far durable (`fdatasync`).
     fn sync(&self) -> io::Result<()>;
 }
@@ -81,22 +90,79 @@ impl Storage for FileStorage {
         self.file.set_len(len)
     }
 
+    fn allocate(&self, from: u64, to: u64) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(len)) = (i64::try_from(from), i64::try_from(to - from)) else {
+            return Err(io::ErrorKind::FileTooLarge.into());
+        };
+        // SAFETY: a plain system call on a descriptor `self.file` owns.
+        match unsafe { libc::posix_fallocate(self.file.as_raw_fd(), offset, len) } {
+            0 => Ok(()),
+            // A file system that cannot allocate ahead: only set the length.
+            libc::EOPNOTSUPP | libc::EINVAL => self.file.set_len(to),
+            e => {
+                // A failure may leave part of the range allocated and the
+                // file longer, by a length that need not be whole pages.
+                // Nothing lies past `from`: give the file its length back.
+                let _ = self.file.set_len(from);
+                Err(io::Error::from_raw_os_error(e))
+            }
+        }
+    }
+
     fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
     }
 }
 
-/// The open file, its map and its storage.
+/// The open file, its maps and its storage.
 pub(crate) struct Pager {
     /// Holds the data file's lock (shared) for as long as the database is
     /// open; meta slots are read through it.
     file: File,
-    map: MmapRaw,
+    /// The largest map so far, which new transactions take. A transaction
+    /// keeps the map it started with; a smaller map is unmapped when the
+    /// last transaction holding it ends.
+    map: Mutex<Arc<Map>>,
     storage: Box<dyn Storage>,
     page_size: usize,
-    /// Length of the file as this handle knows it, never past the map. Only
-    /// writers change the file's length, only upward, and this only grows.
+    /// The file may not grow past this many bytes (`Options::max_size`).
+    max_size: u64,
+    /// Length of the file as this handle knows it. Another process's writer
+    /// may have made it longer; `refresh_len` learns that.
     file_len: AtomicU64,
+}
+
+/// One read-only map of the file: a reservation of address space from the
+/// start of the file, longer than the file, so that the file can grow into
+/// it. Pages past the end of the file are mapped but never read.
+pub(crate) struct Map {
+    raw: MmapRaw,
+}
+
+impl Map {
+    /// Maps `len` bytes of `file`. A length the system cannot reserve is
+    /// `None`.
+    fn new(file: &File, len: u64) -> Result<Option<Map>> {
+        // A map's length is at most `isize::MAX` bytes.
+        let Some(len) = usize::try_from(len)
+            .ok()
+            .filter(|&len| isize::try_from(len).is_ok())
+        else {
+            return Ok(None);
+        };
+        match MmapOptions::new().len(len).map_raw_read_only(file) {
+            Ok(raw) => Ok(Some(Map { raw })),
+            Err(e) if e.kind() == io::ErrorKind::OutOfMemory => Ok(None),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Bytes of address space the map reserves.
+    #[inline]
+    pub(crate) fn len(&self) -> u64 {
+        self.raw.len() as u64
+    }
 }
 
 /// An opened, locked file before its page size is known.
@@ -200,32 +266,24 @@ impl LockedFile {
     }
 
     /// Maps the file with `map_size` bytes of address space (at least the file
-    /// length) and turns it into a pager. A length no map can have, or one the
-    /// system cannot reserve, is an invalid `map_size`.
-    pub(crate) fn into_pager(self, page_size: usize, map_size: u64) -> Result<Pager> {
-        let map_len = map_size.max(self.len);
-        // A map's length is at most `isize::MAX` bytes.
-        let map_len = usize::try_from(map_len)
-            .ok()
-            .filter(|&len| isize::try_from(len).is_ok())
-            .ok_or(Error::InvalidOption("map_size exceeds the address space"))?;
-        let map = match MmapOptions::new()
-            .len(map_len)
-            .map_raw_read_only(&self.file)
-        {
-            Ok(map) => map,
-            Err(e) if e.kind() == io::ErrorKind::OutOfMemory => {
-                return Err(Error::InvalidOption(
-                    "map_size is more address space than the system can reserve",
-                ));
-            }
-            Err(e) => return Err(e.into()),
-        };
+    /// length) and turns it into a pager whose file never grows past
+    /// `max_size` bytes. A first map the system cannot reserve is an invalid
+    /// `map_size`.
+    pub(crate) fn into_pager(
+        self,
+        page_size: usize,
+        map_size: u64,
+        max_size: u64,
+    ) -> Result<Pager> {
+        let map = Map::new(&self.file, map_size.max(self.len))?.ok_or(Error::InvalidOption(
+            "map_size is more address space than the system can reserve",
+        ))?;
         Ok(Pager {
             file: self.file,
-            map,
+            map: Mutex::new(Arc::new(map)),
             storage: self.storage,
             page_size,
+            max_size,
             file_len: AtomicU64::new(self.len),
         })
     }
@@ -245,6 +303,14 @@ impl LockedFile {
         self.len = self.len.max(offset + data.len() as u64);
         Ok(())
     }
+}
+
+/// Whether `e` says the disk or the file-size limit is full.
+fn is_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::FileTooLarge | io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// Reads up to `buf.len()` bytes of `file` at `offset`, returning how many
@@ -289,22 +355,56 @@ impl Pager {
         self.page_size
     }
 
-    /// Bytes of address space the map reserves.
-    pub(crate) fn map_len(&self) -> u64 {
-        self.map.len() as u64
-    }
-
     #[inline]
     pub(crate) fn file_len(&self) -> u64 {
         self.file_len.load(Ordering::Acquire)
     }
 
+    /// The longest the file may grow (`Options::max_size`).
+    pub(crate) fn max_size(&self) -> u64 {
+        self.max_size
+    }
+
+    /// A map that covers pages `0..high_water`: the current one,
+    /// or, when the file has outgrown it, a new one of at least twice its
+    /// reservation, which new transactions take from then on. Transactions
+    /// holding an older map keep reading through it: nothing waits.
+    ///
+    /// A reservation the system cannot give is [`Error::MapFull`].
+    pub(crate) fn map_for(&self, high_water: u64) -> Result<Arc<Map>> {
+        let ps = self.page_size as u64;
+        let len = high_water.saturating_mul(ps);
+        let mut current = self.map.lock();
+        if current.len() >= len {
+            return Ok(Arc::clone(&current));
+        }
+        let doubled = current.len().saturating_mul(2);
+        // Never reserve past the ceiling, but always reserve `len`.
+        let ceiling = self.max_size.max(len);
+        let want = len.max(doubled).min(ceiling).saturating_add(ps - 1) / ps * ps;
+        // Half of what was asked may still fit where the double did not.
+        for reserve in [want, len.saturating_add(ps - 1) / ps * ps] {
+            if let Some(map) = Map::new(&self.file, reserve)? {
+                *current = Arc::new(map);
+                return Ok(Arc::clone(&current));
+            }
+        }
+        Err(Error::MapFull {
+            needed: len,
+            limit: current.len(),
+            reason: "the system cannot reserve the address space to map the file",
+        })
+    }
+
+    /// Bytes of address space the current map reserves.
+    pub(crate) fn map_len(&self) -> u64 {
+        self.map.lock().len()
+    }
+
     /// Learns the file's length anew: another process may have grown it.
-    /// Returns the whole length; pages past the map stay out of reach.
     pub(crate) fn refresh_len(&self) -> Result<u64> {
         let len = self.file.metadata()?.len();
-        self.file_len
-            .fetch_max(len.min(self.map_len()), Ordering::AcqRel);
+        self.file_len.fetch_max(len, Ordering::AcqRel);
         Ok(len)
     }
 
@@ -339,28 +439,32 @@ impl Pager {
         }
     }
 
-    /// `len` bytes of the file starting at page `id`, straight from the map.
+    /// `len` bytes of the file starting at page `id`, straight from `map`.
     ///
     /// The caller bounds `id` by its snapshot; this check only guarantees that
-    /// no slice reaches past the end of the file (which would raise SIGBUS).
+    /// no slice reaches past the map or the end of the file (which would raise
+    /// SIGBUS).
     #[inline]
-    pub(crate) fn bytes(&self, id: PageId, len: usize) -> Result<&[u8]> {
+    pub(crate) fn bytes<'m>(&self, map: &'m Map, id: PageId, len: usize) -> Result<&'m [u8]> {
         let start = id.checked_mul(self.page_size as u64);
         let end = start.and_then(|s| s.checked_add(len as u64));
         match (start, end) {
-            (Some(start), Some(end)) if end <= self.file_len() => {
-                // SAFETY: `start..end` lies below `file_len`, which is at most the
-                // map's length and the file's (the file never shrinks while open,
-                // and `refresh_len` caps what other processes grew at the map), so
-                // the range is mapped and backed by the file. The map lives as long
-                // as `self`. Nobody writes these bytes while the slice lives: the
-                // writer of every process writes only pages no live snapshot of any
-                // process can reach (DESIGN.md, "The page reuse rule" and "Many
-                // processes") and the meta pages, which are never sliced after
-                // open; `Database::open`'s contract forbids writers other than larch.
-                Ok(unsafe {
-                    std::slice::from_raw_parts(self.map.as_ptr().add(start as usize), len)
-                })
+            (Some(start), Some(end)) if end <= self.file_len().min(map.len()) => {
+                // SAFETY: `start..end` lies inside the map and below `file_len`,
+                // which the file never shrinks under while open (it only grows,
+                // and `refresh_len` learns what other processes grew), so the
+                // range is mapped and backed by the file. The slice borrows `map`,
+                // which stays mapped while borrowed. Nobody writes these bytes
+                // while the slice lives: the writer of every process writes only
+                // pages no live snapshot of any process can reach (DESIGN.md,
+                // "The page reuse rule" and "Many processes") and the meta pages,
+                // which are never sliced after open; `Database::open`'s contract
+                // forbids writers other than larch.
+                Ok(
+                    unsafe {
+                        std::slice::from_raw_parts(map.raw.as_ptr().add(start as usize), len)
+                    },
+                )
             }
             _ => corrupted(id, "page lies past the end of the file"),
         }
@@ -382,18 +486,48 @@ impl Pager {
         Ok(())
     }
 
-    /// Grows the file to at least `len` bytes, in steps, never past the map.
+    /// Grows the file to at least `len` bytes, in steps, never past
+    /// `max_size`, with its blocks allocated: a full disk or file-size limit
+    /// is [`Error::MapFull`] here, before a commit writes anything, and not a
+    /// failed write later. Maps are not touched: the transactions that read
+    /// the new pages take a map that covers them ([`map_for`](Pager::map_for)).
     pub(crate) fn grow(&self, len: u64) -> Result<()> {
         let current = self.file_len();
         if len <= current {
             return Ok(());
         }
+        if len > self.max_size {
+            return Err(Error::MapFull {
+                needed: len,
+                limit: self.max_size,
+                reason: "the file would grow past Options::max_size",
+            });
+        }
         // Grow by an eighth, from 1 MiB to 64 MiB at a time, in whole pages.
         let step = (current / 8).clamp(1 << 20, 64 << 20);
         let ps = self.page_size as u64;
         let target = len.max(current + step).div_ceil(ps) * ps;
-        let target = target.min(self.map_len() / ps * ps).max(len);
-        self.storage.set_len(target)?;
+        let target = target.min(self.max_size / ps * ps).max(len);
+        match self.storage.allocate(current, target) {
+            Ok(()) => {}
+            Err(e) if is_full(&e) => {
+                // A step ahead may not fit where `len` does.
+                match self.storage.allocate(current, len) {
+                    Ok(()) => {}
+                    Err(e) if is_full(&e) => {
+                        return Err(Error::MapFull {
+                            needed: len,
+                            limit: current,
+                            reason: "no space is left on the device for the file to grow",
+                        });
+                    }
+                    Err(e) => return Err(e.into()),
+                }
+                self.file_len.fetch_max(len, Ordering::AcqRel);
+                return Ok(());
+            }
+            Err(e) => return Err(e.into()),
+        }
         self.file_len.fetch_max(target, Ordering::AcqRel);
         Ok(())
     }

@@ -2,9 +2,13 @@
 //!
 //! A countdown storage fails the n-th write, resize or sync with EIO, with
 //! ENOSPC, or as a short write, for n = 1, 2, ... until the workload completes
-//! without reaching the fault. Every fault must come back as `Err` (no panic),
-//! poison the handle, and leave a file that reopens to exactly the state
-//! before or after the failed transaction, passing `check` with no page leaked.
+//! without reaching the fault. Every fault must come back as `Err` (no panic)
+//! and leave a file that reopens to exactly the state before or after the
+//! failed transaction, passing `check` with no page leaked. A failed write or
+//! sync poisons the handle. A failed resize (commit step 4, before anything is
+//! written; ENOSPC gives `MapFull`, and the disk stays full until the trap is
+//! disarmed) must not: the handle keeps the state before, commits again once
+//! the disk has room, and the file reopens to that next commit.
 
 use std::fmt;
 use std::io;
@@ -43,10 +47,15 @@ pub enum Fault {
 /// A fault that a test arms while a database runs: the storage built by
 /// [`Trap::storage`] (the hook for `Options::storage`) fails the `n`-th
 /// operation of `kind` after [`Trap::arm`], once. Clones share the trap.
+///
+/// A resize that fails with ENOSPC leaves the disk full: every later resize
+/// that would grow the file fails the same way, until [`Trap::disarm`].
 #[derive(Clone, Default)]
 pub struct Trap {
     armed: Arc<Mutex<Option<Armed>>>,
     fired: Arc<AtomicU64>,
+    /// Set when a resize failed with ENOSPC: the disk is full.
+    full: Arc<std::sync::atomic::AtomicBool>,
 }
 
 #[derive(Clone, Copy)]
@@ -73,9 +82,10 @@ impl Trap {
         });
     }
 
-    /// Disarms the trap, if it has not fired yet.
+    /// Disarms the trap, if it has not fired yet, and frees the disk.
     pub fn disarm(&self) {
         *self.lock() = None;
+        self.full.store(false, Ordering::SeqCst);
     }
 
     /// Faults fired so far.
@@ -138,6 +148,20 @@ impl Storage for Trapped {
         match self.trap.hit(Kind::Resize) {
             Some(fault) => Err(error(fault)),
             None => self.file.set_len(len),
+        }
+    }
+
+    fn allocate(&self, from: u64, to: u64) -> io::Result<()> {
+        if self.trap.full.load(Ordering::SeqCst) {
+            return Err(error(Fault::NoSpace));
+        }
+        match self.trap.hit(Kind::Resize) {
+            Some(Fault::NoSpace) => {
+                self.trap.full.store(true, Ordering::SeqCst);
+                Err(error(Fault::NoSpace))
+            }
+            Some(fault) => Err(error(fault)),
+            None => self.file.allocate(from, to),
         }
     }
 
@@ -210,11 +234,14 @@ enum Outcome {
     Failed { before: Model, after: Model },
 }
 
-/// The workload: `txns` seeded transactions; stops at the first error.
+/// The workload: `txns` seeded transactions; stops at the first error, which
+/// must be an I/O error, or `MapFull` when `full_disk` (a resize that found
+/// no space fails the commit before it writes).
 fn workload(
     db: &Database,
     seed: u64,
     txns: u64,
+    full_disk: bool,
     problems: &mut Vec<String>,
     wrong_errors: &mut u64,
 ) -> Outcome {
@@ -244,7 +271,12 @@ fn workload(
         match result {
             Ok(()) => model = next,
             Err(e) => {
-                if !matches!(e, Error::Io(_)) {
+                let expected = if full_disk {
+                    matches!(e, Error::MapFull { .. })
+                } else {
+                    matches!(e, Error::Io(_))
+                };
+                if !expected {
                     *wrong_errors += 1;
                     problems.push(format!("fault surfaced as {e:?}"));
                 }
@@ -259,7 +291,7 @@ fn workload(
 }
 
 fn open(path: &Path, trap: Option<&Trap>) -> crate::Result<Database> {
-    let mut opts = Options::new().page_size(1024).map_size(1 << 30);
+    let mut opts = Options::new().page_size(1024).map_size(16 * 1024);
     if let Some(trap) = trap {
         let trap = trap.clone();
         opts = opts.storage(move |f| Ok(trap.storage(f)));
@@ -303,18 +335,56 @@ pub fn run(seed: u64, txns: u64) -> (Figures, Vec<String>) {
                             };
                         }
                     };
-                    let outcome =
-                        workload(&db, seed, txns, &mut problems, &mut figures.wrong_errors);
-                    if let Outcome::Failed { .. } = outcome {
-                        // The handle is poisoned now.
-                        match db.begin_write() {
-                            Err(Error::Poisoned) => {}
-                            other => {
+                    let full_disk = (kind, fault) == (Kind::Resize, Fault::NoSpace);
+                    let outcome = workload(
+                        &db,
+                        seed,
+                        txns,
+                        full_disk,
+                        &mut problems,
+                        &mut figures.wrong_errors,
+                    );
+                    if let Outcome::Failed { before, .. } = &outcome {
+                        if kind == Kind::Resize {
+                            // A failed resize fails its commit before anything
+                            // is written: the handle is not poisoned, holds the
+                            // commit before, and commits again once the disk
+                            // has room. The file must then reopen to exactly
+                            // that next commit.
+                            if read_model(&db).ok().as_ref() != Some(before) {
+                                figures.corruptions += 1;
+                                problems.push(format!("{site}: the failed commit is visible"));
+                            }
+                            trap.disarm();
+                            let mut next = before.clone();
+                            next.entry("c".to_owned())
+                                .or_default()
+                                .insert(b"k".to_vec(), b"v".to_vec());
+                            let again = (|| {
+                                let mut w = db.begin_write()?;
+                                w.open_table("c")?.insert(b"k", b"v")?;
+                                w.commit()
+                            })();
+                            if let Err(e) = again {
                                 figures.poison_violations += 1;
-                                problems.push(format!(
-                                    "{site}: write after the fault gave {:?}",
-                                    other.err()
-                                ));
+                                problems
+                                    .push(format!("{site}: write after the resize failed: {e}"));
+                            }
+                            return Outcome::Failed {
+                                before: next.clone(),
+                                after: next,
+                            };
+                        } else {
+                            // The handle is poisoned now.
+                            match db.begin_write() {
+                                Err(Error::Poisoned) => {}
+                                other => {
+                                    figures.poison_violations += 1;
+                                    problems.push(format!(
+                                        "{site}: write after the fault gave {:?}",
+                                        other.err()
+                                    ));
+                                }
                             }
                         }
                         // Readers still work on the last good commit.
@@ -387,14 +457,14 @@ fn sync_eio_then_reopen(seed: u64, txns: u64, figures: &mut Figures, problems: &
         let hook = recorder.clone();
         let opts = Options::new()
             .page_size(PAGE_SIZE as u32)
-            .map_size(1 << 30)
+            .map_size(16 * 1024)
             .storage(move |f| hook.wrap(f));
         let site = format!("sync EIO {n}");
         let (before, after, acked_txn) = match opts.open_scratch(&path) {
             // The sync at open failed: nothing was acknowledged.
             Err(_) => (Model::new(), Model::new(), 0),
             Ok(db) => {
-                let outcome = workload(&db, seed, txns, problems, &mut figures.wrong_errors);
+                let outcome = workload(&db, seed, txns, false, problems, &mut figures.wrong_errors);
                 let acked_txn = db.last_txn_id();
                 match outcome {
                     Outcome::Completed => break,

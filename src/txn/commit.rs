@@ -31,9 +31,9 @@ struct Sealed {
 }
 
 impl WriteTxn<'_> {
-    /// Commits the transaction: the steps in order. Up to step 3 a failure
-    /// leaves the file and the database as they were; from step 4 on it
-    /// poisons the database (`write_out`).
+    /// Commits the transaction: the steps in order. Up to step 4 a failure
+    /// leaves the committed state and the database as they were (the file
+    /// may be longer); from step 5 on it poisons the database (`write_out`).
     pub(super) fn protocol(&mut self) -> Result<()> {
         if self.unchanged() {
             // Nothing to write: keep the previous commit.
@@ -47,6 +47,8 @@ impl WriteTxn<'_> {
         self.write_catalog()?;
         let free = self.write_free_list()?;
         let sealed = self.seal(&free)?;
+        let ps = self.core.pager.page_size() as u64;
+        self.core.pager.grow(sealed.meta.high_water * ps)?; // 4.
         self.write_out(&sealed)?;
         self.publish(sealed.meta, free);
         Ok(())
@@ -118,19 +120,17 @@ impl WriteTxn<'_> {
         })
     }
 
-    /// Steps 4-8: grow the file, write the pages, sync them (two-sync commits
-    /// only), write the meta, sync. A failure poisons the database, and the
+    /// Steps 5-8: write the pages, sync them (two-sync commits only), write
+    /// the meta, sync. A failure poisons the database, and the
     /// slot being written is spoiled (`disown_slot`): the disk may hold
     /// anything the kernel kept.
     fn write_out(&self, s: &Sealed) -> Result<()> {
         let pager = &self.core.pager;
-        let ps = pager.page_size() as u64;
         let bufs = self.dirty.buffers();
         // Should this process die from here on, the next writer spoils the
         // slot being written (`Core::adopt`).
         self.core.registry.set_unfinished(Some(s.meta.txn_id));
         let io = || -> Result<()> {
-            pager.grow(s.meta.high_water * ps)?; // 4.
             write_pages(pager, bufs, &s.seal)?; // 5.
             if !s.single_sync {
                 pager.sync()?; // 6.

@@ -59,14 +59,6 @@ pub(crate) fn read_meta(pager: &Pager, id: u64) -> Result<Option<Meta>> {
         let n = pager.read_at(&mut buf, slot * ps as u64)?;
         match Meta::decode(&buf[..n], len) {
             Ok(meta) if meta.txn_id == id && meta.page_size as usize == ps => {
-                let needed = meta.high_water.saturating_mul(ps as u64);
-                if needed > pager.map_len() {
-                    // Another process grew the file past this handle's map.
-                    return Err(Error::MapFull {
-                        needed,
-                        map_size: pager.map_len(),
-                    });
-                }
                 return Ok(Some(meta));
             }
             _ => continue,
@@ -167,7 +159,6 @@ impl Core {
     /// writable handle has yet, and returns that commit, with `state`
     /// reloaded if another process committed since this handle last wrote.
     pub(crate) fn adopt(&self, state: &mut MutexGuard<'_, WriterState>) -> Result<Meta> {
-        let ps = self.pager.page_size() as u64;
         // The file as other writers left it: never grow it from a stale length.
         self.pager.refresh_len()?;
         let id = self.registry.committed();
@@ -228,10 +219,10 @@ impl Core {
             self.registry.set_synced();
         }
         if state.known != id {
-            state.free = freelist::load(MapView::new(&self.pager, base.high_water), &base)?;
+            let map = self.pager.map_for(base.high_water)?;
+            state.free = freelist::load(MapView::new(&self.pager, &map, base.high_water), &base)?;
             state.known = id;
         }
-        debug_assert!(base.high_water * ps <= self.pager.map_len());
         Ok(base)
     }
 }

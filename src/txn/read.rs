@@ -1,10 +1,13 @@
 //! Read transactions: a snapshot of the last commit.
 
+use std::sync::Arc;
+
 use super::core::Core;
 use crate::check::{self, CheckReport};
 use crate::error::{Error, Result};
 use crate::format::meta::Meta;
 use crate::freelist::read_chain;
+use crate::pager::Map;
 use crate::registry::SlotId;
 use crate::table::{Table, TableStat, catalog_get, catalog_names};
 use crate::view::{MapView, View};
@@ -22,6 +25,9 @@ pub struct Stat {
     pub pages: u64,
     /// Length of the file in bytes.
     pub file_size: u64,
+    /// Bytes of address space this handle's newest map reserves: new
+    /// transactions read through it. It doubles when the file outgrows it.
+    pub map_size: u64,
     /// Pages on the free list: reusable, or pending.
     pub free_pages: u64,
     /// Of the free pages, those a reader older than this snapshot (or the
@@ -69,6 +75,9 @@ pub struct SetAside {
 pub struct ReadTxn<'db> {
     core: &'db Core,
     meta: Meta,
+    /// A map that covers the snapshot, kept while the transaction lives: a
+    /// writer that grows the file past it maps anew for later transactions.
+    map: Arc<Map>,
     /// Its slot in the registry, where its snapshot is published.
     slot: SlotId,
 }
@@ -76,7 +85,18 @@ pub struct ReadTxn<'db> {
 impl<'db> ReadTxn<'db> {
     pub(crate) fn new(core: &'db Core) -> Result<ReadTxn<'db>> {
         let (slot, meta) = core.snapshot()?;
-        Ok(ReadTxn { core, meta, slot })
+        match core.pager.map_for(meta.high_water) {
+            Ok(map) => Ok(ReadTxn {
+                core,
+                meta,
+                map,
+                slot,
+            }),
+            Err(e) => {
+                core.registry.end(slot);
+                Err(e)
+            }
+        }
     }
 
     pub(crate) fn core(&self) -> &'db Core {
@@ -88,7 +108,7 @@ impl<'db> ReadTxn<'db> {
     }
 
     fn map_view(&self) -> MapView<'_> {
-        MapView::new(&self.core.pager, self.meta.high_water)
+        MapView::new(&self.core.pager, &self.map, self.meta.high_water)
     }
 
     fn view(&self) -> View<'_> {
@@ -120,7 +140,7 @@ impl<'db> ReadTxn<'db> {
     /// problems: the report lists every one found (`errors`, with pages) and
     /// counts leaked pages.
     pub fn check_report(&self) -> CheckReport {
-        check::report(&self.core.pager, &self.meta)
+        check::report(&self.core.pager, &self.map, &self.meta)
     }
 
     /// Figures of this snapshot: its size, its free pages, the catalog's tree.
@@ -135,6 +155,7 @@ impl<'db> ReadTxn<'db> {
             txn_id: self.meta.txn_id,
             pages: self.meta.high_water,
             file_size: self.core.pager.file_len(),
+            map_size: self.core.pager.map_len(),
             free_pages: chain.entries.len() as u64,
             pending_free_pages: pending as u64,
             freelist_pages: chain.pages.len() as u64,

@@ -2,6 +2,7 @@
 //! `commit`'s.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use parking_lot::MutexGuard;
 
@@ -10,6 +11,7 @@ use crate::btree;
 use crate::dirty::{Dirty, TxnPages};
 use crate::error::Result;
 use crate::format::meta::{Meta, TableDesc};
+use crate::pager::Map;
 use crate::table::{TableMut, catalog_get, catalog_names, check_key};
 use crate::view::View;
 
@@ -68,11 +70,12 @@ impl<'db> WriteTxn<'db> {
         core: &'db Core,
         mut guard: MutexGuard<'db, WriterState>,
     ) -> Result<WriteTxn<'db>> {
-        let mut start = || -> Result<(Meta, BTreeSet<u64>)> {
+        let mut start = || -> Result<(Meta, BTreeSet<u64>, Arc<Map>)> {
             let base = core.adopt(&mut guard)?;
-            Ok((base, core.registry.snapshots()?))
+            let map = core.pager.map_for(base.high_water)?;
+            Ok((base, core.registry.snapshots()?, map))
         };
-        let (base, live) = match start() {
+        let (base, live, map) = match start() {
             Ok(started) => started,
             Err(e) => {
                 core.unlock_writer();
@@ -95,11 +98,11 @@ impl<'db> WriteTxn<'db> {
         // The chain the base replaced is reached by one snapshot only.
         free.release_narrow(meta_limit, &live);
         let ps = core.pager.page_size();
-        let max_pages = core.pager.map_len() / ps as u64;
+        let max_pages = core.pager.max_size() / ps as u64;
         Ok(WriteTxn {
             core,
             guard,
-            dirty: Dirty::new(ps, txn_id, base.high_water, max_pages, free),
+            dirty: Dirty::new(ps, txn_id, base.high_water, max_pages, free, map),
             base,
             catalog: base.catalog,
             tables: BTreeMap::new(),

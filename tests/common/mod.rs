@@ -24,7 +24,7 @@ pub struct TestDb {
 
 impl TestDb {
     pub fn new(page_size: u32) -> TestDb {
-        TestDb::with_options(Options::new().page_size(page_size).map_size(1 << 34))
+        TestDb::with_options(small_map(page_size))
     }
 
     /// A database opened (and reopened) with `options`.
@@ -66,13 +66,15 @@ impl TestDb {
 
 pub fn open(path: &Path, page_size: u32) -> Database {
     // SAFETY: the test owns the file and nothing else touches it.
-    unsafe {
-        Options::new()
-            .page_size(page_size)
-            .map_size(1 << 34)
-            .open(path)
-    }
-    .unwrap()
+    unsafe { small_map(page_size).open(path) }.unwrap()
+}
+
+/// Options with `page_size` and a first map of 16 pages: every test that
+/// writes more grows the file past its maps, and so runs through remaps.
+pub fn small_map(page_size: u32) -> Options {
+    Options::new()
+        .page_size(page_size)
+        .map_size(16 * u64::from(page_size))
 }
 
 #[allow(unused_imports)]

@@ -13,6 +13,7 @@ mod common;
 
 mod bank;
 mod counters;
+mod growth;
 mod lockfile;
 mod opening;
 mod reclaim;
@@ -58,6 +59,7 @@ fn child_process() {
         "holder" => reclaim::holder(&path),
         "pinner" => reclaim::pinner(&path),
         "opener" => opening::opener(&path),
+        "grow_watcher" => growth::watcher(&path),
         "crowd" => reclaim::crowd(&path, &args),
         other => panic!("unknown role {other}"),
     }

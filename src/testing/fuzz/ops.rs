@@ -27,7 +27,7 @@ pub fn ops(data: &[u8]) {
     let page_size = 512u32 << (page_shift % 4);
     let opts = Options::new()
         .page_size(page_size)
-        .map_size(1 << 30)
+        .map_size(16 * u64::from(page_size))
         .storage(move |f| hook.wrap(f));
     let db = opts.open_scratch(&scratch.0).expect("create");
     let mut acked = Model::new();

@@ -111,7 +111,7 @@ impl Chain {
         });
         let opts = Options::new()
             .page_size(page_size as u32)
-            .map_size(1 << 30)
+            .map_size(16 * page_size as u64)
             .storage(move |f| recorder.wrap(f));
         let mut rng = Rng(self.seed ^ 0xc4a1);
         let mut problems = Vec::new();

@@ -42,7 +42,7 @@ pub fn run(seed: u64, page_size: usize, txns: u64, images: u64) -> (Figures, Vec
     let hook = recorder.clone();
     let opts = Options::new()
         .page_size(page_size as u32)
-        .map_size(1 << 30)
+        .map_size(16 * page_size as u64)
         .storage(move |f| hook.wrap(f));
     let db = opts.open_scratch(&path).expect("open the live database");
 
