@@ -346,7 +346,7 @@ impl Options {
         let mut first_error = None;
         for (slot, meta, seal) in candidates {
             let loaded = verify_seal(&pager, &meta, seal.as_deref().unwrap_or(&[]))
-                .and_then(|()| freelist::load(MapView::new(&pager, meta.high_water), &meta))
+                .and_then(|()| freelist::load(MapView::new(&pager, meta.high_water, meta.txn_id), &meta))
                 .and_then(|loaded| {
                     if self.verify {
                         check::strict(check::report(&pager, &meta))?;
@@ -395,7 +395,7 @@ impl Options {
             let free = if self.read_only {
                 freelist::Persisted::default()
             } else {
-                freelist::load(MapView::new(&pager, meta.high_water), &meta)?
+                freelist::load(MapView::new(&pager, meta.high_water, meta.txn_id), &meta)?
             };
             if self.verify {
                 check::strict(check::report(&pager, &meta))?;
@@ -613,7 +613,7 @@ fn read_metas(file: &LockedFile) -> Result<(Vec<Candidate>, Option<SetAside>)> {
 /// page the commit wrote must hold the checksum the list records. A mismatch
 /// means the crash tore the commit, and the older meta is used instead.
 fn verify_seal(pager: &Pager, meta: &Meta, seal: &[SealEntry]) -> Result<()> {
-    let view = MapView::new(pager, meta.high_water);
+    let view = MapView::new(pager, meta.high_water, meta.txn_id);
     for e in seal {
         let (id, n) = (e.page.get(), u64::from(e.pages.get()));
         if page_checksum(view.run_bytes(id, n)?) != e.checksum.get() {
@@ -706,9 +706,23 @@ impl Database {
     /// The read transactions of every process that has the database open,
     /// this one included, oldest snapshot first (like `mdb_stat -r`). Readers
     /// of processes that died are left out.
+    ///
+    /// Each says how many pages of the last commit's free list its snapshot
+    /// alone keeps from reuse ([`ReaderInfo::pinned_pages`]), read from a
+    /// snapshot of the last commit this call takes after listing the readers
+    /// (so it is not listed itself).
     pub fn readers(&self) -> Result<Vec<ReaderInfo>> {
         self.core.same_process()?;
-        self.core.registry.readers()
+        let mut readers = self.core.registry.readers()?;
+        if readers.is_empty() {
+            return Ok(readers);
+        }
+        let live = readers.iter().map(|r| r.txn_id).collect();
+        let alone = self.begin_read()?.pinned_alone(&live)?;
+        for r in &mut readers {
+            r.pinned_pages = alone.get(&r.txn_id).copied().unwrap_or(0);
+        }
+        Ok(readers)
     }
 
     /// Frees the registry slots of processes that died and returns how many.

@@ -126,7 +126,7 @@ fn restamp(image: &mut [u8], id: PageId) {
 }
 
 fn view<'a>(image: &'a [u8], meta: &Meta) -> SliceView<'a> {
-    SliceView::new(image, PS, meta.high_water)
+    SliceView::new(image, PS, meta.high_water, meta.txn_id)
 }
 
 fn node<'a>(image: &'a [u8], meta: &Meta, id: PageId) -> Node<'a> {
