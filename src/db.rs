@@ -346,7 +346,9 @@ impl Options {
         let mut first_error = None;
         for (slot, meta, seal) in candidates {
             let loaded = verify_seal(&pager, &meta, seal.as_deref().unwrap_or(&[]))
-                .and_then(|()| freelist::load(MapView::new(&pager, meta.high_water, meta.txn_id), &meta))
+                .and_then(|()| {
+                    freelist::load(MapView::new(&pager, meta.high_water, meta.txn_id), &meta)
+                })
                 .and_then(|loaded| {
                     if self.verify {
                         check::strict(check::report(&pager, &meta))?;

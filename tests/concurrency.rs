@@ -131,7 +131,10 @@ fn pinned_snapshots_stay_exact_while_the_writer_churns() {
 fn long_readers_stay_exact_across_thousands_of_commits() {
     let seed = seed_from_env();
     let commits = (budget_from_env(300) * 10).max(3);
-    eprintln!("concurrency long readers: LARCH_SEED={seed} LARCH_BUDGET={}", commits / 10);
+    eprintln!(
+        "concurrency long readers: LARCH_SEED={seed} LARCH_BUDGET={}",
+        commits / 10
+    );
     let t = TestDb::new(512);
     let db = t.db();
     let stop = AtomicBool::new(false);
@@ -195,6 +198,9 @@ fn long_readers_stay_exact_across_thousands_of_commits() {
          commits={commits} snapshots_verified={verified} violations={violations}"
     ));
     assert_eq!(violations, 0);
-    assert!(verified >= readers, "readers verified only {verified} times");
+    assert!(
+        verified >= readers,
+        "readers verified only {verified} times"
+    );
     db.check().unwrap();
 }

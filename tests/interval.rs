@@ -152,7 +152,9 @@ fn a_page_written_after_the_snapshot_is_corrupted() {
     let db = t.db();
     let r = db.begin_read().unwrap();
     assert_eq!(r.id(), 2);
-    let got = r.open_table("a").and_then(|a| a.get(b"k").map(|v| v.is_some()));
+    let got = r
+        .open_table("a")
+        .and_then(|a| a.get(b"k").map(|v| v.is_some()));
     assert!(matches!(got, Err(Error::Corrupted { .. })), "{got:?}");
     let report = r.check_report();
     assert!(

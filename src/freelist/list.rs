@@ -446,11 +446,14 @@ mod tests {
         let mut f = pending(7, &[(5, 10), (5, 11)]);
         f.release(Pins::new(&live, 100), headers(&written));
         assert_eq!(popped(&mut f), [11]);
-        assert_eq!(f.entries().collect::<Vec<_>>(), [Entry {
-            freed_by: 7,
-            written_by: 0,
-            page: 10
-        }]);
+        assert_eq!(
+            f.entries().collect::<Vec<_>>(),
+            [Entry {
+                freed_by: 7,
+                written_by: 0,
+                page: 10
+            }]
+        );
         // Demoted, it is not read again while the reader stays.
         let mut reads = 0;
         f.release(Pins::new(&live, 100), |_| {
@@ -520,14 +523,14 @@ mod tests {
     fn pages_pinned_alone_are_counted_per_snapshot() {
         let live = BTreeSet::from([3, 5, 8]);
         let entries = [
-            (6, 2, 10), // 3 and 5
-            (6, 4, 11), // 5 alone
-            (6, 5, 12), // 5 alone
-            (9, 6, 13), // 8 alone
-            (4, 1, 14), // 3 alone
-            (4, 3, 15), // 3 alone
-            (3, 1, 16), // none
-            (0, 0, 17), // reusable
+            (6, 2, 10),  // 3 and 5
+            (6, 4, 11),  // 5 alone
+            (6, 5, 12),  // 5 alone
+            (9, 6, 13),  // 8 alone
+            (4, 1, 14),  // 3 alone
+            (4, 3, 15),  // 3 alone
+            (3, 1, 16),  // none
+            (0, 0, 17),  // reusable
             (11, 9, 18), // a meta
         ]
         .map(|(freed_by, written_by, page)| Entry {

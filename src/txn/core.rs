@@ -228,7 +228,10 @@ impl Core {
             self.registry.set_synced();
         }
         if state.known != id {
-            state.free = freelist::load(MapView::new(&self.pager, base.high_water, base.txn_id), &base)?;
+            state.free = freelist::load(
+                MapView::new(&self.pager, base.high_water, base.txn_id),
+                &base,
+            )?;
             state.known = id;
         }
         debug_assert!(base.high_water * ps <= self.pager.map_len());

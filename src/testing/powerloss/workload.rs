@@ -10,9 +10,9 @@ use parking_lot::Mutex;
 use super::expect::Expect;
 use super::figures::Figures;
 use super::txns::random_txn;
-use crate::{Database, Options};
 use crate::testing::recorder::Recorder;
 use crate::testing::{Model, Rng, image_state, read_snapshot};
+use crate::{Database, Options};
 
 /// Runs the workload of `txns` transactions with `images` crash images in all,
 /// at `page_size`. Returns the figures and the first problems found.
