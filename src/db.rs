@@ -712,7 +712,8 @@ impl Database {
     /// Each says how many pages of the last commit's free list its snapshot
     /// alone keeps from reuse ([`ReaderInfo::pinned_pages`]), read from a
     /// snapshot of the last commit this call takes after listing the readers
-    /// (so it is not listed itself).
+    /// (so it is not listed itself); 0 for all when that snapshot's free list
+    /// cannot be read.
     pub fn readers(&self) -> Result<Vec<ReaderInfo>> {
         self.core.same_process()?;
         let mut readers = self.core.registry.readers()?;
@@ -720,7 +721,11 @@ impl Database {
             return Ok(readers);
         }
         let live = readers.iter().map(|r| r.txn_id).collect();
-        let alone = self.begin_read()?.pinned_alone(&live)?;
+        // A free list that cannot be read (a damaged file) still lists the
+        // readers, with nothing counted.
+        let Ok(alone) = self.begin_read().and_then(|r| r.pinned_alone(&live)) else {
+            return Ok(readers);
+        };
         for r in &mut readers {
             r.pinned_pages = alone.get(&r.txn_id).copied().unwrap_or(0);
         }
