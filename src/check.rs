@@ -279,7 +279,7 @@ fn checksum_matches(id: PageId, bytes: &[u8]) -> Result<()> {
 /// `map`: the full report, problems included.
 pub(crate) fn report(pager: &Pager, map: &Map, meta: &Meta) -> CheckReport {
     walk(
-        MapView::new(pager, map, meta.high_water),
+        MapView::new(pager, map, meta.high_water, meta.txn_id),
         pager.page_size(),
         meta,
     )
@@ -299,14 +299,14 @@ pub(crate) fn strict(report: CheckReport) -> Result<CheckReport> {
 /// the pages reachable from the meta (trees, overflow runs, free-list chain).
 pub(crate) fn check_image(image: &[u8], meta: &Meta) -> Result<(CheckReport, Vec<PageId>)> {
     let page_size = meta.page_size as usize;
-    let view = SliceView::new(image, page_size, meta.high_water);
+    let view = SliceView::new(image, page_size, meta.high_water, meta.txn_id);
     let (report, claimed) = walk(view, page_size, meta);
     let report = strict(report)?;
     // Every page is claimed once: the reachable ones are those not listed free.
     let free: std::collections::HashSet<PageId> = read_chain(view, meta)?
         .entries
         .iter()
-        .map(|&(_, p)| p)
+        .map(|e| e.page)
         .collect();
     let reachable = claimed.pages().filter(|p| !free.contains(p)).collect();
     Ok((report, reachable))
@@ -370,10 +370,10 @@ fn walk<'a>(view: impl PageSource<'a>, page_size: usize, meta: &Meta) -> (CheckR
             c.note(r);
         }
         c.report.freelist_pages = chain.pages.len() as u64;
-        for &(freed_by, p) in &chain.entries {
-            let r = c.claim(p, "free page also in use");
+        for e in &chain.entries {
+            let r = c.claim(e.page, "free page also in use");
             c.note(r);
-            if freed_by != 0 {
+            if e.freed_by != 0 {
                 c.report.pending_free_pages += 1;
             }
         }

@@ -17,7 +17,7 @@ use crate::format::page::PageId;
 use crate::freelist::read_chain;
 use crate::pager::sync_parent_dir;
 use crate::txn::ReadTxn;
-use crate::view::{MapView, PageSource};
+use crate::view::MapView;
 
 /// Pages written per `write` call of a plain copy, and the bytes a compacting
 /// copy inserts before it commits.
@@ -66,13 +66,13 @@ impl ReadTxn<'_> {
         let ps = pager.page_size();
         let meta = *self.meta();
         let map = pager.map_for(meta.high_water)?;
-        let view = MapView::new(pager, &map, meta.high_water);
+        let view = MapView::new(pager, &map, meta.high_water, meta.txn_id);
         // Free pages may be rewritten by the writer while this runs: they are
         // not read, and the copy's free list lists them as the snapshot's does.
         let free: HashSet<PageId> = read_chain(view, &meta)?
             .entries
             .into_iter()
-            .map(|(_, page)| page)
+            .map(|e| e.page)
             .collect();
         let encoded = meta.encode();
         let mut buf = vec![0u8; 2 * ps];
@@ -82,7 +82,10 @@ impl ReadTxn<'_> {
             if free.contains(&id) {
                 buf.resize(buf.len() + ps, 0);
             } else {
-                buf.extend_from_slice(view.page(id)?);
+                // Straight from the map: a page past an overflow run's first
+                // has no header to check, and `id` lies below the
+                // snapshot's high-water mark.
+                buf.extend_from_slice(pager.bytes(&map, id, ps)?);
             }
             if buf.len() >= CHUNK {
                 file.write_all(&buf)?;

@@ -369,7 +369,8 @@ impl Options {
             let loaded = (|| -> Result<freelist::Persisted> {
                 let map = pager.map_for(meta.high_water)?;
                 verify_seal(&pager, &map, &meta, seal.as_deref().unwrap_or(&[]))?;
-                let loaded = freelist::load(MapView::new(&pager, &map, meta.high_water), &meta)?;
+                let view = MapView::new(&pager, &map, meta.high_water, meta.txn_id);
+                let loaded = freelist::load(view, &meta)?;
                 if self.verify {
                     check::strict(check::report(&pager, &map, &meta))?;
                 }
@@ -424,7 +425,10 @@ impl Options {
             let free = if self.read_only {
                 freelist::Persisted::default()
             } else {
-                freelist::load(MapView::new(&pager, &map, meta.high_water), &meta)?
+                freelist::load(
+                    MapView::new(&pager, &map, meta.high_water, meta.txn_id),
+                    &meta,
+                )?
             };
             if self.verify {
                 check::strict(check::report(&pager, &map, &meta))?;
@@ -643,7 +647,7 @@ fn read_metas(file: &LockedFile) -> Result<(Vec<Candidate>, Option<SetAside>)> {
 /// page the commit wrote must hold the checksum the list records. A mismatch
 /// means the crash tore the commit, and the older meta is used instead.
 fn verify_seal(pager: &Pager, map: &Map, meta: &Meta, seal: &[SealEntry]) -> Result<()> {
-    let view = MapView::new(pager, map, meta.high_water);
+    let view = MapView::new(pager, map, meta.high_water, meta.txn_id);
     for e in seal {
         let (id, n) = (e.page.get(), u64::from(e.pages.get()));
         if page_checksum(view.run_bytes(id, n)?) != e.checksum.get() {
@@ -736,9 +740,28 @@ impl Database {
     /// The read transactions of every process that has the database open,
     /// this one included, oldest snapshot first (like `mdb_stat -r`). Readers
     /// of processes that died are left out.
+    ///
+    /// Each says how many pages of the last commit's free list its snapshot
+    /// alone keeps from reuse ([`ReaderInfo::pinned_pages`]), read from a
+    /// snapshot of the last commit this call takes after listing the readers
+    /// (so it is not listed itself); 0 for all when that snapshot's free list
+    /// cannot be read.
     pub fn readers(&self) -> Result<Vec<ReaderInfo>> {
         self.core.same_process()?;
-        self.core.registry.readers()
+        let mut readers = self.core.registry.readers()?;
+        if readers.is_empty() {
+            return Ok(readers);
+        }
+        let live = readers.iter().map(|r| r.txn_id).collect();
+        // A free list that cannot be read (a damaged file) still lists the
+        // readers, with nothing counted.
+        let Ok(alone) = self.begin_read().and_then(|r| r.pinned_alone(&live)) else {
+            return Ok(readers);
+        };
+        for r in &mut readers {
+            r.pinned_pages = alone.get(&r.txn_id).copied().unwrap_or(0);
+        }
+        Ok(readers)
     }
 
     /// Frees the registry slots of processes that died and returns how many.

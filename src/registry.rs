@@ -38,6 +38,12 @@ pub struct ReaderInfo {
     pub txn_id: u64,
     /// How long it has been open (0 if the clocks disagree).
     pub age: Duration,
+    /// Pages of the last commit's free list that this reader's snapshot
+    /// alone keeps from reuse: written before it and freed after it, and
+    /// reached by no other live reader's snapshot and neither meta on disk.
+    /// Readers sharing a snapshot each count them all; ending all of them
+    /// lets the next writer reuse the pages. 0 where the list was not read.
+    pub pinned_pages: u64,
 }
 
 /// The lock file's name: the database's name with `-lock` appended.
@@ -504,6 +510,7 @@ impl Registry {
                 pid: s.slot(i, slot::PID).load(Ordering::Relaxed) as u32,
                 txn_id: v - 1,
                 age: Duration::from_micros(now.saturating_sub(since)),
+                pinned_pages: 0,
             });
         }
         out.sort_by_key(|r| (r.txn_id, std::cmp::Reverse(r.age)));

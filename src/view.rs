@@ -16,7 +16,9 @@
 
 use crate::error::{Error, Result, corrupted};
 use crate::format::node::LeafValue;
-use crate::format::page::{OVERFLOW_DATA, PageId, PageMap, overflow_pages, overflow_run};
+use crate::format::page::{
+    OVERFLOW_DATA, PageId, PageMap, overflow_pages, overflow_run, written_by,
+};
 use crate::pager::{Map, Pager};
 
 /// Read access to the pages of one snapshot. Slices live for `'a`.
@@ -44,6 +46,9 @@ trait Backing<'a>: Copy {
     fn page_size(&self) -> usize;
     /// The high-water mark: the view holds pages `2..end` and no other.
     fn end(&self) -> u64;
+    /// The snapshot the view shows: no page of it was written by a later
+    /// transaction.
+    fn snapshot(&self) -> u64;
     /// `len` bytes from the start of page `id`. The caller has checked that
     /// the pages they span lie below `end`.
     fn bytes(&self, id: PageId, len: usize) -> Result<&'a [u8]>;
@@ -58,11 +63,26 @@ fn check_bounds(id: PageId, n: u64, end: u64) -> Result<()> {
     }
 }
 
-/// Page `id`, checked to lie in the view.
+/// Whether the page (or run) `page` at `id` was written no later than the
+/// view's snapshot. A page written later is not the snapshot's: its slot was
+/// reused, or the file was damaged or crafted. The writer relies on this
+/// (DESIGN.md, "The page reuse rule"): a snapshot that reads a page is never
+/// older than the transaction that wrote it.
+#[inline]
+fn check_writer(page: &[u8], id: PageId, snapshot: u64) -> Result<()> {
+    if written_by(page) > snapshot {
+        return corrupted(id, "page written after the snapshot that reaches it");
+    }
+    Ok(())
+}
+
+/// Page `id`, checked to lie in the view and to be no newer than it.
 #[inline]
 fn read_page<'a>(b: impl Backing<'a>, id: PageId) -> Result<&'a [u8]> {
     check_bounds(id, 1, b.end())?;
-    b.bytes(id, b.page_size())
+    let page = b.bytes(id, b.page_size())?;
+    check_writer(page, id, b.snapshot())?;
+    Ok(page)
 }
 
 /// The `len` value bytes of the overflow run at `id`: its header checked
@@ -79,17 +99,20 @@ fn read_overflow<'a>(b: impl Backing<'a>, id: PageId, len: usize) -> Result<&'a 
     Ok(&b.bytes(id, end)?[OVERFLOW_DATA..])
 }
 
-/// The `n` whole pages from `id`, checked to lie in the view.
+/// The `n` whole pages from `id`, checked to lie in the view and, by the
+/// header of the first, to be no newer than it.
 #[inline]
 fn read_run<'a>(b: impl Backing<'a>, id: PageId, n: u64) -> Result<&'a [u8]> {
     check_bounds(id, n, b.end())?;
     let len = usize::try_from(n)
         .ok()
         .and_then(|n| n.checked_mul(b.page_size()));
-    match len {
-        Some(len) => b.bytes(id, len),
-        None => corrupted(id, "page run too long"),
-    }
+    let run = match len {
+        Some(len) => b.bytes(id, len)?,
+        None => return corrupted(id, "page run too long"),
+    };
+    check_writer(run, id, b.snapshot())?;
+    Ok(run)
 }
 
 /// The length in pages of the overflow run at `id`, read from `first`, its
@@ -113,16 +136,25 @@ pub(crate) struct MapView<'a> {
     map: &'a Map,
     /// The snapshot's high-water mark: no page at or above it belongs to it.
     high_water: u64,
+    /// The snapshot's transaction: no page of it was written later.
+    snapshot: u64,
 }
 
 impl<'a> MapView<'a> {
-    /// The snapshot with high-water mark `high_water`, read through `map`
-    /// (which [`Pager::map_for`] made cover it).
-    pub(crate) fn new(pager: &'a Pager, map: &'a Map, high_water: u64) -> MapView<'a> {
+    /// The snapshot of transaction `snapshot`, with high-water mark
+    /// `high_water`, read through `map` (which [`Pager::map_for`] made cover
+    /// it).
+    pub(crate) fn new(
+        pager: &'a Pager,
+        map: &'a Map,
+        high_water: u64,
+        snapshot: u64,
+    ) -> MapView<'a> {
         MapView {
             pager,
             map,
             high_water,
+            snapshot,
         }
     }
 
@@ -141,6 +173,11 @@ impl<'a> Backing<'a> for MapView<'a> {
     #[inline]
     fn end(&self) -> u64 {
         self.high_water
+    }
+
+    #[inline]
+    fn snapshot(&self) -> u64 {
+        self.snapshot
     }
 
     #[inline]
@@ -171,15 +208,22 @@ pub(crate) struct SliceView<'a> {
     image: &'a [u8],
     page_size: usize,
     high_water: u64,
+    snapshot: u64,
 }
 
 #[cfg(feature = "testing")]
 impl<'a> SliceView<'a> {
-    pub(crate) fn new(image: &'a [u8], page_size: usize, high_water: u64) -> SliceView<'a> {
+    pub(crate) fn new(
+        image: &'a [u8],
+        page_size: usize,
+        high_water: u64,
+        snapshot: u64,
+    ) -> SliceView<'a> {
         SliceView {
             image,
             page_size,
             high_water,
+            snapshot,
         }
     }
 }
@@ -192,6 +236,10 @@ impl<'a> Backing<'a> for SliceView<'a> {
 
     fn end(&self) -> u64 {
         self.high_water
+    }
+
+    fn snapshot(&self) -> u64 {
+        self.snapshot
     }
 
     /// The image may be shorter than its meta claims.
@@ -241,6 +289,12 @@ impl<'a> Backing<'a> for Buffer<'a> {
     #[inline]
     fn end(&self) -> u64 {
         self.high_water
+    }
+
+    /// The transaction's own pages, stamped by it.
+    #[inline]
+    fn snapshot(&self) -> u64 {
+        u64::MAX
     }
 
     #[inline]

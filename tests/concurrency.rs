@@ -121,3 +121,86 @@ fn pinned_snapshots_stay_exact_while_the_writer_churns() {
     );
     t.db().check().unwrap();
 }
+
+/// Readers pinned across thousands of commits, taken at different points of
+/// the run: the writer rewrites the same keys, so most pages freed meanwhile
+/// were written after some reader's snapshot and are reused around it (the
+/// interval rule). Each reader reads its whole snapshot again and again while
+/// the writer goes on, and once more at the end: always exactly what it saw.
+#[test]
+fn long_readers_stay_exact_across_thousands_of_commits() {
+    let seed = seed_from_env();
+    let commits = (budget_from_env(300) * 10).max(3);
+    eprintln!(
+        "concurrency long readers: LARCH_SEED={seed} LARCH_BUDGET={}",
+        commits / 10
+    );
+    let t = TestDb::new(512);
+    let db = t.db();
+    let stop = AtomicBool::new(false);
+    let verified = AtomicU64::new(0);
+    let violations = AtomicU64::new(0);
+    let mut rng = Rng(seed);
+    let mut model = Model::new();
+    let write = |model: &mut Model, rng: &mut Rng, n: u64| {
+        let mut w = db.begin_write().unwrap();
+        {
+            let mut table = w.open_table("t").unwrap();
+            for _ in 0..n {
+                let key = format!("{:04}", rng.below(300)).into_bytes();
+                let len = if rng.below(10) == 0 { 700 } else { 40 };
+                let value = rng.bytes(len);
+                table.insert(&key, &value).unwrap();
+                model.insert(key, value);
+            }
+        }
+        w.commit().unwrap();
+    };
+    write(&mut model, &mut rng, 600);
+    let readers = 3;
+    std::thread::scope(|s| {
+        for i in 0..commits {
+            if i % (commits / readers) == 0 {
+                let txn = db.begin_read().unwrap();
+                let seen = model.clone();
+                let (stop, verified, violations) = (&stop, &verified, &violations);
+                s.spawn(move || {
+                    let read = || -> Model {
+                        txn.open_table("t")
+                            .unwrap()
+                            .iter()
+                            .unwrap()
+                            .map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+                            .collect()
+                    };
+                    loop {
+                        let last = stop.load(Ordering::SeqCst);
+                        if read() != seen {
+                            violations.fetch_add(1, Ordering::Relaxed);
+                        }
+                        verified.fetch_add(1, Ordering::Relaxed);
+                        if last {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(5));
+                    }
+                    txn.check().unwrap();
+                });
+            }
+            let n = 1 + rng.below(6);
+            write(&mut model, &mut rng, n);
+        }
+        stop.store(true, Ordering::SeqCst);
+    });
+    let (verified, violations) = (verified.into_inner(), violations.into_inner());
+    larch::testing::report(&format!(
+        "RELIABILITY suite=concurrency part=long_readers seed={seed} readers={readers} \
+         commits={commits} snapshots_verified={verified} violations={violations}"
+    ));
+    assert_eq!(violations, 0);
+    assert!(
+        verified >= readers,
+        "readers verified only {verified} times"
+    );
+    db.check().unwrap();
+}

@@ -17,6 +17,7 @@ fn suite(page_size: usize, seed: u64) {
     assert!(figures.single_sync_commits > 0, "{figures}");
     assert!(figures.chained >= 10, "{figures}");
     assert!(figures.chained_images >= 100, "{figures}");
+    assert!(figures.long_readers > 0, "{figures}");
     if page_size == 512 {
         assert!(figures.two_sync_commits > 0, "{figures}");
     }

@@ -9,8 +9,10 @@ use std::process::ExitCode;
 use crate::target::lock_path;
 use crate::{Res, fail, must_exist, open};
 
-/// Lists the readers of the database at `path`. This command starts no
-/// read transaction of its own, so it never lists itself.
+/// Lists the readers of the database at `path`, with the pages of the free
+/// list each one's snapshot alone keeps from reuse (`pinned`). The snapshot
+/// this command reads the free list from is taken after the list, so it
+/// never lists itself.
 pub fn run(path: &Path, clear_stale: bool) -> Res<ExitCode> {
     must_exist(path)?;
     refuse_unwritable_lock_file(path)?;
@@ -21,17 +23,22 @@ pub fn run(path: &Path, clear_stale: bool) -> Res<ExitCode> {
         writeln!(out, "{cleared} stale reader slot(s) cleared")?;
     }
     let readers = db.readers()?;
-    writeln!(out, "{:>10} {:>12} {:>12}", "pid", "txnid", "age")?;
+    writeln!(
+        out,
+        "{:>10} {:>12} {:>12} {:>12}",
+        "pid", "txnid", "age", "pinned"
+    )?;
     if readers.is_empty() {
         writeln!(out, "(no active readers)")?;
     }
     for r in readers {
         writeln!(
             out,
-            "{:>10} {:>12} {:>11.3}s",
+            "{:>10} {:>12} {:>11.3}s {:>12}",
             r.pid,
             r.txn_id,
-            r.age.as_secs_f64()
+            r.age.as_secs_f64(),
+            r.pinned_pages
         )?;
     }
     out.flush()?;

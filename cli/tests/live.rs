@@ -285,20 +285,24 @@ fn read_commands_run_beside_a_writing_process() {
     assert!(writer.running(), "the writer ended");
 }
 
-/// The rows of a `larch readers` listing: (pid, txnid).
+/// The rows of a `larch readers` listing: (pid, txnid); the pinned pages
+/// must be a count.
 fn reader_rows(listing: &str) -> Vec<(u32, u64)> {
     let mut lines = listing.lines();
     let header = lines.next().expect("a header");
     assert!(
-        header.split_whitespace().eq(["pid", "txnid", "age"]),
+        header
+            .split_whitespace()
+            .eq(["pid", "txnid", "age", "pinned"]),
         "{listing}"
     );
     lines
         .filter(|l| *l != "(no active readers)")
         .map(|l| {
             let cols: Vec<&str> = l.split_whitespace().collect();
-            assert_eq!(cols.len(), 3, "{l}");
+            assert_eq!(cols.len(), 4, "{l}");
             assert!(cols[2].ends_with('s'), "{l}");
+            assert!(cols[3].parse::<u64>().is_ok(), "{l}");
             (cols[0].parse().unwrap(), cols[1].parse().unwrap())
         })
         .collect()

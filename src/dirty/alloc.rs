@@ -68,16 +68,16 @@ impl Allocator {
     }
 
     /// Frees the `n` pages from `id`: reusable at once when this transaction
-    /// allocated them (`own`), otherwise pending until the reuse rule allows.
-    pub(crate) fn free(&mut self, id: PageId, n: u64, own: bool) -> Result<()> {
+    /// allocated them (`written_by` `None`), otherwise pending until the
+    /// reuse rule allows; `Some(a)` names the transaction that wrote them.
+    pub(crate) fn free(&mut self, id: PageId, n: u64, written_by: Option<u64>) -> Result<()> {
         match id.checked_add(n) {
             Some(end) if id >= 2 && end <= self.high_water => {}
             _ => return corrupted(id, "freed pages lie outside the file"),
         }
-        if own {
-            self.free.free_own(id, n);
-        } else {
-            self.free.free_committed(id, n);
+        match written_by {
+            None => self.free.free_own(id, n),
+            Some(a) => self.free.free_committed(id, n, a),
         }
         Ok(())
     }

@@ -3,7 +3,9 @@
 
 use crate::btree::PageStore;
 use crate::error::{Error, Result, corrupted};
-use crate::format::page::{OVERFLOW_DATA, PageId, header_mut, init_overflow, overflow_pages};
+use crate::format::page::{
+    OVERFLOW_DATA, PageId, header_mut, init_overflow, overflow_pages, written_by,
+};
 use crate::freelist::{ChainStore, FreeList, TxnFreeList};
 use std::sync::Arc;
 
@@ -87,12 +89,18 @@ impl Dirty {
         &mut self.bufs
     }
 
+    /// The snapshot the transaction started from, in `pager`'s map.
+    #[inline]
+    fn base<'a>(&'a self, pager: &'a Pager) -> MapView<'a> {
+        MapView::new(pager, &self.map, self.base_high_water, self.txn_id - 1)
+    }
+
     /// The pages as this transaction sees them: its dirty buffers, then the
     /// snapshot it started from in `pager`'s map.
     #[inline]
     pub(crate) fn view<'a>(&'a self, pager: &'a Pager) -> DirtyView<'a> {
         DirtyView::new(
-            MapView::new(pager, &self.map, self.base_high_water),
+            self.base(pager),
             self.bufs.map(),
             self.alloc.high_water(),
             self.failed,
@@ -117,11 +125,17 @@ impl Dirty {
     }
 
     /// Frees the `n` pages from `id`, dropping their buffer if the
-    /// transaction wrote them.
-    fn free(&mut self, id: PageId, n: u64) -> Result<()> {
+    /// transaction wrote them; a committed page (or run) is recorded with
+    /// the transaction its header names as its writer, which the checked
+    /// read vouches is no newer than the base.
+    fn free(&mut self, id: PageId, n: u64, pager: &Pager) -> Result<()> {
+        let by = if self.bufs.contains(id) {
+            None
+        } else {
+            Some(written_by(self.base(pager).page(id)?))
+        };
         // A range outside the file is refused before any buffer goes.
-        let own = self.bufs.contains(id);
-        self.alloc.free(id, n, own)?;
+        self.alloc.free(id, n, by)?;
         self.bufs.remove(id);
         Ok(())
     }
@@ -178,12 +192,15 @@ impl PageStore for TxnPages<'_> {
         if self.dirty.bufs.contains(id) {
             return Ok(id);
         }
-        let src = MapView::new(self.pager, &self.dirty.map, self.dirty.base_high_water).page(id)?;
-        let new = self.dirty.alloc.alloc()?;
+        // The fields, not `base`: the allocator is borrowed below while
+        // `src` lives.
+        let d = &mut *self.dirty;
+        let src = MapView::new(self.pager, &d.map, d.base_high_water, d.txn_id - 1).page(id)?;
+        let new = d.alloc.alloc()?;
         // A copy, not a zeroed page written over.
-        let buf = self.dirty.bufs.insert(new, Box::from(src));
-        header_mut(buf).txn_id = self.dirty.txn_id.into();
-        self.dirty.alloc.free(id, 1, false)?;
+        let buf = d.bufs.insert(new, Box::from(src));
+        header_mut(buf).txn_id = d.txn_id.into();
+        d.alloc.free(id, 1, Some(written_by(src)))?;
         Ok(new)
     }
 
@@ -208,36 +225,40 @@ impl PageStore for TxnPages<'_> {
     }
 
     fn free(&mut self, id: PageId, n: u64) -> Result<()> {
-        self.dirty.free(id, n)
+        self.dirty.free(id, n, self.pager)
     }
 }
 
 /// The commit writes the free-list chain straight into the buffers.
-impl ChainStore for Dirty {
+impl ChainStore for TxnPages<'_> {
     fn page_size(&self) -> usize {
-        self.bufs.page_size()
+        self.dirty.bufs.page_size()
     }
 
     fn txn_id(&self) -> u64 {
-        self.txn_id
+        self.dirty.txn_id
     }
 
     fn high_water(&self) -> u64 {
-        self.alloc.high_water()
+        self.dirty.alloc.high_water()
     }
 
     fn free_list(&mut self) -> &mut TxnFreeList {
-        self.alloc.free_list()
+        self.dirty.alloc.free_list()
+    }
+
+    fn written_by(&self, id: PageId) -> Result<u64> {
+        Ok(written_by(self.dirty.base(self.pager).page(id)?))
     }
 
     fn alloc_page(&mut self) -> Result<PageId> {
-        let id = self.alloc.alloc()?;
-        let page = vec![0u8; self.bufs.page_size()].into_boxed_slice();
-        self.bufs.insert(id, page);
+        let id = self.dirty.alloc.alloc()?;
+        let page = vec![0u8; self.dirty.bufs.page_size()].into_boxed_slice();
+        self.dirty.bufs.insert(id, page);
         Ok(id)
     }
 
     fn page_mut(&mut self, id: PageId) -> Result<&mut [u8]> {
-        self.bufs.page_mut(id)
+        self.dirty.bufs.page_mut(id)
     }
 }

@@ -88,6 +88,16 @@ pub(crate) fn stamp_checksum(buf: &mut [u8]) -> u32 {
     crc
 }
 
+/// The transaction that wrote the page (or the run) starting with `page`,
+/// from its header; 0 for a slice too short to hold one.
+#[inline]
+pub(crate) fn written_by(page: &[u8]) -> u64 {
+    match page.get(8..16) {
+        Some(b) => u64::from_le_bytes(b.try_into().expect("eight bytes")),
+        None => 0,
+    }
+}
+
 /// Mutable access to the common header of a page buffer.
 pub(crate) fn header_mut(page: &mut [u8]) -> &mut PageHeader {
     // Page buffers are always at least MIN_PAGE_SIZE long.
@@ -159,12 +169,14 @@ pub(crate) struct FreeListHeader {
     pub next: U64,
 }
 
-/// One free-list entry: a free page and the transaction that freed it (0 when it
-/// was already reusable).
+/// One free-list entry: a free page, the transaction that freed it (0 when it
+/// was already reusable) and the one that wrote it (0 when reusable). Only
+/// snapshots `written_by..freed_by` reach a pending page.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
 #[repr(C)]
 pub(crate) struct FreeEntry {
     pub freed_by: U64,
+    pub written_by: U64,
     pub page: U64,
 }
 
@@ -211,7 +223,7 @@ mod tests {
     fn header_is_sixteen_bytes() {
         assert_eq!(size_of::<PageHeader>(), 16);
         assert_eq!(OVERFLOW_DATA, 24);
-        assert_eq!(size_of::<FreeEntry>(), 16);
+        assert_eq!(size_of::<FreeEntry>(), 24);
     }
 
     #[test]
@@ -235,6 +247,7 @@ mod tests {
         let entries: Vec<FreeEntry> = (0..freelist_capacity(512) as u64)
             .map(|i| FreeEntry {
                 freed_by: U64::new(i * 3),
+                written_by: U64::new(i),
                 page: U64::new(i + 2),
             })
             .collect();
@@ -244,6 +257,7 @@ mod tests {
         assert_eq!(got.len(), entries.len());
         assert_eq!(got[3].page.get(), 5);
         assert_eq!(got[3].freed_by.get(), 9);
+        assert_eq!(got[3].written_by.get(), 3);
         assert_eq!(u64::from_le_bytes(buf[8..16].try_into().unwrap()), 9);
     }
 

@@ -4,17 +4,19 @@
 
 use zerocopy::little_endian::U64;
 
-use super::list::{FreeList, TxnFreeList};
+use super::list::{Entry, FreeList, Header, TxnFreeList};
 use super::rules::ListRules;
 use crate::error::{Result, corrupted};
 use crate::format::meta::Meta;
-use crate::format::page::{FreeEntry, PageId, freelist_capacity, read_freelist, write_freelist};
+use crate::format::page::{
+    FreeEntry, KIND_BRANCH, KIND_FREELIST, KIND_LEAF, KIND_OVERFLOW, PageId, freelist_capacity,
+    overflow_run, read_freelist, write_freelist, written_by,
+};
 use crate::view::PageSource;
 
-/// A persisted free list as read: its `(freed_by, page)` entries and the
-/// chain's own pages.
+/// A persisted free list as read: its entries and the chain's own pages.
 pub(crate) struct Chain {
-    pub entries: Vec<(u64, PageId)>,
+    pub entries: Vec<Entry>,
     pub pages: Vec<PageId>,
 }
 
@@ -51,11 +53,15 @@ pub(crate) fn read_chain<'a>(view: impl PageSource<'a>, meta: &Meta) -> Result<C
         let (next, list) = read_freelist(view.page(id)?, id)?;
         chain.push(id);
         for e in list {
-            let (page, freed_by) = (e.page.get(), e.freed_by.get());
-            if let Err(broken) = rules.entry(freed_by, page) {
+            let e = Entry {
+                freed_by: e.freed_by.get(),
+                written_by: e.written_by.get(),
+                page: e.page.get(),
+            };
+            if let Err(broken) = rules.entry(e.freed_by, e.written_by, e.page) {
                 return corrupted(id, broken.reason());
             }
-            entries.push((freed_by, page));
+            entries.push(e);
         }
         id = next;
     }
@@ -80,6 +86,19 @@ pub(crate) fn load<'a>(view: impl PageSource<'a>, meta: &Meta) -> Result<Persist
     })
 }
 
+/// The header of page `id` of `view`, as a release checks it (see
+/// `FreeList::release`): who wrote the page, and the pages it spans. Read
+/// through the view's checks, so never a writer newer than the snapshot.
+pub(crate) fn header<'a>(view: impl PageSource<'a>, id: PageId) -> Header {
+    let page = view.page(id).ok()?;
+    let n = match *page.first()? {
+        KIND_BRANCH | KIND_LEAF | KIND_FREELIST => 1,
+        KIND_OVERFLOW => overflow_run(page, id).ok()?,
+        _ => return None,
+    };
+    Some((written_by(page), n))
+}
+
 /// The writer's pages, as writing a chain needs them.
 pub(crate) trait ChainStore {
     fn page_size(&self) -> usize;
@@ -89,6 +108,8 @@ pub(crate) trait ChainStore {
     fn high_water(&self) -> u64;
     /// The transaction's free list.
     fn free_list(&mut self) -> &mut TxnFreeList;
+    /// The transaction that wrote committed page `id`, from its header.
+    fn written_by(&self, id: PageId) -> Result<u64>;
     /// Allocates a zeroed page (taken from the free list first, which
     /// shortens it).
     fn alloc_page(&mut self) -> Result<PageId>;
@@ -107,8 +128,11 @@ pub(crate) trait ChainStore {
 /// places is freed twice), is `Error::Corrupted`: open would drop such a
 /// commit without a word, so it is refused before anything is written.
 pub(crate) fn write_chain(store: &mut impl ChainStore, old: &[PageId]) -> Result<Persisted> {
+    // Only snapshot `txn_id - 1` reaches the old chain (its pages were free
+    // in every older one): written by it, freed now.
     for &id in old {
-        store.free_list().free_chain_page(id);
+        let by = store.written_by(id)?;
+        store.free_list().free_committed(id, 1, by);
     }
     let txn_id = store.txn_id();
     let cap = freelist_capacity(store.page_size());
@@ -124,13 +148,14 @@ pub(crate) fn write_chain(store: &mut impl ChainStore, old: &[PageId]) -> Result
         }
     }
     let mut entries = Vec::with_capacity(list.len());
-    for (freed_by, page) in list.entries() {
-        if let Err(broken) = rules.entry(freed_by, page) {
-            return corrupted(page, broken.commit_reason());
+    for e in list.entries() {
+        if let Err(broken) = rules.entry(e.freed_by, e.written_by, e.page) {
+            return corrupted(e.page, broken.commit_reason());
         }
         entries.push(FreeEntry {
-            freed_by: U64::new(freed_by),
-            page: U64::new(page),
+            freed_by: U64::new(e.freed_by),
+            written_by: U64::new(e.written_by),
+            page: U64::new(e.page),
         });
     }
     if let Err((page, broken)) = rules.finish() {

@@ -1,84 +1,154 @@
 //! Free pages in memory: the list as of a commit ([`FreeList`]), and a write
 //! transaction's changes to it ([`TxnFreeList`]).
 //!
-//! The reuse rule (DESIGN.md): a page freed by transaction `T` is still
-//! reachable in snapshot `T - 1`. The writer of `W` may reuse it only when
-//! `T <= W - 2` (neither meta on disk reaches it) and no live reader has a
-//! snapshot older than `T`; a replaced free-list chain, which only snapshot
-//! `T - 1` reaches, once no live reader holds that one snapshot.
+//! The reuse rule (DESIGN.md, "The page reuse rule"): a page written by
+//! transaction `A` and freed by transaction `T` is reached by the snapshots
+//! `A..T` and by no other. The writer may reuse it once no snapshot in
+//! `A..T` is pinned: held by a live reader of any process, or by a meta on
+//! disk ([`Pins`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::format::page::PageId;
+
+/// One free page as the persisted list holds it: reusable now (`freed_by`
+/// and `written_by` 0), or pending, reached by snapshots
+/// `written_by..freed_by`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Entry {
+    pub freed_by: u64,
+    pub written_by: u64,
+    pub page: PageId,
+}
+
+/// The snapshots that may still read pages: those of live readers, in every
+/// process, and every snapshot from `metas_from` on (the metas on disk, and
+/// the writer's base).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Pins<'a> {
+    live: &'a BTreeSet<u64>,
+    metas_from: u64,
+}
+
+impl<'a> Pins<'a> {
+    pub(crate) fn new(live: &'a BTreeSet<u64>, metas_from: u64) -> Pins<'a> {
+        Pins { live, metas_from }
+    }
+
+    /// The newest pinned snapshot older than `t`: a page freed by `t` is
+    /// reusable when it was written after this one (or there is none).
+    fn newest_below(&self, t: u64) -> Option<u64> {
+        if t > self.metas_from {
+            return Some(t - 1);
+        }
+        self.live.range(..t).next_back().copied()
+    }
+
+    /// Whether a meta on disk (or the writer's base) reaches snapshots
+    /// `a..t`.
+    fn meta_reaches(&self, t: u64) -> bool {
+        t > self.metas_from
+    }
+}
+
+/// What the writer learns from the header of a page it is about to release:
+/// the transaction that wrote it and the pages it spans (1, or an overflow
+/// run's length). `None` when the page cannot be read as a page of the
+/// snapshot.
+pub(crate) type Header = Option<(u64, u64)>;
 
 /// Free pages: reusable now, or pending by the transaction that freed them.
 #[derive(Debug, Default, Clone)]
 pub(crate) struct FreeList {
     /// Pages any writer may take now.
     reusable: BTreeSet<PageId>,
-    /// Pages still reachable from an old snapshot, by the transaction that freed
-    /// them.
-    pending: BTreeMap<u64, Vec<PageId>>,
-    /// Of the pending pages, those that transaction `T` freed and only
-    /// snapshot `T - 1` reaches: the free-list chain `T - 1` wrote, which
-    /// `T` replaced. Known to the handle that freed them, not persisted
-    /// (after a reopen they wait like any pending page).
-    narrow: BTreeMap<u64, Vec<PageId>>,
+    /// Pages still reachable from an old snapshot, by the transaction that
+    /// freed them (`T`); each group holds `(written_by, page)`, sorted, so
+    /// that the pages a release takes are a suffix of it.
+    pending: BTreeMap<u64, Vec<(u64, PageId)>>,
 }
 
 impl FreeList {
-    /// Rebuilds the list from persisted `(freed_by, page)` entries.
-    pub(crate) fn from_entries(entries: impl IntoIterator<Item = (u64, PageId)>) -> FreeList {
+    /// Rebuilds the list from persisted entries.
+    pub(crate) fn from_entries(entries: impl IntoIterator<Item = Entry>) -> FreeList {
         let mut list = FreeList::default();
-        for (freed_by, page) in entries {
-            if freed_by == 0 {
-                list.reusable.insert(page);
+        for e in entries {
+            if e.freed_by == 0 {
+                list.reusable.insert(e.page);
             } else {
-                list.pending.entry(freed_by).or_default().push(page);
+                let group = list.pending.entry(e.freed_by).or_default();
+                group.push((e.written_by, e.page));
             }
+        }
+        for group in list.pending.values_mut() {
+            group.sort_unstable();
         }
         list
     }
 
-    /// Moves every group freed by a transaction `<= limit` into the reusable pool.
-    pub(crate) fn release(&mut self, limit: u64) {
-        while let Some(entry) = self.pending.first_entry() {
-            if *entry.key() > limit {
-                break;
+    /// Moves into the reusable pool every pending page no pinned snapshot
+    /// reaches: freed by `T` and written by `A`, with no snapshot of `A..T`
+    /// in `pins`. One look-up per group, then only the pages released.
+    ///
+    /// A group no pinned snapshot older than `T` reaches at all goes
+    /// whole: that needs no written-by (the old rule, `T` at most the metas'
+    /// limit and the oldest reader). A page that only its written-by lets go
+    /// is first checked against its header in the map (`header`): it must
+    /// say the page (or the overflow run it starts, whose pages must all be
+    /// listed beside it) was written by `A`. Readers refuse a page written
+    /// after their snapshot (`view::read_page`), so a live snapshot that
+    /// reaches the page is at least `A`, and being older than `T` it is in
+    /// `A..T`, pinned. A page whose header disagrees (a damaged or crafted
+    /// list) is not released: it stays pending with written-by 0, and waits
+    /// for the old rule.
+    pub(crate) fn release(&mut self, pins: Pins<'_>, mut header: impl FnMut(PageId) -> Header) {
+        let mut emptied = Vec::new();
+        for (&t, group) in self.pending.iter_mut() {
+            let Some(pinned) = pins.newest_below(t) else {
+                self.reusable.extend(group.drain(..).map(|(_, p)| p));
+                emptied.push(t);
+                continue;
+            };
+            let keep = group.partition_point(|&(a, _)| a <= pinned);
+            if keep == group.len() {
+                continue;
             }
-            self.reusable.extend(entry.remove());
-        }
-        while let Some(entry) = self.narrow.first_entry() {
-            if *entry.key() > limit {
-                break;
-            }
-            entry.remove();
-        }
-    }
-
-    /// Moves the pages of narrow groups (see `narrow`) into the reusable
-    /// pool where neither meta nor a live snapshot reaches them: freed by
-    /// `T <= meta_limit` (so `T - 1` is neither meta on disk) and no live
-    /// snapshot is `T - 1`, the one snapshot that reaches them. Without
-    /// this, a reader holding an old snapshot makes every commit's free list
-    /// longer by the chain it replaced, and the file grow geometrically.
-    pub(crate) fn release_narrow(&mut self, meta_limit: u64, live: &BTreeSet<u64>) {
-        let ready: Vec<u64> = self
-            .narrow
-            .range(..=meta_limit)
-            .map(|(&t, _)| t)
-            .filter(|&t| !live.contains(&(t - 1)))
-            .collect();
-        for t in ready {
-            let pages = self.narrow.remove(&t).expect("listed above");
-            if let Some(group) = self.pending.get_mut(&t) {
-                let set: BTreeSet<PageId> = pages.iter().copied().collect();
-                group.retain(|p| !set.contains(p));
-                if group.is_empty() {
-                    self.pending.remove(&t);
+            let candidates: Vec<(u64, PageId)> = group.drain(keep..).collect();
+            let mut distrusted = Vec::new();
+            let mut i = 0;
+            while i < candidates.len() {
+                let (a, p) = candidates[i];
+                let n = match header(p) {
+                    Some((by, n)) if by == a && by < t && n >= 1 => n,
+                    _ => 0,
+                };
+                // A run's pages are listed together, consecutive, by the
+                // same writer: its other pages have no header of their own.
+                let whole = n >= 1
+                    && (1..n).all(|k| {
+                        usize::try_from(k)
+                            .ok()
+                            .and_then(|k| candidates.get(i + k))
+                            .is_some_and(|&(b, q)| b == a && Some(q) == p.checked_add(k))
+                    });
+                if whole {
+                    self.reusable.extend(p..p + n);
+                    i += n as usize;
+                } else {
+                    distrusted.push((0, p));
+                    i += 1;
                 }
-                self.reusable.extend(set);
             }
+            if !distrusted.is_empty() {
+                group.extend(distrusted);
+                group.sort_unstable();
+            }
+            if group.is_empty() {
+                emptied.push(t);
+            }
+        }
+        for t in emptied {
+            self.pending.remove(&t);
         }
     }
 
@@ -122,24 +192,13 @@ impl FreeList {
         self.reusable.insert(page);
     }
 
-    /// Records pages freed by transaction `txn_id`.
-    pub(crate) fn add_pending(&mut self, txn_id: u64, pages: &[PageId]) {
+    /// Records pages freed by transaction `txn_id`, each with the transaction
+    /// that wrote it.
+    pub(crate) fn add_pending(&mut self, txn_id: u64, pages: &[(u64, PageId)]) {
         if !pages.is_empty() {
-            self.pending
-                .entry(txn_id)
-                .or_default()
-                .extend_from_slice(pages);
-        }
-    }
-
-    /// Records pages freed by transaction `txn_id` (and pending in its
-    /// group) that only snapshot `txn_id - 1` reaches.
-    pub(crate) fn add_narrow(&mut self, txn_id: u64, pages: &[PageId]) {
-        if !pages.is_empty() && txn_id > 0 {
-            self.narrow
-                .entry(txn_id)
-                .or_default()
-                .extend_from_slice(pages);
+            let group = self.pending.entry(txn_id).or_default();
+            group.extend_from_slice(pages);
+            group.sort_unstable();
         }
     }
 
@@ -154,15 +213,49 @@ impl FreeList {
         self.reusable.len()
     }
 
-    /// All entries as `(freed_by, page)`, reusable ones with `freed_by = 0`.
-    pub(crate) fn entries(&self) -> impl Iterator<Item = (u64, PageId)> + '_ {
-        let reusable = self.reusable.iter().map(|&p| (0, p));
-        let pending = self
-            .pending
-            .iter()
-            .flat_map(|(&t, pages)| pages.iter().map(move |&p| (t, p)));
+    /// Number of groups of pending pages.
+    #[cfg(test)]
+    pub(crate) fn pending_groups(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// All entries, reusable ones first.
+    pub(crate) fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
+        let reusable = self.reusable.iter().map(|&page| Entry {
+            freed_by: 0,
+            written_by: 0,
+            page,
+        });
+        let pending = self.pending.iter().flat_map(|(&t, pages)| {
+            pages.iter().map(move |&(a, page)| Entry {
+                freed_by: t,
+                written_by: a,
+                page,
+            })
+        });
         reusable.chain(pending)
     }
+}
+
+/// For each pinned snapshot of a live reader, the pending pages of
+/// `entries` that it alone keeps from reuse: no other live reader's
+/// snapshot and no meta on disk reaches them. Ending every reader of that
+/// snapshot would let the next writer reuse them.
+pub(crate) fn pinned_alone(
+    entries: impl IntoIterator<Item = Entry>,
+    pins: Pins<'_>,
+) -> BTreeMap<u64, u64> {
+    let mut alone = BTreeMap::new();
+    for e in entries {
+        if e.freed_by == 0 || pins.meta_reaches(e.freed_by) {
+            continue;
+        }
+        let mut reach = pins.live.range(e.written_by..e.freed_by);
+        if let (Some(&s), None) = (reach.next(), reach.next()) {
+            *alone.entry(s).or_insert(0) += 1;
+        }
+    }
+    alone
 }
 
 /// The free list as a write transaction sees and changes it: the list it
@@ -177,12 +270,9 @@ pub(crate) struct TxnFreeList {
     taken: Vec<PageId>,
     /// Pages allocated by this transaction and freed again: reusable at once.
     local: Vec<PageId>,
-    /// Committed pages this transaction freed: pending until the reuse rule
-    /// allows them.
-    freed: Vec<PageId>,
-    /// Of `freed`, the previous commit's free-list chain: only that commit's
-    /// snapshot reaches it.
-    narrow: Vec<PageId>,
+    /// Committed pages this transaction freed, each with the transaction
+    /// that wrote it: pending until the reuse rule allows them.
+    freed: Vec<(u64, PageId)>,
 }
 
 impl TxnFreeList {
@@ -222,18 +312,11 @@ impl TxnFreeList {
         self.local.extend(id..id + n);
     }
 
-    /// Frees `n` pages from `id` of the committed state: pending until the
-    /// reuse rule allows them.
-    pub(crate) fn free_committed(&mut self, id: PageId, n: u64) {
-        self.freed.extend(id..id + n);
-    }
-
-    /// Frees a page of the previous commit's free-list chain, which only that
-    /// commit's snapshot reaches: pending like any committed page, and
-    /// reusable as soon as no reader holds that one snapshot.
-    pub(crate) fn free_chain_page(&mut self, id: PageId) {
-        self.freed.push(id);
-        self.narrow.push(id);
+    /// Frees `n` pages from `id` of the committed state, written by
+    /// transaction `written_by` (as the header of `id` says): pending until
+    /// the reuse rule allows them.
+    pub(crate) fn free_committed(&mut self, id: PageId, n: u64, written_by: u64) {
+        self.freed.extend((id..id + n).map(|p| (written_by, p)));
     }
 
     /// Whether the transaction freed no committed page.
@@ -256,7 +339,6 @@ impl TxnFreeList {
             list.insert_reusable(p);
         }
         list.add_pending(txn_id, &self.freed);
-        list.add_narrow(txn_id, &self.narrow);
         list
     }
 
@@ -274,80 +356,240 @@ impl TxnFreeList {
 mod tests {
     use super::*;
 
-    #[test]
-    fn release_respects_the_limit() {
+    /// Headers as the writer would find them: every page written by the
+    /// transaction `written` says, one page long.
+    fn headers(written: &BTreeMap<PageId, (u64, u64)>) -> impl FnMut(PageId) -> Header + '_ {
+        |p| written.get(&p).copied()
+    }
+
+    fn pending(t: u64, pages: &[(u64, PageId)]) -> FreeList {
         let mut f = FreeList::default();
-        f.add_pending(5, &[10, 11]);
-        f.add_pending(7, &[12]);
-        f.release(4);
-        assert_eq!(f.pop(), None);
-        f.release(6);
-        assert_eq!(f.pop(), Some(10));
-        assert_eq!(f.pop(), Some(11));
-        assert_eq!(f.pop(), None);
-        assert_eq!(f.len(), 1);
-        f.release(7);
-        assert_eq!(f.pop(), Some(12));
+        f.add_pending(t, pages);
+        f
+    }
+
+    fn popped(f: &mut FreeList) -> Vec<PageId> {
+        std::iter::from_fn(|| f.pop()).collect()
     }
 
     #[test]
-    fn a_replaced_chain_waits_only_for_its_one_snapshot() {
-        let mut f = FreeList::default();
-        f.add_pending(5, &[10, 11, 12]);
-        f.add_narrow(5, &[11, 12]);
-        // A reader of snapshot 3 holds the group back, but not the chain
-        // pages, which only snapshot 4 reaches.
-        f.release(3);
-        f.release_narrow(6, &BTreeSet::from([3]));
-        assert_eq!((f.pop(), f.pop(), f.pop()), (Some(11), Some(12), None));
+    fn the_old_rule_needs_no_header() {
+        let mut f = pending(5, &[(1, 10), (2, 11)]);
+        f.add_pending(7, &[(6, 12)]);
+        let none = BTreeMap::new();
+        // No reader; the metas reach everything freed after 4.
+        f.release(Pins::new(&BTreeSet::new(), 4), headers(&none));
+        assert_eq!(popped(&mut f), Vec::<PageId>::new());
+        f.release(Pins::new(&BTreeSet::new(), 6), headers(&none));
+        assert_eq!(popped(&mut f), [10, 11]);
         assert_eq!(f.len(), 1);
-        // A reader of snapshot 4 holds them; so does a meta (limit below 5).
-        let mut g = FreeList::default();
-        g.add_pending(5, &[10, 11]);
-        g.add_narrow(5, &[11]);
-        g.release_narrow(6, &BTreeSet::from([4]));
-        g.release_narrow(4, &BTreeSet::new());
-        assert_eq!(g.pop(), None);
-        g.release(5);
-        assert_eq!((g.pop(), g.pop()), (Some(10), Some(11)));
+        f.release(Pins::new(&BTreeSet::new(), 7), headers(&none));
+        assert_eq!(popped(&mut f), [12]);
+    }
+
+    /// A page written by 3 and freed by 6 is reached by snapshots 3, 4, 5.
+    #[test]
+    fn interval_edges() {
+        let written = BTreeMap::from([(10, (3, 1))]);
+        for (reader, pinned) in [(2, false), (3, true), (4, true), (5, true), (6, false)] {
+            let live = BTreeSet::from([reader]);
+            let mut f = pending(6, &[(3, 10)]);
+            f.release(Pins::new(&live, 100), headers(&written));
+            let got = popped(&mut f);
+            assert_eq!(got.is_empty(), pinned, "reader of snapshot {reader}");
+        }
+        // Readers on both sides of the interval pin nothing.
+        let live = BTreeSet::from([2, 6, 7]);
+        let mut f = pending(6, &[(3, 10)]);
+        f.release(Pins::new(&live, 100), headers(&written));
+        assert_eq!(popped(&mut f), [10]);
+    }
+
+    /// The metas on disk pin every snapshot from the limit on.
+    #[test]
+    fn the_metas_pin_like_readers() {
+        let written = BTreeMap::from([(10, (3, 1)), (11, (5, 1))]);
+        let mut f = pending(6, &[(3, 10), (5, 11)]);
+        // Metas 5 and 6 (writer 7): snapshot 5 reaches both pages.
+        f.release(Pins::new(&BTreeSet::new(), 5), headers(&written));
+        assert_eq!(popped(&mut f), Vec::<PageId>::new());
+        // Metas 6 and 7: neither, whatever the readers older than 3 hold.
+        f.release(Pins::new(&BTreeSet::from([1, 2]), 6), headers(&written));
+        assert_eq!(popped(&mut f), [10, 11]);
+    }
+
+    /// The replaced free-list chain, written by `T - 1` and freed by `T`, is
+    /// the narrowest case: only snapshot `T - 1` holds it.
+    #[test]
+    fn a_replaced_chain_waits_only_for_its_one_snapshot() {
+        let written = BTreeMap::from([(11, (4, 1)), (12, (4, 1))]);
+        let mut f = pending(5, &[(2, 10), (4, 11), (4, 12)]);
+        f.release(Pins::new(&BTreeSet::from([3]), 6), headers(&written));
+        assert_eq!(popped(&mut f), [11, 12]);
+        assert_eq!(f.len(), 1);
+        let mut g = pending(5, &[(2, 10), (4, 11)]);
+        g.release(Pins::new(&BTreeSet::from([4]), 6), headers(&written));
+        g.release(Pins::new(&BTreeSet::new(), 4), headers(&written));
+        assert_eq!(popped(&mut g), Vec::<PageId>::new());
+        g.release(Pins::new(&BTreeSet::new(), 5), headers(&written));
+        assert_eq!(popped(&mut g), [10, 11]);
+    }
+
+    /// A written-by the page's header does not confirm (a damaged or crafted
+    /// list) releases nothing early: the page waits for the old rule.
+    #[test]
+    fn a_header_that_disagrees_keeps_the_page_pending() {
+        let live = BTreeSet::from([3]);
+        // The list says 5 wrote page 10; its header says 2: snapshot 3
+        // reaches it.
+        let written = BTreeMap::from([(10, (2, 1)), (11, (5, 1))]);
+        let mut f = pending(7, &[(5, 10), (5, 11)]);
+        f.release(Pins::new(&live, 100), headers(&written));
+        assert_eq!(popped(&mut f), [11]);
+        assert_eq!(
+            f.entries().collect::<Vec<_>>(),
+            [Entry {
+                freed_by: 7,
+                written_by: 0,
+                page: 10
+            }]
+        );
+        // Demoted, it is not read again while the reader stays.
+        let mut reads = 0;
+        f.release(Pins::new(&live, 100), |_| {
+            reads += 1;
+            None
+        });
+        assert_eq!((reads, f.len()), (0, 1));
+        // An unreadable header, likewise.
+        let mut g = pending(7, &[(5, 11)]);
+        g.release(Pins::new(&live, 100), |_| None);
+        assert_eq!(g.len(), 1);
+        // Once no reader is older than 7, the old rule lets it go.
+        f.release(Pins::new(&BTreeSet::from([7]), 100), |_| None);
+        assert_eq!(popped(&mut f), [10]);
+    }
+
+    /// An overflow run's header is on its first page only: the run goes
+    /// whole, all its pages listed beside it, or not at all.
+    #[test]
+    fn overflow_runs_go_whole() {
+        let live = BTreeSet::from([3]);
+        let written = BTreeMap::from([(20, (5, 3))]);
+        let mut f = pending(7, &[(5, 20), (5, 21), (5, 22)]);
+        f.release(Pins::new(&live, 100), headers(&written));
+        assert_eq!(popped(&mut f), [20, 21, 22]);
+        // Pages of a run listed without its first page, or a run listed
+        // short: nothing vouches for them.
+        let mut g = pending(7, &[(5, 20), (5, 21), (5, 31)]);
+        g.release(Pins::new(&live, 100), headers(&written));
+        assert_eq!((popped(&mut g), g.len()), (vec![], 3));
+    }
+
+    /// A reader pinned for good keeps only what its snapshot reaches: the
+    /// pages written after it and freed since go back to the pool at every
+    /// commit, and the list stays as long as its snapshot is big.
+    #[test]
+    fn a_reader_pinned_for_good_keeps_only_its_pages() {
+        let live = BTreeSet::from([10]);
+        let mut f = FreeList::default();
+        let mut written = BTreeMap::new();
+        // Snapshot 10 reaches pages 2..6, written by 9.
+        for p in 2..6 {
+            written.insert(p, (9, 1));
+        }
+        let mut next = 100;
+        let mut current: Vec<PageId> = (2..6).collect();
+        for w in 11..5000u64 {
+            f.release(Pins::new(&live, w - 2), headers(&written));
+            // Commit `w` rewrites one page of the four.
+            let i = (w % 4) as usize;
+            let old = current[i];
+            let page = f.pop().unwrap_or_else(|| {
+                next += 1;
+                next
+            });
+            let by = written[&old].0;
+            f.add_pending(w, &[(by, old)]);
+            written.insert(page, (w, 1));
+            current[i] = page;
+        }
+        assert!(f.len() <= 4 + 8, "{} entries", f.len());
+        assert!(f.pending_groups() <= 4 + 2, "{} groups", f.pending_groups());
+        assert!(next < 120, "grew to {next}");
+    }
+
+    #[test]
+    fn pages_pinned_alone_are_counted_per_snapshot() {
+        let live = BTreeSet::from([3, 5, 8]);
+        let entries = [
+            (6, 2, 10),  // 3 and 5
+            (6, 4, 11),  // 5 alone
+            (6, 5, 12),  // 5 alone
+            (9, 6, 13),  // 8 alone
+            (4, 1, 14),  // 3 alone
+            (4, 3, 15),  // 3 alone
+            (3, 1, 16),  // none
+            (0, 0, 17),  // reusable
+            (11, 9, 18), // a meta
+        ]
+        .map(|(freed_by, written_by, page)| Entry {
+            freed_by,
+            written_by,
+            page,
+        });
+        let alone = pinned_alone(entries, Pins::new(&live, 10));
+        assert_eq!(alone, BTreeMap::from([(3, 2), (5, 2), (8, 1)]));
     }
 
     #[test]
     fn runs_are_consecutive() {
-        let mut f = FreeList::from_entries([(0, 3), (0, 5), (0, 6), (0, 7), (0, 9)]);
+        let mut f = FreeList::from_entries([3, 5, 6, 7, 9].map(|page| Entry {
+            freed_by: 0,
+            written_by: 0,
+            page,
+        }));
         assert_eq!(f.take_run(4), None);
         assert_eq!(f.take_run(3), Some(5));
         assert_eq!(f.take_run(2), None);
         assert_eq!(f.reusable_len(), 2);
     }
 
+    fn entry((freed_by, written_by, page): (u64, u64, PageId)) -> Entry {
+        Entry {
+            freed_by,
+            written_by,
+            page,
+        }
+    }
+
     #[test]
     fn a_transaction_reuses_its_own_pages_first_and_gives_back_on_abort() {
-        let mut t = TxnFreeList::new(FreeList::from_entries([(0, 3), (0, 4), (0, 5), (2, 9)]));
+        let start = [(0, 0, 3), (0, 0, 4), (0, 0, 5), (2, 1, 9)].map(entry);
+        let mut t = TxnFreeList::new(FreeList::from_entries(start));
         assert_eq!(t.take(), Some(3));
         t.free_own(20, 2);
         assert_eq!(t.take(), Some(21));
         assert_eq!(t.take_run(2), Some(4));
-        t.free_committed(7, 1);
+        t.free_committed(7, 1, 4);
         assert_eq!(t.len(), 1 + 1 + 1);
         let after = t.committed(6);
         assert_eq!(
             after.entries().collect::<Vec<_>>(),
-            [(0, 20), (2, 9), (6, 7)]
+            [(0, 0, 20), (2, 1, 9), (6, 4, 7)].map(entry)
         );
         let before = t.abort();
-        assert_eq!(
-            before.entries().collect::<Vec<_>>(),
-            [(0, 3), (0, 4), (0, 5), (2, 9)]
-        );
+        assert_eq!(before.entries().collect::<Vec<_>>(), start);
     }
 
     #[test]
     fn entries_round_trip() {
-        let mut f = FreeList::from_entries([(0, 3), (4, 8), (4, 9), (6, 2)]);
+        let f = FreeList::from_entries([(0, 0, 3), (4, 2, 8), (4, 1, 9), (6, 5, 2)].map(entry));
         let again = FreeList::from_entries(f.entries().collect::<Vec<_>>());
         assert_eq!(again.len(), 4);
-        f.release(4);
-        assert_eq!(f.reusable_len(), 3);
+        assert_eq!(
+            again.entries().collect::<Vec<_>>(),
+            [(0, 0, 3), (4, 1, 9), (4, 2, 8), (6, 5, 2)].map(entry)
+        );
     }
 }

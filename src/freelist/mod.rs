@@ -1,5 +1,5 @@
-//! The free list: free pages by the transaction that freed them, the reuse
-//! rule, and the chain of pages that holds the list in the file.
+//! The free list: free pages by the transactions that wrote and freed them,
+//! the reuse rule, and the chain of pages that holds the list in the file.
 //!
 //! - `list`: the list in memory ([`FreeList`]) and a write transaction's
 //!   changes to it ([`TxnFreeList`]);
@@ -12,5 +12,5 @@ mod chain;
 mod list;
 mod rules;
 
-pub(crate) use chain::{ChainStore, Persisted, load, read_chain, write_chain};
-pub(crate) use list::{FreeList, TxnFreeList};
+pub(crate) use chain::{ChainStore, Persisted, header, load, read_chain, write_chain};
+pub(crate) use list::{FreeList, Pins, TxnFreeList, pinned_alone};

@@ -12,6 +12,9 @@ pub(crate) enum Broken {
     /// An entry outside `2..high_water`, freed by a later transaction, or
     /// repeated.
     Entry,
+    /// A pending entry not written before it was freed, or a reusable one
+    /// that names a writer.
+    Interval,
     /// A page of the chain is also listed as free.
     ChainListed,
 }
@@ -23,6 +26,7 @@ impl Broken {
             Broken::Chain => "free-list chain loops or leaves the snapshot",
             Broken::Entry => "free-list entry out of range or repeated",
             Broken::ChainListed => "free-list page lists itself as free",
+            Broken::Interval => "free-list entry written after it was freed",
         }
     }
 
@@ -37,6 +41,10 @@ impl Broken {
             Broken::ChainListed => {
                 "the commit's free-list chain lists its own page as free (the file was damaged)"
             }
+            Broken::Interval => {
+                "the commit's free list holds a page written after it was freed \
+                 (the file was damaged)"
+            }
         }
     }
 }
@@ -44,7 +52,9 @@ impl Broken {
 /// The rules a persisted free list obeys, for a snapshot whose high-water
 /// mark is `high_water`, written by transaction `txn_id`: every chain page and
 /// every entry lies in `2..high_water`, no page is on the chain twice or listed twice, no entry was
-/// freed by a later transaction than `txn_id`, and no chain page is listed.
+/// freed by a later transaction than `txn_id`, a pending entry was written
+/// before it was freed (`written_by < freed_by`) and a reusable one
+/// (`freed_by` 0) names no writer, and no chain page is listed.
 /// (The meta's entry count must also match; the commit writes it from the
 /// list itself.)
 ///
@@ -82,9 +92,22 @@ impl ListRules {
     }
 
     /// Takes one entry.
-    pub(crate) fn entry(&mut self, freed_by: u64, page: PageId) -> Result<(), Broken> {
+    pub(crate) fn entry(
+        &mut self,
+        freed_by: u64,
+        written_by: u64,
+        page: PageId,
+    ) -> Result<(), Broken> {
         if !self.in_range(page) || freed_by > self.txn_id || !self.listed.insert(page) {
             return Err(Broken::Entry);
+        }
+        let interval = if freed_by == 0 {
+            written_by == 0
+        } else {
+            written_by < freed_by
+        };
+        if !interval {
+            return Err(Broken::Interval);
         }
         Ok(())
     }
@@ -110,14 +133,19 @@ mod tests {
         assert_eq!(r.chain_page(9), Err(Broken::Chain));
         assert_eq!(r.chain_page(10), Err(Broken::Chain));
         assert_eq!(r.chain_page(1), Err(Broken::Chain));
-        assert_eq!(r.entry(0, 2), Ok(()));
-        assert_eq!(r.entry(5, 3), Ok(()));
-        assert_eq!(r.entry(4, 3), Err(Broken::Entry));
-        assert_eq!(r.entry(6, 4), Err(Broken::Entry));
-        assert_eq!(r.entry(0, 10), Err(Broken::Entry));
-        assert_eq!(r.entry(0, 0), Err(Broken::Entry));
+        assert_eq!(r.entry(0, 0, 2), Ok(()));
+        assert_eq!(r.entry(5, 4, 3), Ok(()));
+        assert_eq!(r.entry(4, 0, 3), Err(Broken::Entry));
+        assert_eq!(r.entry(6, 0, 4), Err(Broken::Entry));
+        assert_eq!(r.entry(0, 0, 10), Err(Broken::Entry));
+        assert_eq!(r.entry(0, 0, 0), Err(Broken::Entry));
+        // The interval: written strictly before freed; reusable names none.
+        assert_eq!(r.entry(5, 5, 4), Err(Broken::Interval));
+        assert_eq!(r.entry(3, 4, 5), Err(Broken::Interval));
+        assert_eq!(r.entry(0, 1, 6), Err(Broken::Interval));
+        assert_eq!(r.entry(5, 0, 7), Ok(()));
         assert_eq!(r.finish(), Ok(()));
-        assert_eq!(r.entry(1, 9), Ok(()));
+        assert_eq!(r.entry(1, 0, 9), Ok(()));
         assert_eq!(r.finish(), Err((9, Broken::ChainListed)));
     }
 }

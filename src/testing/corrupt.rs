@@ -126,7 +126,7 @@ fn restamp(image: &mut [u8], id: PageId) {
 }
 
 fn view<'a>(image: &'a [u8], meta: &Meta) -> SliceView<'a> {
-    SliceView::new(image, PS, meta.high_water)
+    SliceView::new(image, PS, meta.high_water, meta.txn_id)
 }
 
 fn node<'a>(image: &'a [u8], meta: &Meta, id: PageId) -> Node<'a> {
@@ -196,10 +196,11 @@ fn inject(image: &mut Vec<u8>, class: Class) {
             restamp(image, id);
         }
         Class::FreeAlsoReachable => {
-            // Replace the first free-list entry with the table's root.
+            // Replace the first free-list entry's page (after `freed_by`
+            // and `written_by`) with the table's root.
             let head = meta.freelist_head as usize;
             assert!(head != 0 && meta.freelist_entries > 0);
-            let at = head * PS + 24 + 8;
+            let at = head * PS + 24 + 16;
             image[at..at + 8].copy_from_slice(&root.to_le_bytes());
             restamp(image, head as PageId);
         }

@@ -14,7 +14,7 @@ mod recorder;
 
 pub use crate::pager::{FileStorage, Storage};
 pub use image::{ImageState, MetaFields, edit_meta, image_state, restamp};
-pub use model::{Model, read_model};
+pub use model::{Model, read_model, read_snapshot};
 pub use recorder::{CrashPoint, Fate, NoSync, Op, Recorder, apply};
 
 /// A small deterministic random generator (splitmix64).

@@ -2,14 +2,18 @@
 
 use std::collections::BTreeMap;
 
-use crate::{Database, Result};
+use crate::{Database, ReadTxn, Result};
 
 /// Tables by name, each a map of keys to values.
 pub type Model = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
 
 /// Everything the last commit of `db` holds.
 pub fn read_model(db: &Database) -> Result<Model> {
-    let r = db.begin_read()?;
+    read_snapshot(&db.begin_read()?)
+}
+
+/// Everything the snapshot of `r` holds.
+pub fn read_snapshot(r: &ReadTxn<'_>) -> Result<Model> {
     let mut model = Model::new();
     for name in r.list_tables()? {
         let table = r.open_table(&name)?;

@@ -77,7 +77,8 @@ impl WriteTxn<'_> {
 
     /// Step 2: the free list into a new chain, checked by the reader's rules.
     fn write_free_list(&mut self) -> Result<Persisted> {
-        freelist::write_chain(&mut self.dirty, &self.guard.free.chain)
+        let mut pages = self.dirty.lend(&self.core.pager);
+        freelist::write_chain(&mut pages, &self.guard.free.chain)
     }
 
     /// Step 3, seal: every buffer's checksum stamped, the meta encoded (with the

@@ -220,7 +220,8 @@ impl Core {
         }
         if state.known != id {
             let map = self.pager.map_for(base.high_water)?;
-            state.free = freelist::load(MapView::new(&self.pager, &map, base.high_water), &base)?;
+            let view = MapView::new(&self.pager, &map, base.high_water, base.txn_id);
+            state.free = freelist::load(view, &base)?;
             state.known = id;
         }
         Ok(base)

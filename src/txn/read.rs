@@ -1,12 +1,13 @@
 //! Read transactions: a snapshot of the last commit.
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use super::core::Core;
 use crate::check::{self, CheckReport};
 use crate::error::{Error, Result};
 use crate::format::meta::Meta;
-use crate::freelist::read_chain;
+use crate::freelist::{Pins, pinned_alone, read_chain};
 use crate::pager::Map;
 use crate::registry::SlotId;
 use crate::table::{Table, TableStat, catalog_get, catalog_names};
@@ -30,8 +31,11 @@ pub struct Stat {
     pub map_size: u64,
     /// Pages on the free list: reusable, or pending.
     pub free_pages: u64,
-    /// Of the free pages, those a reader older than this snapshot (or the
-    /// other meta page) may still see: reusable once no such reader is left.
+    /// Of the free pages, those an older snapshot may still see (a live
+    /// reader's, or the other meta page's): a page written by transaction
+    /// `A` and freed by `T` is reusable once no such snapshot lies in
+    /// `A..T`. [`Database::readers`](crate::Database::readers) tells which
+    /// reader alone holds how many.
     pub pending_free_pages: u64,
     /// Pages holding the free list itself.
     pub freelist_pages: u64,
@@ -108,7 +112,12 @@ impl<'db> ReadTxn<'db> {
     }
 
     fn map_view(&self) -> MapView<'_> {
-        MapView::new(&self.core.pager, &self.map, self.meta.high_water)
+        MapView::new(
+            &self.core.pager,
+            &self.map,
+            self.meta.high_water,
+            self.meta.txn_id,
+        )
     }
 
     fn view(&self) -> View<'_> {
@@ -149,7 +158,7 @@ impl<'db> ReadTxn<'db> {
     /// `live_readers` counts this transaction too.
     pub fn stat(&self) -> Result<Stat> {
         let chain = read_chain(self.map_view(), &self.meta)?;
-        let pending = chain.entries.iter().filter(|(by, _)| *by != 0).count();
+        let pending = chain.entries.iter().filter(|e| e.freed_by != 0).count();
         Ok(Stat {
             page_size: self.core.pager.page_size() as u32,
             txn_id: self.meta.txn_id,
@@ -164,6 +173,17 @@ impl<'db> ReadTxn<'db> {
             live_readers: self.core.registry.count(),
             set_aside: *self.core.set_aside.lock(),
         })
+    }
+
+    /// For each snapshot of `live` (those of live readers), the pending
+    /// pages of this snapshot's free list that it alone keeps from reuse:
+    /// no other snapshot of `live` and neither meta a writer following this
+    /// snapshot leaves on disk reaches them.
+    pub(crate) fn pinned_alone(&self, live: &BTreeSet<u64>) -> Result<BTreeMap<u64, u64>> {
+        let chain = read_chain(self.map_view(), &self.meta)?;
+        // The next writer's metas are this snapshot and the one before.
+        let metas_from = self.meta.txn_id.saturating_sub(1);
+        Ok(pinned_alone(chain.entries, Pins::new(live, metas_from)))
     }
 
     /// Names of all tables, in order.

@@ -11,9 +11,10 @@ use crate::btree;
 use crate::dirty::{Dirty, TxnPages};
 use crate::error::Result;
 use crate::format::meta::{Meta, TableDesc};
+use crate::freelist::{self, Pins};
 use crate::pager::Map;
 use crate::table::{TableMut, catalog_get, catalog_names, check_key};
-use crate::view::View;
+use crate::view::{MapView, View};
 
 /// A table opened in this transaction.
 pub(super) struct Open {
@@ -85,18 +86,17 @@ impl<'db> WriteTxn<'db> {
         // A valid meta's id is at most MAX_TXN_ID, so this does not saturate;
         // `commit` refuses an id past MAX_TXN_ID.
         let txn_id = base.txn_id.saturating_add(1);
-        // The reuse rule: pages freed by T are reusable once T <= W - 2 and no
-        // live reader is older than T. A reader of any process publishing
-        // after the registry's scan sees `base` (W - 1) or newer, which is
-        // newer than the limit.
+        // The reuse rule (DESIGN.md): a page written by A and freed by T is
+        // reusable once no pinned snapshot lies in A..T. The metas on disk
+        // are W - 1 and W - 2, pinned like the live readers of every process;
+        // a reader publishing after the registry's scan sees `base` (W - 1)
+        // or newer, which the metas pin already.
         let meta_limit = txn_id.saturating_sub(2);
-        let limit = live
-            .first()
-            .map_or(meta_limit, |&oldest| meta_limit.min(oldest));
         let mut free = std::mem::take(&mut guard.free.list);
-        free.release(limit);
-        // The chain the base replaced is reached by one snapshot only.
-        free.release_narrow(meta_limit, &live);
+        let view = MapView::new(&core.pager, &map, base.high_water, base.txn_id);
+        free.release(Pins::new(&live, meta_limit), |id| {
+            freelist::header(view, id)
+        });
         let ps = core.pager.page_size();
         let max_pages = core.pager.max_size() / ps as u64;
         Ok(WriteTxn {

@@ -39,6 +39,11 @@ pub struct Figures {
     /// Crash images built from the power losses of the chained crashes
     /// (counted in `images` too).
     pub chained_images: u64,
+    /// Readers held over many commits (20 or more).
+    pub long_readers: u64,
+    /// Readers whose snapshot, read again when they ended, was not what it
+    /// held when they began.
+    pub reader_changes: u64,
 }
 
 impl Figures {
@@ -49,6 +54,7 @@ impl Figures {
             && self.unopenable == 0
             && self.check_failures == 0
             && self.monitor_violations == 0
+            && self.reader_changes == 0
     }
 }
 
@@ -59,7 +65,7 @@ impl fmt::Display for Figures {
             "RELIABILITY suite=powerloss seed={} page_size={} txns={} crash_points={} images={} \
              lost_acked={} mixed_states={} unopenable={} check_failures={} monitor_violations={} \
              after_txns={} single_sync_commits={} two_sync_commits={} chained={} \
-             chained_images={}",
+             chained_images={} long_readers={} reader_changes={}",
             self.seed,
             self.page_size,
             self.txns,
@@ -74,7 +80,9 @@ impl fmt::Display for Figures {
             self.single_sync_commits,
             self.two_sync_commits,
             self.chained,
-            self.chained_images
+            self.chained_images,
+            self.long_readers,
+            self.reader_changes
         )
     }
 }

@@ -1,7 +1,8 @@
 //! The workload of a power-loss run: seeded transactions on a recorded
-//! database, with readers held over some commits, and the final check.
+//! database, with readers held over a few commits and over many, and the
+//! final check.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -9,9 +10,9 @@ use parking_lot::Mutex;
 use super::expect::Expect;
 use super::figures::Figures;
 use super::txns::random_txn;
-use crate::Options;
 use crate::testing::recorder::Recorder;
-use crate::testing::{Model, Rng, image_state};
+use crate::testing::{Model, Rng, image_state, read_snapshot};
+use crate::{Database, Options};
 
 /// Runs the workload of `txns` transactions with `images` crash images in all,
 /// at `page_size`. Returns the figures and the first problems found.
@@ -48,29 +49,30 @@ pub fn run(seed: u64, page_size: usize, txns: u64, images: u64) -> (Figures, Vec
 
     let mut rng = Rng(seed);
     let mut model = Model::new();
-    let mut reader: Option<(crate::ReadTxn<'_>, u64)> = None;
+    // Readers held over some commits: at most one short one (1 to 4
+    // commits) and one long one (20 to 59), each with the commit it ends
+    // after, the pages its snapshot reaches, and what it read at first.
+    let mut readers: Vec<Held<'_>> = Vec::new();
     let mut committed = 0;
     let mut attempts = 0u64;
     while committed < txns {
-        // Sometimes hold a reader over the next few commits.
-        if reader
-            .as_ref()
-            .is_some_and(|(_, until)| committed >= *until)
-        {
-            reader = None;
-            expect.lock().readers.clear();
+        let (ended, kept): (Vec<_>, Vec<_>) =
+            readers.into_iter().partition(|h| committed >= h.until);
+        readers = kept;
+        for h in ended {
+            h.end(&mut expect.lock().figures);
         }
-        if reader.is_none() && rng.below(5) == 0 {
-            let r = db.begin_read().expect("begin_read");
-            let image = std::fs::read(&path).expect("read the live file");
-            let reach = image_state(&image, page_size)
-                .into_iter()
-                .find(|s| s.txn_id == r.id())
-                .and_then(|s| s.reachable)
-                .unwrap_or_default();
-            expect.lock().readers = vec![reach];
-            reader = Some((r, committed + 1 + rng.below(4)));
+        let short = readers.iter().any(|h| !h.long);
+        if !short && rng.below(5) == 0 {
+            let until = committed + 1 + rng.below(4);
+            readers.push(Held::begin(&db, &path, page_size, until, false));
         }
+        if !readers.iter().any(|h| h.long) && rng.below(8) == 0 {
+            let until = committed + 20 + rng.below(40);
+            readers.push(Held::begin(&db, &path, page_size, until, true));
+            expect.lock().figures.long_readers += 1;
+        }
+        expect.lock().readers = readers.iter().map(|h| h.reach.clone()).collect();
         let announce = |next: &Model| expect.lock().in_flight = Some(next.clone());
         let syncs_before = expect.lock().syncs;
         // Every tenth attempt is a big transaction.
@@ -90,7 +92,10 @@ pub fn run(seed: u64, page_size: usize, txns: u64, images: u64) -> (Figures, Vec
         e.acked_txn = db.last_txn_id();
         e.in_flight = None;
     }
-    drop(reader);
+    for h in readers {
+        h.end(&mut expect.lock().figures);
+    }
+    expect.lock().readers.clear();
     recorder.disarm();
     let final_check = db.check();
     let mut e = expect.lock();
@@ -104,6 +109,45 @@ pub fn run(seed: u64, page_size: usize, txns: u64, images: u64) -> (Figures, Vec
     drop(db);
     let _ = std::fs::remove_dir_all(&dir);
     out
+}
+
+/// A reader the workload holds over some commits.
+struct Held<'db> {
+    txn: crate::ReadTxn<'db>,
+    /// The commit count it ends at.
+    until: u64,
+    long: bool,
+    /// The pages its snapshot reaches, which no write may touch.
+    reach: Vec<u64>,
+    /// What it read when it began.
+    seen: Model,
+}
+
+impl<'db> Held<'db> {
+    fn begin(db: &'db Database, path: &Path, page_size: usize, until: u64, long: bool) -> Self {
+        let txn = db.begin_read().expect("begin_read");
+        let image = std::fs::read(path).expect("read the live file");
+        let reach = image_state(&image, page_size)
+            .into_iter()
+            .find(|s| s.txn_id == txn.id())
+            .and_then(|s| s.reachable)
+            .unwrap_or_default();
+        let seen = read_snapshot(&txn).expect("read a new snapshot");
+        Held {
+            txn,
+            until,
+            long,
+            reach,
+            seen,
+        }
+    }
+
+    /// Reads the snapshot again: it must hold what it held at first.
+    fn end(self, figures: &mut Figures) {
+        if read_snapshot(&self.txn).ok().as_ref() != Some(&self.seen) {
+            figures.reader_changes += 1;
+        }
+    }
 }
 
 fn tempfile_dir(seed: u64) -> PathBuf {
