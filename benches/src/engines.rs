@@ -18,6 +18,16 @@ pub trait Engine: Sync {
     fn ranges(&self, starts: &[Vec<u8>], n: usize) -> u64;
     /// Number of entries.
     fn len(&self) -> u64;
+    /// A snapshot of the data as committed now, which goes on seeing it
+    /// whatever is written meanwhile, until dropped; or why the engine has
+    /// none.
+    fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>, &'static str>;
+}
+
+/// A read transaction or snapshot held open across writes.
+pub trait Snapshot {
+    /// Looks every key up in the snapshot; a checksum as `Engine::get_all`.
+    fn get_all(&self, keys: &[Vec<u8>]) -> u64;
 }
 
 /// Every engine the harness knows, in table order.
@@ -136,6 +146,19 @@ impl Engine for Larch {
         let r = self.0.begin_read().unwrap();
         r.open_table("bench").unwrap().len()
     }
+
+    fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>, &'static str> {
+        Ok(Box::new(self.0.begin_read().unwrap()))
+    }
+}
+
+impl Snapshot for larch::ReadTxn<'_> {
+    fn get_all(&self, keys: &[Vec<u8>]) -> u64 {
+        let t = self.open_table("bench").unwrap();
+        keys.iter()
+            .map(|k| checksum(t.get(k).unwrap().unwrap()))
+            .sum()
+    }
 }
 
 /// LMDB through heed, with its default (synchronous) flags and a 64 GiB map.
@@ -220,6 +243,25 @@ impl Engine for Lmdb {
         let r = self.env.read_txn().unwrap();
         self.db.len(&r).unwrap()
     }
+
+    fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>, &'static str> {
+        let txn = self.env.read_txn().unwrap();
+        Ok(Box::new(LmdbSnapshot { txn, db: self.db }))
+    }
+}
+
+/// An LMDB read transaction and the database to read through it.
+struct LmdbSnapshot<'e> {
+    txn: heed::RoTxn<'e, heed::WithTls>,
+    db: heed::Database<heed::types::Bytes, heed::types::Bytes>,
+}
+
+impl Snapshot for LmdbSnapshot<'_> {
+    fn get_all(&self, keys: &[Vec<u8>]) -> u64 {
+        keys.iter()
+            .map(|k| checksum(self.db.get(&self.txn, k).unwrap().unwrap()))
+            .sum()
+    }
 }
 
 const REDB_TABLE: redb::TableDefinition<&[u8], &[u8]> = redb::TableDefinition::new("bench");
@@ -283,6 +325,20 @@ impl Engine for Redb {
         let r = self.0.begin_read().unwrap();
         r.open_table(REDB_TABLE).unwrap().len().unwrap()
     }
+
+    fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>, &'static str> {
+        use redb::ReadableDatabase;
+        Ok(Box::new(self.0.begin_read().unwrap()))
+    }
+}
+
+impl Snapshot for redb::ReadTransaction {
+    fn get_all(&self, keys: &[Vec<u8>]) -> u64 {
+        let t = self.open_table(REDB_TABLE).unwrap();
+        keys.iter()
+            .map(|k| checksum(t.get(&k[..]).unwrap().unwrap().value()))
+            .sum()
+    }
 }
 
 /// sled, with an explicit flush (fsync) after every write batch: sled does
@@ -332,6 +388,12 @@ impl Engine for Sled {
 
     fn len(&self) -> u64 {
         self.0.len() as u64
+    }
+
+    fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>, &'static str> {
+        Err(
+            "sled has no snapshots (its reads see every later write); it ran without the held reader",
+        )
     }
 }
 
@@ -391,5 +453,18 @@ impl Engine for Rocks {
 
     fn len(&self) -> u64 {
         self.0.iterator(rocksdb::IteratorMode::Start).count() as u64
+    }
+
+    fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>, &'static str> {
+        Ok(Box::new(self.0.snapshot()))
+    }
+}
+
+#[cfg(feature = "rocksdb")]
+impl Snapshot for rocksdb::Snapshot<'_> {
+    fn get_all(&self, keys: &[Vec<u8>]) -> u64 {
+        keys.iter()
+            .map(|k| checksum(&self.get(k).unwrap().unwrap()))
+            .sum()
     }
 }

@@ -14,6 +14,12 @@
 //! `--reader` (see `processes.rs`); it runs for the engines whose database
 //! several processes can open at once (larch and LMDB), and shows "n/a" for
 //! the others.
+//!
+//! `churn_long_reader` measures what a long-lived reader costs in space: on a
+//! database of its own, always 200,000 pairs whatever `--n`, 20 rounds each
+//! rewrite a random 10% of the keys, while a snapshot taken after the load is
+//! held through the first 10 (see `churn`). It reports the time of the rounds
+//! and the files' size at the end (`file_after_churn`).
 
 mod engines;
 mod plot;
@@ -33,14 +39,16 @@ use engines::{ENGINES, Engine, KNOWN};
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark larch against LMDB, redb, sled and RocksDB")]
 struct Args {
-    /// Number of key-value pairs loaded (24-byte keys, 150-byte values).
+    /// Number of key-value pairs loaded (24-byte keys, 150-byte values);
+    /// churn_long_reader always loads 200,000, whatever --n.
     #[arg(long, default_value_t = 1_000_000)]
     n: usize,
     /// Engines to run, comma-separated (default: all built in; RocksDB only
     /// with the `rocksdb` feature, which is on by default).
     #[arg(long, value_delimiter = ',', default_values_t = ENGINES.iter().map(|s| s.to_string()))]
     engines: Vec<String>,
-    /// Workloads to run, comma-separated (default: all).
+    /// Workloads to run, comma-separated (default: all); an unknown name is
+    /// refused.
     #[arg(long, value_delimiter = ',')]
     workloads: Vec<String>,
     /// Directory for results.json and comparison.svg.
@@ -77,10 +85,26 @@ const WORKLOADS: &[&str] = &[
     "reads_4_threads",
     "reads_2_processes",
     "remove_half",
+    "churn_long_reader",
 ];
 
 /// Sizes measured, in bytes.
-const SIZES: &[&str] = &["file_after_load", "file_after_remove", "peak_rss"];
+const SIZES: &[&str] = &[
+    "file_after_load",
+    "file_after_remove",
+    "peak_rss",
+    "file_after_churn",
+];
+
+/// Pairs in `churn_long_reader`'s database, whatever `--n`: about 30 MiB of
+/// keys and values, so that what a held reader keeps shows against the data.
+const CHURN_KEYS: usize = 200_000;
+/// Rounds of `churn_long_reader`, each one write transaction.
+const CHURN_ROUNDS: usize = 20;
+/// The rounds through which the reader is held.
+const CHURN_HELD: usize = 10;
+/// Keys the held reader reads before it is dropped.
+const CHURN_CHECKS: usize = 500;
 
 /// A small deterministic random generator (splitmix64).
 struct Rng(u64);
@@ -168,6 +192,99 @@ impl Data {
     }
 }
 
+/// The data of `churn_long_reader`.
+struct Churn {
+    /// The load, in random order.
+    load: Pairs,
+    /// Each round's rewrites: a random tenth of the keys, each with a new
+    /// value, in random order.
+    rounds: Vec<Pairs>,
+    /// Keys the held reader reads: all rewritten in the first round.
+    checks: Vec<Vec<u8>>,
+    /// The checksum of their values as loaded.
+    check_sum: u64,
+}
+
+impl Churn {
+    fn new() -> Churn {
+        let mut rng = Rng(0xc4a2);
+        let load: Pairs = (0..CHURN_KEYS)
+            .map(|_| (rng.bytes(24), rng.bytes(150)))
+            .collect();
+        let mut order: Vec<usize> = (0..CHURN_KEYS).collect();
+        let mut checks = Vec::new();
+        // Copied in the order each round writes them, as `Data` lays its
+        // lists out.
+        let rounds = (0..CHURN_ROUNDS)
+            .map(|round| {
+                rng.shuffle(&mut order);
+                let chosen = &order[..CHURN_KEYS / 10];
+                if round == 0 {
+                    checks = chosen[..CHURN_CHECKS].to_vec();
+                }
+                chosen
+                    .iter()
+                    .map(|&i| (load[i].0.clone(), rng.bytes(150)))
+                    .collect()
+            })
+            .collect();
+        let check_sum = checks.iter().map(|&i| engines::checksum(&load[i].1)).sum();
+        let checks = checks.iter().map(|&i| load[i].0.clone()).collect();
+        Churn {
+            load,
+            rounds,
+            checks,
+            check_sum,
+        }
+    }
+}
+
+/// `churn_long_reader` on engine `name`, in a fresh directory under `base`:
+/// loads `CHURN_KEYS` pairs, takes a snapshot in another thread, then writes
+/// the rounds, one synchronous transaction each. After round `CHURN_HELD`
+/// the snapshot reads `CHURN_CHECKS` values, which must be those loaded (all
+/// were rewritten since), and is dropped. Returns the milliseconds of the
+/// rounds (the load and the reader's check outside), the bytes of the
+/// engine's files once closed, and why it ran without the reader, if it did.
+fn churn(name: &str, base: &Path) -> (f64, u64, Option<&'static str>) {
+    let data = Churn::new();
+    let dir = tempfile::tempdir_in(base).expect("temporary directory");
+    let engine = engines::open(name, dir.path());
+    let e: &dyn Engine = &*engine;
+    e.write(&data.load);
+    let mut ms = 0.0;
+    let mut round = |pairs: &Pairs| ms += timed(|| e.write(pairs)).0;
+    // The reader lives in a thread of its own, as a long reader would, and
+    // as LMDB wants (one read transaction per thread).
+    let no_reader = std::thread::scope(|s| {
+        let (taken, was_taken) = std::sync::mpsc::channel();
+        let (release, released) = std::sync::mpsc::channel::<()>();
+        let checks = &data.checks;
+        let reader = s.spawn(move || {
+            let snapshot = e.snapshot();
+            taken.send(snapshot.as_ref().err().copied()).unwrap();
+            released.recv().unwrap();
+            // Read before dropping it, so that it cannot have been dropped
+            // early, and check that it still sees the load.
+            snapshot.map(|snap| snap.get_all(checks))
+        });
+        let no_reader = was_taken.recv().expect("the reader thread");
+        for pairs in &data.rounds[..CHURN_HELD] {
+            round(pairs);
+        }
+        release.send(()).unwrap();
+        if let Ok(sum) = reader.join().unwrap() {
+            assert_eq!(sum, data.check_sum, "the held reader saw later writes");
+        }
+        no_reader
+    });
+    for pairs in &data.rounds[CHURN_HELD..] {
+        round(pairs);
+    }
+    drop(engine);
+    (ms, dir_size(dir.path()), no_reader)
+}
+
 /// Total size of the files under `dir`.
 fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -228,12 +345,14 @@ fn process_reads(name: &str, dir: &Path, data: &Data, processes: usize) -> f64 {
 }
 
 /// Figures of one engine: milliseconds per workload, bytes per size, the
-/// workloads it cannot run and why; or why it failed.
+/// workloads it cannot run and why, how it ran others differently; or why it
+/// failed.
 #[derive(Default)]
 struct Figures {
     ms: BTreeMap<&'static str, f64>,
     bytes: BTreeMap<&'static str, u64>,
     skipped: BTreeMap<&'static str, String>,
+    notes: BTreeMap<&'static str, String>,
     failed: Option<String>,
 }
 
@@ -244,9 +363,33 @@ fn timed<T>(f: impl FnOnce() -> T) -> (f64, T) {
 }
 
 /// Runs every wanted workload on engine `name`, printing each figure on
-/// stdout as it is measured: `start W`, `ms W VALUE`, `bytes S VALUE`, or
-/// `skip W REASON` for a workload the engine cannot run.
-fn run_engine(name: &str, data: &Data, base: &Path, wanted: &dyn Fn(&str) -> bool) {
+/// stdout as it is measured: `start W`, `ms W VALUE`, `bytes S VALUE`,
+/// `skip W REASON` for a workload the engine cannot run, or `note W TEXT`
+/// for one it ran differently.
+fn run_engine(name: &str, n: usize, base: &Path, wanted: &dyn Fn(&str) -> bool) {
+    // The workloads on the data of `--n`, all after the random bulk load;
+    // none when only churn_long_reader, which has its own database, is wanted.
+    if WORKLOADS
+        .iter()
+        .any(|w| *w != "churn_long_reader" && wanted(w))
+    {
+        let data = Data::new(n);
+        run_suite(name, &data, base, wanted);
+    }
+    // After the peak RSS is taken, which it does not count.
+    if wanted("churn_long_reader") {
+        println!("start churn_long_reader");
+        let (ms, bytes, no_reader) = churn(name, base);
+        if let Some(why) = no_reader {
+            println!("note churn_long_reader {why}");
+        }
+        println!("ms churn_long_reader {ms:.3}");
+        println!("bytes file_after_churn {bytes}");
+    }
+}
+
+/// The workloads on the data of `--n`, as `run_engine` reports them.
+fn run_suite(name: &str, data: &Data, base: &Path, wanted: &dyn Fn(&str) -> bool) {
     let report = |line: String| println!("{line}");
     let step = |workload: &'static str, f: &mut dyn FnMut() -> u64| {
         // The random bulk load is every later workload's data: it always runs.
@@ -389,6 +532,14 @@ fn collect_child(
                     problem.get_or_insert(format!("unexpected report line: {line}"));
                 }
             },
+            ["note", w, text @ ..] => match known(w) {
+                Some(w) => {
+                    fig.notes.insert(w, text.join(" "));
+                }
+                None => {
+                    problem.get_or_insert(format!("unexpected report line: {line}"));
+                }
+            },
             ["bytes", w, v] => match (known(w), v.parse()) {
                 (Some(w), Ok(v)) => {
                     fig.bytes.insert(w, v);
@@ -458,6 +609,9 @@ fn table(engines: &[String], results: &BTreeMap<String, Figures>) -> String {
         out += "\n";
     }
     for s in SIZES {
+        if !results.values().any(|f| f.bytes.contains_key(s)) {
+            continue;
+        }
         out += &format!("| {s} |");
         for e in engines {
             out += &match results[e].bytes.get(s) {
@@ -486,11 +640,36 @@ fn table(engines: &[String], results: &BTreeMap<String, Figures>) -> String {
         out += "\nn/a, not run:\n\n";
         out += &skipped.concat();
     }
+    if results
+        .values()
+        .any(|f| f.ms.contains_key("churn_long_reader"))
+    {
+        out += &format!(
+            "\nchurn_long_reader and file_after_churn: {CHURN_KEYS} pairs whatever n; \
+             {CHURN_ROUNDS} transactions each rewriting a random 10% of the keys, \
+             a snapshot taken after the load held through the first {CHURN_HELD}.\n"
+        );
+    }
+    // How a workload ran differently, once per engine and workload.
+    let notes: Vec<String> = engines
+        .iter()
+        .flat_map(|e| {
+            results[e]
+                .notes
+                .iter()
+                .map(move |(w, text)| format!("- {w} on {e}: {text}.\n"))
+        })
+        .collect();
+    if !notes.is_empty() {
+        out += "\nNotes:\n\n";
+        out += &notes.concat();
+    }
     out
 }
 
 fn json(n: usize, results: &BTreeMap<String, Figures>) -> String {
-    let mut out = format!("{{\n  \"n\": {n},\n  \"engines\": {{\n");
+    let mut out =
+        format!("{{\n  \"n\": {n},\n  \"churn_keys\": {CHURN_KEYS},\n  \"engines\": {{\n");
     let engines: Vec<String> = results
         .iter()
         .map(|(name, f)| {
@@ -518,8 +697,18 @@ fn json(n: usize, results: &BTreeMap<String, Figures>) -> String {
             } else {
                 format!(", \"skipped\": {{ {} }}", skipped.join(", "))
             };
+            let notes: Vec<String> = f
+                .notes
+                .iter()
+                .map(|(k, v)| format!("\"{k}\": \"{}\"", quote(v)))
+                .collect();
+            let notes = if notes.is_empty() {
+                String::new()
+            } else {
+                format!(", \"notes\": {{ {} }}", notes.join(", "))
+            };
             format!(
-                "    \"{name}\": {{ \"ms\": {{ {} }}, \"bytes\": {{ {} }}{skipped}{failed} }}",
+                "    \"{name}\": {{ \"ms\": {{ {} }}, \"bytes\": {{ {} }}{skipped}{notes}{failed} }}",
                 ms.join(", "),
                 bytes.join(", ")
             )
@@ -554,6 +743,14 @@ fn main() -> ExitCode {
         eprintln!("--n must be at least 1");
         return ExitCode::from(2);
     }
+    if let Some(w) = args
+        .workloads
+        .iter()
+        .find(|w| !WORKLOADS.contains(&w.as_str()))
+    {
+        eprintln!("unknown workload {w}; known: {}", WORKLOADS.join(", "));
+        return ExitCode::from(2);
+    }
     if args.reader {
         let (Some(db), [name]) = (&args.db, engines.as_slice()) else {
             eprintln!("--reader reads from exactly one engine's --db");
@@ -572,8 +769,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         };
         let base = args.dir.clone().unwrap_or_else(std::env::temp_dir);
-        let data = Data::new(args.n);
-        run_engine(name, &data, &base, &wanted);
+        run_engine(name, args.n, &base, &wanted);
         return ExitCode::SUCCESS;
     }
     let per_engine = WORKLOADS.iter().filter(|w| wanted(w)).count() as u64;
@@ -593,8 +789,13 @@ fn main() -> ExitCode {
     bar.finish_and_clear();
 
     let table = table(&engines, &results);
+    let churn_n = if wanted("churn_long_reader") {
+        format!("; churn_long_reader {CHURN_KEYS} whatever n")
+    } else {
+        String::new()
+    };
     println!(
-        "n = {} (24-byte keys, 150-byte values), times in milliseconds\n",
+        "n = {} (24-byte keys, 150-byte values{churn_n}), times in milliseconds\n",
         args.n
     );
     println!("{table}");
