@@ -87,13 +87,8 @@ pub struct Larch(larch::Database);
 
 impl Larch {
     fn open(dir: &Path) -> Larch {
-        // The default 64 GiB reservation; LARCH_BENCH_MAP_GIB shrinks it for
-        // tools that cannot map that much (valgrind).
-        let gib: u64 = std::env::var("LARCH_BENCH_MAP_GIB")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(64);
-        let opts = larch::Options::new().map_size(gib << 30);
+        // The defaults: a 1 GiB first map, grown as the file needs.
+        let opts = larch::Options::new();
         // SAFETY: the benchmark's temporary directory is its own.
         Larch(unsafe { opts.open(dir.join("db.larch")) }.expect("open larch"))
     }
