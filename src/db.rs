@@ -752,14 +752,10 @@ impl Database {
         if readers.is_empty() {
             return Ok(readers);
         }
-        let live = readers.iter().map(|r| r.txn_id).collect();
         // A free list that cannot be read (a damaged file) still lists the
         // readers, with nothing counted.
-        let Ok(alone) = self.begin_read().and_then(|r| r.pinned_alone(&live)) else {
-            return Ok(readers);
-        };
-        for r in &mut readers {
-            r.pinned_pages = alone.get(&r.txn_id).copied().unwrap_or(0);
+        if let Ok(r) = self.begin_read() {
+            let _ = r.count_pins(&mut readers);
         }
         Ok(readers)
     }
@@ -797,7 +793,11 @@ impl Database {
     /// Figures of the last committed state: see [`ReadTxn::stat`].
     /// `live_readers` leaves out the read transaction this call opens.
     pub fn stat(&self) -> Result<Stat> {
-        let mut stat = self.begin_read()?.stat()?;
+        // The readers before this call's own.
+        let mut readers = self.core.registry.readers()?;
+        let r = self.begin_read()?;
+        r.count_pins(&mut readers)?;
+        let mut stat = r.stat_with(readers)?;
         stat.live_readers = stat.live_readers.saturating_sub(1);
         Ok(stat)
     }

@@ -90,6 +90,16 @@ fn a_pinned_reader_keeps_only_what_it_sees_through_thousands_of_commits() {
         "{listed:?} pins more than the {} pages it reaches",
         reached.pages
     );
+    // `stat` tells the same, without the transaction that took the figures.
+    let stat = db.stat().unwrap();
+    assert_eq!(stat.live_readers, 1);
+    assert_eq!(stat.readers.len(), 1);
+    assert_eq!(stat.readers[0].txn_id, pinned.id());
+    assert_eq!(stat.readers[0].pinned_pages, listed[0].pinned_pages);
+    // A reader's own figures list it among the readers.
+    let own = pinned.stat().unwrap();
+    assert_eq!(own.readers.len(), 1);
+    assert_eq!(own.readers[0].txn_id, pinned.id());
     verify(&pinned, "t", &seen);
     drop(pinned);
     verify(&db.begin_read().unwrap(), "t", &model);

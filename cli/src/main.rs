@@ -513,7 +513,11 @@ fn stat(path: &Path, table: Option<&str>) -> Res<ExitCode> {
     }
     writeln!(out, "page size: {}", s.page_size)?;
     writeln!(out, "last transaction: {}", s.txn_id)?;
-    writeln!(out, "pages: {} (file {} bytes)", s.pages, s.file_size)?;
+    writeln!(
+        out,
+        "pages: {} (file {} bytes, mapped {} bytes)",
+        s.pages, s.file_size, s.map_size
+    )?;
     writeln!(
         out,
         "free pages: {} ({} pending), free-list pages: {}",

@@ -9,13 +9,13 @@ use crate::error::{Error, Result};
 use crate::format::meta::Meta;
 use crate::freelist::{Pins, pinned_alone, read_chain};
 use crate::pager::Map;
-use crate::registry::SlotId;
+use crate::registry::{ReaderInfo, SlotId};
 use crate::table::{Table, TableStat, catalog_get, catalog_names};
 use crate::view::{MapView, View};
 
 /// Figures of a database snapshot, from [`ReadTxn::stat`] or
 /// [`Database::stat`](crate::Database::stat).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Stat {
     /// Bytes per page.
     pub page_size: u32,
@@ -45,6 +45,12 @@ pub struct Stat {
     pub catalog: TableStat,
     /// Read transactions alive when the figures were taken.
     pub live_readers: usize,
+    /// Those readers, in every process: each one's snapshot, age and the
+    /// pages its snapshot alone keeps from reuse. From
+    /// [`ReadTxn::stat`] this transaction is among them; from
+    /// [`Database::stat`](crate::Database::stat) the transaction that took
+    /// the figures is not.
+    pub readers: Vec<ReaderInfo>,
     /// A meta open found newer than the commit it used, or could not read,
     /// and set aside; `None` when open used the newest meta and both slots
     /// were valid, and again once a commit has overwritten that slot.
@@ -157,6 +163,14 @@ impl<'db> ReadTxn<'db> {
     /// [`Table::stat`](crate::Table::stat) for one table's pages).
     /// `live_readers` counts this transaction too.
     pub fn stat(&self) -> Result<Stat> {
+        let mut readers = self.core.registry.readers()?;
+        self.count_pins(&mut readers)?;
+        self.stat_with(readers)
+    }
+
+    /// The figures of [`stat`](ReadTxn::stat), with `readers` as the live
+    /// readers.
+    pub(crate) fn stat_with(&self, readers: Vec<ReaderInfo>) -> Result<Stat> {
         let chain = read_chain(self.map_view(), &self.meta)?;
         let pending = chain.entries.iter().filter(|e| e.freed_by != 0).count();
         Ok(Stat {
@@ -171,6 +185,7 @@ impl<'db> ReadTxn<'db> {
             tables: self.meta.catalog.entries,
             catalog: TableStat::of(self.map_view(), &self.meta.catalog)?,
             live_readers: self.core.registry.count(),
+            readers,
             set_aside: *self.core.set_aside.lock(),
         })
     }
@@ -179,11 +194,22 @@ impl<'db> ReadTxn<'db> {
     /// pages of this snapshot's free list that it alone keeps from reuse:
     /// no other snapshot of `live` and neither meta a writer following this
     /// snapshot leaves on disk reaches them.
-    pub(crate) fn pinned_alone(&self, live: &BTreeSet<u64>) -> Result<BTreeMap<u64, u64>> {
+    fn pinned_alone(&self, live: &BTreeSet<u64>) -> Result<BTreeMap<u64, u64>> {
         let chain = read_chain(self.map_view(), &self.meta)?;
         // The next writer's metas are this snapshot and the one before.
         let metas_from = self.meta.txn_id.saturating_sub(1);
         Ok(pinned_alone(chain.entries, Pins::new(live, metas_from)))
+    }
+
+    /// Counts, for each of `readers`, the pages of this snapshot's free
+    /// list that its snapshot alone keeps from reuse.
+    pub(crate) fn count_pins(&self, readers: &mut [ReaderInfo]) -> Result<()> {
+        let live = readers.iter().map(|r| r.txn_id).collect();
+        let alone = self.pinned_alone(&live)?;
+        for r in readers {
+            r.pinned_pages = alone.get(&r.txn_id).copied().unwrap_or(0);
+        }
+        Ok(())
     }
 
     /// Names of all tables, in order.
