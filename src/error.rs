@@ -25,8 +25,8 @@ pub enum Error {
     },
     /// The file cannot grow as a transaction needs: past
     /// [`Options::max_size`](crate::Options::max_size), or the disk (or the
-    /// process's file-size limit) is full, or the system cannot reserve the
-    /// address space to map it. The committed state is intact, and the
+    /// process's file-size limit, with `SIGXFSZ` ignored) is full, or the
+    /// system cannot reserve the address space to map it. The committed state is intact, and the
     /// database stays usable: a transaction that needs less can commit.
     MapFull {
         /// Bytes the file would need.

@@ -96,7 +96,12 @@ impl Storage for FileStorage {
             return Err(io::ErrorKind::FileTooLarge.into());
         };
         // SAFETY: a plain system call on a descriptor `self.file` owns.
-        match unsafe { libc::posix_fallocate(self.file.as_raw_fd(), offset, len) } {
+        let mut r = unsafe { libc::posix_fallocate(self.file.as_raw_fd(), offset, len) };
+        while r == libc::EINTR {
+            // SAFETY: as above.
+            r = unsafe { libc::posix_fallocate(self.file.as_raw_fd(), offset, len) };
+        }
+        match r {
             0 => Ok(()),
             // A file system that cannot allocate ahead: only set the length.
             libc::EOPNOTSUPP | libc::EINVAL => self.file.set_len(to),
@@ -120,10 +125,11 @@ pub(crate) struct Pager {
     /// Holds the data file's lock (shared) for as long as the database is
     /// open; meta slots are read through it.
     file: File,
-    /// The largest map so far, which new transactions take. A transaction
-    /// keeps the map it started with; a smaller map is unmapped when the
-    /// last transaction holding it ends.
-    map: Mutex<Arc<Map>>,
+    /// The largest map so far, which new transactions take (`None` only
+    /// after a remap that failed, having let go of an idle map first). A
+    /// transaction keeps the map it started with; a smaller map is unmapped
+    /// when the last transaction holding it ends.
+    map: Mutex<Option<Arc<Map>>>,
     storage: Box<dyn Storage>,
     page_size: usize,
     /// The file may not grow past this many bytes (`Options::max_size`).
@@ -280,7 +286,7 @@ impl LockedFile {
         ))?;
         Ok(Pager {
             file: self.file,
-            map: Mutex::new(Arc::new(map)),
+            map: Mutex::new(Some(Arc::new(map))),
             storage: self.storage,
             page_size,
             max_size,
@@ -368,37 +374,46 @@ impl Pager {
     /// A map that covers pages `0..high_water`: the current one,
     /// or, when the file has outgrown it, a new one of at least twice its
     /// reservation, which new transactions take from then on. Transactions
-    /// holding an older map keep reading through it: nothing waits.
+    /// holding an older map keep reading through it: nothing waits. A
+    /// current map no transaction holds is let go first, so that the old and
+    /// the new reservation need not fit at once.
     ///
     /// A reservation the system cannot give is [`Error::MapFull`].
     pub(crate) fn map_for(&self, high_water: u64) -> Result<Arc<Map>> {
         let ps = self.page_size as u64;
         let len = high_water.saturating_mul(ps);
         let mut current = self.map.lock();
-        if current.len() >= len {
-            return Ok(Arc::clone(&current));
+        let old_len = current.as_ref().map_or(0, |m| m.len());
+        if let Some(map) = current.as_ref()
+            && map.len() >= len
+        {
+            return Ok(Arc::clone(map));
         }
-        let doubled = current.len().saturating_mul(2);
-        // Never reserve past the ceiling, but always reserve `len`.
-        let ceiling = self.max_size.max(len);
-        let want = len.max(doubled).min(ceiling).saturating_add(ps - 1) / ps * ps;
-        // Half of what was asked may still fit where the double did not.
-        for reserve in [want, len.saturating_add(ps - 1) / ps * ps] {
+        // Clones are made only under this lock: a count of one stays one.
+        if current.as_ref().is_some_and(|m| Arc::strong_count(m) == 1) {
+            *current = None;
+        }
+        // Twice the reservation, whatever `max_size` says (it limits this
+        // handle's writes, not what others grew the file to): a doubling per
+        // remap, not a map per commit. Half may fit where the double did not.
+        let round = |n: u64| n.saturating_add(ps - 1) / ps * ps;
+        for reserve in [round(len.max(old_len.saturating_mul(2))), round(len)] {
             if let Some(map) = Map::new(&self.file, reserve)? {
-                *current = Arc::new(map);
-                return Ok(Arc::clone(&current));
+                let map = Arc::new(map);
+                *current = Some(Arc::clone(&map));
+                return Ok(map);
             }
         }
         Err(Error::MapFull {
             needed: len,
-            limit: current.len(),
+            limit: old_len,
             reason: "the system cannot reserve the address space to map the file",
         })
     }
 
     /// Bytes of address space the current map reserves.
     pub(crate) fn map_len(&self) -> u64 {
-        self.map.lock().len()
+        self.map.lock().as_ref().map_or(0, |m| m.len())
     }
 
     /// Learns the file's length anew: another process may have grown it.
@@ -492,8 +507,13 @@ impl Pager {
     /// failed write later. Maps are not touched: the transactions that read
     /// the new pages take a map that covers them ([`map_for`](Pager::map_for)).
     pub(crate) fn grow(&self, len: u64) -> Result<()> {
-        let current = self.file_len();
+        // The file's real length, not the one this handle knows: a reader's
+        // `refresh_len` may have seen another process's grow that failed and
+        // was cut back, and growing from there would leave blocks
+        // unallocated (or pages past the end).
+        let current = self.file.metadata()?.len();
         if len <= current {
+            self.file_len.fetch_max(current, Ordering::AcqRel);
             return Ok(());
         }
         if len > self.max_size {

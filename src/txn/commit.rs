@@ -47,8 +47,11 @@ impl WriteTxn<'_> {
         self.write_catalog()?;
         let free = self.write_free_list()?;
         let sealed = self.seal(&free)?;
-        let ps = self.core.pager.page_size() as u64;
-        self.core.pager.grow(sealed.meta.high_water * ps)?; // 4.
+        // 4. A map the next transactions can read the commit through, then
+        // the file's growth: either failing leaves nothing written.
+        let pager = &self.core.pager;
+        pager.map_for(sealed.meta.high_water)?;
+        pager.grow(sealed.meta.high_water * pager.page_size() as u64)?;
         self.write_out(&sealed)?;
         self.publish(sealed.meta, free);
         Ok(())
