@@ -465,3 +465,38 @@ fn a_reader_process_pins_only_what_its_snapshot_reaches() {
     );
     db.check().unwrap();
 }
+
+/// Red team. Under the interval rule every live snapshot pins pages, not
+/// only the oldest; but the writer's scan (`Registry::snapshots`) checks a
+/// slot for a dead process only when it would be the oldest so far. A
+/// reader process killed while an older snapshot is held in a slot scanned
+/// before it is counted as live by every commit: the pages its snapshot
+/// reaches stay pending for as long as the older reader lives, although
+/// `readers()` does not list it and `clear_stale_readers` says writers free
+/// such slots "before they could pin pages".
+#[test]
+fn a_dead_reader_newer_than_a_live_one_pins_no_pages() {
+    let seed = seed_from_env();
+    let (t, mut rng) = filled(seed);
+    let db = t.db();
+    // The live, older snapshot: this process's, in the first slot.
+    let old = db.begin_read().unwrap();
+    churn(db, &mut rng, 5);
+    let holder = spawn("holder", &t.path(), "");
+    holder.expect("held");
+    holder.kill();
+    // Churn long enough that every page the dead snapshot reached is freed.
+    churn(db, &mut rng, 60);
+    let pending = |db: &Database| db.stat().unwrap().pending_free_pages;
+    let with_dead = pending(db);
+    let listed_pins: u64 = db.readers().unwrap().iter().map(|r| r.pinned_pages).sum();
+    let left = db.clear_stale_readers().unwrap();
+    churn(db, &mut rng, 3);
+    let without = pending(db);
+    drop(old);
+    assert_eq!(
+        left, 0,
+        "commits left the dead reader's slot: {with_dead} pending pages with it, \
+         {without} once cleared; readers() accounts for {listed_pins}"
+    );
+}
