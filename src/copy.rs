@@ -42,7 +42,9 @@ impl ReadTxn<'_> {
     /// another copy creates it first. No file this call did not create is
     /// removed; a failed copy removes its temporary file. The snapshot's
     /// pages stay pinned (not reused by writers) until the copy and this
-    /// transaction end.
+    /// transaction end. A plain copy copies pages as they are, without
+    /// checking them (run [`check`](ReadTxn::check) on the copy, or make a
+    /// `compact` one, which reads every entry through the checked paths).
     pub fn copy_to(&self, path: impl AsRef<Path>, compact: bool) -> Result<()> {
         let path = path.as_ref();
         if path.exists() {

@@ -761,9 +761,10 @@ impl Database {
     }
 
     /// Frees the registry slots of processes that died and returns how many.
-    /// There is no need to call it: writers free such slots before they
-    /// could pin pages, and openers and readers before they could fill the
-    /// registry. It is here for tools.
+    /// There is no need to call it: every writer frees the slots of dead
+    /// processes whose snapshots would pin pages (one check per distinct
+    /// snapshot), and openers and readers free slots before they could fill
+    /// the registry. It is here for tools.
     pub fn clear_stale_readers(&self) -> Result<usize> {
         self.core.same_process()?;
         self.core.registry.clear_stale()

@@ -471,10 +471,12 @@ impl Registry {
     }
 
     /// The snapshots readers of any process may hold, in one scan of the
-    /// slots. A slot that would be the oldest so far is checked first: if
-    /// its process died it is freed and does not count, so a dead reader
-    /// never holds back the reuse of pages. Other slots count as they are,
-    /// which only keeps some pages longer.
+    /// slots. A slot whose snapshot is not yet in the set is checked first:
+    /// if its process died it is freed and does not count, so a dead reader
+    /// never holds back the reuse of the pages its snapshot reaches (every
+    /// snapshot pins pages under the interval rule, not only the oldest).
+    /// One check per distinct snapshot: a slot whose snapshot a live slot
+    /// already holds changes nothing.
     pub(crate) fn snapshots(&self) -> Result<BTreeSet<u64>> {
         let mut set = BTreeSet::new();
         let Inner::Shared(s) = &self.inner else {
@@ -485,7 +487,7 @@ impl Registry {
             if v == 0 {
                 continue;
             }
-            if set.first().is_none_or(|&o| v - 1 < o) && s.reclaim_if_dead(i)? {
+            if !set.contains(&(v - 1)) && s.reclaim_if_dead(i)? {
                 continue;
             }
             set.insert(v - 1);

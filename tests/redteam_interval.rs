@@ -225,10 +225,18 @@ fn a_newer_overflow_header_is_corrupted_on_every_read_path() {
     let run = (2..image.len() / PS)
         .find(|&p| image[p * PS + 24..p * PS + 64] == big[..40])
         .unwrap();
-    let f = std::fs::File::options().read(true).write(true).open(&path).unwrap();
+    let f = std::fs::File::options()
+        .read(true)
+        .write(true)
+        .open(&path)
+        .unwrap();
     let mut page = vec![0u8; PS];
     f.read_exact_at(&mut page, (run * PS) as u64).unwrap();
-    assert_eq!(&page[24..64], &big[..40], "page {run} is not the run's first");
+    assert_eq!(
+        &page[24..64],
+        &big[..40],
+        "page {run} is not the run's first"
+    );
     page[8..16].copy_from_slice(&99u64.to_le_bytes());
     larch::testing::restamp(&mut page, PS, 0);
     f.write_all_at(&page, (run * PS) as u64).unwrap();
@@ -241,11 +249,23 @@ fn a_newer_overflow_header_is_corrupted_on_every_read_path() {
     assert!(t.get(b"big").is_err_and(|e| corrupted(&e)));
     assert_eq!(t.get(b"a").unwrap(), Some(&b"1"[..]));
     let scan: Vec<_> = t.iter().unwrap().collect();
-    assert!(scan.iter().any(|e| e.as_ref().is_err_and(corrupted)), "{scan:?}");
-    assert!(scan.iter().all(|e| e.as_ref().is_err() || e.as_ref().unwrap().1 != &big[..]));
+    assert!(
+        scan.iter().any(|e| e.as_ref().is_err_and(corrupted)),
+        "{scan:?}"
+    );
+    assert!(
+        scan.iter()
+            .all(|e| e.as_ref().is_err() || e.as_ref().unwrap().1 != &big[..])
+    );
     let ranged: Vec<_> = t.range(&b"b"[..]..&b"c"[..]).unwrap().collect();
-    assert!(ranged.iter().any(|e| e.as_ref().is_err_and(corrupted)), "{ranged:?}");
+    assert!(
+        ranged.iter().any(|e| e.as_ref().is_err_and(corrupted)),
+        "{ranged:?}"
+    );
     assert!(r.check().is_err());
     let copy = dir.path().join("copy.larch");
-    eprintln!("plain copy of a snapshot that fails its check: {:?}", r.copy_to(&copy, false));
+    eprintln!(
+        "plain copy of a snapshot that fails its check: {:?}",
+        r.copy_to(&copy, false)
+    );
 }

@@ -135,8 +135,18 @@ impl FreeList {
                     self.reusable.extend(p..p + n);
                     i += n as usize;
                 } else {
+                    // The pages listed after it, consecutive and by the same
+                    // writer, may be the rest of its run: their bytes are a
+                    // value's, not headers, and are not asked.
                     distrusted.push((0, p));
                     i += 1;
+                    while let Some(&(b, q)) = candidates.get(i)
+                        && b == a
+                        && Some(q) == distrusted.last().and_then(|&(_, l)| l.checked_add(1))
+                    {
+                        distrusted.push((0, q));
+                        i += 1;
+                    }
                 }
             }
             if !distrusted.is_empty() {
