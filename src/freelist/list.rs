@@ -118,7 +118,8 @@ impl FreeList {
             let mut i = 0;
             while i < candidates.len() {
                 let (a, p) = candidates[i];
-                let n = match header(p) {
+                let found = header(p);
+                let n = match found {
                     Some((by, n)) if by == a && by < t && n >= 1 => n,
                     _ => 0,
                 };
@@ -135,17 +136,21 @@ impl FreeList {
                     self.reusable.extend(p..p + n);
                     i += n as usize;
                 } else {
-                    // The pages listed after it, consecutive and by the same
-                    // writer, may be the rest of its run: their bytes are a
-                    // value's, not headers, and are not asked.
+                    // When its header starts a run, the pages listed after it
+                    // (consecutive, by the same writer) up to the run's length
+                    // are the rest of it: their bytes are a value's, not
+                    // headers, and are not asked.
                     distrusted.push((0, p));
                     i += 1;
-                    while let Some(&(b, q)) = candidates.get(i)
+                    let mut rest = found.map_or(0, |(_, run)| run.saturating_sub(1));
+                    while rest > 0
+                        && let Some(&(b, q)) = candidates.get(i)
                         && b == a
                         && Some(q) == distrusted.last().and_then(|&(_, l)| l.checked_add(1))
                     {
                         distrusted.push((0, q));
                         i += 1;
+                        rest -= 1;
                     }
                 }
             }
@@ -494,6 +499,20 @@ mod tests {
         let mut g = pending(7, &[(5, 20), (5, 21), (5, 31)]);
         g.release(Pins::new(&live, 100), headers(&written));
         assert_eq!((popped(&mut g), g.len()), (vec![], 3));
+        // A run whose header names another writer: its other pages hold
+        // value bytes, which are never asked for a header (a value could
+        // imitate one), and all three wait.
+        let mut h = pending(7, &[(5, 20), (5, 21), (5, 22)]);
+        let mut asked = Vec::new();
+        h.release(Pins::new(&live, 100), |p| {
+            asked.push(p);
+            match p {
+                20 => Some((4, 3)),
+                _ => Some((5, 1)),
+            }
+        });
+        assert_eq!(asked, [20]);
+        assert_eq!((popped(&mut h), h.len()), (vec![], 3));
     }
 
     /// A reader pinned for good keeps only what its snapshot reaches: the
