@@ -59,7 +59,7 @@ fn main() -> larch::Result<()> {
         x ^= x << 13;
         x ^= x >> 7;
         x ^= x << 17;
-        if x % 10 != 0 {
+        if !x.is_multiple_of(10) {
             gone.push(i);
         }
     }
