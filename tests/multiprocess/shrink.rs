@@ -42,10 +42,10 @@ pub fn watcher(path: &Path) {
     let db = crate::open(path);
     let mut first = Some(db.begin_read().unwrap());
     let (n0, d0) = digest(&first.as_ref().unwrap().open_table("s").unwrap()).unwrap();
-    let held = first.as_ref().unwrap().open_table("s").unwrap();
-    let slice: &[u8] = held.get(&7u64.to_be_bytes()).unwrap().unwrap();
-    let slice = slice.to_vec();
-    drop(held);
+    let slice = {
+        let held = first.as_ref().unwrap().open_table("s").unwrap();
+        held.get(&7u64.to_be_bytes()).unwrap().unwrap().to_vec()
+    };
     say(&format!("ready n={n0} digest={d0}"));
     for line in from_parent().iter() {
         if line == "drop" {
