@@ -52,6 +52,9 @@ pub(crate) struct Core {
     pub shrink_failures: AtomicU64,
 }
 
+/// Marks a handle keeps at most.
+const MAX_MARKS: usize = 4096;
+
 /// The high-water marks of the commits a handle knows, by transaction id.
 /// The lock file's slots hold snapshot ids only; a writer cuts the file
 /// only when it knows the mark of every snapshot still alive.
@@ -68,9 +71,15 @@ impl HighWaters {
         h
     }
 
-    /// Records the high-water mark of `meta`'s commit.
+    /// Records the high-water mark of `meta`'s commit. A handle that only
+    /// reads never forgets (`forget_before` is the writer's), so the oldest
+    /// marks go past `MAX_MARKS`: a snapshot of those is then unknown, which
+    /// only stops a cut.
     pub(crate) fn learn(&mut self, meta: &Meta) {
         self.marks.insert(meta.txn_id, meta.high_water);
+        if self.marks.len() > MAX_MARKS {
+            self.marks.pop_first();
+        }
     }
 
     /// The highest mark of the snapshots `ids`, or `None` if one of them is
