@@ -1,7 +1,7 @@
 //! The database handle: options, open and recovery, transactions.
 
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
 
@@ -17,7 +17,7 @@ use crate::pager::lock::Mode;
 use crate::pager::{LockedFile, Map, Pager, sync_parent_dir};
 use crate::registry::{self, Opening, ReaderInfo, Registry};
 use crate::txn::{
-    Core, ReadTxn, SetAside, Stat, WriteTxn, WriterState, publish_snapshot, read_meta,
+    Core, HighWaters, ReadTxn, SetAside, Stat, WriteTxn, WriterState, publish_snapshot, read_meta,
 };
 use crate::view::{MapView, PageSource};
 
@@ -303,6 +303,8 @@ impl Options {
                 poisoned: AtomicBool::new(false),
                 set_aside: Mutex::new(set_aside),
                 pid: std::process::id(),
+                high_waters: Mutex::new(HighWaters::new(&meta)),
+                shrink_failures: AtomicU64::new(0),
             },
             read_only: self.read_only,
         })
@@ -675,6 +677,13 @@ pub struct Database {
     read_only: bool,
 }
 
+/// Bytes of pages one compaction transaction moves, at most: its dirty
+/// buffers stay bounded.
+const COMPACT_BYTES: u64 = 64 << 20;
+
+/// Compaction transactions one `compact` runs, at most.
+const MAX_COMPACT_PASSES: u32 = 1000;
+
 impl Database {
     /// Opens (or creates) the database at `path` with default [`Options`].
     ///
@@ -735,6 +744,47 @@ impl Database {
             return Ok(None);
         }
         WriteTxn::new(&self.core, guard).map(Some)
+    }
+
+    /// Gives the free pages at the end of the file back to the file system,
+    /// in ordinary write transactions, so readers of every process go on
+    /// reading and other writers interleave. Returns the bytes by which the
+    /// file got shorter (0 if it did not, or if another process's writer
+    /// made it longer meanwhile).
+    ///
+    /// Each transaction moves the pages that lie past the pages in use
+    /// (tree nodes and overflow runs, 64 MiB at most) to the lowest free
+    /// pages, copy-on-write, and commits; the pages it freed are reused, or
+    /// cut off with the end of the file, once no snapshot reaches them
+    /// (DESIGN.md, "Shrinking the file"). It stops when three commits in a
+    /// row moved nothing and lowered nothing. A read transaction that is
+    /// alive, in any process, keeps the pages its snapshot reaches and the
+    /// file's length under its snapshot's: the file shrinks less, or not at
+    /// all, until it ends (a later commit or `compact` cuts the rest).
+    /// [`readers`](Database::readers) says who holds what.
+    ///
+    /// Fails as [`begin_write`](Database::begin_write) and
+    /// [`WriteTxn::commit`] do; the commits made before a failure stay.
+    pub fn compact(&self) -> Result<u64> {
+        let before = self.core.pager.real_len()?;
+        let budget = (COMPACT_BYTES / u64::from(self.page_size())).max(1);
+        let mut idle = 0;
+        // A bound on the passes, whatever other writers do meanwhile.
+        for _ in 0..MAX_COMPACT_PASSES {
+            let mut w = self.begin_write()?;
+            let high_water = w.base_high_water();
+            let moved = w.relocate_tail(budget)?;
+            w.commit()?;
+            let lowered = self.core.latest.lock().high_water < high_water;
+            idle = if moved > 0 || lowered { 0 } else { idle + 1 };
+            // Pages a commit frees are reusable two commits later (the
+            // metas hold them until then), and the file is cut one commit
+            // after the high-water mark drops (the older meta's mark).
+            if idle == 3 {
+                break;
+            }
+        }
+        Ok(before.saturating_sub(self.core.pager.real_len()?))
     }
 
     /// The read transactions of every process that has the database open,

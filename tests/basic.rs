@@ -68,6 +68,7 @@ fn delete_everything_back_to_an_empty_tree() {
             }
         }
         w.commit().unwrap();
+        let full = t.db().stat().unwrap().pages;
 
         // Remove in another random order over several transactions.
         shuffle(&mut keys, &mut rng);
@@ -93,14 +94,14 @@ fn delete_everything_back_to_an_empty_tree() {
         assert_eq!((report.entries, report.overflow_pages), (0, 0));
         drop(r);
 
-        // Two more commits let the reuse rule release the last deletes' pages;
-        // then filling the table again reuses them and the file does not grow.
+        // Two more commits let the reuse rule release the last deletes' pages
+        // (those at the end of the file leave with it, and the file is cut);
+        // then filling the table again reuses them before the file grows.
         for _ in 0..2 {
             let mut w = t.db().begin_write().unwrap();
             w.open_table("tick").unwrap().insert(b"t", b"").unwrap();
             w.commit().unwrap();
         }
-        let grown = t.file_size();
         let mut w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
@@ -109,7 +110,13 @@ fn delete_everything_back_to_an_empty_tree() {
             }
         }
         w.commit().unwrap();
-        assert_eq!(t.file_size(), grown);
+        let refilled = t.db().stat().unwrap().pages;
+        // Over the first fill: the previous commits' free-list chains, still
+        // pending (long with 512-byte pages).
+        assert!(
+            refilled <= full + full / 10,
+            "{refilled} pages, {full} when first full"
+        );
     }
 }
 

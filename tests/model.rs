@@ -45,6 +45,8 @@ enum Op {
     Commit,
     Abort,
     Reopen,
+    /// `Database::compact`, between transactions.
+    Compact,
     /// Arms an I/O error: the `n`-th write (or resize) from now on fails.
     Fault {
         n: u8,
@@ -122,7 +124,8 @@ impl Arbitrary for Op {
                     nospace: bool::arbitrary(g),
                 }
             }
-            95..=97 => Op::Abort,
+            95..=96 => Op::Abort,
+            97 => Op::Compact,
             _ => Op::Reopen,
         }
     }
@@ -391,6 +394,30 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                                 assert!(db.begin_write().is_ok(), "poisoned by a resize");
                             } else {
                                 assert!(matches!(db.begin_write().err(), Some(Error::Poisoned)));
+                                break;
+                            }
+                        }
+                    }
+                    Op::Compact => {
+                        // Only between transactions: it writes.
+                        if txn.is_some() {
+                            continue;
+                        }
+                        let fired = trap.fired();
+                        match db.compact() {
+                            Ok(_) => {}
+                            Err(Error::MapFull { .. }) => {}
+                            Err(Error::Io(_)) if trap.fired() > fired => {
+                                stats.io_errors.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => panic!("compact: {e:?}"),
+                        }
+                        // Compaction moves pages, never data.
+                        assert_eq!(committed_state(db), committed);
+                        if trap.fired() > fired {
+                            if armed_resize {
+                                trap.disarm();
+                            } else if matches!(db.begin_write().err(), Some(Error::Poisoned)) {
                                 break;
                             }
                         }

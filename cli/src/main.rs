@@ -146,6 +146,12 @@ enum Command {
         #[arg(long)]
         clear_stale: bool,
     },
+    /// Move the pages near the end of the file to free pages nearer its
+    /// start and give the freed tail back to the file system, while other
+    /// processes keep reading and writing. Prints the bytes returned. A
+    /// reader that is alive keeps the pages its snapshot reaches (see
+    /// `larch readers`).
+    Compact { db: PathBuf },
     /// Run a self-contained workload and print the throughput of each phase.
     Bench {
         /// The database file to create (it must not exist; default: one in a
@@ -344,6 +350,24 @@ fn run(command: Command) -> Res<ExitCode> {
             hex,
         } => scan(&db, &table, from, to, limit, hex),
         Command::Readers { db, clear_stale } => readers::run(&db, clear_stale),
+        Command::Compact { db } => {
+            let database = open_write(&db)?;
+            let before = std::fs::metadata(&db)?.len();
+            let returned = database.compact()?;
+            let after = std::fs::metadata(&db)?.len();
+            let mut out = io::stdout().lock();
+            writeln!(out, "{returned} bytes returned ({before} -> {after} bytes)")?;
+            let held = database.readers()?;
+            if !held.is_empty() {
+                let pinned: u64 = held.iter().map(|r| r.pinned_pages).sum();
+                writeln!(
+                    out,
+                    "{} live reader(s) hold {pinned} page(s) back: compact again once they end",
+                    held.len()
+                )?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Bench { db, n } => bench::run(db.as_deref(), n),
     }
 }

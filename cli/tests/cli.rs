@@ -369,6 +369,26 @@ fn copies_plain_and_compact() {
 }
 
 #[test]
+fn compact_gives_the_free_tail_back() {
+    let d = Dir::new();
+    let db = d.path("db");
+    fill(s(&db));
+    // The megabyte value lies in the middle: the text keys came after it.
+    ok(&["del", "--hex", s(&db), "bin", "0a0d5c"]);
+    let want = ok(&["dump", s(&db)]);
+    let before = std::fs::metadata(&db).unwrap().len();
+    let said = ok(&["compact", s(&db)]);
+    let after = std::fs::metadata(&db).unwrap().len();
+    let returned: u64 = said.split_whitespace().next().unwrap().parse().unwrap();
+    assert!(returned >= 1 << 20, "{said}");
+    assert_eq!(returned, before - after, "{said}");
+    assert!(ok(&["check", s(&db)]).ends_with("ok\n"));
+    assert!(strip_mapsize(&ok(&["dump", s(&db)])) == strip_mapsize(&want));
+    // Nothing more to give back.
+    assert!(ok(&["compact", s(&db)]).starts_with("0 bytes returned"));
+}
+
+#[test]
 fn bench_runs_and_reports_each_phase() {
     let d = Dir::new();
     let db = d.path("bench.larch");

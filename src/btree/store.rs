@@ -27,6 +27,22 @@ pub(crate) trait PageStore {
     /// Frees `n` pages starting at `id`.
     fn free(&mut self, id: PageId, n: u64) -> Result<()>;
 
+    /// The first of the `n` consecutive free pages the next allocation of
+    /// `n` pages would take, if the free list holds them (compaction moves a
+    /// page only to a lower one). A store without a free list has none.
+    fn lowest_free(&self, n: u64) -> Option<PageId> {
+        let _ = n;
+        None
+    }
+
+    /// Moves the `n`-page overflow run at `id` to newly allocated pages, as
+    /// `cow` does a node: returns `id` itself if it is already dirty. A
+    /// store without a free list keeps it where it is.
+    fn move_run(&mut self, id: PageId, n: u64) -> Result<PageId> {
+        let _ = n;
+        Ok(id)
+    }
+
     /// Frees the overflow run holding a value of `len` bytes at `id`.
     fn free_value(&mut self, id: PageId, len: usize) -> Result<()> {
         let run = run_len(self.page(id)?, id, len, self.page_size())?;

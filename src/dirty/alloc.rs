@@ -48,6 +48,16 @@ impl Allocator {
         }
     }
 
+    /// The first page `alloc_run(n)` would take from the free list, if any.
+    pub(crate) fn peek_run(&self, n: u64) -> Option<PageId> {
+        self.free.peek_run(n)
+    }
+
+    /// Entries the free list holds now, this transaction's changes included.
+    pub(crate) fn free_len(&self) -> usize {
+        self.free.len()
+    }
+
     /// Takes `n` pages past the high-water mark.
     fn extend(&mut self, n: u64) -> Result<PageId> {
         let end = self
@@ -80,6 +90,12 @@ impl Allocator {
             Some(a) => self.free.free_committed(id, n, a),
         }
         Ok(())
+    }
+
+    /// Lowers the high-water mark past the reusable pages at the end of the
+    /// file, which leave the free list (`TxnFreeList::trim_tail`).
+    pub(crate) fn trim_tail(&mut self) {
+        self.high_water = self.free.trim_tail(self.high_water);
     }
 
     /// Whether the transaction freed no committed page.

@@ -107,6 +107,11 @@ impl Dirty {
         )
     }
 
+    /// Entries the free list holds now, this transaction's changes included.
+    pub(crate) fn free_len(&self) -> usize {
+        self.alloc.free_len()
+    }
+
     /// Whether the transaction wrote and freed nothing.
     pub(crate) fn is_clean(&self) -> bool {
         self.bufs.is_empty() && self.alloc.freed_none()
@@ -227,6 +232,25 @@ impl PageStore for TxnPages<'_> {
     fn free(&mut self, id: PageId, n: u64) -> Result<()> {
         self.dirty.free(id, n, self.pager)
     }
+
+    fn lowest_free(&self, n: u64) -> Option<PageId> {
+        self.dirty.alloc.peek_run(n)
+    }
+
+    fn move_run(&mut self, id: PageId, n: u64) -> Result<PageId> {
+        if self.dirty.bufs.contains(id) {
+            return Ok(id);
+        }
+        let d = &mut *self.dirty;
+        // Read through the base's checks: the whole run inside the snapshot.
+        let src =
+            MapView::new(self.pager, &d.map, d.base_high_water, d.txn_id - 1).run_bytes(id, n)?;
+        let new = d.alloc.alloc_run(n)?;
+        let buf = d.bufs.insert(new, Box::from(src));
+        header_mut(buf).txn_id = d.txn_id.into();
+        d.alloc.free(id, n, Some(written_by(src)))?;
+        Ok(new)
+    }
 }
 
 /// The commit writes the free-list chain straight into the buffers.
@@ -245,6 +269,10 @@ impl ChainStore for TxnPages<'_> {
 
     fn free_list(&mut self) -> &mut TxnFreeList {
         self.dirty.alloc.free_list()
+    }
+
+    fn trim_tail(&mut self) {
+        self.dirty.alloc.trim_tail();
     }
 
     fn written_by(&self, id: PageId) -> Result<u64> {

@@ -108,6 +108,9 @@ pub(crate) trait ChainStore {
     fn high_water(&self) -> u64;
     /// The transaction's free list.
     fn free_list(&mut self) -> &mut TxnFreeList;
+    /// Lowers the high-water mark past the reusable pages at the end of the
+    /// file, taking them off the list.
+    fn trim_tail(&mut self);
     /// The transaction that wrote committed page `id`, from its header.
     fn written_by(&self, id: PageId) -> Result<u64>;
     /// Allocates a zeroed page (taken from the free list first, which
@@ -134,6 +137,9 @@ pub(crate) fn write_chain(store: &mut impl ChainStore, old: &[PageId]) -> Result
         let by = store.written_by(id)?;
         store.free_list().free_committed(id, 1, by);
     }
+    // The free pages at the end of the file leave the list and the snapshot
+    // before the chain is sized (DESIGN.md, "Shrinking the file").
+    store.trim_tail();
     let txn_id = store.txn_id();
     let cap = freelist_capacity(store.page_size());
     let mut chain = Vec::new();

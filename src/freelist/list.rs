@@ -177,6 +177,18 @@ impl FreeList {
         if n == 1 {
             return self.pop();
         }
+        let start = self.find_run(n)?;
+        for page in start..start + n {
+            self.reusable.remove(&page);
+        }
+        Some(start)
+    }
+
+    /// The first of the lowest `n` consecutive reusable pages, if any.
+    pub(crate) fn find_run(&self, n: u64) -> Option<PageId> {
+        if n == 1 {
+            return self.reusable.first().copied();
+        }
         let mut start = None;
         let mut len = 0;
         let mut prev = None;
@@ -189,17 +201,15 @@ impl FreeList {
             }
             prev = Some(page);
             if len == n {
-                break;
+                return start;
             }
         }
-        if len < n {
-            return None;
-        }
-        let start = start.expect("a run was found");
-        for page in start..start + n {
-            self.reusable.remove(&page);
-        }
-        Some(start)
+        None
+    }
+
+    /// Takes `page` out of the reusable pool; returns whether it was there.
+    fn remove_reusable(&mut self, page: PageId) -> bool {
+        self.reusable.remove(&page)
     }
 
     /// Makes `page` reusable at once.
@@ -288,6 +298,10 @@ pub(crate) struct TxnFreeList {
     /// Committed pages this transaction freed, each with the transaction
     /// that wrote it: pending until the reuse rule allows them.
     freed: Vec<(u64, PageId)>,
+    /// Reusable pages of the list at the end of the file that this
+    /// transaction cut off with the high-water mark (`trim_tail`; given back
+    /// on abort).
+    trimmed: Vec<PageId>,
 }
 
 impl TxnFreeList {
@@ -319,6 +333,14 @@ impl TxnFreeList {
         let p = self.list.take_run(n)?;
         self.taken.extend(p..p + n);
         Some(p)
+    }
+
+    /// The page `take_run(n)` would return, without taking it.
+    pub(crate) fn peek_run(&self, n: u64) -> Option<PageId> {
+        match self.local.last() {
+            Some(&p) if n == 1 => Some(p),
+            _ => self.list.find_run(n),
+        }
     }
 
     /// Frees `n` pages from `id` that this transaction allocated: no snapshot
@@ -357,9 +379,38 @@ impl TxnFreeList {
         list
     }
 
+    /// Lowers `high_water` past the reusable pages at the end of the file
+    /// (this transaction's own freed ones included) and takes them off the
+    /// list: no pinned snapshot reaches them, and the commit's high-water
+    /// mark no longer covers them. Returns the new mark. A page still in use
+    /// or pending stops it.
+    pub(crate) fn trim_tail(&mut self, high_water: u64) -> u64 {
+        let mut hw = high_water;
+        let mut local: Option<BTreeSet<PageId>> = None;
+        while hw > 2 {
+            let top = hw - 1;
+            if self.list.remove_reusable(top) {
+                self.trimmed.push(top);
+            } else {
+                let local = local.get_or_insert_with(|| self.local.iter().copied().collect());
+                if !local.remove(&top) {
+                    break;
+                }
+            }
+            hw = top;
+        }
+        if let Some(local) = local {
+            self.local = local.into_iter().collect();
+        }
+        hw
+    }
+
     /// Gives back everything this transaction took and returns the free list
     /// as it was (with the released groups kept reusable).
     pub(crate) fn abort(&mut self) -> FreeList {
+        for p in self.trimmed.drain(..) {
+            self.list.insert_reusable(p);
+        }
         for p in self.taken.drain(..) {
             self.list.insert_reusable(p);
         }
@@ -609,6 +660,27 @@ mod tests {
         );
         let before = t.abort();
         assert_eq!(before.entries().collect::<Vec<_>>(), start);
+    }
+
+    #[test]
+    fn the_reusable_tail_is_cut_and_given_back_on_abort() {
+        let start = [(0, 0, 3), (0, 0, 7), (0, 0, 8), (5, 4, 6), (0, 0, 9)].map(entry);
+        let mut t = TxnFreeList::new(FreeList::from_entries(start));
+        t.free_own(10, 2);
+        // 11, 10, 9, 8 and 7 go; 6 is pending and stops the cut.
+        assert_eq!(t.trim_tail(12), 7);
+        assert_eq!(
+            t.committed(6).entries().collect::<Vec<_>>(),
+            [(0, 0, 3), (5, 4, 6)].map(entry)
+        );
+        // A page in use stops it at once.
+        assert_eq!(t.trim_tail(7), 7);
+        let before = t.abort();
+        let want = FreeList::from_entries(start);
+        assert_eq!(
+            before.entries().collect::<Vec<_>>(),
+            want.entries().collect::<Vec<_>>()
+        );
     }
 
     #[test]

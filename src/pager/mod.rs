@@ -134,9 +134,19 @@ pub(crate) struct Pager {
     page_size: usize,
     /// The file may not grow past this many bytes (`Options::max_size`).
     max_size: u64,
-    /// Length of the file as this handle knows it. Another process's writer
-    /// may have made it longer; `refresh_len` learns that.
+    /// Length of the file as this handle's readers know it: never below the
+    /// high-water mark of a live snapshot of this handle. Another process's
+    /// writer may have made the file longer (`refresh_len` learns that) or
+    /// shorter (never below a live snapshot's high-water mark, which is all
+    /// a reader reads); a reader's `refresh_len` racing a truncation may
+    /// leave it higher than the file. The writer does not use it.
     file_len: AtomicU64,
+    /// Length of the file as the writer knows it: learnt with `fstat` under
+    /// the writer lock of every process (`writer_len_from_file`), then
+    /// changed only by this handle's writer (`grow`, `shrink`). Readers never
+    /// touch it, so a stale length they learn cannot make `grow` skip an
+    /// allocation.
+    writer_len: AtomicU64,
 }
 
 /// One read-only map of the file: a reservation of address space from the
@@ -291,6 +301,7 @@ impl LockedFile {
             page_size,
             max_size,
             file_len: AtomicU64::new(self.len),
+            writer_len: AtomicU64::new(self.len),
         })
     }
 
@@ -416,6 +427,26 @@ impl Pager {
         self.map.lock().as_ref().map_or(0, |m| m.len())
     }
 
+    /// For the writer, under the writer lock of every process: learns the
+    /// file's real length (`fstat`), which another process's writer may have
+    /// grown or shrunk since this handle last wrote. Returns it.
+    pub(crate) fn writer_len_from_file(&self) -> Result<u64> {
+        let len = self.file.metadata()?.len();
+        self.writer_len.store(len, Ordering::Release);
+        self.file_len.fetch_max(len, Ordering::AcqRel);
+        Ok(len)
+    }
+
+    /// The file's length now (`fstat`), changing nothing this handle knows.
+    pub(crate) fn real_len(&self) -> Result<u64> {
+        Ok(self.file.metadata()?.len())
+    }
+
+    /// The file's length as the writer knows it.
+    pub(crate) fn writer_len(&self) -> u64 {
+        self.writer_len.load(Ordering::Acquire)
+    }
+
     /// Learns the file's length anew: another process may have grown it.
     pub(crate) fn refresh_len(&self) -> Result<u64> {
         let len = self.file.metadata()?.len();
@@ -465,10 +496,15 @@ impl Pager {
         let end = start.and_then(|s| s.checked_add(len as u64));
         match (start, end) {
             (Some(start), Some(end)) if end <= self.file_len().min(map.len()) => {
-                // SAFETY: `start..end` lies inside the map and below `file_len`,
-                // which the file never shrinks under while open (it only grows,
-                // and `refresh_len` learns what other processes grew), so the
-                // range is mapped and backed by the file. The slice borrows `map`,
+                // SAFETY: `start..end` lies inside the map and, as the caller
+                // bounds it, below its snapshot's high-water mark, which the
+                // file never shrinks under while the snapshot lives: a writer
+                // of any process cuts the file only down to the high-water
+                // marks of every live snapshot and both metas, and not at all
+                // while a live snapshot's mark is unknown to it (DESIGN.md,
+                // "Shrinking the file"). So the range is mapped and backed by
+                // the file. (`file_len` bounds it too, where it is not stale.)
+                // The slice borrows `map`,
                 // which stays mapped while borrowed. Nobody writes these bytes
                 // while the slice lives: the writer of every process writes only
                 // pages no live snapshot of any process can reach (DESIGN.md,
@@ -488,7 +524,7 @@ impl Pager {
     /// Writes `data` at the start of page `id`.
     pub(crate) fn write(&self, id: PageId, data: &[u8]) -> Result<()> {
         let offset = id * self.page_size as u64;
-        debug_assert!(offset + data.len() as u64 <= self.file_len());
+        debug_assert!(offset + data.len() as u64 <= self.writer_len().max(self.file_len()));
         self.storage.write_at(offset, data)?;
         Ok(())
     }
@@ -496,7 +532,9 @@ impl Pager {
     /// Writes `bufs` one after the other from the start of page `id`.
     pub(crate) fn write_vectored(&self, id: PageId, bufs: &[&[u8]]) -> Result<()> {
         let offset = id * self.page_size as u64;
-        debug_assert!(offset + bufs.iter().map(|b| b.len() as u64).sum::<u64>() <= self.file_len());
+        debug_assert!(
+            offset + bufs.iter().map(|b| b.len() as u64).sum::<u64>() <= self.writer_len()
+        );
         self.storage.write_vectored_at(offset, bufs)?;
         Ok(())
     }
@@ -507,13 +545,12 @@ impl Pager {
     /// failed write later. Maps are not touched: the transactions that read
     /// the new pages take a map that covers them ([`map_for`](Pager::map_for)).
     pub(crate) fn grow(&self, len: u64) -> Result<()> {
-        // The file's real length, not the one this handle knows: a reader's
-        // `refresh_len` may have seen another process's grow that failed and
-        // was cut back, and growing from there would leave blocks
-        // unallocated (or pages past the end).
-        let current = self.file.metadata()?.len();
+        // The length the writer learnt with `fstat` under the writer lock,
+        // never one a reader learnt: that may be another process's grow
+        // that failed and was cut back, and growing from there would leave
+        // blocks unallocated (or pages past the end).
+        let current = self.writer_len();
         if len <= current {
-            self.file_len.fetch_max(current, Ordering::AcqRel);
             return Ok(());
         }
         if len > self.max_size {
@@ -543,12 +580,36 @@ impl Pager {
                     }
                     Err(e) => return Err(e.into()),
                 }
+                self.writer_len.store(len, Ordering::Release);
                 self.file_len.fetch_max(len, Ordering::AcqRel);
                 return Ok(());
             }
             Err(e) => return Err(e.into()),
         }
+        self.writer_len.store(target, Ordering::Release);
         self.file_len.fetch_max(target, Ordering::AcqRel);
+        Ok(())
+    }
+
+    /// Cuts the file to `len` bytes, for the writer, which has made sure that
+    /// no live snapshot of any process and no meta on disk reaches past it
+    /// (DESIGN.md, "Shrinking the file"). The cut need not be durable: a
+    /// crash that undoes it leaves a longer file, which is harmless.
+    ///
+    /// A failure changes nothing the writer relies on: the length is learnt
+    /// again (`fstat`), and failing that, the next writer learns it anyway.
+    pub(crate) fn shrink(&self, len: u64) -> Result<()> {
+        debug_assert!(len.is_multiple_of(self.page_size as u64));
+        if let Err(e) = self.storage.set_len(len) {
+            let _ = self.writer_len_from_file();
+            return Err(e.into());
+        }
+        self.writer_len.store(len, Ordering::Release);
+        // This handle's readers hold snapshots no longer than `len`; a
+        // concurrent `refresh_len` may raise it again with the length it
+        // learnt before the cut, which only weakens this belt-and-braces
+        // bound back to the snapshots' own.
+        self.file_len.store(len, Ordering::Release);
         Ok(())
     }
 

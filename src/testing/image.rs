@@ -14,6 +14,8 @@ pub struct ImageState {
     pub txn_id: u64,
     /// Page size of the file.
     pub page_size: usize,
+    /// The meta's high-water mark.
+    pub high_water: u64,
     /// Pages reachable from the meta (trees, overflow runs, free-list chain);
     /// `None` when the snapshot does not pass the check.
     pub reachable: Option<Vec<PageId>>,
@@ -37,6 +39,7 @@ pub fn image_state(image: &[u8], page_size: usize) -> Vec<ImageState> {
             slot,
             txn_id: meta.txn_id,
             page_size,
+            high_water: meta.high_water,
             reachable: check_image(image, &meta).ok().map(|(_, r)| r),
         });
     }

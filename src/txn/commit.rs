@@ -54,12 +54,15 @@ impl WriteTxn<'_> {
         pager.grow(sealed.meta.high_water * pager.page_size() as u64)?;
         self.write_out(&sealed)?;
         self.publish(sealed.meta, free);
+        self.cut_tail(&sealed.meta);
         Ok(())
     }
 
-    /// Whether the transaction changed nothing: no table, no page, no catalog.
+    /// Whether the transaction changed nothing: no table, no page, no catalog
+    /// (and was not asked to commit anyway).
     fn unchanged(&self) -> bool {
-        !self.tables.values().any(|t| t.changed)
+        !self.rewrite
+            && !self.tables.values().any(|t| t.changed)
             && self.dirty.is_clean()
             && self.catalog == self.base.catalog
     }
@@ -155,11 +158,53 @@ impl WriteTxn<'_> {
     fn publish(&mut self, meta: Meta, free: Persisted) {
         self.guard.free = free;
         self.guard.known = meta.txn_id;
+        self.core.high_waters.lock().learn(&meta);
         *self.core.latest.lock() = meta;
         self.core.registry.publish(meta.txn_id);
         self.core.registry.set_unfinished(None);
         // This commit overwrote the slot open may have set aside.
         *self.core.set_aside.lock() = None;
+    }
+
+    /// Step 10, after the commit is durable and published: cuts the file
+    /// down to the highest high-water mark anything may still read
+    /// (DESIGN.md, "Shrinking the file"), when that frees at least a growth
+    /// step (an eighth of the file, at least 1 MiB), so that a file near a
+    /// step's boundary does not grow and shrink by turns; a compaction's
+    /// commits cut whatever they can.
+    ///
+    /// The floor is the high-water mark of both metas on disk (this commit's
+    /// and its base's) and of every live snapshot of every process, scanned
+    /// now that this commit is published: a reader whose slot the scan
+    /// misses published after it, so its re-check of `committed` finds this
+    /// commit, which it reads (or it retries). A live snapshot whose mark
+    /// this handle does not know stops the cut. Nothing here can fail the
+    /// commit, which is durable already: a failed cut leaves a longer file,
+    /// as a crash before it would (the `shrink_failures` count says so).
+    fn cut_tail(&self, meta: &Meta) {
+        let pager = &self.core.pager;
+        let ps = pager.page_size() as u64;
+        let len = pager.writer_len();
+        // Compaction (`rewrite`) wants every page back that it can get.
+        let step = if self.rewrite {
+            ps
+        } else {
+            (len / 8).max(1 << 20)
+        };
+        let metas = meta.high_water.max(self.base.high_water);
+        if len < (metas * ps).saturating_add(step) {
+            return;
+        }
+        let Ok(live) = self.core.registry.snapshots() else {
+            return;
+        };
+        let Some(readers) = self.core.high_waters.lock().max_of(&live) else {
+            return;
+        };
+        let floor = metas.max(readers) * ps;
+        if len >= floor.saturating_add(step) && pager.shrink(floor).is_err() {
+            self.core.shrink_failures.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     /// After a failed write or sync, spoils the slot this transaction was

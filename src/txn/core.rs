@@ -1,7 +1,8 @@
 //! What the transactions share: the pager, the registry, the writer lock, and
 //! how a transaction finds the commit it starts from.
 
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::{Mutex, MutexGuard};
 
@@ -42,6 +43,60 @@ pub(crate) struct Core {
     /// The process that opened the handle: a child made by `fork` shares its
     /// locks and must not use it.
     pub pid: u32,
+    /// The high-water mark of every commit this handle has read or written
+    /// a meta of and that a live snapshot may still hold (`HighWaters`):
+    /// what a writer may cut the file down to ("Shrinking the file").
+    pub high_waters: Mutex<HighWaters>,
+    /// Cuts of the file's tail that failed (`Pager::shrink`); each left the
+    /// file longer, nothing else.
+    pub shrink_failures: AtomicU64,
+}
+
+/// Marks a handle keeps at most.
+const MAX_MARKS: usize = 4096;
+
+/// The high-water marks of the commits a handle knows, by transaction id.
+/// The lock file's slots hold snapshot ids only; a writer cuts the file
+/// only when it knows the mark of every snapshot still alive.
+#[derive(Debug, Default)]
+pub(crate) struct HighWaters {
+    marks: BTreeMap<u64, u64>,
+}
+
+impl HighWaters {
+    /// A handle that starts out knowing `meta`.
+    pub(crate) fn new(meta: &Meta) -> HighWaters {
+        let mut h = HighWaters::default();
+        h.learn(meta);
+        h
+    }
+
+    /// Records the high-water mark of `meta`'s commit. A handle that only
+    /// reads never forgets (`forget_before` is the writer's), so the oldest
+    /// marks go past `MAX_MARKS`: a snapshot of those is then unknown, which
+    /// only stops a cut.
+    pub(crate) fn learn(&mut self, meta: &Meta) {
+        self.marks.insert(meta.txn_id, meta.high_water);
+        if self.marks.len() > MAX_MARKS {
+            self.marks.pop_first();
+        }
+    }
+
+    /// The highest mark of the snapshots `ids`, or `None` if one of them is
+    /// unknown to this handle.
+    pub(crate) fn max_of(&self, ids: &BTreeSet<u64>) -> Option<u64> {
+        ids.iter()
+            .map(|id| self.marks.get(id).copied())
+            .try_fold(0, |m, h| Some(m.max(h?)))
+    }
+
+    /// Forgets the commits older than `oldest`: no snapshot of them can start
+    /// any more (new ones take the committed id or newer), and none is
+    /// alive. One that shows up in a later scan anyway (a reader about to
+    /// retry) is unknown, and blocks a cut: the safe side.
+    pub(crate) fn forget_before(&mut self, oldest: u64) {
+        self.marks = self.marks.split_off(&oldest);
+    }
 }
 
 /// Reads the meta of commit `id` from its slot, or from the other one (a
@@ -139,6 +194,7 @@ impl Core {
         }
         let found = read_meta(&self.pager, id)?;
         if let Some(meta) = found {
+            self.high_waters.lock().learn(&meta);
             let mut latest = self.latest.lock();
             if meta.txn_id > latest.txn_id {
                 *latest = meta;
@@ -159,8 +215,11 @@ impl Core {
     /// writable handle has yet, and returns that commit, with `state`
     /// reloaded if another process committed since this handle last wrote.
     pub(crate) fn adopt(&self, state: &mut MutexGuard<'_, WriterState>) -> Result<Meta> {
-        // The file as other writers left it: never grow it from a stale length.
-        self.pager.refresh_len()?;
+        // The file as other writers left it, grown or shrunk: never grow it
+        // from a stale length (a cut by another process would make a length
+        // this handle learnt earlier too long, and `grow` would skip the
+        // allocation a commit needs).
+        self.pager.writer_len_from_file()?;
         let id = self.registry.committed();
         if id > MAX_TXN_ID {
             return Err(Error::LockFile("the lock file names an impossible commit"));

@@ -1,10 +1,11 @@
 //! Transactions: read snapshots, the write transaction and its commit protocol.
 
 mod commit;
+mod compact;
 mod core;
 mod read;
 mod write;
 
-pub(crate) use self::core::{Core, WriterState, publish_snapshot, read_meta};
+pub(crate) use self::core::{Core, HighWaters, WriterState, publish_snapshot, read_meta};
 pub use read::{ReadTxn, SetAside, Stat};
 pub use write::WriteTxn;

@@ -177,7 +177,8 @@ impl<'db> ReadTxn<'db> {
             page_size: self.core.pager.page_size() as u32,
             txn_id: self.meta.txn_id,
             pages: self.meta.high_water,
-            file_size: self.core.pager.file_len(),
+            // Now (`fstat`): another process may have grown or cut it.
+            file_size: self.core.pager.real_len()?,
             map_size: self.core.pager.map_len(),
             free_pages: chain.entries.len() as u64,
             pending_free_pages: pending as u64,

@@ -60,6 +60,9 @@ pub struct WriteTxn<'db> {
     /// The catalog as this transaction changed it.
     pub(super) catalog: TableDesc,
     pub(super) tables: BTreeMap<String, Open>,
+    /// Commit even when nothing changed: the free list is written anew, so
+    /// the pages the metas kept pending move on, and the tail may be cut.
+    pub(super) rewrite: bool,
     finished: bool,
 }
 
@@ -92,6 +95,10 @@ impl<'db> WriteTxn<'db> {
         // a reader publishing after the registry's scan sees `base` (W - 1)
         // or newer, which the metas pin already.
         let meta_limit = txn_id.saturating_sub(2);
+        // No snapshot older than both the base and every live one can
+        // start again: their high-water marks are not needed any more.
+        let oldest = live.first().map_or(base.txn_id, |&o| o.min(base.txn_id));
+        core.high_waters.lock().forget_before(oldest);
         let mut free = std::mem::take(&mut guard.free.list);
         let view = MapView::new(&core.pager, &map, base.high_water, base.txn_id);
         free.release(Pins::new(&live, meta_limit), |id| {
@@ -106,8 +113,14 @@ impl<'db> WriteTxn<'db> {
             base,
             catalog: base.catalog,
             tables: BTreeMap::new(),
+            rewrite: false,
             finished: false,
         })
+    }
+
+    /// The high-water mark of the commit this transaction started from.
+    pub(crate) fn base_high_water(&self) -> u64 {
+        self.base.high_water
     }
 
     /// The id this transaction commits as.
@@ -115,7 +128,7 @@ impl<'db> WriteTxn<'db> {
         self.dirty.txn_id()
     }
 
-    fn view(&self) -> View<'_> {
+    pub(super) fn view(&self) -> View<'_> {
         View::Dirty(self.dirty.view(&self.core.pager))
     }
 

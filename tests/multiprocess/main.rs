@@ -17,6 +17,7 @@ mod growth;
 mod lockfile;
 mod opening;
 mod reclaim;
+mod shrink;
 mod writer_kills;
 
 use std::io::{BufRead, BufReader, Write};
@@ -61,6 +62,7 @@ fn child_process() {
         "opener" => opening::opener(&path),
         "grow_watcher" => growth::watcher(&path),
         "crowd" => reclaim::crowd(&path, &args),
+        "shrink_watcher" => shrink::watcher(&path),
         other => panic!("unknown role {other}"),
     }
 }

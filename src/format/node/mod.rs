@@ -15,7 +15,7 @@ pub(crate) use cell::{
 };
 pub(crate) use layout::{BRANCH_HEAD_COST, cell_cost, max_key, usable, value_inline};
 pub(crate) use view::{LeafValue, Node};
-pub(crate) use write::{build, insert_cell, rebuild, remove_cell, set_child};
+pub(crate) use write::{build, insert_cell, rebuild, remove_cell, set_child, set_overflow};
 
 #[cfg(test)]
 mod tests;

@@ -4,6 +4,7 @@
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, IntoBytes};
 
+use super::cell::leaf_cell_overflow_ref;
 use super::layout::{NODE_HEADER_SIZE, NodeHeader, SLOT, cell_cost, usable};
 use super::view::Node;
 use crate::error::{Result, corrupted};
@@ -103,6 +104,24 @@ pub(crate) fn set_child(page: &mut [u8], id: PageId, i: usize, child: PageId) ->
     let off = node.cell_offset(i)?;
     node.cell(i)?;
     page[off..off + 8].copy_from_slice(&child.to_le_bytes());
+    Ok(())
+}
+
+/// Points the overflow reference of leaf cell `i` of the dirty node `page`
+/// at the run starting at `run`.
+pub(crate) fn set_overflow(page: &mut [u8], id: PageId, i: usize, run: PageId) -> Result<()> {
+    let node = Node::parse(page, id)?;
+    if !node.leaf || i >= node.count {
+        return corrupted(id, "entry index past the leaf end");
+    }
+    let off = node.cell_offset(i)?;
+    let cell = node.cell(i)?;
+    if leaf_cell_overflow_ref(cell).is_none() {
+        return corrupted(id, "entry holds its value inline");
+    }
+    // An overflow cell ends with the run's first page.
+    let at = off + cell.len() - 8;
+    page[at..at + 8].copy_from_slice(&run.to_le_bytes());
     Ok(())
 }
 

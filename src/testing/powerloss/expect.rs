@@ -58,7 +58,24 @@ impl Expect {
         for r in &self.readers {
             protected.extend(r.iter().copied());
         }
+        // A cut of the file must leave every page a durable meta or a live
+        // reader reaches, and both metas' high-water marks.
+        let floor = states
+            .iter()
+            .map(|s| s.high_water)
+            .chain(protected.iter().map(|&p| p + 1))
+            .max()
+            .unwrap_or(0);
         for op in cp.pending {
+            if let Op::SetLen(len) = op
+                && *len < floor * ps as u64
+            {
+                self.figures.monitor_violations += 1;
+                self.problem(format!(
+                    "the file is cut to {len} bytes, below page {floor}, at sync {}",
+                    cp.syncs
+                ));
+            }
             let Op::Write { offset, data } = op else {
                 continue;
             };

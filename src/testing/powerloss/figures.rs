@@ -39,6 +39,10 @@ pub struct Figures {
     /// Crash images built from the power losses of the chained crashes
     /// (counted in `images` too).
     pub chained_images: u64,
+    /// Big deletes followed by `compact` (the file cut at commit).
+    pub compactions: u64,
+    /// Of those, the ones that gave bytes back to the file system.
+    pub cuts: u64,
     /// Readers held over many commits (20 or more).
     pub long_readers: u64,
     /// Readers whose snapshot, read again when they ended, was not what it
@@ -65,7 +69,7 @@ impl fmt::Display for Figures {
             "RELIABILITY suite=powerloss seed={} page_size={} txns={} crash_points={} images={} \
              lost_acked={} mixed_states={} unopenable={} check_failures={} monitor_violations={} \
              after_txns={} single_sync_commits={} two_sync_commits={} chained={} \
-             chained_images={} long_readers={} reader_changes={}",
+             chained_images={} long_readers={} reader_changes={} compactions={} cuts={}",
             self.seed,
             self.page_size,
             self.txns,
@@ -82,7 +86,9 @@ impl fmt::Display for Figures {
             self.chained,
             self.chained_images,
             self.long_readers,
-            self.reader_changes
+            self.reader_changes,
+            self.compactions,
+            self.cuts
         )
     }
 }

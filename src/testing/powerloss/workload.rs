@@ -78,6 +78,12 @@ pub fn run(seed: u64, page_size: usize, txns: u64, images: u64) -> (Figures, Vec
         // Every tenth attempt is a big transaction.
         attempts += 1;
         let big = attempts.is_multiple_of(10);
+        // Every 40th deletes most keys and compacts: the file is cut.
+        if attempts.is_multiple_of(40) {
+            shrink(&db, &mut model, &mut rng, &expect);
+            committed += 1;
+            continue;
+        }
         if !random_txn(&db, &mut model, &mut rng, big, announce).expect("workload transaction") {
             continue;
         }
@@ -109,6 +115,40 @@ pub fn run(seed: u64, page_size: usize, txns: u64, images: u64) -> (Figures, Vec
     drop(db);
     let _ = std::fs::remove_dir_all(&dir);
     out
+}
+
+/// Deletes nine keys in ten of every table in one commit, then compacts
+/// (several commits of the same data, the last ones cutting the file).
+fn shrink(db: &Database, model: &mut Model, rng: &mut Rng, expect: &Mutex<Expect>) {
+    let mut next = model.clone();
+    let mut w = db.begin_write().expect("begin the big delete");
+    for (name, entries) in next.iter_mut() {
+        let mut t = w.open_table(name).expect("open a table");
+        entries.retain(|key, _| {
+            if rng.below(10) == 0 {
+                return true;
+            }
+            t.remove(key).expect("remove a key");
+            false
+        });
+    }
+    expect.lock().in_flight = Some(next.clone());
+    w.commit().expect("commit the big delete");
+    *model = next;
+    {
+        let mut e = expect.lock();
+        e.acked = model.clone();
+        e.acked_txn = db.last_txn_id();
+        e.figures.compactions += 1;
+    }
+    // Every commit of the compaction holds the same data: acknowledged.
+    let returned = db.compact().expect("compact");
+    let mut e = expect.lock();
+    e.acked_txn = db.last_txn_id();
+    e.in_flight = None;
+    if returned > 0 {
+        e.figures.cuts += 1;
+    }
 }
 
 /// A reader the workload holds over some commits.
