@@ -15,6 +15,11 @@ use crate::view::run_len;
 /// page's parent is copied too, to point at the copy (the copy goes to the
 /// lowest free page, like any). Returns the pages moved.
 ///
+/// A move is made only while the free pages left cover it, the copies of
+/// every node on its path, and `keep` more (the commit's free-list chain):
+/// so the walk never takes a page past the end of the file, which a file
+/// at `Options::max_size` could not give.
+///
 /// Every node is read once; the walk is bounded by the descriptor's depth,
 /// as a search is.
 pub(crate) fn relocate<S: PageStore>(
@@ -22,6 +27,7 @@ pub(crate) fn relocate<S: PageStore>(
     desc: &mut TableDesc,
     above: PageId,
     budget: u64,
+    keep: u64,
 ) -> Result<u64> {
     if desc.root == 0 {
         return Ok(0);
@@ -29,6 +35,7 @@ pub(crate) fn relocate<S: PageStore>(
     let mut walk = Walk {
         above,
         budget,
+        keep,
         moved: 0,
         depth: desc.depth,
     };
@@ -41,15 +48,23 @@ pub(crate) fn relocate<S: PageStore>(
 struct Walk {
     above: PageId,
     budget: u64,
+    /// Free pages no move may take: the commit's chain needs them.
+    keep: u64,
     moved: u64,
     depth: u32,
 }
 
 impl Walk {
-    /// Whether `n` pages at `id` should move: they lie at or past `above`,
-    /// and the free list holds `n` consecutive pages lower down.
-    fn worth<S: PageStore>(&self, s: &S, id: PageId, n: u64) -> bool {
-        id >= self.above && self.moved < self.budget && s.lowest_free(n).is_some_and(|q| q < id)
+    /// Whether `n` pages at `id`, referred to from `path` nodes (the node
+    /// holding the reference and its ancestors), should move: they lie at or
+    /// past `above`, the free list holds `n` consecutive pages lower down,
+    /// and enough free pages are left for them, a copy of each node on the
+    /// path, and `keep`.
+    fn worth<S: PageStore>(&self, s: &S, id: PageId, n: u64, path: u64) -> bool {
+        id >= self.above
+            && self.moved < self.budget
+            && s.spare_pages() >= n.saturating_add(path).saturating_add(self.keep)
+            && s.lowest_free(n).is_some_and(|q| q < id)
     }
 
     /// Relocates the subtree of node `id` at `level`; returns the node's new
@@ -82,7 +97,7 @@ impl Walk {
         let mut updates: Vec<(usize, PageId)> = Vec::new();
         for (i, target, n) in refs {
             let new = if leaf {
-                if !self.worth(s, target, n) {
+                if !self.worth(s, target, n, level as u64 + 1) {
                     continue;
                 }
                 let new = s.move_run(target, n)?;
@@ -98,7 +113,7 @@ impl Walk {
                 updates.push((i, new));
             }
         }
-        let moves = self.worth(s, id, 1);
+        let moves = self.worth(s, id, 1, level as u64);
         if updates.is_empty() && !moves {
             return Ok(None);
         }

@@ -35,6 +35,11 @@ pub(crate) trait PageStore {
         None
     }
 
+    /// Free pages an allocation can take now without growing the file.
+    fn spare_pages(&self) -> u64 {
+        0
+    }
+
     /// Moves the `n`-page overflow run at `id` to newly allocated pages, as
     /// `cow` does a node: returns `id` itself if it is already dirty. A
     /// store without a free list keeps it where it is.

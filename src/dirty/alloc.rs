@@ -58,6 +58,11 @@ impl Allocator {
         self.free.len()
     }
 
+    /// Pages an allocation can take now without growing the file.
+    pub(crate) fn spare(&self) -> usize {
+        self.free.spare()
+    }
+
     /// Takes `n` pages past the high-water mark.
     fn extend(&mut self, n: u64) -> Result<PageId> {
         let end = self

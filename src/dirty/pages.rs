@@ -237,6 +237,10 @@ impl PageStore for TxnPages<'_> {
         self.dirty.alloc.peek_run(n)
     }
 
+    fn spare_pages(&self) -> u64 {
+        self.dirty.alloc.spare() as u64
+    }
+
     fn move_run(&mut self, id: PageId, n: u64) -> Result<PageId> {
         if self.dirty.bufs.contains(id) {
             return Ok(id);

@@ -66,7 +66,16 @@ pub(crate) struct FreeList {
     /// freed them (`T`); each group holds `(written_by, page)`, sorted, so
     /// that the pages a release takes are a suffix of it.
     pending: BTreeMap<u64, Vec<(u64, PageId)>>,
+    /// For runs of 2 to `RUN_HINTS + 1` pages: no run that long starts
+    /// below this page. The pool only shrinks between insertions, so a scan
+    /// for a run goes on from where the last one stopped, not from the
+    /// lowest page (compaction looks for thousands of runs in one
+    /// transaction). Any insertion resets them.
+    run_floor: [std::cell::Cell<PageId>; RUN_HINTS],
 }
+
+/// Run lengths whose search remembers where it stopped (`run_floor`).
+const RUN_HINTS: usize = 8;
 
 impl FreeList {
     /// Rebuilds the list from persisted entries.
@@ -165,6 +174,7 @@ impl FreeList {
         for t in emptied {
             self.pending.remove(&t);
         }
+        self.grew();
     }
 
     /// Takes the lowest reusable page.
@@ -189,10 +199,16 @@ impl FreeList {
         if n == 1 {
             return self.reusable.first().copied();
         }
+        // No run of `n` (nor a longer one, which starts with one) below it.
+        let hint = usize::try_from(n - 2)
+            .ok()
+            .and_then(|i| self.run_floor.get(i));
+        let floor = hint.map_or(0, |h| h.get());
         let mut start = None;
         let mut len = 0;
         let mut prev = None;
-        for &page in &self.reusable {
+        let mut found = None;
+        for &page in self.reusable.range(floor..) {
             if prev.is_some_and(|p: PageId| p + 1 == page) {
                 len += 1;
             } else {
@@ -201,10 +217,21 @@ impl FreeList {
             }
             prev = Some(page);
             if len == n {
-                return start;
+                found = start;
+                break;
             }
         }
-        None
+        if let Some(h) = hint {
+            h.set(found.unwrap_or(PageId::MAX));
+        }
+        found
+    }
+
+    /// Forgets where run searches stopped: the pool gained pages.
+    fn grew(&self) {
+        for h in &self.run_floor {
+            h.set(0);
+        }
     }
 
     /// Takes `page` out of the reusable pool; returns whether it was there.
@@ -215,6 +242,7 @@ impl FreeList {
     /// Makes `page` reusable at once.
     pub(crate) fn insert_reusable(&mut self, page: PageId) {
         self.reusable.insert(page);
+        self.grew();
     }
 
     /// Records pages freed by transaction `txn_id`, each with the transaction
@@ -233,7 +261,6 @@ impl FreeList {
     }
 
     /// Number of pages reusable now.
-    #[cfg(test)]
     pub(crate) fn reusable_len(&self) -> usize {
         self.reusable.len()
     }
@@ -366,6 +393,11 @@ impl TxnFreeList {
         self.list.len() + self.local.len() + self.freed.len()
     }
 
+    /// Pages an allocation can take now without growing the file.
+    pub(crate) fn spare(&self) -> usize {
+        self.list.reusable_len() + self.local.len()
+    }
+
     /// The free list after transaction `txn_id` (this one) commits: its pool,
     /// its leftovers as reusable, and its freed pages as pending. A copy: the
     /// commit may still refuse it (`ListRules`), and then an abort needs the
@@ -436,6 +468,25 @@ mod tests {
 
     fn popped(f: &mut FreeList) -> Vec<PageId> {
         std::iter::from_fn(|| f.pop()).collect()
+    }
+
+    /// A run search goes on from where the last stopped while the pool
+    /// only shrinks, and from the start again once it gains a page.
+    #[test]
+    fn run_searches_resume_until_the_pool_grows() {
+        let mut f = FreeList::default();
+        for p in [2, 4, 5, 7, 8, 9] {
+            f.insert_reusable(p);
+        }
+        assert_eq!(f.take_run(2), Some(4));
+        assert_eq!(f.find_run(2), Some(7));
+        assert_eq!(f.find_run(3), Some(7));
+        assert_eq!(f.take_run(3), Some(7));
+        assert_eq!(f.find_run(2), None);
+        f.insert_reusable(3);
+        assert_eq!(f.find_run(2), Some(2));
+        assert_eq!(f.take_run(2), Some(2));
+        assert_eq!(f.find_run(2), None);
     }
 
     #[test]

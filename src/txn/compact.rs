@@ -5,6 +5,7 @@
 use super::write::{Open, WriteTxn};
 use crate::btree;
 use crate::error::{Result, corrupted};
+use crate::format::page::freelist_capacity;
 use crate::table::{catalog_get, catalog_names};
 
 impl WriteTxn<'_> {
@@ -26,10 +27,14 @@ impl WriteTxn<'_> {
         // page waiting for it lower down, or will have.
         let free = self.dirty.free_len() as u64;
         let in_use = self.dirty.high_water().saturating_sub(free).max(2);
+        // Moves take reusable pages and free as many (pending): the list keeps
+        // its length, and its chain needs this many pages at the commit.
+        let cap = freelist_capacity(self.core.pager.page_size()) as u64;
+        let keep = free.div_ceil(cap) + 1;
         let names = catalog_names(self.view(), &self.catalog)?;
         let mut catalog = self.catalog;
         let mut pages = self.dirty.lend(&self.core.pager);
-        let mut moved = btree::relocate(&mut pages, &mut catalog, in_use, budget)?;
+        let mut moved = btree::relocate(&mut pages, &mut catalog, in_use, budget, keep)?;
         self.catalog = catalog;
         for name in names {
             if moved >= budget {
@@ -44,7 +49,7 @@ impl WriteTxn<'_> {
             };
             let mut moved_desc = desc;
             let mut pages = self.dirty.lend(&self.core.pager);
-            moved += btree::relocate(&mut pages, &mut moved_desc, in_use, budget - moved)?;
+            moved += btree::relocate(&mut pages, &mut moved_desc, in_use, budget - moved, keep)?;
             if moved_desc != desc {
                 let open = self.tables.entry(name).or_insert(Open {
                     desc,
