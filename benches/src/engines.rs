@@ -2,7 +2,7 @@
 //! every write transaction is synchronous when it returns.
 
 use std::ops::Bound;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// What the workloads need from an engine. All of it takes `&self`, so reads
 /// can run from several threads at once.
@@ -22,6 +22,20 @@ pub trait Engine: Sync {
     /// whatever is written meanwhile, until dropped; or why the engine has
     /// none.
     fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>, &'static str>;
+    /// Gives the space of removed data back to the file system, with the
+    /// database open, or writes a compacted copy of it into the empty
+    /// directory `spare` if that is all the engine can do; or says why it can
+    /// do neither.
+    fn compact(&mut self, spare: &Path) -> Result<Compaction, &'static str>;
+}
+
+/// How `Engine::compact` compacted.
+pub enum Compaction {
+    /// In place: the engine's own files are the compacted database.
+    InPlace,
+    /// Into a copy, this file (durable when `compact` returns); the engine's
+    /// own files are left as they were.
+    Copy(PathBuf),
 }
 
 /// A read transaction or snapshot held open across writes.
@@ -145,6 +159,11 @@ impl Engine for Larch {
     fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>, &'static str> {
         Ok(Box::new(self.0.begin_read().unwrap()))
     }
+
+    fn compact(&mut self, _spare: &Path) -> Result<Compaction, &'static str> {
+        self.0.compact().unwrap();
+        Ok(Compaction::InPlace)
+    }
 }
 
 impl Snapshot for larch::ReadTxn<'_> {
@@ -243,6 +262,19 @@ impl Engine for Lmdb {
         let txn = self.env.read_txn().unwrap();
         Ok(Box::new(LmdbSnapshot { txn, db: self.db }))
     }
+
+    /// LMDB never shrinks its file: the closest is `mdb_env_copy2` with
+    /// `MDB_CP_COMPACT`, which writes the live pages, renumbered, to a new
+    /// file. The copy is synced before returning, as a commit would be.
+    fn compact(&mut self, spare: &Path) -> Result<Compaction, &'static str> {
+        let path = spare.join("data.mdb");
+        let file = self
+            .env
+            .copy_to_path(&path, heed::CompactionOption::Enabled)
+            .unwrap();
+        file.sync_all().unwrap();
+        Ok(Compaction::Copy(path))
+    }
 }
 
 /// An LMDB read transaction and the database to read through it.
@@ -325,6 +357,13 @@ impl Engine for Redb {
         use redb::ReadableDatabase;
         Ok(Box::new(self.0.begin_read().unwrap()))
     }
+
+    /// `Database::compact` runs its compaction transactions until one moves
+    /// nothing; it needs no transaction open, hence `&mut`.
+    fn compact(&mut self, _spare: &Path) -> Result<Compaction, &'static str> {
+        self.0.compact().unwrap();
+        Ok(Compaction::InPlace)
+    }
 }
 
 impl Snapshot for redb::ReadTransaction {
@@ -390,6 +429,10 @@ impl Engine for Sled {
             "sled has no snapshots (its reads see every later write); it ran without the held reader",
         )
     }
+
+    fn compact(&mut self, _spare: &Path) -> Result<Compaction, &'static str> {
+        Err("sled 0.34 has no call that compacts or shrinks its files")
+    }
 }
 
 /// RocksDB with its defaults and `sync = true` on every write batch.
@@ -452,6 +495,13 @@ impl Engine for Rocks {
 
     fn snapshot(&self) -> Result<Box<dyn Snapshot + '_>, &'static str> {
         Ok(Box::new(self.0.snapshot()))
+    }
+
+    /// A manual compaction of the whole key range, which flushes the memtable
+    /// first and drops the deleted entries with their tombstones.
+    fn compact(&mut self, _spare: &Path) -> Result<Compaction, &'static str> {
+        self.0.compact_range(None::<&[u8]>, None::<&[u8]>);
+        Ok(Compaction::InPlace)
     }
 }
 

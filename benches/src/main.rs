@@ -20,6 +20,14 @@
 //! rewrite a random 10% of the keys, while a snapshot taken after the load is
 //! held through the first 10 (see `churn`). It reports the time of the rounds
 //! and the files' size at the end (`file_after_churn`).
+//!
+//! `compact_after_delete` measures how much of the space of deleted data an
+//! engine gives back: on a database of its own, always 200,000 pairs of 24-byte
+//! keys and 5,000-byte values (about 1 GiB) whatever `--n`, loaded in
+//! transactions of 2,000 pairs, 90% of the keys, chosen at random, are deleted
+//! in transactions of 2,000, and the engine compacts (see `compact`). It
+//! reports the compaction's time and the files' size after the deletes and
+//! after the compaction (`file_after_delete`, `file_after_compact`).
 
 mod engines;
 mod plot;
@@ -34,13 +42,14 @@ use std::time::Instant;
 use clap::Parser;
 use indicatif::{ProgressBar, ProgressStyle};
 
-use engines::{ENGINES, Engine, KNOWN};
+use engines::{Compaction, ENGINES, Engine, KNOWN};
 
 #[derive(Parser, Debug)]
 #[command(about = "Benchmark larch against LMDB, redb, sled and RocksDB")]
 struct Args {
     /// Number of key-value pairs loaded (24-byte keys, 150-byte values);
-    /// churn_long_reader always loads 200,000, whatever --n.
+    /// churn_long_reader and compact_after_delete always load 200,000 (the
+    /// latter with 5,000-byte values), whatever --n.
     #[arg(long, default_value_t = 1_000_000)]
     n: usize,
     /// Engines to run, comma-separated (default: all built in; RocksDB only
@@ -86,7 +95,11 @@ const WORKLOADS: &[&str] = &[
     "reads_2_processes",
     "remove_half",
     "churn_long_reader",
+    "compact_after_delete",
 ];
+
+/// The workloads with a database of their own, not the data of `--n`.
+const OWN_DATABASE: &[&str] = &["churn_long_reader", "compact_after_delete"];
 
 /// Sizes measured, in bytes.
 const SIZES: &[&str] = &[
@@ -94,6 +107,8 @@ const SIZES: &[&str] = &[
     "file_after_remove",
     "peak_rss",
     "file_after_churn",
+    "file_after_delete",
+    "file_after_compact",
 ];
 
 /// Pairs in `churn_long_reader`'s database, whatever `--n`: about 30 MiB of
@@ -105,6 +120,17 @@ const CHURN_ROUNDS: usize = 20;
 const CHURN_HELD: usize = 10;
 /// Keys the held reader reads before it is dropped.
 const CHURN_CHECKS: usize = 500;
+
+/// Pairs in `compact_after_delete`'s database, whatever `--n`.
+const COMPACT_KEYS: usize = 200_000;
+/// Bytes of each of its values: with the keys, about 1 GiB in all.
+const COMPACT_VALUE: usize = 5_000;
+/// Pairs loaded, or keys deleted, per write transaction.
+const COMPACT_BATCH: usize = 2_000;
+/// Keys deleted: 90%.
+const COMPACT_DELETED: usize = COMPACT_KEYS / 10 * 9;
+/// Bytes of keys and values left after the deletes.
+const COMPACT_LIVE: usize = (COMPACT_KEYS - COMPACT_DELETED) * (24 + COMPACT_VALUE);
 
 /// A small deterministic random generator (splitmix64).
 struct Rng(u64);
@@ -285,6 +311,53 @@ fn churn(name: &str, base: &Path) -> (f64, u64, Option<&'static str>) {
     (ms, dir_size(dir.path()), no_reader)
 }
 
+/// `compact_after_delete` on engine `name`, in a fresh directory under
+/// `base`: loads `COMPACT_KEYS` pairs (each transaction's values generated
+/// just before it, so that the harness never holds the gigabyte), deletes
+/// `COMPACT_DELETED` keys chosen at random, in random order, then compacts.
+/// Returns the bytes of the engine's files after the deletes, and the
+/// milliseconds of the compaction alone, the bytes after it (the copy's, for
+/// an engine that compacts into a copy) and how it ran; or why the engine
+/// cannot compact. Sizes are taken with the database open, as an online
+/// compaction leaves it. The engine must still hold the keys not deleted
+/// afterwards.
+fn compact(name: &str, base: &Path) -> (u64, Result<(f64, u64, Compaction), &'static str>) {
+    let mut rng = Rng(0xc0a7);
+    let keys: Vec<Vec<u8>> = (0..COMPACT_KEYS).map(|_| rng.bytes(24)).collect();
+    let dir = tempfile::tempdir_in(base).expect("temporary directory");
+    let spare = tempfile::tempdir_in(base).expect("temporary directory");
+    let mut engine = engines::open(name, dir.path());
+    for chunk in keys.chunks(COMPACT_BATCH) {
+        let pairs: Pairs = chunk
+            .iter()
+            .map(|k| (k.clone(), rng.bytes(COMPACT_VALUE)))
+            .collect();
+        engine.write(&pairs);
+    }
+    let mut order: Vec<usize> = (0..COMPACT_KEYS).collect();
+    rng.shuffle(&mut order);
+    for chunk in order[..COMPACT_DELETED].chunks(COMPACT_BATCH) {
+        let doomed: Vec<Vec<u8>> = chunk.iter().map(|&i| keys[i].clone()).collect();
+        engine.remove(&doomed);
+    }
+    let after_delete = dir_size(dir.path());
+    let (ms, how) = timed(|| engine.compact(spare.path()));
+    let compacted = how.map(|how| {
+        let bytes = match &how {
+            Compaction::InPlace => dir_size(dir.path()),
+            Compaction::Copy(file) => std::fs::metadata(file).expect("the compacted copy").len(),
+        };
+        (ms, bytes, how)
+    });
+    assert_eq!(
+        engine.len(),
+        (COMPACT_KEYS - COMPACT_DELETED) as u64,
+        "pairs left after the compaction"
+    );
+    drop(engine);
+    (after_delete, compacted)
+}
+
 /// Total size of the files under `dir`.
 fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -368,10 +441,10 @@ fn timed<T>(f: impl FnOnce() -> T) -> (f64, T) {
 /// for one it ran differently.
 fn run_engine(name: &str, n: usize, base: &Path, wanted: &dyn Fn(&str) -> bool) {
     // The workloads on the data of `--n`, all after the random bulk load;
-    // none when only churn_long_reader, which has its own database, is wanted.
+    // none when only workloads with databases of their own are wanted.
     if WORKLOADS
         .iter()
-        .any(|w| *w != "churn_long_reader" && wanted(w))
+        .any(|w| !OWN_DATABASE.contains(w) && wanted(w))
     {
         let data = Data::new(n);
         run_suite(name, &data, base, wanted);
@@ -385,6 +458,25 @@ fn run_engine(name: &str, n: usize, base: &Path, wanted: &dyn Fn(&str) -> bool) 
         }
         println!("ms churn_long_reader {ms:.3}");
         println!("bytes file_after_churn {bytes}");
+    }
+    if wanted("compact_after_delete") {
+        println!("start compact_after_delete");
+        let (after_delete, compacted) = compact(name, base);
+        println!("bytes file_after_delete {after_delete}");
+        match compacted {
+            Ok((ms, bytes, how)) => {
+                if let Compaction::Copy(_) = how {
+                    println!(
+                        "note compact_after_delete a compacting copy to a new file, synced, \
+                         not in place: file_after_compact is the copy's size, and the \
+                         database's own file keeps its size"
+                    );
+                }
+                println!("bytes file_after_compact {bytes}");
+                println!("ms compact_after_delete {ms:.3}");
+            }
+            Err(why) => println!("skip compact_after_delete {why}"),
+        }
     }
 }
 
@@ -650,6 +742,20 @@ fn table(engines: &[String], results: &BTreeMap<String, Figures>) -> String {
              a snapshot taken after the load held through the first {CHURN_HELD}.\n"
         );
     }
+    if results
+        .values()
+        .any(|f| f.bytes.contains_key("file_after_delete"))
+    {
+        out += &format!(
+            "\ncompact_after_delete, file_after_delete and file_after_compact: \
+             {COMPACT_KEYS} pairs of 24-byte keys and {COMPACT_VALUE}-byte values whatever n, \
+             loaded in transactions of {COMPACT_BATCH}; {COMPACT_DELETED} keys deleted at \
+             random in transactions of {COMPACT_BATCH}, leaving {} of keys and values \
+             ({COMPACT_LIVE} bytes); sizes with the database open, the time is the \
+             compaction's alone.\n",
+            mib(COMPACT_LIVE as u64)
+        );
+    }
     // How a workload ran differently, once per engine and workload.
     let notes: Vec<String> = engines
         .iter()
@@ -668,8 +774,12 @@ fn table(engines: &[String], results: &BTreeMap<String, Figures>) -> String {
 }
 
 fn json(n: usize, results: &BTreeMap<String, Figures>) -> String {
-    let mut out =
-        format!("{{\n  \"n\": {n},\n  \"churn_keys\": {CHURN_KEYS},\n  \"engines\": {{\n");
+    let mut out = format!(
+        "{{\n  \"n\": {n},\n  \"churn_keys\": {CHURN_KEYS},\n  \
+         \"compact_keys\": {COMPACT_KEYS},\n  \"compact_value_bytes\": {COMPACT_VALUE},\n  \
+         \"compact_deleted\": {COMPACT_DELETED},\n  \"compact_live_bytes\": {COMPACT_LIVE},\n  \
+         \"engines\": {{\n"
+    );
     let engines: Vec<String> = results
         .iter()
         .map(|(name, f)| {
@@ -789,13 +899,17 @@ fn main() -> ExitCode {
     bar.finish_and_clear();
 
     let table = table(&engines, &results);
-    let churn_n = if wanted("churn_long_reader") {
-        format!("; churn_long_reader {CHURN_KEYS} whatever n")
-    } else {
-        String::new()
-    };
+    let mut own_n = String::new();
+    if wanted("churn_long_reader") {
+        own_n += &format!("; churn_long_reader {CHURN_KEYS} whatever n");
+    }
+    if wanted("compact_after_delete") {
+        own_n += &format!(
+            "; compact_after_delete {COMPACT_KEYS} with {COMPACT_VALUE}-byte values whatever n"
+        );
+    }
     println!(
-        "n = {} (24-byte keys, 150-byte values{churn_n}), times in milliseconds\n",
+        "n = {} (24-byte keys, 150-byte values{own_n}), times in milliseconds\n",
         args.n
     );
     println!("{table}");
