@@ -83,8 +83,13 @@ impl Walk {
             if node.is_leaf() {
                 for i in 0..node.count() {
                     if let (_, LeafValue::Overflow { page, len }) = node.entry(i)? {
-                        // The one check of a run's header, as freeing it does.
-                        refs.push((i, page, run_len(s.page(page)?, page, len, ps)?));
+                        // A run below `above` stays: its header is not read
+                        // (a cold page of the map, every pass). One that may
+                        // move gets the one check of a run's header, as
+                        // freeing it does.
+                        if page >= self.above {
+                            refs.push((i, page, run_len(s.page(page)?, page, len, ps)?));
+                        }
                     }
                 }
             } else {
