@@ -182,7 +182,8 @@ impl Options {
     ///   [`Error::Corrupted`] rather than a wild read, but a page that the
     ///   free list names while a tree still reaches it (or that two trees
     ///   share) would be reused by the writer while a reader holds a slice of
-    ///   it. A file from anywhere else (received, restored from an untrusted
+    ///   it, and one at the end of the file would be cut off with the free
+    ///   tail by the next commits. A file from anywhere else (received, restored from an untrusted
     ///   backup, edited by another tool) must be opened with
     ///   [`verify(true)`](Options::verify), which rules that out before any
     ///   transaction starts; that lifts this second condition.
