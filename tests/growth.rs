@@ -37,6 +37,20 @@ fn load(db: &Database, from: u32, to: u32, len: usize, per_commit: u32) {
     }
 }
 
+/// Commits keys `0, 1, ...` with values of `len` bytes, one a commit, until
+/// a commit fails: returns how many committed, and the error.
+fn fill(db: &Database, len: usize) -> (u32, Error) {
+    let mut n = 0;
+    loop {
+        let mut w = db.begin_write().unwrap();
+        let r = w.open_table("t").unwrap().insert(&key(n), &value(n, len));
+        match r.and_then(|()| w.commit()) {
+            Ok(()) => n += 1,
+            Err(e) => return (n, e),
+        }
+    }
+}
+
 /// Checks that the snapshot of `r` holds exactly keys `0..n`, each with its
 /// value of `len` bytes.
 fn verify(r: &larch::ReadTxn<'_>, n: u32, len: usize) {
@@ -144,15 +158,7 @@ fn max_size_is_a_ceiling_and_a_reopen_may_raise_it() {
     // SAFETY: the test owns the file.
     let db = unsafe { opts(4 * MIB).open(&path) }.unwrap();
     let len = 64 << 10;
-    let mut n = 0;
-    let err = loop {
-        let mut w = db.begin_write().unwrap();
-        let r = w.open_table("t").unwrap().insert(&key(n), &value(n, len));
-        match r.and_then(|()| w.commit()) {
-            Ok(()) => n += 1,
-            Err(e) => break e,
-        }
-    };
+    let (n, err) = fill(&db, len);
     assert!(
         matches!(err, Error::MapFull { limit, reason, .. }
             if limit == 4 * MIB && reason.contains("max_size")),
@@ -201,15 +207,7 @@ fn full_disk(path: &Path) {
         // SAFETY: the test owns the file.
         let db = Options::new().map_size(64 << 10).open(path).unwrap();
         let len = 64 << 10;
-        let mut n = 0;
-        let err = loop {
-            let mut w = db.begin_write().unwrap();
-            let r = w.open_table("t").unwrap().insert(&key(n), &value(n, len));
-            match r.and_then(|()| w.commit()) {
-                Ok(()) => n += 1,
-                Err(e) => break e,
-            }
-        };
+        let (n, err) = fill(&db, len);
         assert!(
             matches!(err, Error::MapFull { reason, .. } if reason.contains("space")),
             "{err:?}"
@@ -248,31 +246,6 @@ fn a_full_disk_is_map_full_and_the_database_stays_usable() {
     db.check().unwrap();
 }
 
-/// A small file system mounted for one test, unmounted when dropped.
-struct Mounted(tempfile::TempDir);
-
-impl Mounted {
-    /// A tmpfs of `bytes`, or `None` where this process may not mount one.
-    fn tmpfs(bytes: u64) -> Option<Mounted> {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(dir.path())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(Mounted(dir))
-    }
-}
-
-impl Drop for Mounted {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.0.path())
-            .status();
-    }
-}
-
 /// A full file system: the commit that needs more space fails with
 /// `MapFull` when it grows the file, before it writes a page, so the handle
 /// is not poisoned; once space is freed the same handle commits again.
@@ -281,25 +254,17 @@ impl Drop for Mounted {
 /// tmpfs; skipped, and says so, without it.
 #[test]
 fn a_full_file_system_is_map_full_before_the_commit_writes() {
-    let Some(fs) = Mounted::tmpfs(16 * MIB) else {
+    let Some(fs) = common::Tmpfs::mount(16 * MIB) else {
         eprintln!("skipped: cannot mount a tmpfs here");
         return;
     };
-    let ballast = fs.0.path().join("ballast");
+    let ballast = fs.path().join("ballast");
     std::fs::write(&ballast, vec![1u8; 4 << 20]).unwrap();
-    let path = fs.0.path().join("full.larch");
+    let path = fs.path().join("full.larch");
     // SAFETY: the test owns the file.
     let db = unsafe { Options::new().map_size(64 << 10).open(&path) }.unwrap();
     let len = 64 << 10;
-    let mut n = 0;
-    let err = loop {
-        let mut w = db.begin_write().unwrap();
-        let r = w.open_table("t").unwrap().insert(&key(n), &value(n, len));
-        match r.and_then(|()| w.commit()) {
-            Ok(()) => n += 1,
-            Err(e) => break e,
-        }
-    };
+    let (n, err) = fill(&db, len);
     assert!(
         matches!(err, Error::MapFull { reason, .. } if reason.contains("space")),
         "{err:?}"

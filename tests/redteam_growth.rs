@@ -619,30 +619,6 @@ fn readers_starting_in_many_threads_during_growth_see_whole_snapshots() {
 // 7. A real full file system (tmpfs), two-sync commits, a second handle.
 // ---------------------------------------------------------------------------
 
-/// A tmpfs of `bytes` mounted on a fresh directory, unmounted when dropped.
-struct Tmpfs(tempfile::TempDir);
-
-impl Tmpfs {
-    fn mount(bytes: u64) -> Option<Tmpfs> {
-        let dir = tempfile::tempdir().unwrap();
-        let ok = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
-            .arg(dir.path())
-            .stderr(std::process::Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(Tmpfs(dir))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(self.0.path())
-            .status();
-    }
-}
-
 /// Scattered keys: commits of many dirty pages, sealed with two syncs.
 fn scattered(db: &Database, round: u32) -> larch::Result<()> {
     let mut w = db.begin_write()?;
@@ -658,13 +634,13 @@ fn scattered(db: &Database, round: u32) -> larch::Result<()> {
 
 #[test]
 fn a_full_tmpfs_fails_two_sync_commits_cleanly_and_another_handle_goes_on() {
-    let Some(fs) = Tmpfs::mount(24 * MIB) else {
+    let Some(fs) = common::Tmpfs::mount(24 * MIB) else {
         eprintln!("skipped: cannot mount a tmpfs here");
         return;
     };
-    let ballast = fs.0.path().join("ballast");
+    let ballast = fs.path().join("ballast");
     std::fs::write(&ballast, vec![1u8; 12 << 20]).unwrap();
-    let path = fs.0.path().join("two-sync.larch");
+    let path = fs.path().join("two-sync.larch");
     // SAFETY: the test owns the file.
     let a = unsafe { Options::new().map_size(64 * KIB).open(&path) }.unwrap();
     // SAFETY: as above.

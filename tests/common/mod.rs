@@ -89,6 +89,36 @@ pub fn collect(r: larch::Range<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
     .collect()
 }
 
+/// A tmpfs mounted on a fresh directory for one test (a small file system
+/// to fill), unmounted when dropped.
+pub struct Tmpfs(TempDir);
+
+impl Tmpfs {
+    /// A tmpfs of `bytes`, or `None` where this process may not mount one.
+    pub fn mount(bytes: u64) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let ok = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={bytes}"), "tmpfs"])
+            .arg(dir.path())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then_some(Tmpfs(dir))
+    }
+
+    pub fn path(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(self.0.path())
+            .status();
+    }
+}
+
 /// Helpers of the hostile reviews' tests: one table "t", 4 KiB pages.
 pub mod hostile {
     use std::path::Path;
