@@ -845,13 +845,9 @@ impl Database {
     /// Figures of the last committed state: see [`ReadTxn::stat`].
     /// `live_readers` leaves out the read transaction this call opens.
     pub fn stat(&self) -> Result<Stat> {
-        // The readers before this call's own.
-        let mut readers = self.core.registry.readers()?;
-        let r = self.begin_read()?;
-        r.count_pins(&mut readers)?;
-        let mut stat = r.stat_with(readers)?;
-        stat.live_readers = stat.live_readers.saturating_sub(1);
-        Ok(stat)
+        // The readers before this call's own, which it leaves out.
+        let readers = self.core.registry.readers()?;
+        self.begin_read()?.stat_with(readers)
     }
 
     /// Number of read transactions alive, in every process (those of a

@@ -13,4 +13,4 @@ mod list;
 mod rules;
 
 pub(crate) use chain::{ChainStore, Persisted, header, load, read_chain, write_chain};
-pub(crate) use list::{FreeList, Pins, TxnFreeList, pinned_alone};
+pub(crate) use list::{Entry, FreeList, Pins, TxnFreeList, pinned_alone};

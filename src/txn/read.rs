@@ -1,13 +1,13 @@
 //! Read transactions: a snapshot of the last commit.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use super::core::Core;
 use crate::check::{self, CheckReport};
 use crate::error::{Error, Result};
 use crate::format::meta::Meta;
-use crate::freelist::{Pins, pinned_alone, read_chain};
+use crate::freelist::{Entry, Pins, pinned_alone, read_chain};
 use crate::pager::Map;
 use crate::registry::{ReaderInfo, SlotId};
 use crate::table::{Table, TableStat, catalog_get, catalog_names};
@@ -163,15 +163,14 @@ impl<'db> ReadTxn<'db> {
     /// [`Table::stat`](crate::Table::stat) for one table's pages).
     /// `live_readers` counts this transaction too.
     pub fn stat(&self) -> Result<Stat> {
-        let mut readers = self.core.registry.readers()?;
-        self.count_pins(&mut readers)?;
-        self.stat_with(readers)
+        self.stat_with(self.core.registry.readers()?)
     }
 
     /// The figures of [`stat`](ReadTxn::stat), with `readers` as the live
-    /// readers.
-    pub(crate) fn stat_with(&self, readers: Vec<ReaderInfo>) -> Result<Stat> {
+    /// readers (their pins counted here, on the one read of the chain).
+    pub(crate) fn stat_with(&self, mut readers: Vec<ReaderInfo>) -> Result<Stat> {
         let chain = read_chain(self.map_view(), &self.meta)?;
+        self.count_pins_in(&chain.entries, &mut readers);
         let pending = chain.entries.iter().filter(|e| e.freed_by != 0).count();
         Ok(Stat {
             page_size: self.core.pager.page_size() as u32,
@@ -185,32 +184,32 @@ impl<'db> ReadTxn<'db> {
             freelist_pages: chain.pages.len() as u64,
             tables: self.meta.catalog.entries,
             catalog: TableStat::of(self.map_view(), &self.meta.catalog)?,
-            live_readers: self.core.registry.count(),
+            live_readers: readers.len(),
             readers,
             set_aside: *self.core.set_aside.lock(),
         })
     }
 
-    /// For each snapshot of `live` (those of live readers), the pending
-    /// pages of this snapshot's free list that it alone keeps from reuse:
-    /// no other snapshot of `live` and neither meta a writer following this
-    /// snapshot leaves on disk reaches them.
-    fn pinned_alone(&self, live: &BTreeSet<u64>) -> Result<BTreeMap<u64, u64>> {
-        let chain = read_chain(self.map_view(), &self.meta)?;
-        // The next writer's metas are this snapshot and the one before.
-        let metas_from = self.meta.txn_id.saturating_sub(1);
-        Ok(pinned_alone(chain.entries, Pins::new(live, metas_from)))
-    }
-
     /// Counts, for each of `readers`, the pages of this snapshot's free
     /// list that its snapshot alone keeps from reuse.
     pub(crate) fn count_pins(&self, readers: &mut [ReaderInfo]) -> Result<()> {
-        let live = readers.iter().map(|r| r.txn_id).collect();
-        let alone = self.pinned_alone(&live)?;
+        let chain = read_chain(self.map_view(), &self.meta)?;
+        self.count_pins_in(&chain.entries, readers);
+        Ok(())
+    }
+
+    /// [`count_pins`](ReadTxn::count_pins) on `entries`, this snapshot's
+    /// free list: a reader's count is the pending pages no other reader's
+    /// snapshot and neither meta a writer following this snapshot leaves on
+    /// disk reaches.
+    fn count_pins_in(&self, entries: &[Entry], readers: &mut [ReaderInfo]) {
+        let live: BTreeSet<u64> = readers.iter().map(|r| r.txn_id).collect();
+        // The next writer's metas are this snapshot and the one before.
+        let metas_from = self.meta.txn_id.saturating_sub(1);
+        let alone = pinned_alone(entries.iter().copied(), Pins::new(&live, metas_from));
         for r in readers {
             r.pinned_pages = alone.get(&r.txn_id).copied().unwrap_or(0);
         }
-        Ok(())
     }
 
     /// Names of all tables, in order.
