@@ -11,7 +11,7 @@ use crate::error::{Result, corrupted};
 use crate::format::meta::{MAX_DEPTH, TableDesc};
 use crate::format::node::{
     Node, branch_cell, build, insert_cell, leaf_cell_inline, leaf_cell_overflow,
-    leaf_cell_overflow_ref, rebuild, usable, value_inline,
+    leaf_cell_overflow_ref, rebuild, replace_cell, usable, value_inline,
 };
 use crate::format::page::PageId;
 
@@ -104,6 +104,15 @@ fn insert_cell_built<S: PageStore>(
             return Ok(true);
         }
         let value = leaf_cell_overflow_ref(old);
+        if old.len() == cell.len() {
+            // The new cell takes the old one's place: nothing moves.
+            if let Some((run, len)) = value {
+                s.free_value(run, len)?;
+            }
+            replace_cell(s.page_mut(leaf.id)?, leaf.id, leaf.idx, cell)?;
+            hint.path = Some(path);
+            return Ok(true);
+        }
         remove_entry(s, leaf, value)?;
     } else {
         // The count comes from the file: no real tree holds 2^64 entries.

@@ -282,6 +282,44 @@ fn overflow_values_are_freed_with_their_runs() {
 }
 
 #[test]
+fn values_of_the_same_size_replace_each_other_in_place() {
+    let mut mem = Mem::new(512);
+    let mut desc = TableDesc::default();
+    let hint = &mut InsertHint::default();
+    let n = 300u32;
+    for i in 0..n {
+        insert(&mut mem, &mut desc, hint, &key(i), &[0u8; 20]).unwrap();
+    }
+    insert(&mut mem, &mut desc, hint, b"big", &[0u8; 2000]).unwrap();
+    let nodes = shape(&mem, &desc, true);
+    let run_pages = overflow_pages(2000, 512) as usize;
+    // Every value rewritten with another of its size, in another order than
+    // it was loaded: the tree keeps its shape and every value is the new one.
+    for round in 1..=3u8 {
+        for i in (0..n).rev() {
+            let replaced = insert(&mut mem, &mut desc, hint, &key(i), &[round; 20]).unwrap();
+            assert!(replaced);
+        }
+        let freed = mem.freed;
+        assert!(insert(&mut mem, &mut desc, hint, b"big", &[round; 2000]).unwrap());
+        // The old run is freed, the new one holds the value.
+        assert_eq!(mem.freed, freed + run_pages);
+        assert_eq!(
+            get(&mem, &desc, b"big").unwrap().unwrap(),
+            &[round; 2000][..]
+        );
+        for i in 0..n {
+            assert_eq!(
+                get(&mem, &desc, &key(i)).unwrap().unwrap(),
+                &[round; 20][..]
+            );
+        }
+        assert_eq!(desc.entries, u64::from(n) + 1);
+        assert_eq!(shape(&mem, &desc, true), nodes);
+    }
+}
+
+#[test]
 fn a_cycle_is_an_error_not_a_hang() {
     let mut mem = Mem::new(512);
     let mut desc = TableDesc::default();

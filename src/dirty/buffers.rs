@@ -42,9 +42,16 @@ impl Buffers {
         self.map.get(&id).map(|buf| &buf[..])
     }
 
-    /// Every buffer with the page it starts at, in no particular order.
-    pub(crate) fn iter_mut(&mut self) -> impl Iterator<Item = (PageId, &mut [u8])> {
-        self.map.iter_mut().map(|(&id, buf)| (id, &mut buf[..]))
+    /// The buffer starting at page `id`, whole, for stamping.
+    pub(crate) fn get_mut(&mut self, id: PageId) -> Option<&mut [u8]> {
+        self.map.get_mut(&id).map(|buf| &mut buf[..])
+    }
+
+    /// Every buffer's first page and length in pages, in no particular order.
+    pub(crate) fn spans(&self) -> impl Iterator<Item = (PageId, usize)> + '_ {
+        self.map
+            .iter()
+            .map(|(&id, buf)| (id, buf.len() / self.page_size))
     }
 
     /// Puts `buf` (whole pages) at page `id`; returns the buffer.

@@ -11,7 +11,7 @@ pub(crate) mod lock;
 pub(crate) mod shared;
 
 use std::fs::{File, Metadata, OpenOptions, TryLockError};
-use std::io::{self, IoSlice, Seek, SeekFrom, Write};
+use std::io::{self, IoSlice};
 use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::sync::Arc;
@@ -68,19 +68,42 @@ impl Storage for FileStorage {
         self.file.write_all_at(data, offset)
     }
 
-    /// A seek and `writev` calls straight from the buffers, without copying
-    /// them together. Only the writer uses this handle's file offset.
-    fn write_vectored_at(&self, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
-        let mut file = &self.file;
-        file.seek(SeekFrom::Start(offset))?;
+    /// `pwritev` calls straight from the buffers, without copying them
+    /// together.
+    fn write_vectored_at(&self, mut offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
+        use std::os::fd::AsRawFd;
+        /// Buffers one call takes, at most (Linux's `IOV_MAX`).
+        const IOV_MAX: usize = 1024;
         let mut slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
         let mut rest = &mut slices[..];
         while !rest.is_empty() {
-            match file.write_vectored(rest) {
-                Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
-                Ok(n) => IoSlice::advance_slices(&mut rest, n),
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
+            let Ok(at) = libc::off_t::try_from(offset) else {
+                return Err(io::ErrorKind::FileTooLarge.into());
+            };
+            let count = rest.len().min(IOV_MAX) as libc::c_int;
+            // SAFETY: `IoSlice` has the layout of `iovec` on Unix, and the
+            // first `count` slices of `rest` are live buffers the call only
+            // reads; the descriptor is owned by `self.file`.
+            let n = unsafe {
+                libc::pwritev(
+                    self.file.as_raw_fd(),
+                    rest.as_ptr().cast::<libc::iovec>(),
+                    count,
+                    at,
+                )
+            };
+            match n {
+                0 => return Err(io::ErrorKind::WriteZero.into()),
+                n if n > 0 => {
+                    IoSlice::advance_slices(&mut rest, n as usize);
+                    offset += n as u64;
+                }
+                _ => {
+                    let e = io::Error::last_os_error();
+                    if e.kind() != io::ErrorKind::Interrupted {
+                        return Err(e);
+                    }
+                }
             }
         }
         Ok(())

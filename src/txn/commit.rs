@@ -18,16 +18,25 @@ const WRITE_CHUNK: usize = 1 << 20;
 /// Buffers merged into one vectored write, at most.
 const MAX_SLICES: usize = 512;
 
-/// The commit after step 3: its meta, encoded, and what the meta vouches for.
+/// The commit after step 3: its meta, and what the meta vouches for.
 struct Sealed {
     meta: Meta,
-    /// The meta slot's bytes.
-    bytes: Vec<u8>,
-    /// One entry per dirty buffer, in page order.
+    /// One entry per dirty buffer, in page order; the checksums are filled
+    /// in as the buffers are stamped and written (step 5).
     seal: Vec<SealEntry>,
     /// Whether the seal list is in the meta (one sync) or the pages are
     /// synced before it (two syncs).
     single_sync: bool,
+}
+
+impl Sealed {
+    fn sealing(&self) -> Seal<'_> {
+        if self.single_sync {
+            Seal::Listed(&self.seal)
+        } else {
+            Seal::Synced
+        }
+    }
 }
 
 impl WriteTxn<'_> {
@@ -46,13 +55,13 @@ impl WriteTxn<'_> {
         }
         self.write_catalog()?;
         let free = self.write_free_list()?;
-        let sealed = self.seal(&free)?;
+        let mut sealed = self.seal(&free)?;
         // 4. A map the next transactions can read the commit through, then
         // the file's growth: either failing leaves nothing written.
         let pager = &self.core.pager;
         pager.map_for(sealed.meta.high_water)?;
         pager.grow(sealed.meta.high_water * pager.page_size() as u64)?;
-        self.write_out(&sealed)?;
+        self.write_out(&mut sealed)?;
         self.publish(sealed.meta, free);
         self.cut_tail(&sealed.meta);
         Ok(())
@@ -87,31 +96,44 @@ impl WriteTxn<'_> {
         freelist::write_chain(&mut pages, &self.guard.free.chain)
     }
 
-    /// Step 3, seal: every buffer's checksum stamped, the meta encoded (with the
-    /// seal list when it fits, for a single-sync commit) and decoded back as
-    /// open would read it.
+    /// Step 3, seal: the seal list (its checksums still zero), the meta
+    /// encoded with it (when it fits, for a single-sync commit) and decoded
+    /// back as open would read it.
     fn seal(&mut self, free: &Persisted) -> Result<Sealed> {
         let pager = &self.core.pager;
         let ps = pager.page_size();
         let txn_id = self.dirty.txn_id();
-        let seal = stamp(self.dirty.buffers_mut());
-        let meta = Meta {
-            page_size: ps as u32,
-            txn_id,
-            high_water: self.dirty.high_water(),
-            freelist_head: free.head(),
-            freelist_entries: free.entries(),
-            catalog: self.catalog,
+        let mut seal: Vec<SealEntry> = (self.dirty.buffers().spans())
+            .map(|(id, pages)| SealEntry {
+                page: id.into(),
+                pages: (pages as u32).into(),
+                checksum: 0.into(),
+            })
+            .collect();
+        seal.sort_unstable_by_key(|e| e.page.get());
+        // Buffers never share a page, so the entries do not overlap: a meta
+        // whose list did would be invalid (`Meta::decode`).
+        debug_assert!(
+            seal.windows(2)
+                .all(|w| w[0].page.get() + u64::from(w[0].pages.get()) <= w[1].page.get())
+        );
+        let sealed = Sealed {
+            meta: Meta {
+                page_size: ps as u32,
+                txn_id,
+                high_water: self.dirty.high_water(),
+                freelist_head: free.head(),
+                freelist_entries: free.entries(),
+                catalog: self.catalog,
+            },
+            single_sync: seal.len() <= seal_capacity(ps),
+            seal,
         };
-        let single_sync = seal.len() <= seal_capacity(ps);
-        let sealing = if single_sync {
-            Seal::Listed(&seal)
-        } else {
-            Seal::Synced
-        };
-        let bytes = meta.encode_sealed(sealing);
         // Like the free list, the meta must read back as written (roots and
         // seal list inside the file, depths in bound), or open would drop it.
+        // The checksums the list will hold change none of that.
+        let (meta, sealing) = (sealed.meta, sealed.sealing());
+        let bytes = meta.encode_sealed(sealing);
         let file_len = pager.file_len().max(meta.high_water * ps as u64);
         if Meta::decode(&bytes, file_len) != Ok(meta) || Meta::seal(&bytes) != sealing {
             return corrupted(
@@ -119,30 +141,25 @@ impl WriteTxn<'_> {
                 "the commit's meta would not read back as written",
             );
         }
-        Ok(Sealed {
-            meta,
-            bytes,
-            seal,
-            single_sync,
-        })
+        Ok(sealed)
     }
 
-    /// Steps 5-8: write the pages, sync them (two-sync commits only), write
-    /// the meta, sync. A failure poisons the database, and the
+    /// Steps 5-8: stamp and write the pages, sync them (two-sync commits
+    /// only), write the meta, sync. A failure poisons the database, and the
     /// slot being written is spoiled (`disown_slot`): the disk may hold
     /// anything the kernel kept.
-    fn write_out(&self, s: &Sealed) -> Result<()> {
+    fn write_out(&mut self, s: &mut Sealed) -> Result<()> {
         let pager = &self.core.pager;
-        let bufs = self.dirty.buffers();
+        let bufs = self.dirty.buffers_mut();
         // Should this process die from here on, the next writer spoils the
         // slot being written (`Core::adopt`).
         self.core.registry.set_unfinished(Some(s.meta.txn_id));
-        let io = || -> Result<()> {
-            write_pages(pager, bufs, &s.seal)?; // 5.
+        let mut io = || -> Result<()> {
+            write_pages(pager, bufs, &mut s.seal)?; // 5.
             if !s.single_sync {
                 pager.sync()?; // 6.
             }
-            pager.write(s.meta.txn_id % 2, &s.bytes)?; // 7.
+            pager.write(s.meta.txn_id % 2, &s.meta.encode_sealed(s.sealing()))?; // 7.
             pager.sync() // 8.
         };
         let r = io();
@@ -226,60 +243,90 @@ impl WriteTxn<'_> {
     }
 }
 
-/// Stamps every buffer with its checksum; returns the seal list: one entry
-/// per buffer, in page order.
-fn stamp(bufs: &mut Buffers) -> Vec<SealEntry> {
+/// Writes the buffers `seal` lists (in page order), each stamped with its
+/// checksum just before, which goes into its seal entry. Consecutive buffers
+/// go out in one vectored write of at most `WRITE_CHUNK` bytes and
+/// `MAX_SLICES` buffers, straight from the buffers, each stamped while the
+/// run is gathered, so that it is still in the cache when it is written.
+fn write_pages(pager: &Pager, bufs: &mut Buffers, seal: &mut [SealEntry]) -> Result<()> {
     let ps = bufs.page_size();
-    let mut seal: Vec<SealEntry> = bufs
-        .iter_mut()
-        .map(|(id, buf)| SealEntry {
-            page: id.into(),
-            pages: ((buf.len() / ps) as u32).into(),
-            checksum: stamp_checksum(buf).into(),
-        })
-        .collect();
-    seal.sort_unstable_by_key(|e| e.page.get());
-    // Buffers never share a page, so the entries do not overlap: a meta
-    // whose list did would be invalid (`Meta::decode`).
-    debug_assert!(
-        seal.windows(2)
-            .all(|w| w[0].page.get() + u64::from(w[0].pages.get()) <= w[1].page.get())
-    );
-    seal
-}
-
-/// Writes the buffers `seal` lists (in page order), consecutive ones merged
-/// into one vectored write of at most `WRITE_CHUNK` bytes and `MAX_SLICES`
-/// buffers, straight from the buffers.
-fn write_pages(pager: &Pager, bufs: &Buffers, seal: &[SealEntry]) -> Result<()> {
-    // A lone buffer is one `pwrite`; a run, a seek and a `writev`.
-    let flush = |start: PageId, run: &[&[u8]]| match run {
-        [one] => pager.write(start, one),
-        _ => pager.write_vectored(start, run),
-    };
-    let ps = bufs.page_size();
-    let mut run: Vec<&[u8]> = Vec::new();
-    let (mut run_start, mut run_end, mut run_bytes) = (0, 0, 0);
-    for e in seal {
-        let id = e.page.get();
-        let Some(buf) = bufs.get(id) else {
-            return corrupted(id, "a sealed page has no buffer");
-        };
-        let joins = id == run_end && run_bytes + buf.len() <= WRITE_CHUNK && run.len() < MAX_SLICES;
-        if !run.is_empty() && !joins {
-            flush(run_start, &run)?;
-            run.clear();
-            run_bytes = 0;
+    let mut rest = seal;
+    while !rest.is_empty() {
+        let (run, tail) = rest.split_at_mut(run_len(rest, ps));
+        for e in run.iter_mut() {
+            let id = e.page.get();
+            let Some(buf) = bufs.get_mut(id) else {
+                return corrupted(id, "a sealed page has no buffer");
+            };
+            e.checksum = stamp_checksum(buf).into();
         }
-        if run.is_empty() {
-            run_start = id;
+        let start: PageId = run[0].page.get();
+        let slices: Vec<&[u8]> = (run.iter())
+            .map(|e| bufs.get(e.page.get()).expect("stamped above"))
+            .collect();
+        // A lone buffer is one `pwrite`; a run, one `pwritev`.
+        match &slices[..] {
+            [one] => pager.write(start, one)?,
+            _ => pager.write_vectored(start, &slices)?,
         }
-        run.push(buf);
-        run_bytes += buf.len();
-        run_end = id + (buf.len() / ps) as u64;
-    }
-    if !run.is_empty() {
-        flush(run_start, &run)?;
+        rest = tail;
     }
     Ok(())
+}
+
+/// How many of the first entries of `seal` one vectored write takes: buffers
+/// that follow one another in the file, at least one, and more only while
+/// they stay within `WRITE_CHUNK` bytes and `MAX_SLICES` buffers.
+fn run_len(seal: &[SealEntry], page_size: usize) -> usize {
+    let span = |e: &SealEntry| u64::from(e.pages.get());
+    let mut end = seal[0].page.get() + span(&seal[0]);
+    let mut bytes = span(&seal[0]) as usize * page_size;
+    let mut n = 1;
+    while let Some(e) = seal.get(n) {
+        let len = span(e) as usize * page_size;
+        if n == MAX_SLICES || e.page.get() != end || bytes + len > WRITE_CHUNK {
+            break;
+        }
+        end += span(e);
+        bytes += len;
+        n += 1;
+    }
+    n
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(page: u64, pages: u32) -> SealEntry {
+        SealEntry {
+            page: page.into(),
+            pages: pages.into(),
+            checksum: 0.into(),
+        }
+    }
+
+    #[test]
+    fn a_write_takes_the_buffers_that_follow_each_other_up_to_its_bounds() {
+        let ps = 4096;
+        // 2, 3-4 (a run of two) and 5 follow each other; 7 does not.
+        let seal = [entry(2, 1), entry(3, 2), entry(5, 1), entry(7, 1)];
+        assert_eq!(run_len(&seal, ps), 3);
+        assert_eq!(run_len(&seal[3..], ps), 1);
+        // A buffer larger than a chunk still goes out, alone.
+        let big = (WRITE_CHUNK / ps) as u32 + 1;
+        assert_eq!(
+            run_len(&[entry(2, big), entry(2 + u64::from(big), 1)], ps),
+            1
+        );
+        // Bytes: a chunk's worth of pages, and not one more.
+        let pages = (WRITE_CHUNK / ps) as u64;
+        let seal: Vec<_> = (0..pages + 1).map(|i| entry(10 + i, 1)).collect();
+        assert_eq!(run_len(&seal, ps), pages as usize);
+        // Buffers: `MAX_SLICES`, whatever their bytes.
+        let seal: Vec<_> = (0..MAX_SLICES as u64 + 5)
+            .map(|i| entry(10 + i, 1))
+            .collect();
+        assert_eq!(run_len(&seal, 512), MAX_SLICES);
+    }
 }

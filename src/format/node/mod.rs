@@ -15,7 +15,9 @@ pub(crate) use cell::{
 };
 pub(crate) use layout::{BRANCH_HEAD_COST, cell_cost, max_key, usable, value_inline};
 pub(crate) use view::{LeafValue, Node};
-pub(crate) use write::{build, insert_cell, rebuild, remove_cell, set_child, set_overflow};
+pub(crate) use write::{
+    build, insert_cell, rebuild, remove_cell, replace_cell, set_child, set_overflow,
+};
 
 #[cfg(test)]
 mod tests;

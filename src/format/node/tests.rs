@@ -36,6 +36,28 @@ fn insert_search_remove() {
 }
 
 #[test]
+fn replace_overwrites_a_cell_of_the_same_length_only() {
+    let mut page = leaf_with(&[b"b", b"d", b"f"]);
+    let before = Node::parse(&page, 9).unwrap().used();
+    let mut cell = Vec::new();
+    leaf_cell_inline(&mut cell, b"d", b"w");
+    replace_cell(&mut page, 9, 1, &cell).unwrap();
+    let n = Node::parse(&page, 9).unwrap();
+    assert_eq!(n.count(), 3);
+    assert_eq!(n.used(), before);
+    assert_eq!(n.entry(1).unwrap(), (&b"d"[..], LeafValue::Inline(b"w")));
+    assert_eq!(n.entry(0).unwrap(), (&b"b"[..], LeafValue::Inline(b"v")));
+    assert_eq!(n.entry(2).unwrap(), (&b"f"[..], LeafValue::Inline(b"v")));
+    // Another length, or a cell past the end, changes nothing.
+    let untouched = page.clone();
+    leaf_cell_inline(&mut cell, b"d", b"ww");
+    assert!(replace_cell(&mut page, 9, 1, &cell).is_err());
+    leaf_cell_inline(&mut cell, b"d", b"w");
+    assert!(replace_cell(&mut page, 9, 3, &cell).is_err());
+    assert_eq!(page, untouched);
+}
+
+#[test]
 fn insert_refuses_when_full() {
     let mut page = vec![0u8; 512];
     init(&mut page, true, 1);

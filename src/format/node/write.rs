@@ -95,6 +95,21 @@ pub(crate) fn remove_cell(page: &mut [u8], id: PageId, i: usize) -> Result<()> {
     Ok(())
 }
 
+/// Overwrites cell `i` of the dirty node `page` with `cell`, which has the
+/// same length: the cells and slots stay where they are.
+pub(crate) fn replace_cell(page: &mut [u8], id: PageId, i: usize, cell: &[u8]) -> Result<()> {
+    let node = Node::parse(page, id)?;
+    if i >= node.count {
+        return corrupted(id, "cell index past the node end");
+    }
+    let off = node.cell_offset(i)?;
+    if node.cell(i)?.len() != cell.len() {
+        return corrupted(id, "a cell replaced by one of another length");
+    }
+    page[off..off + cell.len()].copy_from_slice(cell);
+    Ok(())
+}
+
 /// Points branch cell `i` of the dirty node `page` at `child`.
 pub(crate) fn set_child(page: &mut [u8], id: PageId, i: usize, child: PageId) -> Result<()> {
     let node = Node::parse(page, id)?;
