@@ -46,6 +46,12 @@ pub trait Storage: Send + Sync {
     }
     /// Makes every write and resize so far durable (`fdatasync`).
     fn sync(&self) -> io::Result<()>;
+    /// Asks for the writes in `len` bytes from `offset` to start on their way
+    /// to the disk, without waiting and without making anything durable.
+    /// The default does nothing.
+    fn start_writeback(&self, offset: u64, len: u64) {
+        let _ = (offset, len);
+    }
 }
 
 /// Builds the storage of a freshly opened file (feature `testing`).
@@ -140,6 +146,32 @@ impl Storage for FileStorage {
 
     fn sync(&self) -> io::Result<()> {
         self.file.sync_data()
+    }
+
+    /// `sync_file_range(SYNC_FILE_RANGE_WRITE)` on Linux; a hint, so a
+    /// failure is ignored (the sync that follows reports any error).
+    fn start_writeback(&self, offset: u64, len: u64) {
+        #[cfg(target_os = "linux")]
+        {
+            use std::os::fd::AsRawFd;
+            let (Ok(offset), Ok(len)) = (
+                libc::off64_t::try_from(offset),
+                libc::off64_t::try_from(len),
+            ) else {
+                return;
+            };
+            // SAFETY: a plain system call on a descriptor `self.file` owns.
+            unsafe {
+                libc::sync_file_range(
+                    self.file.as_raw_fd(),
+                    offset,
+                    len,
+                    libc::SYNC_FILE_RANGE_WRITE,
+                )
+            };
+        }
+        #[cfg(not(target_os = "linux"))]
+        let _ = (offset, len);
     }
 }
 
@@ -640,5 +672,13 @@ impl Pager {
     pub(crate) fn sync(&self) -> Result<()> {
         self.storage.sync()?;
         Ok(())
+    }
+
+    /// Starts the writes to pages `from..to` on their way to the disk
+    /// (`Storage::start_writeback`), so that the sync that follows has less
+    /// left to wait for.
+    pub(crate) fn start_writeback(&self, from: PageId, to: PageId) {
+        let ps = self.page_size as u64;
+        self.storage.start_writeback(from * ps, (to - from) * ps);
     }
 }

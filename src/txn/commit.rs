@@ -18,6 +18,10 @@ const WRITE_CHUNK: usize = 1 << 20;
 /// Buffers merged into one vectored write, at most.
 const MAX_SLICES: usize = 512;
 
+/// Bytes of the file the commit's writes span before it asks the kernel to
+/// start writing them back.
+const WRITEBACK_STEP: usize = 4 << 20;
+
 /// The commit after step 3: its meta, and what the meta vouches for.
 struct Sealed {
     meta: Meta,
@@ -250,6 +254,8 @@ impl WriteTxn<'_> {
 /// run is gathered, so that it is still in the cache when it is written.
 fn write_pages(pager: &Pager, bufs: &mut Buffers, seal: &mut [SealEntry]) -> Result<()> {
     let ps = bufs.page_size();
+    let kick_pages = (WRITEBACK_STEP / ps) as u64;
+    let mut kicked = seal.first().map_or(0, |e| e.page.get());
     let mut rest = seal;
     while !rest.is_empty() {
         let (run, tail) = rest.split_at_mut(run_len(rest, ps));
@@ -268,6 +274,12 @@ fn write_pages(pager: &Pager, bufs: &mut Buffers, seal: &mut [SealEntry]) -> Res
         match &slices[..] {
             [one] => pager.write(start, one)?,
             _ => pager.write_vectored(start, &slices)?,
+        }
+        let last = &run[run.len() - 1];
+        let end = last.page.get() + u64::from(last.pages.get());
+        if end - kicked >= kick_pages {
+            pager.start_writeback(kicked, end);
+            kicked = end;
         }
         rest = tail;
     }
