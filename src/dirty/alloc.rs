@@ -14,7 +14,21 @@ pub(crate) struct Allocator {
     max_pages: u64,
     /// The free list, and what this transaction took from it and freed.
     free: TxnFreeList,
+    /// Whether single pages are the lowest reusable ones (compaction)
+    /// rather than ones that keep the writes together (`alloc`).
+    lowest_first: bool,
+    /// Single pages this transaction allocated so far.
+    allocated: u64,
 }
+
+/// Single pages a transaction allocates before `alloc` starts keeping its
+/// writes together: a smaller commit makes few writes however its pages lie,
+/// and takes the pages without a free neighbour that larger ones leave.
+const GROUPED_AFTER: u64 = 64;
+
+/// Pages of the pool without a free neighbour that `alloc` leaves unused, at
+/// most, as a fraction of the file: one in `ISOLATED_SLACK`.
+const ISOLATED_SLACK: u64 = 16;
 
 impl Allocator {
     /// An allocator over a snapshot whose high-water mark is `high_water`.
@@ -24,7 +38,15 @@ impl Allocator {
             high_water,
             max_pages,
             free: TxnFreeList::new(free),
+            lowest_first: false,
+            allocated: 0,
         }
+    }
+
+    /// From now on, single pages are the lowest reusable ones: compaction
+    /// wants every free page low in the file filled.
+    pub(crate) fn lowest_first(&mut self) {
+        self.lowest_first = true;
     }
 
     /// The high-water mark, this transaction's allocations included.
@@ -32,11 +54,36 @@ impl Allocator {
         self.high_water
     }
 
-    /// One page id.
+    /// One page id: the lowest reusable page for the first `GROUPED_AFTER`
+    /// pages of a transaction (and in compaction). After that, pages that
+    /// keep the writes together: a commit's pages are written in runs of
+    /// consecutive pages, one system call and one stretch of the disk each,
+    /// so a page continues the run of the last one where it can, or starts
+    /// on a run of free pages. A page of the pool with no free neighbour
+    /// would make a write of its own: while such pages are fewer than one in
+    /// `ISOLATED_SLACK` of the file, the file grows instead, and they wait
+    /// for a neighbour to be freed or for a small transaction. Beyond that,
+    /// or when the file cannot grow, they are taken.
     pub(crate) fn alloc(&mut self) -> Result<PageId> {
-        match self.free.take() {
-            Some(p) => Ok(p),
-            None => self.extend(1),
+        self.allocated += 1;
+        if self.lowest_first || self.allocated <= GROUPED_AFTER {
+            if let Some(p) = self.free.take() {
+                return Ok(p);
+            }
+            return self.extend(1);
+        }
+        if let Some(p) = self.free.take_grouped() {
+            return Ok(p);
+        }
+        let alone = self.free.pool_len() as u64;
+        if alone.saturating_mul(ISOLATED_SLACK) >= self.high_water
+            && let Some(p) = self.free.take()
+        {
+            return Ok(p);
+        }
+        match self.extend(1) {
+            Ok(p) => Ok(p),
+            Err(e) => self.free.take().ok_or(e),
         }
     }
 
@@ -117,5 +164,70 @@ impl Allocator {
     /// as it was (with the released groups kept reusable).
     pub(crate) fn abort(&mut self) -> FreeList {
         self.free.abort()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An allocator over a file of `high_water` pages whose pool holds 80
+    /// pages without a free neighbour (2, 4, .., 160) and the runs
+    /// 1000..1004 and 2000..2003.
+    fn fragmented(high_water: u64, max_pages: u64) -> Allocator {
+        let mut free = FreeList::default();
+        for p in (1..=80).map(|i| 2 * i).chain(1000..1004).chain(2000..2003) {
+            free.insert_reusable(p);
+        }
+        Allocator::new(4096, high_water, max_pages, free)
+    }
+
+    fn allocs(a: &mut Allocator, n: usize) -> Vec<PageId> {
+        (0..n).map(|_| a.alloc().unwrap()).collect()
+    }
+
+    #[test]
+    fn a_large_transaction_keeps_its_pages_together() {
+        let mut a = fragmented(4000, u64::MAX);
+        // A small transaction's pages: the lowest.
+        let first = allocs(&mut a, GROUPED_AFTER as usize);
+        assert_eq!(first, (1..=64).map(|i| 2 * i).collect::<Vec<_>>());
+        // Then runs, each taken whole, then the end of the file: the 16
+        // pages left without a neighbour are fewer than a sixteenth of it.
+        let next = allocs(&mut a, 10);
+        assert_eq!(
+            next,
+            [1000, 1001, 1002, 1003, 2000, 2001, 2002, 4000, 4001, 4002]
+        );
+        assert_eq!(a.high_water(), 4003);
+        assert_eq!(a.free.pool_len(), 16);
+    }
+
+    #[test]
+    fn pages_without_a_neighbour_are_taken_past_the_slack_or_the_ceiling() {
+        // 16 pages left alone, in a file of 200: more than a sixteenth.
+        let mut a = fragmented(200, u64::MAX);
+        allocs(&mut a, GROUPED_AFTER as usize + 7);
+        assert_eq!(allocs(&mut a, 2), [130, 132]);
+        assert_eq!(a.high_water(), 200);
+        // Within the slack but at the ceiling: taken rather than `MapFull`.
+        let mut a = fragmented(4000, 4000);
+        allocs(&mut a, GROUPED_AFTER as usize + 7);
+        assert_eq!(allocs(&mut a, 2), [130, 132]);
+        assert_eq!(a.high_water(), 4000);
+    }
+
+    #[test]
+    fn compaction_takes_the_lowest_pages() {
+        let mut a = fragmented(4000, u64::MAX);
+        a.lowest_first();
+        let pages = allocs(&mut a, 86);
+        let lowest: Vec<PageId> = (1..=80)
+            .map(|i| 2 * i)
+            .chain(1000..1004)
+            .chain(2000..2002)
+            .collect();
+        assert_eq!(pages, lowest);
+        assert_eq!(a.high_water(), 4000);
     }
 }

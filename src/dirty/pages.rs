@@ -107,6 +107,12 @@ impl Dirty {
         )
     }
 
+    /// From now on, single pages are the lowest reusable ones
+    /// (`Allocator::lowest_first`).
+    pub(crate) fn lowest_first(&mut self) {
+        self.alloc.lowest_first();
+    }
+
     /// Entries the free list holds now, this transaction's changes included.
     pub(crate) fn free_len(&self) -> usize {
         self.alloc.free_len()

@@ -329,6 +329,9 @@ pub(crate) struct TxnFreeList {
     /// transaction cut off with the high-water mark (`trim_tail`; given back
     /// on abort).
     trimmed: Vec<PageId>,
+    /// The page taken from the pool last, whose run the next page continues
+    /// (`take_grouped`).
+    last: Option<PageId>,
 }
 
 impl TxnFreeList {
@@ -349,7 +352,37 @@ impl TxnFreeList {
         }
         let p = self.list.pop()?;
         self.taken.push(p);
+        self.last = Some(p);
         Some(p)
+    }
+
+    /// A page to reuse that keeps the commit's writes together: one this
+    /// transaction allocated and freed again, else the page after the one
+    /// taken last, else the first page of the lowest run of two or more.
+    /// `None` when the pool holds only pages without a free neighbour.
+    pub(crate) fn take_grouped(&mut self) -> Option<PageId> {
+        if let Some(p) = self.local.pop() {
+            return Some(p);
+        }
+        let next =
+            (self.last.and_then(|l| l.checked_add(1))).filter(|&n| self.list.remove_reusable(n));
+        let p = match next {
+            Some(p) => p,
+            None => {
+                let p = self.list.find_run(2)?;
+                self.list.remove_reusable(p);
+                p
+            }
+        };
+        self.taken.push(p);
+        self.last = Some(p);
+        Some(p)
+    }
+
+    /// Reusable pages in the list's pool (this transaction's own freed
+    /// pages not counted).
+    pub(crate) fn pool_len(&self) -> usize {
+        self.list.reusable_len()
     }
 
     /// `n` consecutive pages to reuse, the lowest such run.

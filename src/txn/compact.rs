@@ -22,6 +22,7 @@ impl WriteTxn<'_> {
 
     fn relocate_inner(&mut self, budget: u64) -> Result<u64> {
         self.rewrite = true;
+        self.dirty.lowest_first();
         // The pages in use (the metas and the free-list chain included),
         // were they packed from page 0 on: a page past this mark has a free
         // page waiting for it lower down, or will have.
