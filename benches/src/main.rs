@@ -21,6 +21,12 @@
 //! held through the first 10 (see `churn`). It reports the time of the rounds
 //! and the files' size at the end (`file_after_churn`).
 //!
+//! `value_sizes` measures the space and time values of each size cost: for
+//! each size of `SWEEP`, on a database of its own, 20,000 pairs of 24-byte
+//! keys and values of that size are written in transactions of 1,000 and
+//! read back in random order (see `sweep`). It reports the growth of the
+//! files, and the time of the writes and of the reads, per size.
+//!
 //! `compact_after_delete` measures how much of the space of deleted data an
 //! engine gives back: on a database of its own, always 200,000 pairs of 24-byte
 //! keys and 5,000-byte values (about 1 GiB) whatever `--n`, loaded in
@@ -96,10 +102,75 @@ const WORKLOADS: &[&str] = &[
     "remove_half",
     "churn_long_reader",
     "compact_after_delete",
+    "value_sizes",
 ];
 
 /// The workloads with a database of their own, not the data of `--n`.
-const OWN_DATABASE: &[&str] = &["churn_long_reader", "compact_after_delete"];
+const OWN_DATABASE: &[&str] = &["churn_long_reader", "compact_after_delete", "value_sizes"];
+
+/// One value size of `value_sizes`, with the names of its figures.
+struct Sweep {
+    bytes: usize,
+    write: &'static str,
+    read: &'static str,
+    file: &'static str,
+}
+
+/// The sizes of `value_sizes`, smallest first.
+const SWEEP: &[Sweep] = &[
+    sweep(
+        100,
+        "values_100_write",
+        "values_100_read",
+        "values_100_file",
+    ),
+    sweep(
+        1100,
+        "values_1100_write",
+        "values_1100_read",
+        "values_1100_file",
+    ),
+    sweep(
+        2100,
+        "values_2100_write",
+        "values_2100_read",
+        "values_2100_file",
+    ),
+    sweep(
+        5000,
+        "values_5000_write",
+        "values_5000_read",
+        "values_5000_file",
+    ),
+    sweep(
+        16384,
+        "values_16384_write",
+        "values_16384_read",
+        "values_16384_file",
+    ),
+    sweep(
+        102400,
+        "values_102400_write",
+        "values_102400_read",
+        "values_102400_file",
+    ),
+];
+
+const fn sweep(bytes: usize, write: &'static str, read: &'static str, file: &'static str) -> Sweep {
+    Sweep {
+        bytes,
+        write,
+        read,
+        file,
+    }
+}
+
+/// Pairs of each size in `value_sizes`.
+const SWEEP_PAIRS: usize = 20_000;
+/// Pairs per write transaction in `value_sizes`.
+const SWEEP_BATCH: usize = 1_000;
+/// Key bytes in `value_sizes`.
+const SWEEP_KEY: usize = 24;
 
 /// Sizes measured, in bytes.
 const SIZES: &[&str] = &[
@@ -146,6 +217,16 @@ impl Rng {
 
     fn bytes(&mut self, len: usize) -> Vec<u8> {
         (0..len).map(|_| self.next() as u8).collect()
+    }
+
+    /// `len` random bytes, eight per step: for values of many kilobytes.
+    fn fill(&mut self, len: usize) -> Vec<u8> {
+        let mut out = Vec::with_capacity(len + 8);
+        while out.len() < len {
+            out.extend_from_slice(&self.next().to_le_bytes());
+        }
+        out.truncate(len);
+        out
     }
 
     fn shuffle<T>(&mut self, v: &mut [T]) {
@@ -358,6 +439,42 @@ fn compact(name: &str, base: &Path) -> (u64, Result<(f64, u64, Compaction), &'st
     (after_delete, compacted)
 }
 
+/// `value_sizes` for one size on engine `name`, in a fresh directory under
+/// `base`: writes `SWEEP_PAIRS` pairs of `SWEEP_KEY`-byte random keys and
+/// random values of `bytes` bytes, in transactions of `SWEEP_BATCH` (each
+/// transaction's values generated just before it, untimed, so that the
+/// harness never holds them all), then reads every key back in another
+/// random order in one read transaction, whose checksum must match the
+/// values written. Returns the milliseconds of the writes and of the reads,
+/// and how much the engine's files grew from the empty database, measured
+/// once it is closed.
+fn sweep_one(name: &str, base: &Path, bytes: usize) -> (f64, f64, u64) {
+    let mut rng = Rng(0x5eed ^ bytes as u64);
+    let dir = tempfile::tempdir_in(base).expect("temporary directory");
+    let engine = engines::open(name, dir.path());
+    let empty = dir_size(dir.path());
+    let keys: Vec<Vec<u8>> = (0..SWEEP_PAIRS).map(|_| rng.bytes(SWEEP_KEY)).collect();
+    let mut sums = Vec::with_capacity(SWEEP_PAIRS);
+    let mut write_ms = 0.0;
+    for chunk in keys.chunks(SWEEP_BATCH) {
+        let pairs: Pairs = chunk.iter().map(|k| (k.clone(), rng.fill(bytes))).collect();
+        sums.extend(pairs.iter().map(|(_, v)| engines::checksum(v)));
+        write_ms += timed(|| engine.write(&pairs)).0;
+    }
+    let mut order: Vec<usize> = (0..SWEEP_PAIRS).collect();
+    rng.shuffle(&mut order);
+    let reads: Vec<Vec<u8>> = order.iter().map(|&i| keys[i].clone()).collect();
+    let expected: u64 = sums.iter().sum();
+    let (read_ms, sum) = timed(|| engine.get_all(&reads));
+    assert_eq!(sum, expected, "values of {bytes} bytes read back");
+    drop(engine);
+    (
+        write_ms,
+        read_ms,
+        dir_size(dir.path()).saturating_sub(empty),
+    )
+}
+
 /// Total size of the files under `dir`.
 fn dir_size(dir: &Path) -> u64 {
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -458,6 +575,15 @@ fn run_engine(name: &str, n: usize, base: &Path, wanted: &dyn Fn(&str) -> bool) 
         }
         println!("ms churn_long_reader {ms:.3}");
         println!("bytes file_after_churn {bytes}");
+    }
+    if wanted("value_sizes") {
+        for size in SWEEP {
+            println!("start {}", size.write);
+            let (write, read, grown) = sweep_one(name, base, size.bytes);
+            println!("ms {} {write:.3}", size.write);
+            println!("ms {} {read:.3}", size.read);
+            println!("bytes {} {grown}", size.file);
+        }
     }
     if wanted("compact_after_delete") {
         println!("start compact_after_delete");
@@ -603,7 +729,10 @@ fn collect_child(
             }
         };
         let fields: Vec<&str> = line.split_whitespace().collect();
-        let known = |w: &str| WORKLOADS.iter().chain(SIZES).find(|k| **k == w).copied();
+        let swept = SWEEP.iter().flat_map(|s| [s.write, s.read, s.file]);
+        let known = |w: &str| {
+            (WORKLOADS.iter().chain(SIZES).copied().chain(swept.clone())).find(|k| *k == w)
+        };
         match fields.as_slice() {
             ["start", w] => bar.set_message(format!("{name}: {w}")),
             ["ms", w, v] => match (known(w), v.parse()) {
@@ -773,6 +902,73 @@ fn table(engines: &[String], results: &BTreeMap<String, Figures>) -> String {
     out
 }
 
+/// The table of `value_sizes`, one row per size: each engine's file growth,
+/// write and read times, larch's ratios to each peer, and larch's growth
+/// over the bytes of keys and values written; empty when it did not run.
+fn sweep_table(engines: &[String], results: &BTreeMap<String, Figures>) -> String {
+    let ran: Vec<&String> = engines
+        .iter()
+        .filter(|e| results[*e].failed.is_none())
+        .collect();
+    if !ran
+        .iter()
+        .any(|e| SWEEP.iter().any(|s| results[*e].bytes.contains_key(s.file)))
+    {
+        return String::new();
+    }
+    let peers: Vec<&String> = ran.iter().copied().filter(|e| *e != "larch").collect();
+    let larch = ran.iter().any(|e| *e == "larch");
+    let mut out = String::from("| value bytes | keys+values |");
+    for what in ["file", "write ms", "read ms"] {
+        for e in &ran {
+            out += &format!(" {e} {what} |");
+        }
+    }
+    if larch {
+        for p in &peers {
+            out += &format!(" larch/{p} file | larch/{p} write | larch/{p} read |");
+        }
+        out += " larch file/data |";
+    }
+    let columns = 2 + 3 * ran.len() + if larch { 3 * peers.len() + 1 } else { 0 };
+    out += &format!("\n|{}\n", "---:|".repeat(columns));
+    for size in SWEEP {
+        let data = (SWEEP_PAIRS * (SWEEP_KEY + size.bytes)) as f64;
+        out += &format!("| {} | {} |", size.bytes, mib(data as u64));
+        let file = |e: &str| results[e].bytes.get(size.file).map(|&b| b as f64);
+        let write = |e: &str| results[e].ms.get(size.write).copied();
+        let read = |e: &str| results[e].ms.get(size.read).copied();
+        for e in &ran {
+            out += &file(e).map_or(" - |".into(), |b| format!(" {} |", mib(b as u64)));
+        }
+        for get in [&write as &dyn Fn(&str) -> Option<f64>, &read] {
+            for e in &ran {
+                out += &get(e).map_or(" - |".into(), |ms| format!(" {ms:.0} |"));
+            }
+        }
+        if larch {
+            let ratio = |a: Option<f64>, b: Option<f64>| match (a, b) {
+                (Some(a), Some(b)) if b > 0.0 => format!(" {:.2} |", a / b),
+                _ => " - |".into(),
+            };
+            for p in &peers {
+                out += &ratio(file("larch"), file(p));
+                out += &ratio(write("larch"), write(p));
+                out += &ratio(read("larch"), read(p));
+            }
+            out += &ratio(file("larch"), Some(data));
+        }
+        out += "\n";
+    }
+    out += &format!(
+        "\nvalue_sizes: for each size, on a database of its own, {SWEEP_PAIRS} pairs of \
+         {SWEEP_KEY}-byte random keys and values of that size, written in transactions of \
+         {SWEEP_BATCH}, then read back in another random order in one read transaction; \
+         file is how much the engine's files grew from the empty database, once closed.\n"
+    );
+    out
+}
+
 fn json(n: usize, results: &BTreeMap<String, Figures>) -> String {
     let mut out = format!(
         "{{\n  \"n\": {n},\n  \"churn_keys\": {CHURN_KEYS},\n  \
@@ -882,7 +1078,19 @@ fn main() -> ExitCode {
         run_engine(name, args.n, &base, &wanted);
         return ExitCode::SUCCESS;
     }
-    let per_engine = WORKLOADS.iter().filter(|w| wanted(w)).count() as u64;
+    // One step per figure in milliseconds: two per size of value_sizes.
+    let steps = |w: &&str| {
+        if *w == "value_sizes" {
+            2 * SWEEP.len()
+        } else {
+            1
+        }
+    };
+    let per_engine = WORKLOADS
+        .iter()
+        .filter(|w| wanted(w))
+        .map(steps)
+        .sum::<usize>() as u64;
     let bar = ProgressBar::new(per_engine * engines.len() as u64);
     bar.set_style(
         ProgressStyle::with_template("[{elapsed_precise}] {bar:30} {pos}/{len} {msg}")
@@ -898,10 +1106,18 @@ fn main() -> ExitCode {
     }
     bar.finish_and_clear();
 
-    let table = table(&engines, &results);
+    let main_table = table(&engines, &results);
+    // A main table with no row (value_sizes alone) is left out.
+    let table = match main_table.lines().nth(2) {
+        Some(_) => main_table + "\n" + &sweep_table(&engines, &results),
+        None => sweep_table(&engines, &results),
+    };
     let mut own_n = String::new();
     if wanted("churn_long_reader") {
         own_n += &format!("; churn_long_reader {CHURN_KEYS} whatever n");
+    }
+    if wanted("value_sizes") {
+        own_n += &format!("; value_sizes {SWEEP_PAIRS} per size whatever n");
     }
     if wanted("compact_after_delete") {
         own_n += &format!(
