@@ -12,6 +12,9 @@ pub(crate) struct Allocator {
     high_water: u64,
     /// Pages the file may hold: the high-water mark never passes it.
     max_pages: u64,
+    /// Pages the file holds already (its length when the transaction
+    /// started): slack never makes it longer.
+    file_pages: u64,
     /// The free list, and what this transaction took from it and freed.
     free: TxnFreeList,
     /// Whether single pages are the lowest reusable ones (compaction)
@@ -32,11 +35,18 @@ const ISOLATED_SLACK: u64 = 16;
 
 impl Allocator {
     /// An allocator over a snapshot whose high-water mark is `high_water`.
-    pub(crate) fn new(page_size: usize, high_water: u64, max_pages: u64, free: FreeList) -> Self {
+    pub(crate) fn new(
+        page_size: usize,
+        high_water: u64,
+        max_pages: u64,
+        file_pages: u64,
+        free: FreeList,
+    ) -> Self {
         Allocator {
             page_size,
             high_water,
             max_pages,
+            file_pages,
             free: TxnFreeList::new(free),
             lowest_first: false,
             allocated: 0,
@@ -61,9 +71,12 @@ impl Allocator {
     /// so a page continues the run of the last one where it can, or starts
     /// on a run of free pages. A page of the pool with no free neighbour
     /// would make a write of its own: while such pages are fewer than one in
-    /// `ISOLATED_SLACK` of the file, the file grows instead, and they wait
-    /// for a neighbour to be freed or for a small transaction. Beyond that,
-    /// or when the file cannot grow, they are taken.
+    /// `ISOLATED_SLACK` of the high-water mark, and the file already holds
+    /// pages past the mark (allocated ahead by an earlier growth), the mark
+    /// moves into those instead, and they wait for a neighbour to be freed
+    /// or for a small transaction. Otherwise they are taken: slack never
+    /// makes the file longer, so it never needs room on the disk, or under
+    /// `max_size`, that the free list could have spared.
     pub(crate) fn alloc(&mut self) -> Result<PageId> {
         self.allocated += 1;
         if self.lowest_first || self.allocated <= GROUPED_AFTER {
@@ -75,10 +88,11 @@ impl Allocator {
         if let Some(p) = self.free.take_grouped() {
             return Ok(p);
         }
+        // Only pages without a free neighbour are left in the pool.
         let alone = self.free.pool_len() as u64;
-        if alone.saturating_mul(ISOLATED_SLACK) >= self.high_water
-            && let Some(p) = self.free.take()
-        {
+        let slack = alone.saturating_mul(ISOLATED_SLACK) < self.high_water
+            && self.high_water < self.file_pages;
+        if !slack && let Some(p) = self.free.take() {
             return Ok(p);
         }
         match self.extend(1) {
@@ -171,15 +185,15 @@ impl Allocator {
 mod tests {
     use super::*;
 
-    /// An allocator over a file of `high_water` pages whose pool holds 80
-    /// pages without a free neighbour (2, 4, .., 160) and the runs
-    /// 1000..1004 and 2000..2003.
-    fn fragmented(high_water: u64, max_pages: u64) -> Allocator {
+    /// An allocator over `high_water` pages of a file of `file_pages`,
+    /// whose pool holds 80 pages without a free neighbour (2, 4, .., 160)
+    /// and the runs 1000..1004 and 2000..2003.
+    fn fragmented(high_water: u64, max_pages: u64, file_pages: u64) -> Allocator {
         let mut free = FreeList::default();
         for p in (1..=80).map(|i| 2 * i).chain(1000..1004).chain(2000..2003) {
             free.insert_reusable(p);
         }
-        Allocator::new(4096, high_water, max_pages, free)
+        Allocator::new(4096, high_water, max_pages, file_pages, free)
     }
 
     fn allocs(a: &mut Allocator, n: usize) -> Vec<PageId> {
@@ -188,12 +202,13 @@ mod tests {
 
     #[test]
     fn a_large_transaction_keeps_its_pages_together() {
-        let mut a = fragmented(4000, u64::MAX);
+        let mut a = fragmented(4000, u64::MAX, 4500);
         // A small transaction's pages: the lowest.
         let first = allocs(&mut a, GROUPED_AFTER as usize);
         assert_eq!(first, (1..=64).map(|i| 2 * i).collect::<Vec<_>>());
-        // Then runs, each taken whole, then the end of the file: the 16
-        // pages left without a neighbour are fewer than a sixteenth of it.
+        // Then runs, each taken whole, then the pages the file holds past
+        // the mark: the 16 pages left without a neighbour are fewer than a
+        // sixteenth of it.
         let next = allocs(&mut a, 10);
         assert_eq!(
             next,
@@ -204,14 +219,25 @@ mod tests {
     }
 
     #[test]
-    fn pages_without_a_neighbour_are_taken_past_the_slack_or_the_ceiling() {
+    fn pages_without_a_neighbour_are_taken_past_the_slack_or_the_file() {
         // 16 pages left alone, in a file of 200: more than a sixteenth.
-        let mut a = fragmented(200, u64::MAX);
+        let mut a = fragmented(200, u64::MAX, 300);
         allocs(&mut a, GROUPED_AFTER as usize + 7);
         assert_eq!(allocs(&mut a, 2), [130, 132]);
         assert_eq!(a.high_water(), 200);
-        // Within the slack but at the ceiling: taken rather than `MapFull`.
-        let mut a = fragmented(4000, 4000);
+        // Within the slack, but the file ends at the mark: taken, and the
+        // file needs no room it did not have.
+        let mut a = fragmented(4000, u64::MAX, 4000);
+        allocs(&mut a, GROUPED_AFTER as usize + 7);
+        assert_eq!(allocs(&mut a, 2), [130, 132]);
+        assert_eq!(a.high_water(), 4000);
+        // Slack stops where the file does.
+        let mut a = fragmented(4000, u64::MAX, 4002);
+        allocs(&mut a, GROUPED_AFTER as usize + 7);
+        assert_eq!(allocs(&mut a, 4), [4000, 4001, 130, 132]);
+        // Within the slack and the file, but at the ceiling: taken rather
+        // than `MapFull`.
+        let mut a = fragmented(4000, 4000, 4500);
         allocs(&mut a, GROUPED_AFTER as usize + 7);
         assert_eq!(allocs(&mut a, 2), [130, 132]);
         assert_eq!(a.high_water(), 4000);
@@ -219,7 +245,7 @@ mod tests {
 
     #[test]
     fn compaction_takes_the_lowest_pages() {
-        let mut a = fragmented(4000, u64::MAX);
+        let mut a = fragmented(4000, u64::MAX, 4500);
         a.lowest_first();
         let pages = allocs(&mut a, 86);
         let lowest: Vec<PageId> = (1..=80)

@@ -38,6 +38,7 @@ impl Dirty {
         txn_id: u64,
         base_high_water: u64,
         max_pages: u64,
+        file_pages: u64,
         free: FreeList,
         map: Arc<Map>,
     ) -> Dirty {
@@ -45,7 +46,7 @@ impl Dirty {
             txn_id,
             base_high_water,
             map,
-            alloc: Allocator::new(page_size, base_high_water, max_pages, free),
+            alloc: Allocator::new(page_size, base_high_water, max_pages, file_pages, free),
             bufs: Buffers::new(page_size),
             failed: false,
         }
