@@ -405,11 +405,7 @@ fn the_seal_list_matches_what_was_written() {
             let id = db.last_txn_id();
             t.reopen();
             let s = t.db().stat().unwrap();
-            assert_eq!(
-                (s.txn_id, s.set_aside),
-                (id, None),
-                "ps {ps} round {round}"
-            );
+            assert_eq!((s.txn_id, s.set_aside), (id, None), "ps {ps} round {round}");
             let r = t.db().begin_read().unwrap();
             let tab = r.open_table("t").unwrap();
             assert_eq!(
@@ -484,6 +480,7 @@ fn pwritev_past_4_gib_and_iov_max() {
     let path = dir.path().join("sparse");
     let file = std::fs::OpenOptions::new()
         .create(true)
+        .truncate(true)
         .read(true)
         .write(true)
         .open(&path)
@@ -592,8 +589,10 @@ fn grouped_pages_are_never_ones_a_reader_reaches() {
         }
         w.commit().unwrap();
     }
-    // (reader, round it ends, pages of its snapshot with their bytes)
-    let mut held: Vec<(larch::ReadTxn<'_>, u32, Vec<(u64, Vec<u8>)>)> = Vec::new();
+    // Each reader, the round it ends, and the pages of its snapshot with
+    // their bytes.
+    type Pages = Vec<(u64, Vec<u8>)>;
+    let mut held: Vec<(larch::ReadTxn<'_>, u32, Pages)> = Vec::new();
     for round in 0..35u32 {
         if rng.below(3) == 0 {
             let r = db.begin_read().unwrap();
