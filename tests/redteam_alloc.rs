@@ -182,6 +182,23 @@ fn a_full_disk_does_not_refuse_a_commit_that_fits_in_free_pages() {
     no_leaks(db);
 }
 
+/// The fragmented database reopened with `max_size` leaving room for one
+/// run of 64 new pages past its high-water mark (and two more), a value
+/// that needs that run, and how many leaves to rewrite so that their copies
+/// fit in the reusable pages with 40 to spare.
+fn room_for_one_run() -> (TestDb, Vec<u8>, u32) {
+    let mut t = fragmented();
+    let hw = metas_high_water(&t.path());
+    let run_pages = 64u64;
+    let big = vec![7u8; (run_pages as usize - 1) * PS as usize];
+    t.set_options(common::small_map(PS).max_size((hw + run_pages + 2) * u64::from(PS)));
+    t.reopen();
+    let s = t.db().stat().unwrap();
+    let reusable = s.free_pages - s.pending_free_pages;
+    let count = (reusable as u32).saturating_sub(40);
+    (t, big, count)
+}
+
 /// With `max_size` just above the file, a transaction that rewrites leaves
 /// (all of which fit in reusable pages) and then stores a value needing a
 /// run of new pages at the end of the file must commit: the free pages hold
@@ -191,16 +208,8 @@ fn a_full_disk_does_not_refuse_a_commit_that_fits_in_free_pages() {
 /// `MapFull`.
 #[test]
 fn max_size_headroom_is_not_spent_on_pages_the_free_list_holds() {
-    let mut t = fragmented();
-    let hw = metas_high_water(&t.path());
-    let run_pages = 64u64;
-    let big = vec![7u8; (run_pages as usize - 1) * PS as usize];
-    t.set_options(common::small_map(PS).max_size((hw + run_pages + 2) * u64::from(PS)));
-    t.reopen();
+    let (t, big, count) = room_for_one_run();
     let db = t.db();
-    let s = db.stat().unwrap();
-    let reusable = s.free_pages - s.pending_free_pages;
-    let count = (reusable as u32).saturating_sub(40);
     let mut w = db.begin_write().unwrap();
     let r = (|| {
         let mut tab = w.open_table("t")?;
@@ -225,16 +234,9 @@ fn max_size_headroom_is_not_spent_on_pages_the_free_list_holds() {
 /// the room for it.
 #[test]
 fn a_bulk_rewrite_does_not_spend_the_room_a_later_value_needs() {
-    let mut t = fragmented();
-    let hw = metas_high_water(&t.path());
-    let run_pages = 64u64;
-    let big = vec![7u8; (run_pages as usize - 1) * PS as usize];
-    t.set_options(common::small_map(PS).max_size((hw + run_pages + 2) * u64::from(PS)));
-    t.reopen();
+    let (t, big, count) = room_for_one_run();
     let db = t.db();
     let s = db.stat().unwrap();
-    let reusable = s.free_pages - s.pending_free_pages;
-    let count = (reusable as u32).saturating_sub(40);
     touch_leaves(db, 8, 16, count, 2).unwrap();
     let after = db.stat().unwrap();
     eprintln!(
