@@ -78,12 +78,17 @@ impl Storage for FileStorage {
     /// together.
     fn write_vectored_at(&self, mut offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
         use std::os::fd::AsRawFd;
+        // 64-bit offsets on 32-bit Linux too.
+        #[cfg(not(target_os = "linux"))]
+        use libc::{off_t as Offset, pwritev};
+        #[cfg(target_os = "linux")]
+        use libc::{off64_t as Offset, pwritev64 as pwritev};
         /// Buffers one call takes, at most (Linux's `IOV_MAX`).
         const IOV_MAX: usize = 1024;
         let mut slices: Vec<IoSlice<'_>> = bufs.iter().map(|b| IoSlice::new(b)).collect();
         let mut rest = &mut slices[..];
         while !rest.is_empty() {
-            let Ok(at) = libc::off_t::try_from(offset) else {
+            let Ok(at) = Offset::try_from(offset) else {
                 return Err(io::ErrorKind::FileTooLarge.into());
             };
             let count = rest.len().min(IOV_MAX) as libc::c_int;
@@ -91,7 +96,7 @@ impl Storage for FileStorage {
             // first `count` slices of `rest` are live buffers the call only
             // reads; the descriptor is owned by `self.file`.
             let n = unsafe {
-                libc::pwritev(
+                pwritev(
                     self.file.as_raw_fd(),
                     rest.as_ptr().cast::<libc::iovec>(),
                     count,
