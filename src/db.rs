@@ -306,6 +306,7 @@ impl Options {
                 pid: std::process::id(),
                 high_waters: Mutex::new(HighWaters::new(&meta)),
                 shrink_failures: AtomicU64::new(0),
+                wrote: AtomicU64::new(0),
             },
             read_only: self.read_only,
         })
@@ -676,6 +677,27 @@ pub struct Database {
     core: Core,
     /// Opened with [`Options::read_only`]: no write transaction starts.
     read_only: bool,
+}
+
+impl Drop for Database {
+    /// Gives the file's preallocated and free tail back to the file system
+    /// (DESIGN.md, "Shrinking the file"), if no write transaction runs in
+    /// this process or another and the handle can write; never waits.
+    fn drop(&mut self) {
+        if self.read_only || self.core.poisoned.load(Ordering::Acquire) {
+            return;
+        }
+        // Only a handle whose commit is the newest it knows: starting a
+        // write transaction is not free of effects (it spoils a slot open
+        // set aside, for one), and the cut needs that commit's metas.
+        let latest = self.core.latest.lock().txn_id;
+        if self.core.wrote.load(Ordering::Acquire) != latest {
+            return;
+        }
+        if let Ok(Some(w)) = self.try_begin_write() {
+            w.cut_on_close();
+        }
+    }
 }
 
 /// Bytes of pages one compaction transaction moves, at most: its dirty

@@ -124,8 +124,10 @@ fn wrong_and_absurd_page_sizes() {
         Some(Error::Corrupted { page: 0, .. })
     ));
     // Wrong but plausible (1024 in a 512 file, geometry within the file): the
-    // pages read at the wrong size give errors, not panics.
+    // pages read at the wrong size give errors, not panics. The file is
+    // doubled so that every page id of the commit still lies inside it.
     let mut image = base.clone();
+    image.resize(image.len() * 2, 0);
     let len = image.len() as u64;
     assert!(edit_meta(&mut image, 512, 0, |m| {
         m.page_size = 1024;

@@ -319,3 +319,57 @@ fn a_failed_cut_loses_nothing() {
     t.reopen();
     holds(t.db(), &all);
 }
+
+/// Closing the handle gives back what growth allocated ahead and the free
+/// tail, down to the pages the metas reach; another handle's live reader
+/// keeps what it may read, and a writer running elsewhere keeps the file as
+/// it is (the handle that closes never waits). A handle that wrote nothing
+/// cuts nothing (`tests/open.rs`: the pages of a meta open set aside stay).
+#[test]
+fn closing_cuts_the_file_to_the_pages_in_use() {
+    let mut t = TestDb::new(PS);
+    load(t.db(), 0..400, 50);
+    // Both metas then reach as far (a commit may lower the mark).
+    touch(t.db(), 0);
+    touch(t.db(), 1);
+    let pages = t.db().stat().unwrap().pages;
+    let open_len = file_len(&t);
+    // Growth allocates ahead: at least 1 MiB at a time.
+    assert!(
+        open_len > pages * u64::from(PS),
+        "{open_len} bytes for {pages} pages"
+    );
+    t.db = None;
+    assert_eq!(file_len(&t), pages * u64::from(PS));
+    t.reopen();
+    holds(t.db(), &(0..400).collect::<Vec<_>>());
+
+    // Another handle reads a snapshot of a larger file while this one
+    // removes most of it and closes: the cut stops at that snapshot.
+    load(t.db(), 400..800, 50);
+    let other = common::open(&t.path(), PS);
+    let r = other.begin_read().unwrap();
+    let held = t.db().stat().unwrap().pages;
+    remove(t.db(), &(200..800).collect::<Vec<_>>(), 100);
+    for i in 0..4 {
+        touch(t.db(), i);
+    }
+    t.db = None;
+    assert!(file_len(&t) >= held * u64::from(PS));
+    assert_eq!(r.open_table("t").unwrap().len(), 800);
+    drop(r);
+    // Now a writer runs in the other handle: closing does not wait for it
+    // and cuts nothing, not even what growth allocated ahead.
+    t.reopen();
+    load(t.db(), 800..1200, 50);
+    let before = file_len(&t);
+    assert!(before > t.db().stat().unwrap().pages * u64::from(PS));
+    let w = other.begin_write().unwrap();
+    t.db = None;
+    assert_eq!(file_len(&t), before);
+    drop(w);
+    t.reopen();
+    let mut kept: Vec<u32> = (0..200).collect();
+    kept.extend(800..1200);
+    holds(t.db(), &kept);
+}

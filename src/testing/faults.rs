@@ -228,8 +228,8 @@ impl fmt::Display for Figures {
 
 /// The outcome of one run with one fault armed.
 enum Outcome {
-    /// The workload finished before the fault was reached.
-    Completed,
+    /// The workload finished before the fault was reached, with this model.
+    Completed(Model),
     /// A commit failed; the models before and after it.
     Failed { before: Model, after: Model },
 }
@@ -287,7 +287,7 @@ fn workload(
             }
         }
     }
-    Outcome::Completed
+    Outcome::Completed(model)
 }
 
 fn open(path: &Path, trap: Option<&Trap>) -> crate::Result<Database> {
@@ -324,6 +324,7 @@ pub fn run(seed: u64, txns: u64) -> (Figures, Vec<String>) {
                 let trap = Trap::new();
                 trap.arm(kind, fault, n);
                 let site = format!("{kind:?}/{fault:?}/{n}");
+                let mut fired_in_workload = 0;
                 let run = catch_unwind(AssertUnwindSafe(|| {
                     // Open syncs the file first; a fault there fails the open.
                     let db = match open(&path, Some(&trap)) {
@@ -393,6 +394,9 @@ pub fn run(seed: u64, txns: u64) -> (Figures, Vec<String>) {
                             problems.push(format!("{site}: live check failed: {e}"));
                         }
                     }
+                    // The handle's close cuts the file (`cut_on_close`),
+                    // which may hit the fault after the workload.
+                    fired_in_workload = trap.fired();
                     outcome
                 }));
                 let outcome = match run {
@@ -403,13 +407,18 @@ pub fn run(seed: u64, txns: u64) -> (Figures, Vec<String>) {
                         break;
                     }
                 };
-                let Outcome::Failed { before, after } = outcome else {
-                    if trap.fired() > 0 {
+                let (before, after) = match outcome {
+                    Outcome::Failed { before, after } => (before, after),
+                    Outcome::Completed(_) if fired_in_workload > 0 => {
                         figures.fault_sites += 1;
                         problems.push(format!("{site}: the fault fired but no error came back"));
                         figures.corruptions += 1;
+                        break;
                     }
-                    break;
+                    // The cut at close failed, which nobody can be told: the
+                    // file must reopen to the last commit all the same.
+                    Outcome::Completed(model) if trap.fired() > 0 => (model.clone(), model),
+                    Outcome::Completed(_) => break,
                 };
                 figures.fault_sites += 1;
                 match open(&path, None) {
@@ -467,7 +476,7 @@ fn sync_eio_then_reopen(seed: u64, txns: u64, figures: &mut Figures, problems: &
                 let outcome = workload(&db, seed, txns, false, problems, &mut figures.wrong_errors);
                 let acked_txn = db.last_txn_id();
                 match outcome {
-                    Outcome::Completed => break,
+                    Outcome::Completed(_) => break,
                     Outcome::Failed { before, after } => {
                         if !matches!(db.begin_write(), Err(Error::Poisoned)) {
                             figures.poison_violations += 1;

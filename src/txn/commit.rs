@@ -183,6 +183,7 @@ impl WriteTxn<'_> {
         *self.core.latest.lock() = meta;
         self.core.registry.publish(meta.txn_id);
         self.core.registry.set_unfinished(None);
+        self.core.wrote.store(meta.txn_id, Ordering::Release);
         // This commit overwrote the slot open may have set aside.
         *self.core.set_aside.lock() = None;
     }
@@ -204,15 +205,43 @@ impl WriteTxn<'_> {
     /// as a crash before it would (the `shrink_failures` count says so).
     fn cut_tail(&self, meta: &Meta) {
         let pager = &self.core.pager;
-        let ps = pager.page_size() as u64;
         let len = pager.writer_len();
         // Compaction (`rewrite`) wants every page back that it can get.
         let step = if self.rewrite {
-            ps
+            pager.page_size() as u64
         } else {
             (len / 8).max(1 << 20)
         };
-        let metas = meta.high_water.max(self.base.high_water);
+        self.cut_above(meta.high_water.max(self.base.high_water), step);
+    }
+
+    /// When the handle closes, with no transaction running in any process:
+    /// cuts the file down to the highest high-water mark anything may still
+    /// read, whatever that frees, so that a closed database keeps neither
+    /// the steps its growth allocated ahead nor a free tail. Only when the
+    /// newest commit (the base) is this handle's own: the two metas on disk
+    /// are then that commit's and its base's, whose mark the handle keeps.
+    /// (A handle that wrote nothing may have opened past a meta it set
+    /// aside, whose pages must stay for a later open that finds it whole.)
+    pub(crate) fn cut_on_close(&self) {
+        if self.core.wrote.load(Ordering::Acquire) != self.base.txn_id {
+            return;
+        }
+        let older =
+            (self.base.txn_id.checked_sub(1)).and_then(|id| self.core.high_waters.lock().mark(id));
+        if let Some(older) = older {
+            let ps = self.core.pager.page_size() as u64;
+            self.cut_above(self.base.high_water.max(older), ps);
+        }
+    }
+
+    /// Cuts the file down to the highest high-water mark anything may still
+    /// read (`metas`, the marks of both metas on disk, and every live
+    /// snapshot's), when that frees at least `step` bytes (see `cut_tail`).
+    fn cut_above(&self, metas: u64, step: u64) {
+        let pager = &self.core.pager;
+        let ps = pager.page_size() as u64;
+        let len = pager.writer_len();
         if len < (metas * ps).saturating_add(step) {
             return;
         }

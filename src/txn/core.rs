@@ -50,6 +50,9 @@ pub(crate) struct Core {
     /// Cuts of the file's tail that failed (`Pager::shrink`); each left the
     /// file longer, nothing else.
     pub shrink_failures: AtomicU64,
+    /// The last commit this handle wrote, 0 before its first: closing cuts
+    /// the file only when that is still the newest (`cut_on_close`).
+    pub wrote: AtomicU64,
 }
 
 /// Marks a handle keeps at most.
@@ -80,6 +83,11 @@ impl HighWaters {
         if self.marks.len() > MAX_MARKS {
             self.marks.pop_first();
         }
+    }
+
+    /// The mark of commit `id`, if this handle knows it.
+    pub(crate) fn mark(&self, id: u64) -> Option<u64> {
+        self.marks.get(&id).copied()
     }
 
     /// The highest mark of the snapshots `ids`, or `None` if one of them is

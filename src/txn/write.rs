@@ -96,8 +96,10 @@ impl<'db> WriteTxn<'db> {
         // or newer, which the metas pin already.
         let meta_limit = txn_id.saturating_sub(2);
         // No snapshot older than both the base and every live one can
-        // start again: their high-water marks are not needed any more.
-        let oldest = live.first().map_or(base.txn_id, |&o| o.min(base.txn_id));
+        // start again: their high-water marks are not needed any more, but
+        // for the meta before the base, still on disk (`cut_on_close`).
+        let older_meta = base.txn_id.saturating_sub(1);
+        let oldest = live.first().map_or(older_meta, |&o| o.min(older_meta));
         core.high_waters.lock().forget_before(oldest);
         let mut free = std::mem::take(&mut guard.free.list);
         let view = MapView::new(&core.pager, &map, base.high_water, base.txn_id);
