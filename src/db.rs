@@ -306,7 +306,7 @@ impl Options {
                 pid: std::process::id(),
                 high_waters: Mutex::new(HighWaters::new(&meta)),
                 shrink_failures: AtomicU64::new(0),
-                wrote: AtomicU64::new(0),
+                wrote: Mutex::new(None),
             },
             read_only: self.read_only,
         })
@@ -684,14 +684,19 @@ impl Drop for Database {
     /// (DESIGN.md, "Shrinking the file"), if no write transaction runs in
     /// this process or another and the handle can write; never waits.
     fn drop(&mut self) {
-        if self.read_only || self.core.poisoned.load(Ordering::Acquire) {
+        // A child made by `fork` touches nothing of its parent's (and takes
+        // no lock another thread of the parent may have held at the fork).
+        if self.read_only
+            || self.core.same_process().is_err()
+            || self.core.poisoned.load(Ordering::Acquire)
+        {
             return;
         }
         // Only a handle whose commit is the newest it knows: starting a
         // write transaction is not free of effects (it spoils a slot open
         // set aside, for one), and the cut needs that commit's metas.
         let latest = self.core.latest.lock().txn_id;
-        if self.core.wrote.load(Ordering::Acquire) != latest {
+        if *self.core.wrote.lock() != Some(latest) {
             return;
         }
         if let Ok(Some(w)) = self.try_begin_write() {

@@ -457,6 +457,11 @@ impl Registry {
     /// Ends the reader in slot `i`.
     pub(crate) fn end(&self, i: SlotId) {
         if let (Inner::Shared(s), Some(i)) = (&self.inner, i) {
+            // A child made by `fork` ends none of its parent's readers: the
+            // slot is the parent's, and its snapshot still alive there.
+            if !s.in_owner() {
+                return;
+            }
             s.slot(i, slot::TXN).store(0, Ordering::Release);
             s.local.lock().idle.push(i);
         }
@@ -713,6 +718,12 @@ impl Shared {
         Ok(self.take(used, local))
     }
 
+    /// Whether this is the process that opened the registry, not a child
+    /// made by `fork` that inherited it.
+    fn in_owner(&self) -> bool {
+        u64::from(std::process::id()) == self.pid
+    }
+
     /// Makes slot `i`, whose lock this handle just took, its own.
     fn take(&self, i: u64, local: &mut Local) -> u64 {
         self.slot(i, slot::TXN).store(0, Ordering::SeqCst);
@@ -724,6 +735,10 @@ impl Shared {
 
 impl Drop for Shared {
     fn drop(&mut self) {
+        // A child made by `fork` leaves its parent's slots alone.
+        if !self.in_owner() {
+            return;
+        }
         // The locks go with the file; the words are cleared so that nobody
         // needs to check them.
         let local = self.local.get_mut();

@@ -1,9 +1,9 @@
 //! Hostile review of the cut at close (DESIGN.md, "Shrinking the file",
 //! **Closing**; `impl Drop for Database`, `WriteTxn::cut_on_close`): readers
 //! of other handles and processes, the metas a recovery needs, commits the
-//! closing handle never saw, and drops in odd states. A test that fails
-//! demonstrates a defect (its comment says which); the others guard attacks
-//! that held. Child processes are this test binary re-run with an
+//! closing handle never saw, and drops in odd states. Two tests found
+//! defects, fixed since (their comments say which); the others guard
+//! attacks that held. Child processes are this test binary re-run with an
 //! environment variable naming what to do (`child_*` tests return at once
 //! without it).
 
@@ -261,14 +261,15 @@ fn a_snapshot_of_a_commit_this_handle_never_saw_keeps_its_pages() {
 // ---------------------------------------------------------------------------
 // The metas on disk.
 
-/// Defect: a handle whose last commit is transaction 0 (a new file whose
-/// first commit was torn) "wrote" 0 as far as `Core::wrote` can tell (0 is
-/// also its "nothing yet"), so dropping it starts a write transaction after
-/// all: `adopt` spoils the slot of the torn commit 1 that open set aside,
-/// which the commit says a handle that wrote nothing must never do
-/// (tests/open.rs, `a_torn_single_sync_commit_falls_back_to_the_previous_one`
-/// checks this for commit 2: restored, the commit is found whole again).
-/// Here commit 1, restored after the close, is lost: reopening finds 0.
+/// Found a defect (fixed: `Core::wrote` is an `Option`): a handle whose
+/// last commit is transaction 0 (a new file whose first commit was torn)
+/// "wrote" 0 as far as `Core::wrote` could tell (0 was also its "nothing
+/// yet"), so dropping it started a write transaction after all: `adopt`
+/// spoiled the slot of the torn commit 1 that open set aside, which a
+/// handle that wrote nothing must never do (tests/open.rs,
+/// `a_torn_single_sync_commit_falls_back_to_the_previous_one` checks this
+/// for commit 2: restored, the commit is found whole again). Commit 1,
+/// restored after the close, was lost: reopening found 0.
 #[test]
 fn closing_a_handle_that_wrote_nothing_at_commit_zero_keeps_the_meta_set_aside() {
     let ps = u64::from(PS);
@@ -526,13 +527,13 @@ fn closes_racing_writers_of_another_handle_lose_nothing() {
     holds(&db, &(0..next).collect::<Vec<_>>());
 }
 
-/// Defect (not of the close itself, which a forked child refuses; older
-/// than it, and made worse by it): a child made by `fork` that leaves the
-/// scope of a parent's read transaction and handle the ordinary way (a
-/// return from `main`, a scope's end) runs `ReadTxn::drop` and the
-/// registry's `Drop`, which clear the parent's reader slot in the shared
-/// lock file (`Registry::end`; `Shared::drop`), with no `same_process`
-/// check. The parent's reader is alive but unregistered: the next close of
+/// Found a defect (fixed: both leave a parent's slots alone in a child;
+/// not of the close itself, which a forked child refuses; older than it,
+/// and made worse by it): a child made by `fork` that leaves the scope of a
+/// parent's read transaction and handle the ordinary way (a return from
+/// `main`, a scope's end) ran `ReadTxn::drop` and the registry's `Drop`,
+/// which cleared the parent's reader slot in the shared lock file
+/// (`Registry::end`; `Shared::drop`), with no `same_process` check. The parent's reader is alive but unregistered: the next close of
 /// another handle cuts the file below its snapshot (its next read of those
 /// pages is a SIGBUS; commits may reuse them as well).
 #[test]

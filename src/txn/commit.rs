@@ -183,7 +183,7 @@ impl WriteTxn<'_> {
         *self.core.latest.lock() = meta;
         self.core.registry.publish(meta.txn_id);
         self.core.registry.set_unfinished(None);
-        self.core.wrote.store(meta.txn_id, Ordering::Release);
+        *self.core.wrote.lock() = Some(meta.txn_id);
         // This commit overwrote the slot open may have set aside.
         *self.core.set_aside.lock() = None;
     }
@@ -224,7 +224,7 @@ impl WriteTxn<'_> {
     /// (A handle that wrote nothing may have opened past a meta it set
     /// aside, whose pages must stay for a later open that finds it whole.)
     pub(crate) fn cut_on_close(&self) {
-        if self.core.wrote.load(Ordering::Acquire) != self.base.txn_id {
+        if *self.core.wrote.lock() != Some(self.base.txn_id) {
             return;
         }
         let older =

@@ -50,9 +50,10 @@ pub(crate) struct Core {
     /// Cuts of the file's tail that failed (`Pager::shrink`); each left the
     /// file longer, nothing else.
     pub shrink_failures: AtomicU64,
-    /// The last commit this handle wrote, 0 before its first: closing cuts
-    /// the file only when that is still the newest (`cut_on_close`).
-    pub wrote: AtomicU64,
+    /// The last commit this handle wrote, `None` before its first (0 is a
+    /// commit too: a new file's): closing cuts the file only when that is
+    /// still the newest (`cut_on_close`).
+    pub wrote: Mutex<Option<u64>>,
 }
 
 /// Marks a handle keeps at most.
