@@ -6,7 +6,7 @@ use std::fs::OpenOptions;
 use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 
-use common::{Rng, TestDb, open};
+use common::{Rng, TestDb, open, sealed_pages};
 use larch::{Error, Options};
 
 fn try_open(path: &Path) -> larch::Result<larch::Database> {
@@ -177,21 +177,6 @@ fn a_meta_with_a_bad_checksum_falls_back_to_the_other() {
         t.reopen();
         assert_eq!(read_value(t.db()), b"four");
     }
-}
-
-/// The pages the meta in slot `slot` seals: `(page, pages)` for each entry of
-/// its seal list (meta layout in DESIGN.md).
-fn sealed_pages(path: &Path, page_size: u64, slot: u64) -> Vec<(u64, u64)> {
-    let image = std::fs::read(path).unwrap();
-    let at = (slot * page_size) as usize;
-    let le = |from: usize, len: usize| {
-        let mut b = [0u8; 8];
-        b[..len].copy_from_slice(&image[at + from..at + from + len]);
-        u64::from_le_bytes(b)
-    };
-    (0..le(76, 4) as usize)
-        .map(|i| (le(88 + 16 * i, 8), le(96 + 16 * i, 4)))
-        .collect()
 }
 
 #[test]

@@ -12,50 +12,16 @@ mod common;
 use std::fs::OpenOptions;
 use std::io::{self, BufRead, BufReader, Seek, SeekFrom, Write};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::TestDb;
+use common::sized::{holds, key, load, touch, value};
+use common::{TestDb, sealed_pages};
 use larch::testing::{FileStorage, Storage};
 use larch::{Database, Error};
 
 const PS: u32 = 4096;
-
-fn key(i: u32) -> [u8; 4] {
-    i.to_be_bytes()
-}
-
-/// Values of three sizes: inline, a two-page overflow run and a longer one.
-fn value(i: u32) -> Vec<u8> {
-    let len = match i % 3 {
-        0 => 100,
-        1 => 5000,
-        _ => 9000,
-    };
-    i.to_le_bytes().iter().copied().cycle().take(len).collect()
-}
-
-fn load(db: &Database, keys: impl Iterator<Item = u32>, per_commit: usize) {
-    let keys: Vec<u32> = keys.collect();
-    for chunk in keys.chunks(per_commit) {
-        let mut w = db.begin_write().unwrap();
-        {
-            let mut t = w.open_table("t").unwrap();
-            for &i in chunk {
-                t.insert(&key(i), &value(i)).unwrap();
-            }
-        }
-        w.commit().unwrap();
-    }
-}
-
-/// A small commit to another table.
-fn touch(db: &Database, i: u32) {
-    let mut w = db.begin_write().unwrap();
-    w.open_table("u").unwrap().insert(&key(i), b"x").unwrap();
-    w.commit().unwrap();
-}
 
 fn remove(db: &Database, keys: impl Iterator<Item = u32>) {
     let mut w = db.begin_write().unwrap();
@@ -68,18 +34,6 @@ fn remove(db: &Database, keys: impl Iterator<Item = u32>) {
     w.commit().unwrap();
 }
 
-/// Checks that `db`'s last commit holds exactly `keys`, and passes `check`.
-fn holds(db: &Database, keys: &[u32]) {
-    let r = db.begin_read().unwrap();
-    let t = r.open_table("t").unwrap();
-    assert_eq!(t.len(), keys.len() as u64);
-    for &i in keys {
-        assert_eq!(t.get(&key(i)).unwrap(), Some(&value(i)[..]), "key {i}");
-    }
-    let report = r.check().unwrap();
-    assert_eq!(report.leaked_pages, 0);
-}
-
 fn poke(path: &Path, offset: u64, bytes: &[u8]) {
     let mut f = OpenOptions::new().write(true).open(path).unwrap();
     f.seek(SeekFrom::Start(offset)).unwrap();
@@ -88,21 +42,6 @@ fn poke(path: &Path, offset: u64, bytes: &[u8]) {
 
 fn len_of(path: &Path) -> u64 {
     std::fs::metadata(path).unwrap().len()
-}
-
-/// The pages the meta in slot `slot` seals: `(page, pages)` for each entry of
-/// its seal list (meta layout in DESIGN.md; as in tests/open.rs).
-fn sealed_pages(path: &Path, page_size: u64, slot: u64) -> Vec<(u64, u64)> {
-    let image = std::fs::read(path).unwrap();
-    let at = (slot * page_size) as usize;
-    let le = |from: usize, len: usize| {
-        let mut b = [0u8; 8];
-        b[..len].copy_from_slice(&image[at + from..at + from + len]);
-        u64::from_le_bytes(b)
-    };
-    (0..le(76, 4) as usize)
-        .map(|i| (le(88 + 16 * i, 8), le(96 + 16 * i, 4)))
-        .collect()
 }
 
 /// The high-water mark the meta in slot `slot` names (offset 24).
@@ -117,14 +56,7 @@ fn meta_high_water(path: &Path, slot: u64) -> u64 {
 
 fn spawn(name: &str, envs: &[(&str, &str)]) -> Child {
     let _spawning = common::spawn_lock();
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
-    cmd.spawn().unwrap()
+    common::test_command(name, envs).spawn().unwrap()
 }
 
 fn say(line: &str) {

@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -33,13 +33,7 @@ type Creds = (u32, u32, Vec<u32>);
 /// as root), stdin and stdout piped.
 fn spawn(name: &str, envs: &[(&str, &str)], creds: Option<Creds>) -> Child {
     let _spawning = common::spawn_lock();
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped());
-    for (k, v) in envs {
-        cmd.env(k, v);
-    }
+    let mut cmd = common::test_command(name, envs);
     if let Some((uid, gid, groups)) = creds {
         // SAFETY: only async-signal-safe calls between fork and exec.
         unsafe {

@@ -8,46 +8,12 @@ use std::io;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use common::sized::{holds, key, load, touch, value};
 use common::{Rng, TestDb};
 use larch::Database;
 use larch::testing::{FileStorage, Storage};
 
 const PS: u32 = 4096;
-
-fn key(i: u32) -> [u8; 4] {
-    i.to_be_bytes()
-}
-
-/// Values of three sizes: inline, a two-page overflow run and a longer one.
-fn value(i: u32) -> Vec<u8> {
-    let len = match i % 3 {
-        0 => 100,
-        1 => 5000,
-        _ => 9000,
-    };
-    i.to_le_bytes().iter().copied().cycle().take(len).collect()
-}
-
-fn load(db: &Database, keys: impl Iterator<Item = u32>, per_commit: usize) {
-    let keys: Vec<u32> = keys.collect();
-    for chunk in keys.chunks(per_commit) {
-        let mut w = db.begin_write().unwrap();
-        {
-            let mut t = w.open_table("t").unwrap();
-            for &i in chunk {
-                t.insert(&key(i), &value(i)).unwrap();
-            }
-        }
-        w.commit().unwrap();
-    }
-}
-
-/// A small commit to another table.
-fn touch(db: &Database, i: u32) {
-    let mut w = db.begin_write().unwrap();
-    w.open_table("u").unwrap().insert(&key(i), b"x").unwrap();
-    w.commit().unwrap();
-}
 
 fn remove(db: &Database, keys: &[u32], per_commit: usize) {
     for chunk in keys.chunks(per_commit) {
@@ -60,18 +26,6 @@ fn remove(db: &Database, keys: &[u32], per_commit: usize) {
         }
         w.commit().unwrap();
     }
-}
-
-/// Checks that `db`'s last commit holds exactly `keys`, and passes `check`.
-fn holds(db: &Database, keys: &[u32]) {
-    let r = db.begin_read().unwrap();
-    let t = r.open_table("t").unwrap();
-    assert_eq!(t.len(), keys.len() as u64);
-    for &i in keys {
-        assert_eq!(t.get(&key(i)).unwrap(), Some(&value(i)[..]), "key {i}");
-    }
-    let report = r.check().unwrap();
-    assert_eq!(report.leaked_pages, 0);
 }
 
 fn file_len(db: &TestDb) -> u64 {

@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use larch::{Database, Options};
 use tempfile::TempDir;
 
+pub mod sized;
+
 /// Held while a test spawns a child process, and while a test reopens a
 /// database. A child forked by another test's thread holds a copy of every
 /// descriptor, and with it the file lock, until it execs (`spawn` returns
@@ -13,6 +15,20 @@ static SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 pub fn spawn_lock() -> std::sync::MutexGuard<'static, ()> {
     SPAWN.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A command that runs test `name` of this test binary alone, with `envs`,
+/// its stdin and stdout piped: a child process of a multi-process test.
+/// Spawn it under `spawn_lock`.
+pub fn test_command(name: &str, envs: &[(&str, &str)]) -> std::process::Command {
+    let mut cmd = std::process::Command::new(std::env::current_exe().unwrap());
+    cmd.args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped());
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    cmd
 }
 
 /// A database in a fresh temporary directory.
@@ -156,4 +172,19 @@ pub mod hostile {
         let t = r.open_table("t").ok()?;
         t.get(key).unwrap().map(<[u8]>::to_vec)
     }
+}
+
+/// The pages the meta in slot `slot` seals: `(page, pages)` for each entry of
+/// its seal list (meta layout in DESIGN.md).
+pub fn sealed_pages(path: &Path, page_size: u64, slot: u64) -> Vec<(u64, u64)> {
+    let image = std::fs::read(path).unwrap();
+    let at = (slot * page_size) as usize;
+    let le = |from: usize, len: usize| {
+        let mut b = [0u8; 8];
+        b[..len].copy_from_slice(&image[at + from..at + from + len]);
+        u64::from_le_bytes(b)
+    };
+    (0..le(76, 4) as usize)
+        .map(|i| (le(88 + 16 * i, 8), le(96 + 16 * i, 4)))
+        .collect()
 }
