@@ -1,14 +1,14 @@
 //! A write transaction's pages as one whole: the allocator, the buffers and
 //! the failed flag, and how the B+tree and the free-list chain reach them.
 
+use std::sync::Arc;
+
 use crate::btree::PageStore;
 use crate::error::{Error, Result, corrupted};
 use crate::format::page::{
     OVERFLOW_DATA, PageId, header_mut, init_overflow, overflow_pages, written_by,
 };
 use crate::freelist::{ChainStore, FreeList, TxnFreeList};
-use std::sync::Arc;
-
 use crate::pager::{Map, Pager};
 use crate::view::{DirtyView, MapView, PageSource};
 
@@ -94,6 +94,28 @@ impl Dirty {
     #[inline]
     fn base<'a>(&'a self, pager: &'a Pager) -> MapView<'a> {
         MapView::new(pager, &self.map, self.base_high_water, self.txn_id - 1)
+    }
+
+    /// Copies the committed pages `id..id + n` (a page, or a whole overflow
+    /// run), read through the base's checks, into a buffer of this
+    /// transaction at the pages `place` allocates, and frees the old ones
+    /// (a copy, not a zeroed page written over). Returns the new first page.
+    fn copy_out(
+        &mut self,
+        pager: &Pager,
+        id: PageId,
+        n: u64,
+        place: impl FnOnce(&mut Allocator) -> Result<PageId>,
+    ) -> Result<PageId> {
+        // The fields, not `base`: the allocator is borrowed below while
+        // `src` lives.
+        let base = MapView::new(pager, &self.map, self.base_high_water, self.txn_id - 1);
+        let src = base.run_bytes(id, n)?;
+        let new = place(&mut self.alloc)?;
+        let buf = self.bufs.insert(new, Box::from(src));
+        header_mut(buf).txn_id = self.txn_id.into();
+        self.alloc.free(id, n, Some(written_by(src)))?;
+        Ok(new)
     }
 
     /// The pages as this transaction sees them: its dirty buffers, then the
@@ -204,16 +226,7 @@ impl PageStore for TxnPages<'_> {
         if self.dirty.bufs.contains(id) {
             return Ok(id);
         }
-        // The fields, not `base`: the allocator is borrowed below while
-        // `src` lives.
-        let d = &mut *self.dirty;
-        let src = MapView::new(self.pager, &d.map, d.base_high_water, d.txn_id - 1).page(id)?;
-        let new = d.alloc.alloc()?;
-        // A copy, not a zeroed page written over.
-        let buf = d.bufs.insert(new, Box::from(src));
-        header_mut(buf).txn_id = d.txn_id.into();
-        d.alloc.free(id, 1, Some(written_by(src)))?;
-        Ok(new)
+        self.dirty.copy_out(self.pager, id, 1, Allocator::alloc)
     }
 
     fn alloc_node(&mut self, page: Box<[u8]>) -> Result<PageId> {
@@ -252,15 +265,8 @@ impl PageStore for TxnPages<'_> {
         if self.dirty.bufs.contains(id) {
             return Ok(id);
         }
-        let d = &mut *self.dirty;
-        // Read through the base's checks: the whole run inside the snapshot.
-        let src =
-            MapView::new(self.pager, &d.map, d.base_high_water, d.txn_id - 1).run_bytes(id, n)?;
-        let new = d.alloc.alloc_run(n)?;
-        let buf = d.bufs.insert(new, Box::from(src));
-        header_mut(buf).txn_id = d.txn_id.into();
-        d.alloc.free(id, n, Some(written_by(src)))?;
-        Ok(new)
+        self.dirty
+            .copy_out(self.pager, id, n, |a: &mut Allocator| a.alloc_run(n))
     }
 }
 

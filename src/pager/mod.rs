@@ -625,29 +625,24 @@ impl Pager {
         let ps = self.page_size as u64;
         let target = len.max(current + step).div_ceil(ps) * ps;
         let target = target.min(self.max_size / ps * ps).max(len);
-        match self.storage.allocate(current, target) {
-            Ok(()) => {}
-            Err(e) if is_full(&e) => {
-                // A step ahead may not fit where `len` does.
-                match self.storage.allocate(current, len) {
-                    Ok(()) => {}
-                    Err(e) if is_full(&e) => {
-                        return Err(Error::MapFull {
-                            needed: len,
-                            limit: current,
-                            reason: "no space is left on the device for the file to grow",
-                        });
-                    }
-                    Err(e) => return Err(e.into()),
+        let grown = match self.storage.allocate(current, target) {
+            Ok(()) => target,
+            // A step ahead may not fit where `len` does.
+            Err(e) if is_full(&e) => match self.storage.allocate(current, len) {
+                Ok(()) => len,
+                Err(e) if is_full(&e) => {
+                    return Err(Error::MapFull {
+                        needed: len,
+                        limit: current,
+                        reason: "no space is left on the device for the file to grow",
+                    });
                 }
-                self.writer_len.store(len, Ordering::Release);
-                self.file_len.fetch_max(len, Ordering::AcqRel);
-                return Ok(());
-            }
+                Err(e) => return Err(e.into()),
+            },
             Err(e) => return Err(e.into()),
-        }
-        self.writer_len.store(target, Ordering::Release);
-        self.file_len.fetch_max(target, Ordering::AcqRel);
+        };
+        self.writer_len.store(grown, Ordering::Release);
+        self.file_len.fetch_max(grown, Ordering::AcqRel);
         Ok(())
     }
 
