@@ -1,8 +1,10 @@
 //! The integrity checker: walks one snapshot and accounts for every page.
 //!
 //! Every page below the high-water mark must be exactly one of: reachable
-//! from the catalog (a tree node or an overflow page), a free-list chain page,
-//! or listed free. Every page in use must hold its checksum. Keys must be
+//! from the catalog (a tree node or an overflow page), a page of the value
+//! heap (its tree or a segment), a free-list chain page, or listed free.
+//! Every value packed into a segment must lie inside it, share no byte with
+//! another, and be counted by the heap's entry for the segment. Every page in use must hold its checksum. Keys must be
 //! sorted within and across pages, leaves all at the depth their descriptor
 //! states, and entry counts must match.
 
@@ -10,9 +12,10 @@ use std::collections::BTreeMap;
 
 use crate::btree::load_node;
 use crate::error::{Error, Result, corrupted};
+use crate::format::heap::{SEGMENT_DATA, Segment, segment_of_key};
 use crate::format::meta::{Meta, TableDesc};
-use crate::format::node::LeafValue;
-use crate::format::page::{PageId, page_checksum, stored_checksum};
+use crate::format::node::{LeafValue, ValueRef};
+use crate::format::page::{PageId, page_checksum, segment_run, stored_checksum};
 use crate::freelist::read_chain;
 use crate::pager::{Map, Pager};
 #[cfg(feature = "testing")]
@@ -52,6 +55,12 @@ pub struct CheckReport {
     pub leaf_pages: u64,
     /// Pages of overflow runs.
     pub overflow_pages: u64,
+    /// Value segments in the heap.
+    pub segments: u64,
+    /// Their pages.
+    pub segment_pages: u64,
+    /// Bytes of the values packed into them.
+    pub packed_bytes: u64,
     /// Pages of the free-list chain.
     pub freelist_pages: u64,
     /// Pages listed free: reusable, or pending until older snapshots end.
@@ -81,6 +90,8 @@ struct Checker<P> {
     /// The snapshot's high-water mark: claimed pages lie in `2..pages`.
     pages: u64,
     claimed: Claims,
+    /// The values the tables pack into each segment: `(offset, length)`.
+    packed: BTreeMap<PageId, Vec<(u64, u64)>>,
     report: CheckReport,
 }
 
@@ -257,12 +268,62 @@ impl<'a, P: PageSource<'a>> Checker<P> {
     }
 
     fn value(&mut self, value: LeafValue<'a>) -> Result<()> {
-        if let LeafValue::Overflow { page, len } = value {
-            let run = run_len(self.view.page(page)?, page, len, self.page_size)?;
-            self.claim_run(page, run, "overflow page reachable twice")?;
-            checksum_matches(page, self.view.run_bytes(page, run)?)?;
-            self.report.overflow_pages += run;
+        match value {
+            LeafValue::Spilled {
+                at: ValueRef::Run(page),
+                len,
+            } => {
+                let run = run_len(self.view.page(page)?, page, len, self.page_size)?;
+                self.claim_run(page, run, "overflow page reachable twice")?;
+                checksum_matches(page, self.view.run_bytes(page, run)?)?;
+                self.report.overflow_pages += run;
+            }
+            LeafValue::Spilled {
+                at: ValueRef::Packed { seg, off },
+                len,
+            } => {
+                // Readable where the cell says (the segment's header and
+                // bounds); the segment itself is checked with the heap.
+                self.view.value(value)?;
+                let refs = self.packed.entry(seg).or_default();
+                refs.push((u64::from(off), len as u64));
+            }
+            LeafValue::Inline(_) => {}
         }
+        Ok(())
+    }
+
+    /// One segment of the heap's tree: its pages claimed and checksummed,
+    /// its header agreeing with the entry, and the values the tables pack
+    /// into it matching the entry's counts and never sharing a byte.
+    fn segment(&mut self, key: &[u8], value: LeafValue<'a>) -> Result<()> {
+        let bytes = self.view.value(value)?;
+        let (Some(seg), Some(entry)) =
+            (segment_of_key(key), Segment::decode(bytes, self.page_size))
+        else {
+            return corrupted(0, "invalid entry in the heap's tree");
+        };
+        if segment_run(self.view.page(seg)?, seg)? != entry.pages {
+            return corrupted(seg, "segment length differs from the heap's entry");
+        }
+        self.claim_run(seg, entry.pages, "segment page also in use")?;
+        checksum_matches(seg, self.view.run_bytes(seg, entry.pages)?)?;
+        self.report.segments += 1;
+        self.report.segment_pages += entry.pages;
+        let mut refs = self.packed.remove(&seg).unwrap_or_default();
+        refs.sort_unstable();
+        let bytes: u64 = refs.iter().map(|&(_, len)| len).sum();
+        if refs.len() as u64 != entry.values || bytes != entry.live {
+            return corrupted(seg, "segment's live count differs from its values");
+        }
+        let mut next = SEGMENT_DATA as u64;
+        for (off, len) in refs {
+            if off < next {
+                return corrupted(seg, "packed values share bytes");
+            }
+            next = off + len;
+        }
+        self.report.packed_bytes += bytes;
         Ok(())
     }
 }
@@ -320,6 +381,7 @@ fn walk<'a>(view: impl PageSource<'a>, page_size: usize, meta: &Meta) -> (CheckR
         page_size,
         pages: meta.high_water,
         claimed: Claims::default(),
+        packed: BTreeMap::new(),
         report: CheckReport {
             txn_id: meta.txn_id,
             pages: meta.high_water,
@@ -354,6 +416,24 @@ fn walk<'a>(view: impl PageSource<'a>, page_size: usize, meta: &Meta) -> (CheckR
         // A figure for the report: the descriptors' counts, which come from
         // the file (a mismatch was noted above) and must not wrap.
         c.report.entries = c.report.entries.saturating_add(desc.entries);
+    }
+    let r = c.tree(&meta.heap.tree, |c, key, value| c.segment(key, value));
+    c.note(r);
+    if c.report.segments != meta.heap.tree.entries
+        || c.report.segment_pages != meta.heap.pages
+        || c.report.packed_bytes != meta.heap.live
+    {
+        c.note(corrupted(
+            meta.heap.tree.root,
+            "heap totals differ from the meta",
+        ));
+    }
+    let unlisted: Vec<PageId> = c.packed.keys().copied().take(MAX_ERRORS).collect();
+    for seg in unlisted {
+        c.note(corrupted(
+            seg,
+            "a value in a segment the heap does not list",
+        ));
     }
     let chain = match read_chain(c.view, meta) {
         Ok(chain) => Some(chain),

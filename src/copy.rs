@@ -132,7 +132,11 @@ impl ReadTxn<'_> {
                 }
             }
         }
-        // The file grows ahead of use; the copy keeps only its pages.
+        // Each commit gives back what its last value segment did not fill,
+        // and later ones may not need those pages: compaction moves the
+        // pages past them down, so the copy has no hole. The file grows
+        // ahead of use; the copy keeps only its pages.
+        copy.compact()?;
         let len = copy.stat()?.pages * u64::from(ps);
         drop(copy);
         let file = OpenOptions::new().write(true).open(temp)?;

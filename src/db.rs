@@ -546,6 +546,7 @@ fn initialise(file: &mut LockedFile, page_size: usize) -> Result<()> {
         freelist_head: 0,
         freelist_entries: 0,
         catalog: TableDesc::default(),
+        heap: Default::default(),
     };
     let bytes = meta.encode();
     let mut buf = vec![0u8; 2 * page_size];

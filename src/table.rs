@@ -72,8 +72,14 @@ pub struct TableStat {
     pub branch_pages: u64,
     /// Leaf pages.
     pub leaf_pages: u64,
-    /// Pages of overflow runs (values too big to sit in a leaf).
+    /// Pages of overflow runs: values of their own pages (longer than 16
+    /// pages less 24 bytes).
     pub overflow_pages: u64,
+    /// Values packed into the value heap's segments, which all tables share
+    /// (values too long for a leaf, too short for a run of their own).
+    pub packed_values: u64,
+    /// Bytes of those values.
+    pub packed_bytes: u64,
     /// Entries (key-value pairs).
     pub entries: u64,
 }
@@ -86,6 +92,8 @@ impl TableStat {
             branch_pages: counts.branch,
             leaf_pages: counts.leaf,
             overflow_pages: counts.overflow,
+            packed_values: counts.packed,
+            packed_bytes: counts.packed_bytes,
             entries: desc.entries,
         })
     }

@@ -5,8 +5,8 @@
 //! the bytes lie (a [`Backing`]): the map ([`MapView`]), a whole-file image
 //! ([`SliceView`], for the suites), or a buffer of the writer's. Every one of
 //! them reads through the same checked functions: [`read_page`] for a page,
-//! [`read_overflow`] for the value in an overflow run, [`read_run`] for a
-//! run's whole pages. [`run_len`], the one check of an overflow run's header
+//! [`read_overflow`] for the value in an overflow run, [`read_packed`] for a
+//! value packed into a segment, [`read_run`] for a run's whole pages. [`run_len`], the one check of an overflow run's header
 //! against its value, serves them and the code that frees or checks a run.
 //! [`DirtyView`] puts the writer's buffers over the map, and [`View`] is
 //! either a snapshot or the writer's view.
@@ -15,9 +15,10 @@
 //! small and `#[inline]`, and a slice is handed out, never copied.
 
 use crate::error::{Error, Result, corrupted};
-use crate::format::node::LeafValue;
+use crate::format::heap::SEGMENT_DATA;
+use crate::format::node::{LeafValue, ValueRef};
 use crate::format::page::{
-    OVERFLOW_DATA, PageId, PageMap, overflow_pages, overflow_run, written_by,
+    OVERFLOW_DATA, PageId, PageMap, overflow_pages, overflow_run, segment_run, written_by,
 };
 use crate::pager::{Map, Pager};
 
@@ -27,6 +28,8 @@ pub(crate) trait PageSource<'a>: Copy {
     fn page(&self, id: PageId) -> Result<&'a [u8]>;
     /// The `len` value bytes of the overflow run starting at `id`.
     fn overflow_value(&self, id: PageId, len: usize) -> Result<&'a [u8]>;
+    /// The `len` value bytes `off` bytes into the value segment at `seg`.
+    fn packed_value(&self, seg: PageId, off: u32, len: usize) -> Result<&'a [u8]>;
     /// The `n` whole pages starting at `id` (an overflow run, header included).
     fn run_bytes(&self, id: PageId, n: u64) -> Result<&'a [u8]>;
 
@@ -35,7 +38,16 @@ pub(crate) trait PageSource<'a>: Copy {
     fn value(&self, value: LeafValue<'a>) -> Result<&'a [u8]> {
         match value {
             LeafValue::Inline(v) => Ok(v),
-            LeafValue::Overflow { page, len } => self.overflow_value(page, len),
+            LeafValue::Spilled { at, len } => self.spilled_value(at, len),
+        }
+    }
+
+    /// The `len` bytes of a value out of its leaf, at `at`.
+    #[inline]
+    fn spilled_value(&self, at: ValueRef, len: usize) -> Result<&'a [u8]> {
+        match at {
+            ValueRef::Run(page) => self.overflow_value(page, len),
+            ValueRef::Packed { seg, off } => self.packed_value(seg, off, len),
         }
     }
 }
@@ -97,6 +109,27 @@ fn read_overflow<'a>(b: impl Backing<'a>, id: PageId, len: usize) -> Result<&'a 
         return corrupted(id, "overflow value too long");
     };
     Ok(&b.bytes(id, end)?[OVERFLOW_DATA..])
+}
+
+/// The `len` value bytes `off` bytes into the value segment at `seg`: the
+/// segment's header read as a page of the view (so no newer than it), the
+/// whole segment checked to lie in the view, and the value inside it, past
+/// its header.
+#[inline]
+fn read_packed<'a>(b: impl Backing<'a>, seg: PageId, off: u32, len: usize) -> Result<&'a [u8]> {
+    let pages = segment_run(read_page(b, seg)?, seg)?;
+    check_bounds(seg, pages, b.end())?;
+    let start = off as usize;
+    let end = start.checked_add(len);
+    let room = usize::try_from(pages)
+        .ok()
+        .and_then(|n| n.checked_mul(b.page_size()));
+    match (end, room) {
+        (Some(end), Some(room)) if start >= SEGMENT_DATA && end <= room => {
+            Ok(&b.bytes(seg, end)?[start..])
+        }
+        _ => corrupted(seg, "packed value outside its segment"),
+    }
 }
 
 /// The `n` whole pages from `id`, checked to lie in the view and, by the
@@ -196,6 +229,10 @@ impl<'a> PageSource<'a> for MapView<'a> {
         read_overflow(*self, id, len)
     }
 
+    fn packed_value(&self, seg: PageId, off: u32, len: usize) -> Result<&'a [u8]> {
+        read_packed(*self, seg, off, len)
+    }
+
     fn run_bytes(&self, id: PageId, n: u64) -> Result<&'a [u8]> {
         read_run(*self, id, n)
     }
@@ -263,6 +300,10 @@ impl<'a> PageSource<'a> for SliceView<'a> {
 
     fn overflow_value(&self, id: PageId, len: usize) -> Result<&'a [u8]> {
         read_overflow(*self, id, len)
+    }
+
+    fn packed_value(&self, seg: PageId, off: u32, len: usize) -> Result<&'a [u8]> {
+        read_packed(*self, seg, off, len)
     }
 
     fn run_bytes(&self, id: PageId, n: u64) -> Result<&'a [u8]> {
@@ -386,6 +427,14 @@ impl<'a> PageSource<'a> for DirtyView<'a> {
         }
     }
 
+    fn packed_value(&self, seg: PageId, off: u32, len: usize) -> Result<&'a [u8]> {
+        self.live()?;
+        match self.buffer(seg) {
+            Some(buf) => read_packed(buf, seg, off, len),
+            None => self.base.packed_value(seg, off, len),
+        }
+    }
+
     fn run_bytes(&self, id: PageId, n: u64) -> Result<&'a [u8]> {
         self.live()?;
         match self.buffer(id) {
@@ -416,6 +465,13 @@ impl<'a> PageSource<'a> for View<'a> {
         match self {
             View::Map(m) => m.overflow_value(id, len),
             View::Dirty(d) => d.overflow_value(id, len),
+        }
+    }
+
+    fn packed_value(&self, seg: PageId, off: u32, len: usize) -> Result<&'a [u8]> {
+        match self {
+            View::Map(m) => m.packed_value(seg, off, len),
+            View::Dirty(d) => d.packed_value(seg, off, len),
         }
     }
 

@@ -35,10 +35,11 @@ fn fill(db: &Database) {
             a.insert(&key(i), &vec![i as u8; 40 + (i % 60) as usize])
                 .unwrap();
         }
+        // Values packed into segments, and values of runs of their own.
         let mut big = w.open_table("big").unwrap();
         for i in 0..10u32 {
-            big.insert(&i.to_be_bytes(), &vec![i as u8; 10_000])
-                .unwrap();
+            let len = if i % 2 == 0 { 10_000 } else { 70_000 };
+            big.insert(&i.to_be_bytes(), &vec![i as u8; len]).unwrap();
         }
     }
     w.open_table("empty").unwrap();
@@ -76,13 +77,19 @@ fn stat_accounts_for_every_page() {
     assert_eq!(a.entries, 5000 - 1667);
     assert!(a.depth >= 2 && a.branch_pages >= 1 && a.leaf_pages > 10);
     assert_eq!(a.overflow_pages, 0);
-    // A 10,000-byte value after a 16-byte run header takes three 4 KiB pages.
-    assert_eq!((big.entries, big.overflow_pages, big.depth), (10, 30, 1));
+    // A 70,000-byte value after a 24-byte run header takes 18 pages of
+    // 4 KiB; the 10,000-byte ones are packed.
+    assert_eq!((big.entries, big.overflow_pages, big.depth), (10, 90, 1));
+    assert_eq!((big.packed_values, big.packed_bytes), (5, 50_000));
+    assert_eq!(stat.packed_bytes, 50_000);
+    assert_eq!(stat.segment_pages, report.segment_pages);
+    assert!(stat.segment_pages * 4096 < 50_000 + 2 * 4096);
     assert_eq!(empty, larch::TableStat::default());
 
     // The parts add up to the file: the checker's independent walk agrees.
-    let sum =
-        |f: fn(&larch::TableStat) -> u64| f(&stat.catalog) + tables.iter().map(f).sum::<u64>();
+    let sum = |f: fn(&larch::TableStat) -> u64| {
+        f(&stat.catalog) + f(&stat.heap_tree) + tables.iter().map(f).sum::<u64>()
+    };
     assert_eq!(sum(|s| s.branch_pages), report.branch_pages);
     assert_eq!(sum(|s| s.leaf_pages), report.leaf_pages);
     assert_eq!(sum(|s| s.overflow_pages), report.overflow_pages);
@@ -90,7 +97,7 @@ fn stat_accounts_for_every_page() {
     assert_eq!(stat.pending_free_pages, report.pending_free_pages);
     assert_eq!(stat.freelist_pages, report.freelist_pages);
     assert!(stat.free_pages > 0, "the removals freed pages");
-    let used = sum(|s| s.branch_pages + s.leaf_pages + s.overflow_pages);
+    let used = sum(|s| s.branch_pages + s.leaf_pages + s.overflow_pages) + stat.segment_pages;
     assert_eq!(2 + used + stat.freelist_pages + stat.free_pages, stat.pages);
 
     let r2 = db.begin_read().unwrap();
@@ -123,8 +130,11 @@ fn plain_and_compact_copies_equal_the_snapshot() {
         cstat.pages * 4096,
         "no slack after the last page"
     );
+    // Both hold the five 70,000-byte values' runs whole (18 pages each);
+    // the rest shrinks to less than two fifths.
+    let runs = 5 * 18 * 4096;
     assert!(
-        compact_size * 10 < plain_size * 4,
+        (compact_size - runs) * 10 < (plain_size - runs) * 4,
         "compact {compact_size} bytes, plain {plain_size}"
     );
     for path in [&plain, &compact] {
@@ -204,8 +214,8 @@ fn hot_copies_taken_while_a_writer_commits() {
     db.check().unwrap();
 }
 
-/// A table name long enough pushes its catalog entry (name and descriptor)
-/// into an overflow run. Names around that boundary and the longest one
+/// A table name long enough pushes its catalog entry's descriptor out of
+/// the leaf, into a value segment. Names around that boundary and the longest one
 /// accepted: `check` passes, and the figures `stat` gives add up to the
 /// high-water mark, at the smallest, default and largest page sizes.
 #[test]
@@ -231,12 +241,14 @@ fn long_table_names_spill_and_are_accounted_for() {
                 .map(|n| r.open_table(n).unwrap().stat().unwrap())
                 .collect();
             let sum = |f: fn(&larch::TableStat) -> u64| {
-                f(&stat.catalog) + tables.iter().map(f).sum::<u64>()
+                f(&stat.catalog) + f(&stat.heap_tree) + tables.iter().map(f).sum::<u64>()
             };
             assert_eq!(sum(|s| s.branch_pages), report.branch_pages, "{ps}");
             assert_eq!(sum(|s| s.leaf_pages), report.leaf_pages, "{ps}");
             assert_eq!(sum(|s| s.overflow_pages), report.overflow_pages, "{ps}");
-            let used = sum(|s| s.branch_pages + s.leaf_pages + s.overflow_pages);
+            assert_eq!(stat.segment_pages, report.segment_pages, "{ps}");
+            let used =
+                sum(|s| s.branch_pages + s.leaf_pages + s.overflow_pages) + stat.segment_pages;
             assert_eq!(
                 2 + used + stat.freelist_pages + stat.free_pages,
                 stat.pages,
@@ -260,11 +272,12 @@ fn long_table_names_spill_and_are_accounted_for() {
         w.commit().unwrap();
         let (stat, _) = check(t.db());
         assert_eq!(stat.tables, lengths.len() as u64);
-        // A spilled entry's run holds its 24-byte descriptor: one page.
-        assert_eq!(stat.catalog.overflow_pages, spilled, "page size {ps}");
+        // A spilled entry's 24-byte descriptor is packed into a segment.
+        assert_eq!(stat.catalog.packed_values, spilled, "page size {ps}");
+        assert_eq!(stat.catalog.packed_bytes, 24 * spilled, "page size {ps}");
 
-        // Rewriting a spilled descriptor frees its old run; deleting a table
-        // frees its entry's run.
+        // Rewriting a spilled descriptor releases its old place; deleting a
+        // table releases its entry's.
         let mut w = t.db().begin_write().unwrap();
         w.open_table(&name(max))
             .unwrap()
@@ -275,7 +288,7 @@ fn long_table_names_spill_and_are_accounted_for() {
         check(t.db());
         t.reopen();
         let (stat, _) = check(t.db());
-        assert_eq!(stat.catalog.overflow_pages, spilled - 1, "page size {ps}");
+        assert_eq!(stat.catalog.packed_values, spilled - 1, "page size {ps}");
         let r = t.db().begin_read().unwrap();
         assert_eq!(r.open_table(&name(max)).unwrap().len(), 6);
         assert_eq!(r.open_table(&name(inline_max)).unwrap().len(), 2);

@@ -24,10 +24,11 @@ fn two_commits(path: &Path) -> Vec<u8> {
         {
             let mut t = w.open_table(name).unwrap();
             for i in 0..n {
-                let v = if i % 40 == 0 {
-                    vec![1u8; 2000]
-                } else {
-                    vec![2u8; 30]
+                // Runs of their own (longer than 16 pages) and packed values.
+                let v = match i % 40 {
+                    0 => vec![1u8; 9000],
+                    20 => vec![3u8; 2000],
+                    _ => vec![2u8; 30],
                 };
                 t.insert(format!("{i:05}").as_bytes(), &v).unwrap();
             }
@@ -274,7 +275,7 @@ fn sealed_commit(path: &Path) -> (Vec<u8>, Vec<(u64, u32, u32)>) {
 
 /// Seal entries that repeat, overlap or go backwards: each holds the right
 /// checksum, so an open that only checked them one by one would checksum
-/// the same pages over and over (250 times the 4 MiB run here, a whole file
+/// the same pages over and over (248 times the 4 MiB run here, a whole file
 /// as many times in general) and then trust the meta. Such a meta is invalid:
 /// open sets it aside, quickly, and uses the other one.
 #[test]
@@ -289,7 +290,7 @@ fn a_seal_list_that_repeats_or_overlaps_is_set_aside() {
     let at = seal.iter().position(|e| *e == run).unwrap();
     doubled.insert(at, run);
     for (what, list) in [
-        ("repeated", vec![run; 250]),
+        ("repeated", vec![run; 248]),
         ("reversed", reversed),
         ("doubled", doubled),
     ] {
@@ -463,6 +464,42 @@ fn stat_refuses_an_overflow_run_longer_than_the_file() {
     for name in ["one", "two"] {
         let e = r.open_table(name).unwrap().stat().unwrap_err();
         assert!(corrupted(Some(e)), "{name}");
+    }
+}
+
+/// Value segments whose headers claim 2^32 - 1 pages, or another kind: a
+/// read of a value packed into one, and the writer's removal of it, are
+/// `Corrupted`, never a read past the snapshot.
+#[test]
+fn a_segment_longer_than_the_file_is_corrupted() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    let base = two_commits(&path);
+    let segments: Vec<usize> = (2..base.len() / 512)
+        .filter(|&p| base[p * 512] == 5)
+        .collect();
+    assert!(!segments.is_empty());
+    for edit in [0, 1] {
+        let mut image = base.clone();
+        for &p in &segments {
+            if edit == 0 {
+                image[p * 512 + 16..p * 512 + 20].copy_from_slice(&u32::MAX.to_le_bytes());
+            } else {
+                image[p * 512] = 3;
+            }
+            larch::testing::restamp(&mut image, 512, p as u64);
+        }
+        std::fs::write(&path, &image).unwrap();
+        let db = open(&path).unwrap();
+        let r = db.begin_read().unwrap();
+        let e = r.open_table("one").unwrap().get(b"00020").unwrap_err();
+        assert!(corrupted(Some(e)), "edit {edit}");
+        drop(r);
+        let mut w = db.begin_write().unwrap();
+        let e = w.open_table("one").unwrap().remove(b"00020").unwrap_err();
+        assert!(corrupted(Some(e)), "edit {edit}");
+        drop(w);
+        assert!(db.check().is_err());
     }
 }
 

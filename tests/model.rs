@@ -98,6 +98,15 @@ impl Arbitrary for Op {
                 // Mostly small values, some around and over the overflow threshold.
                 let len = match u8::arbitrary(g) % 10 {
                     0 => u16::arbitrary(g) % 9000,
+                    // Both sides of each boundary of the layout (inline,
+                    // packed, a run of its own) at 512 and 4096-byte pages,
+                    // for the model's keys of 5 and 100 bytes.
+                    3 => {
+                        let ps = if bool::arbitrary(g) { 512 } else { 4096 };
+                        let klen = if bool::arbitrary(g) { 5 } else { 100 };
+                        let lens = larch::testing::boundary_lengths(ps, klen);
+                        lens[usize::from(u8::arbitrary(g)) % lens.len()] as u16
+                    }
                     1 | 2 => 100 + u16::arbitrary(g) % 1200,
                     _ => u16::arbitrary(g) % 60,
                 };
@@ -161,6 +170,9 @@ struct Stats {
     ops: AtomicU64,
     max_depth: AtomicU64,
     overflow_pages: AtomicU64,
+    /// Most value segments, and packed bytes, one check found.
+    segments: AtomicU64,
+    packed_bytes: AtomicU64,
     /// Inserts, removes and commits that failed with `MapFull`.
     failed_mutations: AtomicU64,
     /// Commits that failed with an injected I/O error.
@@ -177,6 +189,8 @@ impl Stats {
             ops: AtomicU64::new(0),
             max_depth: AtomicU64::new(0),
             overflow_pages: AtomicU64::new(0),
+            segments: AtomicU64::new(0),
+            packed_bytes: AtomicU64::new(0),
             failed_mutations: AtomicU64::new(0),
             io_errors: AtomicU64::new(0),
         }
@@ -195,6 +209,9 @@ impl Stats {
             .fetch_max(u64::from(report.max_depth), Ordering::Relaxed);
         self.overflow_pages
             .fetch_max(report.overflow_pages, Ordering::Relaxed);
+        self.segments.fetch_max(report.segments, Ordering::Relaxed);
+        self.packed_bytes
+            .fetch_max(report.packed_bytes, Ordering::Relaxed);
     }
 }
 
@@ -469,6 +486,7 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
     stats.saw(&report);
     assert_eq!(report.entries, 0);
     assert_eq!(report.overflow_pages, 0);
+    assert_eq!((report.segments, report.segment_pages), (0, 0));
     // Only the catalog leaf is in use; every other page is free or the free
     // list's own.
     assert_eq!(report.leaf_pages + report.branch_pages, 1, "{report:?}");
@@ -520,12 +538,21 @@ fn report(name: &str, page_size: u32, seed: u64) {
     let io = s.io_errors.load(Ordering::Relaxed);
     larch::testing::report(&format!(
         "RELIABILITY suite=model name={name} seed={seed} cases={} ops={} max_depth={} \
-         overflow_pages={} failed_mutations={failed} io_errors={io} leaked_pages=0 failures=0",
+         overflow_pages={} segments={} packed_bytes={} failed_mutations={failed} io_errors={io} \
+         leaked_pages=0 failures=0",
         s.cases.load(Ordering::Relaxed),
         s.ops.load(Ordering::Relaxed),
         s.max_depth.load(Ordering::Relaxed),
         s.overflow_pages.load(Ordering::Relaxed),
+        s.segments.load(Ordering::Relaxed),
+        s.packed_bytes.load(Ordering::Relaxed),
     ));
+    if cases() >= 20 {
+        assert!(
+            s.overflow_pages.load(Ordering::Relaxed) > 0 && s.segments.load(Ordering::Relaxed) > 0,
+            "{name}: no run of its own or no segment was ever checked"
+        );
+    }
     if cases() >= 20 {
         assert!(failed > 0, "{name}: no mutation ran into MapFull");
         assert!(

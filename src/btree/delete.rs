@@ -9,7 +9,8 @@ use super::store::{PageStore, load_node};
 use crate::error::{Result, corrupted};
 use crate::format::meta::TableDesc;
 use crate::format::node::{
-    Node, branch_cell, cell_cost, insert_cell, leaf_cell_overflow_ref, rebuild, remove_cell, usable,
+    Node, ValueRef, branch_cell, cell_cost, insert_cell, leaf_cell_value_ref, rebuild, remove_cell,
+    usable,
 };
 use crate::format::page::PageId;
 
@@ -25,23 +26,23 @@ pub(crate) fn remove<S: PageStore>(s: &mut S, desc: &mut TableDesc, key: &[u8]) 
     path.make_dirty(s, desc)?;
     let leaf = *path.steps.last().expect("a path has a leaf");
     let cell = Node::parse(s.page(leaf.id)?, leaf.id)?.cell(leaf.idx)?;
-    remove_entry(s, leaf, leaf_cell_overflow_ref(cell))?;
+    remove_entry(s, leaf, leaf_cell_value_ref(cell))?;
     desc.entries = desc.entries.saturating_sub(1);
     rebalance(s, desc, &path)?;
     Ok(true)
 }
 
 /// Removes the entry at `leaf`, a position in a dirty leaf, and frees its
-/// value's overflow run if it has one: `value`, as the caller read it from
-/// the entry's cell (`leaf_cell_overflow_ref`; an overwrite has the cell in
-/// hand already).
+/// value's place out of the leaf if it has one: `value`, as the caller read
+/// it from the entry's cell (`leaf_cell_value_ref`; an overwrite has the
+/// cell in hand already).
 pub(super) fn remove_entry<S: PageStore>(
     s: &mut S,
     leaf: Step,
-    value: Option<(PageId, usize)>,
+    value: Option<(ValueRef, usize)>,
 ) -> Result<()> {
-    if let Some((run, len)) = value {
-        s.free_value(run, len)?;
+    if let Some((at, len)) = value {
+        s.free_value(at, len)?;
     }
     remove_cell(s.page_mut(leaf.id)?, leaf.id, leaf.idx)
 }
@@ -273,7 +274,8 @@ fn collapse_root<S: PageStore>(s: &mut S, desc: &mut TableDesc) -> Result<()> {
     Ok(())
 }
 
-/// Frees every page of a tree, overflow runs included, and empties `desc`.
+/// Frees every page of a tree, and every value it keeps out of its leaves,
+/// and empties `desc`.
 pub(crate) fn drop_tree<S: PageStore>(s: &mut S, desc: &mut TableDesc) -> Result<()> {
     if desc.root == 0 {
         return Ok(());
@@ -288,15 +290,15 @@ pub(crate) fn drop_tree<S: PageStore>(s: &mut S, desc: &mut TableDesc) -> Result
         let node = load_node(s.page(id)?, id, level, desc.depth)?;
         for i in 0..node.count() {
             if node.is_leaf() {
-                if let Some(run) = leaf_cell_overflow_ref(node.cell(i)?) {
+                if let Some(run) = leaf_cell_value_ref(node.cell(i)?) {
                     runs.push(run);
                 }
             } else {
                 stack.push((node.child(i)?, level + 1));
             }
         }
-        for (run, len) in runs.drain(..) {
-            s.free_value(run, len)?;
+        for (at, len) in runs.drain(..) {
+            s.free_value(at, len)?;
         }
         s.free(id, 1)?;
     }

@@ -10,8 +10,8 @@ use super::store::PageStore;
 use crate::error::{Result, corrupted};
 use crate::format::meta::{MAX_DEPTH, TableDesc};
 use crate::format::node::{
-    Node, branch_cell, build, insert_cell, leaf_cell_inline, leaf_cell_overflow,
-    leaf_cell_overflow_ref, rebuild, replace_cell, usable, value_inline,
+    Node, branch_cell, build, insert_cell, leaf_cell_inline, leaf_cell_spilled,
+    leaf_cell_value_ref, rebuild, replace_cell, usable, value_inline,
 };
 use crate::format::page::PageId;
 
@@ -64,8 +64,8 @@ fn insert_cell_built<S: PageStore>(
     if value_inline(key.len(), value.len(), s.page_size()) {
         leaf_cell_inline(cell, key, value);
     } else {
-        let run = s.alloc_value(value)?;
-        leaf_cell_overflow(cell, key, value.len(), run);
+        let at = s.alloc_value(value)?;
+        leaf_cell_spilled(cell, key, value.len(), at);
     }
 
     if desc.root == 0 {
@@ -103,11 +103,11 @@ fn insert_cell_built<S: PageStore>(
             hint.path = Some(path);
             return Ok(true);
         }
-        let value = leaf_cell_overflow_ref(old);
+        let value = leaf_cell_value_ref(old);
         if old.len() == cell.len() {
             // The new cell takes the old one's place: nothing moves.
-            if let Some((run, len)) = value {
-                s.free_value(run, len)?;
+            if let Some((at, len)) = value {
+                s.free_value(at, len)?;
             }
             replace_cell(s.page_mut(leaf.id)?, leaf.id, leaf.idx, cell)?;
             hint.path = Some(path);

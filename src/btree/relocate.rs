@@ -1,19 +1,22 @@
-//! Compaction: moving a tree's pages from the end of the file to free pages
-//! nearer its start, copy-on-write.
+//! Compaction and the heap's cleaning: moving a tree's pages from the end of
+//! the file to free pages nearer its start, and its packed values out of
+//! segments, copy-on-write.
 
 use super::store::{PageStore, load_node};
 use crate::error::Result;
 use crate::format::meta::TableDesc;
-use crate::format::node::{LeafValue, set_child, set_overflow};
-use crate::format::page::PageId;
+use crate::format::node::{LeafValue, ValueRef, set_child, set_value_ref};
+use crate::format::page::{PageId, PageSet, overflow_pages};
 use crate::view::run_len;
 
-/// Moves the pages of the tree of `desc` that lie at or past `above` (nodes
-/// and overflow runs) to the lowest free pages, when those lie lower, while
-/// fewer than `budget` pages have moved. So every page moved goes down, and
-/// repeating this ends. A moved
-/// page's parent is copied too, to point at the copy (the copy goes to the
-/// lowest free page, like any). Returns the pages moved.
+/// Moves the pages of the tree of `desc` that lie at or past `above` (nodes,
+/// overflow runs, and values packed into segments there) to the lowest free
+/// pages, when those lie lower, while fewer than `budget` pages have moved.
+/// So every page moved goes down, and repeating this ends. Values packed
+/// into the segments of `clean` move too, wherever they go (the heap's
+/// cleaning empties those segments). A moved page's parent is copied too, to
+/// point at the copy (the copy goes to the lowest free page, like any).
+/// Returns the pages moved.
 ///
 /// A move is made only while the free pages left cover it, the copies of
 /// every node on its path, and `keep` more (the commit's free-list chain):
@@ -28,12 +31,14 @@ pub(crate) fn relocate<S: PageStore>(
     above: PageId,
     budget: u64,
     keep: u64,
+    clean: &PageSet,
 ) -> Result<u64> {
     if desc.root == 0 {
         return Ok(0);
     }
     let mut walk = Walk {
         above,
+        clean,
         budget,
         keep,
         moved: 0,
@@ -45,8 +50,10 @@ pub(crate) fn relocate<S: PageStore>(
     Ok(walk.moved)
 }
 
-struct Walk {
+struct Walk<'c> {
     above: PageId,
+    /// Segments whose values all move.
+    clean: &'c PageSet,
     budget: u64,
     /// Free pages no move may take: the commit's chain needs them.
     keep: u64,
@@ -54,7 +61,15 @@ struct Walk {
     depth: u32,
 }
 
-impl Walk {
+/// A reference a node holds that may move.
+enum Target {
+    Child(PageId),
+    Run(PageId, u64),
+    /// A value packed into the segment at the first field.
+    Packed(PageId, ValueRef, usize),
+}
+
+impl Walk<'_> {
     /// Whether `n` pages at `id`, referred to from `path` nodes (the node
     /// holding the reference and its ancestors), should move: they lie at or
     /// past `above`, the free list holds `n` consecutive pages lower down,
@@ -79,60 +94,89 @@ impl Walk {
         // What the node points at, read before anything changes.
         let (leaf, refs) = {
             let node = load_node(s.page(id)?, id, level, self.depth)?;
-            let mut refs: Vec<(usize, PageId, u64)> = Vec::new();
+            let mut refs: Vec<(usize, Target)> = Vec::new();
             if node.is_leaf() {
                 for i in 0..node.count() {
-                    if let (_, LeafValue::Overflow { page, len }) = node.entry(i)? {
+                    let (_, LeafValue::Spilled { at, len }) = node.entry(i)? else {
+                        continue;
+                    };
+                    match at {
                         // A run below `above` stays: its header is not read
                         // (a cold page of the map, every pass). One that may
                         // move gets the one check of a run's header, as
                         // freeing it does.
-                        if page >= self.above {
-                            refs.push((i, page, run_len(s.page(page)?, page, len, ps)?));
+                        ValueRef::Run(page) if page >= self.above => {
+                            let n = run_len(s.page(page)?, page, len, ps)?;
+                            refs.push((i, Target::Run(page, n)));
                         }
+                        ValueRef::Packed { seg, .. }
+                            if seg >= self.above || self.clean.contains(&seg) =>
+                        {
+                            refs.push((i, Target::Packed(seg, at, len)));
+                        }
+                        _ => {}
                     }
                 }
             } else {
                 for i in 0..node.count() {
-                    refs.push((i, node.child(i)?, 1));
+                    refs.push((i, Target::Child(node.child(i)?)));
                 }
             }
             (node.is_leaf(), refs)
         };
-        let mut updates: Vec<(usize, PageId)> = Vec::new();
-        for (i, target, n) in refs {
-            let new = if leaf {
-                if !self.worth(s, target, n, level as u64 + 1) {
-                    continue;
+        let mut children: Vec<(usize, PageId)> = Vec::new();
+        let mut values: Vec<(usize, ValueRef)> = Vec::new();
+        for (i, target) in refs {
+            match target {
+                Target::Child(child) => {
+                    if let Some(new) = self.node(s, child, level + 1)?
+                        && new != child
+                    {
+                        children.push((i, new));
+                    }
                 }
-                let new = s.move_run(target, n)?;
-                self.moved += n;
-                new
-            } else {
-                match self.node(s, target, level + 1)? {
-                    Some(new) => new,
-                    None => continue,
+                Target::Run(run, n) => {
+                    if !self.worth(s, run, n, level as u64 + 1) {
+                        continue;
+                    }
+                    let new = s.move_run(run, n)?;
+                    self.moved += n;
+                    if new != run {
+                        values.push((i, ValueRef::Run(new)));
+                    }
                 }
-            };
-            if new != target {
-                updates.push((i, new));
+                Target::Packed(seg, at, len) => {
+                    let new = if self.clean.contains(&seg) {
+                        s.repack(at, len, PageId::MAX)?
+                    } else {
+                        let n = overflow_pages(len, ps);
+                        if !self.worth(s, seg, n, level as u64 + 1) {
+                            continue;
+                        }
+                        s.repack(at, len, seg)?
+                    };
+                    if new != at {
+                        self.moved += overflow_pages(len, ps);
+                        values.push((i, new));
+                    }
+                }
             }
         }
         let moves = self.worth(s, id, 1, level as u64);
-        if updates.is_empty() && !moves {
+        if children.is_empty() && values.is_empty() && !moves {
             return Ok(None);
         }
+        debug_assert!(leaf || values.is_empty());
         let new = s.cow(id)?;
         if moves && new != id {
             self.moved += 1;
         }
         let page = s.page_mut(new)?;
-        for (i, target) in updates {
-            if leaf {
-                set_overflow(page, new, i, target)?;
-            } else {
-                set_child(page, new, i, target)?;
-            }
+        for (i, child) in children {
+            set_child(page, new, i, child)?;
+        }
+        for (i, at) in values {
+            set_value_ref(page, new, i, at)?;
         }
         Ok((new != id).then_some(new))
     }

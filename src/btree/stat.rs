@@ -3,7 +3,7 @@
 use super::store::load_node;
 use crate::error::{Result, corrupted};
 use crate::format::meta::TableDesc;
-use crate::format::node::LeafValue;
+use crate::format::node::{LeafValue, ValueRef};
 use crate::format::page::{PageId, PageSet};
 use crate::view::{PageSource, run_len};
 
@@ -13,6 +13,11 @@ pub(crate) struct PageCounts {
     pub branch: u64,
     pub leaf: u64,
     pub overflow: u64,
+    /// Values packed into value segments (pages the tree shares with other
+    /// trees, not counted here).
+    pub packed: u64,
+    /// Their bytes.
+    pub packed_bytes: u64,
 }
 
 /// Walks the tree of `desc` and counts its pages. Reads every branch and leaf
@@ -41,7 +46,10 @@ pub(crate) fn count_pages<'a, P: PageSource<'a>>(
         if node.is_leaf() {
             counts.leaf += 1;
             for i in 0..node.count() {
-                if let (_, LeafValue::Overflow { page, len }) = node.entry(i)? {
+                let (_, LeafValue::Spilled { at, len }) = node.entry(i)? else {
+                    continue;
+                };
+                if let ValueRef::Run(page) = at {
                     let first = src.page(page)?;
                     let run = run_len(first, page, len, first.len())?;
                     if page.checked_add(run).is_none_or(|end| end > pages) {
@@ -51,6 +59,10 @@ pub(crate) fn count_pages<'a, P: PageSource<'a>>(
                         Some(n) => n,
                         None => return corrupted(page, "overflow page count overflows"),
                     };
+                } else {
+                    // Each value is one cell: neither sum can wrap.
+                    counts.packed += 1;
+                    counts.packed_bytes += len as u64;
                 }
             }
         } else {

@@ -3,7 +3,7 @@
 //! page found at a given level of a tree.
 
 use crate::error::{Result, corrupted};
-use crate::format::node::Node;
+use crate::format::node::{Node, ValueRef};
 use crate::format::page::PageId;
 use crate::view::run_len;
 
@@ -22,8 +22,9 @@ pub(crate) trait PageStore {
     fn cow(&mut self, id: PageId) -> Result<PageId>;
     /// A new node holding `page`, a whole page built by `node::build`.
     fn alloc_node(&mut self, page: Box<[u8]>) -> Result<PageId>;
-    /// A new overflow run holding `value`.
-    fn alloc_value(&mut self, value: &[u8]) -> Result<PageId>;
+    /// A new home for `value`, which does not stay inline: an overflow run
+    /// of its own, or a place in a value segment.
+    fn alloc_value(&mut self, value: &[u8]) -> Result<ValueRef>;
     /// Frees `n` pages starting at `id`.
     fn free(&mut self, id: PageId, n: u64) -> Result<()>;
 
@@ -48,10 +49,34 @@ pub(crate) trait PageStore {
         Ok(id)
     }
 
-    /// Frees the overflow run holding a value of `len` bytes at `id`.
-    fn free_value(&mut self, id: PageId, len: usize) -> Result<()> {
-        let run = run_len(self.page(id)?, id, len, self.page_size())?;
-        self.free(id, run)
+    /// Frees the value of `len` bytes at `at`: its overflow run, or its
+    /// place in a segment.
+    fn free_value(&mut self, at: ValueRef, len: usize) -> Result<()> {
+        match at {
+            ValueRef::Run(id) => {
+                let run = run_len(self.page(id)?, id, len, self.page_size())?;
+                self.free(id, run)
+            }
+            ValueRef::Packed { seg, off } => self.free_packed(seg, off, len),
+        }
+    }
+
+    /// Frees the place of a value of `len` bytes packed into the segment at
+    /// `seg`. A store without a heap holds no packed value.
+    fn free_packed(&mut self, seg: PageId, off: u32, len: usize) -> Result<()> {
+        let _ = (off, len);
+        corrupted(seg, "a packed value where no heap is kept")
+    }
+
+    /// Packs the value of `len` bytes at `at`, a place in a segment, into
+    /// a segment of this transaction that starts below page `below`, and
+    /// frees the old place; returns the new one, or `at` itself when no such
+    /// segment can be had without growing the file past `below`
+    /// (compaction and the heap's cleaning move values this way). A store
+    /// without a heap keeps it where it is.
+    fn repack(&mut self, at: ValueRef, len: usize, below: PageId) -> Result<ValueRef> {
+        let _ = (len, below);
+        Ok(at)
     }
 }
 

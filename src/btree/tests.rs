@@ -7,7 +7,7 @@ use super::store::{PageStore, load_node};
 use super::{Cursor, InsertHint, drop_tree, get, insert, remove};
 use crate::error::{Result, corrupted};
 use crate::format::meta::TableDesc;
-use crate::format::node::{self, usable};
+use crate::format::node::{self, ValueRef, usable};
 use crate::format::page::{OVERFLOW_DATA, PageId, init_overflow, overflow_pages, overflow_run};
 use crate::view::PageSource;
 
@@ -50,6 +50,10 @@ impl<'a> PageSource<'a> for &'a Mem {
         Ok(&p[OVERFLOW_DATA..OVERFLOW_DATA + len])
     }
 
+    fn packed_value(&self, seg: PageId, _: u32, _: usize) -> Result<&'a [u8]> {
+        corrupted(seg, "the in-memory store packs no value")
+    }
+
     fn run_bytes(&self, id: PageId, n: u64) -> Result<&'a [u8]> {
         match self.pages.get(&id) {
             Some(p) if p.len() == n as usize * self.page_size => Ok(p),
@@ -87,13 +91,13 @@ impl PageStore for Mem {
         Ok(id)
     }
 
-    fn alloc_value(&mut self, value: &[u8]) -> Result<PageId> {
+    fn alloc_value(&mut self, value: &[u8]) -> Result<ValueRef> {
         let n = overflow_pages(value.len(), self.page_size);
         let id = self.alloc(n as usize * self.page_size);
         let buf = self.pages.get_mut(&id).expect("just allocated");
         init_overflow(buf, n as u32, 1);
         buf[OVERFLOW_DATA..OVERFLOW_DATA + value.len()].copy_from_slice(value);
-        Ok(id)
+        Ok(ValueRef::Run(id))
     }
 
     fn free(&mut self, id: PageId, pages: u64) -> Result<()> {

@@ -109,6 +109,52 @@ impl Allocator {
         }
     }
 
+    /// The first page and length of a new value segment of `want` pages,
+    /// lying below page `below`: the lowest free run of at least eight
+    /// times `need` pages (a value that does not fit closes a segment, so a
+    /// segment that long wastes at most an eighth of it), `want` of it at
+    /// most; else `want` pages past the high-water mark, or as many of them
+    /// as `Options::max_size` leaves room for, `need` at least. When those
+    /// lie past `below` (compaction moves a value only down the file), the
+    /// lowest free run of `need` pages or more below it; `None` if there is
+    /// none.
+    pub(crate) fn alloc_segment(
+        &mut self,
+        need: u64,
+        want: u64,
+        below: PageId,
+    ) -> Result<Option<(PageId, u64)>> {
+        let shortest = need.saturating_mul(8).min(want).max(need);
+        let take = |a: &mut Allocator, n: u64| -> Result<Option<(PageId, u64)>> {
+            match a.free.peek_long_run(n, want) {
+                Some((p, len)) if p.saturating_add(len) <= below => {
+                    Ok(Some((a.alloc_run(len)?, len)))
+                }
+                Some((p, _)) if p.saturating_add(n) <= below => Ok(Some((a.alloc_run(n)?, n))),
+                _ => Ok(None),
+            }
+        };
+        if let Some(got) = take(self, shortest)? {
+            return Ok(Some(got));
+        }
+        let room = self.max_pages.saturating_sub(self.high_water);
+        let n = want.min(room).max(need);
+        if self.high_water.saturating_add(n) <= below {
+            return Ok(Some((self.extend(n)?, n)));
+        }
+        take(self, need)
+    }
+
+    /// Takes the `n` pages from `at` when `at` is the high-water mark (the
+    /// end of what the file holds in use); returns whether it did.
+    pub(crate) fn extend_at(&mut self, at: PageId, n: u64) -> Result<bool> {
+        if at != self.high_water {
+            return Ok(false);
+        }
+        self.extend(n)?;
+        Ok(true)
+    }
+
     /// The first page `alloc_run(n)` would take from the free list, if any.
     pub(crate) fn peek_run(&self, n: u64) -> Option<PageId> {
         self.free.peek_run(n)

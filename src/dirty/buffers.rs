@@ -60,6 +60,16 @@ impl Buffers {
         self.map.entry(id).insert_entry(buf).into_mut()
     }
 
+    /// Makes the buffer at page `id` `pages` pages long: shortened, or
+    /// lengthened with zeros.
+    pub(crate) fn resize(&mut self, id: PageId, pages: usize) {
+        if let Some(buf) = self.map.get_mut(&id) {
+            let mut v = std::mem::take(buf).into_vec();
+            v.resize(pages * self.page_size, 0);
+            *buf = v.into_boxed_slice();
+        }
+    }
+
     /// Drops the buffer at page `id`; returns whether there was one.
     pub(crate) fn remove(&mut self, id: PageId) -> bool {
         self.map.remove(&id).is_some()

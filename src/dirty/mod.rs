@@ -4,7 +4,10 @@
 //!   from the end of the file) and takes freed ones back; it keeps the
 //!   high-water mark and the transaction's changes to the free list;
 //! - `buffers`: [`Buffers`] holds the private copy of every page the
-//!   transaction wrote (an overflow run is one buffer under its first page);
+//!   transaction wrote (an overflow run or a value segment is one buffer
+//!   under its first page);
+//! - `heap`: the value segment the transaction fills, and its changes to
+//!   the live counts of segments ([`Change`]);
 //! - `pages`: [`Dirty`] is the two together with the transaction's failed
 //!   flag, and [`TxnPages`] lends them to the B+tree as its `PageStore`.
 //!
@@ -14,7 +17,9 @@
 
 mod alloc;
 mod buffers;
+mod heap;
 mod pages;
 
 pub(crate) use buffers::Buffers;
+pub(crate) use heap::Change;
 pub(crate) use pages::{Dirty, TxnPages};

@@ -1,10 +1,13 @@
 //! A write transaction's pages as one whole: the allocator, the buffers and
 //! the failed flag, and how the B+tree and the free-list chain reach them.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::btree::PageStore;
 use crate::error::{Error, Result, corrupted};
+use crate::format::heap::packs;
+use crate::format::node::ValueRef;
 use crate::format::page::{
     OVERFLOW_DATA, PageId, header_mut, init_overflow, overflow_pages, written_by,
 };
@@ -14,6 +17,7 @@ use crate::view::{DirtyView, MapView, PageSource};
 
 use super::alloc::Allocator;
 use super::buffers::Buffers;
+use super::heap::{Change, Heap};
 
 /// The pages a write transaction owns.
 pub(crate) struct Dirty {
@@ -25,6 +29,7 @@ pub(crate) struct Dirty {
     map: Arc<Map>,
     alloc: Allocator,
     bufs: Buffers,
+    heap: Heap,
     /// Set when a change failed part-way: the pages may hold a half-applied
     /// change, so nothing reads or writes them again and the transaction
     /// cannot commit. Every mutation and every read of the transaction passes
@@ -48,6 +53,7 @@ impl Dirty {
             map,
             alloc: Allocator::new(page_size, base_high_water, max_pages, file_pages, free),
             bufs: Buffers::new(page_size),
+            heap: Heap::default(),
             failed: false,
         }
     }
@@ -139,6 +145,12 @@ impl Dirty {
     /// Entries the free list holds now, this transaction's changes included.
     pub(crate) fn free_len(&self) -> usize {
         self.alloc.free_len()
+    }
+
+    /// Closes the segment the transaction fills and hands over its changes
+    /// to the heap's segments, in page order, for the commit to apply.
+    pub(crate) fn take_heap_changes(&mut self) -> Result<BTreeMap<PageId, Change>> {
+        self.heap.take_changes(&mut self.alloc, &mut self.bufs)
     }
 
     /// Whether the transaction wrote and freed nothing.
@@ -238,15 +250,55 @@ impl PageStore for TxnPages<'_> {
         Ok(id)
     }
 
-    fn alloc_value(&mut self, value: &[u8]) -> Result<PageId> {
+    fn alloc_value(&mut self, value: &[u8]) -> Result<ValueRef> {
         let ps = self.dirty.bufs.page_size();
+        if packs(value.len(), ps) {
+            let d = &mut *self.dirty;
+            let at = d
+                .heap
+                .pack(&mut d.alloc, &mut d.bufs, d.txn_id, value, PageId::MAX)?;
+            return match at {
+                Some(at) => Ok(at),
+                None => corrupted(0, "no segment below the end of the file"),
+            };
+        }
         let n = overflow_pages(value.len(), ps);
         let id = self.dirty.alloc.alloc_run(n)?;
         let mut buf = vec![0u8; n as usize * ps].into_boxed_slice();
         init_overflow(&mut buf, n as u32, self.dirty.txn_id);
         buf[OVERFLOW_DATA..OVERFLOW_DATA + value.len()].copy_from_slice(value);
         self.dirty.bufs.insert(id, buf);
-        Ok(id)
+        Ok(ValueRef::Run(id))
+    }
+
+    fn free_packed(&mut self, seg: PageId, off: u32, len: usize) -> Result<()> {
+        // The value's bytes must be readable where the cell says: a cell
+        // pointing outside its segment is refused here, not counted.
+        self.dirty
+            .view(self.pager)
+            .spilled_value(ValueRef::Packed { seg, off }, len)?;
+        self.dirty.heap.release(seg, len);
+        Ok(())
+    }
+
+    fn repack(&mut self, at: ValueRef, len: usize, below: PageId) -> Result<ValueRef> {
+        let ValueRef::Packed { seg, off } = at else {
+            return Ok(at);
+        };
+        // The bytes are copied out first: the segment filled next may be a
+        // buffer this transaction holds.
+        let value = self.dirty.view(self.pager).spilled_value(at, len)?.to_vec();
+        let d = &mut *self.dirty;
+        match d
+            .heap
+            .pack(&mut d.alloc, &mut d.bufs, d.txn_id, &value, below)?
+        {
+            Some(new) => {
+                self.free_packed(seg, off, len)?;
+                Ok(new)
+            }
+            None => Ok(at),
+        }
     }
 
     fn free(&mut self, id: PageId, n: u64) -> Result<()> {

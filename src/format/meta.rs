@@ -3,10 +3,11 @@
 use zerocopy::little_endian::{U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
+use super::heap::{HeapDesc, HeapRaw};
 use super::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageId};
 
 /// Version of the on-disk format; bumped whenever the bytes change.
-pub(crate) const FORMAT_VERSION: u32 = 3;
+pub(crate) const FORMAT_VERSION: u32 = 4;
 
 /// First eight bytes of each meta slot.
 pub(crate) const MAGIC: [u8; 8] = *b"larch\0db";
@@ -119,6 +120,7 @@ struct MetaRaw {
     seal_len: U32,
     checksum: U32,
     reserved: U32,
+    heap: HeapRaw,
 }
 
 /// Where the checksum sits in a meta slot.
@@ -146,6 +148,8 @@ pub(crate) struct Meta {
     pub freelist_head: PageId,
     pub freelist_entries: u64,
     pub catalog: TableDesc,
+    /// The value heap: its segments' tree and totals.
+    pub heap: HeapDesc,
 }
 
 /// How a meta slot vouches for the pages its commit wrote. It is the slot's
@@ -229,6 +233,7 @@ impl Meta {
             seal_len: U32::new(seal.len() as u32),
             checksum: U32::new(0),
             reserved: U32::new(0),
+            heap: self.heap.to_raw(),
         };
         let mut out = raw.as_bytes().to_vec();
         out.extend_from_slice(seal.as_bytes());
@@ -282,6 +287,7 @@ impl Meta {
             return Err(MetaError::Flags);
         }
         let catalog = TableDesc::from_raw(&raw.catalog).ok_or(MetaError::Geometry)?;
+        let heap = HeapDesc::from_raw(&raw.heap).ok_or(MetaError::Geometry)?;
         let meta = Meta {
             page_size,
             txn_id: raw.txn_id.get(),
@@ -289,6 +295,7 @@ impl Meta {
             freelist_head: raw.freelist_head.get(),
             freelist_entries: raw.freelist_entries.get(),
             catalog,
+            heap,
         };
         if meta.txn_id > MAX_TXN_ID {
             return Err(MetaError::TxnId);
@@ -299,7 +306,10 @@ impl Meta {
                 .checked_mul(u64::from(page_size))
                 .is_some_and(|bytes| bytes <= file_len);
         let root_ok = |p: PageId| p == 0 || (2..meta.high_water).contains(&p);
-        if !in_file || !root_ok(meta.catalog.root) || !root_ok(meta.freelist_head) {
+        let roots_ok = [meta.catalog.root, meta.freelist_head, meta.heap.tree.root]
+            .into_iter()
+            .all(root_ok);
+        if !in_file || !roots_ok {
             return Err(MetaError::Geometry);
         }
         // Entries lie in the snapshot, in strictly increasing page order and
@@ -342,6 +352,15 @@ mod tests {
                 entries: 2,
                 depth: 1,
             },
+            heap: HeapDesc {
+                tree: TableDesc {
+                    root: 6,
+                    entries: 1,
+                    depth: 1,
+                },
+                pages: 2,
+                live: 5000,
+            },
         }
     }
 
@@ -355,21 +374,27 @@ mod tests {
 
     #[test]
     fn layout_matches_design() {
-        assert_eq!(size_of::<MetaRaw>(), 88);
+        assert_eq!(size_of::<MetaRaw>(), 128);
         assert_eq!(size_of::<SealEntry>(), 16);
-        assert_eq!(seal_capacity(4096), 250);
-        assert_eq!(seal_capacity(512), 26);
+        assert_eq!(seal_capacity(4096), 248);
+        assert_eq!(seal_capacity(512), 24);
         assert_eq!(DESC_SIZE, 24);
         let bytes = sample().encode();
         assert_eq!(&bytes[0..8], b"larch\0db");
         assert_eq!(u32::from_le_bytes(bytes[12..16].try_into().unwrap()), 4096);
         assert_eq!(u64::from_le_bytes(bytes[16..24].try_into().unwrap()), 42);
         assert_eq!(u64::from_le_bytes(bytes[48..56].try_into().unwrap()), 5);
+        assert_eq!(u64::from_le_bytes(bytes[88..96].try_into().unwrap()), 6);
+        assert_eq!(u64::from_le_bytes(bytes[112..120].try_into().unwrap()), 2);
+        assert_eq!(
+            u64::from_le_bytes(bytes[120..128].try_into().unwrap()),
+            5000
+        );
         let bytes = sample().encode_sealed(Seal::Listed(&[entry(3, 2, 0xabcd)]));
-        assert_eq!(bytes.len(), 104);
+        assert_eq!(bytes.len(), 144);
         assert_eq!(u32::from_le_bytes(bytes[76..80].try_into().unwrap()), 1);
-        assert_eq!(u64::from_le_bytes(bytes[88..96].try_into().unwrap()), 3);
-        assert_eq!(u32::from_le_bytes(bytes[96..100].try_into().unwrap()), 2);
+        assert_eq!(u64::from_le_bytes(bytes[128..136].try_into().unwrap()), 3);
+        assert_eq!(u32::from_le_bytes(bytes[136..140].try_into().unwrap()), 2);
     }
 
     #[test]
@@ -456,6 +481,19 @@ mod tests {
         );
         let mut bad = m;
         bad.catalog.root = 10;
+        assert_eq!(
+            Meta::decode(&bad.encode(), 10 * 4096),
+            Err(MetaError::Geometry)
+        );
+        let mut bad = m;
+        bad.heap.tree.root = 10;
+        assert_eq!(
+            Meta::decode(&bad.encode(), 10 * 4096),
+            Err(MetaError::Geometry)
+        );
+        // An empty heap has no totals.
+        let mut bad = m;
+        bad.heap.tree = TableDesc::default();
         assert_eq!(
             Meta::decode(&bad.encode(), 10 * 4096),
             Err(MetaError::Geometry)

@@ -2,6 +2,7 @@
 //!
 //! Every structure here has a byte table in DESIGN.md.
 
+pub(crate) mod heap;
 pub(crate) mod meta;
 pub(crate) mod node;
 pub(crate) mod page;

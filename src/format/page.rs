@@ -48,6 +48,7 @@ pub(crate) const KIND_BRANCH: u8 = 1;
 pub(crate) const KIND_LEAF: u8 = 2;
 pub(crate) const KIND_OVERFLOW: u8 = 3;
 pub(crate) const KIND_FREELIST: u8 = 4;
+pub(crate) const KIND_SEGMENT: u8 = 5;
 
 /// The header of every branch, leaf, overflow and free-list page.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
@@ -129,10 +130,26 @@ pub(crate) fn overflow_pages(len: usize, page_size: usize) -> u64 {
 
 /// Writes the header of an overflow run of `pages` pages into `buf`.
 pub(crate) fn init_overflow(buf: &mut [u8], pages: u32, txn_id: u64) {
+    init_run(buf, KIND_OVERFLOW, pages, txn_id);
+}
+
+/// Writes the header of a value segment of `pages` pages into `buf`: the
+/// overflow run's header, kind `KIND_SEGMENT`.
+pub(crate) fn init_segment(buf: &mut [u8], pages: u32, txn_id: u64) {
+    init_run(buf, KIND_SEGMENT, pages, txn_id);
+}
+
+/// Sets the length in pages of the run (or segment) whose header `buf` holds.
+pub(crate) fn set_run_pages(buf: &mut [u8], pages: u32) {
+    let (h, _) = OverflowHeader::mut_from_prefix(buf).expect("page buffer holds a header");
+    h.pages = U32::new(pages);
+}
+
+fn init_run(buf: &mut [u8], kind: u8, pages: u32, txn_id: u64) {
     let (h, _) = OverflowHeader::mut_from_prefix(buf).expect("page buffer holds a header");
     *h = OverflowHeader {
         page: PageHeader {
-            kind: KIND_OVERFLOW,
+            kind,
             flags: 0,
             count: U16::new(0),
             checksum: U32::new(0),
@@ -146,11 +163,21 @@ pub(crate) fn init_overflow(buf: &mut [u8], pages: u32, txn_id: u64) {
 /// Reads the header of an overflow run starting at page `id` and returns its
 /// length in pages.
 pub(crate) fn overflow_run(page: &[u8], id: PageId) -> Result<u64> {
+    run_pages(page, id, KIND_OVERFLOW, "expected an overflow page")
+}
+
+/// Reads the header of a value segment starting at page `id` and returns
+/// its length in pages.
+pub(crate) fn segment_run(page: &[u8], id: PageId) -> Result<u64> {
+    run_pages(page, id, KIND_SEGMENT, "expected a value segment")
+}
+
+fn run_pages(page: &[u8], id: PageId, kind: u8, wrong: &'static str) -> Result<u64> {
     let Ok((h, _)) = OverflowHeader::ref_from_prefix(page) else {
         return corrupted(id, "overflow page shorter than its header");
     };
-    if h.page.kind != KIND_OVERFLOW {
-        return corrupted(id, "expected an overflow page");
+    if h.page.kind != kind {
+        return corrupted(id, wrong);
     }
     let pages = u64::from(h.pages.get());
     if pages == 0 {

@@ -9,8 +9,8 @@ use super::rules::ListRules;
 use crate::error::{Result, corrupted};
 use crate::format::meta::Meta;
 use crate::format::page::{
-    FreeEntry, KIND_BRANCH, KIND_FREELIST, KIND_LEAF, KIND_OVERFLOW, PageId, freelist_capacity,
-    overflow_run, read_freelist, write_freelist, written_by,
+    FreeEntry, KIND_BRANCH, KIND_FREELIST, KIND_LEAF, KIND_OVERFLOW, KIND_SEGMENT, PageId,
+    freelist_capacity, overflow_run, read_freelist, segment_run, write_freelist, written_by,
 };
 use crate::view::PageSource;
 
@@ -94,6 +94,7 @@ pub(crate) fn header<'a>(view: impl PageSource<'a>, id: PageId) -> Header {
     let n = match *page.first()? {
         KIND_BRANCH | KIND_LEAF | KIND_FREELIST => 1,
         KIND_OVERFLOW => overflow_run(page, id).ok()?,
+        KIND_SEGMENT => segment_run(page, id).ok()?,
         _ => return None,
     };
     Some((written_by(page), n))

@@ -71,11 +71,23 @@ pub(crate) struct FreeList {
     /// for a run goes on from where the last one stopped, not from the
     /// lowest page (compaction looks for thousands of runs in one
     /// transaction). Any insertion resets them.
-    run_floor: [std::cell::Cell<PageId>; RUN_HINTS],
+    run_floor: RunFloors,
 }
 
-/// Run lengths whose search remembers where it stopped (`run_floor`).
-const RUN_HINTS: usize = 8;
+/// One floor per run length of `FreeList::run_floor`.
+#[derive(Debug, Clone)]
+struct RunFloors([std::cell::Cell<PageId>; RUN_HINTS]);
+
+impl Default for RunFloors {
+    fn default() -> Self {
+        RunFloors(std::array::from_fn(|_| std::cell::Cell::new(0)))
+    }
+}
+
+/// Run lengths whose search remembers where it stopped (`run_floor`): up
+/// to the 64 pages of a value segment, which a transaction may look for
+/// dozens of times.
+const RUN_HINTS: usize = 63;
 
 impl FreeList {
     /// Rebuilds the list from persisted entries.
@@ -194,6 +206,18 @@ impl FreeList {
         Some(start)
     }
 
+    /// How many consecutive reusable pages start at `p`, up to `max`.
+    pub(crate) fn run_len_at(&self, p: PageId, max: u64) -> u64 {
+        let mut len = 0;
+        for &page in self.reusable.range(p..p.saturating_add(max)) {
+            if page != p + len {
+                break;
+            }
+            len += 1;
+        }
+        len
+    }
+
     /// The first of the lowest `n` consecutive reusable pages, if any.
     pub(crate) fn find_run(&self, n: u64) -> Option<PageId> {
         if n == 1 {
@@ -202,7 +226,7 @@ impl FreeList {
         // No run of `n` (nor a longer one, which starts with one) below it.
         let hint = usize::try_from(n - 2)
             .ok()
-            .and_then(|i| self.run_floor.get(i));
+            .and_then(|i| self.run_floor.0.get(i));
         let floor = hint.map_or(0, |h| h.get());
         let mut start = None;
         let mut len = 0;
@@ -229,7 +253,7 @@ impl FreeList {
 
     /// Forgets where run searches stopped: the pool gained pages.
     fn grew(&self) {
-        for h in &self.run_floor {
+        for h in &self.run_floor.0 {
             h.set(0);
         }
     }
@@ -393,6 +417,13 @@ impl TxnFreeList {
         let p = self.list.take_run(n)?;
         self.taken.extend(p..p + n);
         Some(p)
+    }
+
+    /// The lowest run of at least `n` (> 1) reusable pages: its first page
+    /// and its length, counted up to `max`.
+    pub(crate) fn peek_long_run(&self, n: u64, max: u64) -> Option<(PageId, u64)> {
+        let p = self.list.find_run(n)?;
+        Some((p, self.list.run_len_at(p, max)))
     }
 
     /// The page `take_run(n)` would return, without taking it.

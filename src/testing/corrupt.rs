@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::Path;
 
 use crate::format::meta::{Meta, TableDesc};
-use crate::format::node::{LeafValue, Node};
+use crate::format::node::{LeafValue, Node, ValueRef};
 use crate::format::page::{PageId, stamp_checksum};
 use crate::view::{PageSource, SliceView};
 use crate::{Database, Options};
@@ -29,6 +29,13 @@ pub enum Class {
     BadOverflowLength,
     /// A table's entry count differs from its entries.
     CountMismatch,
+    /// A packed value's offset points past the end of its segment.
+    PackedOutsideSegment,
+    /// Two cells point at the same bytes of a segment.
+    PackedOverlap,
+    /// The heap's tree counts one value more in a segment than the cells
+    /// that point at it.
+    SegmentCountMismatch,
     /// A byte of a tree page changed without its checksum (every other class
     /// re-stamps the checksums of the pages it edits, so that the structural
     /// checks are what must notice).
@@ -36,7 +43,7 @@ pub enum Class {
 }
 
 /// Every class.
-pub const CLASSES: [Class; 8] = [
+pub const CLASSES: [Class; 11] = [
     Class::DoubleReference,
     Class::LeakedPage,
     Class::Cycle,
@@ -44,6 +51,9 @@ pub const CLASSES: [Class; 8] = [
     Class::FreeAlsoReachable,
     Class::BadOverflowLength,
     Class::CountMismatch,
+    Class::PackedOutsideSegment,
+    Class::PackedOverlap,
+    Class::SegmentCountMismatch,
     Class::StaleChecksum,
 ];
 
@@ -82,10 +92,11 @@ fn build(path: &Path) -> crate::Result<()> {
     {
         let mut t = w.open_table("t")?;
         for i in 0..2000u32 {
-            let v = if i % 50 == 0 {
-                vec![i as u8; 1500]
-            } else {
-                vec![i as u8; 20]
+            // Inline, packed into segments, and runs of their own.
+            let v = match i % 50 {
+                0 | 10 | 20 | 30 => vec![i as u8; 1500],
+                25 => vec![i as u8; 9000],
+                _ => vec![i as u8; 20],
             };
             t.insert(format!("key{i:05}").as_bytes(), &v)?;
         }
@@ -148,6 +159,35 @@ fn table(image: &[u8], meta: &Meta) -> (TableDesc, usize) {
 fn cell_offset(image: &[u8], meta: &Meta, id: PageId, i: usize) -> usize {
     let cell = node(image, meta, id).cell(i).expect("cell");
     cell.as_ptr() as usize - image.as_ptr() as usize
+}
+
+/// Every leaf cell of the tree at `root` whose value is packed: its leaf,
+/// the offset of its reference in the image, its segment and offset.
+fn packed_cells(image: &[u8], meta: &Meta, root: PageId) -> Vec<(PageId, usize, PageId, u32)> {
+    let mut found = Vec::new();
+    let mut stack = vec![root];
+    while let Some(id) = stack.pop() {
+        let n = node(image, meta, id);
+        for i in 0..n.count() {
+            if !n.is_leaf() {
+                stack.push(n.child(i).expect("child"));
+                continue;
+            }
+            if let (
+                key,
+                LeafValue::Spilled {
+                    at: ValueRef::Packed { seg, off },
+                    ..
+                },
+            ) = n.entry(i).expect("entry")
+            {
+                let ref_at = cell_offset(image, meta, id, i) + 8 + key.len();
+                found.push((id, ref_at, seg, off));
+            }
+        }
+    }
+    assert!(!found.is_empty(), "no packed value in the base image");
+    found
 }
 
 /// Damages `image` in the way of `class`.
@@ -214,7 +254,14 @@ fn inject(image: &mut Vec<u8>, class: Class) {
                         stack.push(n.child(i).expect("child"));
                         continue;
                     }
-                    if let (_, LeafValue::Overflow { .. }) = n.entry(i).expect("entry") {
+                    if let (
+                        _,
+                        LeafValue::Spilled {
+                            at: ValueRef::Run(_),
+                            ..
+                        },
+                    ) = n.entry(i).expect("entry")
+                    {
                         let at = cell_offset(image, &meta, id, i) + 4;
                         image[at..at + 4].copy_from_slice(&100_000u32.to_le_bytes());
                         restamp(image, id);
@@ -223,6 +270,31 @@ fn inject(image: &mut Vec<u8>, class: Class) {
                 }
             }
             panic!("no overflow value in the base image");
+        }
+        Class::PackedOutsideSegment => {
+            let (leaf, ref_at, _, _) = packed_cells(image, &meta, root)[0];
+            image[ref_at + 8..ref_at + 12].copy_from_slice(&60_000u32.to_le_bytes());
+            restamp(image, leaf);
+        }
+        Class::PackedOverlap => {
+            // The second value of a segment made to point at the first's
+            // bytes (values of one length: the counts still agree).
+            let cells = packed_cells(image, &meta, root);
+            let (_, from, seg, _) = cells[0];
+            let (leaf, to, _, _) = *cells[1..]
+                .iter()
+                .find(|c| c.2 == seg)
+                .expect("two values in one segment");
+            image.copy_within(from..from + 12, to);
+            restamp(image, leaf);
+        }
+        Class::SegmentCountMismatch => {
+            let heap = meta.heap.tree.root;
+            assert!(meta.heap.tree.depth == 1, "a one-leaf heap tree");
+            let at = cell_offset(image, &meta, heap, 0) + 8 + 8;
+            let values = u32::from_le_bytes(image[at + 4..at + 8].try_into().expect("4 bytes"));
+            image[at + 4..at + 8].copy_from_slice(&(values + 1).to_le_bytes());
+            restamp(image, heap);
         }
         Class::CountMismatch => {
             let mut d = desc;

@@ -65,6 +65,16 @@ pub struct MetaFields {
     pub catalog_entries: u64,
     /// Catalog depth.
     pub catalog_depth: u32,
+    /// Root page of the value heap's tree.
+    pub heap_root: u64,
+    /// Segments in the heap.
+    pub heap_entries: u64,
+    /// Depth of the heap's tree.
+    pub heap_depth: u32,
+    /// Pages of all segments.
+    pub heap_pages: u64,
+    /// Live bytes in them.
+    pub heap_live: u64,
     /// The seal list: `(page, pages, checksum)` of each entry (empty for a
     /// commit whose pages were synced before its meta; such a slot stays
     /// flagged as synced unless the edit puts entries in the list).
@@ -97,6 +107,11 @@ pub fn edit_meta(
         catalog_root: meta.catalog.root,
         catalog_entries: meta.catalog.entries,
         catalog_depth: meta.catalog.depth,
+        heap_root: meta.heap.tree.root,
+        heap_entries: meta.heap.tree.entries,
+        heap_depth: meta.heap.tree.depth,
+        heap_pages: meta.heap.pages,
+        heap_live: meta.heap.live,
         seal: Meta::seal(bytes)
             .entries()
             .iter()
@@ -114,6 +129,15 @@ pub fn edit_meta(
             root: f.catalog_root,
             entries: f.catalog_entries,
             depth: f.catalog_depth,
+        },
+        heap: crate::format::heap::HeapDesc {
+            tree: crate::format::meta::TableDesc {
+                root: f.heap_root,
+                entries: f.heap_entries,
+                depth: f.heap_depth,
+            },
+            pages: f.heap_pages,
+            live: f.heap_live,
         },
     };
     let synced = was_synced && f.seal.is_empty();

@@ -42,6 +42,32 @@ impl Rng {
     }
 }
 
+/// Value lengths on both sides of every boundary of the layout at
+/// `page_size`-byte pages, for keys of `key_len` bytes: the longest inline
+/// value, a page less a run header, a page, two pages, the longest value
+/// packed into a segment; each one byte shorter, exact and one byte longer.
+pub fn boundary_lengths(page_size: usize, key_len: usize) -> Vec<usize> {
+    use crate::format::heap::{PACK_PAGES, SEGMENT_DATA};
+    use crate::format::node::{usable, value_inline};
+    let inline_max = (0..page_size)
+        .take_while(|&len| value_inline(key_len, len, page_size))
+        .last()
+        .unwrap_or(0);
+    let packed_max = PACK_PAGES as usize * page_size - SEGMENT_DATA;
+    debug_assert!(inline_max < usable(page_size));
+    let mut lens = Vec::new();
+    for b in [
+        inline_max,
+        page_size - SEGMENT_DATA,
+        page_size,
+        2 * page_size,
+        packed_max,
+    ] {
+        lens.extend([b - 1, b, b + 1]);
+    }
+    lens
+}
+
 /// Prints a suite's summary line (`RELIABILITY suite=...`) to standard error
 /// directly, past the test harness's output capture, so every run shows it.
 pub fn report(line: &str) {

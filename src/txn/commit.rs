@@ -57,7 +57,12 @@ impl WriteTxn<'_> {
             // Its meta would be invalid: the commit would be lost at reopen.
             return corrupted(self.base.txn_id % 2, "no transaction id is left to commit");
         }
+        self.write_heap()?;
+        self.clean_heap()?;
         self.write_catalog()?;
+        // A table name long enough to push its descriptor out of the leaf
+        // packs it into a segment: its change, too, goes into the heap.
+        self.write_heap()?;
         let free = self.write_free_list()?;
         let mut sealed = self.seal(&free)?;
         // 4. A map the next transactions can read the commit through, then
@@ -129,6 +134,7 @@ impl WriteTxn<'_> {
                 freelist_head: free.head(),
                 freelist_entries: free.entries(),
                 catalog: self.catalog,
+                heap: self.heap,
             },
             single_sync: seal.len() <= seal_capacity(ps),
             seal,

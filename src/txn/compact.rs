@@ -2,11 +2,9 @@
 //! end of the file to free pages nearer its start (DESIGN.md, "Shrinking
 //! the file").
 
-use super::write::{Open, WriteTxn};
-use crate::btree;
-use crate::error::{Result, corrupted};
-use crate::format::page::freelist_capacity;
-use crate::table::{catalog_get, catalog_names};
+use super::write::WriteTxn;
+use crate::error::Result;
+use crate::format::page::{PageSet, freelist_capacity};
 
 impl WriteTxn<'_> {
     /// Moves up to `budget` pages of the catalog and of every table from the
@@ -32,34 +30,6 @@ impl WriteTxn<'_> {
         // its length, and its chain needs this many pages at the commit.
         let cap = freelist_capacity(self.core.pager.page_size()) as u64;
         let keep = free.div_ceil(cap) + 1;
-        let names = catalog_names(self.view(), &self.catalog)?;
-        let mut catalog = self.catalog;
-        let mut pages = self.dirty.lend(&self.core.pager);
-        let mut moved = btree::relocate(&mut pages, &mut catalog, in_use, budget, keep)?;
-        self.catalog = catalog;
-        for name in names {
-            if moved >= budget {
-                break;
-            }
-            let desc = match self.tables.get(&name) {
-                Some(open) => open.desc,
-                None => match catalog_get(self.view(), &self.catalog, &name)? {
-                    Some(desc) => desc,
-                    None => return corrupted(self.catalog.root, "a listed table is missing"),
-                },
-            };
-            let mut moved_desc = desc;
-            let mut pages = self.dirty.lend(&self.core.pager);
-            moved += btree::relocate(&mut pages, &mut moved_desc, in_use, budget - moved, keep)?;
-            if moved_desc != desc {
-                let open = self.tables.entry(name).or_insert(Open {
-                    desc,
-                    changed: false,
-                });
-                open.desc = moved_desc;
-                open.changed = true;
-            }
-        }
-        Ok(moved)
+        self.move_values(in_use, budget, keep, &PageSet::default())
     }
 }

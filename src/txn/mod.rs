@@ -3,6 +3,7 @@
 mod commit;
 mod compact;
 mod core;
+mod heap;
 mod read;
 mod write;
 

@@ -43,6 +43,16 @@ pub struct Stat {
     pub tables: u64,
     /// The catalog's tree (the table of tables).
     pub catalog: TableStat,
+    /// The value heap's tree (one entry per value segment).
+    pub heap_tree: TableStat,
+    /// Value segments: where values too long for a leaf and at most 16
+    /// pages long are packed, shared by all tables.
+    pub segments: u64,
+    /// Their pages.
+    pub segment_pages: u64,
+    /// Bytes of the values packed into them: the rest of their pages is
+    /// headers, dead values and the unfilled end of each segment's last page.
+    pub packed_bytes: u64,
     /// Read transactions alive when the figures were taken.
     pub live_readers: usize,
     /// Those readers, in every process: each one's snapshot, age and the
@@ -184,6 +194,10 @@ impl<'db> ReadTxn<'db> {
             freelist_pages: chain.pages.len() as u64,
             tables: self.meta.catalog.entries,
             catalog: TableStat::of(self.map_view(), &self.meta.catalog)?,
+            heap_tree: TableStat::of(self.map_view(), &self.meta.heap.tree)?,
+            segments: self.meta.heap.tree.entries,
+            segment_pages: self.meta.heap.pages,
+            packed_bytes: self.meta.heap.live,
             live_readers: readers.len(),
             readers,
             set_aside: *self.core.set_aside.lock(),

@@ -10,6 +10,7 @@ use super::core::{Core, WriterState};
 use crate::btree;
 use crate::dirty::{Dirty, TxnPages};
 use crate::error::Result;
+use crate::format::heap::HeapDesc;
 use crate::format::meta::{Meta, TableDesc};
 use crate::freelist::{self, Pins};
 use crate::pager::Map;
@@ -59,6 +60,8 @@ pub struct WriteTxn<'db> {
     pub(super) base: Meta,
     /// The catalog as this transaction changed it.
     pub(super) catalog: TableDesc,
+    /// The value heap as this transaction changed it (at commit).
+    pub(super) heap: HeapDesc,
     pub(super) tables: BTreeMap<String, Open>,
     /// Commit even when nothing changed: the free list is written anew, so
     /// the pages the metas kept pending move on, and the tail may be cut.
@@ -123,6 +126,7 @@ impl<'db> WriteTxn<'db> {
             ),
             base,
             catalog: base.catalog,
+            heap: base.heap,
             tables: BTreeMap::new(),
             rewrite: false,
             finished: false,

@@ -185,6 +185,6 @@ pub fn sealed_pages(path: &Path, page_size: u64, slot: u64) -> Vec<(u64, u64)> {
         u64::from_le_bytes(b)
     };
     (0..le(76, 4) as usize)
-        .map(|i| (le(88 + 16 * i, 8), le(96 + 16 * i, 4)))
+        .map(|i| (le(128 + 16 * i, 8), le(136 + 16 * i, 4)))
         .collect()
 }

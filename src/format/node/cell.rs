@@ -1,7 +1,72 @@
 //! Cells: encoding leaf and branch cells, and reading the fields of a raw one.
 
-use super::layout::{BRANCH_CELL_HEADER, FLAG_OVERFLOW, LEAF_CELL_HEADER};
+use super::layout::{BRANCH_CELL_HEADER, FLAG_OVERFLOW, FLAG_PACKED, LEAF_CELL_HEADER, PACKED_REF};
 use crate::format::page::PageId;
+
+/// Where a value that does not stay in its leaf lives.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ValueRef {
+    /// An overflow run of its own, from this page.
+    Run(PageId),
+    /// Packed into the value segment starting at page `seg`, `off` bytes
+    /// from the segment's start.
+    Packed { seg: PageId, off: u32 },
+}
+
+impl ValueRef {
+    fn flag(self) -> u8 {
+        match self {
+            ValueRef::Run(_) => FLAG_OVERFLOW,
+            ValueRef::Packed { .. } => FLAG_PACKED,
+        }
+    }
+
+    /// Appends the reference's bytes to `out`.
+    pub(super) fn encode(self, out: &mut Vec<u8>) {
+        match self {
+            ValueRef::Run(page) => out.extend_from_slice(&page.to_le_bytes()),
+            ValueRef::Packed { seg, off } => {
+                out.extend_from_slice(&seg.to_le_bytes());
+                out.extend_from_slice(&off.to_le_bytes());
+            }
+        }
+    }
+
+    /// The reference a cell with `flags` holds in `body`, exactly its bytes;
+    /// `None` for an inline value.
+    #[inline]
+    pub(super) fn decode(flags: u8, body: &[u8]) -> Option<ValueRef> {
+        let page = |b: &[u8]| u64::from_le_bytes(b[..8].try_into().expect("8 bytes"));
+        match flags & (FLAG_OVERFLOW | FLAG_PACKED) {
+            FLAG_OVERFLOW => Some(ValueRef::Run(page(body))),
+            FLAG_PACKED => Some(ValueRef::Packed {
+                seg: page(body),
+                off: u32::from_le_bytes(body[8..12].try_into().expect("4 bytes")),
+            }),
+            _ => None,
+        }
+    }
+
+    /// Bytes of the reference in a cell.
+    pub(super) fn len(self) -> usize {
+        match self {
+            ValueRef::Run(_) => 8,
+            ValueRef::Packed { .. } => PACKED_REF,
+        }
+    }
+}
+
+/// Bytes of a leaf cell's body for `flags` and a value of `vlen` bytes;
+/// `None` for flags no cell has.
+#[inline]
+fn body_len(flags: u8, vlen: usize) -> Option<usize> {
+    match flags & (FLAG_OVERFLOW | FLAG_PACKED) {
+        0 => Some(vlen),
+        FLAG_OVERFLOW => Some(8),
+        FLAG_PACKED => Some(PACKED_REF),
+        _ => None,
+    }
+}
 
 /// Length of the cell at `off`, if its header and body fit in the page. The
 /// lengths come from the page: summed with checked arithmetic (a `u32` value
@@ -12,8 +77,7 @@ pub(super) fn cell_len(page: &[u8], off: usize, leaf: bool) -> Option<usize> {
         let h = page.get(off..off + LEAF_CELL_HEADER)?;
         let klen = usize::from(u16::from_le_bytes([h[2], h[3]]));
         let vlen = usize::try_from(u32::from_le_bytes([h[4], h[5], h[6], h[7]])).ok()?;
-        let body = if h[0] & FLAG_OVERFLOW != 0 { 8 } else { vlen };
-        (LEAF_CELL_HEADER + klen).checked_add(body)?
+        (LEAF_CELL_HEADER + klen).checked_add(body_len(h[0], vlen)?)?
     } else {
         let h = page.get(off..off + BRANCH_CELL_HEADER)?;
         BRANCH_CELL_HEADER + usize::from(u16::from_le_bytes([h[8], h[9]]))
@@ -31,15 +95,15 @@ pub(crate) fn leaf_cell_inline(out: &mut Vec<u8>, key: &[u8], value: &[u8]) {
     out.extend_from_slice(value);
 }
 
-/// Encodes a leaf cell whose value of `len` bytes lives in the overflow run at
-/// `page`.
-pub(crate) fn leaf_cell_overflow(out: &mut Vec<u8>, key: &[u8], len: usize, page: PageId) {
+/// Encodes a leaf cell whose value of `len` bytes lives at `at`, out of the
+/// leaf.
+pub(crate) fn leaf_cell_spilled(out: &mut Vec<u8>, key: &[u8], len: usize, at: ValueRef) {
     out.clear();
-    out.extend_from_slice(&[FLAG_OVERFLOW, 0]);
+    out.extend_from_slice(&[at.flag(), 0]);
     out.extend_from_slice(&(key.len() as u16).to_le_bytes());
     out.extend_from_slice(&(len as u32).to_le_bytes());
     out.extend_from_slice(key);
-    out.extend_from_slice(&page.to_le_bytes());
+    at.encode(out);
 }
 
 /// Encodes a branch cell into `out` (cleared first).
@@ -68,16 +132,11 @@ pub(crate) fn leaf_cell_key(cell: &[u8]) -> &[u8] {
     &cell[LEAF_CELL_HEADER..LEAF_CELL_HEADER + klen]
 }
 
-/// Overflow run referenced by a raw leaf cell, if any: (first page, value length).
-pub(crate) fn leaf_cell_overflow_ref(cell: &[u8]) -> Option<(PageId, usize)> {
-    if cell[0] & FLAG_OVERFLOW == 0 {
-        return None;
-    }
+/// Where the value of a raw leaf cell (checked by `Node::cell`) lives when
+/// it is out of the leaf, and its length.
+pub(crate) fn leaf_cell_value_ref(cell: &[u8]) -> Option<(ValueRef, usize)> {
     let vlen = u32::from_le_bytes(cell[4..8].try_into().expect("4 bytes")) as usize;
     let klen = usize::from(u16::from_le_bytes([cell[2], cell[3]]));
-    let at = LEAF_CELL_HEADER + klen;
-    Some((
-        u64::from_le_bytes(cell[at..at + 8].try_into().expect("8 bytes")),
-        vlen,
-    ))
+    let at = ValueRef::decode(cell[0], &cell[LEAF_CELL_HEADER + klen..])?;
+    Some((at, vlen))
 }

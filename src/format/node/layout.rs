@@ -24,7 +24,12 @@ pub(super) const SLOT: usize = 2;
 pub(super) const LEAF_CELL_HEADER: usize = 8;
 /// Branch cell: child u64, key_len u16.
 pub(super) const BRANCH_CELL_HEADER: usize = 10;
+/// Leaf cell flag: the value lives in an overflow run of its own.
 pub(super) const FLAG_OVERFLOW: u8 = 1;
+/// Leaf cell flag: the value is packed into a value segment.
+pub(super) const FLAG_PACKED: u8 = 2;
+/// Bytes of a packed value's reference: segment page `u64`, offset `u32`.
+pub(super) const PACKED_REF: usize = 12;
 
 /// Usable bytes of a node (slots and cells).
 pub(crate) fn usable(page_size: usize) -> usize {
@@ -36,10 +41,12 @@ pub(crate) fn max_key(page_size: usize) -> usize {
     page_size / 4
 }
 
-/// Whether a value of `vlen` bytes under a key of `klen` bytes stays inline.
+/// Whether a value of `vlen` bytes under a key of `klen` bytes stays inline:
+/// when its cell is at most a quarter of the node, or no larger than the
+/// longest reference that would replace the value.
 pub(crate) fn value_inline(klen: usize, vlen: usize, page_size: usize) -> bool {
     let inline = SLOT + LEAF_CELL_HEADER + klen + vlen;
-    let spilled = SLOT + LEAF_CELL_HEADER + klen + 8;
+    let spilled = SLOT + LEAF_CELL_HEADER + klen + PACKED_REF;
     inline <= (usable(page_size) / 4).max(spilled)
 }
 

@@ -10,13 +10,13 @@ mod view;
 mod write;
 
 pub(crate) use cell::{
-    branch_cell, branch_cell_child, branch_cell_key, leaf_cell_inline, leaf_cell_key,
-    leaf_cell_overflow, leaf_cell_overflow_ref,
+    ValueRef, branch_cell, branch_cell_child, branch_cell_key, leaf_cell_inline, leaf_cell_key,
+    leaf_cell_spilled, leaf_cell_value_ref,
 };
 pub(crate) use layout::{BRANCH_HEAD_COST, cell_cost, max_key, usable, value_inline};
 pub(crate) use view::{LeafValue, Node};
 pub(crate) use write::{
-    build, insert_cell, rebuild, remove_cell, replace_cell, set_child, set_overflow,
+    build, insert_cell, rebuild, remove_cell, replace_cell, set_child, set_value_ref,
 };
 
 #[cfg(test)]

@@ -3,18 +3,17 @@
 
 use zerocopy::FromBytes;
 
-use super::cell::cell_len;
-use super::layout::{
-    BRANCH_CELL_HEADER, FLAG_OVERFLOW, LEAF_CELL_HEADER, NODE_HEADER_SIZE, NodeHeader, SLOT,
-};
+use super::cell::{ValueRef, cell_len};
+use super::layout::{BRANCH_CELL_HEADER, LEAF_CELL_HEADER, NODE_HEADER_SIZE, NodeHeader, SLOT};
 use crate::error::{Result, corrupted};
 use crate::format::page::{KIND_BRANCH, KIND_LEAF, PageId};
 
-/// A leaf's value: inline bytes, or the first page and length of an overflow run.
+/// A leaf's value: inline bytes, or where it lives out of the leaf and its
+/// length.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum LeafValue<'a> {
     Inline(&'a [u8]),
-    Overflow { page: PageId, len: usize },
+    Spilled { at: ValueRef, len: usize },
 }
 
 /// A read-only, checked view of a branch or leaf page.
@@ -162,11 +161,10 @@ impl<'a> Node<'a> {
         let vlen = u32::from_le_bytes(cell[4..8].try_into().expect("4 bytes")) as usize;
         let key = &cell[LEAF_CELL_HEADER..LEAF_CELL_HEADER + klen];
         let rest = &cell[LEAF_CELL_HEADER + klen..];
-        let value = if cell[0] & FLAG_OVERFLOW != 0 {
-            let page = u64::from_le_bytes(rest.try_into().expect("cell_len checked 8 bytes"));
-            LeafValue::Overflow { page, len: vlen }
-        } else {
-            LeafValue::Inline(rest)
+        // `cell_len` checked that the body is exactly the reference.
+        let value = match ValueRef::decode(cell[0], rest) {
+            Some(at) => LeafValue::Spilled { at, len: vlen },
+            None => LeafValue::Inline(rest),
         };
         Ok((key, value))
     }

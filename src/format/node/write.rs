@@ -4,7 +4,7 @@
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, IntoBytes};
 
-use super::cell::leaf_cell_overflow_ref;
+use super::cell::{ValueRef, leaf_cell_value_ref};
 use super::layout::{NODE_HEADER_SIZE, NodeHeader, SLOT, cell_cost, usable};
 use super::view::Node;
 use crate::error::{Result, corrupted};
@@ -122,21 +122,24 @@ pub(crate) fn set_child(page: &mut [u8], id: PageId, i: usize, child: PageId) ->
     Ok(())
 }
 
-/// Points the overflow reference of leaf cell `i` of the dirty node `page`
-/// at the run starting at `run`.
-pub(crate) fn set_overflow(page: &mut [u8], id: PageId, i: usize, run: PageId) -> Result<()> {
+/// Points leaf cell `i` of the dirty node `page` at `to`, a new place of its
+/// value of the same kind (a run, or a segment) as the old.
+pub(crate) fn set_value_ref(page: &mut [u8], id: PageId, i: usize, to: ValueRef) -> Result<()> {
     let node = Node::parse(page, id)?;
     if !node.leaf || i >= node.count {
         return corrupted(id, "entry index past the leaf end");
     }
     let off = node.cell_offset(i)?;
     let cell = node.cell(i)?;
-    if leaf_cell_overflow_ref(cell).is_none() {
-        return corrupted(id, "entry holds its value inline");
+    match leaf_cell_value_ref(cell) {
+        Some((from, _)) if from.len() == to.len() => {}
+        _ => return corrupted(id, "entry's value is not where the move expects"),
     }
-    // An overflow cell ends with the run's first page.
-    let at = off + cell.len() - 8;
-    page[at..at + 8].copy_from_slice(&run.to_le_bytes());
+    // A cell ends with its value's reference.
+    let mut bytes = Vec::with_capacity(to.len());
+    to.encode(&mut bytes);
+    let at = off + cell.len() - to.len();
+    page[at..at + to.len()].copy_from_slice(&bytes);
     Ok(())
 }
 

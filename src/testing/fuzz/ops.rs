@@ -38,7 +38,12 @@ pub fn ops(data: &[u8]) {
         match op % 16 {
             0..=6 => {
                 let len = match next().unwrap_or(0) {
-                    n if n > 240 => 600 + usize::from(n) * 20,
+                    n if n > 240 => {
+                        // Both sides of each boundary of the layout.
+                        let lens = crate::testing::boundary_lengths(page_size as usize, key.len());
+                        lens[usize::from(n) % lens.len()]
+                    }
+                    n if n > 224 => 600 + usize::from(n) * 20,
                     n => usize::from(n % 64),
                 };
                 let value = vec![op; len];

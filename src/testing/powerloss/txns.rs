@@ -40,7 +40,13 @@ pub(super) fn random_txn(
                 entries.remove(&key);
             }
             3 => {
-                let len = 600 + rng.below(6000) as usize;
+                // Inline, packed and of runs of their own, and on both
+                // sides of each boundary between them.
+                let lens = crate::testing::boundary_lengths(db.page_size() as usize, key.len());
+                let len = match rng.below(3) {
+                    0 => lens[rng.below(lens.len() as u64) as usize],
+                    _ => 600 + rng.below(6000) as usize,
+                };
                 let v = rng.bytes(len);
                 t.insert(&key, &v)?;
                 entries.insert(key, v);

@@ -1,0 +1,159 @@
+//! The running transaction's side of the value heap: the segment it fills,
+//! and how the live counts of segments change (DESIGN.md, "The value
+//! heap"). The commit applies the changes to the heap's tree.
+
+use std::collections::BTreeMap;
+
+use super::alloc::Allocator;
+use super::buffers::Buffers;
+use crate::error::{Result, corrupted};
+use crate::format::heap::{SEGMENT_DATA, SEGMENT_MAX_PAGES, SEGMENT_PAGES};
+use crate::format::node::ValueRef;
+use crate::format::page::{PageId, init_segment, overflow_pages, set_run_pages};
+
+/// The segment the transaction appends values to: `pages` pages from
+/// `first`, the first `used` bytes written (header included).
+struct OpenSegment {
+    first: PageId,
+    pages: u64,
+    used: usize,
+}
+
+/// How the transaction changed one segment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Change {
+    /// Values added, less values freed.
+    pub values: i64,
+    /// Their bytes, likewise.
+    pub bytes: i64,
+    /// The segment's length, for a segment this transaction wrote (the heap
+    /// tree does not list it yet); `None` for a committed one.
+    pub pages: Option<u64>,
+}
+
+/// The transaction's segments and changes to the live counts.
+#[derive(Default)]
+pub(super) struct Heap {
+    open: Option<OpenSegment>,
+    /// Bytes the transaction packed so far: a new segment is about as long
+    /// (up to `SEGMENT_PAGES`), so a transaction that packs little takes
+    /// little, and its last segment leaves at most about half unfilled.
+    packed: u64,
+    changes: BTreeMap<PageId, Change>,
+}
+
+impl Heap {
+    /// Packs `value` into the open segment, or into a new one if it does not
+    /// fit, which must start below `below`. `None` when no new segment lies
+    /// below it.
+    ///
+    /// A value that starts in the open segment's first `SEGMENT_PAGES`
+    /// pages and runs past its end lengthens it, when the segment ends at
+    /// the high-water mark: appends fill segments whole.
+    pub(super) fn pack(
+        &mut self,
+        alloc: &mut Allocator,
+        bufs: &mut Buffers,
+        txn_id: u64,
+        value: &[u8],
+        below: PageId,
+    ) -> Result<Option<ValueRef>> {
+        let ps = bufs.page_size();
+        let fits = match self.open.as_mut() {
+            Some(o) if o.first < below => {
+                let end = o.used + value.len();
+                let pages = end.div_ceil(ps) as u64;
+                if pages <= o.pages {
+                    true
+                } else if o.used < SEGMENT_PAGES as usize * ps
+                    && pages <= SEGMENT_MAX_PAGES
+                    && alloc.extend_at(o.first + o.pages, pages - o.pages)?
+                {
+                    bufs.resize(o.first, pages as usize);
+                    let Some(buf) = bufs.get_mut(o.first) else {
+                        return corrupted(o.first, "the open segment has no buffer");
+                    };
+                    set_run_pages(buf, pages as u32);
+                    o.pages = pages;
+                    self.changes.entry(o.first).or_default().pages = Some(pages);
+                    true
+                } else {
+                    false
+                }
+            }
+            _ => false,
+        };
+        if !fits {
+            self.close(alloc, bufs)?;
+            let need = overflow_pages(value.len(), ps);
+            let want = (self.packed.div_ceil(ps as u64).max(2 * need))
+                .next_power_of_two()
+                .clamp(need, SEGMENT_PAGES.max(need));
+            let Some((first, pages)) = alloc.alloc_segment(need, want, below)? else {
+                return Ok(None);
+            };
+            let mut buf = vec![0u8; pages as usize * ps].into_boxed_slice();
+            init_segment(&mut buf, pages as u32, txn_id);
+            bufs.insert(first, buf);
+            self.open = Some(OpenSegment {
+                first,
+                pages,
+                used: SEGMENT_DATA,
+            });
+            self.changes.entry(first).or_default().pages = Some(pages);
+        }
+        let open = self.open.as_mut().expect("opened above");
+        let off = open.used;
+        let Some(buf) = bufs.get_mut(open.first) else {
+            return corrupted(open.first, "the open segment has no buffer");
+        };
+        buf[off..off + value.len()].copy_from_slice(value);
+        open.used += value.len();
+        self.packed += value.len() as u64;
+        let change = self.changes.entry(open.first).or_default();
+        change.values += 1;
+        change.bytes += value.len() as i64;
+        Ok(Some(ValueRef::Packed {
+            seg: open.first,
+            off: off as u32,
+        }))
+    }
+
+    /// Records that a value of `len` bytes in the segment at `seg` is gone.
+    pub(super) fn release(&mut self, seg: PageId, len: usize) {
+        let change = self.changes.entry(seg).or_default();
+        change.values -= 1;
+        change.bytes -= len as i64;
+    }
+
+    /// Closes the open segment: the pages it did not fill go back to the
+    /// free list (no snapshot saw them), and its header states the pages it
+    /// keeps.
+    pub(super) fn close(&mut self, alloc: &mut Allocator, bufs: &mut Buffers) -> Result<()> {
+        let Some(open) = self.open.take() else {
+            return Ok(());
+        };
+        let ps = bufs.page_size();
+        let keep = open.used.div_ceil(ps) as u64;
+        if keep < open.pages {
+            bufs.resize(open.first, keep as usize);
+            let Some(buf) = bufs.get_mut(open.first) else {
+                return corrupted(open.first, "the open segment has no buffer");
+            };
+            set_run_pages(buf, keep as u32);
+            alloc.free(open.first + keep, open.pages - keep, None)?;
+            self.changes.entry(open.first).or_default().pages = Some(keep);
+        }
+        Ok(())
+    }
+
+    /// Closes the open segment and hands over the changes, in page order.
+    pub(super) fn take_changes(
+        &mut self,
+        alloc: &mut Allocator,
+        bufs: &mut Buffers,
+    ) -> Result<BTreeMap<PageId, Change>> {
+        self.close(alloc, bufs)?;
+        Ok(std::mem::take(&mut self.changes))
+    }
+}

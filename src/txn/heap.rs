@@ -1,0 +1,212 @@
+//! The value heap at commit (DESIGN.md, "The value heap"): the
+//! transaction's changes to the live counts into the heap's tree, segments
+//! left without values freed, and the cleaning of a heap grown mostly dead.
+
+use super::write::{Open, WriteTxn};
+use crate::btree;
+use crate::dirty::Change;
+use crate::error::{Result, corrupted};
+use crate::format::heap::{SEGMENT_PAGES, Segment, segment_key, segment_of_key};
+use crate::format::page::{PageId, PageSet};
+use crate::table::{catalog_get, catalog_names};
+
+/// The heap is cleaned once its dead bytes pass a third of its segments'
+/// bytes, and only when its segments span at least this many pages.
+const CLEAN_MIN_PAGES: u64 = 4 * SEGMENT_PAGES;
+
+impl WriteTxn<'_> {
+    /// Step 1a: closes the segment the transaction fills and applies its
+    /// changes to the heap's tree and totals. A segment left without values
+    /// is removed from the tree and its pages freed, as a run's are.
+    pub(super) fn write_heap(&mut self) -> Result<()> {
+        let changes = self.dirty.take_heap_changes()?;
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let ps = self.core.pager.page_size() as u64;
+        let mut heap = self.heap;
+        for (seg, change) in changes {
+            let key = segment_key(seg);
+            let old = match change.pages {
+                Some(_) => None,
+                None => match btree::get(self.view(), &heap.tree, &key)? {
+                    Some(bytes) => match Segment::decode(bytes, ps as usize) {
+                        Some(old) => Some(old),
+                        None => return corrupted(heap.tree.root, "invalid segment entry"),
+                    },
+                    None => return corrupted(seg, "a value in a segment the heap does not list"),
+                },
+            };
+            let Some(new) = apply(old, change) else {
+                return corrupted(seg, "a segment's live count would go below zero");
+            };
+            let (old_pages, old_live) = old.map_or((0, 0), |o| (o.pages, o.live));
+            let mut pages = self.dirty.lend(&self.core.pager);
+            if new.values == 0 {
+                if old.is_some() {
+                    btree::remove(&mut pages, &mut heap.tree, &key)?;
+                }
+                btree::PageStore::free(&mut pages, seg, new.pages)?;
+            } else {
+                let hint = &mut btree::InsertHint::default();
+                btree::insert(&mut pages, &mut heap.tree, hint, &key, &new.encode())?;
+            }
+            let kept = if new.values == 0 { 0 } else { new.pages };
+            let live = if new.values == 0 { 0 } else { new.live };
+            let totals = heap
+                .pages
+                .checked_sub(old_pages)
+                .and_then(|p| p.checked_add(kept))
+                .zip(
+                    heap.live
+                        .checked_sub(old_live)
+                        .and_then(|l| l.checked_add(live)),
+                );
+            let Some((total_pages, total_live)) = totals else {
+                return corrupted(seg, "the heap's totals disagree with its segments");
+            };
+            heap.pages = total_pages;
+            heap.live = total_live;
+        }
+        self.heap = heap;
+        Ok(())
+    }
+
+    /// Step 1b: when more than a third of the heap's bytes are dead, moves
+    /// the values out of the sparsest segments, so that each empties and is
+    /// freed, until a fifth at most would be dead (the tables are walked
+    /// once), then applies the changes as step 1a does. Returns the
+    /// segments cleaned.
+    pub(super) fn clean_heap(&mut self) -> Result<usize> {
+        let ps = self.core.pager.page_size() as u64;
+        let heap = self.heap;
+        let bytes = heap.pages.saturating_mul(ps);
+        let dead = bytes.saturating_sub(heap.live);
+        if heap.pages < CLEAN_MIN_PAGES || dead.saturating_mul(3) <= bytes {
+            return Ok(0);
+        }
+        // Every committed segment, sparsest first.
+        let mut segments: Vec<(u64, PageId, Segment)> = Vec::new();
+        let mut cursor = btree::Cursor::new(self.view(), heap.tree);
+        while let Some((key, value)) = cursor.next()? {
+            let (Some(seg), Some(entry)) =
+                (segment_of_key(key), Segment::decode(value, ps as usize))
+            else {
+                return corrupted(heap.tree.root, "invalid segment entry");
+            };
+            // Segments this transaction wrote are as full as it left them.
+            if !self.dirty.buffers().contains(seg) {
+                // Live bytes per 2^20 of the segment: the order of fullness.
+                let fill = (entry.live << 20) / (entry.pages * ps);
+                segments.push((fill, seg, entry));
+            }
+        }
+        segments.sort_unstable_by_key(|&(fill, seg, _)| (fill, seg));
+        // Each victim's pages go; its live bytes move into new segments.
+        let (mut total, live) = (bytes, heap.live);
+        let mut victims = PageSet::default();
+        for (_, seg, entry) in segments {
+            if (total - live).saturating_mul(5) <= total {
+                break;
+            }
+            total = total - entry.pages * ps + entry.live;
+            victims.insert(seg);
+        }
+        if victims.is_empty() {
+            return Ok(0);
+        }
+        self.move_values(PageId::MAX, u64::MAX, 0, &victims)?;
+        self.write_heap()?;
+        Ok(victims.len())
+    }
+
+    /// Runs `btree::relocate` over the catalog, the heap's tree and every
+    /// table, until `budget` pages have moved: nodes and values at or past
+    /// `above` go down the file, and the values of the segments of `clean`
+    /// move wherever they can. Tables whose tree changed are marked to be
+    /// written to the catalog. Returns the pages moved.
+    pub(super) fn move_values(
+        &mut self,
+        above: PageId,
+        budget: u64,
+        keep: u64,
+        clean: &PageSet,
+    ) -> Result<u64> {
+        let names = catalog_names(self.view(), &self.catalog)?;
+        let mut catalog = self.catalog;
+        let mut heap = self.heap;
+        let mut pages = self.dirty.lend(&self.core.pager);
+        let mut moved = btree::relocate(&mut pages, &mut catalog, above, budget, keep, clean)?;
+        if moved < budget {
+            moved += btree::relocate(
+                &mut pages,
+                &mut heap.tree,
+                above,
+                budget - moved,
+                keep,
+                clean,
+            )?;
+        }
+        self.catalog = catalog;
+        self.heap = heap;
+        for name in names {
+            if moved >= budget {
+                break;
+            }
+            let desc = match self.tables.get(&name) {
+                Some(open) => open.desc,
+                None => match catalog_get(self.view(), &self.catalog, &name)? {
+                    Some(desc) => desc,
+                    None => return corrupted(self.catalog.root, "a listed table is missing"),
+                },
+            };
+            let mut moved_desc = desc;
+            let mut pages = self.dirty.lend(&self.core.pager);
+            moved += btree::relocate(
+                &mut pages,
+                &mut moved_desc,
+                above,
+                budget - moved,
+                keep,
+                clean,
+            )?;
+            if moved_desc != desc {
+                let open = self.tables.entry(name).or_insert(Open {
+                    desc,
+                    changed: false,
+                });
+                open.desc = moved_desc;
+                open.changed = true;
+            }
+        }
+        Ok(moved)
+    }
+}
+
+/// A segment's entry after `change`; `None` when a count would go below
+/// zero or past what the entry can hold.
+fn apply(old: Option<Segment>, change: Change) -> Option<Segment> {
+    let base = match old {
+        Some(old) => old,
+        None => Segment {
+            pages: change.pages?,
+            values: 0,
+            live: 0,
+        },
+    };
+    let values = u64::try_from(
+        i64::try_from(base.values)
+            .ok()?
+            .checked_add(change.values)?,
+    )
+    .ok()?;
+    let live = u64::try_from(i64::try_from(base.live).ok()?.checked_add(change.bytes)?).ok()?;
+    if values > u64::from(u32::MAX) || (values == 0) != (live == 0) {
+        return None;
+    }
+    Some(Segment {
+        pages: base.pages,
+        values,
+        live,
+    })
+}
