@@ -9,8 +9,8 @@
 //! in the free pages failed with `MapFull` at step 4, every time it was
 //! retried, and (2, 3) the room under `max_size` went to single pages,
 //! leaving none for an overflow run of the same or a later transaction.
-//! Slack now never makes the file longer. The other tests are attacks that
-//! held, kept as guards.
+//! Lone free pages are now taken before the file grows. The other tests are
+//! attacks that held, kept as guards.
 
 mod common;
 
@@ -570,10 +570,10 @@ fn same_length_cells_of_other_values_replace_correctly() {
     }
 }
 
-/// Large transactions (runs, continued runs, the file grown past lone free
-/// pages, then lone pages taken past the slack) beside readers held at
-/// scattered snapshots for scattered spans: no page a live snapshot reaches
-/// changes on disk while the reader lives.
+/// Large transactions (runs, continued runs, then lone free pages, then the
+/// file grown) beside readers held at scattered snapshots for scattered
+/// spans: no page a live snapshot reaches changes on disk while the reader
+/// lives.
 #[test]
 fn grouped_pages_are_never_ones_a_reader_reaches() {
     let t = TestDb::new(PS);

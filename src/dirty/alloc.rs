@@ -12,9 +12,6 @@ pub(crate) struct Allocator {
     high_water: u64,
     /// Pages the file may hold: the high-water mark never passes it.
     max_pages: u64,
-    /// Pages the file holds already (its length when the transaction
-    /// started): slack never makes it longer.
-    file_pages: u64,
     /// The free list, and what this transaction took from it and freed.
     free: TxnFreeList,
     /// Whether single pages are the lowest reusable ones (compaction)
@@ -29,24 +26,13 @@ pub(crate) struct Allocator {
 /// and takes the pages without a free neighbour that larger ones leave.
 const GROUPED_AFTER: u64 = 64;
 
-/// Pages of the pool without a free neighbour that `alloc` leaves unused, at
-/// most, as a fraction of the file: one in `ISOLATED_SLACK`.
-const ISOLATED_SLACK: u64 = 16;
-
 impl Allocator {
     /// An allocator over a snapshot whose high-water mark is `high_water`.
-    pub(crate) fn new(
-        page_size: usize,
-        high_water: u64,
-        max_pages: u64,
-        file_pages: u64,
-        free: FreeList,
-    ) -> Self {
+    pub(crate) fn new(page_size: usize, high_water: u64, max_pages: u64, free: FreeList) -> Self {
         Allocator {
             page_size,
             high_water,
             max_pages,
-            file_pages,
             free: TxnFreeList::new(free),
             lowest_first: false,
             allocated: 0,
@@ -69,35 +55,17 @@ impl Allocator {
     /// keep the writes together: a commit's pages are written in runs of
     /// consecutive pages, one system call and one stretch of the disk each,
     /// so a page continues the run of the last one where it can, or starts
-    /// on a run of free pages. A page of the pool with no free neighbour
-    /// would make a write of its own: while such pages are fewer than one in
-    /// `ISOLATED_SLACK` of the high-water mark, and the file already holds
-    /// pages past the mark (allocated ahead by an earlier growth), the mark
-    /// moves into those instead, and they wait for a neighbour to be freed
-    /// or for a small transaction. Otherwise they are taken: slack never
-    /// makes the file longer, so it never needs room on the disk, or under
-    /// `max_size`, that the free list could have spared.
+    /// on the lowest run of free pages; only then a page without a free
+    /// neighbour, lowest first, and past the high-water mark last.
     pub(crate) fn alloc(&mut self) -> Result<PageId> {
         self.allocated += 1;
-        if self.lowest_first || self.allocated <= GROUPED_AFTER {
-            if let Some(p) = self.free.take() {
-                return Ok(p);
-            }
-            return self.extend(1);
-        }
-        if let Some(p) = self.free.take_grouped() {
+        let grouped = !self.lowest_first && self.allocated > GROUPED_AFTER;
+        if grouped && let Some(p) = self.free.take_grouped() {
             return Ok(p);
         }
-        // Only pages without a free neighbour are left in the pool.
-        let alone = self.free.pool_len() as u64;
-        let slack = alone.saturating_mul(ISOLATED_SLACK) < self.high_water
-            && self.high_water < self.file_pages;
-        if !slack && let Some(p) = self.free.take() {
-            return Ok(p);
-        }
-        match self.extend(1) {
-            Ok(p) => Ok(p),
-            Err(e) => self.free.take().ok_or(e),
+        match self.free.take() {
+            Some(p) => Ok(p),
+            None => self.extend(1),
         }
     }
 
@@ -231,15 +199,15 @@ impl Allocator {
 mod tests {
     use super::*;
 
-    /// An allocator over `high_water` pages of a file of `file_pages`,
-    /// whose pool holds 80 pages without a free neighbour (2, 4, .., 160)
-    /// and the runs 1000..1004 and 2000..2003.
-    fn fragmented(high_water: u64, max_pages: u64, file_pages: u64) -> Allocator {
+    /// An allocator over `high_water` pages, whose pool holds 80 pages
+    /// without a free neighbour (2, 4, .., 160) and the runs 1000..1004
+    /// and 2000..2003.
+    fn fragmented(high_water: u64, max_pages: u64) -> Allocator {
         let mut free = FreeList::default();
         for p in (1..=80).map(|i| 2 * i).chain(1000..1004).chain(2000..2003) {
             free.insert_reusable(p);
         }
-        Allocator::new(4096, high_water, max_pages, file_pages, free)
+        Allocator::new(4096, high_water, max_pages, free)
     }
 
     fn allocs(a: &mut Allocator, n: usize) -> Vec<PageId> {
@@ -248,42 +216,23 @@ mod tests {
 
     #[test]
     fn a_large_transaction_keeps_its_pages_together() {
-        let mut a = fragmented(4000, u64::MAX, 4500);
+        let mut a = fragmented(4000, u64::MAX);
         // A small transaction's pages: the lowest.
         let first = allocs(&mut a, GROUPED_AFTER as usize);
         assert_eq!(first, (1..=64).map(|i| 2 * i).collect::<Vec<_>>());
-        // Then runs, each taken whole, then the pages the file holds past
-        // the mark: the 16 pages left without a neighbour are fewer than a
-        // sixteenth of it.
-        let next = allocs(&mut a, 10);
-        assert_eq!(
-            next,
-            [1000, 1001, 1002, 1003, 2000, 2001, 2002, 4000, 4001, 4002]
-        );
-        assert_eq!(a.high_water(), 4003);
-        assert_eq!(a.free.pool_len(), 16);
+        // Then runs, each taken whole, then the pages left without a
+        // neighbour, lowest first, and only then the end of the file.
+        let next = allocs(&mut a, 7);
+        assert_eq!(next, [1000, 1001, 1002, 1003, 2000, 2001, 2002]);
+        let alone: Vec<PageId> = (65..=80).map(|i| 2 * i).chain([4000, 4001]).collect();
+        assert_eq!(allocs(&mut a, 18), alone);
+        assert_eq!(a.high_water(), 4002);
     }
 
     #[test]
-    fn pages_without_a_neighbour_are_taken_past_the_slack_or_the_file() {
-        // 16 pages left alone, in a file of 200: more than a sixteenth.
-        let mut a = fragmented(200, u64::MAX, 300);
-        allocs(&mut a, GROUPED_AFTER as usize + 7);
-        assert_eq!(allocs(&mut a, 2), [130, 132]);
-        assert_eq!(a.high_water(), 200);
-        // Within the slack, but the file ends at the mark: taken, and the
-        // file needs no room it did not have.
-        let mut a = fragmented(4000, u64::MAX, 4000);
-        allocs(&mut a, GROUPED_AFTER as usize + 7);
-        assert_eq!(allocs(&mut a, 2), [130, 132]);
-        assert_eq!(a.high_water(), 4000);
-        // Slack stops where the file does.
-        let mut a = fragmented(4000, u64::MAX, 4002);
-        allocs(&mut a, GROUPED_AFTER as usize + 7);
-        assert_eq!(allocs(&mut a, 4), [4000, 4001, 130, 132]);
-        // Within the slack and the file, but at the ceiling: taken rather
-        // than `MapFull`.
-        let mut a = fragmented(4000, 4000, 4500);
+    fn pages_without_a_neighbour_are_taken_before_the_file_grows() {
+        // At the ceiling too: taken rather than `MapFull`.
+        let mut a = fragmented(4000, 4000);
         allocs(&mut a, GROUPED_AFTER as usize + 7);
         assert_eq!(allocs(&mut a, 2), [130, 132]);
         assert_eq!(a.high_water(), 4000);
@@ -291,7 +240,7 @@ mod tests {
 
     #[test]
     fn compaction_takes_the_lowest_pages() {
-        let mut a = fragmented(4000, u64::MAX, 4500);
+        let mut a = fragmented(4000, u64::MAX);
         a.lowest_first();
         let pages = allocs(&mut a, 86);
         let lowest: Vec<PageId> = (1..=80)

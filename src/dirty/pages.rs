@@ -43,7 +43,6 @@ impl Dirty {
         txn_id: u64,
         base_high_water: u64,
         max_pages: u64,
-        file_pages: u64,
         free: FreeList,
         map: Arc<Map>,
     ) -> Dirty {
@@ -51,7 +50,7 @@ impl Dirty {
             txn_id,
             base_high_water,
             map,
-            alloc: Allocator::new(page_size, base_high_water, max_pages, file_pages, free),
+            alloc: Allocator::new(page_size, base_high_water, max_pages, free),
             bufs: Buffers::new(page_size),
             heap: Heap::default(),
             failed: false,

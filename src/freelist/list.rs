@@ -403,12 +403,6 @@ impl TxnFreeList {
         Some(p)
     }
 
-    /// Reusable pages in the list's pool (this transaction's own freed
-    /// pages not counted).
-    pub(crate) fn pool_len(&self) -> usize {
-        self.list.reusable_len()
-    }
-
     /// `n` consecutive pages to reuse, the lowest such run.
     pub(crate) fn take_run(&mut self, n: u64) -> Option<PageId> {
         if n == 1 {
