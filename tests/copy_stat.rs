@@ -38,7 +38,7 @@ fn fill(db: &Database) {
         // Values packed into segments, and values of runs of their own.
         let mut big = w.open_table("big").unwrap();
         for i in 0..10u32 {
-            let len = if i % 2 == 0 { 10_000 } else { 70_000 };
+            let len = if i % 2 == 0 { 10_000 } else { 140_000 };
             big.insert(&i.to_be_bytes(), &vec![i as u8; len]).unwrap();
         }
     }
@@ -77,9 +77,9 @@ fn stat_accounts_for_every_page() {
     assert_eq!(a.entries, 5000 - 1667);
     assert!(a.depth >= 2 && a.branch_pages >= 1 && a.leaf_pages > 10);
     assert_eq!(a.overflow_pages, 0);
-    // A 70,000-byte value after a 24-byte run header takes 18 pages of
+    // A 140,000-byte value after a 24-byte run header takes 35 pages of
     // 4 KiB; the 10,000-byte ones are packed.
-    assert_eq!((big.entries, big.overflow_pages, big.depth), (10, 90, 1));
+    assert_eq!((big.entries, big.overflow_pages, big.depth), (10, 175, 1));
     assert_eq!((big.packed_values, big.packed_bytes), (5, 50_000));
     assert_eq!(stat.packed_bytes, 50_000);
     assert_eq!(stat.segment_pages, report.segment_pages);
@@ -130,9 +130,9 @@ fn plain_and_compact_copies_equal_the_snapshot() {
         cstat.pages * 4096,
         "no slack after the last page"
     );
-    // Both hold the five 70,000-byte values' runs whole (18 pages each);
+    // Both hold the five 140,000-byte values' runs whole (35 pages each);
     // the rest shrinks to less than two fifths.
-    let runs = 5 * 18 * 4096;
+    let runs = 5 * 35 * 4096;
     assert!(
         (compact_size - runs) * 10 < (plain_size - runs) * 4,
         "compact {compact_size} bytes, plain {plain_size}"

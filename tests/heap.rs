@@ -25,19 +25,13 @@ fn key(i: u64) -> [u8; 8] {
     i.to_be_bytes()
 }
 
-/// The lengths around every boundary of the layout at `ps`-byte pages: the
-/// inline limit, a page, the longest packed value, and past it.
+/// The lengths around every boundary of the layout at `ps`-byte pages (the
+/// inline limit for 8-byte keys, a page, the longest packed value), some
+/// short ones, and runs of their own.
 fn boundary_lengths(ps: usize) -> Vec<usize> {
-    let usable = ps - 24;
-    // A value stays inline while its cell (8-byte header, 8-byte key, 2-byte
-    // slot) is at most a quarter of the node.
-    let inline_max = usable / 4 - 2 - 8 - 8;
-    let packed_max = 16 * ps - 24;
     let mut lens = vec![0, 1, 12, 13, 100];
-    for b in [inline_max, ps - 24, ps, 2 * ps, packed_max, packed_max + 1] {
-        lens.extend([b - 1, b, b + 1]);
-    }
-    lens.extend([20 * ps, 20 * ps + 1]);
+    lens.extend(larch::testing::boundary_lengths(ps, 8));
+    lens.extend([40 * ps, 40 * ps + 1]);
     lens
 }
 

@@ -24,9 +24,9 @@ fn two_commits(path: &Path) -> Vec<u8> {
         {
             let mut t = w.open_table(name).unwrap();
             for i in 0..n {
-                // Runs of their own (longer than 16 pages) and packed values.
+                // Runs of their own (longer than 32 pages) and packed values.
                 let v = match i % 40 {
-                    0 => vec![1u8; 9000],
+                    0 => vec![1u8; 20_000],
                     20 => vec![3u8; 2000],
                     _ => vec![2u8; 30],
                 };

@@ -26,7 +26,7 @@ use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 enum Op {
     Insert {
         key: u16,
-        len: u16,
+        len: u32,
         fill: u8,
     },
     Remove {
@@ -84,7 +84,7 @@ fn key_bytes(k: u16) -> Vec<u8> {
     }
 }
 
-fn value_bytes(len: u16, fill: u8, key: u16) -> Vec<u8> {
+fn value_bytes(len: u32, fill: u8, key: u16) -> Vec<u8> {
     (0..len as usize)
         .map(|i| fill ^ (i as u8) ^ key as u8)
         .collect()
@@ -97,7 +97,7 @@ impl Arbitrary for Op {
             0..=44 => {
                 // Mostly small values, some around and over the overflow threshold.
                 let len = match u8::arbitrary(g) % 10 {
-                    0 => u16::arbitrary(g) % 9000,
+                    0 => u32::arbitrary(g) % 20_000,
                     // Both sides of each boundary of the layout (inline,
                     // packed, a run of its own) at 512 and 4096-byte pages,
                     // for the model's keys of 5 and 100 bytes.
@@ -105,10 +105,10 @@ impl Arbitrary for Op {
                         let ps = if bool::arbitrary(g) { 512 } else { 4096 };
                         let klen = if bool::arbitrary(g) { 5 } else { 100 };
                         let lens = larch::testing::boundary_lengths(ps, klen);
-                        lens[usize::from(u8::arbitrary(g)) % lens.len()] as u16
+                        lens[usize::from(u8::arbitrary(g)) % lens.len()] as u32
                     }
-                    1 | 2 => 100 + u16::arbitrary(g) % 1200,
-                    _ => u16::arbitrary(g) % 60,
+                    1 | 2 => 100 + u32::arbitrary(g) % 1200,
+                    _ => u32::arbitrary(g) % 60,
                 };
                 Op::Insert {
                     key,

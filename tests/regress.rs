@@ -359,8 +359,8 @@ fn a_file_with_an_overlong_run() -> (tempfile::TempDir, std::path::PathBuf) {
     let mut w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
-        // A run of its own: longer than the 16 pages values are packed into.
-        tab.insert(b"big", &[7u8; 9000]).unwrap();
+        // A run of its own: longer than the 32 pages values are packed into.
+        tab.insert(b"big", &[7u8; 20_000]).unwrap();
         // Enough pages after the run that the longer run it will claim lies
         // within the file.
         for k in b'a'..=b'z' {

@@ -20,8 +20,8 @@ pub(crate) const SEGMENT_MAX_PAGES: u64 = SEGMENT_PAGES + PACK_PAGES;
 
 /// A value is packed into a segment when the run of its own would span at
 /// most this many pages; a longer one gets its own overflow run, whose last
-/// page wastes less than a sixteenth of it.
-pub(crate) const PACK_PAGES: u64 = 16;
+/// page wastes less than a thirty-second of it.
+pub(crate) const PACK_PAGES: u64 = 32;
 
 /// Offset of the first value in a segment (after the run header).
 pub(crate) const SEGMENT_DATA: usize = OVERFLOW_DATA;
@@ -170,9 +170,9 @@ mod tests {
     }
 
     #[test]
-    fn packing_limit_is_sixteen_pages() {
-        assert!(packs(16 * 4096 - 24, 4096));
-        assert!(!packs(16 * 4096 - 23, 4096));
+    fn packing_limit_is_thirty_two_pages() {
+        assert!(packs(32 * 4096 - 24, 4096));
+        assert!(!packs(32 * 4096 - 23, 4096));
         assert_eq!(segment_of_key(&segment_key(0x0102)), Some(0x0102));
     }
 }

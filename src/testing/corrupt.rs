@@ -95,7 +95,7 @@ fn build(path: &Path) -> crate::Result<()> {
             // Inline, packed into segments, and runs of their own.
             let v = match i % 50 {
                 0 | 10 | 20 | 30 => vec![i as u8; 1500],
-                25 => vec![i as u8; 9000],
+                25 => vec![i as u8; 20_000],
                 _ => vec![i as u8; 20],
             };
             t.insert(format!("key{i:05}").as_bytes(), &v)?;

@@ -12,8 +12,11 @@ use crate::format::page::{PageId, stamp_checksum};
 use crate::freelist::{self, Persisted};
 use crate::pager::Pager;
 
-/// Bytes of consecutive dirty pages merged into one vectored write.
-const WRITE_CHUNK: usize = 1 << 20;
+/// Bytes of consecutive dirty pages merged into one vectored write. The page
+/// cache keeps a write's pages in folios as large as the write allows, and a
+/// reader's fault maps a whole folio: 20,000 values of 100 KiB read back
+/// with 9,660 faults after writes of 1 MiB, 1,988 after writes of 16 MiB.
+const WRITE_CHUNK: usize = 8 << 20;
 
 /// Buffers merged into one vectored write, at most.
 const MAX_SLICES: usize = 512;
