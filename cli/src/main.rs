@@ -525,8 +525,15 @@ fn stat(path: &Path, table: Option<&str>) -> Res<ExitCode> {
         let t = txn.open_table(name)?;
         let st = t.stat()?;
         Ok(format!(
-            "{name:?}: {} entries, depth {}, {} branch, {} leaf, {} overflow pages",
-            st.entries, st.depth, st.branch_pages, st.leaf_pages, st.overflow_pages
+            "{name:?}: {} entries, depth {}, {} branch, {} leaf, {} overflow pages, \
+             {} packed values ({} bytes)",
+            st.entries,
+            st.depth,
+            st.branch_pages,
+            st.leaf_pages,
+            st.overflow_pages,
+            st.packed_values,
+            st.packed_bytes
         ))
     };
     let mut out = BufWriter::new(io::stdout().lock());
@@ -546,6 +553,11 @@ fn stat(path: &Path, table: Option<&str>) -> Res<ExitCode> {
         out,
         "free pages: {} ({} pending), free-list pages: {}",
         s.free_pages, s.pending_free_pages, s.freelist_pages
+    )?;
+    writeln!(
+        out,
+        "value heap: {} segments, {} pages, {} bytes of packed values",
+        s.segments, s.segment_pages, s.packed_bytes
     )?;
     writeln!(out, "live readers: {}", s.live_readers)?;
     if let Some(aside) = s.set_aside {
@@ -594,6 +606,10 @@ fn check(path: &Path) -> Res<ExitCode> {
         r.free_pages,
         r.pending_free_pages,
         r.leaked_pages
+    );
+    text += &format!(
+        "value heap: {} segments, {} pages, {} bytes of packed values\n",
+        r.segments, r.segment_pages, r.packed_bytes
     );
     for e in &r.errors {
         text += &format!("problem: {e}\n");

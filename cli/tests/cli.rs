@@ -130,6 +130,17 @@ fn stat_and_check() {
     let check = ok(&["check", db]);
     assert!(check.ends_with("ok\n"), "{check}");
     assert!(check.contains("300 entries"), "{check}");
+    // A value too long for its leaf is packed into the value heap.
+    ok(&["put", db, "u", "long", &"w".repeat(2000)]);
+    let stat = ok(&["stat", db]);
+    assert!(
+        stat.contains("value heap: 1 segments, 1 pages, 2000 bytes"),
+        "{stat}"
+    );
+    assert!(stat.contains("1 packed values (2000 bytes)"), "{stat}");
+    let check = ok(&["check", db]);
+    assert!(check.contains("value heap: 1 segments"), "{check}");
+    assert!(check.ends_with("ok\n"), "{check}");
 }
 
 #[test]
