@@ -666,3 +666,375 @@ fn redteam_crafted_heap_totals_do_not_panic_the_writer() {
         Err(_) => panic!("the writer panicked on crafted heap totals"),
     }
 }
+
+// ---------------------------------------------------------------------------
+// Model churn.
+// ---------------------------------------------------------------------------
+
+type Model = std::collections::BTreeMap<(String, u32), Vec<u8>>;
+
+/// Every table of `model` reads back as the model says through `r`, and no
+/// table holds more.
+fn matches_model(r: &larch::ReadTxn<'_>, model: &Model, names: &[String], what: &str) {
+    for name in names {
+        let want: Vec<(u32, &Vec<u8>)> = model
+            .range((name.clone(), 0)..=(name.clone(), u32::MAX))
+            .map(|((_, k), v)| (*k, v))
+            .collect();
+        let tab = match r.open_table(name) {
+            Ok(t) => t,
+            Err(Error::TableNotFound { .. }) => {
+                assert!(want.is_empty(), "{what}: table {} missing", name.len());
+                continue;
+            }
+            Err(e) => panic!("{what}: {e:?}"),
+        };
+        let got: Vec<(u32, Vec<u8>)> = tab
+            .iter()
+            .unwrap()
+            .map(|e| {
+                let (k, v) = e.unwrap();
+                (u32::from_be_bytes(k.try_into().unwrap()), v.to_vec())
+            })
+            .collect();
+        assert_eq!(got.len(), want.len(), "{what}: table of name length {}", name.len());
+        for ((gk, gv), (wk, wv)) in got.iter().zip(&want) {
+            assert_eq!(gk, wk, "{what}");
+            assert!(gv == *wv, "{what}: key {gk} len {} vs {}", gv.len(), wv.len());
+        }
+    }
+}
+
+/// Random work on three tables (one with a name long enough that its
+/// descriptor is packed), values on both sides of every boundary, aborts,
+/// deleted tables, readers held over many commits, compaction now and
+/// then; after each commit `check` is clean, the heap bounded, and every
+/// held reader still reads its snapshot.
+fn churn(ps: u32, seed: u64, rounds: u32) {
+    let mut rng = common::Rng(seed);
+    let t = TestDb::with_options(Options::new().page_size(ps).map_size(1 << 30));
+    let db = t.db();
+    let long = "L".repeat(ps as usize / 4 - 2);
+    let names = vec!["a".to_string(), "b".to_string(), long];
+    let lens = larch::testing::boundary_lengths(ps as usize, 4);
+    let mut model = Model::new();
+    let mut held: Vec<(larch::ReadTxn<'_>, Model)> = Vec::new();
+    for round in 0..rounds {
+        let mut w = db.begin_write().unwrap();
+        let mut next = model.clone();
+        let ops = 1 + rng.below(80);
+        for _ in 0..ops {
+            let name = &names[rng.below(3) as usize];
+            let k = rng.below(120) as u32;
+            match rng.below(20) {
+                0 => {
+                    if rng.below(4) == 0 {
+                        w.delete_table(name).unwrap();
+                        next.retain(|(n, _), _| n != name);
+                    }
+                }
+                1..=5 => {
+                    let removed = w.open_table(name).unwrap().remove(&key(k)).unwrap();
+                    assert_eq!(removed, next.remove(&(name.clone(), k)).is_some());
+                }
+                _ => {
+                    let len = match rng.below(3) {
+                        0 => lens[rng.below(lens.len() as u64) as usize],
+                        1 => rng.below(ps as u64 * 3) as usize,
+                        _ => 200 + rng.below(ps as u64 / 2) as usize,
+                    };
+                    let v = rng.bytes(len);
+                    let mut tab = w.open_table(name).unwrap();
+                    tab.insert(&key(k), &v).unwrap();
+                    assert_eq!(tab.get(&key(k)).unwrap().unwrap(), &v[..]);
+                    next.insert((name.clone(), k), v);
+                }
+            }
+        }
+        // Every value the transaction sees, read through it.
+        for ((name, k), v) in next.iter().filter(|_| rng.below(4) == 0) {
+            let tab = w.open_table(name).unwrap();
+            assert_eq!(tab.get(&key(*k)).unwrap().unwrap(), &v[..], "in txn");
+        }
+        if rng.below(8) == 0 {
+            w.abort();
+        } else {
+            w.commit().unwrap();
+            model = next;
+        }
+        let report = db.check_report().unwrap();
+        assert!(
+            report.errors.is_empty(),
+            "ps {ps} seed {seed} round {round}: {:?}",
+            report.errors
+        );
+        if held.is_empty() {
+            assert_eq!(report.leaked_pages, 0, "ps {ps} seed {seed} round {round}");
+        }
+        assert!(
+            report.segment_pages * u64::from(ps) * 2
+                <= 3 * report.packed_bytes + 4 * 64 * u64::from(ps) * 2,
+            "ps {ps} seed {seed} round {round}: {report:?}"
+        );
+        if rng.below(5) == 0 && held.len() < 3 {
+            held.push((db.begin_read().unwrap(), model.clone()));
+        }
+        if !held.is_empty() && rng.below(7) == 0 {
+            held.remove(rng.below(held.len() as u64) as usize);
+        }
+        for (r, m) in &held {
+            matches_model(r, m, &names, &format!("held reader, round {round}"));
+        }
+        if rng.below(25) == 0 {
+            db.compact().unwrap();
+            let report = db.check_report().unwrap();
+            assert!(report.errors.is_empty(), "after compact: {:?}", report.errors);
+        }
+    }
+    let r = db.begin_read().unwrap();
+    matches_model(&r, &model, &names, "end");
+    drop(r);
+    drop(held);
+    assert_clean(db);
+}
+
+/// Held: random churn at 512-byte pages, where the heap is cleaned often
+/// (256 pages are 128 KiB) and a table's descriptor is packed.
+#[test]
+fn held_model_churn_512() {
+    for seed in 1..=6 {
+        churn(512, seed, 150);
+    }
+}
+
+/// Held: the same at 4 KiB pages.
+#[test]
+fn held_model_churn_4096() {
+    for seed in 11..=13 {
+        churn(4096, seed, 120);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Power loss during a commit that cleans the heap.
+// ---------------------------------------------------------------------------
+
+/// The contents of table "t" of the database in `image` (512-byte pages),
+/// after `check` passes with no leak.
+fn image_contents(image: &[u8], dir: &Path, n: usize) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let path = dir.join(format!("crash{n}.larch"));
+    std::fs::write(&path, image).unwrap();
+    let _ = std::fs::remove_file(dir.join(format!("crash{n}.larch-lock")));
+    // SAFETY: the test owns the file.
+    let db = unsafe { Options::new().page_size(512).map_size(1 << 26).open(&path) }.unwrap();
+    let report = db.check_report().unwrap();
+    assert!(report.errors.is_empty(), "crash image {n}: {:?}", report.errors);
+    assert_eq!(report.leaked_pages, 0, "crash image {n}");
+    let r = db.begin_read().unwrap();
+    let out = common::collect(r.open_table("t").unwrap().iter().unwrap());
+    drop(r);
+    drop(db);
+    std::fs::remove_file(&path).unwrap();
+    out
+}
+
+/// Held: a power loss at any sync of three commits that each clean the
+/// heap (subsets of the pending writes, torn ones included) opens to the
+/// commit acknowledged last or to the one in flight, with `check` clean
+/// and no page leaked.
+#[test]
+fn held_power_loss_while_cleaning() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db.larch");
+    let opts = || Options::new().page_size(512).map_size(1 << 26);
+    let n = 600u32;
+    {
+        // SAFETY: the test owns the file.
+        let db = unsafe { opts().open(&path) }.unwrap();
+        let mut w = db.begin_write().unwrap();
+        {
+            let mut t = w.open_table("t").unwrap();
+            for i in 0..n {
+                t.insert(&key(i), &bytes(u64::from(i), 600)).unwrap();
+            }
+        }
+        w.commit().unwrap();
+    }
+    let images: Arc<parking_lot_free::Images> = Arc::default();
+    let sink = images.clone();
+    let rec = larch::testing::Recorder::new(move |cp| {
+        let mut rng = common::Rng(cp.syncs + 17);
+        let pending = cp.pending.len();
+        let mut fates = vec![
+            vec![larch::testing::Fate::Applied; pending],
+            vec![larch::testing::Fate::Dropped; pending],
+        ];
+        for _ in 0..6 {
+            fates.push(
+                (0..pending)
+                    .map(|_| match rng.below(3) {
+                        0 => larch::testing::Fate::Applied,
+                        1 => larch::testing::Fate::Dropped,
+                        _ => larch::testing::Fate::Torn {
+                            seed: rng.next_u64(),
+                            garble: rng.below(2) == 0,
+                        },
+                    })
+                    .collect(),
+            );
+        }
+        let mut out = sink.0.lock().unwrap();
+        for f in fates {
+            out.push((cp.syncs, larch::testing::apply(cp.durable, cp.pending, &f)));
+        }
+    });
+    let wrap = rec.clone();
+    // SAFETY: the test owns the file.
+    let db = unsafe { opts().storage(move |f| wrap.wrap(f)).open(&path) }.unwrap();
+    let read_all = |db: &Database| {
+        let r = db.begin_read().unwrap();
+        common::collect(r.open_table("t").unwrap().iter().unwrap())
+    };
+    let mut states = vec![read_all(&db)];
+    let mut seen = 0;
+    for round in 0..3u32 {
+        let before = db.stat().unwrap();
+        let mut w = db.begin_write().unwrap();
+        {
+            let mut t = w.open_table("t").unwrap();
+            for i in 0..n {
+                if (i + round) % 5 < 3 {
+                    t.insert(&key(i), &bytes(u64::from(i + 1000 * (round + 1)), 601))
+                        .unwrap();
+                }
+            }
+        }
+        w.commit().unwrap();
+        let after = db.stat().unwrap();
+        eprintln!(
+            "round {round}: segment pages {} -> {}, live {} -> {}",
+            before.segment_pages, after.segment_pages, before.packed_bytes, after.packed_bytes
+        );
+        states.push(read_all(&db));
+        let list: Vec<(u64, Vec<u8>)> = std::mem::take(&mut *images.0.lock().unwrap());
+        for (k, (_, image)) in list.iter().enumerate() {
+            let got = image_contents(image, dir.path(), seen + k);
+            let last = states.len() - 1;
+            assert!(
+                got == states[last] || got == states[last - 1],
+                "round {round}: crash image {k} holds neither commit"
+            );
+        }
+        seen += list.len();
+    }
+    assert!(seen > 0);
+    drop(db);
+}
+
+mod parking_lot_free {
+    /// Crash images collected at syncs: `(sync, image)`.
+    #[derive(Default)]
+    pub struct Images(pub std::sync::Mutex<Vec<(u64, Vec<u8>)>>);
+}
+
+// ---------------------------------------------------------------------------
+// A reader in another process while the heap is cleaned.
+// ---------------------------------------------------------------------------
+
+/// Child of `held_another_process_reads_through_cleaning`: opens the
+/// database named by `RT_HEAP_DB`, takes a snapshot, hashes table "t",
+/// prints `RT:ready <hash>`, waits for a line on stdin (the parent cleans
+/// the heap meanwhile), hashes the same snapshot again and prints
+/// `RT:after <hash>`.
+#[test]
+fn child_heap_reader() {
+    let Ok(path) = std::env::var("RT_HEAP_DB") else {
+        return;
+    };
+    use std::io::{BufRead, Write};
+    // SAFETY: the databases' files belong to the test.
+    let db = unsafe { Options::new().map_size(1 << 30).open(&path) }.unwrap();
+    let r = db.begin_read().unwrap();
+    let t = r.open_table("t").unwrap();
+    let hash = |t: &larch::Table<'_>| {
+        let mut h = 0u64;
+        for e in t.iter().unwrap() {
+            let (k, v) = e.unwrap();
+            for &b in k.iter().chain(v) {
+                h = h.wrapping_mul(0x100_0000_01B3) ^ u64::from(b);
+            }
+        }
+        h
+    };
+    // Slices of the map held over the parent's commits.
+    let held: Vec<&[u8]> = (0..2000u32).map(|i| t.get(&key(i)).unwrap().unwrap()).collect();
+    let copies: Vec<Vec<u8>> = held.iter().map(|v| v.to_vec()).collect();
+    println!("RT:ready {}", hash(&t));
+    std::io::stdout().flush().unwrap();
+    let mut line = String::new();
+    std::io::stdin().lock().read_line(&mut line).unwrap();
+    let same = held.iter().zip(&copies).all(|(a, b)| *a == &b[..]);
+    println!("RT:after {} {same}", hash(&t));
+    std::io::stdout().flush().unwrap();
+}
+
+/// Held: a reader in another process holds a snapshot (and slices of its
+/// values) while this process overwrites most values five times, each
+/// commit cleaning the heap; its snapshot reads the same bytes after.
+#[test]
+fn held_another_process_reads_through_cleaning() {
+    use std::io::{BufRead, BufReader, Write};
+    let t = TestDb::with_options(Options::new().map_size(1 << 30));
+    let db = t.db();
+    let mut w = db.begin_write().unwrap();
+    {
+        let mut tab = w.open_table("t").unwrap();
+        for i in 0..2000u32 {
+            tab.insert(&key(i), &bytes(u64::from(i), 1500)).unwrap();
+        }
+    }
+    w.commit().unwrap();
+    let path = t.path();
+    let mut child = {
+        let _g = common::spawn_lock();
+        common::test_command(
+            "child_heap_reader",
+            &[("RT_HEAP_DB", path.to_str().unwrap())],
+        )
+        .spawn()
+        .unwrap()
+    };
+    let mut out = BufReader::new(child.stdout.take().unwrap());
+    let mut line = String::new();
+    let marked = |out: &mut BufReader<_>, line: &mut String| loop {
+        line.clear();
+        assert!(out.read_line(line).unwrap() > 0, "the child ended early");
+        if let Some(at) = line.rfind("RT:") {
+            return line[at + 3..].trim().to_string();
+        }
+    };
+    let ready = marked(&mut out, &mut line);
+    assert!(ready.starts_with("ready "), "{ready}");
+    for round in 0..5u64 {
+        let before = db.stat().unwrap();
+        let mut w = db.begin_write().unwrap();
+        {
+            let mut tab = w.open_table("t").unwrap();
+            for i in 0..2000u32 {
+                if u64::from(i) % 5 != round {
+                    tab.insert(&key(i), &bytes(u64::from(i) + 7777 * (round + 1), 1400))
+                        .unwrap();
+                }
+            }
+        }
+        w.commit().unwrap();
+        let after = db.stat().unwrap();
+        eprintln!("round {round}: {} -> {} segment pages", before.segment_pages, after.segment_pages);
+        let report = db.check_report().unwrap();
+        assert!(report.errors.is_empty(), "{:?}", report.errors);
+    }
+    writeln!(child.stdin.as_mut().unwrap()).unwrap();
+    let after = marked(&mut out, &mut line);
+    assert_eq!(after, format!("after {} true", &ready["ready ".len()..]));
+    assert!(child.wait().unwrap().success());
+}
