@@ -683,7 +683,7 @@ fn matches_model(r: &larch::ReadTxn<'_>, model: &Model, names: &[String], what: 
             .collect();
         let tab = match r.open_table(name) {
             Ok(t) => t,
-            Err(Error::TableNotFound { .. }) => {
+            Err(Error::TableNotFound(_)) => {
                 assert!(want.is_empty(), "{what}: table {} missing", name.len());
                 continue;
             }
@@ -1037,4 +1037,325 @@ fn held_another_process_reads_through_cleaning() {
     let after = marked(&mut out, &mut line);
     assert_eq!(after, format!("after {} true", &ready["ready ".len()..]));
     assert!(child.wait().unwrap().success());
+}
+
+// ---------------------------------------------------------------------------
+// Every pair of boundary lengths.
+// ---------------------------------------------------------------------------
+
+fn pair_value(i: usize, j: usize, which: u8, len: usize) -> Vec<u8> {
+    bytes(((i * 64 + j) as u64) << 8 | u64::from(which), len)
+}
+
+/// Held: at 512, 4096 and 65536-byte pages, every pair `(a, b)` of lengths
+/// around the layout's boundaries (inline limit, a page less the header, a
+/// page, two pages, 16 pages less the header, each -1/0/+1, and 0, 12, 13):
+/// `a` inserted, overwritten by `b` in an aborted transaction, then in a
+/// committed one, then `a`, `b` and a removal of half in one transaction,
+/// read back inside the transaction after each step; `check` clean after
+/// each commit, and the heap empty once the table is deleted.
+#[test]
+fn held_every_pair_of_boundary_lengths() {
+    for ps in [512u32, 4096, 65536] {
+        let t = TestDb::with_options(Options::new().page_size(ps).map_size(1 << 31));
+        let db = t.db();
+        let mut lens = vec![0, 12, 13];
+        lens.extend(larch::testing::boundary_lengths(ps as usize, 4));
+        if ps == 65536 {
+            // The pairs of the longest lengths cost a second each.
+            lens.retain(|&l| l < 4 * 65536 || l % 65536 >= 65536 - 25);
+        }
+        let keys = |f: &mut dyn FnMut(u32, usize, usize)| {
+            for (i, &a) in lens.iter().enumerate() {
+                for (j, &b) in lens.iter().enumerate() {
+                    let _ = (a, b);
+                    f((i * 64 + j) as u32, i, j);
+                }
+            }
+        };
+        let expect = |db: &Database, which: &dyn Fn(usize, usize) -> Option<Vec<u8>>| {
+            let r = db.begin_read().unwrap();
+            let tab = r.open_table("t").unwrap();
+            keys(&mut |k, i, j| {
+                let want = which(i, j);
+                assert_eq!(
+                    tab.get(&key(k)).unwrap().map(<[u8]>::to_vec),
+                    want,
+                    "ps {ps} pair {} {}",
+                    lens[i],
+                    lens[j]
+                );
+            });
+            drop(r);
+            assert_clean(db);
+        };
+        let a = |i: usize, j: usize| pair_value(i, j, 0, lens[i]);
+        let b = |i: usize, j: usize| pair_value(i, j, 1, lens[j]);
+        // 1. a.
+        let mut w = db.begin_write().unwrap();
+        {
+            let mut tab = w.open_table("t").unwrap();
+            keys(&mut |k, i, j| {
+                tab.insert(&key(k), &a(i, j)).unwrap();
+                assert_eq!(tab.get(&key(k)).unwrap().unwrap(), &a(i, j)[..]);
+            });
+        }
+        w.commit().unwrap();
+        expect(db, &|i, j| Some(a(i, j)));
+        // 2. b, aborted.
+        let mut w = db.begin_write().unwrap();
+        {
+            let mut tab = w.open_table("t").unwrap();
+            keys(&mut |k, i, j| {
+                tab.insert(&key(k), &b(i, j)).unwrap();
+                assert_eq!(tab.get(&key(k)).unwrap().unwrap(), &b(i, j)[..]);
+            });
+        }
+        w.abort();
+        expect(db, &|i, j| Some(a(i, j)));
+        // 3. b, committed.
+        let mut w = db.begin_write().unwrap();
+        {
+            let mut tab = w.open_table("t").unwrap();
+            keys(&mut |k, i, j| tab.insert(&key(k), &b(i, j)).unwrap());
+            keys(&mut |k, i, j| assert_eq!(tab.get(&key(k)).unwrap().unwrap(), &b(i, j)[..]));
+        }
+        w.commit().unwrap();
+        expect(db, &|i, j| Some(b(i, j)));
+        // 4. a, b, then half removed, in one transaction.
+        let mut w = db.begin_write().unwrap();
+        {
+            let mut tab = w.open_table("t").unwrap();
+            keys(&mut |k, i, j| {
+                tab.insert(&key(k), &a(i, j)).unwrap();
+                assert_eq!(tab.get(&key(k)).unwrap().unwrap(), &a(i, j)[..]);
+                tab.insert(&key(k), &b(i, j)).unwrap();
+                assert_eq!(tab.get(&key(k)).unwrap().unwrap(), &b(i, j)[..]);
+                if (i + j) % 2 == 0 {
+                    assert!(tab.remove(&key(k)).unwrap());
+                    assert_eq!(tab.get(&key(k)).unwrap(), None);
+                }
+            });
+        }
+        w.commit().unwrap();
+        expect(db, &|i, j| ((i + j) % 2 == 1).then(|| b(i, j)));
+        // 5. The table deleted: nothing is left in the heap.
+        let mut w = db.begin_write().unwrap();
+        assert!(w.delete_table("t").unwrap());
+        w.commit().unwrap();
+        let report = assert_clean(db);
+        assert_eq!((report.segments, report.segment_pages, report.packed_bytes), (0, 0, 0));
+        assert_eq!(report.overflow_pages, 0);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Crafted references.
+// ---------------------------------------------------------------------------
+
+/// The leaf cells of `image` whose value is packed: the offset of the
+/// reference in the image (8 bytes of segment, 4 of offset), its leaf, and
+/// the value's length.
+fn packed_refs(image: &[u8], ps: usize) -> Vec<(usize, u64, usize)> {
+    let mut out = Vec::new();
+    for p in 2..image.len() / ps {
+        let page = &image[p * ps..(p + 1) * ps];
+        if page[0] != 2 {
+            continue;
+        }
+        let count = u16::from_le_bytes([page[2], page[3]]) as usize;
+        for i in 0..count {
+            let off = u16::from_le_bytes([page[24 + 2 * i], page[25 + 2 * i]]) as usize;
+            if page[off] != 2 {
+                continue;
+            }
+            let klen = u16::from_le_bytes([page[off + 2], page[off + 3]]) as usize;
+            let vlen = u32::from_le_bytes(page[off + 4..off + 8].try_into().unwrap()) as usize;
+            out.push((p * ps + off + 8 + klen, p as u64, vlen));
+        }
+    }
+    out
+}
+
+/// Held: a packed reference crafted to point into the segment's header,
+/// past its end, at a page of another kind (a leaf, the meta, past the
+/// file), or with both flag bits set: reads, range scans, overwrites,
+/// removals and the table's deletion are `Corrupted` (never a panic or
+/// bytes outside the snapshot), and `check` reports the page.
+#[test]
+fn held_crafted_packed_references_are_corrupted() {
+    let (t, seg) = segment_before_static_leaves();
+    let ps = PS as usize;
+    let base = std::fs::read(t.path()).unwrap();
+    let refs = packed_refs(&base, ps);
+    assert_eq!(refs.len(), 7);
+    let (at, leaf, _) = refs[3];
+    let hw = metas_high_water(&t.path(), PS);
+    let set = move |image: &mut Vec<u8>, s: u64, o: u32| {
+        image[at..at + 8].copy_from_slice(&s.to_le_bytes());
+        image[at + 8..at + 12].copy_from_slice(&o.to_le_bytes());
+    };
+    type Craft = Box<dyn Fn(&mut Vec<u8>)>;
+    let crafts: Vec<(&str, Craft)> = vec![
+        ("offset 0", Box::new(move |im| set(im, seg, 0))),
+        ("offset in the header", Box::new(move |im| set(im, seg, 23))),
+        ("offset past the end", Box::new(move |im| set(im, seg, 2 * 4096 - 1099))),
+        ("offset u32::MAX", Box::new(move |im| set(im, seg, u32::MAX))),
+        ("a leaf", Box::new(move |im| set(im, seg + 2, 24))),
+        ("the meta", Box::new(move |im| set(im, 1, 24))),
+        ("page 0", Box::new(move |im| set(im, 0, 24))),
+        ("far past the file", Box::new(move |im| set(im, hw + 1000, 24))),
+        ("u64::MAX", Box::new(move |im| set(im, u64::MAX, 24))),
+        ("the segment's second page", Box::new(move |im| set(im, seg + 1, 24))),
+        (
+            "both flags",
+            Box::new(move |im| {
+                let flags = at - 8 - 4;
+                im[flags] = 3;
+            }),
+        ),
+    ];
+    let key3 = key(3);
+    for (what, craft) in crafts {
+        let mut image = base.clone();
+        craft(&mut image);
+        restamp(&mut image, ps, leaf);
+        drop_seal(&mut image, ps);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db");
+        std::fs::write(&path, &image).unwrap();
+        // SAFETY: the test owns the file.
+        let db = unsafe { Options::new().page_size(PS).open(&path) }.unwrap();
+        let corrupted = |r: larch::Result<()>, how: &str| {
+            assert!(
+                matches!(r, Err(Error::Corrupted { .. })),
+                "{what}: {how}: {r:?}"
+            );
+        };
+        let r = db.begin_read().unwrap();
+        let tab = r.open_table("t").unwrap();
+        corrupted(tab.get(&key3).map(drop), "get");
+        corrupted(
+            tab.iter().unwrap().try_for_each(|e| e.map(drop)),
+            "iteration",
+        );
+        // The other values read as they were.
+        assert_eq!(tab.get(&key(2)).unwrap().unwrap(), &[9u8; 1100][..], "{what}");
+        drop(r);
+        for op in 0..4 {
+            let mut w = db.begin_write().unwrap();
+            let res = match op {
+                0 => w.open_table("t").and_then(|mut t| t.remove(&key3).map(drop)),
+                1 => w
+                    .open_table("t")
+                    .and_then(|mut t| t.insert(&key3, &[1u8; 1100])),
+                2 => w.open_table("t").and_then(|mut t| t.insert(&key3, b"small")),
+                _ => w.delete_table("t").map(drop),
+            };
+            let res = res.and_then(|()| w.commit());
+            corrupted(res, &format!("write {op}"));
+        }
+        assert!(!db.check_report().unwrap().errors.is_empty(), "{what}");
+        assert_eq!(
+            db.begin_read().unwrap().open_table("t").unwrap().get(&key(2)).unwrap().unwrap(),
+            &[9u8; 1100][..]
+        );
+    }
+}
+
+/// DEFECT. A crafted packed reference (the rest of the file consistent:
+/// its old segment's count and the meta's totals no longer count it) names
+/// `(hw, 24)`, 1,100 bytes at the start of the first page past the file:
+/// reading it is `Corrupted`. In one transaction the user inserts a new key
+/// A of 1,100 bytes, packed into a new segment the writer takes at `hw`, at
+/// offset 24, then overwrites the crafted key with 1,100 new bytes (at
+/// offset 1,124). Releasing the old value, `free_packed`'s check
+/// (src/dirty/pages.rs:274-280, `spilled_value` through the transaction's
+/// `DirtyView`) reads `(hw, 24)` from the transaction's own buffer, A's
+/// bytes: the bogus reference passes and the release is booked against the
+/// new segment, which ends the commit counting one value while two cells
+/// point into it. The commit succeeds and `check` fails; once A is removed
+/// the segment is freed (its count reaches 0) while the overwritten key
+/// still points into it, and two commits later the writer reuses its page.
+/// The same holds for a crafted reference to any free page the transaction
+/// reuses for a segment. The crafted cell should fail the change, as a
+/// reference outside its segment does: a release must not be accepted
+/// against a segment the transaction opened unless one of its own cells
+/// was given that place.
+#[test]
+fn redteam_crafted_reference_to_a_page_the_writer_then_takes() {
+    let (mut t, seg) = segment_before_static_leaves();
+    let ps = PS as usize;
+    let mut image = std::fs::read(t.path()).unwrap();
+    let hw = metas_high_water(&t.path(), PS);
+    let (at, leaf, len) = packed_refs(&image, ps)[3];
+    assert_eq!(len, 1100);
+    image[at..at + 8].copy_from_slice(&hw.to_le_bytes());
+    image[at + 8..at + 12].copy_from_slice(&24u32.to_le_bytes());
+    restamp(&mut image, ps, leaf);
+    // The old segment no longer counts the value; nor do the totals.
+    let (entry, (pages, values, live)) = heap_entry(&mut image, ps, seg);
+    image[entry + 4..entry + 8].copy_from_slice(&(values - 1).to_le_bytes());
+    image[entry + 8..entry + 16].copy_from_slice(&(live - 1100).to_le_bytes());
+    assert_eq!(pages, 2);
+    let (root, _) = heap_root(&mut image, ps);
+    restamp(&mut image, ps, root);
+    let slot = newest_slot(&image, ps);
+    assert!(edit_meta(&mut image, ps, slot, |m| {
+        m.heap_live -= 1100;
+        m.seal.clear();
+    }));
+    std::fs::write(t.path(), &image).unwrap();
+    t.reopen();
+    let db = t.db();
+    // The crafted reference reads `Corrupted` (and `check`, stopping at
+    // it in its leaf, miscounts the segment the leaf's later cells use).
+    let errors = db.check_report().unwrap().errors;
+    eprintln!("crafted: {errors:?}");
+    assert!(matches!(
+        db.begin_read().unwrap().open_table("t").unwrap().get(&key(3)),
+        Err(Error::Corrupted { .. })
+    ));
+    let a = bytes(98, 1100);
+    let new = bytes(99, 1100);
+    let mut w = db.begin_write().unwrap();
+    let r = w
+        .open_table("t")
+        .and_then(|mut tab| {
+            tab.insert(b"A", &a)?;
+            tab.insert(&key(3), &new)
+        })
+        .and_then(|()| w.commit());
+    eprintln!("overwrite: {r:?}");
+    if let Err(e) = r {
+        assert!(matches!(e, Error::Corrupted { .. }), "{e:?}");
+        return;
+    }
+    // Acknowledged: the heap must account for both values.
+    let report = db.check_report().unwrap();
+    eprintln!("check: {:?}", report.errors);
+    // A removed, then three commits: the overwritten key must still read.
+    let mut w = db.begin_write().unwrap();
+    assert!(w.open_table("t").unwrap().remove(b"A").unwrap());
+    w.commit().unwrap();
+    for round in 0..3u32 {
+        let mut w = db.begin_write().unwrap();
+        {
+            let mut tab = w.open_table("u").unwrap();
+            for i in 0..20u32 {
+                tab.insert(&key(round * 100 + i), &[round as u8; 1100]).unwrap();
+            }
+        }
+        w.commit().unwrap();
+    }
+    let got = db
+        .begin_read()
+        .unwrap()
+        .open_table("t")
+        .unwrap()
+        .get(&key(3))
+        .map(|v| v.map(<[u8]>::to_vec));
+    eprintln!("read back: {:?}", got.as_ref().map(|v| v.as_ref().map(|v| v[..8].to_vec())));
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    assert_eq!(got.unwrap().as_deref(), Some(&new[..]));
 }
