@@ -1359,3 +1359,49 @@ fn redteam_crafted_reference_to_a_page_the_writer_then_takes() {
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(got.unwrap().as_deref(), Some(&new[..]));
 }
+
+// ---------------------------------------------------------------------------
+// Dead bytes of the transaction's own segments.
+// ---------------------------------------------------------------------------
+
+/// One transaction overwrites one key `times` times with `len` bytes
+/// (and commits), in a database limited to 4 MiB.
+fn overwrite_in_one_txn(len: usize, times: u32) -> larch::Result<()> {
+    let t = TestDb::with_options(common::small_map(PS).max_size(4 << 20));
+    let db = t.db();
+    let mut w = db.begin_write()?;
+    {
+        let mut tab = w.open_table("t")?;
+        for i in 0..times {
+            tab.insert(b"k", &bytes(u64::from(i), len))?;
+        }
+    }
+    w.commit()?;
+    let r = db.begin_read()?;
+    assert_eq!(
+        r.open_table("t")?.get(b"k")?.unwrap(),
+        &bytes(u64::from(times - 1), len)[..]
+    );
+    drop(r);
+    assert_clean(db);
+    Ok(())
+}
+
+/// DEFECT. A transaction that overwrites the same key 2,000 times with a
+/// value of 5,000 bytes needs about 10 MB of file: each overwrite packs the
+/// new value into the transaction's open segment and only counts the old
+/// one dead (`Heap::release`, src/dirty/heap.rs:122): the dead bytes of the
+/// transaction's own segments, which no snapshot saw, are never reused
+/// before the commit (the segments it emptied are freed only then, by
+/// `write_heap`; `clean_heap` skips its segments, src/txn/heap.rs:97). Under a `max_size` of 4 MiB the insert fails
+/// with `MapFull`, although one value is live. A value of 70,000 bytes
+/// (a run of its own) overwritten as often fits: a run the transaction
+/// wrote is freed at once and reused. Before the heap, 5,000 bytes had a
+/// run too; the heap made the smaller value the one that cannot be
+/// updated. (Without `max_size`, the file grows by 10 MB for one live value
+/// of 5 KB.)
+#[test]
+fn redteam_overwriting_a_packed_value_in_one_transaction_reuses_its_space() {
+    overwrite_in_one_txn(70_000, 2000).unwrap();
+    overwrite_in_one_txn(5000, 2000).unwrap();
+}
