@@ -1,9 +1,30 @@
 //! Hostile review of the value heap (format 4): value segments, the heap's
-//! tree, its cleaning, and what a crafted file or a full file does to them.
+//! tree, its cleaning, and what a full file or a crafted one does to them.
 //!
-//! The tests marked DEFECT fail on the branch as reviewed; each says what
-//! fails and where the cause lies. The tests marked "held" are attacks that
-//! the heap withstood, kept as guards.
+//! Tests named `redteam_*` fail on the branch as reviewed (each one's
+//! comment says what fails and where the cause lies):
+//!
+//! - `redteam_packed_value_fits_in_free_single_pages_{under_max_size,on_a_full_disk}`:
+//!   segments grow the file while free pages are left (`alloc_segment`,
+//!   `Heap::pack`'s `extend_at`): `MapFull` for data that fits.
+//! - `redteam_growing_the_open_segment_under_max_size_is_not_fatal`: the
+//!   open segment's growth in place fails the insert with `MapFull`.
+//! - `redteam_removing_values_{at_max_size,on_a_full_disk}_is_not_refused_by_cleaning`:
+//!   `clean_heap` needs room, unbounded by the free pages: a file at its
+//!   limit can no longer remove data.
+//! - `redteam_overwriting_a_packed_value_in_one_transaction_reuses_its_space`:
+//!   each overwrite in a transaction takes new space, the old copy is never
+//!   reused before the commit.
+//! - `redteam_heap_entry_longer_than_its_segment_frees_nothing_beyond_it`:
+//!   `write_heap` frees the entry's page count, not the header's: another
+//!   table's leaves are freed and reused.
+//! - `redteam_crafted_reference_to_a_page_the_writer_then_takes`: the
+//!   release check reads through the transaction's own buffers, so a bogus
+//!   reference is booked against a new segment, later freed while in use.
+//! - `redteam_crafted_heap_totals_do_not_panic_the_writer`: crafted totals
+//!   make `clean_heap` subtract with overflow.
+//!
+//! Tests named `held_*` are attacks the heap withstood, kept as guards.
 
 mod common;
 
@@ -381,9 +402,9 @@ fn remove_half(db: &Database) -> larch::Result<()> {
 /// half of its packed values, to make room: the commit fails with
 /// `MapFull`, and so does every retry. Removing frees nothing the commit
 /// must write, but half the heap is now dead, so step 1b (`clean_heap`,
-/// src/txn/heap.rs) moves the values of the sparsest segments into new
-/// ones, about 330 pages of them, while the segments they empty are only
-/// freed pending: `btree::relocate` (src/btree/relocate.rs) repacks the
+/// src/txn/heap.rs:80-121) moves the values of the sparsest segments into new
+/// ones (hundreds of pages), while the segments they empty are only
+/// freed pending: `btree::relocate` (src/btree/relocate.rs:149-150) repacks the
 /// values of `clean` segments without the `worth` check that bounds every
 /// other move by the free pages. Cleaning is an optimisation, yet it makes
 /// the commit fail: the database can no longer shrink its data at all
@@ -485,13 +506,6 @@ fn heap_entry(image: &mut [u8], ps: usize, seg: u64) -> (usize, (u32, u32, u64))
 fn drop_seal(image: &mut [u8], ps: usize) {
     let slot = newest_slot(image, ps);
     assert!(edit_meta(image, ps, slot, |m| m.seal.clear()));
-}
-
-/// Page kinds of `image`, one character each ('5' a segment, '2' a leaf).
-fn kinds(image: &[u8], ps: usize) -> String {
-    (2..image.len() / ps)
-        .map(|p| char::from(b'0' + image[p * ps].min(9)))
-        .collect()
 }
 
 /// Marker of the values of table "o".
@@ -1404,4 +1418,135 @@ fn overwrite_in_one_txn(len: usize, times: u32) -> larch::Result<()> {
 fn redteam_overwriting_a_packed_value_in_one_transaction_reuses_its_space() {
     overwrite_in_one_txn(70_000, 2000).unwrap();
     overwrite_in_one_txn(5000, 2000).unwrap();
+}
+
+/// Held: a commit that fails in step 1 (here `clean_heap` runs out of room
+/// under `max_size`) leaves the previous commit whole: `check` clean, no
+/// page leaked, the values as they were; reopened with room, the same
+/// removal commits and cleans.
+#[test]
+fn held_a_commit_failing_while_cleaning_keeps_the_previous_commit() {
+    let (mut t, hw) = packed_table(2400);
+    t.set_options(common::small_map(PS).max_size((hw + 16) * u64::from(PS)));
+    t.reopen();
+    remove_quarter(t.db(), 0, 2400).unwrap();
+    let before = assert_clean(t.db());
+    let r = remove_quarter(t.db(), 2, 2400);
+    assert!(is_map_full(&r), "{r:?}");
+    let after = assert_clean(t.db());
+    assert_eq!(before.txn_id, after.txn_id);
+    assert_eq!(before.packed_bytes, after.packed_bytes);
+    let check_values = |db: &Database, removed: &dyn Fn(u32) -> bool| {
+        let r = db.begin_read().unwrap();
+        let tab = r.open_table("t").unwrap();
+        for i in 0..2400u32 {
+            let got = tab.get(&key(i)).unwrap();
+            if removed(i) {
+                assert!(got.is_none(), "{i}");
+            } else {
+                assert_eq!(got.unwrap(), &bytes(u64::from(i), 1500)[..], "{i}");
+            }
+        }
+    };
+    check_values(t.db(), &|i| i % 4 == 0);
+    t.set_options(common::small_map(PS));
+    t.reopen();
+    remove_quarter(t.db(), 2, 2400).unwrap();
+    let cleaned = assert_clean(t.db());
+    assert!(cleaned.segment_pages * 4096 * 2 <= cleaned.packed_bytes * 3, "{cleaned:?}");
+    check_values(t.db(), &|i| i % 2 == 0);
+}
+
+/// Held: `Options::verify` sets aside a commit whose heap entry counts one
+/// value too few (crafted with its live bytes, so that the writer's own
+/// checks cannot tell): open falls back to the commit before it, which
+/// holds no such entry.
+#[test]
+fn held_verify_sets_aside_a_heap_entry_that_counts_too_few() {
+    let (t, seg) = segment_before_static_leaves();
+    let ps = PS as usize;
+    let mut image = std::fs::read(t.path()).unwrap();
+    let (entry, (_, values, live)) = heap_entry(&mut image, ps, seg);
+    image[entry + 4..entry + 8].copy_from_slice(&(values - 1).to_le_bytes());
+    image[entry + 8..entry + 16].copy_from_slice(&(live - 1100).to_le_bytes());
+    let (root, _) = heap_root(&mut image, ps);
+    restamp(&mut image, ps, root);
+    let slot = newest_slot(&image, ps);
+    let mut newest = 0;
+    assert!(edit_meta(&mut image, ps, slot, |m| {
+        newest = m.txn_id;
+        m.heap_live -= 1100;
+        m.seal.clear();
+    }));
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("db");
+    std::fs::write(&path, &image).unwrap();
+    // SAFETY: the test owns the file.
+    let db = unsafe { Options::new().page_size(PS).verify(true).open(&path) }.unwrap();
+    assert!(db.last_txn_id() < newest);
+    assert!(db.stat().unwrap().set_aside.is_some());
+    assert_clean(&db);
+}
+
+/// Held: a compacting copy and a plain copy of a database whose values are
+/// packed (a table with a packed descriptor too), taken while a reader
+/// holds an older snapshot and the writer cleans the heap, both pass
+/// `check` and hold the snapshot's values; compaction of the original with
+/// the reader held keeps its slices.
+#[test]
+fn held_copies_and_compaction_with_packed_values() {
+    let t = TestDb::with_options(Options::new().page_size(512).map_size(1 << 30));
+    let db = t.db();
+    let long = "N".repeat(120);
+    let mut w = db.begin_write().unwrap();
+    for name in ["t", long.as_str()] {
+        let mut tab = w.open_table(name).unwrap();
+        for i in 0..1500u32 {
+            tab.insert(&key(i), &bytes(u64::from(i), 300 + (i as usize % 7) * 200))
+                .unwrap();
+        }
+    }
+    w.commit().unwrap();
+    let old = db.begin_read().unwrap();
+    let old_t = old.open_table("t").unwrap();
+    let held: Vec<&[u8]> = (0..1500u32).map(|i| old_t.get(&key(i)).unwrap().unwrap()).collect();
+    for round in 0..4u32 {
+        let mut w = db.begin_write().unwrap();
+        for name in ["t", long.as_str()] {
+            let mut tab = w.open_table(name).unwrap();
+            for i in (round..1500).step_by(2) {
+                tab.insert(&key(i), &bytes(u64::from(i + 10_000 * (round + 1)), 400))
+                    .unwrap();
+            }
+            for i in (round..1500).step_by(9) {
+                tab.remove(&key(i)).unwrap();
+            }
+        }
+        w.commit().unwrap();
+        assert!(db.check_report().unwrap().errors.is_empty());
+    }
+    let dir = tempfile::tempdir().unwrap();
+    for compact in [false, true] {
+        let path = dir.path().join(format!("copy-{compact}"));
+        old.copy_to(&path, compact).unwrap();
+        // SAFETY: the test owns the copy.
+        let copy = unsafe { Options::new().open(&path) }.unwrap();
+        let report = assert_clean(&copy);
+        let r = copy.begin_read().unwrap();
+        for name in ["t", long.as_str()] {
+            let a = common::collect(r.open_table(name).unwrap().iter().unwrap());
+            let b = common::collect(old.open_table(name).unwrap().iter().unwrap());
+            assert!(a == b, "copy {compact} of {}", name.len());
+        }
+        eprintln!("copy {compact}: {} pages, {} segment pages", report.pages, report.segment_pages);
+    }
+    db.compact().unwrap();
+    assert!(db.check_report().unwrap().errors.is_empty());
+    for (i, v) in held.iter().enumerate() {
+        assert_eq!(*v, &bytes(i as u64, 300 + (i % 7) * 200)[..], "{i}");
+    }
+    drop(old_t);
+    drop(old);
+    db.compact().unwrap();
+    assert_clean(db);
 }
