@@ -803,7 +803,13 @@ impl Database {
             let mut w = self.begin_write()?;
             let high_water = w.base_high_water();
             let moved = w.relocate_tail(budget)?;
-            w.commit()?;
+            match w.commit() {
+                // Nothing moved, and the free list cannot be written anew
+                // (a file at `max_size`, or a full disk, whose free pages
+                // are all pending): nothing more fits, and the file stays.
+                Err(Error::MapFull { .. }) if moved == 0 => break,
+                r => r?,
+            }
             let lowered = self.core.latest.lock().high_water < high_water;
             idle = if moved > 0 || lowered { 0 } else { idle + 1 };
             // Pages a commit frees are reusable two commits later (the

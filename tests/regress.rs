@@ -380,7 +380,7 @@ fn a_file_with_an_overlong_run() -> (tempfile::TempDir, std::path::PathBuf) {
     let run = (2..image.len() / 512)
         .find(|&p| image[p * 512] == 3)
         .expect("an overflow run");
-    image[run * 512 + 16..run * 512 + 20].copy_from_slice(&40u32.to_le_bytes());
+    image[run * 512 + 16..run * 512 + 20].copy_from_slice(&60u32.to_le_bytes());
     std::fs::write(&path, &image).unwrap();
 
     (t.dir, path)

@@ -288,6 +288,7 @@ pub(crate) fn drop_tree<S: PageStore>(s: &mut S, desc: &mut TableDesc) -> Result
             return corrupted(id, "page reachable twice");
         }
         let node = load_node(s.page(id)?, id, level, desc.depth)?;
+        s.check_committed(id, &node)?;
         for i in 0..node.count() {
             if node.is_leaf() {
                 if let Some(run) = leaf_cell_value_ref(node.cell(i)?) {

@@ -94,6 +94,7 @@ impl Walk<'_> {
         // What the node points at, read before anything changes.
         let (leaf, refs) = {
             let node = load_node(s.page(id)?, id, level, self.depth)?;
+            s.check_committed(id, &node)?;
             let mut refs: Vec<(usize, Target)> = Vec::new();
             if node.is_leaf() {
                 for i in 0..node.count() {
@@ -147,13 +148,17 @@ impl Walk<'_> {
                 }
                 Target::Packed(seg, at, len) => {
                     let new = if self.clean.contains(&seg) {
-                        s.repack(at, len, PageId::MAX)?
+                        s.repack(at, len, PageId::MAX, u64::MAX)?
                     } else {
                         let n = overflow_pages(len, ps);
                         if !self.worth(s, seg, n, level as u64 + 1) {
                             continue;
                         }
-                        s.repack(at, len, seg)?
+                        // A new segment takes no page the moves of the
+                        // path and the commit's chain need.
+                        let path = level as u64 + 1;
+                        let room = s.spare_pages().saturating_sub(path + self.keep);
+                        s.repack(at, len, seg, room)?
                     };
                     if new != at {
                         self.moved += overflow_pages(len, ps);

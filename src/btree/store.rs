@@ -28,6 +28,15 @@ pub(crate) trait PageStore {
     /// Frees `n` pages starting at `id`.
     fn free(&mut self, id: PageId, n: u64) -> Result<()>;
 
+    /// Checks that `node`, page `id`, points only at pages of the snapshot
+    /// the transaction started from when that snapshot holds it: a committed
+    /// node that pointed past it (a crafted file) would have the writer take
+    /// its own new pages for the snapshot's, and free or count them.
+    fn check_committed(&self, id: PageId, node: &Node<'_>) -> Result<()> {
+        let _ = (id, node);
+        Ok(())
+    }
+
     /// The first of the `n` consecutive free pages the next allocation of
     /// `n` pages would take, if the free list holds them (compaction moves a
     /// page only to a lower one). A store without a free list has none.
@@ -69,13 +78,13 @@ pub(crate) trait PageStore {
     }
 
     /// Packs the value of `len` bytes at `at`, a place in a segment, into
-    /// a segment of this transaction that starts below page `below`, and
-    /// frees the old place; returns the new one, or `at` itself when no such
-    /// segment can be had without growing the file past `below`
-    /// (compaction and the heap's cleaning move values this way). A store
-    /// without a heap keeps it where it is.
-    fn repack(&mut self, at: ValueRef, len: usize, below: PageId) -> Result<ValueRef> {
-        let _ = (len, below);
+    /// a segment of this transaction that starts below page `below`, a new
+    /// one of at most `pages` pages if it needs one, and frees the old
+    /// place; returns the new one, or `at` itself when no such segment can
+    /// be had (compaction and the heap's cleaning move values this way). A
+    /// store without a heap keeps it where it is.
+    fn repack(&mut self, at: ValueRef, len: usize, below: PageId, pages: u64) -> Result<ValueRef> {
+        let _ = (len, below, pages);
         Ok(at)
     }
 }

@@ -12,6 +12,9 @@ pub(crate) struct Allocator {
     high_water: u64,
     /// Pages the file may hold: the high-water mark never passes it.
     max_pages: u64,
+    /// Pages the file held when the transaction started (grown ahead of
+    /// use): a value segment may take them without growing the file.
+    file_pages: u64,
     /// The free list, and what this transaction took from it and freed.
     free: TxnFreeList,
     /// Whether single pages are the lowest reusable ones (compaction)
@@ -28,11 +31,18 @@ const GROUPED_AFTER: u64 = 64;
 
 impl Allocator {
     /// An allocator over a snapshot whose high-water mark is `high_water`.
-    pub(crate) fn new(page_size: usize, high_water: u64, max_pages: u64, free: FreeList) -> Self {
+    pub(crate) fn new(
+        page_size: usize,
+        high_water: u64,
+        max_pages: u64,
+        file_pages: u64,
+        free: FreeList,
+    ) -> Self {
         Allocator {
             page_size,
             high_water,
             max_pages,
+            file_pages,
             free: TxnFreeList::new(free),
             lowest_first: false,
             allocated: 0,
@@ -78,14 +88,21 @@ impl Allocator {
     }
 
     /// The first page and length of a new value segment of `want` pages,
-    /// lying below page `below`: the lowest free run of at least eight
-    /// times `need` pages (a value that does not fit closes a segment, so a
-    /// segment that long wastes at most an eighth of it), `want` of it at
-    /// most; else `want` pages past the high-water mark, or as many of them
-    /// as `Options::max_size` leaves room for, `need` at least. When those
-    /// lie past `below` (compaction moves a value only down the file), the
-    /// lowest free run of `need` pages or more below it; `None` if there is
-    /// none.
+    /// of `need` at least, lying below page `below` (compaction moves a value
+    /// only down the file), in this order:
+    ///
+    /// 1. the lowest free run at least eight times `need` long (or `want`,
+    ///    if shorter), up to `want` of it: a value that does not fit closes
+    ///    a segment, so a segment that long wastes at most an eighth of it;
+    /// 2. pages past the high-water mark that the file already holds (it
+    ///    grows ahead of use), up to `want`;
+    /// 3. the lowest free run of `need` pages or more, up to `want` of it:
+    ///    the free pages go before the file grows, so a full disk or
+    ///    `Options::max_size` refuses no value the free pages can hold;
+    /// 4. pages past the end of the file, `want` or as many as `max_size`
+    ///    leaves room for, `need` at least (else `MapFull`).
+    ///
+    /// `None` when nothing of this lies below `below`.
     pub(crate) fn alloc_segment(
         &mut self,
         need: u64,
@@ -93,34 +110,65 @@ impl Allocator {
         below: PageId,
     ) -> Result<Option<(PageId, u64)>> {
         let shortest = need.saturating_mul(8).min(want).max(need);
-        let take = |a: &mut Allocator, n: u64| -> Result<Option<(PageId, u64)>> {
-            match a.free.peek_long_run(n, want) {
-                Some((p, len)) if p.saturating_add(len) <= below => {
-                    Ok(Some((a.alloc_run(len)?, len)))
-                }
-                Some((p, _)) if p.saturating_add(n) <= below => Ok(Some((a.alloc_run(n)?, n))),
-                _ => Ok(None),
-            }
-        };
-        if let Some(got) = take(self, shortest)? {
+        if let Some(got) = self.take_segment_run(shortest, want, below)? {
             return Ok(Some(got));
         }
-        let room = self.max_pages.saturating_sub(self.high_water);
-        let n = want.min(room).max(need);
+        let held = self.file_pages.min(self.max_pages);
+        let n = want.min(held.saturating_sub(self.high_water));
+        if n >= need && self.high_water.saturating_add(n) <= below {
+            return Ok(Some((self.extend(n)?, n)));
+        }
+        if let Some(got) = self.take_segment_run(need, want, below)? {
+            return Ok(Some(got));
+        }
+        let n = want
+            .min(self.max_pages.saturating_sub(self.high_water))
+            .max(need);
         if self.high_water.saturating_add(n) <= below {
             return Ok(Some((self.extend(n)?, n)));
         }
-        take(self, need)
+        Ok(None)
     }
 
-    /// Takes the `n` pages from `at` when `at` is the high-water mark (the
-    /// end of what the file holds in use); returns whether it did.
+    /// The lowest free run of `n` pages or more lying below `below`, up to
+    /// `max` pages of it.
+    fn take_segment_run(
+        &mut self,
+        n: u64,
+        max: u64,
+        below: PageId,
+    ) -> Result<Option<(PageId, u64)>> {
+        match self.free.peek_long_run(n, max) {
+            Some((p, len)) if p.saturating_add(len) <= below => {
+                Ok(Some((self.alloc_run(len)?, len)))
+            }
+            Some((p, _)) if p.saturating_add(n) <= below => Ok(Some((self.alloc_run(n)?, n))),
+            _ => Ok(None),
+        }
+    }
+
+    /// Takes the `n` pages from `at` when `at` is the high-water mark and
+    /// the file already holds them (so the file needs no room it did not
+    /// have); returns whether it did.
     pub(crate) fn extend_at(&mut self, at: PageId, n: u64) -> Result<bool> {
-        if at != self.high_water {
+        let held = self.file_pages.min(self.max_pages);
+        if at != self.high_water || self.high_water.saturating_add(n) > held {
             return Ok(false);
         }
         self.extend(n)?;
         Ok(true)
+    }
+
+    /// The file holds `pages` pages now (grown during the transaction).
+    pub(crate) fn file_grew(&mut self, pages: u64) {
+        self.file_pages = self.file_pages.max(pages);
+    }
+
+    /// Pages this transaction may still take without growing the file:
+    /// the reusable free pages and those the file holds past the mark.
+    pub(crate) fn room(&self) -> u64 {
+        let held = self.file_pages.min(self.max_pages);
+        self.free.spare() as u64 + held.saturating_sub(self.high_water)
     }
 
     /// The first page `alloc_run(n)` would take from the free list, if any.
@@ -207,7 +255,7 @@ mod tests {
         for p in (1..=80).map(|i| 2 * i).chain(1000..1004).chain(2000..2003) {
             free.insert_reusable(p);
         }
-        Allocator::new(4096, high_water, max_pages, free)
+        Allocator::new(4096, high_water, max_pages, high_water, free)
     }
 
     fn allocs(a: &mut Allocator, n: usize) -> Vec<PageId> {

@@ -2,7 +2,7 @@
 //! and how the live counts of segments change (DESIGN.md, "The value
 //! heap"). The commit applies the changes to the heap's tree.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use super::alloc::Allocator;
 use super::buffers::Buffers;
@@ -39,13 +39,20 @@ pub(super) struct Heap {
     /// (up to `SEGMENT_PAGES`), so a transaction that packs little takes
     /// little, and its last segment leaves at most about half unfilled.
     packed: u64,
+    /// Where the values this transaction packed and still holds lie: a cell
+    /// may release a value of one of its segments only if it is one of
+    /// these, once.
+    own: HashSet<(PageId, u32)>,
+    /// A segment of this transaction left without values, kept whole for
+    /// the next segment it opens: its first page and length.
+    spare: Option<(PageId, u64)>,
     changes: BTreeMap<PageId, Change>,
 }
 
 impl Heap {
     /// Packs `value` into the open segment, or into a new one if it does not
-    /// fit, which must start below `below`. `None` when no new segment lies
-    /// below it.
+    /// fit, which must start below `below` and span at most `max_pages`
+    /// pages. `None` when no such segment can be had.
     ///
     /// A value that starts in the open segment's first `SEGMENT_PAGES`
     /// pages and runs past its end lengthens it, when the segment ends at
@@ -57,6 +64,7 @@ impl Heap {
         txn_id: u64,
         value: &[u8],
         below: PageId,
+        max_pages: u64,
     ) -> Result<Option<ValueRef>> {
         let ps = bufs.page_size();
         let fits = match self.open.as_mut() {
@@ -86,15 +94,30 @@ impl Heap {
         if !fits {
             self.close(alloc, bufs)?;
             let need = overflow_pages(value.len(), ps);
+            if need > max_pages {
+                return Ok(None);
+            }
             let want = (self.packed.div_ceil(ps as u64).max(2 * need))
                 .next_power_of_two()
-                .clamp(need, SEGMENT_PAGES.max(need));
-            let Some((first, pages)) = alloc.alloc_segment(need, want, below)? else {
-                return Ok(None);
+                .clamp(need, SEGMENT_PAGES.max(need))
+                .min(max_pages);
+            let (first, pages) = match self.spare {
+                Some((first, pages))
+                    if pages >= need && pages <= max_pages && first + pages <= below =>
+                {
+                    self.spare = None;
+                    (first, pages)
+                }
+                _ => {
+                    let Some((first, pages)) = alloc.alloc_segment(need, want, below)? else {
+                        return Ok(None);
+                    };
+                    let mut buf = vec![0u8; pages as usize * ps].into_boxed_slice();
+                    init_segment(&mut buf, pages as u32, txn_id);
+                    bufs.insert(first, buf);
+                    (first, pages)
+                }
             };
-            let mut buf = vec![0u8; pages as usize * ps].into_boxed_slice();
-            init_segment(&mut buf, pages as u32, txn_id);
-            bufs.insert(first, buf);
             self.open = Some(OpenSegment {
                 first,
                 pages,
@@ -110,6 +133,7 @@ impl Heap {
         buf[off..off + value.len()].copy_from_slice(value);
         open.used += value.len();
         self.packed += value.len() as u64;
+        self.own.insert((open.first, off as u32));
         let change = self.changes.entry(open.first).or_default();
         change.values += 1;
         change.bytes += value.len() as i64;
@@ -119,11 +143,50 @@ impl Heap {
         }))
     }
 
-    /// Records that a value of `len` bytes in the segment at `seg` is gone.
-    pub(super) fn release(&mut self, seg: PageId, len: usize) {
+    /// Whether `(seg, off)` is a value this transaction packed and holds.
+    pub(super) fn owns(&self, seg: PageId, off: u32) -> bool {
+        self.own.contains(&(seg, off))
+    }
+
+    /// Records that the value of `len` bytes at `off` in the segment at
+    /// `seg` is gone. A segment of this transaction left without values
+    /// is reused at once: the open one starts over, another is kept for the
+    /// next segment opened (or, with one kept already, freed), so a
+    /// transaction that overwrites its own values over and over keeps
+    /// reusing the same pages.
+    pub(super) fn release(
+        &mut self,
+        alloc: &mut Allocator,
+        bufs: &mut Buffers,
+        seg: PageId,
+        off: u32,
+        len: usize,
+    ) -> Result<()> {
+        let own = self.own.remove(&(seg, off));
         let change = self.changes.entry(seg).or_default();
+        // A segment written since the changes were last handed over holds
+        // only values this transaction packed.
+        if change.pages.is_some() && !own {
+            return corrupted(
+                seg,
+                "a value released twice, or from a segment it is not in",
+            );
+        }
         change.values -= 1;
         change.bytes -= len as i64;
+        let (Some(pages), 0) = (change.pages, change.values) else {
+            return Ok(());
+        };
+        match self.open.as_mut() {
+            Some(open) if open.first == seg => open.used = SEGMENT_DATA,
+            _ if self.spare.is_none() => self.spare = Some((seg, pages)),
+            _ => {
+                alloc.free(seg, pages, None)?;
+                bufs.remove(seg);
+                self.changes.remove(&seg);
+            }
+        }
+        Ok(())
     }
 
     /// Closes the open segment: the pages it did not fill go back to the
@@ -154,6 +217,8 @@ impl Heap {
         bufs: &mut Buffers,
     ) -> Result<BTreeMap<PageId, Change>> {
         self.close(alloc, bufs)?;
+        // A spare segment holds no value: its change frees it at commit.
+        self.spare = None;
         Ok(std::mem::take(&mut self.changes))
     }
 }

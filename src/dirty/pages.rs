@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::btree::PageStore;
 use crate::error::{Error, Result, corrupted};
 use crate::format::heap::packs;
-use crate::format::node::ValueRef;
+use crate::format::node::{LeafValue, Node, ValueRef};
 use crate::format::page::{
     OVERFLOW_DATA, PageId, header_mut, init_overflow, overflow_pages, written_by,
 };
@@ -43,6 +43,7 @@ impl Dirty {
         txn_id: u64,
         base_high_water: u64,
         max_pages: u64,
+        file_pages: u64,
         free: FreeList,
         map: Arc<Map>,
     ) -> Dirty {
@@ -50,7 +51,7 @@ impl Dirty {
             txn_id,
             base_high_water,
             map,
-            alloc: Allocator::new(page_size, base_high_water, max_pages, free),
+            alloc: Allocator::new(page_size, base_high_water, max_pages, file_pages, free),
             bufs: Buffers::new(page_size),
             heap: Heap::default(),
             failed: false,
@@ -139,6 +140,17 @@ impl Dirty {
     /// (`Allocator::lowest_first`).
     pub(crate) fn lowest_first(&mut self) {
         self.alloc.lowest_first();
+    }
+
+    /// Pages the transaction may still take without growing the file.
+    pub(crate) fn room(&self) -> u64 {
+        self.alloc.room()
+    }
+
+    /// The file was grown to `pages` pages during the transaction: value
+    /// segments may take them.
+    pub(crate) fn file_grew(&mut self, pages: u64) {
+        self.alloc.file_grew(pages);
     }
 
     /// Entries the free list holds now, this transaction's changes included.
@@ -237,7 +249,33 @@ impl PageStore for TxnPages<'_> {
         if self.dirty.bufs.contains(id) {
             return Ok(id);
         }
+        let base = self.dirty.base(self.pager);
+        self.check_committed(id, &Node::parse_any(base.page(id)?, id)?)?;
         self.dirty.copy_out(self.pager, id, 1, Allocator::alloc)
+    }
+
+    fn check_committed(&self, id: PageId, node: &Node<'_>) -> Result<()> {
+        if self.dirty.bufs.contains(id) {
+            return Ok(());
+        }
+        let end = self.dirty.base_high_water;
+        for i in 0..node.count() {
+            let target = if node.is_leaf() {
+                match node.entry(i)?.1 {
+                    LeafValue::Spilled {
+                        at: ValueRef::Run(page) | ValueRef::Packed { seg: page, .. },
+                        ..
+                    } => page,
+                    LeafValue::Inline(_) => continue,
+                }
+            } else {
+                node.child(i)?
+            };
+            if target >= end {
+                return corrupted(id, "a committed page points past its snapshot");
+            }
+        }
+        Ok(())
     }
 
     fn alloc_node(&mut self, page: Box<[u8]>) -> Result<PageId> {
@@ -253,9 +291,14 @@ impl PageStore for TxnPages<'_> {
         let ps = self.dirty.bufs.page_size();
         if packs(value.len(), ps) {
             let d = &mut *self.dirty;
-            let at = d
-                .heap
-                .pack(&mut d.alloc, &mut d.bufs, d.txn_id, value, PageId::MAX)?;
+            let at = d.heap.pack(
+                &mut d.alloc,
+                &mut d.bufs,
+                d.txn_id,
+                value,
+                PageId::MAX,
+                u64::MAX,
+            )?;
             return match at {
                 Some(at) => Ok(at),
                 None => corrupted(0, "no segment below the end of the file"),
@@ -271,16 +314,19 @@ impl PageStore for TxnPages<'_> {
     }
 
     fn free_packed(&mut self, seg: PageId, off: u32, len: usize) -> Result<()> {
-        // The value's bytes must be readable where the cell says: a cell
-        // pointing outside its segment is refused here, not counted.
-        self.dirty
-            .view(self.pager)
-            .spilled_value(ValueRef::Packed { seg, off }, len)?;
-        self.dirty.heap.release(seg, len);
-        Ok(())
+        // A value of this transaction's segments must be one it packed; any
+        // other must be readable where the cell says in the snapshot the
+        // transaction started from (not in its own buffers, which a crafted
+        // reference past that snapshot would reach).
+        let d = &mut *self.dirty;
+        if !d.heap.owns(seg, off) {
+            d.base(self.pager)
+                .spilled_value(ValueRef::Packed { seg, off }, len)?;
+        }
+        d.heap.release(&mut d.alloc, &mut d.bufs, seg, off, len)
     }
 
-    fn repack(&mut self, at: ValueRef, len: usize, below: PageId) -> Result<ValueRef> {
+    fn repack(&mut self, at: ValueRef, len: usize, below: PageId, pages: u64) -> Result<ValueRef> {
         let ValueRef::Packed { seg, off } = at else {
             return Ok(at);
         };
@@ -290,7 +336,7 @@ impl PageStore for TxnPages<'_> {
         let d = &mut *self.dirty;
         match d
             .heap
-            .pack(&mut d.alloc, &mut d.bufs, d.txn_id, &value, below)?
+            .pack(&mut d.alloc, &mut d.bufs, d.txn_id, &value, below, pages)?
         {
             Some(new) => {
                 self.free_packed(seg, off, len)?;

@@ -369,10 +369,12 @@ mod tests {
             run_len(&[entry(2, big), entry(2 + u64::from(big), 1)], ps),
             1
         );
-        // Bytes: a chunk's worth of pages, and not one more.
-        let pages = (WRITE_CHUNK / ps) as u64;
-        let seal: Vec<_> = (0..pages + 1).map(|i| entry(10 + i, 1)).collect();
-        assert_eq!(run_len(&seal, ps), pages as usize);
+        // Bytes: a chunk's worth of runs, and not one more (runs of 16
+        // pages, so that the chunk holds fewer than `MAX_SLICES`).
+        let runs = (WRITE_CHUNK / (16 * ps)) as u64;
+        assert!(runs < MAX_SLICES as u64);
+        let seal: Vec<_> = (0..runs + 1).map(|i| entry(10 + 16 * i, 16)).collect();
+        assert_eq!(run_len(&seal, ps), runs as usize);
         // Buffers: `MAX_SLICES`, whatever their bytes.
         let seal: Vec<_> = (0..MAX_SLICES as u64 + 5)
             .map(|i| entry(10 + i, 1))

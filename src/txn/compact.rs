@@ -29,7 +29,10 @@ impl WriteTxn<'_> {
         // Moves take reusable pages and free as many (pending): the list keeps
         // its length, and its chain needs this many pages at the commit.
         let cap = freelist_capacity(self.core.pager.page_size()) as u64;
-        let keep = free.div_ceil(cap) + 1;
+        // Moving a packed value changes two entries of the heap's tree at
+        // the commit: room for copies of their paths too.
+        let heap_paths = 2 * (u64::from(self.heap.tree.depth) + 1);
+        let keep = free.div_ceil(cap) + 1 + heap_paths;
         self.move_values(in_use, budget, keep, &PageSet::default())
     }
 }

@@ -7,8 +7,9 @@ use crate::btree;
 use crate::dirty::Change;
 use crate::error::{Result, corrupted};
 use crate::format::heap::{SEGMENT_PAGES, Segment, segment_key, segment_of_key};
-use crate::format::page::{PageId, PageSet};
+use crate::format::page::{PageId, PageSet, segment_run};
 use crate::table::{catalog_get, catalog_names};
+use crate::view::PageSource;
 
 /// The heap is cleaned once its dead bytes pass a third of its segments'
 /// bytes, and only when its segments span at least this many pages.
@@ -41,6 +42,14 @@ impl WriteTxn<'_> {
                 return corrupted(seg, "a segment's live count would go below zero");
             };
             let (old_pages, old_live) = old.map_or((0, 0), |o| (o.pages, o.live));
+            if new.values == 0 && old.is_some() {
+                // Freed by the entry's length: it must be the segment's own
+                // (a longer entry would free the pages after it).
+                let first = self.view().page(seg)?;
+                if segment_run(first, seg)? != new.pages {
+                    return corrupted(seg, "segment length differs from the heap's entry");
+                }
+            }
             let mut pages = self.dirty.lend(&self.core.pager);
             if new.values == 0 {
                 if old.is_some() {
@@ -72,17 +81,25 @@ impl WriteTxn<'_> {
         Ok(())
     }
 
-    /// Step 1b: when more than a third of the heap's bytes are dead, moves
-    /// the values out of the sparsest segments, so that each empties and is
-    /// freed, until a fifth at most would be dead (the tables are walked
-    /// once), then applies the changes as step 1a does. Returns the
-    /// segments cleaned.
+    /// Step 1b: when more than a third of the heap's bytes are dead, and
+    /// the dead bytes are at least a sixteenth of the file (every cleaning
+    /// walks every tree, so that much churn pays for the walk), moves the
+    /// values out of the sparsest segments, so that each empties and is
+    /// freed, until a fifth at most would be dead; then applies the changes
+    /// as step 1a does. The values moved must fit twice over in the pages
+    /// the transaction can take without growing the file: cleaning never
+    /// makes a commit fail for want of room (a full disk, `max_size`).
+    /// Returns the segments cleaned.
     pub(super) fn clean_heap(&mut self) -> Result<usize> {
         let ps = self.core.pager.page_size() as u64;
         let heap = self.heap;
         let bytes = heap.pages.saturating_mul(ps);
         let dead = bytes.saturating_sub(heap.live);
-        if heap.pages < CLEAN_MIN_PAGES || dead.saturating_mul(3) <= bytes {
+        let file = self.dirty.high_water().saturating_mul(ps);
+        if heap.pages < CLEAN_MIN_PAGES
+            || dead.saturating_mul(3) <= bytes
+            || dead.saturating_mul(16) < file
+        {
             return Ok(0);
         }
         // Every committed segment, sparsest first.
@@ -102,15 +119,42 @@ impl WriteTxn<'_> {
             }
         }
         segments.sort_unstable_by_key(|&(fill, seg, _)| (fill, seg));
-        // Each victim's pages go; its live bytes move into new segments.
-        let (mut total, live) = (bytes, heap.live);
-        let mut victims = PageSet::default();
-        for (_, seg, entry) in segments {
-            if (total - live).saturating_mul(5) <= total {
-                break;
+        // Each victim's pages go (pending: not for this transaction); its
+        // live bytes move into new segments, and each value may copy a leaf.
+        // The pages taken must fit twice over in `budget`.
+        let select = |budget: u64| {
+            let (mut total, mut cost) = (bytes, 0u64);
+            let mut victims = PageSet::default();
+            for &(_, seg, entry) in &segments {
+                if total.saturating_sub(heap.live).saturating_mul(5) <= total {
+                    break;
+                }
+                let pages = entry.live.div_ceil(ps) + 1 + entry.values;
+                if (cost + pages).saturating_mul(2) > budget {
+                    break;
+                }
+                cost += pages;
+                total = total
+                    .saturating_sub(entry.pages * ps)
+                    .saturating_add(entry.live);
+                victims.insert(seg);
             }
-            total = total - entry.pages * ps + entry.live;
-            victims.insert(seg);
+            (victims, cost * 2)
+        };
+        // Room first: the free pages and the file's length, else the file
+        // grown now (under `max_size`), before anything moves. A disk that
+        // refuses the growth leaves the cleaning to a later commit.
+        let room = self.dirty.room();
+        let pager = &self.core.pager;
+        let limit = pager.max_size() / ps;
+        let end = (pager.writer_len() / ps).max(self.dirty.high_water());
+        let (mut victims, need) = select(room + limit.saturating_sub(end));
+        if need > room {
+            match pager.grow((end + need - room).saturating_mul(ps)) {
+                Ok(()) => self.dirty.file_grew(pager.writer_len() / ps),
+                Err(crate::Error::MapFull { .. }) => victims = select(room).0,
+                Err(e) => return Err(e),
+            }
         }
         if victims.is_empty() {
             return Ok(0);

@@ -111,10 +111,19 @@ impl<'db> WriteTxn<'db> {
         });
         let ps = core.pager.page_size();
         let max_pages = core.pager.max_size() / ps as u64;
+        let file_pages = core.pager.writer_len() / ps as u64;
         Ok(WriteTxn {
             core,
             guard,
-            dirty: Dirty::new(ps, txn_id, base.high_water, max_pages, free, map),
+            dirty: Dirty::new(
+                ps,
+                txn_id,
+                base.high_water,
+                max_pages,
+                file_pages,
+                free,
+                map,
+            ),
             base,
             catalog: base.catalog,
             heap: base.heap,
