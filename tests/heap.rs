@@ -130,6 +130,37 @@ fn medium_values_take_about_their_bytes() {
     }
 }
 
+/// Values of 100 KiB (25 pages, packed) loaded into a growing file take
+/// about their bytes: each segment is sized to the values it can hold, and
+/// grows in place at the end of the file when no free run could take the
+/// value. (Segments of 64 pages held two such values and left 12-page runs
+/// that no later value fitted: 1.28 times the data.)
+#[test]
+fn long_packed_values_take_about_their_bytes() {
+    let t = TestDb::with_options(Options::new().map_size(1 << 30));
+    let db = t.db();
+    let (n, len) = (600u64, 100 * 1024);
+    for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
+        let mut w = db.begin_write().unwrap();
+        {
+            let mut tab = w.open_table("t").unwrap();
+            for &i in chunk {
+                tab.insert(&key(i.wrapping_mul(0x9E37_79B9_7F4A_7C15)), &bytes(i, len))
+                    .unwrap();
+            }
+        }
+        w.commit().unwrap();
+    }
+    let report = assert_clean(db);
+    let data = n * (len as u64 + 8);
+    let used = (report.pages - report.free_pages) * 4096;
+    assert!(
+        used as f64 <= 1.1 * data as f64 && report.pages * 4096 <= data * 12 / 10,
+        "{used} bytes in use, {} pages, for {data} bytes of data",
+        report.pages
+    );
+}
+
 /// Overwrites leave dead values in old segments; the commit cleans the heap
 /// once the dead bytes pass a third of it, so the heap stays within one and
 /// a half times the live bytes however long the churn goes on.
