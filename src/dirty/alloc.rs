@@ -147,12 +147,15 @@ impl Allocator {
         }
     }
 
-    /// Takes the `n` pages from `at` when `at` is the high-water mark and
-    /// the file already holds them (so the file needs no room it did not
-    /// have); returns whether it did.
-    pub(crate) fn extend_at(&mut self, at: PageId, n: u64) -> Result<bool> {
+    /// Takes the `n` pages from `at` when `at` is the high-water mark, and
+    /// either the file already holds them or no free run could hold the
+    /// `need` pages of the value that asks (so the file would grow for it
+    /// anyway), within `max_size`; returns whether it did.
+    pub(crate) fn extend_at(&mut self, at: PageId, n: u64, need: u64) -> Result<bool> {
+        let end = self.high_water.saturating_add(n);
         let held = self.file_pages.min(self.max_pages);
-        if at != self.high_water || self.high_water.saturating_add(n) > held {
+        let fits = end <= held || (end <= self.max_pages && self.free.peek_run(need).is_none());
+        if at != self.high_water || !fits {
             return Ok(false);
         }
         self.extend(n)?;

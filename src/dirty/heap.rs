@@ -75,7 +75,11 @@ impl Heap {
                     true
                 } else if o.used < SEGMENT_PAGES as usize * ps
                     && pages <= SEGMENT_MAX_PAGES
-                    && alloc.extend_at(o.first + o.pages, pages - o.pages)?
+                    && alloc.extend_at(
+                        o.first + o.pages,
+                        pages - o.pages,
+                        overflow_pages(value.len(), ps),
+                    )?
                 {
                     bufs.resize(o.first, pages as usize);
                     let Some(buf) = bufs.get_mut(o.first) else {
@@ -101,6 +105,14 @@ impl Heap {
                 .next_power_of_two()
                 .clamp(need, SEGMENT_PAGES.max(need))
                 .min(max_pages);
+            // Just long enough for the values of this length it can hold:
+            // a segment of values of one length ends with no room for
+            // another (100 KiB values: two in 51 pages, not 64).
+            let len = value.len() as u64;
+            let fit = (want * ps as u64 - SEGMENT_DATA as u64) / len.max(1);
+            let want = (SEGMENT_DATA as u64 + fit.max(1) * len)
+                .div_ceil(ps as u64)
+                .clamp(need, want);
             let (first, pages) = match self.spare {
                 Some((first, pages))
                     if pages >= need && pages <= max_pages && first + pages <= below =>
