@@ -5,21 +5,8 @@
 
 mod common;
 
-use common::TestDb;
+use common::{TestDb, seeded_bytes as bytes};
 use larch::{Database, Options};
-
-/// Bytes of a value that differ per key and per version.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
 
 fn key(i: u64) -> [u8; 8] {
     i.to_be_bytes()

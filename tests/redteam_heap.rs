@@ -34,7 +34,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use common::TestDb;
+use common::{TestDb, seeded_bytes as bytes};
 use larch::testing::{FileStorage, Storage, edit_meta, image_state, restamp};
 use larch::{Database, Error, Options};
 
@@ -42,19 +42,6 @@ const PS: u32 = 4096;
 
 fn key(i: u32) -> [u8; 4] {
     i.to_be_bytes()
-}
-
-/// Bytes of a value that differ per seed.
-fn bytes(seed: u64, len: usize) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
 }
 
 /// The larger high-water mark of the two metas on disk.

@@ -94,8 +94,8 @@ impl Allocator {
     /// 1. the lowest free run at least eight times `need` long (or `want`,
     ///    if shorter), up to `want` of it: a value that does not fit closes
     ///    a segment, so a segment that long wastes at most an eighth of it;
-    /// 2. pages past the high-water mark that the file already holds (it
-    ///    grows ahead of use), up to `want`;
+    /// 2. `want` pages past the high-water mark, if the file already holds
+    ///    them (it grows ahead of use);
     /// 3. the lowest free run of `need` pages or more, up to `want` of it:
     ///    the free pages go before the file grows, so a full disk or
     ///    `Options::max_size` refuses no value the free pages can hold;
@@ -114,9 +114,9 @@ impl Allocator {
             return Ok(Some(got));
         }
         let held = self.file_pages.min(self.max_pages);
-        let n = want.min(held.saturating_sub(self.high_water));
-        if n >= need && self.high_water.saturating_add(n) <= below {
-            return Ok(Some((self.extend(n)?, n)));
+        let end = self.high_water.saturating_add(want);
+        if end <= held && end <= below {
+            return Ok(Some((self.extend(want)?, want)));
         }
         if let Some(got) = self.take_segment_run(need, want, below)? {
             return Ok(Some(got));

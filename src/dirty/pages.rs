@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::btree::PageStore;
 use crate::error::{Error, Result, corrupted};
 use crate::format::heap::packs;
-use crate::format::node::{LeafValue, Node, ValueRef};
+use crate::format::node::{Node, ValueRef};
 use crate::format::page::{
     OVERFLOW_DATA, PageId, header_mut, init_overflow, overflow_pages, written_by,
 };
@@ -258,24 +258,12 @@ impl PageStore for TxnPages<'_> {
         if self.dirty.bufs.contains(id) {
             return Ok(());
         }
-        let end = self.dirty.base_high_water;
-        for i in 0..node.count() {
-            let target = if node.is_leaf() {
-                match node.entry(i)?.1 {
-                    LeafValue::Spilled {
-                        at: ValueRef::Run(page) | ValueRef::Packed { seg: page, .. },
-                        ..
-                    } => page,
-                    LeafValue::Inline(_) => continue,
-                }
-            } else {
-                node.child(i)?
-            };
-            if target >= end {
-                return corrupted(id, "a committed page points past its snapshot");
+        match node.highest_target()? {
+            Some(page) if page >= self.dirty.base_high_water => {
+                corrupted(id, "a committed page points past its snapshot")
             }
+            _ => Ok(()),
         }
-        Ok(())
     }
 
     fn alloc_node(&mut self, page: Box<[u8]>) -> Result<PageId> {

@@ -31,6 +31,20 @@ pub fn test_command(name: &str, envs: &[(&str, &str)]) -> std::process::Command 
     cmd
 }
 
+/// `len` bytes that differ per seed (a value's contents, per key and
+/// version).
+pub fn seeded_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
 /// A database in a fresh temporary directory.
 pub struct TestDb {
     pub dir: TempDir,

@@ -4,7 +4,10 @@
 use zerocopy::FromBytes;
 
 use super::cell::{ValueRef, cell_len};
-use super::layout::{BRANCH_CELL_HEADER, LEAF_CELL_HEADER, NODE_HEADER_SIZE, NodeHeader, SLOT};
+use super::layout::{
+    BRANCH_CELL_HEADER, FLAG_OVERFLOW, FLAG_PACKED, LEAF_CELL_HEADER, NODE_HEADER_SIZE, NodeHeader,
+    SLOT,
+};
 use crate::error::{Result, corrupted};
 use crate::format::page::{KIND_BRANCH, KIND_LEAF, PageId};
 
@@ -167,6 +170,33 @@ impl<'a> Node<'a> {
             None => LeafValue::Inline(rest),
         };
         Ok((key, value))
+    }
+
+    /// The highest page the node points at: a branch's children, or the
+    /// overflow runs and segments of a leaf's values kept out of it; `None`
+    /// for a leaf whose values are all inline. Reads only the flags of an
+    /// inline value's cell.
+    pub(crate) fn highest_target(&self) -> Result<Option<PageId>> {
+        let mut highest = None;
+        for i in 0..self.count {
+            let target = if self.leaf {
+                let off = self.cell_offset(i)?;
+                if self.page[off] & (FLAG_OVERFLOW | FLAG_PACKED) == 0 {
+                    continue;
+                }
+                match self.entry(i)?.1 {
+                    LeafValue::Spilled {
+                        at: ValueRef::Run(page) | ValueRef::Packed { seg: page, .. },
+                        ..
+                    } => page,
+                    LeafValue::Inline(_) => continue,
+                }
+            } else {
+                self.child(i)?
+            };
+            highest = highest.max(Some(target));
+        }
+        Ok(highest)
     }
 
     /// Leaf: the first index whose key is `>= key`, and whether it is equal.
