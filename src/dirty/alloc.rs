@@ -290,6 +290,19 @@ mod tests {
     }
 
     #[test]
+    fn a_segment_below_a_page_never_lies_past_it() {
+        // Page 10 is free in the list; page 500, freed by this transaction,
+        // is the one a single page would be taken from first.
+        let mut free = FreeList::default();
+        free.insert_reusable(10);
+        let mut a = Allocator::new(4096, 1000, u64::MAX, 1000, free);
+        a.free(500, 1, None).unwrap();
+        if let Some((p, n)) = a.alloc_segment(1, 1, 100).unwrap() {
+            assert!(p + n <= 100, "a segment at {p} of {n} pages");
+        }
+    }
+
+    #[test]
     fn compaction_takes_the_lowest_pages() {
         let mut a = fragmented(4000, u64::MAX);
         a.lowest_first();
