@@ -413,11 +413,18 @@ impl TxnFreeList {
         Some(p)
     }
 
-    /// The lowest run of at least `n` (> 1) reusable pages: its first page
-    /// and its length, counted up to `max`.
+    /// The lowest run of at least `n` reusable pages: its first page and its
+    /// length, counted up to `max`.
+    /// For `n` of 1 it is the page `take_run(1)` takes, counted alone when
+    /// it is one this transaction freed.
     pub(crate) fn peek_long_run(&self, n: u64, max: u64) -> Option<(PageId, u64)> {
-        let p = self.list.find_run(n)?;
-        Some((p, self.list.run_len_at(p, max)))
+        if n <= 1
+            && let Some(&p) = self.local.last()
+        {
+            return Some((p, 1));
+        }
+        let p = self.list.find_run(n.max(1))?;
+        Some((p, self.list.run_len_at(p, max).max(1)))
     }
 
     /// The page `take_run(n)` would return, without taking it.
