@@ -272,3 +272,158 @@ fn redteam_crafted_reference_matching_an_own_value_releases_it() {
     assert!(report.errors.is_empty(), "{:?}", report.errors);
     assert_eq!(got.unwrap().as_deref(), Some(&bytes(99, 1100)[..]));
 }
+
+// ---------------------------------------------------------------------------
+// Churn in one transaction: spare segments, early frees, aborts.
+// ---------------------------------------------------------------------------
+
+use std::collections::BTreeMap;
+
+type Model = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
+
+fn table_name(i: u64, ps: usize) -> String {
+    // Odd tables have names long enough to pack their descriptor.
+    if i % 2 == 1 {
+        format!("{i:0>width$}", width = ps / 4 - 2)
+    } else {
+        format!("t{i}")
+    }
+}
+
+fn value_len(rng: &mut larch::testing::Rng, ps: usize) -> usize {
+    match rng.below(10) {
+        0 => rng.below(20) as usize,
+        1..=5 => ps / 4 + rng.below(ps as u64) as usize,
+        6..=8 => ps + rng.below(6 * ps as u64) as usize,
+        _ => 33 * ps + rng.below(ps as u64) as usize,
+    }
+}
+
+fn check_model(db: &Database, model: &Model, what: &str) {
+    let r = db.begin_read().unwrap();
+    let names: Vec<String> = r.list_tables().unwrap();
+    let want: Vec<&String> = model.keys().collect();
+    let mut got: Vec<&String> = names.iter().collect();
+    got.sort();
+    assert_eq!(got, want, "{what}: tables");
+    for (name, rows) in model {
+        let t = r.open_table(name).unwrap();
+        let mut n = 0;
+        for e in t.iter().unwrap() {
+            let (k, v) = e.unwrap();
+            assert_eq!(rows.get(k).map(|v| v.as_slice()), Some(v), "{what}: {name} {k:?}");
+            n += 1;
+        }
+        assert_eq!(n, rows.len(), "{what}: {name} count");
+    }
+}
+
+fn stat_key(db: &Database) -> (u64, u64, u64) {
+    let s = db.stat().unwrap();
+    (s.pages, s.free_pages, s.pending_free_pages)
+}
+
+/// One transaction of random changes on a few keys of a few tables
+/// (overwrites of the same key with other lengths, removals, deletion of
+/// tables whose values this transaction packed); commits or aborts.
+fn churn_txn(
+    db: &Database,
+    rng: &mut larch::testing::Rng,
+    model: &mut Model,
+    ps: usize,
+    ops: u32,
+    commit: bool,
+) -> larch::Result<()> {
+    let mut next = model.clone();
+    let mut w = db.begin_write()?;
+    let r: larch::Result<()> = (|| {
+        for _ in 0..ops {
+            let ti = rng.below(4);
+            let name = table_name(ti, ps);
+            match rng.below(100) {
+                0 => {
+                    w.delete_table(&name)?;
+                    next.remove(&name);
+                }
+                1..=20 => {
+                    let k = key(rng.below(8) as u32);
+                    w.open_table(&name)?.remove(&k)?;
+                    if let Some(rows) = next.get_mut(&name) {
+                        rows.remove(&k[..]);
+                    } else {
+                        next.insert(name.clone(), BTreeMap::new());
+                    }
+                }
+                _ => {
+                    let k = key(rng.below(8) as u32);
+                    let len = value_len(rng, ps);
+                    let v = bytes(rng.next_u64(), len);
+                    w.open_table(&name)?.insert(&k, &v)?;
+                    next.entry(name.clone()).or_default().insert(k.to_vec(), v);
+                }
+            }
+        }
+        Ok(())
+    })();
+    r?;
+    if commit {
+        w.commit()?;
+        *model = next;
+    } else {
+        w.abort();
+    }
+    Ok(())
+}
+
+fn churn(ps: u32, seed: u64, txns: u32, max_size: Option<u64>) {
+    let mut opts = Options::new().page_size(ps).map_size(1 << 28);
+    if let Some(m) = max_size {
+        opts = opts.max_size(m);
+    }
+    let t = TestDb::with_options(opts);
+    let db = t.db();
+    let mut rng = larch::testing::Rng(seed);
+    let mut model = Model::new();
+    let mut full = 0;
+    for i in 0..txns {
+        let commit = rng.below(4) != 0;
+        let ops = [10, 200, 2000][rng.below(3) as usize];
+        let before = stat_key(db);
+        let r = churn_txn(db, &mut rng, &mut model, ps as usize, ops, commit);
+        let what = format!("seed {seed} txn {i} commit {commit} ops {ops}");
+        match r {
+            Ok(()) => {}
+            Err(Error::MapFull { .. }) => full += 1,
+            Err(e) => panic!("{what}: {e:?}"),
+        }
+        if !commit || r.is_err() {
+            assert_eq!(stat_key(db), before, "{what}: abort changed the free list");
+        }
+        let report = db.check_report().unwrap();
+        assert!(report.errors.is_empty(), "{what}: {:?}", report.errors);
+        assert_eq!(report.leaked_pages, 0, "{what}: {report:?}");
+        check_model(db, &model, &what);
+    }
+    eprintln!("seed {seed}: {full} MapFull");
+}
+
+#[test]
+fn held_churn_in_one_txn_512() {
+    for seed in 1..4 {
+        churn(512, seed, 100, None);
+    }
+}
+
+#[test]
+fn held_churn_in_one_txn_4096() {
+    for seed in 10..12 {
+        churn(4096, seed, 30, None);
+    }
+}
+
+#[test]
+fn held_churn_in_one_txn_at_max_size() {
+    for seed in 20..23 {
+        churn(512, seed, 150, Some(3 << 19));
+    }
+}
