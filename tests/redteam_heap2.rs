@@ -427,3 +427,148 @@ fn held_churn_in_one_txn_at_max_size() {
         churn(512, seed, 150, Some(3 << 19));
     }
 }
+
+// ---------------------------------------------------------------------------
+// Cleaning that grows the file, then a commit that fails.
+// ---------------------------------------------------------------------------
+
+use std::io;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+use larch::testing::{FileStorage, Storage};
+
+/// Storage whose writes fail once `fail` counts down to zero (0: never).
+struct FailWrite {
+    inner: FileStorage,
+    fail: Arc<AtomicU32>,
+    grows: Arc<AtomicU32>,
+}
+
+impl FailWrite {
+    fn tick(&self) -> io::Result<()> {
+        let n = self.fail.load(Ordering::SeqCst);
+        if n == 1 {
+            self.fail.store(0, Ordering::SeqCst);
+            return Err(io::Error::from_raw_os_error(libc::EIO));
+        }
+        if n > 1 {
+            self.fail.store(n - 1, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
+
+impl Storage for FailWrite {
+    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
+        self.tick()?;
+        self.inner.write_at(offset, data)
+    }
+    fn write_vectored_at(&self, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
+        self.tick()?;
+        self.inner.write_vectored_at(offset, bufs)
+    }
+    fn set_len(&self, len: u64) -> io::Result<()> {
+        self.inner.set_len(len)
+    }
+    fn allocate(&self, from: u64, to: u64) -> io::Result<()> {
+        self.grows.fetch_add(1, Ordering::SeqCst);
+        self.inner.allocate(from, to)
+    }
+    fn sync(&self) -> io::Result<()> {
+        self.inner.sync()
+    }
+}
+
+const N: u32 = 1200;
+
+fn packed_rows(db: &Database) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let r = db.begin_read().unwrap();
+    let t = r.open_table("t").unwrap();
+    t.iter()
+        .unwrap()
+        .map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
+        .collect()
+}
+
+fn remove_two_thirds(db: &Database) -> larch::Result<()> {
+    let mut w = db.begin_write()?;
+    {
+        let mut t = w.open_table("t")?;
+        for i in (0..N).filter(|i| i % 3 != 0) {
+            t.remove(&key(i))?;
+        }
+    }
+    w.commit()
+}
+
+/// Held: a commit whose cleaning grows the file (the file cut to its
+/// high-water mark first, so the room must be grown) and whose first write
+/// then fails: after reopening, the file checks clean and holds the
+/// previous commit; the same removal then commits, cleans, and the file
+/// checks clean with nothing leaked. Each write of the commit is failed in
+/// turn.
+#[test]
+fn held_cleaning_that_grew_the_file_then_a_failed_write() {
+    for nth in 1..6u32 {
+        let fail = Arc::new(AtomicU32::new(0));
+        let grows = Arc::new(AtomicU32::new(0));
+        let (f, g) = (fail.clone(), grows.clone());
+        let opts = Options::new().page_size(PS).map_size(1 << 28).storage(move |file| {
+            Ok(Box::new(FailWrite {
+                inner: FileStorage::new(file),
+                fail: f.clone(),
+                grows: g.clone(),
+            }) as Box<dyn Storage>)
+        });
+        let mut t = TestDb::with_options(opts);
+        {
+            let db = t.db();
+            let mut w = db.begin_write().unwrap();
+            {
+                let mut tab = w.open_table("t").unwrap();
+                for i in 0..N {
+                    tab.insert(&key(i), &bytes(u64::from(i), 1100)).unwrap();
+                }
+            }
+            w.commit().unwrap();
+            for i in 0..2u32 {
+                let mut w = db.begin_write().unwrap();
+                w.open_table("u").unwrap().insert(&key(i), b"x").unwrap();
+                w.commit().unwrap();
+            }
+        }
+        t.db = None;
+        let hw = metas_high_water(&t.path(), PS);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(t.path())
+            .unwrap()
+            .set_len(hw * u64::from(PS))
+            .unwrap();
+        t.reopen();
+        let before = packed_rows(t.db());
+        let heap_before = t.db().stat().unwrap().heap_tree;
+        grows.store(0, Ordering::SeqCst);
+        fail.store(nth, Ordering::SeqCst);
+        let r = remove_two_thirds(t.db());
+        eprintln!("nth {nth}: {r:?}, grows {}", grows.load(Ordering::SeqCst));
+        fail.store(0, Ordering::SeqCst);
+        t.reopen();
+        let db = t.db();
+        assert_clean(db);
+        if r.is_err() {
+            assert_eq!(packed_rows(db), before, "nth {nth}");
+        }
+        remove_two_thirds(db).unwrap();
+        let report = assert_clean(db);
+        let rows = packed_rows(db);
+        assert_eq!(rows.len(), N.div_ceil(3) as usize);
+        for (k, v) in rows {
+            let i = u32::from_be_bytes(k[..].try_into().unwrap());
+            assert_eq!(v, bytes(u64::from(i), 1100));
+        }
+        let s = db.stat().unwrap();
+        eprintln!("nth {nth}: heap before {heap_before:?} after {:?}; pages {} free {} pending {}; {report:?}", s.heap_tree, s.pages, s.free_pages, s.pending_free_pages);
+    }
+}
