@@ -1,9 +1,11 @@
 //! Second hostile review of the value heap, aimed at the fixes of the first
 //! (tests/redteam_heap.rs): the spare segment, the "own" set, early frees,
-//! `highest_target`, cleaning's room.
+//! the check of committed nodes, cleaning's room.
 //!
-//! Tests named `redteam_*` fail (each one's comment says what and why);
-//! tests named `held_*` are attacks the heap withstood.
+//! Tests named `redteam_*` failed when written (each one's comment says what
+//! and why) and pass since the fix: a committed node may not point at a page
+//! that was free when the transaction started. Tests named `held_*` are
+//! attacks the heap withstood.
 
 mod common;
 
@@ -174,9 +176,10 @@ fn insert_a_then_overwrite_3(db: &Database) -> larch::Result<()> {
     w.commit()
 }
 
-/// DEFECT. A crafted packed reference in a committed leaf names `(F, 24)`,
+/// Found a defect (fixed). A crafted packed reference in a committed leaf names `(F, 24)`,
 /// where F is the first page of a free run below the high-water mark
-/// (so `Node::highest_target` lets the leaf be copied), and the rest of the
+/// (so a check of the high-water mark alone let the leaf be copied; the
+/// check now refuses a page that was free at the transaction's start), and the rest of the
 /// file is consistent (the old segment's count and the meta's totals no
 /// longer count that value). In one transaction the user inserts "A" (1,100
 /// bytes): the writer takes that free run for a new segment and packs A at
@@ -311,7 +314,11 @@ fn check_model(db: &Database, model: &Model, what: &str) {
         let mut n = 0;
         for e in t.iter().unwrap() {
             let (k, v) = e.unwrap();
-            assert_eq!(rows.get(k).map(|v| v.as_slice()), Some(v), "{what}: {name} {k:?}");
+            assert_eq!(
+                rows.get(k).map(|v| v.as_slice()),
+                Some(v),
+                "{what}: {name} {k:?}"
+            );
             n += 1;
         }
         assert_eq!(n, rows.len(), "{what}: {name} count");
@@ -514,13 +521,16 @@ fn held_cleaning_that_grew_the_file_then_a_failed_write() {
         let fail = Arc::new(AtomicU32::new(0));
         let grows = Arc::new(AtomicU32::new(0));
         let (f, g) = (fail.clone(), grows.clone());
-        let opts = Options::new().page_size(PS).map_size(1 << 28).storage(move |file| {
-            Ok(Box::new(FailWrite {
-                inner: FileStorage::new(file),
-                fail: f.clone(),
-                grows: g.clone(),
-            }) as Box<dyn Storage>)
-        });
+        let opts = Options::new()
+            .page_size(PS)
+            .map_size(1 << 28)
+            .storage(move |file| {
+                Ok(Box::new(FailWrite {
+                    inner: FileStorage::new(file),
+                    fail: f.clone(),
+                    grows: g.clone(),
+                }) as Box<dyn Storage>)
+            });
         let mut t = TestDb::with_options(opts);
         {
             let db = t.db();
@@ -569,6 +579,9 @@ fn held_cleaning_that_grew_the_file_then_a_failed_write() {
             assert_eq!(v, bytes(u64::from(i), 1100));
         }
         let s = db.stat().unwrap();
-        eprintln!("nth {nth}: heap before {heap_before:?} after {:?}; pages {} free {} pending {}; {report:?}", s.heap_tree, s.pages, s.free_pages, s.pending_free_pages);
+        eprintln!(
+            "nth {nth}: heap before {heap_before:?} after {:?}; pages {} free {} pending {}; {report:?}",
+            s.heap_tree, s.pages, s.free_pages, s.pending_free_pages
+        );
     }
 }

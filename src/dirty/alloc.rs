@@ -162,6 +162,13 @@ impl Allocator {
         Ok(true)
     }
 
+    /// Whether the transaction could take page `p` (or took it): it was
+    /// past the snapshot's high-water mark or reusable when the
+    /// transaction started.
+    pub(crate) fn could_take(&self, p: PageId, base_high_water: u64) -> bool {
+        p >= base_high_water || self.free.was_reusable(p)
+    }
+
     /// The file holds `pages` pages now (grown during the transaction).
     pub(crate) fn file_grew(&mut self, pages: u64) {
         self.file_pages = self.file_pages.max(pages);

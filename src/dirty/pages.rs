@@ -258,12 +258,15 @@ impl PageStore for TxnPages<'_> {
         if self.dirty.bufs.contains(id) {
             return Ok(());
         }
-        match node.highest_target()? {
-            Some(page) if page >= self.dirty.base_high_water => {
-                corrupted(id, "a committed page points past its snapshot")
+        // In a sound file a committed page points only at pages in use in
+        // its snapshot, never at one this transaction can take.
+        let (alloc, end) = (&self.dirty.alloc, self.dirty.base_high_water);
+        node.for_each_target(|page| {
+            if alloc.could_take(page, end) {
+                return corrupted(id, "a committed page points at a free page");
             }
-            _ => Ok(()),
-        }
+            Ok(())
+        })
     }
 
     fn alloc_node(&mut self, page: Box<[u8]>) -> Result<PageId> {

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::format::page::PageId;
+use crate::format::page::{PageId, PageSet};
 
 /// One free page as the persisted list holds it: reusable now (`freed_by`
 /// and `written_by` 0), or pending, reached by snapshots
@@ -343,7 +343,7 @@ pub(crate) struct TxnFreeList {
     /// The free list, with the pages this transaction may reuse released.
     list: FreeList,
     /// Pages taken from the list's pool (given back on abort).
-    taken: Vec<PageId>,
+    taken: PageSet,
     /// Pages allocated by this transaction and freed again: reusable at once.
     local: Vec<PageId>,
     /// Committed pages this transaction freed, each with the transaction
@@ -375,7 +375,7 @@ impl TxnFreeList {
             return Some(p);
         }
         let p = self.list.pop()?;
-        self.taken.push(p);
+        self.taken.insert(p);
         self.last = Some(p);
         Some(p)
     }
@@ -398,7 +398,7 @@ impl TxnFreeList {
                 p
             }
         };
-        self.taken.push(p);
+        self.taken.insert(p);
         self.last = Some(p);
         Some(p)
     }
@@ -425,6 +425,12 @@ impl TxnFreeList {
         }
         let p = self.list.find_run(n.max(1))?;
         Some((p, self.list.run_len_at(p, max).max(1)))
+    }
+
+    /// Whether page `p` was reusable when the transaction started (it may
+    /// have taken it since): no committed page may point at it.
+    pub(crate) fn was_reusable(&self, p: PageId) -> bool {
+        self.list.reusable.contains(&p) || self.taken.contains(&p)
     }
 
     /// The page `take_run(n)` would return, without taking it.
@@ -508,7 +514,7 @@ impl TxnFreeList {
         for p in self.trimmed.drain(..) {
             self.list.insert_reusable(p);
         }
-        for p in self.taken.drain(..) {
+        for p in self.taken.drain() {
             self.list.insert_reusable(p);
         }
         std::mem::take(&mut self.list)

@@ -172,12 +172,10 @@ impl<'a> Node<'a> {
         Ok((key, value))
     }
 
-    /// The highest page the node points at: a branch's children, or the
-    /// overflow runs and segments of a leaf's values kept out of it; `None`
-    /// for a leaf whose values are all inline. Reads only the flags of an
-    /// inline value's cell.
-    pub(crate) fn highest_target(&self) -> Result<Option<PageId>> {
-        let mut highest = None;
+    /// Calls `f` with every page the node points at: a branch's children,
+    /// or the overflow runs and segments of a leaf's values kept out of it.
+    /// Reads only the flags of an inline value's cell.
+    pub(crate) fn for_each_target(&self, mut f: impl FnMut(PageId) -> Result<()>) -> Result<()> {
         for i in 0..self.count {
             let target = if self.leaf {
                 let off = self.cell_offset(i)?;
@@ -194,9 +192,9 @@ impl<'a> Node<'a> {
             } else {
                 self.child(i)?
             };
-            highest = highest.max(Some(target));
+            f(target)?;
         }
-        Ok(highest)
+        Ok(())
     }
 
     /// Leaf: the first index whose key is `>= key`, and whether it is equal.
