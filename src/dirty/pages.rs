@@ -321,13 +321,23 @@ impl PageStore for TxnPages<'_> {
         let ValueRef::Packed { seg, off } = at else {
             return Ok(at);
         };
-        // The bytes are copied out first: the segment filled next may be a
-        // buffer this transaction holds.
-        let value = self.dirty.view(self.pager).spilled_value(at, len)?.to_vec();
+        // A value of a committed segment is packed straight from the map
+        // (through a map handle of its own, so the buffers may change
+        // meanwhile); one of this transaction's segments is copied out
+        // first, as the segment filled next may be that very buffer.
         let d = &mut *self.dirty;
+        let map = Arc::clone(&d.map);
+        let base = MapView::new(self.pager, &map, d.base_high_water, d.txn_id - 1);
+        let own;
+        let value = if d.bufs.contains(seg) {
+            own = d.view(self.pager).spilled_value(at, len)?.to_vec();
+            &own[..]
+        } else {
+            base.spilled_value(at, len)?
+        };
         match d
             .heap
-            .pack(&mut d.alloc, &mut d.bufs, d.txn_id, &value, below, pages)?
+            .pack(&mut d.alloc, &mut d.bufs, d.txn_id, value, below, pages)?
         {
             Some(new) => {
                 self.free_packed(seg, off, len)?;
