@@ -5,8 +5,9 @@
 
 mod common;
 
+use common::heap_image::assert_clean;
 use common::{TestDb, seeded_bytes as bytes};
-use larch::{Database, Options};
+use larch::Options;
 
 fn key(i: u64) -> [u8; 8] {
     i.to_be_bytes()
@@ -20,13 +21,6 @@ fn boundary_lengths(ps: usize) -> Vec<usize> {
     lens.extend(larch::testing::boundary_lengths(ps, 8));
     lens.extend([40 * ps, 40 * ps + 1]);
     lens
-}
-
-fn assert_clean(db: &Database) -> larch::CheckReport {
-    let report = db.check_report().unwrap();
-    assert!(report.errors.is_empty(), "{:?}", report.errors);
-    assert_eq!(report.leaked_pages, 0);
-    report
 }
 
 #[test]

@@ -14,11 +14,11 @@
 
 mod common;
 
-use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use common::full_disk::full_disk;
 use common::{Rng, TestDb};
 use larch::testing::{FileStorage, Storage, image_state};
 use larch::{Database, Error};
@@ -114,33 +114,6 @@ fn fragmented() -> TestDb {
     t
 }
 
-/// Storage whose disk is full once `full` is set: the file cannot grow.
-struct Full {
-    inner: FileStorage,
-    full: Arc<AtomicBool>,
-}
-
-impl Storage for Full {
-    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.inner.write_at(offset, data)
-    }
-    fn write_vectored_at(&self, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
-        self.inner.write_vectored_at(offset, bufs)
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn allocate(&self, from: u64, to: u64) -> io::Result<()> {
-        if self.full.load(Ordering::SeqCst) {
-            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
-        }
-        self.inner.allocate(from, to)
-    }
-    fn sync(&self) -> io::Result<()> {
-        self.inner.sync()
-    }
-}
-
 /// On a full disk, a transaction whose pages all fit in the reusable pages
 /// of the file needs no growth and must commit. The allocator grows the
 /// file past the 64th page instead of taking free pages without a free
@@ -151,13 +124,7 @@ impl Storage for Full {
 fn a_full_disk_does_not_refuse_a_commit_that_fits_in_free_pages() {
     let mut t = fragmented();
     let full = Arc::new(AtomicBool::new(false));
-    let flag = full.clone();
-    t.set_options(common::small_map(PS).storage(move |file| {
-        Ok(Box::new(Full {
-            inner: FileStorage::new(file),
-            full: flag.clone(),
-        }) as Box<dyn Storage>)
-    }));
+    t.set_options(full_disk(common::small_map(PS), &full));
     t.reopen();
     let db = t.db();
     let s = db.stat().unwrap();

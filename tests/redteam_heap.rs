@@ -29,29 +29,20 @@
 
 mod common;
 
-use std::io;
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use common::full_disk::full_disk;
+use common::heap_image::{assert_clean, heap_entry, heap_root, metas_high_water, newest_slot};
 use common::{TestDb, seeded_bytes as bytes};
-use larch::testing::{FileStorage, Storage, edit_meta, image_state, restamp};
+use larch::testing::{edit_meta, restamp};
 use larch::{Database, Error, Options};
 
 const PS: u32 = 4096;
 
 fn key(i: u32) -> [u8; 4] {
     i.to_be_bytes()
-}
-
-/// The larger high-water mark of the two metas on disk.
-fn metas_high_water(path: &Path, ps: u32) -> u64 {
-    let image = std::fs::read(path).unwrap();
-    image_state(&image, ps as usize)
-        .iter()
-        .map(|s| s.high_water)
-        .max()
-        .unwrap()
 }
 
 /// Cuts the (closed) database file to the metas' high-water mark: no room
@@ -65,50 +56,6 @@ fn cut_to_high_water(t: &mut TestDb, ps: u32) -> u64 {
         .unwrap();
     f.set_len(hw * u64::from(ps)).unwrap();
     hw
-}
-
-fn assert_clean(db: &Database) -> larch::CheckReport {
-    let report = db.check_report().unwrap();
-    assert!(report.errors.is_empty(), "{:?}", report.errors);
-    assert_eq!(report.leaked_pages, 0, "{report:?}");
-    report
-}
-
-/// Storage whose disk is full once `full` is set: the file cannot grow.
-struct Full {
-    inner: FileStorage,
-    full: Arc<AtomicBool>,
-}
-
-impl Storage for Full {
-    fn write_at(&self, offset: u64, data: &[u8]) -> io::Result<()> {
-        self.inner.write_at(offset, data)
-    }
-    fn write_vectored_at(&self, offset: u64, bufs: &[&[u8]]) -> io::Result<()> {
-        self.inner.write_vectored_at(offset, bufs)
-    }
-    fn set_len(&self, len: u64) -> io::Result<()> {
-        self.inner.set_len(len)
-    }
-    fn allocate(&self, from: u64, to: u64) -> io::Result<()> {
-        if self.full.load(Ordering::SeqCst) {
-            return Err(io::Error::from_raw_os_error(libc::ENOSPC));
-        }
-        self.inner.allocate(from, to)
-    }
-    fn sync(&self) -> io::Result<()> {
-        self.inner.sync()
-    }
-}
-
-fn full_disk_options(full: &Arc<AtomicBool>) -> Options {
-    let flag = full.clone();
-    common::small_map(PS).storage(move |file| {
-        Ok(Box::new(Full {
-            inner: FileStorage::new(file),
-            full: flag.clone(),
-        }) as Box<dyn Storage>)
-    })
 }
 
 // ---------------------------------------------------------------------------
@@ -240,7 +187,7 @@ fn redteam_packed_value_fits_in_free_single_pages_under_max_size() {
 fn redteam_packed_value_fits_in_free_single_pages_on_a_full_disk() {
     let (mut t, _) = single_free_pages();
     let full = Arc::new(AtomicBool::new(false));
-    t.set_options(full_disk_options(&full));
+    t.set_options(full_disk(common::small_map(PS), &full));
     t.reopen();
     let db = t.db();
     full.store(true, Ordering::SeqCst);
@@ -423,7 +370,7 @@ fn redteam_removing_values_at_max_size_is_not_refused_by_cleaning() {
 fn redteam_removing_values_on_a_full_disk_is_not_refused_by_cleaning() {
     let (mut t, _) = packed_table(2400);
     let full = Arc::new(AtomicBool::new(false));
-    t.set_options(full_disk_options(&full));
+    t.set_options(full_disk(common::small_map(PS), &full));
     t.reopen();
     let db = t.db();
     full.store(true, Ordering::SeqCst);
@@ -437,57 +384,6 @@ fn redteam_removing_values_on_a_full_disk_is_not_refused_by_cleaning() {
 // ---------------------------------------------------------------------------
 
 /// The meta slot holding the newest commit of `image`.
-fn newest_slot(image: &[u8], ps: usize) -> usize {
-    image_state(image, ps)
-        .iter()
-        .max_by_key(|s| s.txn_id)
-        .unwrap()
-        .slot as usize
-}
-
-/// The heap tree's root, read from the newest meta (the slot is rewritten
-/// unchanged).
-fn heap_root(image: &mut [u8], ps: usize) -> (u64, u32) {
-    let slot = newest_slot(image, ps);
-    let mut root = (0, 0);
-    assert!(edit_meta(image, ps, slot, |m| root = (m.heap_root, m.heap_depth)));
-    root
-}
-
-/// The cells of leaf page `id`: `(offset of the cell, key, value)`.
-fn leaf_cells(image: &[u8], ps: usize, id: u64) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
-    let at = id as usize * ps;
-    let page = &image[at..at + ps];
-    assert_eq!(page[0], 2, "a leaf");
-    let count = u16::from_le_bytes([page[2], page[3]]) as usize;
-    (0..count)
-        .map(|i| {
-            let off = u16::from_le_bytes([page[24 + 2 * i], page[25 + 2 * i]]) as usize;
-            let klen = u16::from_le_bytes([page[off + 2], page[off + 3]]) as usize;
-            let vlen = u32::from_le_bytes(page[off + 4..off + 8].try_into().unwrap()) as usize;
-            let key = page[off + 8..off + 8 + klen].to_vec();
-            let value = page[off + 8 + klen..off + 8 + klen + vlen].to_vec();
-            (at + off, key, value)
-        })
-        .collect()
-}
-
-/// The heap entry of segment `seg`: where its value lies in the image, and
-/// `(pages, values, live)`.
-fn heap_entry(image: &mut [u8], ps: usize, seg: u64) -> (usize, (u32, u32, u64)) {
-    let (root, depth) = heap_root(image, ps);
-    assert_eq!(depth, 1, "a heap tree of one leaf");
-    let (cell, _, v) = leaf_cells(image, ps, root)
-        .into_iter()
-        .find(|(_, k, _)| k[..] == seg.to_be_bytes())
-        .expect("the segment's entry");
-    let at = cell + 8 + 8;
-    let pages = u32::from_le_bytes(v[0..4].try_into().unwrap());
-    let values = u32::from_le_bytes(v[4..8].try_into().unwrap());
-    let live = u64::from_le_bytes(v[8..16].try_into().unwrap());
-    (at, (pages, values, live))
-}
-
 /// Makes the newest commit of `image` one whose pages need no seal check
 /// (its seal list emptied), so that edited pages do not set it aside.
 fn drop_seal(image: &mut [u8], ps: usize) {

@@ -11,76 +11,15 @@ mod common;
 
 use std::path::Path;
 
+use common::heap_image::{assert_clean, heap_entry, heap_root, metas_high_water, newest_slot};
 use common::{TestDb, seeded_bytes as bytes};
-use larch::testing::{edit_meta, image_state, restamp};
+use larch::testing::{edit_meta, restamp};
 use larch::{Database, Error, Options};
 
 const PS: u32 = 4096;
 
 fn key(i: u32) -> [u8; 4] {
     i.to_be_bytes()
-}
-
-fn metas_high_water(path: &Path, ps: u32) -> u64 {
-    let image = std::fs::read(path).unwrap();
-    image_state(&image, ps as usize)
-        .iter()
-        .map(|s| s.high_water)
-        .max()
-        .unwrap()
-}
-
-fn assert_clean(db: &Database) -> larch::CheckReport {
-    let report = db.check_report().unwrap();
-    assert!(report.errors.is_empty(), "{:?}", report.errors);
-    assert_eq!(report.leaked_pages, 0, "{report:?}");
-    report
-}
-
-fn newest_slot(image: &[u8], ps: usize) -> usize {
-    image_state(image, ps)
-        .iter()
-        .max_by_key(|s| s.txn_id)
-        .unwrap()
-        .slot as usize
-}
-
-fn heap_root(image: &mut [u8], ps: usize) -> (u64, u32) {
-    let slot = newest_slot(image, ps);
-    let mut root = (0, 0);
-    assert!(edit_meta(image, ps, slot, |m| root = (m.heap_root, m.heap_depth)));
-    root
-}
-
-fn leaf_cells(image: &[u8], ps: usize, id: u64) -> Vec<(usize, Vec<u8>, Vec<u8>)> {
-    let at = id as usize * ps;
-    let page = &image[at..at + ps];
-    assert_eq!(page[0], 2, "a leaf");
-    let count = u16::from_le_bytes([page[2], page[3]]) as usize;
-    (0..count)
-        .map(|i| {
-            let off = u16::from_le_bytes([page[24 + 2 * i], page[25 + 2 * i]]) as usize;
-            let klen = u16::from_le_bytes([page[off + 2], page[off + 3]]) as usize;
-            let vlen = u32::from_le_bytes(page[off + 4..off + 8].try_into().unwrap()) as usize;
-            let key = page[off + 8..off + 8 + klen].to_vec();
-            let value = page[off + 8 + klen..off + 8 + klen + vlen].to_vec();
-            (at + off, key, value)
-        })
-        .collect()
-}
-
-fn heap_entry(image: &mut [u8], ps: usize, seg: u64) -> (usize, (u32, u32, u64)) {
-    let (root, depth) = heap_root(image, ps);
-    assert_eq!(depth, 1, "a heap tree of one leaf");
-    let (cell, _, v) = leaf_cells(image, ps, root)
-        .into_iter()
-        .find(|(_, k, _)| k[..] == seg.to_be_bytes())
-        .expect("the segment's entry");
-    let at = cell + 8 + 8;
-    let pages = u32::from_le_bytes(v[0..4].try_into().unwrap());
-    let values = u32::from_le_bytes(v[4..8].try_into().unwrap());
-    let live = u64::from_le_bytes(v[8..16].try_into().unwrap());
-    (at, (pages, values, live))
 }
 
 /// Leaf cells with a packed value: (offset of the reference in the image,

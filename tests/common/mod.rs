@@ -5,6 +5,8 @@ use std::path::{Path, PathBuf};
 use larch::{Database, Options};
 use tempfile::TempDir;
 
+pub mod full_disk;
+pub mod heap_image;
 pub mod sized;
 
 /// Held while a test spawns a child process, and while a test reopens a
