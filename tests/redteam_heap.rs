@@ -279,11 +279,23 @@ fn redteam_growing_the_open_segment_under_max_size_is_not_fatal() {
 // ---------------------------------------------------------------------------
 
 /// A table "t" of `n` values of 1,500 bytes (2,400 of them take about 880
-/// pages of segments), the file cut to its high-water mark.
+/// pages of segments), the file cut to its high-water mark, with about 64
+/// reusable free pages low in the file: room for the pages a removal's
+/// commit copies (the leaves, the heap tree, the free list), two commits in
+/// a row, and nowhere near enough to move the values of half the heap.
 fn packed_table(n: u32) -> (TestDb, u64) {
     let mut t = TestDb::new(PS);
     {
         let db = t.db();
+        // 64 leaves of 35 values of 100 bytes, dropped once "t" is filled.
+        let mut w = db.begin_write().unwrap();
+        {
+            let mut pad = w.open_table("pad").unwrap();
+            for i in 0..64 * PER_LEAF {
+                pad.insert(&key(i), &[7u8; 100]).unwrap();
+            }
+        }
+        w.commit().unwrap();
         for chunk in (0..n).collect::<Vec<_>>().chunks(400) {
             let mut w = db.begin_write().unwrap();
             {
@@ -294,8 +306,23 @@ fn packed_table(n: u32) -> (TestDb, u64) {
             }
             w.commit().unwrap();
         }
+        let mut w = db.begin_write().unwrap();
+        assert!(w.delete_table("pad").unwrap());
+        w.commit().unwrap();
+        // Two more commits (an empty one commits nothing): the meta that
+        // still saw the pad is overwritten.
+        for _ in 0..2 {
+            let mut w = db.begin_write().unwrap();
+            w.open_table("t")
+                .unwrap()
+                .insert(&key(0), &bytes(0, 1500))
+                .unwrap();
+            w.commit().unwrap();
+        }
         let r = assert_clean(db);
         assert!(r.segment_pages * 4096 > u64::from(n) * 1500, "{r:?}");
+        let free = db.stat().unwrap();
+        assert!(free.free_pages - free.pending_free_pages >= 60, "{free:?}");
     }
     let hw = cut_to_high_water(&mut t, PS);
     (t, hw)

@@ -94,12 +94,17 @@ impl Allocator {
     /// 1. the lowest free run at least eight times `need` long (or `want`,
     ///    if shorter), up to `want` of it: a value that does not fit closes
     ///    a segment, so a segment that long wastes at most an eighth of it;
-    /// 2. `want` pages past the high-water mark, if the file already holds
-    ///    them (it grows ahead of use);
-    /// 3. the lowest free run of `need` pages or more, up to `want` of it:
+    /// 2. for a transaction's first segment (`first`), the lowest free run
+    ///    of `need` pages or more, up to `want` of it: a commit that packs a
+    ///    value or two refills the runs freed below instead of raising the
+    ///    high-water mark commit after commit while they wait;
+    /// 3. `want` pages past the high-water mark, if the file already holds
+    ///    them (it grows ahead of use): the later segments of a transaction
+    ///    that packs much stay long and dense;
+    /// 4. the lowest free run of `need` pages or more, up to `want` of it:
     ///    the free pages go before the file grows, so a full disk or
     ///    `Options::max_size` refuses no value the free pages can hold;
-    /// 4. pages past the end of the file, `want` or as many as `max_size`
+    /// 5. pages past the end of the file, `want` or as many as `max_size`
     ///    leaves room for, `need` at least (else `MapFull`).
     ///
     /// `None` when nothing of this lies below `below`.
@@ -108,9 +113,13 @@ impl Allocator {
         need: u64,
         want: u64,
         below: PageId,
+        first: bool,
     ) -> Result<Option<(PageId, u64)>> {
         let shortest = need.saturating_mul(8).min(want).max(need);
         if let Some(got) = self.take_segment_run(shortest, want, below)? {
+            return Ok(Some(got));
+        }
+        if first && let Some(got) = self.take_segment_run(need, want, below)? {
             return Ok(Some(got));
         }
         let held = self.file_pages.min(self.max_pages);
@@ -230,6 +239,18 @@ impl Allocator {
         Ok(())
     }
 
+    /// Gives back the `n` pages from `at`, which this transaction took and
+    /// no longer needs: to the high-water mark when they end there (the
+    /// mark drops, so pages the commit takes next come from the free list,
+    /// not from the top of the file), else to the free list.
+    pub(crate) fn give_back(&mut self, at: PageId, n: u64) -> Result<()> {
+        if at.checked_add(n) == Some(self.high_water) && at >= 2 {
+            self.high_water = at;
+            return Ok(());
+        }
+        self.free(at, n, None)
+    }
+
     /// Lowers the high-water mark past the reusable pages at the end of the
     /// file, which leave the free list (`TxnFreeList::trim_tail`).
     pub(crate) fn trim_tail(&mut self) {
@@ -304,7 +325,7 @@ mod tests {
         free.insert_reusable(10);
         let mut a = Allocator::new(4096, 1000, u64::MAX, 1000, free);
         a.free(500, 1, None).unwrap();
-        if let Some((p, n)) = a.alloc_segment(1, 1, 100).unwrap() {
+        if let Some((p, n)) = a.alloc_segment(1, 1, 100, false).unwrap() {
             assert!(p + n <= 100, "a segment at {p} of {n} pages");
         }
     }

@@ -121,7 +121,9 @@ impl Heap {
                     (first, pages)
                 }
                 _ => {
-                    let Some((first, pages)) = alloc.alloc_segment(need, want, below)? else {
+                    let Some((first, pages)) =
+                        alloc.alloc_segment(need, want, below, self.packed == 0)?
+                    else {
                         return Ok(None);
                     };
                     let mut buf = vec![0u8; pages as usize * ps].into_boxed_slice();
@@ -216,7 +218,7 @@ impl Heap {
                 return corrupted(open.first, "the open segment has no buffer");
             };
             set_run_pages(buf, keep as u32);
-            alloc.free(open.first + keep, open.pages - keep, None)?;
+            alloc.give_back(open.first + keep, open.pages - keep)?;
             self.changes.entry(open.first).or_default().pages = Some(keep);
         }
         Ok(())

@@ -456,10 +456,21 @@ fn a_reader_process_pins_only_what_its_snapshot_reaches() {
     let expected = committed_digest(db);
     let mut pinner = spawn("pinner", &t.path(), "");
     let txn = field(&pinner.expect("pinned"), "txn").unwrap();
-    churn(db, &mut rng, 200);
-    let warm = pages(db).0;
-    churn(db, &mut rng, 800);
-    let end = pages(db).0;
+    // The high-water mark swings by a few dozen pages as runs at the top
+    // are freed and cut (a packed value needs a run of its own length among
+    // pages freed one by one): the highest mark of each half is compared.
+    let mut highest = |commits: u64| {
+        (0..commits / 20)
+            .map(|_| {
+                churn(db, &mut rng, 20);
+                pages(db).0
+            })
+            .max()
+            .unwrap_or(0)
+    };
+    highest(200);
+    let warm = highest(400);
+    let end = highest(400);
     let listed = db.readers().unwrap();
     let me = listed.iter().find(|r| r.pid == pinner.pid()).unwrap();
     assert_eq!(me.txn_id, txn);
@@ -468,12 +479,12 @@ fn a_reader_process_pins_only_what_its_snapshot_reaches() {
     pinner.finish();
     report(&format!(
         "RELIABILITY suite=multiprocess part=interval seed={seed} reader_procs=1 \
-         commits=1000 pages_after_200={warm} pages_after_1000={end} pinned_alone={}",
+         commits=1000 highest_200_600={warm} highest_600_1000={end} pinned_alone={}",
         me.pinned_pages
     ));
     assert!(
         end <= warm + warm / 10 + 32,
-        "800 more commits under a pinned reader process grew the file from {warm} to {end} pages"
+        "400 more commits under a pinned reader process raised the highest mark from {warm} to {end} pages"
     );
     db.check().unwrap();
 }
