@@ -14,7 +14,7 @@ use crate::btree::load_node;
 use crate::error::{Error, Result, corrupted};
 use crate::format::heap::{SEGMENT_DATA, Segment, segment_of_key};
 use crate::format::meta::{Meta, TableDesc};
-use crate::format::node::{LeafValue, ValueRef};
+use crate::format::node::{LeafValue, NodeKey, ValueRef, long_prefix, max_inline_key};
 use crate::format::page::{PageId, page_checksum, segment_run, stored_checksum};
 use crate::freelist::read_chain;
 use crate::pager::{Map, Pager};
@@ -227,6 +227,7 @@ impl<'a, P: PageSource<'a>> Checker<P> {
                 }
                 for i in 0..node.count() {
                     let (key, value) = node.entry(i)?;
+                    let key = self.whole_key(id, key)?;
                     if !in_bounds(key) || last_key.as_deref().is_some_and(|l| key <= l) {
                         return corrupted(id, "keys out of order");
                     }
@@ -238,22 +239,31 @@ impl<'a, P: PageSource<'a>> Checker<P> {
                 self.report.branch_pages += 1;
                 let mut children = Vec::with_capacity(node.count());
                 for i in 0..node.count() {
+                    // A long separator's place is the branch's: claimed (a
+                    // run) or counted into its segment, as a value's.
+                    if let NodeKey::Long { key, .. } = node.key(i)? {
+                        self.value(LeafValue::Spilled {
+                            at: key.at,
+                            len: key.blob,
+                            key: 0,
+                        })?;
+                    }
                     let lower = if i == 0 {
                         lo.clone()
                     } else {
-                        Some(node.key(i)?.to_vec())
+                        Some(self.whole_key(id, node.key(i)?)?.to_vec())
                     };
                     let upper = if i + 1 == node.count() {
                         hi.clone()
                     } else {
-                        Some(node.key(i + 1)?.to_vec())
+                        Some(self.whole_key(id, node.key(i + 1)?)?.to_vec())
                     };
                     if let (Some(l), Some(u)) = (&lower, &upper)
                         && l >= u
                     {
                         return corrupted(id, "separators out of order");
                     }
-                    if i > 0 && !in_bounds(node.key(i)?) {
+                    if i > 0 && !in_bounds(self.whole_key(id, node.key(i)?)?) {
                         return corrupted(id, "separator outside its parent's range");
                     }
                     children.push((node.child(i)?, level + 1, lower, upper));
@@ -267,11 +277,27 @@ impl<'a, P: PageSource<'a>> Checker<P> {
         Ok(())
     }
 
+    /// The whole of a key of node `id`: a long one read from its place, and
+    /// checked to be as the writer makes one: longer than a node holds,
+    /// starting with the first bytes the node holds, all of them it may.
+    fn whole_key(&self, id: PageId, key: NodeKey<'a>) -> Result<&'a [u8]> {
+        let whole = self.view.key(key)?;
+        if let NodeKey::Long { prefix, .. } = key
+            && (whole.len() <= max_inline_key(self.page_size)
+                || prefix.len() != long_prefix(self.page_size)
+                || !whole.starts_with(prefix))
+        {
+            return corrupted(id, "long key not as the writer makes one");
+        }
+        Ok(whole)
+    }
+
     fn value(&mut self, value: LeafValue<'a>) -> Result<()> {
         match value {
             LeafValue::Spilled {
                 at: ValueRef::Run(page),
                 len,
+                ..
             } => {
                 let run = run_len(self.view.page(page)?, page, len, self.page_size)?;
                 self.claim_run(page, run, "overflow page reachable twice")?;
@@ -281,6 +307,7 @@ impl<'a, P: PageSource<'a>> Checker<P> {
             LeafValue::Spilled {
                 at: ValueRef::Packed { seg, off },
                 len,
+                ..
             } => {
                 // Readable where the cell says (the segment's header and
                 // bounds); the segment itself is checked with the heap.

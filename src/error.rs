@@ -37,7 +37,7 @@ pub enum Error {
         /// Which of the three it was.
         reason: &'static str,
     },
-    /// A key is longer than the page size allows (`page_size / 4`).
+    /// A key is longer than any a database accepts (65,536 bytes).
     KeyTooLarge {
         /// Length of the rejected key.
         len: usize,

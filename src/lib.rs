@@ -50,8 +50,10 @@
 //!   on it returns [`Error::TxnFailed`] and it cannot commit; abort and
 //!   retry. Only a key, value or table name rejected up front
 //!   ([`Error::KeyTooLarge`], [`Error::ValueTooLarge`]) leaves it usable.
-//! - **Keys and values.** Keys are compared bytewise, up to a quarter page
-//!   ([`Error::KeyTooLarge`]); values up to 4 GiB, big ones in overflow pages.
+//! - **Keys and values.** Keys are compared bytewise, up to 64 KiB
+//!   ([`Error::KeyTooLarge`]; one longer than a quarter page keeps its first
+//!   bytes in its node and the rest beside its value); values up to 4 GiB,
+//!   big ones out of their leaf. Both are handed out as one `&[u8]`.
 //!   Tables are named and keep an O(1) entry count.
 //! - **Corruption** is never a panic: damaged bytes give
 //!   [`Error::Corrupted`], and [`Database::check`] walks every page.
@@ -88,3 +90,7 @@ pub use error::{Error, Result};
 pub use registry::ReaderInfo;
 pub use table::{Cursor, Entry, Range, Table, TableMut, TableStat};
 pub use txn::{ReadTxn, SetAside, Stat, WriteTxn};
+
+/// The longest key (and table name) a database accepts, at every page size:
+/// 64 KiB. A longer one is [`Error::KeyTooLarge`].
+pub const MAX_KEY_LEN: usize = format::node::MAX_KEY;

@@ -2,11 +2,11 @@
 
 use std::ops::{Bound, RangeBounds};
 
-use crate::btree::{self, PageStore};
+use crate::btree;
 use crate::dirty::TxnPages;
 use crate::error::{Error, Result, corrupted};
 use crate::format::meta::TableDesc;
-use crate::format::node::max_key;
+use crate::format::node::MAX_KEY;
 use crate::format::page::OVERFLOW_DATA;
 use crate::view::{MapView, View};
 
@@ -42,9 +42,9 @@ pub(crate) fn catalog_names(view: View<'_>, catalog: &TableDesc) -> Result<Vec<S
     Ok(names)
 }
 
-/// Checks a key's length against the page size.
-pub(crate) fn check_key(key: &[u8], page_size: usize) -> Result<()> {
-    let max = max_key(page_size);
+/// Checks a key's length against the longest a database accepts.
+pub(crate) fn check_key(key: &[u8]) -> Result<()> {
+    let max = MAX_KEY;
     if key.len() > max {
         return Err(Error::KeyTooLarge {
             len: key.len(),
@@ -188,8 +188,9 @@ impl<'txn> TableMut<'txn> {
     /// transactions see it once [`WriteTxn::commit`](crate::WriteTxn::commit)
     /// returns, and it is durable from then on.
     ///
-    /// Keys are at most `page_size / 4` bytes ([`Error::KeyTooLarge`]). Values
-    /// larger than about a quarter page are stored in overflow pages.
+    /// Keys are at most 65,536 bytes ([`Error::KeyTooLarge`]); one longer than
+    /// a quarter page is stored out of its leaf with its value. Values larger
+    /// than about a quarter page are stored out of their leaf.
     ///
     /// [`Error::KeyTooLarge`] and [`Error::ValueTooLarge`] are checked before
     /// anything changes and leave the transaction as it was. Any other error
@@ -198,7 +199,7 @@ impl<'txn> TableMut<'txn> {
     /// call on it returns [`Error::TxnFailed`], and it cannot commit.
     pub fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
         self.pages.live()?;
-        check_key(key, self.pages.page_size())?;
+        check_key(key)?;
         if value.len() > MAX_VALUE {
             return Err(Error::ValueTooLarge {
                 len: value.len(),
@@ -224,7 +225,7 @@ impl<'txn> TableMut<'txn> {
     /// error fails the transaction, as for [`insert`](TableMut::insert).
     pub fn remove(&mut self, key: &[u8]) -> Result<bool> {
         self.pages.live()?;
-        if key.len() > max_key(self.pages.page_size()) {
+        if key.len() > MAX_KEY {
             return Ok(false);
         }
         self.hint.clear();

@@ -16,14 +16,14 @@
 
 use crate::error::{Error, Result, corrupted};
 use crate::format::heap::SEGMENT_DATA;
-use crate::format::node::{LeafValue, ValueRef};
+use crate::format::node::{Keys, LeafValue, LongKey, NodeKey, ValueRef};
 use crate::format::page::{
     OVERFLOW_DATA, PageId, PageMap, overflow_pages, overflow_run, segment_run, written_by,
 };
 use crate::pager::{Map, Pager};
 
 /// Read access to the pages of one snapshot. Slices live for `'a`.
-pub(crate) trait PageSource<'a>: Copy {
+pub(crate) trait PageSource<'a>: Copy + Keys {
     /// The whole page `id`.
     fn page(&self, id: PageId) -> Result<&'a [u8]>;
     /// The `len` value bytes of the overflow run starting at `id`.
@@ -38,7 +38,28 @@ pub(crate) trait PageSource<'a>: Copy {
     fn value(&self, value: LeafValue<'a>) -> Result<&'a [u8]> {
         match value {
             LeafValue::Inline(v) => Ok(v),
-            LeafValue::Spilled { at, len } => self.spilled_value(at, len),
+            LeafValue::Spilled { at, len, key } => match self.spilled_value(at, len)?.get(key..) {
+                Some(v) => Ok(v),
+                None => corrupted(at.page(), "long key longer than its place"),
+            },
+        }
+    }
+
+    /// The whole of a key as a node holds it, read from its place when it
+    /// is long.
+    #[inline]
+    fn key(&self, key: NodeKey<'a>) -> Result<&'a [u8]> {
+        match key {
+            NodeKey::Inline(k) => Ok(k),
+            NodeKey::Long { key, .. } => self.long_key_of(key),
+        }
+    }
+
+    /// The bytes of the long key `key`, which start its place.
+    fn long_key_of(&self, key: LongKey) -> Result<&'a [u8]> {
+        match self.spilled_value(key.at, key.blob)?.get(..key.len) {
+            Some(k) => Ok(k),
+            None => corrupted(key.at.page(), "long key longer than its place"),
         }
     }
 
@@ -51,6 +72,21 @@ pub(crate) trait PageSource<'a>: Copy {
         }
     }
 }
+
+/// Every view reads long keys as it reads values.
+macro_rules! keys_of_view {
+    ($($view:ident),*) => {$(
+        impl Keys for $view<'_> {
+            #[inline]
+            fn long_key(&self, key: LongKey) -> Result<&[u8]> {
+                self.long_key_of(key)
+            }
+        }
+    )*};
+}
+keys_of_view!(MapView, DirtyView, View);
+#[cfg(feature = "testing")]
+keys_of_view!(SliceView);
 
 /// Where a view's bytes lie: the one thing that tells the views apart. Only
 /// the checked reads below call it.

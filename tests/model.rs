@@ -72,8 +72,17 @@ impl Arbitrary for Setup {
     }
 }
 
-/// Keys from a small domain so operations collide; some keys are long.
-fn key_bytes(k: u16) -> Vec<u8> {
+/// The key domain: `SHORT_KEYS` short keys, then `LONG_KEYS` long ones (a
+/// minority of the operations).
+const SHORT_KEYS: u16 = 700;
+const LONG_KEYS: u16 = 100;
+
+/// Keys from a small domain so operations collide. Most are short (every
+/// seventh 100 bytes long); the last `LONG_KEYS` are long (see `long_key`).
+fn key_bytes(k: u16, page_size: u32) -> Vec<u8> {
+    if k >= SHORT_KEYS {
+        return long_key(k - SHORT_KEYS, page_size as usize / 4);
+    }
     let base = format!("{:05}", k % 600).into_bytes();
     if k.is_multiple_of(7) {
         let mut long = base.clone();
@@ -81,6 +90,43 @@ fn key_bytes(k: u16) -> Vec<u8> {
         long
     } else {
         base
+    }
+}
+
+/// The `j`-th long key, for an inline limit (the longest key a node keeps
+/// whole) of `limit` bytes: one byte short of the limit, at it and one past
+/// it; keys of a few KiB sharing their first `limit + 1` to 3,000 bytes;
+/// keys that are prefixes of those; keys differing only in their last
+/// byte; keys of 20 to 30 KiB, and of 64 KiB, the longest. All share the
+/// bytes of one filler after a head of two kinds, `001` and `004`, which
+/// sort them among the short keys; so separators between them are long.
+fn long_key(j: u16, limit: usize) -> Vec<u8> {
+    let head: &[u8] = if j < LONG_KEYS / 2 { b"001" } else { b"004" };
+    // The head, `n` bytes of filler, then `tail`.
+    let key = |n: usize, tail: &[u8]| {
+        let mut k = head.to_vec();
+        k.resize(head.len() + n, b'L');
+        k.extend_from_slice(tail);
+        k
+    };
+    let tag = j.to_be_bytes();
+    let class = usize::from(j % 10);
+    match class {
+        // `limit - 1`, `limit` and `limit + 1` bytes.
+        0..=2 => key(limit - 6 + class, &tag),
+        3..=6 => {
+            let share = [limit + 1, 1000, 3000, 3000][class - 3];
+            let mut k = key(share, &tag);
+            k.resize(k.len() + usize::from(j) * 37 % 2000, b'~');
+            k
+        }
+        7 => key(
+            [limit / 2, limit, limit + 1, 1000, 3000, 3002][usize::from(j / 10) % 6],
+            &[],
+        ),
+        8 => key(4000, &[j as u8]),
+        _ if j % 20 == 9 => key(65_536 - head.len() - tag.len(), &tag),
+        _ => key(20_000 + usize::from(j) * 100, &tag),
     }
 }
 
@@ -92,7 +138,7 @@ fn value_bytes(len: u32, fill: u8, key: u16) -> Vec<u8> {
 
 impl Arbitrary for Op {
     fn arbitrary(g: &mut Gen) -> Op {
-        let key = u16::arbitrary(g) % 700;
+        let key = u16::arbitrary(g) % (SHORT_KEYS + LONG_KEYS);
         match u8::arbitrary(g) % 100 {
             0..=44 => {
                 // Mostly small values, some around and over the overflow threshold.
@@ -120,7 +166,7 @@ impl Arbitrary for Op {
             65..=74 => Op::Get { key },
             75..=82 => Op::Range {
                 from: key,
-                to: u16::arbitrary(g) % 700,
+                to: u16::arbitrary(g) % (SHORT_KEYS + LONG_KEYS),
                 rev: bool::arbitrary(g),
             },
             83..=86 => Op::Read,
@@ -177,6 +223,10 @@ struct Stats {
     failed_mutations: AtomicU64,
     /// Commits that failed with an injected I/O error.
     io_errors: AtomicU64,
+    /// Inserts of keys longer than a quarter page that succeeded, and the
+    /// longest key inserted.
+    long_keys: AtomicU64,
+    longest_key: AtomicU64,
 }
 
 static STATS_512: Stats = Stats::new();
@@ -193,6 +243,8 @@ impl Stats {
             packed_bytes: AtomicU64::new(0),
             failed_mutations: AtomicU64::new(0),
             io_errors: AtomicU64::new(0),
+            long_keys: AtomicU64::new(0),
+            longest_key: AtomicU64::new(0),
         }
     }
 
@@ -282,7 +334,7 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                     }
                     Op::Insert { key, len, fill } => {
                         let w = txn.get_or_insert_with(|| db.begin_write().unwrap());
-                        let (k, v) = (key_bytes(key), value_bytes(len, fill, key));
+                        let (k, v) = (key_bytes(key, page_size), value_bytes(len, fill, key));
                         let mut tab = match w.open_table("t") {
                             Ok(tab) => tab,
                             Err(e) => {
@@ -293,6 +345,12 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                         assert!(!failed, "a failed transaction opened a table");
                         match tab.insert(&k, &v) {
                             Ok(()) => {
+                                if k.len() > page_size as usize / 4 {
+                                    stats.long_keys.fetch_add(1, Ordering::Relaxed);
+                                }
+                                stats
+                                    .longest_key
+                                    .fetch_max(k.len() as u64, Ordering::Relaxed);
                                 pending.insert(k, v);
                             }
                             Err(e) => {
@@ -306,7 +364,7 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                     }
                     Op::Remove { key } => {
                         let w = txn.get_or_insert_with(|| db.begin_write().unwrap());
-                        let k = key_bytes(key);
+                        let k = key_bytes(key, page_size);
                         let mut tab = match w.open_table("t") {
                             Ok(tab) => tab,
                             Err(e) => {
@@ -324,7 +382,7 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                         }
                     }
                     Op::Get { key } => {
-                        let k = key_bytes(key);
+                        let k = key_bytes(key, page_size);
                         match &mut txn {
                             Some(w) if failed => assert!(refused(w.open_table("t").map(drop))),
                             Some(w) => {
@@ -350,7 +408,7 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                             assert!(refused(w.open_table("t").map(drop)));
                             continue;
                         }
-                        let (a, b) = (key_bytes(from), key_bytes(to));
+                        let (a, b) = (key_bytes(from, page_size), key_bytes(to, page_size));
                         let tab = w.open_table("t").unwrap();
                         let it = tab.range(&a[..]..&b[..]).unwrap();
                         let mut got: Vec<(Vec<u8>, Vec<u8>)> = if rev {
@@ -530,16 +588,19 @@ fn model_512() {
 /// Prints the suite's line; reached only when every case passed (a failure
 /// panics first), so `leaked_pages` and `failures` are 0: a leaked page fails
 /// the case through `check`. Then requires that the mix failed some
-/// mutations both ways (with at least 20 cases, which make that all but
-/// certain): a suite whose failure paths never ran proves nothing about them.
+/// mutations both ways, and inserted long keys, one of 64 KiB among them
+/// (with at least 20 cases, which make that all but certain): a suite whose
+/// failure paths, or long keys, never ran proves nothing about them.
 fn report(name: &str, page_size: u32, seed: u64) {
     let s = Stats::of(page_size);
     let failed = s.failed_mutations.load(Ordering::Relaxed);
     let io = s.io_errors.load(Ordering::Relaxed);
+    let long_keys = s.long_keys.load(Ordering::Relaxed);
+    let longest_key = s.longest_key.load(Ordering::Relaxed);
     larch::testing::report(&format!(
         "RELIABILITY suite=model name={name} seed={seed} cases={} ops={} max_depth={} \
          overflow_pages={} segments={} packed_bytes={} failed_mutations={failed} io_errors={io} \
-         leaked_pages=0 failures=0",
+         long_keys={long_keys} longest_key={longest_key} leaked_pages=0 failures=0",
         s.cases.load(Ordering::Relaxed),
         s.ops.load(Ordering::Relaxed),
         s.max_depth.load(Ordering::Relaxed),
@@ -551,6 +612,12 @@ fn report(name: &str, page_size: u32, seed: u64) {
         assert!(
             s.overflow_pages.load(Ordering::Relaxed) > 0 && s.segments.load(Ordering::Relaxed) > 0,
             "{name}: no run of its own or no segment was ever checked"
+        );
+    }
+    if cases() >= 20 {
+        assert!(
+            long_keys > 0 && longest_key == 65_536,
+            "{name}: no long key, or none of 64 KiB, was ever inserted"
         );
     }
     if cases() >= 20 {
@@ -578,4 +645,62 @@ fn run_512(setup: Setup, ops: Vec<Op>) -> TestResult {
 
 fn run_4096(setup: Setup, ops: Vec<Op>) -> TestResult {
     run(4096, setup, ops)
+}
+
+/// The key domain reaches what the long keys need: both sides of the
+/// inline limit, keys of several KiB and of exactly 64 KiB (none longer),
+/// keys that are prefixes of other keys, and keys sharing thousands of
+/// bytes; and long keys sort among the short ones.
+#[test]
+fn the_key_domain_covers_long_keys() {
+    for page_size in [512u32, 4096] {
+        let limit = page_size as usize / 4;
+        let keys: Vec<Vec<u8>> = (0..SHORT_KEYS + LONG_KEYS)
+            .map(|k| key_bytes(k, page_size))
+            .collect();
+        let lens: std::collections::BTreeSet<usize> = keys.iter().map(Vec::len).collect();
+        for len in [limit - 1, limit, limit + 1, 65_536] {
+            assert!(lens.contains(&len), "{page_size}: no key of {len} bytes");
+        }
+        assert!(lens.iter().all(|&len| len <= 65_536), "{page_size}");
+        assert!(
+            lens.iter().any(|&len| len > 3000 && len < 10_000),
+            "{page_size}"
+        );
+        let long: Vec<&Vec<u8>> = keys.iter().filter(|k| k.len() > limit).collect();
+        assert!(
+            long.len() * 5 < keys.len(),
+            "{page_size}: long keys are a minority"
+        );
+        let shared = |a: &[u8], b: &[u8]| a.iter().zip(b).take_while(|(x, y)| x == y).count();
+        let prefixes = keys
+            .iter()
+            .filter(|a| {
+                keys.iter()
+                    .any(|b| b.len() > a.len() + 1 && b.starts_with(a) && a.len() > limit)
+            })
+            .count();
+        assert!(
+            prefixes > 0,
+            "{page_size}: no long key is a prefix of another"
+        );
+        let sharing = long
+            .iter()
+            .filter(|&&a| long.iter().any(|&b| a != b && shared(a, b) >= 3000))
+            .count();
+        assert!(
+            sharing >= 10,
+            "{page_size}: {sharing} keys share 3,000 bytes"
+        );
+        let mut sorted = keys.clone();
+        sorted.sort();
+        let first_long = sorted.iter().position(|k| k.len() > limit).unwrap();
+        let last_long = sorted.iter().rposition(|k| k.len() > limit).unwrap();
+        assert!(
+            sorted[first_long..last_long]
+                .iter()
+                .any(|k| k.len() <= limit),
+            "{page_size}: long keys do not sort among short ones"
+        );
+    }
 }

@@ -29,17 +29,17 @@
 use std::fmt;
 use std::io::{self, BufRead, Read, Write};
 
-/// The longest key any larch database stores: a quarter of the largest page
-/// size (65536 bytes). A table name is a key of the catalog: no longer either.
-pub const MAX_KEY: usize = 65536 / 4;
+/// The longest key a larch database stores. A table name is a key of the
+/// catalog: no longer either.
+pub const MAX_KEY: usize = larch::MAX_KEY_LEN;
 
 /// The longest value a larch database stores (its length is a `u32`, and
 /// an overflow run starts with a 24-byte header): 4 GiB - 25 bytes.
 pub const MAX_VALUE: usize = (u32::MAX - 24) as usize;
 
 /// The longest line other than a key or value: room for `database=` and the
-/// longest table name many times over.
-pub const MAX_LINE: usize = 64 << 10;
+/// longest table name twice over.
+pub const MAX_LINE: usize = 2 * MAX_KEY;
 
 /// How keys and values are written.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -55,7 +55,7 @@ impl<'a, P: PageSource<'a>> Cursor<'a, P> {
     fn current(&self) -> Result<Entry<'a>> {
         let &(node, idx) = self.stack.last().expect("cursor is positioned");
         let (key, value) = node.entry(idx)?;
-        Ok((key, self.src.value(value)?))
+        Ok((self.src.key(key)?, self.src.value(value)?))
     }
 
     /// Settles on the first entry at or after the stack's position.
@@ -175,11 +175,11 @@ impl<'a, P: PageSource<'a>> Cursor<'a, P> {
                 let level = c.stack.len();
                 let node = load_node(c.src.page(id)?, id, level, c.desc.depth)?;
                 if node.is_leaf() {
-                    let (i, _) = node.search_leaf(key)?;
+                    let (i, _) = node.search_leaf(key, &c.src)?;
                     c.stack.push((node, i));
                     return c.forward();
                 }
-                let i = node.search_branch(key)?;
+                let i = node.search_branch(key, &c.src)?;
                 c.stack.push((node, i));
                 id = node.child(i)?;
             }

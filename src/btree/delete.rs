@@ -2,15 +2,15 @@
 
 use std::collections::HashSet;
 
-use super::boundary::{cut, join};
+use super::boundary::{branch_head, cut_branch, dropped_head_key, join, leaf_separator};
 use super::cells::Cells;
 use super::path::{Path, Step, cow_child};
 use super::store::{PageStore, load_node};
 use crate::error::{Result, corrupted};
 use crate::format::meta::TableDesc;
 use crate::format::node::{
-    Node, ValueRef, branch_cell, cell_cost, insert_cell, leaf_cell_value_ref, rebuild, remove_cell,
-    usable,
+    LongKey, Node, NodeKey, ValueRef, branch_cell_from_part, branch_cell_long_key, branch_key_part,
+    cell_cost, insert_cell, leaf_cell_value_ref, rebuild, remove_cell, usable,
 };
 use crate::format::page::PageId;
 
@@ -96,14 +96,48 @@ fn fill<S: PageStore>(s: &S, id: PageId) -> Result<Fill> {
     })
 }
 
-/// Frees the empty node `id` and drops it from its parent: it covers keys that
-/// no longer exist, and its neighbouring children take over its range (when it
-/// was child 0, the next cell becomes the head and keeps its key, which nothing
-/// reads). The parent may now be empty or underfull itself.
+/// Frees the empty node `id` and drops it from its parent, with the place
+/// of its separator if long: it covers keys that no longer exist, and its
+/// neighbouring children take over its range (when it was child 0, the next
+/// cell becomes the head and keeps its key, which nothing reads; a long one
+/// is dropped, its place freed). The parent may now be empty or underfull
+/// itself.
 fn drop_empty<S: PageStore>(s: &mut S, id: PageId, parent: Step) -> Result<Next> {
     s.free(id, 1)?;
+    let long = {
+        let pnode = Node::parse(s.page(parent.id)?, parent.id)?;
+        branch_cell_long_key(pnode.cell(parent.idx)?)
+    };
     remove_cell(s.page_mut(parent.id)?, parent.id, parent.idx)?;
+    free_key(s, long)?;
+    if parent.idx == 0 {
+        let (head, child) = {
+            let pnode = Node::parse_any(s.page(parent.id)?, parent.id)?;
+            if pnode.count() == 0 {
+                return Ok(Next::Parent);
+            }
+            (branch_cell_long_key(pnode.cell(0)?), pnode.child(0)?)
+        };
+        if head.is_some() {
+            let mut cell = Vec::new();
+            branch_head(&mut cell, child);
+            let page = s.page_mut(parent.id)?;
+            remove_cell(page, parent.id, 0)?;
+            if !insert_cell(page, parent.id, 0, &cell)? {
+                return corrupted(parent.id, "a head does not fit where a longer cell was");
+            }
+            free_key(s, head)?;
+        }
+    }
     Ok(Next::Parent)
+}
+
+/// Frees the place of a long separator a branch no longer holds.
+fn free_key<S: PageStore>(s: &mut S, key: Option<LongKey>) -> Result<()> {
+    match key {
+        Some(key) => s.free_key(key),
+        None => Ok(()),
+    }
 }
 
 /// Rebalances the underfull node `id`, child `parent.idx` of `parent`, with a
@@ -159,6 +193,11 @@ struct Pair {
     parent_free: usize,
     /// What the parent's cell for the right node costs it.
     sep_cost: usize,
+    /// The place of that cell's separator, if long.
+    sep_long: Option<LongKey>,
+    /// The place of the long key the right node's head holds, if any (a
+    /// branch's): joining drops it.
+    head_long: Option<LongKey>,
 }
 
 impl Pair {
@@ -172,9 +211,11 @@ impl Pair {
         ri: usize,
     ) -> Result<Pair> {
         let pnode = Node::parse(s.page(parent)?, parent)?;
-        let sep_cost = cell_cost(pnode.cell(ri)?.len());
+        let sep_cell = pnode.cell(ri)?;
+        let sep_cost = cell_cost(sep_cell.len());
+        let sep_long = branch_cell_long_key(sep_cell);
         let parent_free = pnode.free();
-        let sep = pnode.key(ri)?;
+        let sep = branch_key_part(sep_cell);
         let lnode = Node::parse(s.page(left)?, left)?;
         let rnode = Node::parse(s.page(right)?, right)?;
         if lnode.is_leaf() != rnode.is_leaf() {
@@ -187,9 +228,11 @@ impl Pair {
         }
         let left_n = cells.len();
         let mut joined = Vec::new();
+        let mut head_long = None;
         for i in 0..rnode.count() {
             let cell = rnode.cell(i)?;
             cells.push(if i == 0 {
+                head_long = dropped_head_key(leaf, cell);
                 join(leaf, cell, sep, &mut joined)
             } else {
                 cell
@@ -204,18 +247,26 @@ impl Pair {
             left_n,
             parent_free,
             sep_cost,
+            sep_long,
+            head_long,
         })
     }
 }
 
 /// Rebuilds the left node with the cells of both, frees the right one and
-/// drops it from the parent, which may now be underfull.
+/// drops it from the parent, which may now be underfull. A leaf's separator
+/// goes (its place, if long, freed); a branch's comes down into the joined
+/// cell, with its place.
 fn merge<S: PageStore>(s: &mut S, parent: PageId, pair: &Pair) -> Result<Next> {
     let (left, txn) = (pair.left, s.txn_id());
     let all = pair.cells.range(0..pair.cells.len());
     rebuild(s.page_mut(left)?, left, pair.leaf, txn, all)?;
     s.free(pair.right, 1)?;
     remove_cell(s.page_mut(parent)?, parent, pair.ri)?;
+    if pair.leaf {
+        free_key(s, pair.sep_long)?;
+    }
+    free_key(s, pair.head_long)?;
     Ok(Next::Parent)
 }
 
@@ -233,12 +284,28 @@ fn redistribute<S: PageStore>(s: &mut S, parent: PageId, pair: &Pair) -> Result<
         return Ok(Next::Stop);
     }
     let mut head = Vec::new();
-    let (sep, first) = cut(pair.leaf, cells.get(m), &mut head);
     let mut up = Vec::new();
-    branch_cell(&mut up, right, sep);
-    if pair.parent_free + pair.sep_cost < cell_cost(up.len()) {
-        return Ok(Next::Stop);
-    }
+    let first = if pair.leaf {
+        // The old separator goes, its place freed if long; the new one is
+        // made only once it is known to fit.
+        let sep = leaf_separator(s, cells.get(m - 1), cells.get(m))?;
+        if pair.parent_free + pair.sep_cost < cell_cost(sep.cell_len(s.page_size())) {
+            return Ok(Next::Stop);
+        }
+        sep.cell(s, right, &mut up)?;
+        free_key(s, pair.sep_long)?;
+        cells.get(m)
+    } else {
+        // The old separator comes down into the joined cell and the new one
+        // goes up from cell `m`, each with its place.
+        let (sep, first) = cut_branch(cells.get(m), &mut head);
+        branch_cell_from_part(&mut up, right, sep);
+        if pair.parent_free + pair.sep_cost < cell_cost(up.len()) {
+            return Ok(Next::Stop);
+        }
+        free_key(s, pair.head_long)?;
+        first
+    };
     rebuild(s.page_mut(left)?, left, pair.leaf, txn, cells.range(0..m))?;
     let right_cells = std::iter::once(first).chain(cells.range(m + 1..n));
     rebuild(s.page_mut(right)?, right, pair.leaf, txn, right_cells)?;
@@ -264,7 +331,9 @@ fn collapse_root<S: PageStore>(s: &mut S, desc: &mut TableDesc) -> Result<()> {
             }
             (1, false) => {
                 let child = node.child(0)?;
+                let head = branch_cell_long_key(node.cell(0)?);
                 s.free(root, 1)?;
+                free_key(s, head)?;
                 desc.root = child;
                 desc.depth -= 1;
             }
@@ -296,6 +365,9 @@ pub(crate) fn drop_tree<S: PageStore>(s: &mut S, desc: &mut TableDesc) -> Result
                 }
             } else {
                 stack.push((node.child(i)?, level + 1));
+                if let NodeKey::Long { key, .. } = node.key(i)? {
+                    runs.push((key.at, key.blob));
+                }
             }
         }
         for (at, len) in runs.drain(..) {

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 
-use super::boundary::{branch_head, cut};
+use super::boundary::{Separator, branch_head, cut_branch, leaf_separator};
 use super::cells::Cells;
 use super::delete::remove_entry;
 use super::path::{Bounds, Path};
@@ -10,8 +10,9 @@ use super::store::PageStore;
 use crate::error::{Result, corrupted};
 use crate::format::meta::{MAX_DEPTH, TableDesc};
 use crate::format::node::{
-    Node, branch_cell, build, insert_cell, leaf_cell_inline, leaf_cell_spilled,
-    leaf_cell_value_ref, rebuild, replace_cell, usable, value_inline,
+    Node, branch_cell_from_part, build, insert_cell, leaf_cell_inline, leaf_cell_long,
+    leaf_cell_spilled, leaf_cell_value_ref, long_prefix, max_inline_key, rebuild, replace_cell,
+    usable, value_inline,
 };
 use crate::format::page::PageId;
 
@@ -61,7 +62,16 @@ fn insert_cell_built<S: PageStore>(
     value: &[u8],
     cell: &mut Vec<u8>,
 ) -> Result<bool> {
-    if value_inline(key.len(), value.len(), s.page_size()) {
+    let ps = s.page_size();
+    if key.len() > max_inline_key(ps) {
+        // A long key: its bytes and the value's share one place out of the
+        // leaf, which holds the key's first bytes to order it.
+        let mut both = Vec::with_capacity(key.len() + value.len());
+        both.extend_from_slice(key);
+        both.extend_from_slice(value);
+        let at = s.alloc_value(&both)?;
+        leaf_cell_long(cell, key, long_prefix(ps), value.len(), at);
+    } else if value_inline(key.len(), value.len(), ps) {
         leaf_cell_inline(cell, key, value);
     } else {
         let at = s.alloc_value(value)?;
@@ -156,7 +166,7 @@ fn insert_at<S: PageStore>(
             // Appending at the right edge of the tree (a sorted load): the old
             // page stays as it is, full, and a new one starts with only the
             // new cell.
-            append_split(s, leaf, &cell)?
+            append_split(s, id, leaf, &cell)?
         } else {
             split(s, id, idx, &cell, usable)?
         };
@@ -178,15 +188,25 @@ fn insert_at<S: PageStore>(
     }
 }
 
-/// Starts a new right sibling holding only `cell`; returns the cell that
-/// points the parent at it.
-fn append_split<S: PageStore>(s: &mut S, leaf: bool, cell: &[u8]) -> Result<Vec<u8>> {
+/// Starts a new right sibling of node `id` holding only `cell`; returns the
+/// cell that points the parent at it.
+fn append_split<S: PageStore>(s: &mut S, id: PageId, leaf: bool, cell: &[u8]) -> Result<Vec<u8>> {
     let (ps, txn) = (s.page_size(), s.txn_id());
-    let mut head = Vec::new();
-    let (sep, first) = cut(leaf, cell, &mut head);
-    let right = s.alloc_node(build(ps, leaf, txn, std::iter::once(first))?)?;
     let mut up = Vec::new();
-    branch_cell(&mut up, right, sep);
+    if leaf {
+        let sep = {
+            let node = Node::parse(s.page(id)?, id)?;
+            let last = node.cell(node.count() - 1)?;
+            leaf_separator(s, last, cell)?
+        };
+        let right = s.alloc_node(build(ps, leaf, txn, std::iter::once(cell))?)?;
+        sep.cell(s, right, &mut up)?;
+    } else {
+        let mut head = Vec::new();
+        let (sep, first) = cut_branch(cell, &mut head);
+        let right = s.alloc_node(build(ps, leaf, txn, std::iter::once(first))?)?;
+        branch_cell_from_part(&mut up, right, sep);
+    }
     Ok(up)
 }
 
@@ -219,11 +239,17 @@ fn split<S: PageStore>(
         return corrupted(id, "node cells cannot be split into two pages");
     };
     let mut head = Vec::new();
-    let (sep, first) = cut(leaf, cells.get(m), &mut head);
-    let right_cells = std::iter::once(first).chain(cells.range(m + 1..n));
-    let right = s.alloc_node(build(ps, leaf, txn, right_cells)?)?;
     let mut up = Vec::new();
-    branch_cell(&mut up, right, sep);
+    if leaf {
+        let sep: Separator = leaf_separator(s, cells.get(m - 1), cells.get(m))?;
+        let right = s.alloc_node(build(ps, leaf, txn, cells.range(m..n))?)?;
+        sep.cell(s, right, &mut up)?;
+    } else {
+        let (sep, first) = cut_branch(cells.get(m), &mut head);
+        let right_cells = std::iter::once(first).chain(cells.range(m + 1..n));
+        let right = s.alloc_node(build(ps, leaf, txn, right_cells)?)?;
+        branch_cell_from_part(&mut up, right, sep);
+    }
     rebuild(s.page_mut(id)?, id, leaf, txn, cells.range(0..m))?;
     Ok(up)
 }

@@ -3,6 +3,8 @@
 use super::store::{PageStore, load_node};
 use crate::error::Result;
 use crate::format::meta::TableDesc;
+use std::cmp::Ordering;
+
 use crate::format::node::{Node, set_child};
 use crate::format::page::PageId;
 
@@ -71,7 +73,7 @@ impl Path {
         for level in 0..desc.depth as usize {
             let node = load_node(s.page(id)?, id, level, desc.depth)?;
             if node.is_leaf() {
-                let (idx, found) = node.search_leaf(key)?;
+                let (idx, found) = node.search_leaf(key, s)?;
                 steps.push(Step {
                     id,
                     idx,
@@ -82,13 +84,13 @@ impl Path {
                 }
                 return Ok(Path { steps, found });
             }
-            let idx = node.search_branch(key)?;
+            let idx = node.search_branch(key, s)?;
             if bounds.is_some() {
                 if idx > 0 {
-                    lower = Some(node.key(idx)?);
+                    lower = Some(node.full_key(idx, s)?);
                 }
                 if idx + 1 < node.count() {
-                    upper = Some(node.key(idx + 1)?);
+                    upper = Some(node.full_key(idx + 1, s)?);
                 }
             }
             steps.push(Step {
@@ -108,10 +110,10 @@ impl Path {
         let leaf = self.steps.last_mut().expect("a path has a leaf");
         let node = Node::parse(s.page(leaf.id)?, leaf.id)?;
         let count = node.count();
-        let (idx, found) = if count > 0 && key > node.key(count - 1)? {
+        let (idx, found) = if count > 0 && node.key(count - 1)?.cmp(key, s)? == Ordering::Less {
             (count, false)
         } else {
-            node.search_leaf(key)?
+            node.search_leaf(key, s)?
         };
         leaf.idx = idx;
         leaf.count = count;

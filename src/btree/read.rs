@@ -15,13 +15,13 @@ pub(crate) fn get<'a, P: PageSource<'a>>(
     for level in 0..desc.depth as usize {
         let node = load_node(src.page(id)?, id, level, desc.depth)?;
         if node.is_leaf() {
-            let (i, found) = node.search_leaf(key)?;
+            let (i, found) = node.search_leaf(key, &src)?;
             if !found {
                 return Ok(None);
             }
             return Ok(Some(src.value(node.entry(i)?.1)?));
         }
-        id = node.child(node.search_branch(key)?)?;
+        id = node.child(node.search_branch(key, &src)?)?;
     }
     if desc.root == 0 {
         return Ok(None);

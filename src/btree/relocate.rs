@@ -5,7 +5,7 @@
 use super::store::{PageStore, load_node};
 use crate::error::Result;
 use crate::format::meta::TableDesc;
-use crate::format::node::{LeafValue, ValueRef, set_child, set_value_ref};
+use crate::format::node::{LeafValue, NodeKey, ValueRef, set_child, set_key_ref, set_value_ref};
 use crate::format::page::{PageId, PageSet, overflow_pages};
 use crate::view::run_len;
 
@@ -96,31 +96,39 @@ impl Walk<'_> {
             let node = load_node(s.page(id)?, id, level, self.depth)?;
             s.check_committed(id, &node)?;
             let mut refs: Vec<(usize, Target)> = Vec::new();
+            // The places out of the node: leaf values (with long keys), and
+            // long separators.
+            let mut places = Vec::new();
             if node.is_leaf() {
                 for i in 0..node.count() {
-                    let (_, LeafValue::Spilled { at, len }) = node.entry(i)? else {
-                        continue;
-                    };
-                    match at {
-                        // A run below `above` stays: its header is not read
-                        // (a cold page of the map, every pass). One that may
-                        // move gets the one check of a run's header, as
-                        // freeing it does.
-                        ValueRef::Run(page) if page >= self.above => {
-                            let n = run_len(s.page(page)?, page, len, ps)?;
-                            refs.push((i, Target::Run(page, n)));
-                        }
-                        ValueRef::Packed { seg, .. }
-                            if seg >= self.above || self.clean.contains(&seg) =>
-                        {
-                            refs.push((i, Target::Packed(seg, at, len)));
-                        }
-                        _ => {}
+                    if let (_, LeafValue::Spilled { at, len, .. }) = node.entry(i)? {
+                        places.push((i, at, len));
                     }
                 }
             } else {
                 for i in 0..node.count() {
                     refs.push((i, Target::Child(node.child(i)?)));
+                    if let NodeKey::Long { key, .. } = node.key(i)? {
+                        places.push((i, key.at, key.blob));
+                    }
+                }
+            }
+            for (i, at, len) in places {
+                match at {
+                    // A run below `above` stays: its header is not read
+                    // (a cold page of the map, every pass). One that may
+                    // move gets the one check of a run's header, as
+                    // freeing it does.
+                    ValueRef::Run(page) if page >= self.above => {
+                        let n = run_len(s.page(page)?, page, len, ps)?;
+                        refs.push((i, Target::Run(page, n)));
+                    }
+                    ValueRef::Packed { seg, .. }
+                        if seg >= self.above || self.clean.contains(&seg) =>
+                    {
+                        refs.push((i, Target::Packed(seg, at, len)));
+                    }
+                    _ => {}
                 }
             }
             (node.is_leaf(), refs)
@@ -171,7 +179,6 @@ impl Walk<'_> {
         if children.is_empty() && values.is_empty() && !moves {
             return Ok(None);
         }
-        debug_assert!(leaf || values.is_empty());
         let new = s.cow(id)?;
         if moves && new != id {
             self.moved += 1;
@@ -181,7 +188,11 @@ impl Walk<'_> {
             set_child(page, new, i, child)?;
         }
         for (i, at) in values {
-            set_value_ref(page, new, i, at)?;
+            if leaf {
+                set_value_ref(page, new, i, at)?;
+            } else {
+                set_key_ref(page, new, i, at)?;
+            }
         }
         Ok((new != id).then_some(new))
     }

@@ -3,7 +3,7 @@
 use super::store::load_node;
 use crate::error::{Result, corrupted};
 use crate::format::meta::TableDesc;
-use crate::format::node::{LeafValue, ValueRef};
+use crate::format::node::{LeafValue, NodeKey, ValueRef};
 use crate::format::page::{PageId, PageSet};
 use crate::view::{PageSource, run_len};
 
@@ -43,32 +43,40 @@ pub(crate) fn count_pages<'a, P: PageSource<'a>>(
             return corrupted(id, "node reached twice or past the file end");
         }
         let node = load_node(src.page(id)?, id, level, desc.depth)?;
+        // The places out of the node: leaf values (with long keys), and
+        // long separators.
+        let mut places = Vec::new();
         if node.is_leaf() {
             counts.leaf += 1;
             for i in 0..node.count() {
-                let (_, LeafValue::Spilled { at, len }) = node.entry(i)? else {
-                    continue;
-                };
-                if let ValueRef::Run(page) = at {
-                    let first = src.page(page)?;
-                    let run = run_len(first, page, len, first.len())?;
-                    if page.checked_add(run).is_none_or(|end| end > pages) {
-                        return corrupted(page, "overflow run past the end of the snapshot");
-                    }
-                    counts.overflow = match counts.overflow.checked_add(run) {
-                        Some(n) => n,
-                        None => return corrupted(page, "overflow page count overflows"),
-                    };
-                } else {
-                    // Each value is one cell: neither sum can wrap.
-                    counts.packed += 1;
-                    counts.packed_bytes += len as u64;
+                if let (_, LeafValue::Spilled { at, len, .. }) = node.entry(i)? {
+                    places.push((at, len));
                 }
             }
         } else {
             counts.branch += 1;
             for i in 0..node.count() {
                 stack.push((node.child(i)?, level + 1));
+                if let NodeKey::Long { key, .. } = node.key(i)? {
+                    places.push((key.at, key.blob));
+                }
+            }
+        }
+        for (at, len) in places {
+            if let ValueRef::Run(page) = at {
+                let first = src.page(page)?;
+                let run = run_len(first, page, len, first.len())?;
+                if page.checked_add(run).is_none_or(|end| end > pages) {
+                    return corrupted(page, "overflow run past the end of the snapshot");
+                }
+                counts.overflow = match counts.overflow.checked_add(run) {
+                    Some(n) => n,
+                    None => return corrupted(page, "overflow page count overflows"),
+                };
+            } else {
+                // Each place is one cell's: neither sum can wrap.
+                counts.packed += 1;
+                counts.packed_bytes += len as u64;
             }
         }
     }

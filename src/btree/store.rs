@@ -3,13 +3,14 @@
 //! page found at a given level of a tree.
 
 use crate::error::{Result, corrupted};
-use crate::format::node::{Node, ValueRef};
+use crate::format::node::{Keys, LongKey, Node, ValueRef};
 use crate::format::page::PageId;
 use crate::view::run_len;
 
 /// Read and write access for the writer. Only pages allocated by the running
-/// transaction are writable; `cow` makes such a copy of any other page.
-pub(crate) trait PageStore {
+/// transaction are writable; `cow` makes such a copy of any other page. Long
+/// keys are read through [`Keys`].
+pub(crate) trait PageStore: Keys {
     fn page_size(&self) -> usize;
     /// Id of the running transaction (stamped into every page it writes).
     fn txn_id(&self) -> u64;
@@ -68,6 +69,11 @@ pub(crate) trait PageStore {
             }
             ValueRef::Packed { seg, off } => self.free_packed(seg, off, len),
         }
+    }
+
+    /// Frees the place of a long separator, which holds its bytes alone.
+    fn free_key(&mut self, key: LongKey) -> Result<()> {
+        self.free_value(key.at, key.blob)
     }
 
     /// Frees the place of a value of `len` bytes packed into the segment at

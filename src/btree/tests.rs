@@ -7,7 +7,7 @@ use super::store::{PageStore, load_node};
 use super::{Cursor, InsertHint, drop_tree, get, insert, remove};
 use crate::error::{Result, corrupted};
 use crate::format::meta::TableDesc;
-use crate::format::node::{self, ValueRef, usable};
+use crate::format::node::{self, Keys, LongKey, ValueRef, usable};
 use crate::format::page::{OVERFLOW_DATA, PageId, init_overflow, overflow_pages, overflow_run};
 use crate::view::PageSource;
 
@@ -59,6 +59,18 @@ impl<'a> PageSource<'a> for &'a Mem {
             Some(p) if p.len() == n as usize * self.page_size => Ok(p),
             _ => corrupted(id, "no such run"),
         }
+    }
+}
+
+impl Keys for Mem {
+    fn long_key(&self, key: LongKey) -> Result<&[u8]> {
+        (&self).long_key_of(key)
+    }
+}
+
+impl Keys for &Mem {
+    fn long_key(&self, key: LongKey) -> Result<&[u8]> {
+        self.long_key_of(key)
     }
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use crate::btree::PageStore;
 use crate::error::{Error, Result, corrupted};
 use crate::format::heap::packs;
-use crate::format::node::{Node, ValueRef};
+use crate::format::node::{Keys, LongKey, Node, ValueRef};
 use crate::format::page::{
     OVERFLOW_DATA, PageId, header_mut, init_overflow, overflow_pages, written_by,
 };
@@ -221,6 +221,12 @@ impl<'a> TxnPages<'a> {
     #[inline]
     pub(crate) fn view(&self) -> DirtyView<'_> {
         self.dirty.view(self.pager)
+    }
+}
+
+impl Keys for TxnPages<'_> {
+    fn long_key(&self, key: LongKey) -> Result<&[u8]> {
+        self.dirty.view(self.pager).long_key_of(key)
     }
 }
 

@@ -46,9 +46,11 @@ impl Rng {
 /// `page_size`-byte pages, for keys of `key_len` bytes: the longest inline
 /// value, a page less a run header, a page, two pages, the longest value
 /// packed into a segment; each one byte shorter, exact and one byte longer.
+/// A long key's value is never inline: its lengths are a short key's.
 pub fn boundary_lengths(page_size: usize, key_len: usize) -> Vec<usize> {
     use crate::format::heap::{PACK_PAGES, SEGMENT_DATA};
-    use crate::format::node::{usable, value_inline};
+    use crate::format::node::{max_inline_key, usable, value_inline};
+    let key_len = key_len.min(max_inline_key(page_size));
     let inline_max = (0..page_size)
         .take_while(|&len| value_inline(key_len, len, page_size))
         .last()
@@ -66,6 +68,18 @@ pub fn boundary_lengths(page_size: usize, key_len: usize) -> Vec<usize> {
         lens.extend([b - 1, b, b + 1]);
     }
     lens
+}
+
+/// A key on one side or the other of the longest a node holds whole, or
+/// far past it, chosen by `n`: keys of one length share all their bytes but
+/// the last, so the separators between them are long too.
+pub fn long_key(page_size: usize, n: u8) -> Vec<u8> {
+    let inline = crate::format::node::max_inline_key(page_size);
+    let lens = [inline - 1, inline, inline + 1, 2 * inline + 5, 3000];
+    let len = lens[usize::from(n) % lens.len()];
+    let mut key = vec![b'L'; len];
+    key[len - 1] = n;
+    key
 }
 
 /// Prints a suite's summary line (`RELIABILITY suite=...`) to standard error

@@ -160,7 +160,7 @@ impl<'db> WriteTxn<'db> {
     /// transaction as it was; any other error fails it (see [`WriteTxn`]).
     pub fn open_table(&mut self, name: &str) -> Result<TableMut<'_>> {
         self.dirty.live()?;
-        check_key(name.as_bytes(), self.core.pager.page_size())?;
+        check_key(name.as_bytes())?;
         if !self.tables.contains_key(name) {
             let found = catalog_get(self.view(), &self.catalog, name);
             let (desc, changed) = match self.dirty.outcome(found)? {
@@ -178,7 +178,7 @@ impl<'db> WriteTxn<'db> {
     /// An error fails the transaction (see [`WriteTxn`]).
     pub fn delete_table(&mut self, name: &str) -> Result<bool> {
         self.dirty.live()?;
-        if check_key(name.as_bytes(), self.core.pager.page_size()).is_err() {
+        if check_key(name.as_bytes()).is_err() {
             return Ok(false);
         }
         let r = self.delete_table_inner(name);

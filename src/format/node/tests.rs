@@ -2,9 +2,24 @@
 
 use zerocopy::little_endian::U16;
 
-use super::layout::{BRANCH_CELL_HEADER, LEAF_CELL_HEADER};
+use super::layout::{BRANCH_CELL_HEADER, FLAG_LONG_KEY, LEAF_CELL_HEADER};
 use super::write::{header, init, set_slot, slot};
 use super::*;
+use crate::error::{Result, corrupted};
+
+/// Long keys for the node's searches: the one stored at `at`, or none.
+struct OneLong<'k>(&'k [u8]);
+
+impl Keys for OneLong<'_> {
+    fn long_key(&self, key: LongKey) -> Result<&[u8]> {
+        if key.len != self.0.len() {
+            return corrupted(key.at.page(), "no such long key");
+        }
+        Ok(self.0)
+    }
+}
+
+const NONE: OneLong<'static> = OneLong(b"");
 
 fn leaf_with(keys: &[&[u8]]) -> Vec<u8> {
     let mut page = vec![0u8; 512];
@@ -21,16 +36,16 @@ fn leaf_with(keys: &[&[u8]]) -> Vec<u8> {
 fn insert_search_remove() {
     let mut page = leaf_with(&[b"b", b"d", b"f"]);
     let n = Node::parse(&page, 9).unwrap();
-    assert_eq!(n.search_leaf(b"d").unwrap(), (1, true));
-    assert_eq!(n.search_leaf(b"e").unwrap(), (2, false));
-    assert_eq!(n.search_leaf(b"a").unwrap(), (0, false));
-    assert_eq!(n.search_leaf(b"z").unwrap(), (3, false));
+    assert_eq!(n.search_leaf(b"d", &NONE).unwrap(), (1, true));
+    assert_eq!(n.search_leaf(b"e", &NONE).unwrap(), (2, false));
+    assert_eq!(n.search_leaf(b"a", &NONE).unwrap(), (0, false));
+    assert_eq!(n.search_leaf(b"z", &NONE).unwrap(), (3, false));
     let used = n.used();
     remove_cell(&mut page, 9, 1).unwrap();
     let n = Node::parse(&page, 9).unwrap();
     assert_eq!(n.count(), 2);
-    assert_eq!(n.key(0).unwrap(), b"b");
-    assert_eq!(n.key(1).unwrap(), b"f");
+    assert_eq!(n.key(0).unwrap(), NodeKey::Inline(b"b"));
+    assert_eq!(n.key(1).unwrap(), NodeKey::Inline(b"f"));
     assert_eq!(n.entry(1).unwrap().1, LeafValue::Inline(b"v"));
     assert_eq!(n.used(), used - cell_cost(10));
 }
@@ -45,9 +60,18 @@ fn replace_overwrites_a_cell_of_the_same_length_only() {
     let n = Node::parse(&page, 9).unwrap();
     assert_eq!(n.count(), 3);
     assert_eq!(n.used(), before);
-    assert_eq!(n.entry(1).unwrap(), (&b"d"[..], LeafValue::Inline(b"w")));
-    assert_eq!(n.entry(0).unwrap(), (&b"b"[..], LeafValue::Inline(b"v")));
-    assert_eq!(n.entry(2).unwrap(), (&b"f"[..], LeafValue::Inline(b"v")));
+    assert_eq!(
+        n.entry(1).unwrap(),
+        (NodeKey::Inline(b"d"), LeafValue::Inline(b"w"))
+    );
+    assert_eq!(
+        n.entry(0).unwrap(),
+        (NodeKey::Inline(b"b"), LeafValue::Inline(b"v"))
+    );
+    assert_eq!(
+        n.entry(2).unwrap(),
+        (NodeKey::Inline(b"f"), LeafValue::Inline(b"v"))
+    );
     // Another length, or a cell past the end, changes nothing.
     let untouched = page.clone();
     leaf_cell_inline(&mut cell, b"d", b"ww");
@@ -84,10 +108,10 @@ fn branch_search_uses_separators() {
         assert!(insert_cell(&mut page, 9, i, &cell).unwrap());
     }
     let n = Node::parse(&page, 9).unwrap();
-    assert_eq!(n.search_branch(b"a").unwrap(), 0);
-    assert_eq!(n.search_branch(b"m").unwrap(), 1);
-    assert_eq!(n.search_branch(b"s").unwrap(), 1);
-    assert_eq!(n.search_branch(b"zz").unwrap(), 2);
+    assert_eq!(n.search_branch(b"a", &NONE).unwrap(), 0);
+    assert_eq!(n.search_branch(b"m", &NONE).unwrap(), 1);
+    assert_eq!(n.search_branch(b"s", &NONE).unwrap(), 1);
+    assert_eq!(n.search_branch(b"zz", &NONE).unwrap(), 2);
     set_child(&mut page, 9, 2, 99).unwrap();
     assert_eq!(Node::parse(&page, 9).unwrap().child(2).unwrap(), 99);
 }
@@ -159,7 +183,7 @@ fn bad_offsets_are_corruption_not_panics() {
 fn limits_keep_cells_within_a_third() {
     for shift in 9..=16 {
         let ps = 1usize << shift;
-        let k = max_key(ps);
+        let k = max_inline_key(ps);
         let worst_leaf = cell_cost(LEAF_CELL_HEADER + k + 8).max(usable(ps) / 4);
         let worst_branch = cell_cost(BRANCH_CELL_HEADER + k);
         assert!(worst_leaf <= usable(ps) / 3, "page size {ps}");
@@ -167,4 +191,109 @@ fn limits_keep_cells_within_a_third() {
         assert!(value_inline(k, 8, ps));
         assert!(!value_inline(0, ps / 4, ps));
     }
+}
+
+#[test]
+fn long_keys_keep_their_first_bytes_and_compare_whole() {
+    let ps = 512;
+    let p = long_prefix(ps);
+    let mut key = vec![b'k'; 3000];
+    key[2999] = b'5';
+    let at = ValueRef::Packed { seg: 40, off: 24 };
+    let mut cell = Vec::new();
+    leaf_cell_long(&mut cell, &key, p, 7, at);
+    assert_eq!(cell.len(), LEAF_CELL_HEADER + p + LONG_REF);
+    let mut page = vec![0u8; ps];
+    init(&mut page, true, 1);
+    assert!(insert_cell(&mut page, 9, 0, &cell).unwrap());
+    let n = Node::parse(&page, 9).unwrap();
+    let long = LongKey {
+        at,
+        len: 3000,
+        blob: 3007,
+    };
+    assert_eq!(
+        n.entry(0).unwrap(),
+        (
+            NodeKey::Long {
+                prefix: &key[..p],
+                key: long
+            },
+            LeafValue::Spilled {
+                at,
+                len: 3007,
+                key: 3000
+            }
+        )
+    );
+    assert_eq!(leaf_cell_value_ref(&cell), Some((at, 3007)));
+    // The first bytes decide where they differ; the whole key only on a tie.
+    let keys = OneLong(&key);
+    assert_eq!(n.search_leaf(b"a", &NONE).unwrap(), (0, false));
+    assert_eq!(n.search_leaf(b"z", &NONE).unwrap(), (1, false));
+    assert_eq!(n.search_leaf(&key[..10], &NONE).unwrap(), (0, false));
+    assert!(n.search_leaf(&key[..p + 1], &NONE).is_err());
+    assert_eq!(n.search_leaf(&key[..p + 1], &keys).unwrap(), (0, false));
+    assert_eq!(n.search_leaf(&key, &keys).unwrap(), (0, true));
+    let mut after = key.clone();
+    after[2999] = b'6';
+    assert_eq!(n.search_leaf(&after, &keys).unwrap(), (1, false));
+    after.truncate(2999);
+    after.push(b'4');
+    after.push(0);
+    assert_eq!(n.search_leaf(&after, &keys).unwrap(), (0, false));
+
+    // A branch's long separator, moved in a key part.
+    let mut part = Vec::new();
+    branch_key_long(&mut part, &key, p, ValueRef::Run(77));
+    let mut bcell = Vec::new();
+    branch_cell_from_part(&mut bcell, 5, &part);
+    assert_eq!(branch_key_part(&bcell), &part[..]);
+    let mut head = Vec::new();
+    branch_cell(&mut head, 4, b"");
+    let mut page = vec![0u8; ps];
+    init(&mut page, false, 1);
+    assert!(insert_cell(&mut page, 9, 0, &head).unwrap());
+    assert!(insert_cell(&mut page, 9, 1, &bcell).unwrap());
+    let n = Node::parse(&page, 9).unwrap();
+    let sep = LongKey {
+        at: ValueRef::Run(77),
+        len: 3000,
+        blob: 3000,
+    };
+    assert_eq!(branch_cell_long_key(&bcell), Some(sep));
+    assert_eq!(n.search_branch(b"a", &NONE).unwrap(), 0);
+    assert_eq!(n.search_branch(&key, &keys).unwrap(), 1);
+    let mut targets = Vec::new();
+    n.for_each_target(|t| {
+        targets.push(t);
+        Ok(())
+    })
+    .unwrap();
+    assert_eq!(targets, [4, 5, 77]);
+}
+
+#[test]
+fn a_long_key_no_longer_than_its_first_bytes_is_corrupted() {
+    let ps = 512;
+    let p = long_prefix(ps);
+    let key = vec![b'k'; 300];
+    let mut cell = Vec::new();
+    leaf_cell_long(&mut cell, &key, p, 0, ValueRef::Run(40));
+    // The reference's key length: as long as the first bytes held.
+    let len_at = cell.len() - LONG_REF;
+    cell[len_at..len_at + 4].copy_from_slice(&(p as u32).to_le_bytes());
+    let mut page = vec![0u8; ps];
+    init(&mut page, true, 1);
+    assert!(insert_cell(&mut page, 9, 0, &cell).unwrap());
+    let n = Node::parse(&page, 9).unwrap();
+    assert!(n.key(0).is_err());
+    assert!(n.entry(0).is_err());
+    // A long key's flag beside a value's: no cell has both.
+    cell[len_at..len_at + 4].copy_from_slice(&300u32.to_le_bytes());
+    cell[0] = FLAG_LONG_KEY | 1;
+    let mut page = vec![0u8; ps];
+    init(&mut page, true, 1);
+    assert!(insert_cell(&mut page, 9, 0, &cell).unwrap());
+    assert!(Node::parse(&page, 9).unwrap().cell(0).is_err());
 }

@@ -4,7 +4,7 @@
 use zerocopy::little_endian::{U16, U32, U64};
 use zerocopy::{FromBytes, IntoBytes};
 
-use super::cell::{ValueRef, leaf_cell_value_ref};
+use super::cell::{ValueRef, branch_cell_long_key, leaf_cell_long_key, leaf_cell_value_ref};
 use super::layout::{NODE_HEADER_SIZE, NodeHeader, SLOT, cell_cost, usable};
 use super::view::Node;
 use crate::error::{Result, corrupted};
@@ -123,7 +123,8 @@ pub(crate) fn set_child(page: &mut [u8], id: PageId, i: usize, child: PageId) ->
 }
 
 /// Points leaf cell `i` of the dirty node `page` at `to`, a new place of its
-/// value of the same kind (a run, or a segment) as the old.
+/// value (with its long key, if it has one) of the same kind (a run, or a
+/// segment) as the old.
 pub(crate) fn set_value_ref(page: &mut [u8], id: PageId, i: usize, to: ValueRef) -> Result<()> {
     let node = Node::parse(page, id)?;
     if !node.leaf || i >= node.count {
@@ -131,6 +132,9 @@ pub(crate) fn set_value_ref(page: &mut [u8], id: PageId, i: usize, to: ValueRef)
     }
     let off = node.cell_offset(i)?;
     let cell = node.cell(i)?;
+    if leaf_cell_long_key(cell).is_some() {
+        return set_long_ref(page, off + cell.len(), to);
+    }
     match leaf_cell_value_ref(cell) {
         Some((from, _)) if from.len() == to.len() => {}
         _ => return corrupted(id, "entry's value is not where the move expects"),
@@ -140,6 +144,33 @@ pub(crate) fn set_value_ref(page: &mut [u8], id: PageId, i: usize, to: ValueRef)
     to.encode(&mut bytes);
     let at = off + cell.len() - to.len();
     page[at..at + to.len()].copy_from_slice(&bytes);
+    Ok(())
+}
+
+/// Points the long separator of branch cell `i` of the dirty node `page` at
+/// `to`, a new place of its bytes.
+pub(crate) fn set_key_ref(page: &mut [u8], id: PageId, i: usize, to: ValueRef) -> Result<()> {
+    let node = Node::parse(page, id)?;
+    if node.leaf || i >= node.count {
+        return corrupted(id, "child index past the branch end");
+    }
+    let off = node.cell_offset(i)?;
+    let cell = node.cell(i)?;
+    if branch_cell_long_key(cell).is_none() {
+        return corrupted(id, "separator is not long where the move expects");
+    }
+    set_long_ref(page, off + cell.len(), to)
+}
+
+/// Writes `to` into the long-key reference that ends at `end`: its page
+/// and offset, the last `PACKED_REF` bytes (the key's length stays).
+fn set_long_ref(page: &mut [u8], end: usize, to: ValueRef) -> Result<()> {
+    let (first, off) = match to {
+        ValueRef::Run(p) => (p, 0),
+        ValueRef::Packed { seg, off } => (seg, off),
+    };
+    page[end - 12..end - 4].copy_from_slice(&first.to_le_bytes());
+    page[end - 4..end].copy_from_slice(&off.to_le_bytes());
     Ok(())
 }
 

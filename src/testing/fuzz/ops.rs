@@ -34,7 +34,10 @@ pub fn ops(data: &[u8]) {
     let mut pending = acked.clone();
     let mut txn = None;
     while let Some(op) = next() {
-        let key = format!("k{:03}", next().unwrap_or(0) % 200).into_bytes();
+        let key = match next().unwrap_or(0) {
+            b if b >= 200 => crate::testing::long_key(page_size as usize, b),
+            b => format!("k{b:03}").into_bytes(),
+        };
         match op % 16 {
             0..=6 => {
                 let len = match next().unwrap_or(0) {

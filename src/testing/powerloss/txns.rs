@@ -6,7 +6,7 @@ use crate::testing::{Model, Rng};
 const TABLES: [&str; 3] = ["alpha", "beta", "gamma"];
 
 /// One random transaction on `db`, mirrored in `model`: inserts of small and
-/// overflowing values, removals, table creation and deletion; a `big` one
+/// overflowing values under short and long keys, removals, table creation and deletion; a `big` one
 /// makes 60 to 119 changes, too many to seal in the meta at small pages. About one in
 /// twelve aborts (`model` is then left as it was). `before_commit` sees the
 /// model the commit will make durable. Returns whether it committed.
@@ -33,7 +33,12 @@ pub(super) fn random_txn(
         }
         let mut t = w.open_table(name)?;
         let entries = next.entry(name.to_owned()).or_default();
-        let key = format!("key{:04}", rng.below(400)).into_bytes();
+        // One key in eight on either side of the longest a node holds
+        // whole, or far past it.
+        let key = match rng.below(8) {
+            0 => crate::testing::long_key(db.page_size() as usize, rng.below(40) as u8),
+            _ => format!("key{:04}", rng.below(400)).into_bytes(),
+        };
         match rng.below(10) {
             0..=2 => {
                 t.remove(&key)?;
