@@ -226,8 +226,8 @@ impl<'a, P: PageSource<'a>> Checker<P> {
                     return corrupted(id, "empty leaf in a tree");
                 }
                 for i in 0..node.count() {
-                    let (key, value) = node.entry(i)?;
-                    let key = self.whole_key(id, key)?;
+                    let key = self.whole_key(id, node.key(i)?)?;
+                    let (_, value) = node.entry(i)?;
                     if !in_bounds(key) || last_key.as_deref().is_some_and(|l| key <= l) {
                         return corrupted(id, "keys out of order");
                     }
@@ -281,7 +281,10 @@ impl<'a, P: PageSource<'a>> Checker<P> {
     /// checked to be as the writer makes one: longer than a node holds,
     /// starting with the first bytes the node holds, all of them it may.
     fn whole_key(&self, id: PageId, key: NodeKey<'a>) -> Result<&'a [u8]> {
-        let whole = self.view.key(key)?;
+        let whole = match key {
+            NodeKey::Inline(k) => k,
+            NodeKey::Long { key, .. } => self.view.long_key_of(key)?,
+        };
         if let NodeKey::Long { prefix, .. } = key
             && (whole.len() <= max_inline_key(self.page_size)
                 || prefix.len() != long_prefix(self.page_size)

@@ -16,7 +16,7 @@
 
 use crate::error::{Error, Result, corrupted};
 use crate::format::heap::SEGMENT_DATA;
-use crate::format::node::{Keys, LeafValue, LongKey, NodeKey, ValueRef};
+use crate::format::node::{Keys, LeafValue, LongKey, ValueRef};
 use crate::format::page::{
     OVERFLOW_DATA, PageId, PageMap, overflow_pages, overflow_run, segment_run, written_by,
 };
@@ -45,13 +45,18 @@ pub(crate) trait PageSource<'a>: Copy + Keys {
         }
     }
 
-    /// The whole of a key as a node holds it, read from its place when it
-    /// is long.
-    #[inline]
-    fn key(&self, key: NodeKey<'a>) -> Result<&'a [u8]> {
-        match key {
-            NodeKey::Inline(k) => Ok(k),
-            NodeKey::Long { key, .. } => self.long_key_of(key),
+    /// The whole key and the value of a leaf entry as `Node::entry` reads
+    /// it: a long key's bytes and its value's read from their one place.
+    #[inline(always)]
+    fn entry(&self, key: &'a [u8], value: LeafValue<'a>) -> Result<(&'a [u8], &'a [u8])> {
+        match value {
+            LeafValue::Spilled { at, len, key: n } if n > 0 => {
+                match self.spilled_value(at, len)?.split_at_checked(n) {
+                    Some(both) => Ok(both),
+                    None => corrupted(at.page(), "long key longer than its place"),
+                }
+            }
+            value => Ok((key, self.value(value)?)),
         }
     }
 

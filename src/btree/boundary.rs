@@ -8,11 +8,14 @@
 //! search reads the head's key (`Node::search_branch` starts at cell 1).
 //!
 //! Moving the boundary between two siblings therefore moves a key between a
-//! cell and the parent. Cutting a run of cells in two sends the right part's
-//! first key up as the new separator; in a branch, that cell's child stays
-//! behind as the right node's head. Joining two nodes brings the separator
-//! back down, and in a branch it becomes the key of the right node's former
-//! head, which is now an ordinary cell.
+//! cell and the parent. Cutting a run of leaf cells in two makes a new
+//! separator from the right part's first key (`leaf_separator`: a long one
+//! is shortened where it can be, else copied to a place of its own). Cutting
+//! a run of branch cells sends the right part's first key part up whole,
+//! with any place it owns; that cell's child stays behind as the right
+//! node's head. Joining two nodes brings the separator back down, and in a
+//! branch it becomes the key of the right node's former head, which is now
+//! an ordinary cell.
 
 use super::store::PageStore;
 use crate::error::Result;

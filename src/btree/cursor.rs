@@ -55,7 +55,7 @@ impl<'a, P: PageSource<'a>> Cursor<'a, P> {
     fn current(&self) -> Result<Entry<'a>> {
         let &(node, idx) = self.stack.last().expect("cursor is positioned");
         let (key, value) = node.entry(idx)?;
-        Ok((self.src.key(key)?, self.src.value(value)?))
+        self.src.entry(key, value)
     }
 
     /// Settles on the first entry at or after the stack's position.

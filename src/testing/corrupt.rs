@@ -5,7 +5,7 @@ use std::fmt;
 use std::path::Path;
 
 use crate::format::meta::{Meta, TableDesc};
-use crate::format::node::{LeafValue, Node, NodeKey, ValueRef};
+use crate::format::node::{LeafValue, Node, ValueRef};
 use crate::format::page::{PageId, stamp_checksum};
 use crate::view::{PageSource, SliceView};
 use crate::{Database, Options};
@@ -174,9 +174,10 @@ fn packed_cells(image: &[u8], meta: &Meta, root: PageId) -> Vec<(PageId, usize, 
                 continue;
             }
             if let (
-                NodeKey::Inline(key),
+                key,
                 LeafValue::Spilled {
                     at: ValueRef::Packed { seg, off },
+                    key: 0,
                     ..
                 },
             ) = n.entry(i).expect("entry")

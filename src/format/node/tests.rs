@@ -60,18 +60,9 @@ fn replace_overwrites_a_cell_of_the_same_length_only() {
     let n = Node::parse(&page, 9).unwrap();
     assert_eq!(n.count(), 3);
     assert_eq!(n.used(), before);
-    assert_eq!(
-        n.entry(1).unwrap(),
-        (NodeKey::Inline(b"d"), LeafValue::Inline(b"w"))
-    );
-    assert_eq!(
-        n.entry(0).unwrap(),
-        (NodeKey::Inline(b"b"), LeafValue::Inline(b"v"))
-    );
-    assert_eq!(
-        n.entry(2).unwrap(),
-        (NodeKey::Inline(b"f"), LeafValue::Inline(b"v"))
-    );
+    assert_eq!(n.entry(1).unwrap(), (&b"d"[..], LeafValue::Inline(b"w")));
+    assert_eq!(n.entry(0).unwrap(), (&b"b"[..], LeafValue::Inline(b"v")));
+    assert_eq!(n.entry(2).unwrap(), (&b"f"[..], LeafValue::Inline(b"v")));
     // Another length, or a cell past the end, changes nothing.
     let untouched = page.clone();
     leaf_cell_inline(&mut cell, b"d", b"ww");
@@ -213,12 +204,16 @@ fn long_keys_keep_their_first_bytes_and_compare_whole() {
         blob: 3007,
     };
     assert_eq!(
+        n.key(0).unwrap(),
+        NodeKey::Long {
+            prefix: &key[..p],
+            key: long
+        }
+    );
+    assert_eq!(
         n.entry(0).unwrap(),
         (
-            NodeKey::Long {
-                prefix: &key[..p],
-                key: long
-            },
+            &key[..p],
             LeafValue::Spilled {
                 at,
                 len: 3007,

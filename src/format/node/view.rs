@@ -5,10 +5,10 @@ use zerocopy::FromBytes;
 
 use std::cmp::Ordering;
 
-use super::cell::{LongKey, ValueRef, branch_key_len, cell_len};
+use super::cell::{LongKey, ValueRef, branch_cell_child, branch_cell_long_key, cell_len};
 use super::layout::{
-    BRANCH_CELL_HEADER, FLAG_LONG_KEY, FLAG_OVERFLOW, FLAG_PACKED, LEAF_CELL_HEADER, LONG_REF,
-    NODE_HEADER_SIZE, NodeHeader, SLOT,
+    BRANCH_CELL_HEADER, BRANCH_LONG, FLAG_LONG_KEY, FLAG_OVERFLOW, FLAG_PACKED, LEAF_CELL_HEADER,
+    LONG_REF, MAX_KEY, NODE_HEADER_SIZE, NodeHeader, SLOT,
 };
 use crate::error::{Result, corrupted};
 use crate::format::page::{KIND_BRANCH, KIND_LEAF, PageId};
@@ -44,7 +44,7 @@ pub(crate) trait Keys {
 impl NodeKey<'_> {
     /// How the key compares with `probe`, reading a long key's bytes only
     /// when its first ones are the first ones of `probe`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn cmp(&self, probe: &[u8], keys: &impl Keys) -> Result<Ordering> {
         match *self {
             NodeKey::Inline(k) => Ok(k.cmp(probe)),
@@ -154,7 +154,7 @@ impl<'a> Node<'a> {
     }
 
     /// The raw bytes of cell `i`, checked to end inside the page.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn cell(&self, i: usize) -> Result<&'a [u8]> {
         let off = self.cell_offset(i)?;
         let len = cell_len(self.page, off, self.leaf).ok_or(crate::Error::Corrupted {
@@ -167,70 +167,109 @@ impl<'a> Node<'a> {
     /// Key of cell `i`, as the node holds it.
     #[inline]
     pub(crate) fn key(&self, i: usize) -> Result<NodeKey<'a>> {
-        // Searches read keys only: check the key's bytes against the page, and
-        // leave the value's to `entry`.
-        let off = self.cell_offset(i)?;
-        let (header, len_at) = if self.leaf {
-            (LEAF_CELL_HEADER, 2)
-        } else {
-            (BRANCH_CELL_HEADER, 8)
-        };
-        let start = off + header;
-        let Some(len) = self.page.get(off + len_at..off + len_at + 2) else {
-            return self.corrupt("cell runs past the page end");
-        };
-        let len = u16::from_le_bytes([len[0], len[1]]);
-        if self.leaf {
-            if self.page[off] & FLAG_LONG_KEY != 0 {
-                return self.long_leaf_key(i);
-            }
-            return match self.page.get(start..start + usize::from(len)) {
-                Some(key) => Ok(NodeKey::Inline(key)),
-                None => self.corrupt("cell runs past the page end"),
-            };
-        }
-        let (len, long) = branch_key_len(len);
-        let Some(field) = self.page.get(start..start + len) else {
-            return self.corrupt("cell runs past the page end");
-        };
-        if !long {
-            return Ok(NodeKey::Inline(field));
-        }
-        let Some(prefix_len) = len.checked_sub(LONG_REF) else {
-            return self.corrupt("long separator shorter than its reference");
-        };
-        match LongKey::decode(&field[prefix_len..], 0) {
-            Some(key) if prefix_len < key.len => Ok(NodeKey::Long {
-                prefix: &field[..prefix_len],
-                key,
-            }),
-            _ => self.corrupt("long separator shorter than its first bytes"),
+        match self.short_key(i)? {
+            Some(key) => Ok(NodeKey::Inline(key)),
+            None => self.long_node_key(i),
         }
     }
 
-    /// The key of leaf cell `i`, which is long.
+    /// Key of cell `i` when the node holds it whole, `None` when it is
+    /// long. Searches read keys only: the key's bytes are checked against
+    /// the page, the value's left to `entry`. Forced inline: every step of a
+    /// search reads one, and a key the node holds whole costs one flag test
+    /// more than a bare slice.
+    #[inline(always)]
+    fn short_key(&self, i: usize) -> Result<Option<&'a [u8]>> {
+        let off = self.cell_offset(i)?;
+        let (start, len, long) = if self.leaf {
+            let Some(h) = self.page.get(off..off + 4) else {
+                return self.corrupt("cell runs past the page end");
+            };
+            let len = usize::from(u16::from_le_bytes([h[2], h[3]]));
+            (off + LEAF_CELL_HEADER, len, h[0] & FLAG_LONG_KEY != 0)
+        } else {
+            let Some(h) = self.page.get(off + 8..off + 10) else {
+                return self.corrupt("cell runs past the page end");
+            };
+            let len = u16::from_le_bytes([h[0], h[1]]);
+            (
+                off + BRANCH_CELL_HEADER,
+                usize::from(len),
+                len & BRANCH_LONG != 0,
+            )
+        };
+        if long {
+            return Ok(None);
+        }
+        match self.page.get(start..start + len) {
+            Some(key) => Ok(Some(key)),
+            None => self.corrupt("cell runs past the page end"),
+        }
+    }
+
+    /// How the key of cell `i` compares with `probe`.
+    #[inline(always)]
+    fn cmp_key(&self, i: usize, probe: &[u8], keys: &impl Keys) -> Result<Ordering> {
+        match self.short_key(i)? {
+            Some(key) => Ok(key.cmp(probe)),
+            None => self.cmp_long(i, probe, keys),
+        }
+    }
+
+    /// How the long key of cell `i` compares with `probe`.
     #[cold]
-    fn long_leaf_key(&self, i: usize) -> Result<NodeKey<'a>> {
+    #[inline(never)]
+    fn cmp_long(&self, i: usize, probe: &[u8], keys: &impl Keys) -> Result<Ordering> {
+        self.long_node_key(i)?.cmp(probe, keys)
+    }
+
+    /// The key of cell `i`, which is long: its first bytes, checked to be
+    /// fewer than the whole key's, and where the whole of it lies.
+    #[cold]
+    #[inline(never)]
+    fn long_node_key(&self, i: usize) -> Result<NodeKey<'a>> {
         let cell = self.cell(i)?;
-        let klen = usize::from(u16::from_le_bytes([cell[2], cell[3]]));
-        let vlen = u32::from_le_bytes(cell[4..8].try_into().expect("4 bytes")) as usize;
-        // `cell_len` checked that the body is exactly the reference.
-        let prefix = &cell[LEAF_CELL_HEADER..LEAF_CELL_HEADER + klen];
-        match LongKey::decode(&cell[LEAF_CELL_HEADER + klen..], vlen) {
-            Some(key) if klen < key.len => Ok(NodeKey::Long { prefix, key }),
-            _ => self.corrupt("long key shorter than its first bytes"),
+        // `cell_len` checked the cell's lengths: a leaf's body is exactly
+        // the reference, and a long separator's field holds one.
+        let (prefix, reference, value) = if self.leaf {
+            let klen = usize::from(u16::from_le_bytes([cell[2], cell[3]]));
+            let vlen = u32::from_le_bytes(cell[4..8].try_into().expect("4 bytes")) as usize;
+            let body = LEAF_CELL_HEADER + klen;
+            (&cell[LEAF_CELL_HEADER..body], &cell[body..], vlen)
+        } else {
+            let end = cell.len() - LONG_REF;
+            (&cell[BRANCH_CELL_HEADER..end], &cell[end..], 0)
+        };
+        match LongKey::decode(reference, value) {
+            Some(key) if prefix.len() < key.len && key.len <= MAX_KEY => {
+                Ok(NodeKey::Long { prefix, key })
+            }
+            _ => self.corrupt("long key no longer than its first bytes, or past the limit"),
         }
     }
 
     /// The whole key of cell `i`, read from `keys` when it is long.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn full_key<'k>(&self, i: usize, keys: &'k impl Keys) -> Result<&'k [u8]>
     where
         'a: 'k,
     {
-        match self.key(i)? {
-            NodeKey::Inline(k) => Ok(k),
+        match self.short_key(i)? {
+            Some(k) => Ok(k),
+            None => self.long_whole_key(i, keys),
+        }
+    }
+
+    /// The whole of the long key of cell `i`.
+    #[cold]
+    #[inline(never)]
+    fn long_whole_key<'k>(&self, i: usize, keys: &'k impl Keys) -> Result<&'k [u8]>
+    where
+        'a: 'k,
+    {
+        match self.long_node_key(i)? {
             NodeKey::Long { key, .. } => keys.long_key(key),
+            NodeKey::Inline(k) => Ok(k),
         }
     }
 
@@ -242,22 +281,15 @@ impl<'a> Node<'a> {
         Ok(u64::from_le_bytes(cell[..8].try_into().expect("8 bytes")))
     }
 
-    /// Key and value of leaf cell `i`.
+    /// Key and value of leaf cell `i`: for a long key, its first bytes and
+    /// the place it shares with the value (`LeafValue::Spilled::key` bytes
+    /// of it, then the value's; `PageSource::entry` reads both whole).
     #[inline]
-    pub(crate) fn entry(&self, i: usize) -> Result<(NodeKey<'a>, LeafValue<'a>)> {
+    pub(crate) fn entry(&self, i: usize) -> Result<(&'a [u8], LeafValue<'a>)> {
         debug_assert!(self.leaf);
         let cell = self.cell(i)?;
         if cell[0] & FLAG_LONG_KEY != 0 {
-            let key = self.long_leaf_key(i)?;
-            let NodeKey::Long { key: long, .. } = key else {
-                unreachable!("a long key's cell")
-            };
-            let value = LeafValue::Spilled {
-                at: long.at,
-                len: long.blob,
-                key: long.len,
-            };
-            return Ok((key, value));
+            return self.long_entry(i);
         }
         let klen = usize::from(u16::from_le_bytes([cell[2], cell[3]]));
         let vlen = u32::from_le_bytes(cell[4..8].try_into().expect("4 bytes")) as usize;
@@ -272,7 +304,23 @@ impl<'a> Node<'a> {
             },
             None => LeafValue::Inline(rest),
         };
-        Ok((NodeKey::Inline(key), value))
+        Ok((key, value))
+    }
+
+    /// Key and value of leaf cell `i`, whose key is long: the value lies
+    /// after the key's bytes, in their place.
+    #[cold]
+    #[inline(never)]
+    fn long_entry(&self, i: usize) -> Result<(&'a [u8], LeafValue<'a>)> {
+        let NodeKey::Long { prefix, key } = self.long_node_key(i)? else {
+            return self.corrupt("a long key's cell without one");
+        };
+        let value = LeafValue::Spilled {
+            at: key.at,
+            len: key.blob,
+            key: key.len,
+        };
+        Ok((prefix, value))
     }
 
     /// Calls `f` with every page the node points at: a branch's children
@@ -290,8 +338,9 @@ impl<'a> Node<'a> {
                     f(at.page())?;
                 }
             } else {
-                f(self.child(i)?)?;
-                if let NodeKey::Long { key, .. } = self.key(i)? {
+                let cell = self.cell(i)?;
+                f(branch_cell_child(cell))?;
+                if let Some(key) = branch_cell_long_key(cell) {
                     f(key.at.page())?;
                 }
             }
@@ -305,7 +354,7 @@ impl<'a> Node<'a> {
         let (mut lo, mut hi) = (0, self.count);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            match self.key(mid)?.cmp(key, keys)? {
+            match self.cmp_key(mid, key, keys)? {
                 Ordering::Less => lo = mid + 1,
                 Ordering::Equal => return Ok((mid, true)),
                 Ordering::Greater => hi = mid,
@@ -320,7 +369,7 @@ impl<'a> Node<'a> {
         let (mut lo, mut hi) = (1, self.count);
         while lo < hi {
             let mid = lo + (hi - lo) / 2;
-            if self.key(mid)?.cmp(key, keys)? != Ordering::Greater {
+            if self.cmp_key(mid, key, keys)? != Ordering::Greater {
                 lo = mid + 1;
             } else {
                 hi = mid;
