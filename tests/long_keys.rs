@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::ops::Bound;
 
 use common::heap_image::assert_clean;
-use common::{Rng, TestDb, seeded_bytes};
+use common::{Rng, TestDb, seeded_bytes, show_key, shuffle};
 use larch::{Database, Entry, Error, Result, Table};
 
 /// The longest key larch accepts, at every page size.
@@ -22,22 +22,6 @@ type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 /// The longest key a node keeps whole at `ps`-byte pages.
 fn inline_limit(ps: u32) -> usize {
     ps as usize / 4
-}
-
-/// A key for a failure message: its length and its last bytes (keys here
-/// are too long to print and share their first thousands of bytes).
-fn show(k: &[u8]) -> String {
-    format!(
-        "{} bytes ..{:02x?}",
-        k.len(),
-        &k[k.len().saturating_sub(6)..]
-    )
-}
-
-fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
-    for i in (1..v.len()).rev() {
-        v.swap(i, rng.below(i as u64 + 1) as usize);
-    }
 }
 
 /// `prefix` followed by the big-endian `i`.
@@ -61,23 +45,25 @@ fn assert_entries<'g, 'w>(
             (Some(g), w) => {
                 let (k, v) = g.unwrap_or_else(|e| panic!("{what}: entry {n}: {e}"));
                 let Some((wk, wv)) = w else {
-                    panic!("{what}: entry {n}: an extra key of {}", show(k));
+                    panic!("{what}: entry {n}: an extra key of {}", show_key(k));
                 };
                 assert!(
                     k == &wk[..],
                     "{what}: entry {n}: a key of {} where one of {} was due",
-                    show(k),
-                    show(wk)
+                    show_key(k),
+                    show_key(wk)
                 );
                 assert!(
                     v == &wv[..],
                     "{what}: entry {n}: key of {}: a value of {} bytes, {} due",
-                    show(k),
+                    show_key(k),
                     v.len(),
                     wv.len()
                 );
             }
-            (None, Some((wk, _))) => panic!("{what}: entry {n}: ended where {} was due", show(wk)),
+            (None, Some((wk, _))) => {
+                panic!("{what}: entry {n}: ended where {} was due", show_key(wk))
+            }
         }
     }
 }
@@ -91,13 +77,13 @@ fn assert_at(got: Result<Option<Entry<'_>>>, want: Option<(&Vec<u8>, &Vec<u8>)>,
             assert!(
                 k == &wk[..],
                 "{what}: at a key of {}, not {}",
-                show(k),
-                show(wk)
+                show_key(k),
+                show_key(wk)
             );
-            assert!(v == &wv[..], "{what}: at {}: the wrong value", show(k));
+            assert!(v == &wv[..], "{what}: at {}: the wrong value", show_key(k));
         }
-        (Some((k, _)), None) => panic!("{what}: at a key of {}, past the end due", show(k)),
-        (None, Some((wk, _))) => panic!("{what}: past the end, {} due", show(wk)),
+        (Some((k, _)), None) => panic!("{what}: at a key of {}, past the end due", show_key(k)),
+        (None, Some((wk, _))) => panic!("{what}: past the end, {} due", show_key(wk)),
     }
 }
 
@@ -184,11 +170,30 @@ fn load(db: &Database, name: &str, entries: &[(Vec<u8>, Vec<u8>)], per_txn: usiz
             let mut tab = w.open_table(name).unwrap();
             for (k, v) in chunk {
                 tab.insert(k, v)
-                    .unwrap_or_else(|e| panic!("insert of a key of {}: {e}", show(k)));
+                    .unwrap_or_else(|e| panic!("insert of a key of {}: {e}", show_key(k)));
             }
         }
         w.commit().unwrap();
     }
+}
+
+/// A table's figures show nothing kept out of its leaves.
+fn assert_nothing_out_of_line(stat: &larch::TableStat, ps: u32) {
+    assert_eq!(
+        (stat.packed_values, stat.packed_bytes, stat.overflow_pages),
+        (0, 0, 0),
+        "{ps}: {stat:?}"
+    );
+}
+
+/// `model` holds in table "t" and `check` is clean, before and after a
+/// reopen; returns the last report.
+fn holds_through_reopen(t: &mut TestDb, model: &Model) -> larch::CheckReport {
+    assert_holds(t.db(), "t", model);
+    assert_clean(t.db());
+    t.reopen();
+    assert_holds(t.db(), "t", model);
+    assert_clean(t.db())
 }
 
 /// Asserts that table `name` of the last commit holds exactly `model`,
@@ -203,7 +208,7 @@ fn assert_holds(db: &Database, name: &str, model: &Model) {
         assert!(
             tab.get(k).unwrap() == Some(&v[..]),
             "get of a key of {}",
-            show(k)
+            show_key(k)
         );
     }
 }
@@ -334,12 +339,7 @@ fn keys_up_to_a_quarter_page_stay_in_their_node() {
         assert_holds(t.db(), "t", &model);
         let r = t.db().begin_read().unwrap();
         let stat = r.open_table("t").unwrap().stat().unwrap();
-        assert_eq!(
-            (stat.packed_values, stat.packed_bytes),
-            (0, 0),
-            "{ps}: {stat:?}"
-        );
-        assert_eq!(stat.overflow_pages, 0, "{ps}: {stat:?}");
+        assert_nothing_out_of_line(&stat, ps);
         drop(r);
         let report = assert_clean(t.db());
         assert_eq!((report.segments, report.overflow_pages), (0, 0), "{ps}");
@@ -396,11 +396,11 @@ fn every_key_length_round_trips_with_every_value_length() {
             let mut tab = w.open_table("t").unwrap();
             for (k, v) in &model {
                 tab.insert(k, v)
-                    .unwrap_or_else(|e| panic!("{ps}: insert of a key of {}: {e}", show(k)));
-                assert!(tab.get(k).unwrap() == Some(&v[..]), "{ps}: {}", show(k));
+                    .unwrap_or_else(|e| panic!("{ps}: insert of a key of {}: {e}", show_key(k)));
+                assert!(tab.get(k).unwrap() == Some(&v[..]), "{ps}: {}", show_key(k));
             }
             for (k, v) in &model {
-                assert!(tab.get(k).unwrap() == Some(&v[..]), "{ps}: {}", show(k));
+                assert!(tab.get(k).unwrap() == Some(&v[..]), "{ps}: {}", show_key(k));
             }
             assert_entries(tab.iter().unwrap(), model.iter(), "in the transaction");
             assert_entries(
@@ -410,16 +410,13 @@ fn every_key_length_round_trips_with_every_value_length() {
             );
         }
         w.commit().unwrap();
-        assert_holds(t.db(), "t", &model);
-        t.reopen();
-        assert_holds(t.db(), "t", &model);
-        assert_clean(t.db());
+        holds_through_reopen(&mut t, &model);
 
         let mut w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for k in model.keys() {
-                assert!(tab.remove(k).unwrap(), "{ps}: remove {}", show(k));
+                assert!(tab.remove(k).unwrap(), "{ps}: remove {}", show_key(k));
             }
         }
         w.commit().unwrap();
@@ -498,10 +495,7 @@ fn keys_over_64_kib_are_refused_and_change_nothing() {
             model.insert(b"b".to_vec(), b"after".to_vec());
         }
         w.commit().unwrap();
-        assert_clean(t.db());
-        t.reopen();
-        assert_holds(t.db(), "t", &model);
-        assert_clean(t.db());
+        holds_through_reopen(&mut t, &model);
     }
 }
 
@@ -548,7 +542,7 @@ fn long_shared_prefixes_keep_their_order() {
                 assert_at(
                     c.seek(b),
                     model.range(b.clone()..).next(),
-                    &format!("{ps}: seek to {} in the transaction", show(b)),
+                    &format!("{ps}: seek to {} in the transaction", show_key(b)),
                 );
             }
         }
@@ -565,13 +559,17 @@ fn long_shared_prefixes_keep_their_order() {
         assert_entries(tab.iter().unwrap(), model.iter(), "forwards");
         assert_entries(tab.iter().unwrap().rev(), model.iter().rev(), "backwards");
         for (k, v) in &model {
-            assert!(tab.get(k).unwrap() == Some(&v[..]), "{ps}: get {}", show(k));
+            assert!(
+                tab.get(k).unwrap() == Some(&v[..]),
+                "{ps}: get {}",
+                show_key(k)
+            );
         }
         for b in &bounds {
             assert!(
                 tab.get(b).unwrap() == model.get(b).map(|v| &v[..]),
                 "{ps}: get {}",
-                show(b)
+                show_key(b)
             );
         }
 
@@ -594,7 +592,7 @@ fn long_shared_prefixes_keep_their_order() {
             ranges.push((Bound::Unbounded, Bound::Excluded(a.clone())));
         }
         for (lo, hi) in &ranges {
-            let b = |b: &Bound<Vec<u8>>| b.as_ref().map(|k| show(k));
+            let b = |b: &Bound<Vec<u8>>| b.as_ref().map(|k| show_key(k));
             assert_range(
                 &tab,
                 &model,
@@ -611,7 +609,7 @@ fn long_shared_prefixes_keep_their_order() {
         assert_at(c.last(), model.iter().next_back(), "last");
         assert_at(c.next(), None, "past the last");
         for b in &bounds {
-            let what = |how: &str| format!("{ps}: {how} from a seek to {}", show(b));
+            let what = |how: &str| format!("{ps}: {how} from a seek to {}", show_key(b));
             let mut after = model.range(b.clone()..);
             let found = after.next();
             assert_at(c.seek(b), found, &what("the seek"));
@@ -655,8 +653,12 @@ fn removing_every_long_key_releases_every_out_of_line_byte() {
             {
                 let mut tab = w.open_table("t").unwrap();
                 for k in chunk {
-                    assert!(tab.remove(k).unwrap(), "{ps}: remove {}", show(k));
-                    assert!(!tab.remove(k).unwrap(), "{ps}: remove {} again", show(k));
+                    assert!(tab.remove(k).unwrap(), "{ps}: remove {}", show_key(k));
+                    assert!(
+                        !tab.remove(k).unwrap(),
+                        "{ps}: remove {} again",
+                        show_key(k)
+                    );
                     model.remove(k);
                 }
                 assert_eq!(tab.len(), model.len() as u64);
@@ -674,12 +676,7 @@ fn removing_every_long_key_releases_every_out_of_line_byte() {
         assert_eq!(tab.iter().unwrap().count(), 0);
         let stat = tab.stat().unwrap();
         assert_eq!(stat.depth, 0, "{ps}: {stat:?}");
-        assert_eq!(
-            (stat.packed_values, stat.packed_bytes),
-            (0, 0),
-            "{ps}: {stat:?}"
-        );
-        assert_eq!(stat.overflow_pages, 0, "{ps}: {stat:?}");
+        assert_nothing_out_of_line(&stat, ps);
         drop(r);
         let report = assert_clean(t.db());
         assert_eq!(
@@ -739,10 +736,7 @@ fn overwrites_stay_bounded(ps: u32, keys: &[Vec<u8>]) {
         end <= 2 * warm,
         "{ps}: the file grew from {warm} to {end} pages"
     );
-    assert_holds(t.db(), "t", &model);
-    t.reopen();
-    assert_holds(t.db(), "t", &model);
-    assert_clean(t.db());
+    holds_through_reopen(&mut t, &model);
 }
 
 /// Long keys sharing a 2,000-byte prefix, and one of 64 KiB, overwritten
@@ -865,7 +859,7 @@ fn an_aborted_transaction_of_long_keys_leaves_nothing() {
                     tab.insert(k, v).unwrap();
                 }
                 for (k, v) in &long {
-                    assert!(tab.get(k).unwrap() == Some(&v[..]), "{ps}: {}", show(k));
+                    assert!(tab.get(k).unwrap() == Some(&v[..]), "{ps}: {}", show_key(k));
                 }
             }
             if abort {
@@ -927,7 +921,7 @@ fn compact_keeps_every_remaining_long_key() {
         {
             let mut tab = w.open_table("t").unwrap();
             for k in &doomed {
-                assert!(tab.remove(k).unwrap(), "{ps}: remove {}", show(k));
+                assert!(tab.remove(k).unwrap(), "{ps}: remove {}", show_key(k));
                 model.remove(k);
             }
         }
@@ -936,11 +930,7 @@ fn compact_keeps_every_remaining_long_key() {
         t.db().compact().unwrap();
         let after = t.file_size();
         assert!(after * 3 <= before * 2, "{ps}: {before} -> {after} bytes");
-        assert_holds(t.db(), "t", &model);
-        assert_clean(t.db());
-        t.reopen();
-        assert_holds(t.db(), "t", &model);
-        assert_clean(t.db());
+        holds_through_reopen(&mut t, &model);
     }
 }
 
@@ -1015,7 +1005,7 @@ fn a_reader_keeps_its_long_keys_while_the_writer_changes_them() {
 
         assert_entries(held.iter().map(|&e| Ok(e)), old.iter(), "the entries held");
         for ((k, v), g) in old.iter().zip(&got) {
-            assert!(*g == &v[..], "{ps}: the value held for {}", show(k));
+            assert!(*g == &v[..], "{ps}: the value held for {}", show_key(k));
         }
         assert_entries(tab.iter().unwrap(), old.iter(), "read again");
         assert_entries(
@@ -1069,7 +1059,7 @@ fn keys_of_64_kib_at_512_byte_pages() {
         let mut tab = w.open_table("t").unwrap();
         for (k, v) in &entries {
             tab.insert(k, v).unwrap();
-            assert!(tab.get(k).unwrap() == Some(&v[..]), "{}", show(k));
+            assert!(tab.get(k).unwrap() == Some(&v[..]), "{}", show_key(k));
         }
         assert_entries(tab.iter().unwrap(), model.iter(), "in the transaction");
     }

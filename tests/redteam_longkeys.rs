@@ -10,25 +10,10 @@ mod common;
 use std::collections::BTreeMap;
 
 use common::heap_image::assert_clean;
-use common::{Rng, TestDb, seeded_bytes};
+use common::{Rng, TestDb, seeded_bytes, show_key, shuffle};
 use larch::{Database, Error};
 
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
-
-/// A key for a failure message: its length and its last bytes.
-fn show(k: &[u8]) -> String {
-    format!(
-        "{} bytes ..{:02x?}",
-        k.len(),
-        &k[k.len().saturating_sub(6)..]
-    )
-}
-
-fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
-    for i in (1..v.len()).rev() {
-        v.swap(i, rng.below(i as u64 + 1) as usize);
-    }
-}
 
 /// Asserts that table `name` of the last commit holds exactly `model`:
 /// forwards, backwards and key by key.
@@ -40,14 +25,7 @@ fn assert_holds(db: &Database, name: &str, model: &Model) {
         Err(e) => panic!("{e}"),
     };
     assert_eq!(tab.len(), model.len() as u64);
-    let got: Vec<(Vec<u8>, Vec<u8>)> = tab
-        .iter()
-        .unwrap()
-        .map(|e| {
-            let (k, v) = e.unwrap();
-            (k.to_vec(), v.to_vec())
-        })
-        .collect();
+    let got: Vec<(Vec<u8>, Vec<u8>)> = common::collect(tab.iter().unwrap());
     let want: Vec<(Vec<u8>, Vec<u8>)> = model.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     if got != want {
         let first = got
@@ -59,8 +37,8 @@ fn assert_holds(db: &Database, name: &str, model: &Model) {
             "forwards: {} entries, want {}; first difference at {first}: got {:?}, want {:?}",
             got.len(),
             want.len(),
-            got.get(first).map(|(k, _)| show(k)),
-            want.get(first).map(|(k, _)| show(k)),
+            got.get(first).map(|(k, _)| show_key(k)),
+            want.get(first).map(|(k, _)| show_key(k)),
         );
     }
     let back: Vec<Vec<u8>> = tab
@@ -77,7 +55,7 @@ fn assert_holds(db: &Database, name: &str, model: &Model) {
         assert!(
             tab.get(k).unwrap() == Some(&v[..]),
             "get of a key of {}",
-            show(k)
+            show_key(k)
         );
     }
 }
@@ -167,7 +145,7 @@ fn churn_with_separators_straddling_the_inline_limit() {
                     let k = &keys[rng.below(keys.len() as u64) as usize];
                     if rng.below(3) == 0 {
                         let was = tab.remove(k).unwrap();
-                        assert_eq!(was, model.remove(k).is_some(), "remove {}", show(k));
+                        assert_eq!(was, model.remove(k).is_some(), "remove {}", show_key(k));
                     } else {
                         let v = churn_value(&mut rng, round * 1000 + seed);
                         tab.insert(k, &v).unwrap();
@@ -323,14 +301,7 @@ fn readers_keep_long_keys_and_separators_through_churn() {
         w.commit().unwrap();
         for (r, m) in &readers {
             let tab = r.open_table("t").unwrap();
-            let got: Vec<(Vec<u8>, Vec<u8>)> = tab
-                .iter()
-                .unwrap()
-                .map(|e| {
-                    let (k, v) = e.unwrap();
-                    (k.to_vec(), v.to_vec())
-                })
-                .collect();
+            let got: Vec<(Vec<u8>, Vec<u8>)> = common::collect(tab.iter().unwrap());
             assert!(
                 got.iter().map(|(k, v)| (k, v)).eq(m.iter()),
                 "round {round}: a reader's snapshot changed"
@@ -351,7 +322,7 @@ fn readers_keep_long_keys_and_separators_through_churn() {
                     .unwrap()
                     .take(3)
                     .map(|e| e.unwrap().0.to_vec());
-                assert!(got.eq(want), "range from a prefix of {}", show(k));
+                assert!(got.eq(want), "range from a prefix of {}", show_key(k));
             }
         }
     }
@@ -559,13 +530,7 @@ fn contents(db: &Database) -> Model {
     let Ok(tab) = r.open_table("t") else {
         return Model::new();
     };
-    tab.iter()
-        .unwrap()
-        .map(|e| {
-            let (k, v) = e.unwrap();
-            (k.to_vec(), v.to_vec())
-        })
-        .collect()
+    common::collect(tab.iter().unwrap()).into_iter().collect()
 }
 
 /// A transaction of the crash tests: inserts that split leaves between

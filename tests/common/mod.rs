@@ -112,6 +112,23 @@ pub fn small_map(page_size: u32) -> Options {
 #[allow(unused_imports)]
 pub use larch::testing::Rng;
 
+/// A key for a failure message: its length and its last bytes (long keys
+/// are too long to print and share their first thousands of bytes).
+pub fn show_key(k: &[u8]) -> String {
+    format!(
+        "{} bytes ..{:02x?}",
+        k.len(),
+        &k[k.len().saturating_sub(6)..]
+    )
+}
+
+/// Shuffles `v` in place (Fisher-Yates).
+pub fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
+    for i in (1..v.len()).rev() {
+        v.swap(i, rng.below(i as u64 + 1) as usize);
+    }
+}
+
 /// Collects a range into owned pairs.
 pub fn collect(r: larch::Range<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
     r.map(|e| {
