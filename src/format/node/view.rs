@@ -133,6 +133,8 @@ impl<'a> Node<'a> {
         self.upper - NODE_HEADER_SIZE - SLOT * self.count
     }
 
+    #[cold]
+    #[inline(never)]
     fn corrupt<T>(&self, reason: &'static str) -> Result<T> {
         corrupted(self.id, reason)
     }
@@ -157,11 +159,10 @@ impl<'a> Node<'a> {
     #[inline(always)]
     pub(crate) fn cell(&self, i: usize) -> Result<&'a [u8]> {
         let off = self.cell_offset(i)?;
-        let len = cell_len(self.page, off, self.leaf).ok_or(crate::Error::Corrupted {
-            page: self.id,
-            reason: "cell runs past the page end",
-        })?;
-        Ok(&self.page[off..off + len])
+        match cell_len(self.page, off, self.leaf) {
+            Some(len) => Ok(&self.page[off..off + len]),
+            None => self.corrupt("cell runs past the page end"),
+        }
     }
 
     /// Key of cell `i`, as the node holds it.
@@ -274,7 +275,7 @@ impl<'a> Node<'a> {
     }
 
     /// Child page of branch cell `i`.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn child(&self, i: usize) -> Result<PageId> {
         debug_assert!(!self.leaf);
         let cell = self.cell(i)?;
