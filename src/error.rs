@@ -162,3 +162,84 @@ impl From<io::Error> for Error {
 pub(crate) fn corrupted<T>(page: u64, reason: &'static str) -> Result<T> {
     Err(Error::Corrupted { page, reason })
 }
+
+/// For storage layers that speak `std::io`: an I/O error is handed back as
+/// it was; any other error becomes one of the kind that fits it, with the
+/// larch error inside (`get_ref` and `into_inner` give it back, and
+/// `downcast` turns it back into an [`Error`]).
+///
+/// | larch | `io::ErrorKind` |
+/// |---|---|
+/// | `Io(e)` | `e`'s own |
+/// | `Corrupted` | `InvalidData` |
+/// | `MapFull` | `StorageFull` |
+/// | `KeyTooLarge`, `ValueTooLarge`, `InvalidOption` | `InvalidInput` |
+/// | `TableNotFound` | `NotFound` |
+/// | `AlreadyOpen` | `ResourceBusy` |
+/// | `ReadOnly` | `ReadOnlyFilesystem` |
+/// | any other | `Other` |
+impl From<Error> for io::Error {
+    fn from(e: Error) -> io::Error {
+        let kind = match &e {
+            Error::Io(_) => {
+                let Error::Io(inner) = e else {
+                    unreachable!("matched above")
+                };
+                return inner;
+            }
+            Error::Corrupted { .. } => io::ErrorKind::InvalidData,
+            Error::MapFull { .. } => io::ErrorKind::StorageFull,
+            Error::KeyTooLarge { .. } | Error::ValueTooLarge { .. } | Error::InvalidOption(_) => {
+                io::ErrorKind::InvalidInput
+            }
+            Error::TableNotFound(_) => io::ErrorKind::NotFound,
+            Error::AlreadyOpen => io::ErrorKind::ResourceBusy,
+            Error::ReadOnly => io::ErrorKind::ReadOnlyFilesystem,
+            _ => io::ErrorKind::Other,
+        };
+        io::Error::new(kind, e)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn into_io_keeps_the_error_and_picks_its_kind() {
+        let io: io::Error = Error::Io(io::Error::from_raw_os_error(28)).into();
+        assert_eq!(io.raw_os_error(), Some(28));
+        let cases = [
+            (
+                Error::Corrupted {
+                    page: 7,
+                    reason: "x",
+                },
+                io::ErrorKind::InvalidData,
+            ),
+            (
+                Error::MapFull {
+                    needed: 2,
+                    limit: 1,
+                    reason: "y",
+                },
+                io::ErrorKind::StorageFull,
+            ),
+            (
+                Error::KeyTooLarge { len: 2, max: 1 },
+                io::ErrorKind::InvalidInput,
+            ),
+            (Error::TableNotFound("t".into()), io::ErrorKind::NotFound),
+            (Error::ReadOnly, io::ErrorKind::ReadOnlyFilesystem),
+            (Error::TxnFailed, io::ErrorKind::Other),
+        ];
+        for (e, kind) in cases {
+            let text = e.to_string();
+            let io: io::Error = e.into();
+            assert_eq!(io.kind(), kind, "{text}");
+            assert_eq!(io.to_string(), text);
+            let back = io.into_inner().unwrap().downcast::<Error>().unwrap();
+            assert_eq!(back.to_string(), text);
+        }
+    }
+}

@@ -126,6 +126,29 @@ impl<'txn> Table<'txn> {
         Ok(Range::new(self.source(), self.desc, range))
     }
 
+    /// The entries whose keys start with `prefix`, in key order (and in
+    /// reverse with `.rev()`).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # // SAFETY: the file is this example's own.
+    /// # let db = unsafe { larch::Database::open(dir.path().join("db")) }.unwrap();
+    /// # let mut w = db.begin_write()?;
+    /// # let mut t = w.open_table("users")?;
+    /// # for k in [&b"user:1"[..], b"user:2", b"userx", b"group:1"] { t.insert(k, b"")?; }
+    /// # drop(t);
+    /// # w.commit()?;
+    /// let r = db.begin_read()?;
+    /// let users = r.open_table("users")?;
+    /// let keys: Vec<&[u8]> = users.prefix(b"user:")?.map(|e| e.map(|(k, _)| k)).collect::<Result<_, _>>()?;
+    /// assert_eq!(keys, [&b"user:1"[..], b"user:2"]);
+    /// # Ok::<(), larch::Error>(())
+    /// ```
+    pub fn prefix(&self, prefix: &[u8]) -> Result<Range<'txn>> {
+        let end = prefix_end(prefix);
+        self.range((Bound::Included(prefix), borrowed(&end)))
+    }
+
     /// All entries in key order.
     pub fn iter(&self) -> Result<Range<'txn>> {
         self.range(..)
@@ -237,6 +260,81 @@ impl<'txn> TableMut<'txn> {
             Err(_) => self.failed(before),
         }
         r
+    }
+
+    /// Removes every entry whose key lies in `range`; returns how many.
+    ///
+    /// Memory stays bounded however many entries go: they are found and
+    /// removed one at a time, each a descent of the tree, and only the last
+    /// key removed is held. Like [`remove`](TableMut::remove), any error
+    /// fails the transaction (entries already removed are not put back).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # // SAFETY: the file is this example's own.
+    /// # let db = unsafe { larch::Database::open(dir.path().join("db")) }.unwrap();
+    /// let mut w = db.begin_write()?;
+    /// let mut t = w.open_table("events")?;
+    /// for day in [b"2026-11-30", b"2026-12-01", b"2026-12-02"] {
+    ///     t.insert(day, b"...")?;
+    /// }
+    /// // Everything before December.
+    /// assert_eq!(t.remove_range(..&b"2026-12"[..])?, 1);
+    /// assert_eq!(t.len(), 2);
+    /// # drop(t);
+    /// # w.commit()?;
+    /// # Ok::<(), larch::Error>(())
+    /// ```
+    pub fn remove_range<'a>(&mut self, range: impl RangeBounds<&'a [u8]>) -> Result<u64> {
+        self.pages.live()?;
+        let before = *self.desc;
+        let r = self.remove_each(owned(range.start_bound()), owned(range.end_bound()));
+        if r.is_err() {
+            self.failed(before);
+        }
+        r
+    }
+
+    /// `remove_range`'s walk: the first key from `start` to `end` found
+    /// and removed, until none is left.
+    fn remove_each(&mut self, mut start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> Result<u64> {
+        let mut removed = 0;
+        loop {
+            let first = {
+                let bounds = (borrowed(&start), borrowed(&end));
+                match Range::new(self.view(), *self.desc, bounds).next() {
+                    Some(Ok((key, _))) => Ok(Some(key.to_vec())),
+                    Some(Err(e)) => Err(e),
+                    None => Ok(None),
+                }
+            };
+            let Some(key) = self.pages.outcome(first)? else {
+                return Ok(removed);
+            };
+            if !self.remove(&key)? {
+                let e = corrupted(
+                    self.desc.root,
+                    "a key found in range was not there to remove",
+                );
+                return self.pages.outcome(e);
+            }
+            removed += 1;
+            start = Bound::Excluded(key);
+        }
+    }
+
+    /// Removes every entry whose key starts with `prefix`; returns how many
+    /// (see [`remove_range`](TableMut::remove_range)).
+    pub fn remove_prefix(&mut self, prefix: &[u8]) -> Result<u64> {
+        let end = prefix_end(prefix);
+        self.remove_range((Bound::Included(prefix), borrowed(&end)))
+    }
+
+    /// The entries whose keys start with `prefix`, in key order, valid
+    /// until the next mutation.
+    pub fn prefix(&self, prefix: &[u8]) -> Result<Range<'_>> {
+        let end = prefix_end(prefix);
+        self.range((Bound::Included(prefix), borrowed(&end)))
     }
 
     /// After a failed change: no hint survives it, and `len` goes on
@@ -353,6 +451,29 @@ pub struct Range<'txn> {
     last_front: Option<&'txn [u8]>,
     last_back: Option<&'txn [u8]>,
     done: bool,
+}
+
+/// A bound held by value, as one of its key.
+fn borrowed(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+    match b {
+        Bound::Included(k) => Bound::Included(k),
+        Bound::Excluded(k) => Bound::Excluded(k),
+        Bound::Unbounded => Bound::Unbounded,
+    }
+}
+
+/// The end of the keys that start with `prefix`: the first key past them,
+/// which is `prefix` with its last byte below 255 raised by one and the
+/// bytes after it dropped; none when every byte is 255 (or there is none).
+fn prefix_end(prefix: &[u8]) -> Bound<Vec<u8>> {
+    match prefix.iter().rposition(|&b| b != u8::MAX) {
+        Some(i) => {
+            let mut end = prefix[..=i].to_vec();
+            end[i] += 1;
+            Bound::Excluded(end)
+        }
+        None => Bound::Unbounded,
+    }
 }
 
 fn owned(b: Bound<&&[u8]>) -> Bound<Vec<u8>> {

@@ -32,6 +32,11 @@ enum Op {
     Remove {
         key: u16,
     },
+    /// `TableMut::remove_range` of the keys `from..to` (in key order).
+    RemoveRange {
+        from: u16,
+        to: u16,
+    },
     Get {
         key: u16,
     },
@@ -162,7 +167,11 @@ impl Arbitrary for Op {
                     fill: u8::arbitrary(g),
                 }
             }
-            45..=64 => Op::Remove { key },
+            45..=61 => Op::Remove { key },
+            62..=64 => Op::RemoveRange {
+                from: key,
+                to: u16::arbitrary(g) % (SHORT_KEYS + LONG_KEYS),
+            },
             65..=74 => Op::Get { key },
             75..=82 => Op::Range {
                 from: key,
@@ -377,6 +386,32 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                             Err(e) => {
                                 fail(e, &mut failed);
                                 assert!(refused(tab.remove(&k)));
+                                assert!(refused(tab.iter().map(drop)));
+                            }
+                        }
+                    }
+                    Op::RemoveRange { from, to } => {
+                        let w = txn.get_or_insert_with(|| db.begin_write().unwrap());
+                        let (a, b) = (key_bytes(from, page_size), key_bytes(to, page_size));
+                        let mut tab = match w.open_table("t") {
+                            Ok(tab) => tab,
+                            Err(e) => {
+                                assert!(failed && matches!(e, Error::TxnFailed), "{e:?}");
+                                continue;
+                            }
+                        };
+                        match tab.remove_range(&a[..]..&b[..]) {
+                            Ok(n) => {
+                                let gone = range_of(&pending, &a, &b);
+                                assert_eq!(n, gone.len() as u64);
+                                for (k, _) in gone {
+                                    pending.remove(&k);
+                                }
+                                assert_eq!(tab.len(), pending.len() as u64);
+                            }
+                            Err(e) => {
+                                fail(e, &mut failed);
+                                assert!(refused(tab.remove_range(&a[..]..&b[..]).map(drop)));
                                 assert!(refused(tab.iter().map(drop)));
                             }
                         }

@@ -153,6 +153,14 @@ impl<'db> ReadTxn<'db> {
         }
     }
 
+    /// Whether table `name` exists in this snapshot.
+    pub fn table_exists(&self, name: &str) -> Result<bool> {
+        if crate::table::check_key(name.as_bytes()).is_err() {
+            return Ok(false);
+        }
+        Ok(catalog_get(self.view(), &self.meta.catalog, name)?.is_some())
+    }
+
     /// Walks the whole snapshot and accounts for every page: each is reachable
     /// exactly once, or free; keys are sorted; leaves sit at one depth; overflow
     /// runs lie in bounds; entry counts match. The first problem found is an

@@ -174,6 +174,32 @@ impl<'db> WriteTxn<'db> {
         Ok(TableMut::new(pages, &mut open.desc, &mut open.changed))
     }
 
+    /// Whether table `name` exists: committed, or created in this
+    /// transaction and not deleted since. Nothing is created.
+    pub fn table_exists(&self, name: &str) -> Result<bool> {
+        self.dirty.live()?;
+        if self.tables.contains_key(name) {
+            return Ok(true);
+        }
+        if check_key(name.as_bytes()).is_err() {
+            return Ok(false);
+        }
+        Ok(catalog_get(self.view(), &self.catalog, name)?.is_some())
+    }
+
+    /// Opens table `name` if it exists, or [`Error::TableNotFound`] and
+    /// nothing created: a read of a table that may be missing leaves no
+    /// empty table behind at commit (as [`open_table`](WriteTxn::open_table)
+    /// would).
+    ///
+    /// [`Error::TableNotFound`]: crate::Error::TableNotFound
+    pub fn open_existing_table(&mut self, name: &str) -> Result<TableMut<'_>> {
+        if !self.table_exists(name)? {
+            return Err(crate::Error::TableNotFound(name.to_owned()));
+        }
+        self.open_table(name)
+    }
+
     /// Deletes table `name` and frees all its pages. Returns whether it existed.
     /// An error fails the transaction (see [`WriteTxn`]).
     pub fn delete_table(&mut self, name: &str) -> Result<bool> {
