@@ -215,12 +215,14 @@ impl<'txn> TableMut<'txn> {
     /// a quarter page is stored out of its leaf with its value. Values larger
     /// than about a quarter page are stored out of their leaf.
     ///
+    /// Returns whether the key was there before (its old value replaced).
+    ///
     /// [`Error::KeyTooLarge`] and [`Error::ValueTooLarge`] are checked before
     /// anything changes and leave the transaction as it was. Any other error
     /// ([`Error::MapFull`], [`Error::Corrupted`], ...) may come after the
     /// tree began to change, so it fails the transaction: from then on every
     /// call on it returns [`Error::TxnFailed`], and it cannot commit.
-    pub fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<()> {
+    pub fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<bool> {
         self.pages.live()?;
         check_key(key)?;
         if value.len() > MAX_VALUE {
@@ -238,7 +240,102 @@ impl<'txn> TableMut<'txn> {
         if r.is_err() {
             self.failed(before);
         }
-        r.map(|_| ())
+        r
+    }
+
+    /// Removes `key` and returns its value, copied out (the place it had is
+    /// freed with it); `None` when it was not there. Errors as for
+    /// [`remove`](TableMut::remove).
+    pub fn take(&mut self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let Some(value) = self.get(key)?.map(<[u8]>::to_vec) else {
+            return Ok(None);
+        };
+        self.remove(key)?;
+        Ok(Some(value))
+    }
+
+    /// Removes the entry with the least key and returns it, copied out;
+    /// `None` when the table is empty. Errors as for
+    /// [`remove`](TableMut::remove).
+    pub fn pop_first(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        self.pages.live()?;
+        let first = copied(self.iter()?.next());
+        let first = self.pages.outcome(first)?;
+        self.pop(first)
+    }
+
+    /// Removes the entry with the greatest key and returns it, copied out;
+    /// `None` when the table is empty.
+    pub fn pop_last(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        self.pages.live()?;
+        let last = copied(self.iter()?.next_back());
+        let last = self.pages.outcome(last)?;
+        self.pop(last)
+    }
+
+    fn pop(&mut self, entry: Option<(Vec<u8>, Vec<u8>)>) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+        let Some((key, value)) = entry else {
+            return Ok(None);
+        };
+        if !self.remove(&key)? {
+            let e = corrupted(self.desc.root, "an entry found was not there to remove");
+            return self.pages.outcome(e);
+        }
+        Ok(Some((key, value)))
+    }
+
+    /// Keeps only the entries for which `keep` returns true, in key order;
+    /// returns how many were removed. Memory stays bounded, as for
+    /// [`remove_range`](TableMut::remove_range): the walk holds one key.
+    /// Any error fails the transaction, and `len` reports the count from
+    /// before the call.
+    pub fn retain(&mut self, mut keep: impl FnMut(&[u8], &[u8]) -> bool) -> Result<u64> {
+        self.pages.live()?;
+        let before = *self.desc;
+        let r = self.retain_each(&mut keep);
+        if r.is_err() {
+            self.failed(before);
+        }
+        r
+    }
+
+    fn retain_each(&mut self, keep: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<u64> {
+        let mut start: Bound<Vec<u8>> = Bound::Unbounded;
+        let mut removed = 0;
+        loop {
+            // The first entry from `start` that goes, its key copied out.
+            let next = {
+                let mut range = Range::new(
+                    self.view(),
+                    *self.desc,
+                    (borrowed(&start), Bound::Unbounded),
+                );
+                let mut found = Ok(None);
+                for entry in range.by_ref() {
+                    match entry {
+                        Ok((k, v)) if keep(k, v) => {}
+                        Ok((k, _)) => {
+                            found = Ok(Some(k.to_vec()));
+                            break;
+                        }
+                        Err(e) => {
+                            found = Err(e);
+                            break;
+                        }
+                    }
+                }
+                found
+            };
+            let Some(key) = self.pages.outcome(next)? else {
+                return Ok(removed);
+            };
+            if !self.remove(&key)? {
+                let e = corrupted(self.desc.root, "an entry found was not there to remove");
+                return self.pages.outcome(e);
+            }
+            removed += 1;
+            start = Bound::Excluded(key);
+        }
     }
 
     /// Removes `key`; returns whether it was present. Like `insert`, the
@@ -262,7 +359,8 @@ impl<'txn> TableMut<'txn> {
         r
     }
 
-    /// Removes every entry whose key lies in `range`; returns how many.
+    /// Removes every entry whose key lies in `range`; returns how many (0
+    /// for an empty range, inverted bounds included).
     ///
     /// Memory stays bounded however many entries go: they are found and
     /// removed one at a time, each a descent of the tree, and only the last
@@ -451,6 +549,15 @@ pub struct Range<'txn> {
     last_front: Option<&'txn [u8]>,
     last_back: Option<&'txn [u8]>,
     done: bool,
+}
+
+/// An entry a range gave, copied out, or its error.
+fn copied(entry: Option<Result<Entry<'_>>>) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
+    match entry {
+        Some(Ok((k, v))) => Ok(Some((k.to_vec(), v.to_vec()))),
+        Some(Err(e)) => Err(e),
+        None => Ok(None),
+    }
 }
 
 /// A bound held by value, as one of its key.

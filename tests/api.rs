@@ -250,3 +250,106 @@ fn larch_errors_are_io_errors() {
     let inner = e.into_inner().unwrap().downcast::<Error>().unwrap();
     assert!(matches!(*inner, Error::TableNotFound(_)));
 }
+
+/// `insert` says whether the key was there; `take` hands back the value it
+/// removes, whether it lived in its leaf, in a segment, in a run of its own
+/// or beside a long key, and frees its place; `None` for a missing key.
+#[test]
+fn insert_reports_and_take_returns_the_old_value() {
+    for ps in [512u32, 4096] {
+        let t = TestDb::new(ps);
+        let long_key = vec![b'L'; ps as usize / 4 + 1];
+        let cases: [(&[u8], usize); 4] = [
+            (b"inline", 10),
+            (b"packed", ps as usize),
+            (b"run", 40 * ps as usize),
+            (&long_key, 100),
+        ];
+        let mut w = t.db().begin_write().unwrap();
+        {
+            let mut tab = w.open_table("t").unwrap();
+            for (i, &(k, len)) in cases.iter().enumerate() {
+                let v = common::seeded_bytes(i as u64, len);
+                assert!(!tab.insert(k, &v).unwrap());
+                assert!(tab.insert(k, &v).unwrap());
+            }
+            assert_eq!(tab.take(b"absent").unwrap(), None);
+        }
+        w.commit().unwrap();
+        let mut w = t.db().begin_write().unwrap();
+        {
+            let mut tab = w.open_table("t").unwrap();
+            for (i, &(k, len)) in cases.iter().enumerate() {
+                let v = common::seeded_bytes(i as u64, len);
+                assert_eq!(tab.take(k).unwrap(), Some(v), "{ps} {i}");
+                assert_eq!(tab.take(k).unwrap(), None);
+            }
+            assert!(tab.is_empty());
+        }
+        w.commit().unwrap();
+        let report = assert_clean(t.db());
+        assert_eq!((report.packed_bytes, report.overflow_pages), (0, 0), "{ps}");
+    }
+}
+
+/// `pop_first` and `pop_last`, alternated, drain a table from both ends in
+/// key order, each entry whole, then find nothing.
+#[test]
+fn pop_drains_from_both_ends_in_order() {
+    let mut rng = Rng(0x909);
+    let (t, mut model) = filled(512, 1500, &mut rng);
+    let mut w = t.db().begin_write().unwrap();
+    {
+        let mut tab = w.open_table("t").unwrap();
+        let mut i = 0;
+        while !model.is_empty() {
+            let (got, want) = if i % 3 == 0 {
+                (tab.pop_last().unwrap(), model.pop_last())
+            } else {
+                (tab.pop_first().unwrap(), model.pop_first())
+            };
+            assert_eq!(got, want, "pop {i}");
+            assert_eq!(tab.len(), model.len() as u64);
+            i += 1;
+        }
+        assert_eq!(tab.pop_first().unwrap(), None);
+        assert_eq!(tab.pop_last().unwrap(), None);
+    }
+    w.commit().unwrap();
+    let report = assert_clean(t.db());
+    assert_eq!(report.packed_bytes, 0);
+}
+
+/// `retain` keeps exactly the entries its predicate keeps, sees each entry
+/// once in key order, and leaves a reader's snapshot whole.
+#[test]
+fn retain_keeps_what_the_predicate_keeps() {
+    for ps in [512u32, 4096] {
+        let mut rng = Rng(0x4E7 + u64::from(ps));
+        let (mut t, mut model) = filled(ps, 3000, &mut rng);
+        let before = model.clone();
+        let keep = |k: &[u8], v: &[u8]| !(k.len() + v.len()).is_multiple_of(3);
+        let r = t.db().begin_read().unwrap();
+        let mut w = t.db().begin_write().unwrap();
+        let mut seen = Vec::new();
+        let n = w
+            .open_table("t")
+            .unwrap()
+            .retain(|k, v| {
+                seen.push(k.to_vec());
+                keep(k, v)
+            })
+            .unwrap();
+        w.commit().unwrap();
+        assert_eq!(seen.len(), before.len(), "{ps}: each entry seen once");
+        assert!(seen.iter().eq(before.keys()), "{ps}: in key order");
+        model.retain(|k, v| keep(k, v));
+        assert_eq!(n, (before.len() - model.len()) as u64);
+        let old = common::collect(r.open_table("t").unwrap().iter().unwrap());
+        assert!(old.iter().map(|(k, v)| (k, v)).eq(before.iter()));
+        drop(r);
+        t.reopen();
+        holds(t.db(), &model);
+        assert_clean(t.db());
+    }
+}

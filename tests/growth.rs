@@ -44,7 +44,7 @@ fn fill(db: &Database, len: usize) -> (u32, Error) {
     loop {
         let mut w = db.begin_write().unwrap();
         let r = w.open_table("t").unwrap().insert(&key(n), &value(n, len));
-        match r.and_then(|()| w.commit()) {
+        match r.and_then(|_| w.commit()) {
             Ok(()) => n += 1,
             Err(e) => return (n, e),
         }

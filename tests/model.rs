@@ -353,7 +353,8 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                         };
                         assert!(!failed, "a failed transaction opened a table");
                         match tab.insert(&k, &v) {
-                            Ok(()) => {
+                            Ok(existed) => {
+                                assert_eq!(existed, pending.contains_key(&k));
                                 if k.len() > page_size as usize / 4 {
                                     stats.long_keys.fetch_add(1, Ordering::Relaxed);
                                 }

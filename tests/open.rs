@@ -347,7 +347,7 @@ fn map_full_leaves_the_committed_state_intact() {
         let mut i = 0u32;
         loop {
             match tab.insert(&i.to_be_bytes(), &[1u8; 500]) {
-                Ok(()) => i += 1,
+                Ok(_) => i += 1,
                 Err(e) => break e,
             }
         }

@@ -260,8 +260,12 @@ fn churn(seed: u64, rounds: u32, pin: bool) -> (u64, u64, u64, u64) {
                     0 => {
                         tab.remove(&key(i)).unwrap();
                     }
-                    1 => tab.insert(&key(i), &value(i, round as u8, 5000)).unwrap(),
-                    _ => tab.insert(&key(i), &value(i, round as u8, VLEN)).unwrap(),
+                    1 => {
+                        tab.insert(&key(i), &value(i, round as u8, 5000)).unwrap();
+                    }
+                    _ => {
+                        tab.insert(&key(i), &value(i, round as u8, VLEN)).unwrap();
+                    }
                 }
             }
         }
@@ -590,8 +594,12 @@ fn grouped_pages_are_never_ones_a_reader_reaches() {
                     0 => {
                         tab.remove(&key(i)).unwrap();
                     }
-                    1 => tab.insert(&key(i), &value(i, round as u8, 9000)).unwrap(),
-                    _ => tab.insert(&key(i), &value(i, round as u8, VLEN)).unwrap(),
+                    1 => {
+                        tab.insert(&key(i), &value(i, round as u8, 9000)).unwrap();
+                    }
+                    _ => {
+                        tab.insert(&key(i), &value(i, round as u8, VLEN)).unwrap();
+                    }
                 }
             }
         }

@@ -1074,7 +1074,9 @@ fn held_every_pair_of_boundary_lengths() {
         let mut w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
-            keys(&mut |k, i, j| tab.insert(&key(k), &b(i, j)).unwrap());
+            keys(&mut |k, i, j| {
+                tab.insert(&key(k), &b(i, j)).unwrap();
+            });
             keys(&mut |k, i, j| assert_eq!(tab.get(&key(k)).unwrap().unwrap(), &b(i, j)[..]));
         }
         w.commit().unwrap();
@@ -1226,10 +1228,10 @@ fn held_crafted_packed_references_are_corrupted() {
                     .and_then(|mut t| t.remove(&key3).map(drop)),
                 1 => w
                     .open_table("t")
-                    .and_then(|mut t| t.insert(&key3, &[1u8; 1100])),
+                    .and_then(|mut t| t.insert(&key3, &[1u8; 1100]).map(drop)),
                 2 => w
                     .open_table("t")
-                    .and_then(|mut t| t.insert(&key3, b"small")),
+                    .and_then(|mut t| t.insert(&key3, b"small").map(drop)),
                 _ => w.delete_table("t").map(drop),
             };
             let res = res.and_then(|()| w.commit());
@@ -1313,7 +1315,7 @@ fn redteam_crafted_reference_to_a_page_the_writer_then_takes() {
         .open_table("t")
         .and_then(|mut tab| {
             tab.insert(b"A", &a)?;
-            tab.insert(&key(3), &new)
+            tab.insert(&key(3), &new).map(drop)
         })
         .and_then(|()| w.commit());
     eprintln!("overwrite: {r:?}");

@@ -908,7 +908,7 @@ fn exercise(path: &std::path::Path, model: &Model, victim: &[u8]) -> Vec<String>
     let ops: Vec<(&str, Op)> = vec![
         (
             "overwrite the victim",
-            Box::new(|t| t.insert(victim, b"new value")),
+            Box::new(|t| t.insert(victim, b"new value").map(drop)),
         ),
         (
             "remove the victim",
@@ -924,7 +924,7 @@ fn exercise(path: &std::path::Path, model: &Model, victim: &[u8]) -> Vec<String>
                     k.pop();
                 }
                 *k.last_mut().unwrap() ^= 1;
-                t.insert(&k, b"v")
+                t.insert(&k, b"v").map(drop)
             }),
         ),
         (

@@ -190,7 +190,7 @@ impl<'db> WriteTxn<'db> {
     /// Opens table `name` if it exists, or [`Error::TableNotFound`] and
     /// nothing created: a read of a table that may be missing leaves no
     /// empty table behind at commit (as [`open_table`](WriteTxn::open_table)
-    /// would).
+    /// would). A name longer than any table can have is not found.
     ///
     /// [`Error::TableNotFound`]: crate::Error::TableNotFound
     pub fn open_existing_table(&mut self, name: &str) -> Result<TableMut<'_>> {
