@@ -243,6 +243,52 @@ impl<'txn> TableMut<'txn> {
         r
     }
 
+    /// Stores a value of `len` bytes under `key` (replacing any old one) and
+    /// hands out its bytes, zeroed, to be filled in place: the value is
+    /// written once, where it will stay, with no buffer of the caller's
+    /// (LMDB's `MDB_RESERVE`). The slice lives until the next call on the
+    /// table; the value is committed as it is then. Errors as for
+    /// [`insert`](TableMut::insert).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # // SAFETY: the file is this example's own.
+    /// # let db = unsafe { larch::Database::open(dir.path().join("db")) }.unwrap();
+    /// let mut w = db.begin_write()?;
+    /// let mut t = w.open_table("blobs")?;
+    /// let out = t.insert_reserve(b"squares", 100)?;
+    /// for (i, b) in out.iter_mut().enumerate() {
+    ///     *b = (i * i) as u8;
+    /// }
+    /// assert_eq!(t.get(b"squares")?.unwrap()[9], 81);
+    /// # drop(t);
+    /// # w.commit()?;
+    /// # Ok::<(), larch::Error>(())
+    /// ```
+    pub fn insert_reserve(&mut self, key: &[u8], len: usize) -> Result<&mut [u8]> {
+        // Zeroed pages from the allocator, copied once into the buffers.
+        self.insert(key, &vec![0u8; len])?;
+        let place = btree::value_place(&self.pages, self.desc, key);
+        let place = match self.pages.outcome(place)? {
+            Some(place) => place,
+            None => {
+                let e = corrupted(self.desc.root, "a key just inserted is not there");
+                return self.pages.outcome(e);
+            }
+        };
+        let end = place.at.checked_add(place.len);
+        let fits = match self.pages.buffer_mut(place.first) {
+            Ok(buf) => end.is_some_and(|end| end <= buf.len()),
+            Err(_) => false,
+        };
+        if !fits {
+            let e = corrupted(place.first, "a value past its transaction's buffer");
+            return self.pages.outcome(e);
+        }
+        let buf = self.pages.buffer_mut(place.first)?;
+        Ok(&mut buf[place.at..place.at + place.len])
+    }
+
     /// Removes `key` and returns its value, copied out (the place it had is
     /// freed with it); `None` when it was not there. Errors as for
     /// [`remove`](TableMut::remove).

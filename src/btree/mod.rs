@@ -19,7 +19,7 @@ mod store;
 pub(crate) use cursor::Cursor;
 pub(crate) use delete::{drop_tree, remove};
 pub(crate) use insert::{InsertHint, insert};
-pub(crate) use read::get;
+pub(crate) use read::{get, value_place};
 pub(crate) use relocate::relocate;
 pub(crate) use stat::count_pages;
 pub(crate) use store::{PageStore, load_node};

@@ -219,6 +219,15 @@ impl<'a> TxnPages<'a> {
 
     /// The pages as the transaction sees them.
     #[inline]
+    /// The whole dirty buffer starting at page `id` (a node, a run or a
+    /// segment this transaction wrote), for writing in place.
+    pub(crate) fn buffer_mut(&mut self, id: PageId) -> Result<&mut [u8]> {
+        match self.dirty.bufs.get_mut(id) {
+            Some(buf) => Ok(buf),
+            None => corrupted(id, "no buffer of this transaction starts here"),
+        }
+    }
+
     pub(crate) fn view(&self) -> DirtyView<'_> {
         self.dirty.view(self.pager)
     }

@@ -282,6 +282,20 @@ impl<'a> Node<'a> {
         Ok(u64::from_le_bytes(cell[..8].try_into().expect("8 bytes")))
     }
 
+    /// Where the value of leaf cell `i` lies in the page when it is inline:
+    /// its offset and length; `None` when it lies out of the leaf.
+    pub(crate) fn inline_value_at(&self, i: usize) -> Result<Option<(usize, usize)>> {
+        let off = self.cell_offset(i)?;
+        match self.entry(i)?.1 {
+            LeafValue::Inline(v) => {
+                let klen =
+                    usize::from(u16::from_le_bytes([self.page[off + 2], self.page[off + 3]]));
+                Ok(Some((off + LEAF_CELL_HEADER + klen, v.len())))
+            }
+            LeafValue::Spilled { .. } => Ok(None),
+        }
+    }
+
     /// Key and value of leaf cell `i`: for a long key, its first bytes and
     /// the place it shares with the value (`LeafValue::Spilled::key` bytes
     /// of it, then the value's; `PageSource::entry` reads both whole).
