@@ -60,6 +60,12 @@ fn holds(db: &larch::Database, model: &Model) {
     assert!(got == want, "{} entries against {}", got.len(), want.len());
 }
 
+/// The reader `r`, taken before a change, still reads `before` whole.
+fn still_holds(r: larch::ReadTxn<'_>, before: &Model) {
+    let old = common::collect(r.open_table("t").unwrap().iter().unwrap());
+    assert!(old.iter().map(|(k, v)| (k, v)).eq(before.iter()));
+}
+
 /// Every kind of bound, inside and across leaves, at both page sizes: the
 /// count returned and what is left agree with a `BTreeMap`, inside the
 /// transaction and after the commit, and `check` is clean (the places of
@@ -133,11 +139,7 @@ fn prefixes_read_and_remove_the_keys_that_start_with_them() {
         let want: Vec<Vec<u8>> = model.keys().filter(|k| k.starts_with(p)).cloned().collect();
         let r = t.db().begin_read().unwrap();
         let tab = r.open_table("t").unwrap();
-        let got: Vec<Vec<u8>> = tab
-            .prefix(p)
-            .unwrap()
-            .map(|e| e.unwrap().0.to_vec())
-            .collect();
+        let got: Vec<Vec<u8>> = common::keys_of(tab.prefix(p).unwrap());
         assert_eq!(got, want, "{p:?}");
         let back: Vec<Vec<u8>> = tab
             .prefix(p)
@@ -194,9 +196,7 @@ fn a_large_range_goes_in_one_transaction_under_a_reader() {
         model.remove(&k);
     }
     w.commit().unwrap();
-    let old = common::collect(r.open_table("t").unwrap().iter().unwrap());
-    assert!(old.iter().map(|(k, v)| (k, v)).eq(before.iter()));
-    drop(r);
+    still_holds(r, &before);
     t.reopen();
     holds(t.db(), &model);
     assert_clean(t.db());
@@ -345,9 +345,7 @@ fn retain_keeps_what_the_predicate_keeps() {
         assert!(seen.iter().eq(before.keys()), "{ps}: in key order");
         model.retain(|k, v| keep(k, v));
         assert_eq!(n, (before.len() - model.len()) as u64);
-        let old = common::collect(r.open_table("t").unwrap().iter().unwrap());
-        assert!(old.iter().map(|(k, v)| (k, v)).eq(before.iter()));
-        drop(r);
+        still_holds(r, &before);
         t.reopen();
         holds(t.db(), &model);
         assert_clean(t.db());

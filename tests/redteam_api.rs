@@ -134,6 +134,13 @@ fn odd_bounds(keys: &[Vec<u8>]) -> Vec<Bounds> {
     out
 }
 
+/// Table "t" of a new reader holds exactly `model`.
+fn table_is(db: &larch::Database, model: &BTreeMap<Vec<u8>, Vec<u8>>) {
+    let r = db.begin_read().unwrap();
+    let now = common::collect(r.open_table("t").unwrap().iter().unwrap());
+    assert!(now.iter().map(|(k, v)| (k, v)).eq(model.iter()));
+}
+
 /// Held: every combination of bounds over odd points (inverted, equal,
 /// excluded on both sides, the empty key, 0xFF runs, long keys up to 64 KiB)
 /// removes exactly the keys a filter picks, on 512-byte pages, and `len`
@@ -218,11 +225,7 @@ fn odd_prefixes_match_starts_with() {
         let want: Vec<&Vec<u8>> = model.keys().filter(|k| k.starts_with(p)).collect();
         let r = t.db().begin_read().unwrap();
         let tab = r.open_table("t").unwrap();
-        let fwd: Vec<Vec<u8>> = tab
-            .prefix(p)
-            .unwrap()
-            .map(|e| e.unwrap().0.to_vec())
-            .collect();
+        let fwd: Vec<Vec<u8>> = common::keys_of(tab.prefix(p).unwrap());
         assert!(
             fwd.iter().eq(want.iter().copied()),
             "{}",
@@ -344,10 +347,7 @@ fn a_reader_keeps_everything_a_range_delete_takes() {
     assert!(old.iter().map(|(k, v)| (k, v)).eq(model.iter()));
     drop(r);
     model.retain(|k, _| !k.starts_with(b"a"));
-    let r = t.db().begin_read().unwrap();
-    let now = common::collect(r.open_table("t").unwrap().iter().unwrap());
-    assert!(now.iter().map(|(k, v)| (k, v)).eq(model.iter()));
-    drop(r);
+    table_is(t.db(), &model);
     assert_clean(t.db());
 }
 
@@ -387,10 +387,7 @@ fn inserts_and_range_deletes_in_one_transaction() {
         assert_eq!(tab.len(), model.len() as u64);
     }
     w.commit().unwrap();
-    let r = t.db().begin_read().unwrap();
-    let now = common::collect(r.open_table("t").unwrap().iter().unwrap());
-    assert!(now.iter().map(|(k, v)| (k, v)).eq(model.iter()));
-    drop(r);
+    table_is(t.db(), &model);
     assert_clean(t.db());
 }
 

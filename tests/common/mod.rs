@@ -129,6 +129,11 @@ pub fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
     }
 }
 
+/// The keys of a range, owned, in its order.
+pub fn keys_of(r: larch::Range<'_>) -> Vec<Vec<u8>> {
+    r.map(|e| e.unwrap().0.to_vec()).collect()
+}
+
 /// Collects a range into owned pairs.
 pub fn collect(r: larch::Range<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
     r.map(|e| {
