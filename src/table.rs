@@ -266,6 +266,14 @@ impl<'txn> TableMut<'txn> {
     /// # Ok::<(), larch::Error>(())
     /// ```
     pub fn insert_reserve(&mut self, key: &[u8], len: usize) -> Result<&mut [u8]> {
+        self.pages.live()?;
+        check_key(key)?;
+        if len > MAX_VALUE {
+            return Err(Error::ValueTooLarge {
+                len,
+                max: MAX_VALUE,
+            });
+        }
         // Zeroed pages from the allocator, copied once into the buffers.
         self.insert(key, &vec![0u8; len])?;
         let place = btree::value_place(&self.pages, self.desc, key);
@@ -338,50 +346,11 @@ impl<'txn> TableMut<'txn> {
     pub fn retain(&mut self, mut keep: impl FnMut(&[u8], &[u8]) -> bool) -> Result<u64> {
         self.pages.live()?;
         let before = *self.desc;
-        let r = self.retain_each(&mut keep);
+        let r = self.remove_where(Bound::Unbounded, Bound::Unbounded, &mut keep);
         if r.is_err() {
             self.failed(before);
         }
         r
-    }
-
-    fn retain_each(&mut self, keep: &mut dyn FnMut(&[u8], &[u8]) -> bool) -> Result<u64> {
-        let mut start: Bound<Vec<u8>> = Bound::Unbounded;
-        let mut removed = 0;
-        loop {
-            // The first entry from `start` that goes, its key copied out.
-            let next = {
-                let mut range = Range::new(
-                    self.view(),
-                    *self.desc,
-                    (borrowed(&start), Bound::Unbounded),
-                );
-                let mut found = Ok(None);
-                for entry in range.by_ref() {
-                    match entry {
-                        Ok((k, v)) if keep(k, v) => {}
-                        Ok((k, _)) => {
-                            found = Ok(Some(k.to_vec()));
-                            break;
-                        }
-                        Err(e) => {
-                            found = Err(e);
-                            break;
-                        }
-                    }
-                }
-                found
-            };
-            let Some(key) = self.pages.outcome(next)? else {
-                return Ok(removed);
-            };
-            if !self.remove(&key)? {
-                let e = corrupted(self.desc.root, "an entry found was not there to remove");
-                return self.pages.outcome(e);
-            }
-            removed += 1;
-            start = Bound::Excluded(key);
-        }
     }
 
     /// Removes `key`; returns whether it was present. Like `insert`, the
@@ -432,34 +401,48 @@ impl<'txn> TableMut<'txn> {
     pub fn remove_range<'a>(&mut self, range: impl RangeBounds<&'a [u8]>) -> Result<u64> {
         self.pages.live()?;
         let before = *self.desc;
-        let r = self.remove_each(owned(range.start_bound()), owned(range.end_bound()));
+        let (start, end) = (owned(range.start_bound()), owned(range.end_bound()));
+        let r = self.remove_where(start, end, &mut |_, _| false);
         if r.is_err() {
             self.failed(before);
         }
         r
     }
 
-    /// `remove_range`'s walk: the first key from `start` to `end` found
-    /// and removed, until none is left.
-    fn remove_each(&mut self, mut start: Bound<Vec<u8>>, end: Bound<Vec<u8>>) -> Result<u64> {
+    /// The walk of `remove_range` and `retain`: from `start` to `end`, the
+    /// first entry `keep` refuses is found (its key copied out) and
+    /// removed, until none is left; returns how many went.
+    fn remove_where(
+        &mut self,
+        mut start: Bound<Vec<u8>>,
+        end: Bound<Vec<u8>>,
+        keep: &mut dyn FnMut(&[u8], &[u8]) -> bool,
+    ) -> Result<u64> {
         let mut removed = 0;
         loop {
-            let first = {
+            let next = {
                 let bounds = (borrowed(&start), borrowed(&end));
-                match Range::new(self.view(), *self.desc, bounds).next() {
-                    Some(Ok((key, _))) => Ok(Some(key.to_vec())),
-                    Some(Err(e)) => Err(e),
-                    None => Ok(None),
+                let mut found = Ok(None);
+                for entry in Range::new(self.view(), *self.desc, bounds) {
+                    match entry {
+                        Ok((k, v)) if keep(k, v) => {}
+                        Ok((k, _)) => {
+                            found = Ok(Some(k.to_vec()));
+                            break;
+                        }
+                        Err(e) => {
+                            found = Err(e);
+                            break;
+                        }
+                    }
                 }
+                found
             };
-            let Some(key) = self.pages.outcome(first)? else {
+            let Some(key) = self.pages.outcome(next)? else {
                 return Ok(removed);
             };
             if !self.remove(&key)? {
-                let e = corrupted(
-                    self.desc.root,
-                    "a key found in range was not there to remove",
-                );
+                let e = corrupted(self.desc.root, "an entry found was not there to remove");
                 return self.pages.outcome(e);
             }
             removed += 1;

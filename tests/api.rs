@@ -372,6 +372,12 @@ fn insert_reserve_fills_the_value_in_place() {
         let mut w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
+            // A length past the limit is refused before anything is made
+            // of it (no buffer of that size), and changes nothing.
+            for len in [usize::MAX, u32::MAX as usize] {
+                let e = tab.insert_reserve(b"huge", len).unwrap_err();
+                assert!(matches!(e, Error::ValueTooLarge { .. }), "{e:?}");
+            }
             tab.insert(b"inline", &[0u8; 10]).unwrap();
             tab.insert(b"packed", b"an old value to replace").unwrap();
             for (i, &(k, len)) in cases.iter().enumerate() {
