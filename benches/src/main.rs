@@ -27,6 +27,12 @@
 //! read back in random order (see `sweep`). It reports the growth of the
 //! files, and the time of the writes and of the reads, per size.
 //!
+//! `long_keys` measures keys longer than a node holds: on a database of its
+//! own, 20,000 pairs of 2,000-byte random keys (a text primary key) and
+//! 100-byte values, written in transactions of 1,000 and read back in random
+//! order. It reports the time of both and the growth of the files
+//! (`file_long_keys`); LMDB, whose keys stop at 511 bytes, is skipped.
+//!
 //! `compact_after_delete` measures how much of the space of deleted data an
 //! engine gives back: on a database of its own, always 200,000 pairs of 24-byte
 //! keys and 5,000-byte values (about 1 GiB) whatever `--n`, loaded in
@@ -103,10 +109,16 @@ const WORKLOADS: &[&str] = &[
     "churn_long_reader",
     "compact_after_delete",
     "value_sizes",
+    "long_keys",
 ];
 
 /// The workloads with a database of their own, not the data of `--n`.
-const OWN_DATABASE: &[&str] = &["churn_long_reader", "compact_after_delete", "value_sizes"];
+const OWN_DATABASE: &[&str] = &[
+    "churn_long_reader",
+    "compact_after_delete",
+    "value_sizes",
+    "long_keys",
+];
 
 /// One value size of `value_sizes`, with the names of its figures.
 struct Sweep {
@@ -180,7 +192,14 @@ const SIZES: &[&str] = &[
     "file_after_churn",
     "file_after_delete",
     "file_after_compact",
+    "file_long_keys",
 ];
+
+/// Bytes of each key of `long_keys`: a text primary key of a SQL table,
+/// longer than LMDB's limit of 511 bytes and than a quarter of a 4 KiB page.
+const LONG_KEY: usize = 2_000;
+/// Bytes of each value of `long_keys`.
+const LONG_KEY_VALUE: usize = 100;
 
 /// Pairs in `churn_long_reader`'s database, whatever `--n`: about 30 MiB of
 /// keys and values, so that what a held reader keeps shows against the data.
@@ -449,11 +468,16 @@ fn compact(name: &str, base: &Path) -> (u64, Result<(f64, u64, Compaction), &'st
 /// and how much the engine's files grew from the empty database, measured
 /// once it is closed.
 fn sweep_one(name: &str, base: &Path, bytes: usize) -> (f64, f64, u64) {
-    let mut rng = Rng(0x5eed ^ bytes as u64);
+    sweep_pairs(name, base, SWEEP_KEY, bytes)
+}
+
+/// `sweep_one` with keys of `key_bytes` random bytes (`long_keys`).
+fn sweep_pairs(name: &str, base: &Path, key_bytes: usize, bytes: usize) -> (f64, f64, u64) {
+    let mut rng = Rng(0x5eed ^ bytes as u64 ^ (key_bytes as u64) << 32);
     let dir = tempfile::tempdir_in(base).expect("temporary directory");
     let engine = engines::open(name, dir.path());
     let empty = dir_size(dir.path());
-    let keys: Vec<Vec<u8>> = (0..SWEEP_PAIRS).map(|_| rng.bytes(SWEEP_KEY)).collect();
+    let keys: Vec<Vec<u8>> = (0..SWEEP_PAIRS).map(|_| rng.bytes(key_bytes)).collect();
     let mut sums = Vec::with_capacity(SWEEP_PAIRS);
     let mut write_ms = 0.0;
     for chunk in keys.chunks(SWEEP_BATCH) {
@@ -583,6 +607,16 @@ fn run_engine(name: &str, n: usize, base: &Path, wanted: &dyn Fn(&str) -> bool) 
             println!("ms {} {write:.3}", size.write);
             println!("ms {} {read:.3}", size.read);
             println!("bytes {} {grown}", size.file);
+        }
+    }
+    if wanted("long_keys") {
+        println!("start long_keys");
+        if name == "lmdb" {
+            println!("skip long_keys LMDB keys are at most 511 bytes");
+        } else {
+            let (write, read, grown) = sweep_pairs(name, base, LONG_KEY, LONG_KEY_VALUE);
+            println!("ms long_keys {:.3}", write + read);
+            println!("bytes file_long_keys {grown}");
         }
     }
     if wanted("compact_after_delete") {
@@ -861,6 +895,14 @@ fn table(engines: &[String], results: &BTreeMap<String, Figures>) -> String {
         out += "\nn/a, not run:\n\n";
         out += &skipped.concat();
     }
+    if results.values().any(|f| f.ms.contains_key("long_keys")) {
+        out += &format!(
+            "\nlong_keys and file_long_keys: on a database of its own, {SWEEP_PAIRS} pairs of \
+             {LONG_KEY}-byte random keys and {LONG_KEY_VALUE}-byte values written in \
+             transactions of {SWEEP_BATCH}, then read back in another random order; the time \
+             is the writes' and the reads', the file the growth from the empty database.\n"
+        );
+    }
     if results
         .values()
         .any(|f| f.ms.contains_key("churn_long_reader"))
@@ -1118,6 +1160,9 @@ fn main() -> ExitCode {
     }
     if wanted("value_sizes") {
         own_n += &format!("; value_sizes {SWEEP_PAIRS} per size whatever n");
+    }
+    if wanted("long_keys") {
+        own_n += &format!("; long_keys {SWEEP_PAIRS} with {LONG_KEY}-byte keys whatever n");
     }
     if wanted("compact_after_delete") {
         own_n += &format!(
