@@ -396,3 +396,130 @@ fn long_key_and_value_across_the_packed_limit() {
         assert_clean(t.db());
     }
 }
+
+/// Held: one reader kept over thirty commits, each of which reserves every
+/// key anew (short and long keys, every length class, filled with 0xAA and
+/// then reserved again and filled for good), some tables deleted and made
+/// again on the way: the reader reads its snapshot whole throughout, and
+/// after it ends the file checks clean.
+#[test]
+fn a_reader_outlives_many_reserving_commits() {
+    for ps in [512u32, 4096] {
+        let ps_us = ps as usize;
+        let mut rng = Rng(u64::from(ps));
+        let t = TestDb::new(ps);
+        let pool = key_pool(ps_us);
+        let mut model = Model::new();
+        let mut w = t.db().begin_write().unwrap();
+        {
+            let mut tab = w.open_table("a").unwrap();
+            for k in &pool {
+                let len = pick_len(ps_us, k.len(), &mut rng);
+                let v = seeded_bytes(rng.next_u64(), len);
+                tab.insert_reserve(k, len).unwrap().copy_from_slice(&v);
+                model.insert(k.clone(), v);
+            }
+        }
+        w.commit().unwrap();
+        let r = t.db().begin_read().unwrap();
+        let mut now = model.clone();
+        for round in 0..30 {
+            let mut w = t.db().begin_write().unwrap();
+            if round % 10 == 9 {
+                assert!(w.delete_table("a").unwrap());
+                now.clear();
+            }
+            {
+                let mut tab = w.open_table("a").unwrap();
+                for k in &pool {
+                    let len = pick_len(ps_us, k.len(), &mut rng);
+                    let v = seeded_bytes(rng.next_u64(), len);
+                    tab.insert_reserve(k, len).unwrap().fill(0xAA);
+                    tab.insert_reserve(k, len).unwrap().copy_from_slice(&v);
+                    now.insert(k.clone(), v);
+                }
+            }
+            w.commit().unwrap();
+            let got = common::collect(r.open_table("a").unwrap().iter().unwrap());
+            assert!(
+                got == model.clone().into_iter().collect::<Vec<_>>(),
+                "{ps} {round}"
+            );
+        }
+        drop(r);
+        let r = t.db().begin_read().unwrap();
+        let got = common::collect(r.open_table("a").unwrap().iter().unwrap());
+        assert!(got == now.into_iter().collect::<Vec<_>>(), "{ps} now");
+        drop(r);
+        assert_clean(t.db());
+    }
+}
+
+/// A value that says how to check it: its seed in its first 8 bytes (a
+/// value shorter than that is all one byte, its length).
+fn telling(seed: u64, len: usize) -> Vec<u8> {
+    if len < 8 {
+        return vec![len as u8; len];
+    }
+    let mut v = seed.to_le_bytes().to_vec();
+    v.extend_from_slice(&seeded_bytes(seed, len - 8));
+    v
+}
+
+fn tells_true(v: &[u8]) -> bool {
+    if v.len() < 8 {
+        return v.iter().all(|&b| b as usize == v.len());
+    }
+    let seed = u64::from_le_bytes(v[..8].try_into().unwrap());
+    v[8..] == seeded_bytes(seed, v.len() - 8)[..]
+}
+
+/// Held: readers on another thread, each snapshot taken while commits of
+/// reserves (each filled with 0xAA first, then for good) go on, read every
+/// value whole and as some commit wrote it: never the zeros handed out nor
+/// the 0xAA written over them.
+#[test]
+fn concurrent_readers_never_see_a_reserve_half_filled() {
+    let t = TestDb::new(512);
+    let pool = key_pool(512);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        let db = t.db();
+        let reader = s.spawn(|| {
+            let mut snapshots = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = db.begin_read().unwrap();
+                if let Ok(tab) = r.open_table("a") {
+                    for (k, v) in common::collect(tab.iter().unwrap()) {
+                        assert!(
+                            tells_true(&v),
+                            "key {} len {}",
+                            common::show_key(&k),
+                            v.len()
+                        );
+                    }
+                    snapshots += 1;
+                }
+            }
+            snapshots
+        });
+        let mut rng = Rng(9);
+        for _ in 0..60 {
+            let mut w = db.begin_write().unwrap();
+            {
+                let mut tab = w.open_table("a").unwrap();
+                for _ in 0..8 {
+                    let k = &pool[rng.below(pool.len() as u64) as usize];
+                    let len = pick_len(512, k.len(), &mut rng);
+                    let v = telling(rng.next_u64(), len);
+                    tab.insert_reserve(k, len).unwrap().fill(0xAA);
+                    tab.insert_reserve(k, len).unwrap().copy_from_slice(&v);
+                }
+            }
+            w.commit().unwrap();
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(reader.join().unwrap() > 0);
+    });
+    assert_clean(t.db());
+}
