@@ -274,14 +274,20 @@ impl<'txn> TableMut<'txn> {
                 max: MAX_VALUE,
             });
         }
+        let before = *self.desc;
         // Zeroed pages from the allocator, copied once into the buffers.
         self.insert(key, &vec![0u8; len])?;
         let place = btree::value_place(&self.pages, self.desc, key);
-        let place = match self.pages.outcome(place)? {
-            Some(place) => place,
-            None => {
-                let e = corrupted(self.desc.root, "a key just inserted is not there");
-                return self.pages.outcome(e);
+        let place = match place {
+            Ok(Some(place)) => Ok(place),
+            Ok(None) => corrupted(self.desc.root, "a key just inserted is not there"),
+            Err(e) => Err(e),
+        };
+        let place = match place {
+            Ok(place) => place,
+            Err(e) => {
+                self.failed(before);
+                return self.pages.outcome(Err(e));
             }
         };
         let end = place.at.checked_add(place.len);
@@ -290,6 +296,7 @@ impl<'txn> TableMut<'txn> {
             Err(_) => false,
         };
         if !fits {
+            self.failed(before);
             let e = corrupted(place.first, "a value past its transaction's buffer");
             return self.pages.outcome(e);
         }
