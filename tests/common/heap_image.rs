@@ -75,3 +75,60 @@ pub fn heap_entry(image: &mut [u8], ps: usize, seg: u64) -> (usize, (u32, u32, u
     let live = u64::from_le_bytes(v[8..16].try_into().unwrap());
     (at, (pages, values, live))
 }
+
+/// Points the packed reference at `at` (a cell of leaf `leaf`) to `to`
+/// (segment, offset), and takes the `len`-byte value it named out of its
+/// old segment's heap entry and the meta's totals, so that the rest of the
+/// file agrees; the newest meta's seal list is emptied, so the edited pages
+/// need no seal check. Returns the old segment's length in pages.
+pub fn redirect_packed(
+    image: &mut [u8],
+    ps: usize,
+    at: usize,
+    leaf: u64,
+    to: (u64, u32),
+    len: u64,
+) -> u32 {
+    let seg = u64::from_le_bytes(image[at..at + 8].try_into().unwrap());
+    image[at..at + 8].copy_from_slice(&to.0.to_le_bytes());
+    image[at + 8..at + 12].copy_from_slice(&to.1.to_le_bytes());
+    larch::testing::restamp(image, ps, leaf);
+    let (entry, (pages, values, live)) = heap_entry(image, ps, seg);
+    image[entry + 4..entry + 8].copy_from_slice(&(values - 1).to_le_bytes());
+    image[entry + 8..entry + 16].copy_from_slice(&(live - len).to_le_bytes());
+    let (root, _) = heap_root(image, ps);
+    larch::testing::restamp(image, ps, root);
+    let slot = newest_slot(image, ps);
+    assert!(edit_meta(image, ps, slot, |m| {
+        m.heap_live -= len;
+        m.seal.clear();
+    }));
+    pages
+}
+
+/// Removes key "A" of table "t", then makes three commits of twenty values
+/// of 1,100 bytes in table "u" (keys from `first`, big-endian), so that
+/// freed pages are reused; returns the value of key `k` of "t" then.
+pub fn reuse_then_read(db: &Database, first: u32, k: &[u8]) -> larch::Result<Option<Vec<u8>>> {
+    let mut w = db.begin_write().unwrap();
+    assert!(w.open_table("t").unwrap().remove(b"A").unwrap());
+    w.commit().unwrap();
+    for round in 0..3u32 {
+        let mut w = db.begin_write().unwrap();
+        {
+            let mut tab = w.open_table("u").unwrap();
+            for i in 0..20u32 {
+                let key = (first + round * 100 + i).to_be_bytes();
+                tab.insert(&key, &[round as u8; 1100]).unwrap();
+            }
+        }
+        w.commit().unwrap();
+    }
+    let got = db
+        .begin_read()?
+        .open_table("t")?
+        .get(k)?
+        .map(<[u8]>::to_vec);
+    eprintln!("read back: {:?}", got.as_ref().map(|v| v[..8].to_vec()));
+    Ok(got)
+}
