@@ -35,8 +35,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use common::full_disk::full_disk;
 use common::heap_image::{
-    assert_clean, heap_entry, heap_root, metas_high_water, newest_slot, redirect_packed,
-    reuse_then_read,
+    assert_clean, heap_entry, heap_root, metas_high_water, newest_slot, packed_refs,
+    redirect_packed, reuse_then_read,
 };
 use common::{TestDb, seeded_bytes as bytes};
 use larch::testing::{edit_meta, restamp};
@@ -1118,30 +1118,6 @@ fn held_every_pair_of_boundary_lengths() {
 // Crafted references.
 // ---------------------------------------------------------------------------
 
-/// The leaf cells of `image` whose value is packed: the offset of the
-/// reference in the image (8 bytes of segment, 4 of offset), its leaf, and
-/// the value's length.
-fn packed_refs(image: &[u8], ps: usize) -> Vec<(usize, u64, usize)> {
-    let mut out = Vec::new();
-    for p in 2..image.len() / ps {
-        let page = &image[p * ps..(p + 1) * ps];
-        if page[0] != 2 {
-            continue;
-        }
-        let count = u16::from_le_bytes([page[2], page[3]]) as usize;
-        for i in 0..count {
-            let off = u16::from_le_bytes([page[24 + 2 * i], page[25 + 2 * i]]) as usize;
-            if page[off] != 2 {
-                continue;
-            }
-            let klen = u16::from_le_bytes([page[off + 2], page[off + 3]]) as usize;
-            let vlen = u32::from_le_bytes(page[off + 4..off + 8].try_into().unwrap()) as usize;
-            out.push((p * ps + off + 8 + klen, p as u64, vlen));
-        }
-    }
-    out
-}
-
 /// Held: a packed reference crafted to point into the segment's header,
 /// past its end, at a page of another kind (a leaf, the meta, past the
 /// file), or with both flag bits set: reads, range scans, overwrites,
@@ -1154,7 +1130,7 @@ fn held_crafted_packed_references_are_corrupted() {
     let base = std::fs::read(t.path()).unwrap();
     let refs = packed_refs(&base, ps);
     assert_eq!(refs.len(), 7);
-    let (at, leaf, _) = refs[3];
+    let (at, leaf, _, _) = refs[3];
     let hw = metas_high_water(&t.path(), PS);
     let set = move |image: &mut Vec<u8>, s: u64, o: u32| {
         image[at..at + 8].copy_from_slice(&s.to_le_bytes());
@@ -1279,7 +1255,7 @@ fn redteam_crafted_reference_to_a_page_the_writer_then_takes() {
     let ps = PS as usize;
     let mut image = std::fs::read(t.path()).unwrap();
     let hw = metas_high_water(&t.path(), PS);
-    let (at, leaf, len) = packed_refs(&image, ps)[3];
+    let (at, leaf, len, _) = packed_refs(&image, ps)[3];
     assert_eq!(len, 1100);
     assert_eq!(
         image[at..at + 8],

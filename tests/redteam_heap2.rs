@@ -11,7 +11,9 @@ mod common;
 
 use std::path::Path;
 
-use common::heap_image::{assert_clean, metas_high_water, redirect_packed, reuse_then_read};
+use common::heap_image::{
+    assert_clean, metas_high_water, packed_refs, redirect_packed, reuse_then_read,
+};
 use common::{TestDb, seeded_bytes as bytes};
 use larch::{Database, Error, Options};
 
@@ -19,30 +21,6 @@ const PS: u32 = 4096;
 
 fn key(i: u32) -> [u8; 4] {
     i.to_be_bytes()
-}
-
-/// Leaf cells with a packed value: (offset of the reference in the image,
-/// leaf page, value length, key).
-fn packed_refs(image: &[u8], ps: usize) -> Vec<(usize, u64, usize, Vec<u8>)> {
-    let mut out = Vec::new();
-    for p in 2..image.len() / ps {
-        let page = &image[p * ps..(p + 1) * ps];
-        if page[0] != 2 {
-            continue;
-        }
-        let count = u16::from_le_bytes([page[2], page[3]]) as usize;
-        for i in 0..count {
-            let off = u16::from_le_bytes([page[24 + 2 * i], page[25 + 2 * i]]) as usize;
-            if page[off] != 2 {
-                continue;
-            }
-            let klen = u16::from_le_bytes([page[off + 2], page[off + 3]]) as usize;
-            let vlen = u32::from_le_bytes(page[off + 4..off + 8].try_into().unwrap()) as usize;
-            let k = page[off + 8..off + 8 + klen].to_vec();
-            out.push((p * ps + off + 8 + klen, p as u64, vlen, k));
-        }
-    }
-    out
 }
 
 fn ref_at(image: &[u8], at: usize) -> (u64, u32) {

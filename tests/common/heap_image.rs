@@ -132,3 +132,28 @@ pub fn reuse_then_read(db: &Database, first: u32, k: &[u8]) -> larch::Result<Opt
     eprintln!("read back: {:?}", got.as_ref().map(|v| v[..8].to_vec()));
     Ok(got)
 }
+
+/// The leaf cells of `image` whose value is packed: the offset of the
+/// reference in the image (8 bytes of segment, 4 of offset), its leaf, the
+/// value's length and the key.
+pub fn packed_refs(image: &[u8], ps: usize) -> Vec<(usize, u64, usize, Vec<u8>)> {
+    let mut out = Vec::new();
+    for p in 2..image.len() / ps {
+        let page = &image[p * ps..(p + 1) * ps];
+        if page[0] != 2 {
+            continue;
+        }
+        let count = u16::from_le_bytes([page[2], page[3]]) as usize;
+        for i in 0..count {
+            let off = u16::from_le_bytes([page[24 + 2 * i], page[25 + 2 * i]]) as usize;
+            if page[off] != 2 {
+                continue;
+            }
+            let klen = u16::from_le_bytes([page[off + 2], page[off + 3]]) as usize;
+            let vlen = u32::from_le_bytes(page[off + 4..off + 8].try_into().unwrap()) as usize;
+            let k = page[off + 8..off + 8 + klen].to_vec();
+            out.push((p * ps + off + 8 + klen, p as u64, vlen, k));
+        }
+    }
+    out
+}
