@@ -24,7 +24,7 @@ use crate::view::MapView;
 const CHUNK: usize = 1 << 20;
 const COMPACT_TXN_BYTES: usize = 64 << 20;
 
-impl ReadTxn<'_> {
+impl ReadTxn {
     /// Writes this snapshot to a new database file at `path`, while writers go
     /// on committing: a hot backup.
     ///

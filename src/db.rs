@@ -1,6 +1,7 @@
 //! The database handle: options, open and recovery, transactions.
 
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use parking_lot::Mutex;
@@ -292,15 +293,15 @@ impl Options {
             set_aside,
             ..
         } = opened;
-        Ok(Database {
-            core: Core {
+        Ok(Database::new(
+            Core {
                 pager,
                 registry,
                 latest: Mutex::new(meta),
-                writer: Mutex::new(WriterState {
+                writer: Arc::new(Mutex::new(WriterState {
                     free,
                     known: meta.txn_id,
-                }),
+                })),
                 poisoned: AtomicBool::new(false),
                 set_aside: Mutex::new(set_aside),
                 pid: std::process::id(),
@@ -308,8 +309,8 @@ impl Options {
                 shrink_failures: AtomicU64::new(0),
                 wrote: Mutex::new(None),
             },
-            read_only: self.read_only,
-        })
+            self.read_only,
+        ))
     }
 
     /// Recovery, for the first handle to open the database (or a read-only
@@ -664,23 +665,42 @@ fn verify_seal(pager: &Pager, map: &Map, meta: &Meta, seal: &[SealEntry]) -> Res
 
 /// An open database file.
 ///
-/// Share it between threads by reference (`Database` is `Sync`): any number
-/// of [`ReadTxn`] run beside at most one [`WriteTxn`], in this process and
-/// every other that has the file open. Dropping it closes the file and
-/// releases its locks; all transactions borrow it, so they end first.
+/// A cheap handle: clones share the one open file, its map and its locks
+/// (as an `Arc` does), and it is `Send` and `Sync`, so threads and async
+/// tasks may each hold a clone or share one by reference. Any number of
+/// [`ReadTxn`] run beside at most one [`WriteTxn`], in this process and every
+/// other that has the file open.
+///
+/// Transactions do not borrow the handle: each holds the open file itself,
+/// so an application may keep a database and its open transactions together
+/// in one struct, or move a transaction to another thread. The file is
+/// closed, and its locks released, when the last clone of the handle and the
+/// last transaction are gone; what closing does to the file's free tail
+/// happens when the last clone goes (a transaction still alive then keeps
+/// its snapshot, which the cut respects).
 ///
 /// A child process made with `fork` cannot use a `Database` of its parent
 /// (it shares the parent's locks, so neither could tell the other's readers
 /// or writer from its own): transactions it asks for fail with
 /// [`Error::Forked`]. Open the file again in the child, as any other
 /// process does.
+#[derive(Clone)]
 pub struct Database {
-    core: Core,
+    core: Arc<Core>,
     /// Opened with [`Options::read_only`]: no write transaction starts.
+    read_only: bool,
+    /// Shared by the clones of this handle: the last one to go closes it.
+    _closer: Arc<Closer>,
+}
+
+/// What closing a handle does, once its last clone is dropped
+/// (transactions still alive keep the file open until they end).
+struct Closer {
+    core: Arc<Core>,
     read_only: bool,
 }
 
-impl Drop for Database {
+impl Drop for Closer {
     /// Gives the file's preallocated and free tail back to the file system
     /// (DESIGN.md, "Shrinking the file"), if no write transaction runs in
     /// this process or another and the handle can write; never waits.
@@ -700,10 +720,32 @@ impl Drop for Database {
         if *self.core.wrote.lock() != Some(latest) {
             return;
         }
-        if let Ok(Some(w)) = self.try_begin_write() {
+        if let Ok(Some(w)) = start_write(&self.core, false) {
             w.cut_on_close();
         }
     }
+}
+
+/// Starts the write transaction of `core`'s handle, waiting for it if
+/// `wait`; `None` if it does not wait and another one runs.
+fn start_write(core: &Arc<Core>, wait: bool) -> Result<Option<WriteTxn>> {
+    core.same_process()?;
+    // This handle's threads first, then the other handles and processes.
+    let guard = if wait {
+        core.writer.lock_arc()
+    } else {
+        match core.writer.try_lock_arc() {
+            Some(guard) => guard,
+            None => return Ok(None),
+        }
+    };
+    if core.poisoned.load(Ordering::Acquire) {
+        return Err(Error::Poisoned);
+    }
+    if !core.lock_writer(wait)? {
+        return Ok(None);
+    }
+    WriteTxn::new(Arc::clone(core), guard).map(Some)
 }
 
 /// Bytes of pages one compaction transaction moves, at most: its dirty
@@ -714,6 +756,18 @@ const COMPACT_BYTES: u64 = 64 << 20;
 const MAX_COMPACT_PASSES: u32 = 1000;
 
 impl Database {
+    fn new(core: Core, read_only: bool) -> Database {
+        let core = Arc::new(core);
+        Database {
+            _closer: Arc::new(Closer {
+                core: Arc::clone(&core),
+                read_only,
+            }),
+            core,
+            read_only,
+        }
+    }
+
     /// Opens (or creates) the database at `path` with default [`Options`].
     ///
     /// # Safety
@@ -729,8 +783,8 @@ impl Database {
 
     /// Starts a read transaction on the last commit of any process. Never
     /// waits for a writer.
-    pub fn begin_read(&self) -> Result<ReadTxn<'_>> {
-        ReadTxn::new(&self.core)
+    pub fn begin_read(&self) -> Result<ReadTxn> {
+        ReadTxn::new(Arc::clone(&self.core))
     }
 
     /// Starts the write transaction, waiting while another one runs, in this
@@ -740,7 +794,7 @@ impl Database {
     ///
     /// Fails with [`Error::Poisoned`] after an earlier write or sync error,
     /// and with [`Error::ReadOnly`] on a read-only open.
-    pub fn begin_write(&self) -> Result<WriteTxn<'_>> {
+    pub fn begin_write(&self) -> Result<WriteTxn> {
         let started = self.start_write(true)?;
         Ok(started.expect("a waiting start always gets the writer lock"))
     }
@@ -748,31 +802,15 @@ impl Database {
     /// Starts the write transaction if no other one runs, in this process or
     /// any other; `Ok(None)` if one does. Fails as
     /// [`begin_write`](Database::begin_write) does.
-    pub fn try_begin_write(&self) -> Result<Option<WriteTxn<'_>>> {
+    pub fn try_begin_write(&self) -> Result<Option<WriteTxn>> {
         self.start_write(false)
     }
 
-    fn start_write(&self, wait: bool) -> Result<Option<WriteTxn<'_>>> {
+    fn start_write(&self, wait: bool) -> Result<Option<WriteTxn>> {
         if self.read_only {
             return Err(Error::ReadOnly);
         }
-        self.core.same_process()?;
-        // This handle's threads first, then the other handles and processes.
-        let guard = if wait {
-            self.core.writer.lock()
-        } else {
-            match self.core.writer.try_lock() {
-                Some(guard) => guard,
-                None => return Ok(None),
-            }
-        };
-        if self.core.poisoned.load(Ordering::Acquire) {
-            return Err(Error::Poisoned);
-        }
-        if !self.core.lock_writer(wait)? {
-            return Ok(None);
-        }
-        WriteTxn::new(&self.core, guard).map(Some)
+        start_write(&self.core, wait)
     }
 
     /// Gives the free pages at the end of the file back to the file system,

@@ -32,7 +32,15 @@
 //!   is open. Any number of handles, in this process or others, open one
 //!   file at once and share its pages through the page cache; a lock file
 //!   beside it (`<path>-lock`) is where they see each other's readers and
-//!   take turns writing. Share one [`Database`] by reference between threads.
+//!   take turns writing. A [`Database`] is a cheap handle: clone it (or
+//!   share it by reference) between threads and async tasks.
+//! - **Ownership.** Transactions hold the open file themselves, not a borrow
+//!   of the [`Database`]: a struct may keep a handle and its open
+//!   transaction together, and both kinds of transaction may move to another
+//!   thread (a write transaction may begin on one and commit on another; see
+//!   `examples/tokio.rs`). [`Table::range_owned`] gives an iterator that
+//!   owns its snapshot and outlives the table and the transaction, and still
+//!   hands out keys and values without copying them ([`OwnedEntry`]).
 //! - **Readers.** [`Database::begin_read`] returns a [`ReadTxn`]: a snapshot
 //!   of the last commit of any process, never waiting for the writer. Values are `&[u8]`
 //!   borrowed straight from the map and live as long as the transaction; the
@@ -89,6 +97,7 @@ pub use db::{DEFAULT_MAP_SIZE, Database, Options};
 pub use error::{Error, Result};
 pub use registry::ReaderInfo;
 pub use table::{Cursor, Entry, Range, Table, TableMut, TableStat};
+pub use txn::{OwnedEntry, OwnedRange};
 pub use txn::{ReadTxn, SetAside, Stat, WriteTxn};
 
 /// The longest key (and table name) a database accepts, at every page size:

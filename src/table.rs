@@ -1,6 +1,7 @@
 //! Tables, their cursors and ranges, and the catalog that names them.
 
 use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
 
 use crate::btree;
 use crate::dirty::TxnPages;
@@ -8,6 +9,7 @@ use crate::error::{Error, Result, corrupted};
 use crate::format::meta::TableDesc;
 use crate::format::node::MAX_KEY;
 use crate::format::page::OVERFLOW_DATA;
+use crate::txn::Snapshot;
 use crate::view::{MapView, View};
 
 /// The longest value the format stores (its length is a `u32`, and the run
@@ -59,6 +61,8 @@ pub(crate) fn check_key(key: &[u8]) -> Result<()> {
 /// Values borrow the transaction (`'txn`): they point straight into the map and
 /// stay valid until the [`ReadTxn`](crate::ReadTxn) is dropped.
 pub struct Table<'txn> {
+    /// The snapshot, for ranges that own it ([`Table::range_owned`]).
+    snap: &'txn Arc<Snapshot>,
     view: MapView<'txn>,
     desc: TableDesc,
 }
@@ -100,8 +104,17 @@ impl TableStat {
 }
 
 impl<'txn> Table<'txn> {
-    pub(crate) fn new(view: MapView<'txn>, desc: TableDesc) -> Table<'txn> {
-        Table { view, desc }
+    pub(crate) fn new(snap: &'txn Arc<Snapshot>, desc: TableDesc) -> Table<'txn> {
+        Table {
+            snap,
+            view: snap.map_view(),
+            desc,
+        }
+    }
+
+    /// The snapshot and the table's descriptor.
+    pub(crate) fn parts(&self) -> (&'txn Arc<Snapshot>, TableDesc) {
+        (self.snap, self.desc)
     }
 
     fn source(&self) -> View<'txn> {
@@ -597,7 +610,7 @@ fn copied(entry: Option<Result<Entry<'_>>>) -> Result<Option<(Vec<u8>, Vec<u8>)>
 }
 
 /// A bound held by value, as one of its key.
-fn borrowed(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
+pub(crate) fn borrowed(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
     match b {
         Bound::Included(k) => Bound::Included(k),
         Bound::Excluded(k) => Bound::Excluded(k),
@@ -608,7 +621,7 @@ fn borrowed(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
 /// The end of the keys that start with `prefix`: the first key past them,
 /// which is `prefix` with its last byte below 255 raised by one and the
 /// bytes after it dropped; none when every byte is 255 (or there is none).
-fn prefix_end(prefix: &[u8]) -> Bound<Vec<u8>> {
+pub(crate) fn prefix_end(prefix: &[u8]) -> Bound<Vec<u8>> {
     match prefix.iter().rposition(|&b| b != u8::MAX) {
         Some(i) => {
             let mut end = prefix[..=i].to_vec();
@@ -619,7 +632,7 @@ fn prefix_end(prefix: &[u8]) -> Bound<Vec<u8>> {
     }
 }
 
-fn owned(b: Bound<&&[u8]>) -> Bound<Vec<u8>> {
+pub(crate) fn owned(b: Bound<&&[u8]>) -> Bound<Vec<u8>> {
     match b {
         Bound::Included(k) => Bound::Included(k.to_vec()),
         Bound::Excluded(k) => Bound::Excluded(k.to_vec()),
@@ -628,7 +641,11 @@ fn owned(b: Bound<&&[u8]>) -> Bound<Vec<u8>> {
 }
 
 impl<'txn> Range<'txn> {
-    fn new<'a>(view: View<'txn>, desc: TableDesc, range: impl RangeBounds<&'a [u8]>) -> Self {
+    pub(crate) fn new<'a>(
+        view: View<'txn>,
+        desc: TableDesc,
+        range: impl RangeBounds<&'a [u8]>,
+    ) -> Self {
         let start = owned(range.start_bound());
         let end = owned(range.end_bound());
         let empty = match (&start, &end) {

@@ -61,7 +61,7 @@ fn holds(db: &larch::Database, model: &Model) {
 }
 
 /// The reader `r`, taken before a change, still reads `before` whole.
-fn still_holds(r: larch::ReadTxn<'_>, before: &Model) {
+fn still_holds(r: larch::ReadTxn, before: &Model) {
     let old = common::collect(r.open_table("t").unwrap().iter().unwrap());
     assert!(old.iter().map(|(k, v)| (k, v)).eq(before.iter()));
 }

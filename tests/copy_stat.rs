@@ -11,7 +11,7 @@ use larch::{Database, ReadTxn};
 type Tables = BTreeMap<String, Vec<(Vec<u8>, Vec<u8>)>>;
 
 /// Every table of a snapshot, owned.
-fn contents(r: &ReadTxn<'_>) -> Tables {
+fn contents(r: &ReadTxn) -> Tables {
     r.list_tables()
         .unwrap()
         .into_iter()

@@ -53,7 +53,7 @@ fn fill(db: &Database, len: usize) -> (u32, Error) {
 
 /// Checks that the snapshot of `r` holds exactly keys `0..n`, each with its
 /// value of `len` bytes.
-fn verify(r: &larch::ReadTxn<'_>, n: u32, len: usize) {
+fn verify(r: &larch::ReadTxn, n: u32, len: usize) {
     let t = r.open_table("t").unwrap();
     assert_eq!(t.len(), u64::from(n), "snapshot {}", r.id());
     for i in 0..n {

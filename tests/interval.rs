@@ -18,7 +18,7 @@ use larch::{Database, Error, ReadTxn};
 type Model = BTreeMap<Vec<u8>, Vec<u8>>;
 
 /// Every entry of table `name` in `r`, which must hold exactly `model`.
-fn verify(r: &ReadTxn<'_>, name: &str, model: &Model) {
+fn verify(r: &ReadTxn, name: &str, model: &Model) {
     let t = r.open_table(name).unwrap();
     assert_eq!(t.len(), model.len() as u64);
     for (k, v) in model {

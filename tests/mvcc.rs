@@ -130,7 +130,7 @@ fn readers_in_other_threads_see_whole_commits() {
 #[test]
 fn read_txn_is_send() {
     fn assert_send<T: Send>() {}
-    assert_send::<larch::ReadTxn<'static>>();
+    assert_send::<larch::ReadTxn>();
     fn assert_sync<T: Sync + Send>() {}
     assert_sync::<larch::Database>();
 

@@ -565,7 +565,7 @@ fn grouped_pages_are_never_ones_a_reader_reaches() {
     // Each reader, the round it ends, and the pages of its snapshot with
     // their bytes.
     type Pages = Vec<(u64, Vec<u8>)>;
-    let mut held: Vec<(larch::ReadTxn<'_>, u32, Pages)> = Vec::new();
+    let mut held: Vec<(larch::ReadTxn, u32, Pages)> = Vec::new();
     for round in 0..35u32 {
         if rng.below(3) == 0 {
             let r = db.begin_read().unwrap();

@@ -109,7 +109,7 @@ fn single_free_pages() -> (TestDb, u64) {
 /// than the reusable pages of `single_free_pages`.
 const PACKED: u32 = 100;
 
-fn pack_many(w: &mut larch::WriteTxn<'_>) -> larch::Result<()> {
+fn pack_many(w: &mut larch::WriteTxn) -> larch::Result<()> {
     let mut u = w.open_table("u")?;
     for i in 0..PACKED {
         u.insert(&key(1000 + i), &[4u8; 1100])?;
@@ -612,7 +612,7 @@ type Model = std::collections::BTreeMap<(String, u32), Vec<u8>>;
 
 /// Every table of `model` reads back as the model says through `r`, and no
 /// table holds more.
-fn matches_model(r: &larch::ReadTxn<'_>, model: &Model, names: &[String], what: &str) {
+fn matches_model(r: &larch::ReadTxn, model: &Model, names: &[String], what: &str) {
     for name in names {
         let want: Vec<(u32, &Vec<u8>)> = model
             .range((name.clone(), 0)..=(name.clone(), u32::MAX))
@@ -665,7 +665,7 @@ fn churn(ps: u32, seed: u64, rounds: u32) {
     let names = vec!["a".to_string(), "b".to_string(), long];
     let lens = larch::testing::boundary_lengths(ps as usize, 4);
     let mut model = Model::new();
-    let mut held: Vec<(larch::ReadTxn<'_>, Model)> = Vec::new();
+    let mut held: Vec<(larch::ReadTxn, Model)> = Vec::new();
     for round in 0..rounds {
         let mut w = db.begin_write().unwrap();
         let mut next = model.clone();

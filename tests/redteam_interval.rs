@@ -22,15 +22,15 @@ type Model = BTreeMap<String, BTreeMap<Vec<u8>, Vec<u8>>>;
 
 const PS: usize = 512;
 
-struct Held<'db> {
-    txn: ReadTxn<'db>,
+struct Held {
+    txn: ReadTxn,
     until: u64,
     /// Page id and its bytes when the reader began.
     pages: Vec<(u64, Vec<u8>)>,
     model: Model,
 }
 
-fn snapshot_model(r: &ReadTxn<'_>) -> Model {
+fn snapshot_model(r: &ReadTxn) -> Model {
     let mut m = Model::new();
     for name in r.list_tables().unwrap() {
         let t = r.open_table(&name).unwrap();
@@ -44,7 +44,7 @@ fn snapshot_model(r: &ReadTxn<'_>) -> Model {
     m
 }
 
-fn begin<'db>(db: &'db Database, path: &Path, until: u64) -> Held<'db> {
+fn begin(db: &Database, path: &Path, until: u64) -> Held {
     let txn = db.begin_read().unwrap();
     let image = std::fs::read(path).unwrap();
     let reach = image_state(&image, PS)
@@ -69,7 +69,7 @@ fn begin<'db>(db: &'db Database, path: &Path, until: u64) -> Held<'db> {
 }
 
 /// Every page any held reader reaches is as it was when the reader began.
-fn verify_untouched(path: &Path, held: &[Held<'_>], commit: u64) {
+fn verify_untouched(path: &Path, held: &[Held], commit: u64) {
     let image = std::fs::read(path).unwrap();
     for h in held {
         for (p, bytes) in &h.pages {
@@ -147,7 +147,7 @@ fn run(seed: u64, commits: u64, max_readers: usize) {
         let b = common::open(&path, PS as u32);
         {
             let dbs = [&a, &b];
-            let mut held: Vec<Held<'_>> = Vec::new();
+            let mut held: Vec<Held> = Vec::new();
             let epoch_end = done + 200 + rng.below(300);
             while done < epoch_end.min(commits) {
                 held.retain(|h| {

@@ -536,7 +536,7 @@ fn contents(db: &Database) -> Model {
 /// A transaction of the crash tests: inserts that split leaves between
 /// keys with long separators (copies made), removals that merge and
 /// redistribute them (copies freed), and overwrites; `step` picks which.
-fn separator_txn(w: &mut larch::WriteTxn<'_>, step: u32) -> larch::Result<()> {
+fn separator_txn(w: &mut larch::WriteTxn, step: u32) -> larch::Result<()> {
     let mut tab = w.open_table("t")?;
     match step % 3 {
         0 => {

@@ -166,7 +166,7 @@ impl Engine for Larch {
     }
 }
 
-impl Snapshot for larch::ReadTxn<'_> {
+impl Snapshot for larch::ReadTxn {
     fn get_all(&self, keys: &[Vec<u8>]) -> u64 {
         let t = self.open_table("bench").unwrap();
         keys.iter()

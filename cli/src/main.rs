@@ -630,7 +630,7 @@ fn check(path: &Path) -> Res<ExitCode> {
 
 fn dump_table(
     out: &mut impl Write,
-    txn: &ReadTxn<'_>,
+    txn: &ReadTxn,
     name: &str,
     format: Format,
     mapsize: u64,

@@ -77,7 +77,7 @@ pub fn open_or_create(path: &Path) -> Res<Target> {
 
 /// Starts the write transaction, waiting while another process holds the
 /// writer lock, or, with `no_wait`, failing at once.
-pub fn begin_write<'d>(db: &'d Database, path: &Path, no_wait: bool) -> Res<WriteTxn<'d>> {
+pub fn begin_write(db: &Database, path: &Path, no_wait: bool) -> Res<WriteTxn> {
     if let Some(txn) = db.try_begin_write()? {
         return Ok(txn);
     }

@@ -241,6 +241,52 @@ impl Map {
     }
 }
 
+/// Bytes a snapshot read from a [`Map`], kept by their place in it, so that
+/// they can be read again after the borrow that found them ended: what lets
+/// an iterator own its snapshot and still hand out values without copying.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct MapBytes {
+    at: usize,
+    len: usize,
+}
+
+impl MapBytes {
+    /// The place of `bytes` in `map`; `None` if they do not lie inside it.
+    pub(crate) fn of(map: &Map, bytes: &[u8]) -> Option<MapBytes> {
+        if bytes.is_empty() {
+            return Some(MapBytes { at: 0, len: 0 });
+        }
+        let at = (bytes.as_ptr() as usize).checked_sub(map.raw.as_ptr() as usize)?;
+        let end = at.checked_add(bytes.len())?;
+        (end <= map.raw.len()).then_some(MapBytes {
+            at,
+            len: bytes.len(),
+        })
+    }
+
+    /// The bytes again, from `map`, the map `of` found them in.
+    ///
+    /// The caller holds the snapshot they were read through (a registry
+    /// slot that is still published) for as long as the slice lives.
+    pub(crate) fn get<'m>(&self, map: &'m Map) -> &'m [u8] {
+        assert!(
+            self.at + self.len <= map.raw.len(),
+            "a map place read from another map"
+        );
+        if self.len == 0 {
+            return &[];
+        }
+        // SAFETY: the range lies inside the map (checked above), which stays
+        // mapped while borrowed. `of` made it from a slice of this map that a
+        // snapshot read through `Pager::bytes`, so it lies under that
+        // snapshot's high-water mark and was backed by the file; the caller
+        // keeps that snapshot alive, so, as for `Pager::bytes`, no writer of
+        // any process cuts the file under it or writes these bytes while the
+        // slice lives.
+        unsafe { std::slice::from_raw_parts(map.raw.as_ptr().add(self.at), self.len) }
+    }
+}
+
 /// An opened, locked file before its page size is known.
 pub(crate) struct LockedFile {
     file: File,

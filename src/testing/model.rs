@@ -13,7 +13,7 @@ pub fn read_model(db: &Database) -> Result<Model> {
 }
 
 /// Everything the snapshot of `r` holds.
-pub fn read_snapshot(r: &ReadTxn<'_>) -> Result<Model> {
+pub fn read_snapshot(r: &ReadTxn) -> Result<Model> {
     let mut model = Model::new();
     for name in r.list_tables()? {
         let table = r.open_table(&name)?;

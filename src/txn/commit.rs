@@ -46,7 +46,7 @@ impl Sealed {
     }
 }
 
-impl WriteTxn<'_> {
+impl WriteTxn {
     /// Commits the transaction: the steps in order. Up to step 4 a failure
     /// leaves the committed state and the database as they were (the file
     /// may be longer); from step 5 on it poisons the database (`write_out`).

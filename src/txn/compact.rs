@@ -6,7 +6,7 @@ use super::write::WriteTxn;
 use crate::error::Result;
 use crate::format::page::{PageSet, freelist_capacity};
 
-impl WriteTxn<'_> {
+impl WriteTxn {
     /// Moves up to `budget` pages of the catalog and of every table from the
     /// end of the file to free pages below the pages in use, copy-on-write,
     /// and makes the transaction commit even if nothing moved (its free list

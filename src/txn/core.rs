@@ -2,9 +2,10 @@
 //! how a transaction finds the commit it starts from.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
-use parking_lot::{Mutex, MutexGuard};
+use parking_lot::Mutex;
 
 use super::SetAside;
 use crate::error::{Error, Result, corrupted};
@@ -34,7 +35,7 @@ pub(crate) struct Core {
     /// The newest meta this handle has read or written: snapshots of it start
     /// without reading the file.
     pub latest: Mutex<Meta>,
-    pub writer: Mutex<WriterState>,
+    pub writer: Arc<Mutex<WriterState>>,
     /// Set after a failed write or sync: no further write transaction starts.
     pub poisoned: AtomicBool,
     /// The meta open set aside, if any, until a commit overwrites its slot
@@ -223,7 +224,7 @@ impl Core {
     /// a writer that did not finish, makes the published commit durable if no
     /// writable handle has yet, and returns that commit, with `state`
     /// reloaded if another process committed since this handle last wrote.
-    pub(crate) fn adopt(&self, state: &mut MutexGuard<'_, WriterState>) -> Result<Meta> {
+    pub(crate) fn adopt(&self, state: &mut WriterState) -> Result<Meta> {
         // The file as other writers left it, grown or shrunk: never grow it
         // from a stale length (a cut by another process would make a length
         // this handle learnt earlier too long, and `grow` would skip the

@@ -15,7 +15,7 @@ use crate::view::PageSource;
 /// bytes, and only when its segments span at least this many pages.
 const CLEAN_MIN_PAGES: u64 = 4 * SEGMENT_PAGES;
 
-impl WriteTxn<'_> {
+impl WriteTxn {
     /// Step 1a: closes the segment the transaction fills and applies its
     /// changes to the heap's tree and totals. A segment left without values
     /// is removed from the tree and its pages freed, as a run's are.

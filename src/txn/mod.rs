@@ -4,9 +4,12 @@ mod commit;
 mod compact;
 mod core;
 mod heap;
+mod owned;
 mod read;
 mod write;
 
 pub(crate) use self::core::{Core, HighWaters, WriterState, publish_snapshot, read_meta};
+pub use owned::{OwnedEntry, OwnedRange};
+pub(crate) use read::Snapshot;
 pub use read::{ReadTxn, SetAside, Stat};
 pub use write::WriteTxn;

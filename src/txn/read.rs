@@ -8,7 +8,7 @@ use crate::check::{self, CheckReport};
 use crate::error::{Error, Result};
 use crate::format::meta::Meta;
 use crate::freelist::{Entry, Pins, pinned_alone, read_chain};
-use crate::pager::Map;
+use crate::pager::{Map, MapBytes};
 use crate::registry::{ReaderInfo, SlotId};
 use crate::table::{Table, TableStat, catalog_get, catalog_names};
 use crate::view::{MapView, View};
@@ -89,11 +89,23 @@ pub struct SetAside {
 /// [`Database::begin_read`](crate::Database::begin_read).
 ///
 /// Any number may be open at once, in any threads and any processes, beside
-/// the writer; none of them waits for it. It may move to another thread. Values read through it borrow it and point into the map.
-/// Pages it can see are not reused while it lives, so drop long-lived readers
-/// when done or the file grows.
-pub struct ReadTxn<'db> {
-    core: &'db Core,
+/// the writer; none of them waits for it. It owns what it reads through (it
+/// does not borrow the [`Database`](crate::Database)), is `Send` and `Sync`,
+/// and a clone shares the snapshot: the snapshot ends when the last clone,
+/// and the last [`OwnedRange`](crate::OwnedRange) or
+/// [`OwnedEntry`](crate::OwnedEntry) made from it, is gone.
+///
+/// Values read through a [`Table`] borrow the transaction and point into the
+/// map. Pages the snapshot can see are not reused while it lives, so drop
+/// long-lived readers when done or the file grows.
+#[derive(Clone)]
+pub struct ReadTxn {
+    snap: Arc<Snapshot>,
+}
+
+/// What a read transaction and its clones hold.
+pub(crate) struct Snapshot {
+    core: Arc<Core>,
     meta: Meta,
     /// A map that covers the snapshot, kept while the transaction lives: a
     /// writer that grows the file past it maps anew for later transactions.
@@ -102,32 +114,15 @@ pub struct ReadTxn<'db> {
     slot: SlotId,
 }
 
-impl<'db> ReadTxn<'db> {
-    pub(crate) fn new(core: &'db Core) -> Result<ReadTxn<'db>> {
-        let (slot, meta) = core.snapshot()?;
-        match core.pager.map_for(meta.high_water) {
-            Ok(map) => Ok(ReadTxn {
-                core,
-                meta,
-                map,
-                slot,
-            }),
-            Err(e) => {
-                core.registry.end(slot);
-                Err(e)
-            }
-        }
+impl Drop for Snapshot {
+    fn drop(&mut self) {
+        self.core.registry.end(self.slot);
     }
+}
 
-    pub(crate) fn core(&self) -> &'db Core {
-        self.core
-    }
-
-    pub(crate) fn meta(&self) -> &Meta {
-        &self.meta
-    }
-
-    fn map_view(&self) -> MapView<'_> {
+impl Snapshot {
+    /// The snapshot's pages in its map.
+    pub(crate) fn map_view(&self) -> MapView<'_> {
         MapView::new(
             &self.core.pager,
             &self.map,
@@ -136,19 +131,62 @@ impl<'db> ReadTxn<'db> {
         )
     }
 
+    /// `bytes`, a slice of this snapshot's map, kept by its place so that it
+    /// can outlive the borrow (`None` if it is not in the map).
+    pub(crate) fn pin(&self, bytes: &[u8]) -> Option<MapBytes> {
+        MapBytes::of(&self.map, bytes)
+    }
+
+    /// The bytes `pin` kept.
+    pub(crate) fn bytes(&self, at: &MapBytes) -> &[u8] {
+        at.get(&self.map)
+    }
+}
+
+impl ReadTxn {
+    pub(crate) fn new(core: Arc<Core>) -> Result<ReadTxn> {
+        let (slot, meta) = core.snapshot()?;
+        match core.pager.map_for(meta.high_water) {
+            Ok(map) => Ok(ReadTxn {
+                snap: Arc::new(Snapshot {
+                    core,
+                    meta,
+                    map,
+                    slot,
+                }),
+            }),
+            Err(e) => {
+                core.registry.end(slot);
+                Err(e)
+            }
+        }
+    }
+
+    pub(crate) fn core(&self) -> &Core {
+        &self.snap.core
+    }
+
+    pub(crate) fn meta(&self) -> &Meta {
+        &self.snap.meta
+    }
+
+    fn map_view(&self) -> MapView<'_> {
+        self.snap.map_view()
+    }
+
     fn view(&self) -> View<'_> {
         View::Map(self.map_view())
     }
 
     /// The id of the transaction whose commit this snapshot shows.
     pub fn id(&self) -> u64 {
-        self.meta.txn_id
+        self.snap.meta.txn_id
     }
 
     /// Opens table `name`, or [`Error::TableNotFound`].
     pub fn open_table(&self, name: &str) -> Result<Table<'_>> {
-        match catalog_get(self.view(), &self.meta.catalog, name)? {
-            Some(desc) => Ok(Table::new(self.map_view(), desc)),
+        match catalog_get(self.view(), &self.snap.meta.catalog, name)? {
+            Some(desc) => Ok(Table::new(&self.snap, desc)),
             None => Err(Error::TableNotFound(name.to_owned())),
         }
     }
@@ -158,7 +196,7 @@ impl<'db> ReadTxn<'db> {
         if crate::table::check_key(name.as_bytes()).is_err() {
             return Ok(false);
         }
-        Ok(catalog_get(self.view(), &self.meta.catalog, name)?.is_some())
+        Ok(catalog_get(self.view(), &self.snap.meta.catalog, name)?.is_some())
     }
 
     /// Walks the whole snapshot and accounts for every page: each is reachable
@@ -173,7 +211,7 @@ impl<'db> ReadTxn<'db> {
     /// problems: the report lists every one found (`errors`, with pages) and
     /// counts leaked pages.
     pub fn check_report(&self) -> CheckReport {
-        check::report(&self.core.pager, &self.map, &self.meta)
+        check::report(&self.snap.core.pager, &self.snap.map, &self.snap.meta)
     }
 
     /// Figures of this snapshot: its size, its free pages, the catalog's tree.
@@ -181,41 +219,41 @@ impl<'db> ReadTxn<'db> {
     /// [`Table::stat`](crate::Table::stat) for one table's pages).
     /// `live_readers` counts this transaction too.
     pub fn stat(&self) -> Result<Stat> {
-        self.stat_with(self.core.registry.readers()?)
+        self.stat_with(self.snap.core.registry.readers()?)
     }
 
     /// The figures of [`stat`](ReadTxn::stat), with `readers` as the live
     /// readers (their pins counted here, on the one read of the chain).
     pub(crate) fn stat_with(&self, mut readers: Vec<ReaderInfo>) -> Result<Stat> {
-        let chain = read_chain(self.map_view(), &self.meta)?;
+        let chain = read_chain(self.map_view(), &self.snap.meta)?;
         self.count_pins_in(&chain.entries, &mut readers);
         let pending = chain.entries.iter().filter(|e| e.freed_by != 0).count();
         Ok(Stat {
-            page_size: self.core.pager.page_size() as u32,
-            txn_id: self.meta.txn_id,
-            pages: self.meta.high_water,
+            page_size: self.snap.core.pager.page_size() as u32,
+            txn_id: self.snap.meta.txn_id,
+            pages: self.snap.meta.high_water,
             // Now (`fstat`): another process may have grown or cut it.
-            file_size: self.core.pager.real_len()?,
-            map_size: self.core.pager.map_len(),
+            file_size: self.snap.core.pager.real_len()?,
+            map_size: self.snap.core.pager.map_len(),
             free_pages: chain.entries.len() as u64,
             pending_free_pages: pending as u64,
             freelist_pages: chain.pages.len() as u64,
-            tables: self.meta.catalog.entries,
-            catalog: TableStat::of(self.map_view(), &self.meta.catalog)?,
-            heap_tree: TableStat::of(self.map_view(), &self.meta.heap.tree)?,
-            segments: self.meta.heap.tree.entries,
-            segment_pages: self.meta.heap.pages,
-            packed_bytes: self.meta.heap.live,
+            tables: self.snap.meta.catalog.entries,
+            catalog: TableStat::of(self.map_view(), &self.snap.meta.catalog)?,
+            heap_tree: TableStat::of(self.map_view(), &self.snap.meta.heap.tree)?,
+            segments: self.snap.meta.heap.tree.entries,
+            segment_pages: self.snap.meta.heap.pages,
+            packed_bytes: self.snap.meta.heap.live,
             live_readers: readers.len(),
             readers,
-            set_aside: *self.core.set_aside.lock(),
+            set_aside: *self.snap.core.set_aside.lock(),
         })
     }
 
     /// Counts, for each of `readers`, the pages of this snapshot's free
     /// list that its snapshot alone keeps from reuse.
     pub(crate) fn count_pins(&self, readers: &mut [ReaderInfo]) -> Result<()> {
-        let chain = read_chain(self.map_view(), &self.meta)?;
+        let chain = read_chain(self.map_view(), &self.snap.meta)?;
         self.count_pins_in(&chain.entries, readers);
         Ok(())
     }
@@ -227,7 +265,7 @@ impl<'db> ReadTxn<'db> {
     fn count_pins_in(&self, entries: &[Entry], readers: &mut [ReaderInfo]) {
         let live: BTreeSet<u64> = readers.iter().map(|r| r.txn_id).collect();
         // The next writer's metas are this snapshot and the one before.
-        let metas_from = self.meta.txn_id.saturating_sub(1);
+        let metas_from = self.snap.meta.txn_id.saturating_sub(1);
         let alone = pinned_alone(entries.iter().copied(), Pins::new(&live, metas_from));
         for r in readers {
             r.pinned_pages = alone.get(&r.txn_id).copied().unwrap_or(0);
@@ -236,12 +274,6 @@ impl<'db> ReadTxn<'db> {
 
     /// Names of all tables, in order.
     pub fn list_tables(&self) -> Result<Vec<String>> {
-        catalog_names(self.view(), &self.meta.catalog)
-    }
-}
-
-impl Drop for ReadTxn<'_> {
-    fn drop(&mut self) {
-        self.core.registry.end(self.slot);
+        catalog_names(self.view(), &self.snap.meta.catalog)
     }
 }

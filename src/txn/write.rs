@@ -4,7 +4,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
-use parking_lot::MutexGuard;
+use parking_lot::{ArcMutexGuard, RawMutex};
 
 use super::core::{Core, WriterState};
 use crate::btree;
@@ -51,10 +51,10 @@ pub(super) struct Open {
 /// [`Error::TxnFailed`]: crate::Error::TxnFailed
 /// [`Error::KeyTooLarge`]: crate::Error::KeyTooLarge
 /// [`Error::ValueTooLarge`]: crate::Error::ValueTooLarge
-pub struct WriteTxn<'db> {
-    pub(super) core: &'db Core,
+pub struct WriteTxn {
+    pub(super) core: Arc<Core>,
     /// The writer lock, and the free list as of the last commit.
-    pub(super) guard: MutexGuard<'db, WriterState>,
+    pub(super) guard: ArcMutexGuard<RawMutex, WriterState>,
     pub(super) dirty: Dirty,
     /// The commit this transaction started from.
     pub(super) base: Meta,
@@ -69,14 +69,14 @@ pub struct WriteTxn<'db> {
     finished: bool,
 }
 
-impl<'db> WriteTxn<'db> {
+impl WriteTxn {
     /// Starts a write transaction; `guard` is this handle's writer lock, and
     /// the caller holds the registry's (released when this ends, or here on
     /// an error).
     pub(crate) fn new(
-        core: &'db Core,
-        mut guard: MutexGuard<'db, WriterState>,
-    ) -> Result<WriteTxn<'db>> {
+        core: Arc<Core>,
+        mut guard: ArcMutexGuard<RawMutex, WriterState>,
+    ) -> Result<WriteTxn> {
         let mut start = || -> Result<(Meta, BTreeSet<u64>, Arc<Map>)> {
             let base = core.adopt(&mut guard)?;
             let map = core.pager.map_for(base.high_water)?;
@@ -260,7 +260,7 @@ impl<'db> WriteTxn<'db> {
     pub fn abort(self) {}
 }
 
-impl Drop for WriteTxn<'_> {
+impl Drop for WriteTxn {
     fn drop(&mut self) {
         if !self.finished {
             self.guard.free.list = self.dirty.abort();

@@ -85,7 +85,7 @@ fn transfer(bank: &mut TableMut<'_>, rng: &mut Rng) -> larch::Result<u64> {
 
 /// One to three transfers in `w`, the meta table kept in step, and with
 /// `log` an entry appended to the log; returns the entry's number.
-pub fn transfers(w: &mut WriteTxn<'_>, rng: &mut Rng, log: bool) -> larch::Result<u64> {
+pub fn transfers(w: &mut WriteTxn, rng: &mut Rng, log: bool) -> larch::Result<u64> {
     let mut delta = 0u64;
     {
         let mut bank = w.open_table("bank")?;
@@ -121,7 +121,7 @@ type Accounts = Vec<(Vec<u8>, Vec<u8>)>;
 
 /// Reads the whole bank of `r` and checks both invariants; the accounts as
 /// read, for a second pass to compare with.
-fn read_bank(r: &ReadTxn<'_>) -> Result<(Accounts, Seen), String> {
+fn read_bank(r: &ReadTxn) -> Result<(Accounts, Seen), String> {
     let e = |e: larch::Error| format!("txn {}: {e}", r.id());
     let bank = r.open_table("bank").map_err(e)?;
     let meta = r.open_table("meta").map_err(e)?;

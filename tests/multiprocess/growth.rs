@@ -35,7 +35,7 @@ fn load(db: &Database, from: u64, to: u64) {
 }
 
 /// Whether table "g" of `r` holds exactly keys `0..n` with their values.
-fn holds(r: &larch::ReadTxn<'_>, n: u64) -> bool {
+fn holds(r: &larch::ReadTxn, n: u64) -> bool {
     let t = r.open_table("g").unwrap();
     t.len() == n
         && (0..n).all(|i| {

@@ -15,7 +15,7 @@ use crate::spawn;
 /// Polls `try_begin_write` until it succeeds: a writer that never gets the
 /// lock (a dead process's lock kept) fails the test instead of hanging it.
 /// Returns the transaction and how long it took.
-fn begin_write_within(db: &Database, limit: Duration) -> (larch::WriteTxn<'_>, Duration) {
+fn begin_write_within(db: &Database, limit: Duration) -> (larch::WriteTxn, Duration) {
     let start = Instant::now();
     loop {
         if let Some(w) = db.try_begin_write().unwrap() {

@@ -13,7 +13,7 @@ struct Held<'r> {
 /// Reads a few entries of the first tables through `r`: the first and last
 /// ones and a few point reads (in the base image, keys `0017`, `0051` and
 /// `0085` hold overflow values). Errors end a table's reads.
-fn hold<'r>(r: &'r crate::ReadTxn<'_>, names: &[String]) -> Held<'r> {
+fn hold<'r>(r: &'r crate::ReadTxn, names: &[String]) -> Held<'r> {
     let mut held = Held {
         slices: Vec::new(),
         keys: Vec::new(),
@@ -48,7 +48,7 @@ fn hold<'r>(r: &'r crate::ReadTxn<'_>, names: &[String]) -> Held<'r> {
 /// steps 0 to 2 freed becomes reusable: it deletes `new` and `fill` and
 /// rewrites keys of a remaining table.
 fn write_step(
-    w: &mut crate::WriteTxn<'_>,
+    w: &mut crate::WriteTxn,
     step: usize,
     names: &[String],
     read: &[(String, Vec<u8>)],

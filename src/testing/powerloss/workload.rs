@@ -52,7 +52,7 @@ pub fn run(seed: u64, page_size: usize, txns: u64, images: u64) -> (Figures, Vec
     // Readers held over some commits: at most one short one (1 to 4
     // commits) and one long one (20 to 59), each with the commit it ends
     // after, the pages its snapshot reaches, and what it read at first.
-    let mut readers: Vec<Held<'_>> = Vec::new();
+    let mut readers: Vec<Held> = Vec::new();
     let mut committed = 0;
     let mut attempts = 0u64;
     while committed < txns {
@@ -152,8 +152,8 @@ fn shrink(db: &Database, model: &mut Model, rng: &mut Rng, expect: &Mutex<Expect
 }
 
 /// A reader the workload holds over some commits.
-struct Held<'db> {
-    txn: crate::ReadTxn<'db>,
+struct Held {
+    txn: crate::ReadTxn,
     /// The commit count it ends at.
     until: u64,
     long: bool,
@@ -163,8 +163,8 @@ struct Held<'db> {
     seen: Model,
 }
 
-impl<'db> Held<'db> {
-    fn begin(db: &'db Database, path: &Path, page_size: usize, until: u64, long: bool) -> Self {
+impl Held {
+    fn begin(db: &Database, path: &Path, page_size: usize, until: u64, long: bool) -> Self {
         let txn = db.begin_read().expect("begin_read");
         let image = std::fs::read(path).expect("read the live file");
         let reach = image_state(&image, page_size)
