@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 
 use crate::btree::load_node;
 use crate::error::{Error, Result, corrupted};
+use crate::format::catalog::CatalogEntry;
 use crate::format::heap::{SEGMENT_DATA, Segment, segment_of_key};
 use crate::format::meta::{Meta, TableDesc};
 use crate::format::node::{LeafValue, NodeKey, ValueRef, long_prefix, max_inline_key};
@@ -424,9 +425,9 @@ fn walk<'a>(view: impl PageSource<'a>, page_size: usize, meta: &Meta) -> (CheckR
         // table's.
         c.value(value)?;
         let bytes = c.view.value(value)?;
-        match (std::str::from_utf8(name), TableDesc::decode(bytes)) {
-            (Ok(_), Some(desc)) => {
-                tables.push(desc);
+        match (std::str::from_utf8(name), CatalogEntry::decode(bytes)) {
+            (Ok(_), Some(entry)) => {
+                tables.push(entry.desc);
                 Ok(())
             }
             _ => corrupted(meta.catalog.root, "invalid catalog entry"),

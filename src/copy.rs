@@ -111,6 +111,8 @@ impl ReadTxn {
             .open_own(temp)?;
         for name in self.list_tables()? {
             let table = self.open_table(&name)?;
+            // A typed table stays typed in the copy.
+            let types = self.table_entry(&name)?.and_then(|e| e.types);
             let mut entries = table.iter()?.peekable();
             // Each transaction holds its pages in memory until it commits:
             // commit every COMPACT_TXN_BYTES so a big table needs bounded memory.
@@ -118,7 +120,7 @@ impl ReadTxn {
                 let mut txn = copy.begin_write()?;
                 let mut bytes = 0;
                 {
-                    let mut out = txn.open_table(&name)?;
+                    let mut out = txn.open_table_as(&name, types.as_ref())?;
                     while bytes < COMPACT_TXN_BYTES {
                         let Some(entry) = entries.next() else { break };
                         let (key, value) = entry?;

@@ -81,6 +81,28 @@ pub enum Error {
     /// A write transaction was asked of a database opened with
     /// `Options::read_only`.
     ReadOnly,
+    /// A typed table was opened with other key or value types than the
+    /// table was created with (or a table of the byte API was opened
+    /// through the typed one). Nothing changed.
+    TableTypeMismatch {
+        /// The table.
+        table: String,
+        /// The key and value types asked for, as `(key, value)`.
+        expected: String,
+        /// Those the table was created with, or `bytes (untyped)`.
+        found: String,
+    },
+    /// Stored bytes do not read as the type a typed table expects (a value
+    /// of the wrong length, a string that is not UTF-8), or a key cannot be
+    /// written as that type (a borrowed field of a composite key holding a
+    /// zero byte). The bytes are as they were written, so this is not
+    /// corruption of the file: another handle wrote them with other types.
+    Decode {
+        /// The type that failed.
+        type_name: String,
+        /// What was wrong.
+        reason: &'static str,
+    },
 }
 
 impl fmt::Display for Error {
@@ -139,6 +161,17 @@ impl fmt::Display for Error {
                 "the database was opened read-only, so it cannot be written; \
                  open it without Options::read_only to write"
             ),
+            Error::TableTypeMismatch {
+                table,
+                expected,
+                found,
+            } => write!(
+                f,
+                "table {table:?} holds {found}, not the {expected} it was opened with"
+            ),
+            Error::Decode { type_name, reason } => {
+                write!(f, "bytes do not read as {type_name}: {reason}")
+            }
         }
     }
 }
@@ -171,9 +204,9 @@ pub(crate) fn corrupted<T>(page: u64, reason: &'static str) -> Result<T> {
 /// | larch | `io::ErrorKind` |
 /// |---|---|
 /// | `Io(e)` | `e`'s own |
-/// | `Corrupted` | `InvalidData` |
+/// | `Corrupted`, `Decode` | `InvalidData` |
 /// | `MapFull` | `StorageFull` |
-/// | `KeyTooLarge`, `ValueTooLarge`, `InvalidOption` | `InvalidInput` |
+/// | `KeyTooLarge`, `ValueTooLarge`, `InvalidOption`, `TableTypeMismatch` | `InvalidInput` |
 /// | `TableNotFound` | `NotFound` |
 /// | `AlreadyOpen` | `ResourceBusy` |
 /// | `ReadOnly` | `ReadOnlyFilesystem` |
@@ -187,11 +220,12 @@ impl From<Error> for io::Error {
                 };
                 return inner;
             }
-            Error::Corrupted { .. } => io::ErrorKind::InvalidData,
+            Error::Corrupted { .. } | Error::Decode { .. } => io::ErrorKind::InvalidData,
             Error::MapFull { .. } => io::ErrorKind::StorageFull,
-            Error::KeyTooLarge { .. } | Error::ValueTooLarge { .. } | Error::InvalidOption(_) => {
-                io::ErrorKind::InvalidInput
-            }
+            Error::KeyTooLarge { .. }
+            | Error::ValueTooLarge { .. }
+            | Error::InvalidOption(_)
+            | Error::TableTypeMismatch { .. } => io::ErrorKind::InvalidInput,
             Error::TableNotFound(_) => io::ErrorKind::NotFound,
             Error::AlreadyOpen => io::ErrorKind::ResourceBusy,
             Error::ReadOnly => io::ErrorKind::ReadOnlyFilesystem,
@@ -232,6 +266,21 @@ mod tests {
             (Error::TableNotFound("t".into()), io::ErrorKind::NotFound),
             (Error::ReadOnly, io::ErrorKind::ReadOnlyFilesystem),
             (Error::TxnFailed, io::ErrorKind::Other),
+            (
+                Error::TableTypeMismatch {
+                    table: "t".into(),
+                    expected: "(u64, str)".into(),
+                    found: "(str, str)".into(),
+                },
+                io::ErrorKind::InvalidInput,
+            ),
+            (
+                Error::Decode {
+                    type_name: "u64".into(),
+                    reason: "wrong length",
+                },
+                io::ErrorKind::InvalidData,
+            ),
         ];
         for (e, kind) in cases {
             let text = e.to_string();

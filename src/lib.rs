@@ -63,6 +63,39 @@
 //!   bytes in its node and the rest beside its value); values up to 4 GiB,
 //!   big ones out of their leaf. Both are handed out as one `&[u8]`.
 //!   Tables are named and keep an O(1) entry count.
+//! - **Typed tables.** A [`TableDefinition`] names a table with its key and
+//!   value types (integers, `bool`, strings, byte strings, arrays, `Option`
+//!   and tuples, or types of your own through [`Value`] and [`Key`]);
+//!   [`WriteTxn::open_typed`] and [`ReadTxn::open_typed`] open it. Keys are
+//!   encoded so that their bytes sort as the values do (`-1 < 0 < 1`,
+//!   tuples field by field), `&str` and `&[u8]` read back borrowed from the
+//!   map, and opening a table with other types than it was created with is
+//!   [`Error::TableTypeMismatch`].
+//!
+//!   ```
+//!   # let dir = tempfile::tempdir().unwrap();
+//!   # // SAFETY: the file is this example's own.
+//!   # let db = unsafe { larch::Database::open(dir.path().join("db")) }.unwrap();
+//!   use larch::TableDefinition;
+//!   const SCORES: TableDefinition<(&str, i32), u64> = TableDefinition::new("scores");
+//!
+//!   let mut w = db.begin_write()?;
+//!   {
+//!       let mut scores = w.open_typed(SCORES)?;
+//!       scores.insert(("ada", 3), 30)?;
+//!       scores.insert(("ada", -1), 10)?;
+//!       scores.insert(("bob", 0), 20)?;
+//!   }
+//!   w.commit()?;
+//!   let r = db.begin_read()?;
+//!   let scores = r.open_typed(SCORES)?;
+//!   let ada: Vec<(i32, u64)> = scores
+//!       .range(("ada", i32::MIN)..=("ada", i32::MAX))?
+//!       .map(|e| e.map(|((_, n), v)| (n, v)))
+//!       .collect::<larch::Result<_>>()?;
+//!   assert_eq!(ada, [(-1, 10), (3, 30)]);
+//!   # Ok::<(), larch::Error>(())
+//!   ```
 //! - **Corruption** is never a panic: damaged bytes give
 //!   [`Error::Corrupted`], and [`Database::check`] walks every page.
 //!
@@ -90,6 +123,7 @@ mod table;
 #[cfg(feature = "testing")]
 pub mod testing;
 mod txn;
+mod typed;
 mod view;
 
 pub use check::{CheckError, CheckReport};
@@ -99,6 +133,10 @@ pub use registry::ReaderInfo;
 pub use table::{Cursor, Entry, Range, Table, TableMut, TableStat};
 pub use txn::{OwnedEntry, OwnedRange};
 pub use txn::{ReadTxn, SetAside, Stat, WriteTxn};
+pub use typed::{
+    Key, TableDefinition, TypedRange, TypedTable, TypedTableMut, Value, decode_escaped,
+    encode_escaped,
+};
 
 /// The longest key (and table name) a database accepts, at every page size:
 /// 64 KiB. A longer one is [`Error::KeyTooLarge`].

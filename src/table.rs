@@ -6,6 +6,7 @@ use std::sync::Arc;
 use crate::btree;
 use crate::dirty::TxnPages;
 use crate::error::{Error, Result, corrupted};
+use crate::format::catalog::{CatalogEntry, TableTypes};
 use crate::format::meta::TableDesc;
 use crate::format::node::MAX_KEY;
 use crate::format::page::OVERFLOW_DATA;
@@ -16,19 +17,37 @@ use crate::view::{MapView, View};
 /// holds a header too).
 pub(crate) const MAX_VALUE: usize = u32::MAX as usize - OVERFLOW_DATA;
 
-/// Looks up the descriptor of table `name` in the catalog.
+/// Looks up table `name` in the catalog: its descriptor and types.
 pub(crate) fn catalog_get(
     view: View<'_>,
     catalog: &TableDesc,
     name: &str,
-) -> Result<Option<TableDesc>> {
+) -> Result<Option<CatalogEntry>> {
     match btree::get(view, catalog, name.as_bytes())? {
         None => Ok(None),
-        Some(bytes) => match TableDesc::decode(bytes) {
-            Some(desc) => Ok(Some(desc)),
+        Some(bytes) => match CatalogEntry::decode(bytes) {
+            Some(entry) => Ok(Some(entry)),
             None => corrupted(catalog.root, "invalid table descriptor in the catalog"),
         },
     }
+}
+
+/// `Ok` if table `name`, created with `found` (`None`: through the byte
+/// API), may be opened as `types`; else a `TableTypeMismatch`.
+pub(crate) fn check_types(
+    name: &str,
+    types: &TableTypes,
+    found: Option<&TableTypes>,
+) -> Result<()> {
+    if found == Some(types) {
+        return Ok(());
+    }
+    let show = |t: &TableTypes| format!("({}, {})", t.key, t.value);
+    Err(Error::TableTypeMismatch {
+        table: name.to_owned(),
+        expected: show(types),
+        found: found.map_or_else(|| "bytes (untyped)".to_owned(), show),
+    })
 }
 
 /// Names of all tables in the catalog, in order.

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use common::TestDb;
 use larch::testing::faults::{Fault, Kind, Trap};
-use larch::{Database, Error, Options};
+use larch::{Database, Error, Options, TableDefinition};
 use quickcheck::{Arbitrary, Gen, QuickCheck, TestResult};
 
 #[derive(Clone, Debug)]
@@ -39,6 +39,21 @@ enum Op {
     },
     Get {
         key: u16,
+    },
+    /// Typed table "typed", keys `(i16, &str)`: insert, remove, range.
+    TypedInsert {
+        a: i16,
+        word: u8,
+        value: u32,
+    },
+    TypedRemove {
+        a: i16,
+        word: u8,
+    },
+    TypedRange {
+        from: (i16, u8),
+        to: (i16, u8),
+        rev: bool,
     },
     Range {
         from: u16,
@@ -141,10 +156,43 @@ fn value_bytes(len: u32, fill: u8, key: u16) -> Vec<u8> {
         .collect()
 }
 
+/// The typed table: composite keys of a signed integer and a string, so
+/// that negative numbers, prefixes and a long key (at 512-byte pages) meet.
+const TYPED: TableDefinition<(i16, &str), u32> = TableDefinition::new("typed");
+
+/// The typed keys' strings, by `word % WORDS.len()`.
+const WORDS: [&str; 7] = ["", "a", "a\u{1}", "ab", "b", "zz", LONG_WORD];
+const LONG_WORD: &str = "a long word that makes the whole key longer than a quarter of a 512-byte page, \
+                         so that it is stored out of its leaf; and more words to be sure of that";
+
+type Typed = BTreeMap<(i16, String), u32>;
+
+fn typed_key(a: i16, word: u8) -> (i16, &'static str) {
+    (a, WORDS[usize::from(word) % WORDS.len()])
+}
+
+fn arbitrary_typed_key(g: &mut Gen) -> (i16, u8) {
+    (i16::arbitrary(g) % 20, u8::arbitrary(g))
+}
+
+/// The committed contents of the typed table.
+fn committed_typed(db: &Database) -> Typed {
+    let r = db.begin_read().unwrap();
+    match r.open_typed(TYPED) {
+        Ok(tab) => tab
+            .iter()
+            .unwrap()
+            .map(|e| e.map(|((a, w), v)| ((a, w.to_owned()), v)).unwrap())
+            .collect(),
+        Err(Error::TableNotFound(_)) => Typed::new(),
+        Err(e) => panic!("{e}"),
+    }
+}
+
 impl Arbitrary for Op {
     fn arbitrary(g: &mut Gen) -> Op {
         let key = u16::arbitrary(g) % (SHORT_KEYS + LONG_KEYS);
-        match u8::arbitrary(g) % 100 {
+        match u8::arbitrary(g) % 110 {
             0..=44 => {
                 // Mostly small values, some around and over the overflow threshold.
                 let len = match u8::arbitrary(g) % 10 {
@@ -190,7 +238,24 @@ impl Arbitrary for Op {
             }
             95..=96 => Op::Abort,
             97 => Op::Compact,
-            _ => Op::Reopen,
+            98..=99 => Op::Reopen,
+            100..=104 => {
+                let (a, word) = arbitrary_typed_key(g);
+                Op::TypedInsert {
+                    a,
+                    word,
+                    value: u32::arbitrary(g),
+                }
+            }
+            105..=106 => {
+                let (a, word) = arbitrary_typed_key(g);
+                Op::TypedRemove { a, word }
+            }
+            _ => Op::TypedRange {
+                from: arbitrary_typed_key(g),
+                to: arbitrary_typed_key(g),
+                rev: bool::arbitrary(g),
+            },
         }
     }
 
@@ -236,6 +301,8 @@ struct Stats {
     /// longest key inserted.
     long_keys: AtomicU64,
     longest_key: AtomicU64,
+    /// Entries of the typed table found at the end of the cases.
+    typed: AtomicU64,
 }
 
 static STATS_512: Stats = Stats::new();
@@ -254,6 +321,7 @@ impl Stats {
             io_errors: AtomicU64::new(0),
             long_keys: AtomicU64::new(0),
             longest_key: AtomicU64::new(0),
+            typed: AtomicU64::new(0),
         }
     }
 
@@ -311,6 +379,7 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
     let max_size = setup.max_kib.map_or(u64::MAX, |kib| u64::from(kib) << 10);
     let mut t = TestDb::with_options(options(max_size));
     let mut committed = Model::new();
+    let mut typed_committed = Typed::new();
     // Whether the fault armed last fails a resize (which must not poison).
     let mut armed_resize = false;
     let mut i = 0;
@@ -320,6 +389,7 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
         {
             let db = t.db();
             let mut pending = committed.clone();
+            let mut typed_pending = typed_committed.clone();
             let mut txn = None;
             // Whether a change of `txn` failed: every call on it is refused.
             let mut failed = false;
@@ -427,6 +497,81 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                             }
                         }
                     }
+                    Op::TypedInsert { a, word, value } => {
+                        let w = txn.get_or_insert_with(|| db.begin_write().unwrap());
+                        let key = typed_key(a, word);
+                        let mut tab = match w.open_typed(TYPED) {
+                            Ok(tab) => tab,
+                            Err(e) => {
+                                assert!(failed && matches!(e, Error::TxnFailed), "{e:?}");
+                                continue;
+                            }
+                        };
+                        assert!(!failed, "a failed transaction opened a table");
+                        match tab.insert(key, value) {
+                            Ok(existed) => {
+                                let was = typed_pending.insert((a, key.1.to_owned()), value);
+                                assert_eq!(existed, was.is_some());
+                                assert_eq!(tab.get(key).unwrap(), Some(value));
+                            }
+                            Err(e) => {
+                                fail(e, &mut failed);
+                                assert!(refused(tab.get(key)));
+                                assert_eq!(tab.len(), typed_pending.len() as u64);
+                            }
+                        }
+                    }
+                    Op::TypedRemove { a, word } => {
+                        let w = txn.get_or_insert_with(|| db.begin_write().unwrap());
+                        let key = typed_key(a, word);
+                        let mut tab = match w.open_typed(TYPED) {
+                            Ok(tab) => tab,
+                            Err(e) => {
+                                assert!(failed && matches!(e, Error::TxnFailed), "{e:?}");
+                                continue;
+                            }
+                        };
+                        match tab.remove(key) {
+                            Ok(removed) => assert_eq!(
+                                removed,
+                                typed_pending.remove(&(a, key.1.to_owned())).is_some()
+                            ),
+                            Err(e) => {
+                                fail(e, &mut failed);
+                                assert!(refused(tab.remove(key)));
+                            }
+                        }
+                    }
+                    Op::TypedRange { from, to, rev } => {
+                        let w = txn.get_or_insert_with(|| db.begin_write().unwrap());
+                        if failed {
+                            assert!(refused(w.open_typed(TYPED).map(drop)));
+                            continue;
+                        }
+                        let (lo, hi) = (typed_key(from.0, from.1), typed_key(to.0, to.1));
+                        let tab = w.open_typed(TYPED).unwrap();
+                        let it = tab.range(lo..hi).unwrap();
+                        let mut got: Vec<((i16, String), u32)> = if rev {
+                            it.rev()
+                                .map(|e| e.map(|((a, w), v)| ((a, w.to_owned()), v)).unwrap())
+                                .collect()
+                        } else {
+                            it.map(|e| e.map(|((a, w), v)| ((a, w.to_owned()), v)).unwrap())
+                                .collect()
+                        };
+                        if rev {
+                            got.reverse();
+                        }
+                        let want: Vec<_> = if lo < hi {
+                            typed_pending
+                                .range((lo.0, lo.1.to_owned())..(hi.0, hi.1.to_owned()))
+                                .map(|(k, v)| (k.clone(), *v))
+                                .collect()
+                        } else {
+                            Vec::new()
+                        };
+                        assert_eq!(got, want);
+                    }
                     Op::Get { key } => {
                         let k = key_bytes(key, page_size);
                         match &mut txn {
@@ -482,7 +627,9 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                             Err(e) => panic!("{e}"),
                         };
                         assert_eq!(got, committed);
-                        r.check().unwrap();
+                        drop(r);
+                        assert_eq!(committed_typed(db), typed_committed);
+                        db.begin_read().unwrap().check().unwrap();
                     }
                     Op::Commit => {
                         let Some(w) = txn.take() else { continue };
@@ -491,6 +638,7 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                             Ok(()) => {
                                 assert!(!failed, "a failed transaction committed");
                                 committed = pending.clone();
+                                typed_committed = typed_pending.clone();
                                 continue;
                             }
                             Err(Error::TxnFailed) => assert!(failed),
@@ -508,7 +656,9 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                         // once the disk has room it commits again.
                         failed = false;
                         pending = committed.clone();
+                        typed_pending = typed_committed.clone();
                         assert_eq!(committed_state(db), committed);
+                        assert_eq!(committed_typed(db), typed_committed);
                         if trap.fired() > fired {
                             if armed_resize {
                                 trap.disarm();
@@ -535,6 +685,7 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                         }
                         // Compaction moves pages, never data.
                         assert_eq!(committed_state(db), committed);
+                        assert_eq!(committed_typed(db), typed_committed);
                         if trap.fired() > fired {
                             if armed_resize {
                                 trap.disarm();
@@ -549,9 +700,11 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                         }
                         if failed {
                             assert_eq!(committed_state(db), committed);
+                            assert_eq!(committed_typed(db), typed_committed);
                         }
                         failed = false;
                         pending = committed.clone();
+                        typed_pending = typed_committed.clone();
                     }
                 }
             }
@@ -561,6 +714,7 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
         t.reopen();
         stats.saw(&t.db().check().unwrap());
         assert_eq!(committed_state(t.db()), committed, "after a reopen");
+        assert_eq!(committed_typed(t.db()), typed_committed, "after a reopen");
         if i >= ops.len() {
             break;
         }
@@ -585,6 +739,23 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
         }
         assert!(tab.is_empty());
     }
+    {
+        let mut tab = w.open_typed(TYPED).unwrap();
+        let got: Typed = tab
+            .iter()
+            .unwrap()
+            .map(|e| e.map(|((a, w), v)| ((a, w.to_owned()), v)).unwrap())
+            .collect();
+        assert_eq!(got, typed_committed);
+        for (a, word) in typed_committed.keys() {
+            assert!(tab.remove((*a, word.as_str())).unwrap());
+        }
+        assert!(tab.is_empty());
+    }
+    stats
+        .typed
+        .fetch_add(typed_committed.len() as u64, Ordering::Relaxed);
+    assert!(w.delete_table("typed").unwrap());
     w.commit().unwrap();
     let report = db.check().unwrap();
     stats.saw(&report);
@@ -646,14 +817,21 @@ fn report(name: &str, page_size: u32, seed: u64) {
     larch::testing::report(&format!(
         "RELIABILITY suite=model name={name} seed={seed} cases={} ops={} max_depth={} \
          overflow_pages={} segments={} packed_bytes={} failed_mutations={failed} io_errors={io} \
-         long_keys={long_keys} longest_key={longest_key} leaked_pages=0 failures=0",
+         long_keys={long_keys} longest_key={longest_key} typed_entries={} leaked_pages=0 failures=0",
         s.cases.load(Ordering::Relaxed),
         s.ops.load(Ordering::Relaxed),
         s.max_depth.load(Ordering::Relaxed),
         s.overflow_pages.load(Ordering::Relaxed),
         s.segments.load(Ordering::Relaxed),
         s.packed_bytes.load(Ordering::Relaxed),
+        s.typed.load(Ordering::Relaxed),
     ));
+    if cases() >= 20 {
+        assert!(
+            s.typed.load(Ordering::Relaxed) > 0,
+            "{name}: the typed table never held an entry at the end"
+        );
+    }
     if cases() >= 20 {
         assert!(
             s.overflow_pages.load(Ordering::Relaxed) > 0 && s.segments.load(Ordering::Relaxed) > 0,

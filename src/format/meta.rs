@@ -7,7 +7,7 @@ use super::heap::{HeapDesc, HeapRaw};
 use super::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageId};
 
 /// Version of the on-disk format; bumped whenever the bytes change.
-pub(crate) const FORMAT_VERSION: u32 = 5;
+pub(crate) const FORMAT_VERSION: u32 = 6;
 
 /// First eight bytes of each meta slot.
 pub(crate) const MAGIC: [u8; 8] = *b"larch\0db";
@@ -74,11 +74,16 @@ pub(crate) struct TableDesc {
 
 impl TableDesc {
     pub(crate) fn encode(&self) -> [u8; DESC_SIZE] {
+        self.encode_with(0)
+    }
+
+    /// The descriptor with `flags` (`format::catalog`'s, for a table).
+    pub(crate) fn encode_with(&self, flags: u32) -> [u8; DESC_SIZE] {
         let raw = DescRaw {
             root: U64::new(self.root),
             entries: U64::new(self.entries),
             depth: U32::new(self.depth),
-            flags: U32::new(0),
+            flags: U32::new(flags),
         };
         let mut out = [0u8; DESC_SIZE];
         out.copy_from_slice(raw.as_bytes());
@@ -90,6 +95,12 @@ impl TableDesc {
     pub(crate) fn decode(bytes: &[u8]) -> Option<TableDesc> {
         let raw = DescRaw::read_from_bytes(bytes).ok()?;
         Self::from_raw(&raw)
+    }
+
+    /// [`decode`](TableDesc::decode), with the flags it leaves to the caller.
+    pub(crate) fn decode_with_flags(bytes: &[u8]) -> Option<(TableDesc, u32)> {
+        let raw = DescRaw::read_from_bytes(bytes).ok()?;
+        Some((Self::from_raw(&raw)?, raw.flags.get()))
     }
 
     fn from_raw(raw: &DescRaw) -> Option<TableDesc> {

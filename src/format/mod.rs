@@ -2,6 +2,7 @@
 //!
 //! Every structure here has a byte table in DESIGN.md.
 
+pub(crate) mod catalog;
 pub(crate) mod heap;
 pub(crate) mod meta;
 pub(crate) mod node;

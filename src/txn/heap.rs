@@ -197,10 +197,10 @@ impl WriteTxn {
             if moved >= budget {
                 break;
             }
-            let desc = match self.tables.get(&name) {
-                Some(open) => open.desc,
+            let (desc, found) = match self.tables.get(&name) {
+                Some(open) => (open.desc, None),
                 None => match catalog_get(self.view(), &self.catalog, &name)? {
-                    Some(desc) => desc,
+                    Some(entry) => (entry.desc, Some(entry)),
                     None => return corrupted(self.catalog.root, "a listed table is missing"),
                 },
             };
@@ -215,10 +215,10 @@ impl WriteTxn {
                 clean,
             )?;
             if moved_desc != desc {
-                let open = self.tables.entry(name).or_insert(Open {
-                    desc,
-                    changed: false,
-                });
+                let open = self
+                    .tables
+                    .entry(name)
+                    .or_insert_with(|| Open::found(found.unwrap_or_default()));
                 open.desc = moved_desc;
                 open.changed = true;
             }

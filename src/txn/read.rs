@@ -6,11 +6,12 @@ use std::sync::Arc;
 use super::core::Core;
 use crate::check::{self, CheckReport};
 use crate::error::{Error, Result};
+use crate::format::catalog::{CatalogEntry, TableTypes};
 use crate::format::meta::Meta;
 use crate::freelist::{Entry, Pins, pinned_alone, read_chain};
 use crate::pager::{Map, MapBytes};
 use crate::registry::{ReaderInfo, SlotId};
-use crate::table::{Table, TableStat, catalog_get, catalog_names};
+use crate::table::{Table, TableStat, catalog_get, catalog_names, check_types};
 use crate::view::{MapView, View};
 
 /// Figures of a database snapshot, from [`ReadTxn::stat`] or
@@ -185,18 +186,38 @@ impl ReadTxn {
 
     /// Opens table `name`, or [`Error::TableNotFound`].
     pub fn open_table(&self, name: &str) -> Result<Table<'_>> {
-        match catalog_get(self.view(), &self.snap.meta.catalog, name)? {
-            Some(desc) => Ok(Table::new(&self.snap, desc)),
-            None => Err(Error::TableNotFound(name.to_owned())),
+        self.open_table_as(name, None)
+    }
+
+    /// Opens table `name` as [`open_table`](ReadTxn::open_table) does; with
+    /// `types`, only if it was created with them, else
+    /// [`Error::TableTypeMismatch`].
+    pub(crate) fn open_table_as(
+        &self,
+        name: &str,
+        types: Option<&TableTypes>,
+    ) -> Result<Table<'_>> {
+        let Some(entry) = self.table_entry(name)? else {
+            return Err(Error::TableNotFound(name.to_owned()));
+        };
+        if let Some(types) = types {
+            check_types(name, types, entry.types.as_ref())?;
         }
+        Ok(Table::new(&self.snap, entry.desc))
+    }
+
+    /// What the catalog holds for table `name` (a name too long to be a
+    /// table's is none).
+    pub(crate) fn table_entry(&self, name: &str) -> Result<Option<CatalogEntry>> {
+        if crate::table::check_key(name.as_bytes()).is_err() {
+            return Ok(None);
+        }
+        catalog_get(self.view(), &self.snap.meta.catalog, name)
     }
 
     /// Whether table `name` exists in this snapshot.
     pub fn table_exists(&self, name: &str) -> Result<bool> {
-        if crate::table::check_key(name.as_bytes()).is_err() {
-            return Ok(false);
-        }
-        Ok(catalog_get(self.view(), &self.snap.meta.catalog, name)?.is_some())
+        Ok(self.table_entry(name)?.is_some())
     }
 
     /// Walks the whole snapshot and accounts for every page: each is reachable

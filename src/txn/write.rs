@@ -10,18 +10,41 @@ use super::core::{Core, WriterState};
 use crate::btree;
 use crate::dirty::{Dirty, TxnPages};
 use crate::error::Result;
+use crate::format::catalog::{CatalogEntry, TableTypes};
 use crate::format::heap::HeapDesc;
 use crate::format::meta::{Meta, TableDesc};
 use crate::freelist::{self, Pins};
 use crate::pager::Map;
-use crate::table::{TableMut, catalog_get, catalog_names, check_key};
+use crate::table::{TableMut, catalog_get, catalog_names, check_key, check_types};
 use crate::view::{MapView, View};
 
 /// A table opened in this transaction.
 pub(super) struct Open {
     pub(super) desc: TableDesc,
+    /// The names of its key and value types, for a typed table: written
+    /// back with the descriptor.
+    pub(super) types: Option<TableTypes>,
     /// Whether the descriptor must be written to the catalog at commit.
     pub(super) changed: bool,
+}
+
+impl Open {
+    /// A table as the catalog holds it, unchanged so far.
+    pub(super) fn found(entry: CatalogEntry) -> Open {
+        Open {
+            desc: entry.desc,
+            types: entry.types,
+            changed: false,
+        }
+    }
+
+    /// What the catalog is to hold for it at commit.
+    pub(super) fn entry(&self) -> CatalogEntry {
+        CatalogEntry {
+            desc: self.desc,
+            types: self.types.clone(),
+        }
+    }
 }
 
 /// The one write transaction. Only one exists at a time, across every process
@@ -159,17 +182,36 @@ impl WriteTxn {
     /// [`Error::KeyTooLarge`](crate::Error::KeyTooLarge), which leaves the
     /// transaction as it was; any other error fails it (see [`WriteTxn`]).
     pub fn open_table(&mut self, name: &str) -> Result<TableMut<'_>> {
+        self.open_table_as(name, None)
+    }
+
+    /// Opens table `name` as [`open_table`](WriteTxn::open_table) does; with
+    /// `types`, only if it was created with them (or creating it with them),
+    /// else [`Error::TableTypeMismatch`](crate::Error::TableTypeMismatch),
+    /// which leaves the transaction as it was.
+    pub(crate) fn open_table_as(
+        &mut self,
+        name: &str,
+        types: Option<&TableTypes>,
+    ) -> Result<TableMut<'_>> {
         self.dirty.live()?;
         check_key(name.as_bytes())?;
         if !self.tables.contains_key(name) {
             let found = catalog_get(self.view(), &self.catalog, name);
-            let (desc, changed) = match self.dirty.outcome(found)? {
-                Some(desc) => (desc, false),
-                None => (TableDesc::default(), true),
+            let open = match self.dirty.outcome(found)? {
+                Some(entry) => Open::found(entry),
+                None => Open {
+                    desc: TableDesc::default(),
+                    types: types.cloned(),
+                    changed: true,
+                },
             };
-            self.tables.insert(name.to_owned(), Open { desc, changed });
+            self.tables.insert(name.to_owned(), open);
         }
         let open = self.tables.get_mut(name).expect("inserted above");
+        if let Some(types) = types {
+            check_types(name, types, open.types.as_ref())?;
+        }
         let pages = self.dirty.lend(&self.core.pager);
         Ok(TableMut::new(pages, &mut open.desc, &mut open.changed))
     }
@@ -215,7 +257,7 @@ impl WriteTxn {
         let mut desc = match self.tables.remove(name) {
             Some(open) => open.desc,
             None => match catalog_get(self.view(), &self.catalog, name)? {
-                Some(desc) => desc,
+                Some(entry) => entry.desc,
                 None => return Ok(false),
             },
         };

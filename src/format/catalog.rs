@@ -1,0 +1,120 @@
+//! A catalog value: a table's descriptor and, for a table opened through
+//! the typed API, the names of its key and value types.
+
+use super::meta::{DESC_SIZE, TableDesc};
+
+/// Descriptor flag: the type record follows the descriptor.
+pub(crate) const FLAG_TYPED: u32 = 1;
+
+/// The longest type name stored, in bytes.
+pub(crate) const MAX_TYPE_NAME: usize = u16::MAX as usize;
+
+/// The names of a typed table's key and value types, as the typed API
+/// spells them (`Value::type_name`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TableTypes {
+    pub key: String,
+    pub value: String,
+}
+
+/// What the catalog holds for one table.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub(crate) struct CatalogEntry {
+    pub desc: TableDesc,
+    /// `None` for a table created through the byte API.
+    pub types: Option<TableTypes>,
+}
+
+impl CatalogEntry {
+    /// The bytes of the value: the descriptor, then, for a typed table,
+    /// each name as a little-endian `u16` length and its UTF-8 bytes.
+    /// Names are at most `MAX_TYPE_NAME` bytes (the typed API checks).
+    pub(crate) fn encode(&self) -> Vec<u8> {
+        let Some(types) = &self.types else {
+            return self.desc.encode_with(0).to_vec();
+        };
+        let mut out = Vec::with_capacity(DESC_SIZE + 4 + types.key.len() + types.value.len());
+        out.extend_from_slice(&self.desc.encode_with(FLAG_TYPED));
+        for name in [&types.key, &types.value] {
+            let len = u16::try_from(name.len()).expect("type names are checked before");
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(name.as_bytes());
+        }
+        out
+    }
+
+    /// Decodes a catalog value; `None` when the bytes cannot be one: a bad
+    /// descriptor, an unknown flag, a type record that is missing, runs
+    /// short or long, or is not UTF-8, or trailing bytes after an untyped
+    /// descriptor.
+    pub(crate) fn decode(bytes: &[u8]) -> Option<CatalogEntry> {
+        let (head, rest) = bytes.split_at_checked(DESC_SIZE)?;
+        let (desc, flags) = TableDesc::decode_with_flags(head)?;
+        let types = match flags {
+            0 if rest.is_empty() => None,
+            FLAG_TYPED => {
+                let (key, rest) = name(rest)?;
+                let (value, rest) = name(rest)?;
+                if !rest.is_empty() {
+                    return None;
+                }
+                Some(TableTypes { key, value })
+            }
+            _ => return None,
+        };
+        Some(CatalogEntry { desc, types })
+    }
+}
+
+/// One length-prefixed name, and the bytes after it.
+fn name(bytes: &[u8]) -> Option<(String, &[u8])> {
+    let (len, rest) = bytes.split_at_checked(2)?;
+    let len = u16::from_le_bytes([len[0], len[1]]) as usize;
+    let (name, rest) = rest.split_at_checked(len)?;
+    Some((std::str::from_utf8(name).ok()?.to_owned(), rest))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_round_trip_and_malformed_ones_are_refused() {
+        let desc = TableDesc {
+            root: 7,
+            entries: 3,
+            depth: 1,
+        };
+        let plain = CatalogEntry { desc, types: None };
+        assert_eq!(plain.encode().len(), DESC_SIZE);
+        assert_eq!(CatalogEntry::decode(&plain.encode()), Some(plain.clone()));
+        let typed = CatalogEntry {
+            desc,
+            types: Some(TableTypes {
+                key: "(u64, str)".into(),
+                value: String::new(),
+            }),
+        };
+        let bytes = typed.encode();
+        assert_eq!(CatalogEntry::decode(&bytes), Some(typed));
+        // Every cut of the record, and a byte too many, is refused.
+        for cut in DESC_SIZE + 1..bytes.len() {
+            assert_eq!(CatalogEntry::decode(&bytes[..cut]), None, "cut at {cut}");
+        }
+        let mut long = bytes.clone();
+        long.push(0);
+        assert_eq!(CatalogEntry::decode(&long), None);
+        // The typed flag without a record, bytes after an untyped one, an
+        // unknown flag, a name that is not UTF-8.
+        assert_eq!(CatalogEntry::decode(&bytes[..DESC_SIZE]), None);
+        let mut trailing = plain.encode();
+        trailing.push(0);
+        assert_eq!(CatalogEntry::decode(&trailing), None);
+        let mut unknown = plain.encode();
+        unknown[20] = 2;
+        assert_eq!(CatalogEntry::decode(&unknown), None);
+        let mut bad = bytes;
+        bad[DESC_SIZE + 2] = 0xFF;
+        assert_eq!(CatalogEntry::decode(&bad), None);
+    }
+}
