@@ -16,6 +16,7 @@ use crate::error::{Error, Result};
 use crate::format::page::PageId;
 use crate::freelist::read_chain;
 use crate::pager::sync_parent_dir;
+use crate::table::Shape;
 use crate::txn::ReadTxn;
 use crate::view::MapView;
 
@@ -110,9 +111,11 @@ impl ReadTxn {
             .map_size(pager.map_len())
             .open_own(temp)?;
         for name in self.list_tables()? {
-            let table = self.open_table(&name)?;
-            // A typed table stays typed in the copy.
-            let types = self.table_entry(&name)?.and_then(|e| e.types);
+            // A typed table stays typed in the copy, a multimap a multimap.
+            let Some(entry) = self.table_entry(&name)? else {
+                continue;
+            };
+            let table = self.open_table_as(&name, Shape::As(&entry))?;
             let mut entries = table.iter()?.peekable();
             // Each transaction holds its pages in memory until it commits:
             // commit every COMPACT_TXN_BYTES so a big table needs bounded memory.
@@ -120,7 +123,7 @@ impl ReadTxn {
                 let mut txn = copy.begin_write()?;
                 let mut bytes = 0;
                 {
-                    let mut out = txn.open_table_as(&name, types.as_ref())?;
+                    let mut out = txn.open_table_as(&name, Shape::As(&entry))?;
                     while bytes < COMPACT_TXN_BYTES {
                         let Some(entry) = entries.next() else { break };
                         let (key, value) = entry?;

@@ -96,6 +96,32 @@
 //!   assert_eq!(ada, [(-1, 10), (3, 30)]);
 //!   # Ok::<(), larch::Error>(())
 //!   ```
+//! - **Multimap tables.** [`WriteTxn::open_multimap`] gives a table that
+//!   maps each key to a sorted set of values (LMDB's dupsort): add and remove
+//!   a value, remove all of a key's, read a key's values in order from
+//!   either end (zero-copy), count them in one lookup, range over keys and
+//!   pairs. A key may have millions of values; a value may be up to 64 KiB
+//!   with its key.
+//!
+//!   ```
+//!   # let dir = tempfile::tempdir().unwrap();
+//!   # // SAFETY: the file is this example's own.
+//!   # let db = unsafe { larch::Database::open(dir.path().join("db")) }.unwrap();
+//!   let mut w = db.begin_write()?;
+//!   {
+//!       let mut tags = w.open_multimap("tags")?;
+//!       tags.insert(b"post:1", b"rust")?;
+//!       tags.insert(b"post:1", b"db")?;
+//!       tags.insert(b"post:2", b"rust")?;
+//!   }
+//!   w.commit()?;
+//!   let r = db.begin_read()?;
+//!   let tags = r.open_multimap("tags")?;
+//!   let of_1: Vec<&[u8]> = tags.get(b"post:1")?.collect::<larch::Result<_>>()?;
+//!   assert_eq!(of_1, [&b"db"[..], b"rust"]);
+//!   assert_eq!(tags.count(b"post:1")?, 2);
+//!   # Ok::<(), larch::Error>(())
+//!   ```
 //! - **Corruption** is never a panic: damaged bytes give
 //!   [`Error::Corrupted`], and [`Database::check`] walks every page.
 //!
@@ -117,6 +143,7 @@ mod dirty;
 mod error;
 mod format;
 mod freelist;
+mod multimap;
 mod pager;
 mod registry;
 mod table;
@@ -129,6 +156,9 @@ mod view;
 pub use check::{CheckError, CheckReport};
 pub use db::{DEFAULT_MAP_SIZE, Database, Options};
 pub use error::{Error, Result};
+pub use multimap::{
+    Multimap, MultimapKeys, MultimapMut, MultimapPair, MultimapPairs, MultimapValues,
+};
 pub use registry::ReaderInfo;
 pub use table::{Cursor, Entry, Range, Table, TableMut, TableStat};
 pub use txn::{OwnedEntry, OwnedRange};

@@ -32,22 +32,66 @@ pub(crate) fn catalog_get(
     }
 }
 
-/// `Ok` if table `name`, created with `found` (`None`: through the byte
-/// API), may be opened as `types`; else a `TableTypeMismatch`.
-pub(crate) fn check_types(
-    name: &str,
-    types: &TableTypes,
-    found: Option<&TableTypes>,
-) -> Result<()> {
-    if found == Some(types) {
-        return Ok(());
+/// What a table is opened as: what it must be, and what it is created as
+/// when missing.
+#[derive(Clone, Copy)]
+pub(crate) enum Shape<'a> {
+    /// The byte API: any table but a multimap (typed ones included, whose
+    /// encoded bytes it sees); created untyped.
+    Bytes,
+    /// A typed table of exactly these types; created so.
+    Typed(&'a TableTypes),
+    /// A multimap table; created so.
+    Multimap,
+    /// Whatever the table is; created as this entry says (a copy's).
+    As(&'a CatalogEntry),
+}
+
+impl Shape<'_> {
+    /// `Ok` if table `name`, as the catalog holds it (`found`), may be
+    /// opened so; else a `TableTypeMismatch`, which changes nothing.
+    pub(crate) fn check(&self, name: &str, found: &CatalogEntry) -> Result<()> {
+        let fits = match self {
+            Shape::Bytes => !found.multimap,
+            Shape::Typed(types) => !found.multimap && found.types.as_ref() == Some(*types),
+            Shape::Multimap => found.multimap && found.types.is_none(),
+            Shape::As(_) => true,
+        };
+        if fits {
+            return Ok(());
+        }
+        let show = |types: Option<&TableTypes>, multimap: bool| {
+            let kind = if multimap { "multimap " } else { "" };
+            match types {
+                Some(t) => format!("{kind}({}, {})", t.key, t.value),
+                None => format!("{kind}bytes (untyped)"),
+            }
+        };
+        let expected = match self {
+            Shape::Typed(types) => show(Some(types), false),
+            _ => show(None, matches!(self, Shape::Multimap)),
+        };
+        Err(Error::TableTypeMismatch {
+            table: name.to_owned(),
+            expected,
+            found: show(found.types.as_ref(), found.multimap),
+        })
     }
-    let show = |t: &TableTypes| format!("({}, {})", t.key, t.value);
-    Err(Error::TableTypeMismatch {
-        table: name.to_owned(),
-        expected: show(types),
-        found: found.map_or_else(|| "bytes (untyped)".to_owned(), show),
-    })
+
+    /// The catalog entry of a new, empty table opened so.
+    pub(crate) fn create(&self) -> CatalogEntry {
+        let (types, multimap) = match self {
+            Shape::Bytes => (None, false),
+            Shape::Typed(types) => (Some((*types).clone()), false),
+            Shape::Multimap => (None, true),
+            Shape::As(entry) => (entry.types.clone(), entry.multimap),
+        };
+        CatalogEntry {
+            desc: TableDesc::default(),
+            types,
+            multimap,
+        }
+    }
 }
 
 /// Names of all tables in the catalog, in order.

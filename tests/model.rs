@@ -55,6 +55,23 @@ enum Op {
         to: (i16, u8),
         rev: bool,
     },
+    /// Multimap table "multi": add a value, remove one, remove all of a
+    /// key's, read a key's values (and count them).
+    MultiInsert {
+        key: u8,
+        value: u16,
+    },
+    MultiRemove {
+        key: u8,
+        value: u16,
+    },
+    MultiRemoveAll {
+        key: u8,
+    },
+    MultiGet {
+        key: u8,
+        rev: bool,
+    },
     Range {
         from: u16,
         to: u16,
@@ -167,6 +184,44 @@ const LONG_WORD: &str = "a long word that makes the whole key longer than a quar
 
 type Typed = BTreeMap<(i16, String), u32>;
 
+/// The multimap's keys, by `key % MULTI_KEYS.len()`: zero bytes and
+/// prefixes, where the escaping of keys is tested.
+const MULTI_KEYS: [&[u8]; 6] = [b"", b"\0", b"a", b"a\0", b"a\0b", b"ab"];
+
+type Multi = BTreeMap<Vec<u8>, std::collections::BTreeSet<Vec<u8>>>;
+
+fn multi_key(key: u8) -> &'static [u8] {
+    MULTI_KEYS[usize::from(key) % MULTI_KEYS.len()]
+}
+
+/// A value of the multimap: few distinct short ones, so that adds
+/// collide, and one in sixteen longer than a quarter page at 512 bytes.
+fn multi_value(value: u16) -> Vec<u8> {
+    if value.is_multiple_of(16) {
+        vec![(value >> 4) as u8; 150 + usize::from(value % 97)]
+    } else {
+        vec![(value % 7) as u8; usize::from(value % 3)]
+    }
+}
+
+/// The committed contents of the multimap.
+fn committed_multi(db: &Database) -> Multi {
+    let r = db.begin_read().unwrap();
+    let m = match r.open_multimap("multi") {
+        Ok(m) => m,
+        Err(Error::TableNotFound(_)) => return Multi::new(),
+        Err(e) => panic!("{e}"),
+    };
+    let mut got = Multi::new();
+    for e in m.iter().unwrap() {
+        let (k, v) = e.unwrap();
+        got.entry(k.into_owned()).or_default().insert(v.to_vec());
+    }
+    let pairs: usize = got.values().map(|s| s.len()).sum();
+    assert_eq!(m.len().unwrap(), pairs as u64, "the pair count");
+    got
+}
+
 fn typed_key(a: i16, word: u8) -> (i16, &'static str) {
     (a, WORDS[usize::from(word) % WORDS.len()])
 }
@@ -192,7 +247,7 @@ fn committed_typed(db: &Database) -> Typed {
 impl Arbitrary for Op {
     fn arbitrary(g: &mut Gen) -> Op {
         let key = u16::arbitrary(g) % (SHORT_KEYS + LONG_KEYS);
-        match u8::arbitrary(g) % 110 {
+        match u8::arbitrary(g) % 120 {
             0..=44 => {
                 // Mostly small values, some around and over the overflow threshold.
                 let len = match u8::arbitrary(g) % 10 {
@@ -251,9 +306,24 @@ impl Arbitrary for Op {
                 let (a, word) = arbitrary_typed_key(g);
                 Op::TypedRemove { a, word }
             }
-            _ => Op::TypedRange {
+            107..=108 => Op::TypedRange {
                 from: arbitrary_typed_key(g),
                 to: arbitrary_typed_key(g),
+                rev: bool::arbitrary(g),
+            },
+            109..=113 => Op::MultiInsert {
+                key: u8::arbitrary(g),
+                value: u16::arbitrary(g),
+            },
+            114..=115 => Op::MultiRemove {
+                key: u8::arbitrary(g),
+                value: u16::arbitrary(g) % 48,
+            },
+            116 => Op::MultiRemoveAll {
+                key: u8::arbitrary(g),
+            },
+            _ => Op::MultiGet {
+                key: u8::arbitrary(g),
                 rev: bool::arbitrary(g),
             },
         }
@@ -303,6 +373,8 @@ struct Stats {
     longest_key: AtomicU64,
     /// Entries of the typed table found at the end of the cases.
     typed: AtomicU64,
+    /// Pairs of the multimap found at the end of the cases.
+    multi: AtomicU64,
 }
 
 static STATS_512: Stats = Stats::new();
@@ -322,6 +394,7 @@ impl Stats {
             long_keys: AtomicU64::new(0),
             longest_key: AtomicU64::new(0),
             typed: AtomicU64::new(0),
+            multi: AtomicU64::new(0),
         }
     }
 
@@ -380,6 +453,7 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
     let mut t = TestDb::with_options(options(max_size));
     let mut committed = Model::new();
     let mut typed_committed = Typed::new();
+    let mut multi_committed = Multi::new();
     // Whether the fault armed last fails a resize (which must not poison).
     let mut armed_resize = false;
     let mut i = 0;
@@ -390,6 +464,7 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
             let db = t.db();
             let mut pending = committed.clone();
             let mut typed_pending = typed_committed.clone();
+            let mut multi_pending = multi_committed.clone();
             let mut txn = None;
             // Whether a change of `txn` failed: every call on it is refused.
             let mut failed = false;
@@ -572,6 +647,100 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                         };
                         assert_eq!(got, want);
                     }
+                    Op::MultiInsert { key, value } => {
+                        let w = txn.get_or_insert_with(|| db.begin_write().unwrap());
+                        let (k, v) = (multi_key(key), multi_value(value));
+                        let mut m = match w.open_multimap("multi") {
+                            Ok(m) => m,
+                            Err(e) => {
+                                assert!(failed && matches!(e, Error::TxnFailed), "{e:?}");
+                                continue;
+                            }
+                        };
+                        assert!(!failed, "a failed transaction opened a table");
+                        match m.insert(k, &v) {
+                            Ok(new) => {
+                                let set = multi_pending.entry(k.to_vec()).or_default();
+                                assert_eq!(new, set.insert(v.clone()));
+                                assert_eq!(m.count(k).unwrap(), set.len() as u64);
+                            }
+                            Err(e) => {
+                                fail(e, &mut failed);
+                                assert!(refused(m.count(k)));
+                            }
+                        }
+                    }
+                    Op::MultiRemove { key, value } => {
+                        let w = txn.get_or_insert_with(|| db.begin_write().unwrap());
+                        let (k, v) = (multi_key(key), multi_value(value));
+                        let mut m = match w.open_multimap("multi") {
+                            Ok(m) => m,
+                            Err(e) => {
+                                assert!(failed && matches!(e, Error::TxnFailed), "{e:?}");
+                                continue;
+                            }
+                        };
+                        match m.remove(k, &v) {
+                            Ok(was) => {
+                                let set = multi_pending.entry(k.to_vec()).or_default();
+                                assert_eq!(was, set.remove(&v));
+                                if set.is_empty() {
+                                    multi_pending.remove(k);
+                                }
+                            }
+                            Err(e) => {
+                                fail(e, &mut failed);
+                                assert!(refused(m.remove(k, &v)));
+                            }
+                        }
+                    }
+                    Op::MultiRemoveAll { key } => {
+                        let w = txn.get_or_insert_with(|| db.begin_write().unwrap());
+                        let k = multi_key(key);
+                        let mut m = match w.open_multimap("multi") {
+                            Ok(m) => m,
+                            Err(e) => {
+                                assert!(failed && matches!(e, Error::TxnFailed), "{e:?}");
+                                continue;
+                            }
+                        };
+                        match m.remove_all(k) {
+                            Ok(n) => {
+                                let gone = multi_pending.remove(k).map_or(0, |s| s.len());
+                                assert_eq!(n, gone as u64);
+                            }
+                            Err(e) => {
+                                fail(e, &mut failed);
+                                assert!(refused(m.remove_all(k)));
+                            }
+                        }
+                    }
+                    Op::MultiGet { key, rev } => {
+                        let w = txn.get_or_insert_with(|| db.begin_write().unwrap());
+                        if failed {
+                            assert!(refused(w.open_multimap("multi").map(drop)));
+                            continue;
+                        }
+                        let k = multi_key(key);
+                        let m = w.open_multimap("multi").unwrap();
+                        let values = m.get(k).unwrap();
+                        let mut got: Vec<Vec<u8>> = if rev {
+                            values.rev().map(|v| v.unwrap().to_vec()).collect()
+                        } else {
+                            values.map(|v| v.unwrap().to_vec()).collect()
+                        };
+                        if rev {
+                            got.reverse();
+                        }
+                        let want: Vec<Vec<u8>> = multi_pending
+                            .get(k)
+                            .map(|s| s.iter().cloned().collect())
+                            .unwrap_or_default();
+                        assert_eq!(got, want);
+                        assert_eq!(m.count(k).unwrap(), want.len() as u64);
+                        let pairs: usize = multi_pending.values().map(|s| s.len()).sum();
+                        assert_eq!(m.len().unwrap(), pairs as u64);
+                    }
                     Op::Get { key } => {
                         let k = key_bytes(key, page_size);
                         match &mut txn {
@@ -629,6 +798,7 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                         assert_eq!(got, committed);
                         drop(r);
                         assert_eq!(committed_typed(db), typed_committed);
+                        assert_eq!(committed_multi(db), multi_committed);
                         db.begin_read().unwrap().check().unwrap();
                     }
                     Op::Commit => {
@@ -639,6 +809,7 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                                 assert!(!failed, "a failed transaction committed");
                                 committed = pending.clone();
                                 typed_committed = typed_pending.clone();
+                                multi_committed = multi_pending.clone();
                                 continue;
                             }
                             Err(Error::TxnFailed) => assert!(failed),
@@ -657,8 +828,10 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                         failed = false;
                         pending = committed.clone();
                         typed_pending = typed_committed.clone();
+                        multi_pending = multi_committed.clone();
                         assert_eq!(committed_state(db), committed);
                         assert_eq!(committed_typed(db), typed_committed);
+                        assert_eq!(committed_multi(db), multi_committed);
                         if trap.fired() > fired {
                             if armed_resize {
                                 trap.disarm();
@@ -686,6 +859,7 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                         // Compaction moves pages, never data.
                         assert_eq!(committed_state(db), committed);
                         assert_eq!(committed_typed(db), typed_committed);
+                        assert_eq!(committed_multi(db), multi_committed);
                         if trap.fired() > fired {
                             if armed_resize {
                                 trap.disarm();
@@ -701,10 +875,12 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                         if failed {
                             assert_eq!(committed_state(db), committed);
                             assert_eq!(committed_typed(db), typed_committed);
+                            assert_eq!(committed_multi(db), multi_committed);
                         }
                         failed = false;
                         pending = committed.clone();
                         typed_pending = typed_committed.clone();
+                        multi_pending = multi_committed.clone();
                     }
                 }
             }
@@ -715,6 +891,7 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
         stats.saw(&t.db().check().unwrap());
         assert_eq!(committed_state(t.db()), committed, "after a reopen");
         assert_eq!(committed_typed(t.db()), typed_committed, "after a reopen");
+        assert_eq!(committed_multi(t.db()), multi_committed, "after a reopen");
         if i >= ops.len() {
             break;
         }
@@ -756,6 +933,17 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
         .typed
         .fetch_add(typed_committed.len() as u64, Ordering::Relaxed);
     assert!(w.delete_table("typed").unwrap());
+    {
+        let mut m = w.open_multimap("multi").unwrap();
+        let pairs: usize = multi_committed.values().map(|s| s.len()).sum();
+        assert_eq!(m.len().unwrap(), pairs as u64);
+        stats.multi.fetch_add(pairs as u64, Ordering::Relaxed);
+        for (k, set) in &multi_committed {
+            assert_eq!(m.remove_all(k).unwrap(), set.len() as u64);
+        }
+        assert!(m.is_empty().unwrap());
+    }
+    assert!(w.delete_table("multi").unwrap());
     w.commit().unwrap();
     let report = db.check().unwrap();
     stats.saw(&report);
@@ -817,7 +1005,7 @@ fn report(name: &str, page_size: u32, seed: u64) {
     larch::testing::report(&format!(
         "RELIABILITY suite=model name={name} seed={seed} cases={} ops={} max_depth={} \
          overflow_pages={} segments={} packed_bytes={} failed_mutations={failed} io_errors={io} \
-         long_keys={long_keys} longest_key={longest_key} typed_entries={} leaked_pages=0 failures=0",
+         long_keys={long_keys} longest_key={longest_key} typed_entries={} multimap_pairs={} leaked_pages=0 failures=0",
         s.cases.load(Ordering::Relaxed),
         s.ops.load(Ordering::Relaxed),
         s.max_depth.load(Ordering::Relaxed),
@@ -825,7 +1013,14 @@ fn report(name: &str, page_size: u32, seed: u64) {
         s.segments.load(Ordering::Relaxed),
         s.packed_bytes.load(Ordering::Relaxed),
         s.typed.load(Ordering::Relaxed),
+        s.multi.load(Ordering::Relaxed),
     ));
+    if cases() >= 20 {
+        assert!(
+            s.multi.load(Ordering::Relaxed) > 0,
+            "{name}: the multimap never held a pair at the end"
+        );
+    }
     if cases() >= 20 {
         assert!(
             s.typed.load(Ordering::Relaxed) > 0,

@@ -18,7 +18,7 @@ where
 {
     let encoded = |k: &K| {
         let mut out = Vec::new();
-        K::encode_key(k, &mut out).unwrap();
+        K::encode_checked(k, &mut out).unwrap();
         out
     };
     let (ea, eb) = (encoded(&a), encoded(&b));

@@ -6,6 +6,10 @@ use super::meta::{DESC_SIZE, TableDesc};
 /// Descriptor flag: the type record follows the descriptor.
 pub(crate) const FLAG_TYPED: u32 = 1;
 
+/// Descriptor flag: the table is a multimap (its tree holds the layout of
+/// `crate::multimap`, which the byte API does not open).
+pub(crate) const FLAG_MULTIMAP: u32 = 2;
+
 /// The longest type name stored, in bytes.
 pub(crate) const MAX_TYPE_NAME: usize = u16::MAX as usize;
 
@@ -23,6 +27,8 @@ pub(crate) struct CatalogEntry {
     pub desc: TableDesc,
     /// `None` for a table created through the byte API.
     pub types: Option<TableTypes>,
+    /// A multimap table.
+    pub multimap: bool,
 }
 
 impl CatalogEntry {
@@ -30,11 +36,12 @@ impl CatalogEntry {
     /// each name as a little-endian `u16` length and its UTF-8 bytes.
     /// Names are at most `MAX_TYPE_NAME` bytes (the typed API checks).
     pub(crate) fn encode(&self) -> Vec<u8> {
+        let kind = if self.multimap { FLAG_MULTIMAP } else { 0 };
         let Some(types) = &self.types else {
-            return self.desc.encode_with(0).to_vec();
+            return self.desc.encode_with(kind).to_vec();
         };
         let mut out = Vec::with_capacity(DESC_SIZE + 4 + types.key.len() + types.value.len());
-        out.extend_from_slice(&self.desc.encode_with(FLAG_TYPED));
+        out.extend_from_slice(&self.desc.encode_with(kind | FLAG_TYPED));
         for name in [&types.key, &types.value] {
             let len = u16::try_from(name.len()).expect("type names are checked before");
             out.extend_from_slice(&len.to_le_bytes());
@@ -50,8 +57,10 @@ impl CatalogEntry {
     pub(crate) fn decode(bytes: &[u8]) -> Option<CatalogEntry> {
         let (head, rest) = bytes.split_at_checked(DESC_SIZE)?;
         let (desc, flags) = TableDesc::decode_with_flags(head)?;
+        // larch makes typed tables and multimaps, not typed multimaps.
+        let multimap = flags == FLAG_MULTIMAP;
         let types = match flags {
-            0 if rest.is_empty() => None,
+            0 | FLAG_MULTIMAP if rest.is_empty() => None,
             FLAG_TYPED => {
                 let (key, rest) = name(rest)?;
                 let (value, rest) = name(rest)?;
@@ -62,7 +71,11 @@ impl CatalogEntry {
             }
             _ => return None,
         };
-        Some(CatalogEntry { desc, types })
+        Some(CatalogEntry {
+            desc,
+            types,
+            multimap,
+        })
     }
 }
 
@@ -85,7 +98,16 @@ mod tests {
             entries: 3,
             depth: 1,
         };
-        let plain = CatalogEntry { desc, types: None };
+        let plain = CatalogEntry {
+            desc,
+            types: None,
+            multimap: false,
+        };
+        let multi = CatalogEntry {
+            multimap: true,
+            ..plain.clone()
+        };
+        assert_eq!(CatalogEntry::decode(&multi.encode()), Some(multi));
         assert_eq!(plain.encode().len(), DESC_SIZE);
         assert_eq!(CatalogEntry::decode(&plain.encode()), Some(plain.clone()));
         let typed = CatalogEntry {
@@ -94,6 +116,7 @@ mod tests {
                 key: "(u64, str)".into(),
                 value: String::new(),
             }),
+            multimap: false,
         };
         let bytes = typed.encode();
         assert_eq!(CatalogEntry::decode(&bytes), Some(typed));
@@ -111,8 +134,12 @@ mod tests {
         trailing.push(0);
         assert_eq!(CatalogEntry::decode(&trailing), None);
         let mut unknown = plain.encode();
-        unknown[20] = 2;
+        unknown[20] = 4;
         assert_eq!(CatalogEntry::decode(&unknown), None);
+        // A typed multimap is not one larch makes.
+        let mut both = bytes.clone();
+        both[20] = (FLAG_TYPED | FLAG_MULTIMAP) as u8;
+        assert_eq!(CatalogEntry::decode(&both), None);
         let mut bad = bytes;
         bad[DESC_SIZE + 2] = 0xFF;
         assert_eq!(CatalogEntry::decode(&bad), None);

@@ -29,6 +29,13 @@ const MAX_BATCH: usize = 512;
 /// Both are read in place from the map, as a [`Table`]'s values are; the
 /// entry keeps the snapshot (and so the pages it reaches) alive until it
 /// is dropped, like a clone of its [`ReadTxn`](crate::ReadTxn).
+///
+/// A child process made by `fork` must not read entries (or values) it
+/// inherited: the snapshot is the parent's, which ends when the parent
+/// drops its copies, and the child's bytes may then change under it (an
+/// [`OwnedRange`] it inherited fails with
+/// [`Error::Forked`](crate::Error::Forked)). Open the database again in the
+/// child.
 #[derive(Clone)]
 pub struct OwnedEntry {
     snap: Arc<Snapshot>,
@@ -103,6 +110,9 @@ impl OwnedRange {
     /// Walks the next batch from the front (`forward`) or the back of the
     /// keys not yet walked, into the matching queue.
     fn walk(&mut self, forward: bool) -> Result<()> {
+        // A child made by `fork` reads through the parent's snapshot, which
+        // the parent may end at any time.
+        self.snap.same_process()?;
         let view = View::Map(self.snap.map_view());
         let mut range = Range::new(
             view,

@@ -6,12 +6,12 @@ use std::sync::Arc;
 use super::core::Core;
 use crate::check::{self, CheckReport};
 use crate::error::{Error, Result};
-use crate::format::catalog::{CatalogEntry, TableTypes};
+use crate::format::catalog::CatalogEntry;
 use crate::format::meta::Meta;
 use crate::freelist::{Entry, Pins, pinned_alone, read_chain};
 use crate::pager::{Map, MapBytes};
 use crate::registry::{ReaderInfo, SlotId};
-use crate::table::{Table, TableStat, catalog_get, catalog_names, check_types};
+use crate::table::{Shape, Table, TableStat, catalog_get, catalog_names};
 use crate::view::{MapView, View};
 
 /// Figures of a database snapshot, from [`ReadTxn::stat`] or
@@ -122,6 +122,12 @@ impl Drop for Snapshot {
 }
 
 impl Snapshot {
+    /// `Err(Forked)` in a child made by `fork`, which must not read its
+    /// parent's snapshot.
+    pub(crate) fn same_process(&self) -> Result<()> {
+        self.core.same_process()
+    }
+
     /// The snapshot's pages in its map.
     pub(crate) fn map_view(&self) -> MapView<'_> {
         MapView::new(
@@ -186,23 +192,17 @@ impl ReadTxn {
 
     /// Opens table `name`, or [`Error::TableNotFound`].
     pub fn open_table(&self, name: &str) -> Result<Table<'_>> {
-        self.open_table_as(name, None)
+        self.open_table_as(name, Shape::Bytes)
     }
 
-    /// Opens table `name` as [`open_table`](ReadTxn::open_table) does; with
-    /// `types`, only if it was created with them, else
+    /// Opens table `name` if it may be opened as `shape`, else
     /// [`Error::TableTypeMismatch`].
-    pub(crate) fn open_table_as(
-        &self,
-        name: &str,
-        types: Option<&TableTypes>,
-    ) -> Result<Table<'_>> {
+    pub(crate) fn open_table_as(&self, name: &str, shape: Shape<'_>) -> Result<Table<'_>> {
+        self.snap.same_process()?;
         let Some(entry) = self.table_entry(name)? else {
             return Err(Error::TableNotFound(name.to_owned()));
         };
-        if let Some(types) = types {
-            check_types(name, types, entry.types.as_ref())?;
-        }
+        shape.check(name, &entry)?;
         Ok(Table::new(&self.snap, entry.desc))
     }
 

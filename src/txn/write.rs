@@ -15,7 +15,7 @@ use crate::format::heap::HeapDesc;
 use crate::format::meta::{Meta, TableDesc};
 use crate::freelist::{self, Pins};
 use crate::pager::Map;
-use crate::table::{TableMut, catalog_get, catalog_names, check_key, check_types};
+use crate::table::{Shape, TableMut, catalog_get, catalog_names, check_key};
 use crate::view::{MapView, View};
 
 /// A table opened in this transaction.
@@ -24,6 +24,8 @@ pub(super) struct Open {
     /// The names of its key and value types, for a typed table: written
     /// back with the descriptor.
     pub(super) types: Option<TableTypes>,
+    /// A multimap table.
+    pub(super) multimap: bool,
     /// Whether the descriptor must be written to the catalog at commit.
     pub(super) changed: bool,
 }
@@ -34,6 +36,7 @@ impl Open {
         Open {
             desc: entry.desc,
             types: entry.types,
+            multimap: entry.multimap,
             changed: false,
         }
     }
@@ -43,6 +46,7 @@ impl Open {
         CatalogEntry {
             desc: self.desc,
             types: self.types.clone(),
+            multimap: self.multimap,
         }
     }
 }
@@ -182,18 +186,14 @@ impl WriteTxn {
     /// [`Error::KeyTooLarge`](crate::Error::KeyTooLarge), which leaves the
     /// transaction as it was; any other error fails it (see [`WriteTxn`]).
     pub fn open_table(&mut self, name: &str) -> Result<TableMut<'_>> {
-        self.open_table_as(name, None)
+        self.open_table_as(name, Shape::Bytes)
     }
 
-    /// Opens table `name` as [`open_table`](WriteTxn::open_table) does; with
-    /// `types`, only if it was created with them (or creating it with them),
-    /// else [`Error::TableTypeMismatch`](crate::Error::TableTypeMismatch),
-    /// which leaves the transaction as it was.
-    pub(crate) fn open_table_as(
-        &mut self,
-        name: &str,
-        types: Option<&TableTypes>,
-    ) -> Result<TableMut<'_>> {
+    /// Opens table `name` if it may be opened as `shape`, creating it so if
+    /// it does not exist. A table of another shape is
+    /// [`Error::TableTypeMismatch`](crate::Error::TableTypeMismatch), which
+    /// leaves the transaction as it was.
+    pub(crate) fn open_table_as(&mut self, name: &str, shape: Shape<'_>) -> Result<TableMut<'_>> {
         self.dirty.live()?;
         check_key(name.as_bytes())?;
         if !self.tables.contains_key(name) {
@@ -201,17 +201,14 @@ impl WriteTxn {
             let open = match self.dirty.outcome(found)? {
                 Some(entry) => Open::found(entry),
                 None => Open {
-                    desc: TableDesc::default(),
-                    types: types.cloned(),
                     changed: true,
+                    ..Open::found(shape.create())
                 },
             };
             self.tables.insert(name.to_owned(), open);
         }
         let open = self.tables.get_mut(name).expect("inserted above");
-        if let Some(types) = types {
-            check_types(name, types, open.types.as_ref())?;
-        }
+        shape.check(name, &open.entry())?;
         let pages = self.dirty.lend(&self.core.pager);
         Ok(TableMut::new(pages, &mut open.desc, &mut open.changed))
     }
@@ -289,8 +286,13 @@ impl WriteTxn {
     /// On an I/O error the database is poisoned: later write transactions fail
     /// with [`Error::Poisoned`](crate::Error::Poisoned) until it is reopened,
     /// and the file holds the previous commit (or, when only the final sync
-    /// failed, possibly this one).
+    /// failed, possibly this one). In a child made by `fork` that inherited
+    /// the transaction it fails with [`Error::Forked`](crate::Error::Forked)
+    /// and writes nothing.
     pub fn commit(mut self) -> Result<()> {
+        // A child made by `fork` that inherited the transaction writes
+        // nothing: the parent's writer lock is not its own.
+        self.core.same_process()?;
         self.dirty.live()?;
         let r = self.protocol();
         self.dirty.outcome(r)?;
@@ -304,6 +306,12 @@ impl WriteTxn {
 
 impl Drop for WriteTxn {
     fn drop(&mut self) {
+        // A child made by `fork` that inherited the transaction shares the
+        // parent's open file description, and with it the writer lock:
+        // releasing it would let a second writer beside the parent's.
+        if self.core.same_process().is_err() {
+            return;
+        }
         if !self.finished {
             self.guard.free.list = self.dirty.abort();
         }

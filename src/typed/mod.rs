@@ -14,11 +14,11 @@ use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 
 pub use types::{Key, Value, decode_escaped, encode_escaped};
-use types::{encode_key, encode_value};
+use types::{encoded, encoded_checked};
 
 use crate::error::{Error, Result};
 use crate::format::catalog::{MAX_TYPE_NAME, TableTypes};
-use crate::table::{Range, Table, TableMut, borrowed};
+use crate::table::{Range, Shape, Table, TableMut, borrowed};
 use crate::txn::{ReadTxn, WriteTxn};
 
 /// A table's name with its key and value types: a constant, as in
@@ -93,7 +93,8 @@ impl ReadTxn {
         &self,
         def: TableDefinition<'_, K, V>,
     ) -> Result<TypedTable<'_, K, V>> {
-        let table = self.open_table_as(def.name, Some(&def.types()?))?;
+        let types = def.types()?;
+        let table = self.open_table_as(def.name, Shape::Typed(&types))?;
         Ok(TypedTable {
             inner: table,
             types: PhantomData,
@@ -112,7 +113,7 @@ impl WriteTxn {
         def: TableDefinition<'_, K, V>,
     ) -> Result<TypedTableMut<'_, K, V>> {
         let types = def.types()?;
-        let table = self.open_table_as(def.name, Some(&types))?;
+        let table = self.open_table_as(def.name, Shape::Typed(&types))?;
         Ok(TypedTableMut {
             inner: table,
             types: PhantomData,
@@ -126,15 +127,13 @@ type ByteBounds = (Bound<Vec<u8>>, Bound<Vec<u8>>);
 /// The bytes of a key range.
 fn key_bounds<'k, K: Key + 'static, KR: Borrow<K::SelfType<'k>>>(
     range: &impl RangeBounds<KR>,
-) -> Result<ByteBounds> {
-    let bound = |b: Bound<&KR>| -> Result<Bound<Vec<u8>>> {
-        Ok(match b {
-            Bound::Included(k) => Bound::Included(encode_key::<K>(k.borrow())?),
-            Bound::Excluded(k) => Bound::Excluded(encode_key::<K>(k.borrow())?),
-            Bound::Unbounded => Bound::Unbounded,
-        })
+) -> ByteBounds {
+    let bound = |b: Bound<&KR>| match b {
+        Bound::Included(k) => Bound::Included(encoded::<K>(k.borrow())),
+        Bound::Excluded(k) => Bound::Excluded(encoded::<K>(k.borrow())),
+        Bound::Unbounded => Bound::Unbounded,
     };
-    Ok((bound(range.start_bound())?, bound(range.end_bound())?))
+    (bound(range.start_bound()), bound(range.end_bound()))
 }
 
 /// A typed table in a read transaction. Reads borrow the transaction
@@ -148,7 +147,7 @@ pub struct TypedTable<'txn, K: Key + 'static, V: Value + 'static> {
 impl<'txn, K: Key + 'static, V: Value + 'static> TypedTable<'txn, K, V> {
     /// The value under `key`.
     pub fn get<'k>(&self, key: impl Borrow<K::SelfType<'k>>) -> Result<Option<V::SelfType<'txn>>> {
-        let key = encode_key::<K>(key.borrow())?;
+        let key = encoded::<K>(key.borrow());
         self.inner.get(&key)?.map(V::decode).transpose()
     }
 
@@ -158,7 +157,7 @@ impl<'txn, K: Key + 'static, V: Value + 'static> TypedTable<'txn, K, V> {
         &self,
         range: impl RangeBounds<KR>,
     ) -> Result<TypedRange<'txn, K, V>> {
-        let (start, end) = key_bounds::<K, KR>(&range)?;
+        let (start, end) = key_bounds::<K, KR>(&range);
         let inner = self.inner.range((borrowed(&start), borrowed(&end)))?;
         Ok(TypedRange::new(inner))
     }
@@ -197,8 +196,12 @@ impl<'txn, K: Key + 'static, V: Value + 'static> TypedTable<'txn, K, V> {
 /// A typed table in a write transaction. Reads see the transaction's own
 /// changes and borrow `&self`, so the next change ends them, as for
 /// [`TableMut`]; errors fail the transaction as [`TableMut`]'s do, but for
-/// those that reject an argument first ([`Error::Decode`] of a key that
-/// cannot be written, `KeyTooLarge`, `ValueTooLarge`).
+/// those that reject an argument first ([`Error::Decode`] of a key or
+/// value that would not read back, `KeyTooLarge`, `ValueTooLarge`).
+/// Lookups (`get`, `remove`, range bounds) never refuse a key: one that
+/// could not be stored through this type is simply not found, or found if
+/// a table of the same names stored it (a `String` field with a zero byte,
+/// looked up as `&str`).
 pub struct TypedTableMut<'txn, K: Key + 'static, V: Value + 'static> {
     inner: TableMut<'txn>,
     types: PhantomData<fn() -> (K, V)>,
@@ -206,24 +209,22 @@ pub struct TypedTableMut<'txn, K: Key + 'static, V: Value + 'static> {
 
 impl<K: Key + 'static, V: Value + 'static> TypedTableMut<'_, K, V> {
     /// Stores `value` under `key`, replacing any previous value; returns
-    /// whether the key was there.
+    /// whether the key was there. A key or value that would not read back
+    /// as its type ([`Value::encode_checked`]) is refused with
+    /// [`Error::Decode`] before anything changes.
     pub fn insert<'k, 'v>(
         &mut self,
         key: impl Borrow<K::SelfType<'k>>,
         value: impl Borrow<V::SelfType<'v>>,
     ) -> Result<bool> {
-        let key = encode_key::<K>(key.borrow())?;
-        let value = encode_value::<V>(value.borrow());
+        let key = encoded_checked::<K>(key.borrow())?;
+        let value = encoded_checked::<V>(value.borrow())?;
         self.inner.insert(&key, &value)
     }
 
     /// Removes `key`; returns whether it was there.
     pub fn remove<'k>(&mut self, key: impl Borrow<K::SelfType<'k>>) -> Result<bool> {
-        // A key that cannot be written cannot be in the table.
-        match encode_key::<K>(key.borrow()) {
-            Ok(key) => self.inner.remove(&key),
-            Err(_) => Ok(false),
-        }
+        self.inner.remove(&encoded::<K>(key.borrow()))
     }
 
     /// Removes every entry whose key lies in `range`, in bounded memory;
@@ -232,13 +233,13 @@ impl<K: Key + 'static, V: Value + 'static> TypedTableMut<'_, K, V> {
         &mut self,
         range: impl RangeBounds<KR>,
     ) -> Result<u64> {
-        let (start, end) = key_bounds::<K, KR>(&range)?;
+        let (start, end) = key_bounds::<K, KR>(&range);
         self.inner.remove_range((borrowed(&start), borrowed(&end)))
     }
 
     /// The value under `key`, as this transaction left it.
     pub fn get<'k>(&self, key: impl Borrow<K::SelfType<'k>>) -> Result<Option<V::SelfType<'_>>> {
-        let key = encode_key::<K>(key.borrow())?;
+        let key = encoded::<K>(key.borrow());
         self.inner.get(&key)?.map(V::decode).transpose()
     }
 
@@ -248,7 +249,7 @@ impl<K: Key + 'static, V: Value + 'static> TypedTableMut<'_, K, V> {
         &self,
         range: impl RangeBounds<KR>,
     ) -> Result<TypedRange<'_, K, V>> {
-        let (start, end) = key_bounds::<K, KR>(&range)?;
+        let (start, end) = key_bounds::<K, KR>(&range);
         let inner = self.inner.range((borrowed(&start), borrowed(&end)))?;
         Ok(TypedRange::new(inner))
     }
@@ -270,8 +271,9 @@ impl<K: Key + 'static, V: Value + 'static> TypedTableMut<'_, K, V> {
 }
 
 /// An iterator over the entries of a typed table's key range, from both
-/// ends, decoded. Each item is a `Result`: a corrupt page, or bytes that do
-/// not decode as the types, end the iteration with an error.
+/// ends, decoded. Each item is a `Result`: a corrupt page ends the
+/// iteration with an error; an entry whose bytes do not decode as the
+/// types is an [`Error::Decode`] item, and the iteration goes on past it.
 pub struct TypedRange<'txn, K: Key + 'static, V: Value + 'static> {
     inner: Range<'txn>,
     types: PhantomData<fn() -> (K, V)>,

@@ -86,6 +86,18 @@ pub trait Value {
     /// Reads a value back from exactly the bytes `encode` wrote;
     /// [`Error::Decode`] when they cannot be one.
     fn decode<'a>(bytes: &'a [u8]) -> Result<Self::SelfType<'a>>;
+
+    /// Appends `value` as [`encode`](Value::encode) does, for storing:
+    /// refuses with [`Error::Decode`] a value that would not read back as
+    /// this type. The default cannot fail; tuples (and an `Option` of one)
+    /// check that what they wrote reads back (a `&str` or `&[u8]` field
+    /// with more fields after it and a zero byte in it does not: it reads
+    /// back only as `String` or `Vec<u8>`). Typed tables store keys and
+    /// values through it, so nothing they store is unreadable.
+    fn encode_checked(value: &Self::SelfType<'_>, out: &mut Vec<u8>) -> Result<()> {
+        Self::encode(value, out);
+        Ok(())
+    }
 }
 
 /// A type a typed table stores as keys: its encoding sorts, bytewise, in
@@ -106,17 +118,6 @@ pub trait Key: Value {
     /// Reads a field from the start of `bytes`: the value and how many bytes
     /// it took.
     fn decode_field<'a>(bytes: &'a [u8]) -> Result<(Self::SelfType<'a>, usize)>;
-
-    /// Appends `value` as a key of a table, refusing with
-    /// [`Error::Decode`] one that would not read back as this type. The
-    /// default is [`encode`](Value::encode), which cannot fail; tuples check
-    /// that each field reads back (a `&str` or `&[u8]` field with more
-    /// fields after it and a zero byte in it does not: it is readable as
-    /// `String` or `Vec<u8>` only).
-    fn encode_key(value: &Self::SelfType<'_>, out: &mut Vec<u8>) -> Result<()> {
-        Self::encode(value, out);
-        Ok(())
-    }
 }
 
 fn decode_error<T: Value + ?Sized, R>(reason: &'static str) -> Result<R> {
@@ -482,6 +483,16 @@ impl<T: Value> Value for Option<T> {
             _ => decode_error::<Self, _>("not a 0 byte, or a 1 byte and a value"),
         }
     }
+    fn encode_checked(value: &Self::SelfType<'_>, out: &mut Vec<u8>) -> Result<()> {
+        match value {
+            None => out.push(0),
+            Some(v) => {
+                out.push(1);
+                T::encode_checked(v, out)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 impl<T: Key> Key for Option<T> {
@@ -494,16 +505,6 @@ impl<T: Key> Key for Option<T> {
             }
         }
     }
-    fn encode_key(value: &Self::SelfType<'_>, out: &mut Vec<u8>) -> Result<()> {
-        match value {
-            None => out.push(0),
-            Some(v) => {
-                out.push(1);
-                T::encode_key(v, out)?;
-            }
-        }
-        Ok(())
-    }
     fn decode_field<'a>(bytes: &'a [u8]) -> Result<(Self::SelfType<'a>, usize)> {
         match bytes.split_first() {
             Some((0, _)) => Ok((None, 1)),
@@ -513,6 +514,15 @@ impl<T: Key> Key for Option<T> {
             }
             _ => decode_error::<Self, _>("not a 0 byte, or a 1 byte and a value"),
         }
+    }
+}
+
+/// The bytes of a composite key from `at` on; a field that said it took
+/// more than there is (a `decode_field` of another type's) is refused.
+fn rest<T: Value + ?Sized>(bytes: &[u8], at: usize) -> Result<&[u8]> {
+    match bytes.get(at..) {
+        Some(rest) => Ok(rest),
+        None => decode_error::<T, _>("a field says it runs past the key"),
     }
 }
 
@@ -533,15 +543,24 @@ macro_rules! tuple {
                 $($name::encode_field(&value.$idx, out);)+
                 $last::encode(&value.$lidx, out);
             }
+            fn encode_checked(value: &Self::SelfType<'_>, out: &mut Vec<u8>) -> Result<()> {
+                let start = out.len();
+                $($name::encode_field(&value.$idx, out);)+
+                $last::encode_checked(&value.$lidx, out)?;
+                // A field that does not read back as its type (a borrowed
+                // one with a zero byte) is refused here, not at the read.
+                Self::decode(&out[start..])?;
+                Ok(())
+            }
             #[allow(non_snake_case)] // the fields are named as their types
             fn decode<'a>(bytes: &'a [u8]) -> Result<Self::SelfType<'a>> {
                 let mut at = 0;
                 $(
-                    let (field, n) = $name::decode_field(&bytes[at..])?;
+                    let (field, n) = $name::decode_field(rest::<Self>(bytes, at)?)?;
                     let $name = field;
                     at += n;
                 )+
-                Ok(($($name,)+ $last::decode(&bytes[at..])?,))
+                Ok(($($name,)+ $last::decode(rest::<Self>(bytes, at)?)?,))
             }
         }
 
@@ -550,25 +569,19 @@ macro_rules! tuple {
                 $($name::encode_field(&value.$idx, out);)+
                 $last::encode_field(&value.$lidx, out);
             }
-            fn encode_key(value: &Self::SelfType<'_>, out: &mut Vec<u8>) -> Result<()> {
-                let start = out.len();
-                $($name::encode_field(&value.$idx, out);)+
-                $last::encode_key(&value.$lidx, out)?;
-                // A field that does not read back as its type (a borrowed
-                // one with a zero byte) is refused here, not at the read.
-                Self::decode(&out[start..])?;
-                Ok(())
-            }
             #[allow(non_snake_case)] // the fields are named as their types
             fn decode_field<'a>(bytes: &'a [u8]) -> Result<(Self::SelfType<'a>, usize)> {
                 let mut at = 0;
                 $(
-                    let (field, n) = $name::decode_field(&bytes[at..])?;
+                    let (field, n) = $name::decode_field(rest::<Self>(bytes, at)?)?;
                     let $name = field;
                     at += n;
                 )+
-                let (last, n) = $last::decode_field(&bytes[at..])?;
-                Ok((($($name,)+ last,), at + n))
+                let (last, n) = $last::decode_field(rest::<Self>(bytes, at)?)?;
+                match at.checked_add(n).filter(|&end| end <= bytes.len()) {
+                    Some(end) => Ok((($($name,)+ last,), end)),
+                    None => decode_error::<Self, _>("a field says it runs past the key"),
+                }
             }
         }
     };
@@ -580,16 +593,16 @@ tuple!(A 0, B 1, C 2; D 3);
 tuple!(A 0, B 1, C 2, D 3; E 4);
 tuple!(A 0, B 1, C 2, D 3, E 4; F 5);
 
-/// The bytes of a key (`Key::encode_key`).
-pub(crate) fn encode_key<K: Key + ?Sized>(key: &K::SelfType<'_>) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    K::encode_key(key, &mut out)?;
-    Ok(out)
-}
-
-/// The bytes of a value.
-pub(crate) fn encode_value<V: Value + ?Sized>(value: &V::SelfType<'_>) -> Vec<u8> {
+/// The bytes of `value`, for looking up: `encode`'s, which cannot fail.
+pub(crate) fn encoded<V: Value + ?Sized>(value: &V::SelfType<'_>) -> Vec<u8> {
     let mut out = Vec::new();
     V::encode(value, &mut out);
     out
+}
+
+/// The bytes of `value`, for storing: `encode_checked`'s.
+pub(crate) fn encoded_checked<V: Value + ?Sized>(value: &V::SelfType<'_>) -> Result<Vec<u8>> {
+    let mut out = Vec::new();
+    V::encode_checked(value, &mut out)?;
+    Ok(out)
 }

@@ -1,0 +1,386 @@
+//! Multimap tables: each key maps to a sorted set of values (LMDB's
+//! `MDB_DUPSORT`, redb's multimap tables), in one B+tree of the byte API.
+//!
+//! The tree holds three kinds of entries (DESIGN.md, "Multimap tables"):
+//! the empty key holds the number of pairs; `esc(k)`, the key escaped as a
+//! field of a composite key, holds the number of values of `k` (its head);
+//! and `esc(k) 01 v`, with an empty value, is the pair `(k, v)`. Escaping
+//! keeps keys apart (no `esc(k)` starts another) and in order, so the
+//! values of a key are one range of the tree, sorted, and a value is read
+//! in place: the end of its entry's key.
+
+use std::borrow::Cow;
+use std::ops::{Bound, RangeBounds};
+
+use crate::error::{Error, Result, corrupted};
+use crate::format::node::MAX_KEY;
+use crate::table::{Range, Shape, Table, TableMut, borrowed};
+use crate::txn::{ReadTxn, WriteTxn};
+use crate::typed::{decode_escaped, encode_escaped};
+
+/// The byte after a key's head that starts each of its pairs.
+const PAIR: u8 = 1;
+
+/// The tree key of `key`'s head.
+fn head(key: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(key.len() + 3);
+    encode_escaped(key, &mut out);
+    out
+}
+
+/// The tree key of the pair `(key, value)`.
+fn pair(key: &[u8], value: &[u8]) -> Vec<u8> {
+    let mut out = head(key);
+    out.push(PAIR);
+    out.extend_from_slice(value);
+    out
+}
+
+/// The tree keys of every pair of `key`: from `esc(key) 01` to before
+/// `esc(key) 02`.
+fn pairs_of(key: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    let mut start = head(key);
+    let mut end = start.clone();
+    start.push(PAIR);
+    end.push(PAIR + 1);
+    (start, end)
+}
+
+/// The tree keys of the pairs whose keys lie in `range`.
+fn key_range<'a>(range: &impl RangeBounds<&'a [u8]>) -> (Bound<Vec<u8>>, Bound<Vec<u8>>) {
+    let past = |k: &[u8]| pairs_of(k).1;
+    let start = match range.start_bound() {
+        // The empty key, the pair count, lies before every head.
+        Bound::Unbounded => Bound::Excluded(Vec::new()),
+        Bound::Included(k) => Bound::Included(head(k)),
+        Bound::Excluded(k) => Bound::Included(past(k)),
+    };
+    let end = match range.end_bound() {
+        Bound::Unbounded => Bound::Unbounded,
+        Bound::Included(k) => Bound::Excluded(past(k)),
+        Bound::Excluded(k) => Bound::Excluded(head(k)),
+    };
+    (start, end)
+}
+
+/// A count: a head's, or the pairs'.
+fn count_of(bytes: Option<&[u8]>) -> Result<u64> {
+    match bytes {
+        None => Ok(0),
+        Some(b) => match <[u8; 8]>::try_from(b) {
+            Ok(b) => Ok(u64::from_le_bytes(b)),
+            Err(_) => corrupted(0, "a multimap count is not 8 bytes"),
+        },
+    }
+}
+
+/// What a tree entry of a multimap is: a head (`None`), or a pair.
+fn entry_of(stored: &[u8]) -> Result<Option<MultimapPair<'_>>> {
+    let Some((key, n)) = decode_escaped(stored) else {
+        return corrupted(0, "a multimap entry does not start with a key");
+    };
+    match &stored[n..] {
+        [] => Ok(None),
+        [PAIR, value @ ..] => Ok(Some((key, value))),
+        _ => corrupted(0, "a multimap entry is neither a head nor a pair"),
+    }
+}
+
+/// The pair `(key, value)`, checked to fit in a tree key before anything
+/// changes.
+fn checked_pair(key: &[u8], value: &[u8]) -> Result<Vec<u8>> {
+    let stored = pair(key, value);
+    if stored.len() > MAX_KEY {
+        return Err(Error::KeyTooLarge {
+            len: stored.len(),
+            max: MAX_KEY,
+        });
+    }
+    Ok(stored)
+}
+
+impl ReadTxn {
+    /// Opens multimap table `name`: [`Error::TableNotFound`] if it does
+    /// not exist, [`Error::TableTypeMismatch`] if it is not a multimap.
+    pub fn open_multimap(&self, name: &str) -> Result<Multimap<'_>> {
+        let inner = self.open_table_as(name, Shape::Multimap)?;
+        Ok(Multimap { inner })
+    }
+}
+
+impl WriteTxn {
+    /// Opens multimap table `name`, creating it (empty) if it does not
+    /// exist. A table that is not a multimap is
+    /// [`Error::TableTypeMismatch`], which leaves the transaction as it
+    /// was; other errors are [`open_table`](WriteTxn::open_table)'s. (The
+    /// byte API does not open a multimap.)
+    pub fn open_multimap(&mut self, name: &str) -> Result<MultimapMut<'_>> {
+        let inner = self.open_table_as(name, Shape::Multimap)?;
+        Ok(MultimapMut { inner })
+    }
+}
+
+/// The reads of both kinds of multimap handle; `$life` is the lifetime of
+/// what they hand out.
+macro_rules! reads {
+    ($life:lifetime) => {
+        /// The values of `key`, in order (and in reverse with `.rev()`):
+        /// each a `&[u8]` read in place.
+        pub fn get(&self, key: &[u8]) -> Result<MultimapValues<$life>> {
+            let (start, end) = pairs_of(key);
+            let prefix = start.len();
+            let inner = self.inner.range(&start[..]..&end[..])?;
+            Ok(MultimapValues { inner, prefix })
+        }
+
+        /// How many values `key` has: one lookup, O(log n).
+        pub fn count(&self, key: &[u8]) -> Result<u64> {
+            count_of(self.inner.get(&head(key))?)
+        }
+
+        /// Whether `key` has the value `value`.
+        pub fn contains(&self, key: &[u8], value: &[u8]) -> Result<bool> {
+            Ok(self.inner.get(&pair(key, value))?.is_some())
+        }
+
+        /// Number of pairs: one lookup, O(log n).
+        pub fn len(&self) -> Result<u64> {
+            count_of(self.inner.get(&[])?)
+        }
+
+        /// Whether the table holds no pair.
+        pub fn is_empty(&self) -> Result<bool> {
+            Ok(self.len()? == 0)
+        }
+
+        /// The pairs whose keys lie in `range`, by key then value (and in
+        /// reverse with `.rev()`).
+        pub fn range<'a>(&self, range: impl RangeBounds<&'a [u8]>) -> Result<MultimapPairs<$life>> {
+            let (start, end) = key_range(&range);
+            let inner = self.inner.range((borrowed(&start), borrowed(&end)))?;
+            Ok(MultimapPairs { inner })
+        }
+
+        /// Every pair, by key then value.
+        pub fn iter(&self) -> Result<MultimapPairs<$life>> {
+            self.range(..)
+        }
+
+        /// The keys whose values lie in `range`, each once, with its count:
+        /// one descent per key, however many values it has.
+        pub fn keys<'a>(&self, range: impl RangeBounds<&'a [u8]>) -> Result<MultimapKeys<$life>> {
+            let (start, end) = key_range(&range);
+            Ok(MultimapKeys {
+                cursor: self.inner.cursor(),
+                next: Some(start),
+                end,
+            })
+        }
+    };
+}
+
+/// A multimap table in a read transaction: each key has a sorted set of
+/// values. MultimapValues borrow the transaction and point into the map.
+pub struct Multimap<'txn> {
+    inner: Table<'txn>,
+}
+
+impl<'txn> Multimap<'txn> {
+    reads!('txn);
+}
+
+/// A multimap table in a write transaction. Reads see the transaction's
+/// own changes and borrow `&self`, so the next change ends them; errors
+/// fail the transaction as [`TableMut`]'s do.
+pub struct MultimapMut<'txn> {
+    inner: TableMut<'txn>,
+}
+
+impl MultimapMut<'_> {
+    reads!('_);
+
+    /// Adds `value` to the values of `key`; returns whether it is new
+    /// (`false`: the key had it already, and nothing changed).
+    ///
+    /// A key and value are stored together as one key of the tree (the key
+    /// escaped, then a byte, then the value), so together they are at most
+    /// 64 KiB less three bytes and one per zero byte of the key
+    /// ([`Error::KeyTooLarge`], which changes nothing).
+    pub fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<bool> {
+        let stored = checked_pair(key, value)?;
+        if self.inner.insert(&stored, &[])? {
+            return Ok(false);
+        }
+        self.add(&head(key), 1)?;
+        self.add(&[], 1)?;
+        Ok(true)
+    }
+
+    /// Removes `value` from the values of `key`; returns whether it was
+    /// there.
+    pub fn remove(&mut self, key: &[u8], value: &[u8]) -> Result<bool> {
+        if !self.inner.remove(&pair(key, value))? {
+            return Ok(false);
+        }
+        self.add(&head(key), -1)?;
+        self.add(&[], -1)?;
+        Ok(true)
+    }
+
+    /// Removes every value of `key`, in bounded memory however many it
+    /// has; returns how many.
+    pub fn remove_all(&mut self, key: &[u8]) -> Result<u64> {
+        let (start, end) = pairs_of(key);
+        let removed = self.inner.remove_range(&start[..]..&end[..])?;
+        if removed > 0 {
+            self.inner.remove(&head(key))?;
+            self.add(&[], -(removed as i64))?;
+        }
+        Ok(removed)
+    }
+
+    /// Adds `by` to the count at `at` (a head, or the empty key for the
+    /// pairs), removing it at zero.
+    fn add(&mut self, at: &[u8], by: i64) -> Result<()> {
+        let now = count_of(self.inner.get(at)?)?;
+        let Some(new) = now.checked_add_signed(by) else {
+            return corrupted(0, "a multimap count would go below zero");
+        };
+        if new == 0 {
+            self.inner.remove(at)?;
+        } else {
+            self.inner.insert(at, &new.to_le_bytes())?;
+        }
+        Ok(())
+    }
+}
+
+/// The values of one key of a multimap, in order, from both ends.
+pub struct MultimapValues<'txn> {
+    inner: Range<'txn>,
+    /// Bytes of the tree keys before the value.
+    prefix: usize,
+}
+
+impl<'txn> Iterator for MultimapValues<'txn> {
+    type Item = Result<&'txn [u8]>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let prefix = self.prefix;
+        self.inner.next().map(|e| Ok(&e?.0[prefix..]))
+    }
+}
+
+impl DoubleEndedIterator for MultimapValues<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        let prefix = self.prefix;
+        self.inner.next_back().map(|e| Ok(&e?.0[prefix..]))
+    }
+}
+
+/// The pairs of a key range of a multimap, by key then value, from both
+/// ends. A key is borrowed from the map unless it holds a zero byte.
+pub struct MultimapPairs<'txn> {
+    inner: Range<'txn>,
+}
+
+/// One pair of a multimap.
+pub type MultimapPair<'txn> = (Cow<'txn, [u8]>, &'txn [u8]);
+
+impl<'txn> MultimapPairs<'txn> {
+    /// The next pair from `step` (a step from one end), past the heads.
+    fn pair(
+        step: impl FnMut() -> Option<Result<(&'txn [u8], &'txn [u8])>>,
+    ) -> Option<Result<MultimapPair<'txn>>> {
+        let mut step = step;
+        loop {
+            match step()? {
+                Err(e) => return Some(Err(e)),
+                Ok((stored, _)) => match entry_of(stored) {
+                    Ok(None) => continue,
+                    Ok(Some(pair)) => return Some(Ok(pair)),
+                    Err(e) => return Some(Err(e)),
+                },
+            }
+        }
+    }
+}
+
+impl<'txn> Iterator for MultimapPairs<'txn> {
+    type Item = Result<MultimapPair<'txn>>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let inner = &mut self.inner;
+        Self::pair(|| inner.next())
+    }
+}
+
+impl DoubleEndedIterator for MultimapPairs<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        let inner = &mut self.inner;
+        Self::pair(|| inner.next_back())
+    }
+}
+
+/// The keys of a key range of a multimap, each once with its count, in
+/// order.
+pub struct MultimapKeys<'txn> {
+    cursor: crate::table::Cursor<'txn>,
+    /// Where the next key's head is sought, or `None` once done.
+    next: Option<Bound<Vec<u8>>>,
+    end: Bound<Vec<u8>>,
+}
+
+impl<'txn> MultimapKeys<'txn> {
+    fn step(&mut self) -> Result<Option<(Cow<'txn, [u8]>, u64)>> {
+        let Some(from) = self.next.take() else {
+            return Ok(None);
+        };
+        let found = match &from {
+            Bound::Included(k) => self.cursor.seek(k)?,
+            Bound::Excluded(k) => match self.cursor.seek(k)? {
+                Some((at, _)) if at == k.as_slice() => self.cursor.next()?,
+                other => other,
+            },
+            Bound::Unbounded => self.cursor.first()?,
+        };
+        let Some((stored, count)) = found else {
+            return Ok(None);
+        };
+        let before_end = match &self.end {
+            Bound::Included(e) => stored <= e.as_slice(),
+            Bound::Excluded(e) => stored < e.as_slice(),
+            Bound::Unbounded => true,
+        };
+        if !before_end {
+            return Ok(None);
+        }
+        // A seek lands on a head: every key's pairs follow its head.
+        if entry_of(stored)?.is_some() {
+            return corrupted(0, "a multimap key's pairs have no head");
+        }
+        let Some((key, _)) = decode_escaped(stored) else {
+            return corrupted(0, "a multimap entry does not start with a key");
+        };
+        let count = count_of(Some(count))?;
+        let mut past = stored.to_vec();
+        past.push(PAIR + 1);
+        self.next = Some(Bound::Included(past));
+        Ok(Some((key, count)))
+    }
+}
+
+impl<'txn> Iterator for MultimapKeys<'txn> {
+    type Item = Result<(Cow<'txn, [u8]>, u64)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self.step() {
+            Ok(Some(k)) => Some(Ok(k)),
+            Ok(None) => None,
+            Err(e) => {
+                self.next = None;
+                Some(Err(e))
+            }
+        }
+    }
+}
