@@ -92,6 +92,9 @@ pub enum Error {
         /// Those the table was created with, or `bytes (untyped)`.
         found: String,
     },
+    /// A savepoint of another write transaction, or one that restoring an
+    /// older savepoint (or releasing it) discarded. Nothing changed.
+    InvalidSavepoint,
     /// Stored bytes do not read as the type a typed table expects (a value
     /// of the wrong length, a string that is not UTF-8), or a key cannot be
     /// written as that type (a borrowed field of a composite key holding a
@@ -169,6 +172,11 @@ impl fmt::Display for Error {
                 f,
                 "table {table:?} holds {found}, not the {expected} it was opened with"
             ),
+            Error::InvalidSavepoint => write!(
+                f,
+                "the savepoint belongs to another transaction, or was discarded by restoring \
+                 an older one or releasing it"
+            ),
             Error::Decode { type_name, reason } => {
                 write!(f, "bytes do not read as {type_name}: {reason}")
             }
@@ -206,7 +214,7 @@ pub(crate) fn corrupted<T>(page: u64, reason: &'static str) -> Result<T> {
 /// | `Io(e)` | `e`'s own |
 /// | `Corrupted`, `Decode` | `InvalidData` |
 /// | `MapFull` | `StorageFull` |
-/// | `KeyTooLarge`, `ValueTooLarge`, `InvalidOption`, `TableTypeMismatch` | `InvalidInput` |
+/// | `KeyTooLarge`, `ValueTooLarge`, `InvalidOption`, `TableTypeMismatch`, `InvalidSavepoint` | `InvalidInput` |
 /// | `TableNotFound` | `NotFound` |
 /// | `AlreadyOpen` | `ResourceBusy` |
 /// | `ReadOnly` | `ReadOnlyFilesystem` |
@@ -225,7 +233,8 @@ impl From<Error> for io::Error {
             Error::KeyTooLarge { .. }
             | Error::ValueTooLarge { .. }
             | Error::InvalidOption(_)
-            | Error::TableTypeMismatch { .. } => io::ErrorKind::InvalidInput,
+            | Error::TableTypeMismatch { .. }
+            | Error::InvalidSavepoint => io::ErrorKind::InvalidInput,
             Error::TableNotFound(_) => io::ErrorKind::NotFound,
             Error::AlreadyOpen => io::ErrorKind::ResourceBusy,
             Error::ReadOnly => io::ErrorKind::ReadOnlyFilesystem,

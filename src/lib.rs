@@ -58,6 +58,12 @@
 //!   on it returns [`Error::TxnFailed`] and it cannot commit; abort and
 //!   retry. Only a key, value or table name rejected up front
 //!   ([`Error::KeyTooLarge`], [`Error::ValueTooLarge`]) leaves it usable.
+//! - **Savepoints.** [`WriteTxn::savepoint`] marks a point of the write
+//!   transaction and [`WriteTxn::restore_savepoint`] goes back to it and on,
+//!   undoing tables created and deleted too; several may be alive, restoring
+//!   an older one discards the newer. One costs the pages changed after it,
+//!   not a copy of the transaction. A restore also revives a transaction
+//!   that failed after the savepoint.
 //! - **Keys and values.** Keys are compared bytewise, up to 64 KiB
 //!   ([`Error::KeyTooLarge`]; one longer than a quarter page keeps its first
 //!   bytes in its node and the rest beside its value); values up to 4 GiB,
@@ -162,7 +168,7 @@ pub use multimap::{
 pub use registry::ReaderInfo;
 pub use table::{Cursor, Entry, Range, Table, TableMut, TableStat};
 pub use txn::{OwnedEntry, OwnedRange};
-pub use txn::{ReadTxn, SetAside, Stat, WriteTxn};
+pub use txn::{ReadTxn, Savepoint, SetAside, Stat, WriteTxn};
 pub use typed::{
     Key, TableDefinition, TypedRange, TypedTable, TypedTableMut, Value, decode_escaped,
     encode_escaped,

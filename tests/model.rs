@@ -72,6 +72,12 @@ enum Op {
         key: u8,
         rev: bool,
     },
+    /// `WriteTxn::savepoint` of the running transaction.
+    Savepoint,
+    /// `WriteTxn::restore_savepoint` of the live savepoint `n % live`.
+    Restore {
+        n: u8,
+    },
     Range {
         from: u16,
         to: u16,
@@ -247,7 +253,7 @@ fn committed_typed(db: &Database) -> Typed {
 impl Arbitrary for Op {
     fn arbitrary(g: &mut Gen) -> Op {
         let key = u16::arbitrary(g) % (SHORT_KEYS + LONG_KEYS);
-        match u8::arbitrary(g) % 120 {
+        match u8::arbitrary(g) % 124 {
             0..=44 => {
                 // Mostly small values, some around and over the overflow threshold.
                 let len = match u8::arbitrary(g) % 10 {
@@ -322,9 +328,13 @@ impl Arbitrary for Op {
             116 => Op::MultiRemoveAll {
                 key: u8::arbitrary(g),
             },
-            _ => Op::MultiGet {
+            117..=118 => Op::MultiGet {
                 key: u8::arbitrary(g),
                 rev: bool::arbitrary(g),
+            },
+            119..=121 => Op::Savepoint,
+            _ => Op::Restore {
+                n: u8::arbitrary(g),
             },
         }
     }
@@ -375,6 +385,9 @@ struct Stats {
     typed: AtomicU64,
     /// Pairs of the multimap found at the end of the cases.
     multi: AtomicU64,
+    /// Savepoints taken, and restored.
+    savepoints: AtomicU64,
+    restores: AtomicU64,
 }
 
 static STATS_512: Stats = Stats::new();
@@ -395,6 +408,8 @@ impl Stats {
             longest_key: AtomicU64::new(0),
             typed: AtomicU64::new(0),
             multi: AtomicU64::new(0),
+            savepoints: AtomicU64::new(0),
+            restores: AtomicU64::new(0),
         }
     }
 
@@ -466,6 +481,9 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
             let mut typed_pending = typed_committed.clone();
             let mut multi_pending = multi_committed.clone();
             let mut txn = None;
+            // The running transaction's live savepoints, oldest first, with
+            // the state each saw.
+            let mut savepoints: Vec<(larch::Savepoint, Model, Typed, Multi)> = Vec::new();
             // Whether a change of `txn` failed: every call on it is refused.
             let mut failed = false;
             // Records a failed change: the transaction refuses from then on.
@@ -741,6 +759,39 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                         let pairs: usize = multi_pending.values().map(|s| s.len()).sum();
                         assert_eq!(m.len().unwrap(), pairs as u64);
                     }
+                    Op::Savepoint => {
+                        let w = txn.get_or_insert_with(|| db.begin_write().unwrap());
+                        match w.savepoint() {
+                            Ok(sp) => {
+                                assert!(!failed, "a failed transaction took a savepoint");
+                                savepoints.push((
+                                    sp,
+                                    pending.clone(),
+                                    typed_pending.clone(),
+                                    multi_pending.clone(),
+                                ));
+                                stats.savepoints.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Err(e) => assert!(failed && matches!(e, Error::TxnFailed), "{e:?}"),
+                        }
+                    }
+                    Op::Restore { n } => {
+                        let Some(w) = txn.as_mut() else { continue };
+                        if savepoints.is_empty() {
+                            continue;
+                        }
+                        let i = usize::from(n) % savepoints.len();
+                        w.restore_savepoint(&savepoints[i].0).unwrap();
+                        savepoints.truncate(i + 1);
+                        let (_, p, tp, mp) = &savepoints[i];
+                        (pending, typed_pending, multi_pending) =
+                            (p.clone(), tp.clone(), mp.clone());
+                        // A restore heals a failed transaction.
+                        failed = false;
+                        stats.restores.fetch_add(1, Ordering::Relaxed);
+                        let tab = w.open_table("t").unwrap();
+                        assert_eq!(tab.len(), pending.len() as u64, "after a restore");
+                    }
                     Op::Get { key } => {
                         let k = key_bytes(key, page_size);
                         match &mut txn {
@@ -803,6 +854,7 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                     }
                     Op::Commit => {
                         let Some(w) = txn.take() else { continue };
+                        savepoints.clear();
                         let fired = trap.fired();
                         match w.commit() {
                             Ok(()) => {
@@ -869,6 +921,7 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                         }
                     }
                     Op::Abort => {
+                        savepoints.clear();
                         if let Some(w) = txn.take() {
                             w.abort();
                         }
@@ -1005,7 +1058,7 @@ fn report(name: &str, page_size: u32, seed: u64) {
     larch::testing::report(&format!(
         "RELIABILITY suite=model name={name} seed={seed} cases={} ops={} max_depth={} \
          overflow_pages={} segments={} packed_bytes={} failed_mutations={failed} io_errors={io} \
-         long_keys={long_keys} longest_key={longest_key} typed_entries={} multimap_pairs={} leaked_pages=0 failures=0",
+         long_keys={long_keys} longest_key={longest_key} typed_entries={} multimap_pairs={} savepoints={} restores={} leaked_pages=0 failures=0",
         s.cases.load(Ordering::Relaxed),
         s.ops.load(Ordering::Relaxed),
         s.max_depth.load(Ordering::Relaxed),
@@ -1014,7 +1067,15 @@ fn report(name: &str, page_size: u32, seed: u64) {
         s.packed_bytes.load(Ordering::Relaxed),
         s.typed.load(Ordering::Relaxed),
         s.multi.load(Ordering::Relaxed),
+        s.savepoints.load(Ordering::Relaxed),
+        s.restores.load(Ordering::Relaxed),
     ));
+    if cases() >= 20 {
+        assert!(
+            s.restores.load(Ordering::Relaxed) > 0,
+            "{name}: no savepoint was ever restored"
+        );
+    }
     if cases() >= 20 {
         assert!(
             s.multi.load(Ordering::Relaxed) > 0,

@@ -630,11 +630,7 @@ fn held_typed_ranges_and_remove_range_match_a_model() {
                 .filter(|(k, _)| in_bounds(*k, lo, hi))
                 .map(|(k, v)| (*k, *v))
                 .collect();
-            let got: Vec<(i64, u32)> = tab
-                .range((*lo, *hi))
-                .unwrap()
-                .map(|e| e.unwrap())
-                .collect();
+            let got: Vec<(i64, u32)> = tab.range((*lo, *hi)).unwrap().map(|e| e.unwrap()).collect();
             assert_eq!(got, want, "{lo:?}..{hi:?}");
             let mut back: Vec<(i64, u32)> = tab
                 .range((*lo, *hi))

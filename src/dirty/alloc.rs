@@ -6,6 +6,7 @@ use crate::freelist::{FreeList, TxnFreeList};
 
 /// Hands out the transaction's page ids: reusable pages from the free list
 /// first, else pages past the high-water mark, up to `Options::max_size`.
+#[derive(Clone)]
 pub(crate) struct Allocator {
     page_size: usize,
     /// Every page id in use lies below it, this transaction's included.

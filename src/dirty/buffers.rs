@@ -9,6 +9,12 @@ use crate::format::page::{PageId, PageMap};
 pub(crate) struct Buffers {
     page_size: usize,
     map: PageMap<Box<[u8]>>,
+    /// One journal per savepoint of the transaction, oldest first: for each
+    /// buffer changed since that savepoint (and before the next), what it
+    /// held at the savepoint (`None`: there was none). Only the newest
+    /// journal records; restoring a savepoint plays the journals back from
+    /// the newest down to its own.
+    journals: Vec<PageMap<Option<Box<[u8]>>>>,
 }
 
 impl Buffers {
@@ -16,7 +22,69 @@ impl Buffers {
         Buffers {
             page_size,
             map: PageMap::default(),
+            journals: Vec::new(),
         }
+    }
+
+    /// Before buffer `id` changes: the newest journal keeps what it holds
+    /// now, the first time only.
+    #[inline]
+    fn note(&mut self, id: PageId) {
+        if let Some(journal) = self.journals.last_mut() {
+            journal
+                .entry(id)
+                .or_insert_with(|| self.map.get(&id).cloned());
+        }
+    }
+
+    /// A savepoint: changes from now on are journaled, so that
+    /// `restore(level)` undoes them; returns its level (journals below it).
+    pub(crate) fn savepoint(&mut self) -> usize {
+        self.journals.push(PageMap::default());
+        self.journals.len() - 1
+    }
+
+    /// Puts every buffer back as it was at the savepoint of `level`; the
+    /// savepoints above it are gone, its own stays (empty, for another
+    /// restore).
+    pub(crate) fn restore(&mut self, level: usize) {
+        while self.journals.len() > level {
+            let journal = self.journals.pop().expect("above the level");
+            for (id, old) in journal {
+                match old {
+                    Some(buf) => self.map.insert(id, buf),
+                    None => self.map.remove(&id),
+                };
+            }
+        }
+        self.journals.push(PageMap::default());
+    }
+
+    /// Forgets the savepoint of `level` without undoing anything: its
+    /// journal merges into the one below (whose older copies win), or goes
+    /// if it is the oldest.
+    pub(crate) fn release(&mut self, level: usize) {
+        if level >= self.journals.len() {
+            return;
+        }
+        let journal = self.journals.remove(level);
+        if let Some(below) = level.checked_sub(1).map(|l| &mut self.journals[l]) {
+            for (id, old) in journal {
+                below.entry(id).or_insert(old);
+            }
+        }
+    }
+
+    /// Forgets every savepoint (at commit: nothing is undone after it).
+    pub(crate) fn drop_journals(&mut self) {
+        self.journals.clear();
+    }
+
+    /// Bytes the journals keep.
+    pub(crate) fn journal_bytes(&self) -> usize {
+        (self.journals.iter().flat_map(|j| j.values()))
+            .map(|old| old.as_ref().map_or(0, |b| b.len()))
+            .sum()
     }
 
     pub(crate) fn page_size(&self) -> usize {
@@ -44,6 +112,7 @@ impl Buffers {
 
     /// The buffer starting at page `id`, whole, for stamping.
     pub(crate) fn get_mut(&mut self, id: PageId) -> Option<&mut [u8]> {
+        self.note(id);
         self.map.get_mut(&id).map(|buf| &mut buf[..])
     }
 
@@ -57,12 +126,14 @@ impl Buffers {
     /// Puts `buf` (whole pages) at page `id`; returns the buffer.
     pub(crate) fn insert(&mut self, id: PageId, buf: Box<[u8]>) -> &mut [u8] {
         debug_assert!(!buf.is_empty() && buf.len().is_multiple_of(self.page_size));
+        self.note(id);
         self.map.entry(id).insert_entry(buf).into_mut()
     }
 
     /// Makes the buffer at page `id` `pages` pages long: shortened, or
     /// lengthened with zeros.
     pub(crate) fn resize(&mut self, id: PageId, pages: usize) {
+        self.note(id);
         if let Some(buf) = self.map.get_mut(&id) {
             let mut v = std::mem::take(buf).into_vec();
             v.resize(pages * self.page_size, 0);
@@ -72,11 +143,19 @@ impl Buffers {
 
     /// Drops the buffer at page `id`; returns whether there was one.
     pub(crate) fn remove(&mut self, id: PageId) -> bool {
-        self.map.remove(&id).is_some()
+        let Some(buf) = self.map.remove(&id) else {
+            return false;
+        };
+        // The journal takes the buffer itself: no copy.
+        if let Some(journal) = self.journals.last_mut() {
+            journal.entry(id).or_insert(Some(buf));
+        }
+        true
     }
 
     /// The first page of the buffer at `id`, for writing.
     pub(crate) fn page_mut(&mut self, id: PageId) -> Result<&mut [u8]> {
+        self.note(id);
         let ps = self.page_size;
         match self.map.get_mut(&id) {
             Some(buf) => Ok(&mut buf[..ps]),

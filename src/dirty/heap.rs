@@ -13,6 +13,7 @@ use crate::format::page::{PageId, init_segment, overflow_pages, set_run_pages};
 
 /// The segment the transaction appends values to: `pages` pages from
 /// `first`, the first `used` bytes written (header included).
+#[derive(Clone)]
 struct OpenSegment {
     first: PageId,
     pages: u64,
@@ -32,7 +33,7 @@ pub(crate) struct Change {
 }
 
 /// The transaction's segments and changes to the live counts.
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub(super) struct Heap {
     open: Option<OpenSegment>,
     /// Bytes the transaction packed so far: a new segment is about as long

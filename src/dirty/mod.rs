@@ -9,7 +9,9 @@
 //! - `heap`: the value segment the transaction fills, and its changes to
 //!   the live counts of segments ([`Change`]);
 //! - `pages`: [`Dirty`] is the two together with the transaction's failed
-//!   flag, and [`TxnPages`] lends them to the B+tree as its `PageStore`.
+//!   flag, and [`TxnPages`] lends them to the B+tree as its `PageStore`;
+//!   a savepoint ([`DirtySaved`]) keeps the allocator and heap state, and
+//!   the buffers journal what changes after it.
 //!
 //! The readers' map is never written through. Stamping the buffers'
 //! checksums and writing them to the file are steps of the commit
@@ -22,4 +24,4 @@ mod pages;
 
 pub(crate) use buffers::Buffers;
 pub(crate) use heap::Change;
-pub(crate) use pages::{Dirty, TxnPages};
+pub(crate) use pages::{Dirty, DirtySaved, TxnPages};

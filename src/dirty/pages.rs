@@ -175,6 +175,46 @@ impl Dirty {
         TxnPages { pager, dirty: self }
     }
 
+    /// A savepoint of the pages: the allocator and the heap's state as they
+    /// are, and a journal of the buffers from now on (DESIGN.md,
+    /// "Savepoints"). Refused once the transaction failed.
+    /// The savepoints are numbered from 0, oldest first, by their level.
+    pub(crate) fn savepoint(&mut self) -> Result<DirtySaved> {
+        self.live()?;
+        self.bufs.savepoint();
+        Ok(DirtySaved {
+            alloc: self.alloc.clone(),
+            heap: self.heap.clone(),
+        })
+    }
+
+    /// Puts the pages back as they were at the savepoint of `level`
+    /// (`saved`), which stays usable; savepoints above it are gone. A
+    /// transaction that failed since is whole again: what the failed change
+    /// half did is undone with the rest.
+    pub(crate) fn restore(&mut self, level: usize, saved: &DirtySaved) {
+        self.bufs.restore(level);
+        self.alloc = saved.alloc.clone();
+        self.heap = saved.heap.clone();
+        self.failed = false;
+    }
+
+    /// Forgets the savepoint of `level`, keeping the changes since; those
+    /// above it move down a level.
+    pub(crate) fn release(&mut self, level: usize) {
+        self.bufs.release(level);
+    }
+
+    /// Forgets every savepoint (the commit begins).
+    pub(crate) fn drop_savepoints(&mut self) {
+        self.bufs.drop_journals();
+    }
+
+    /// Bytes the savepoints keep of buffers changed since.
+    pub(crate) fn savepoint_bytes(&self) -> usize {
+        self.bufs.journal_bytes()
+    }
+
     /// Gives back everything this transaction took and returns the free list
     /// as it was (with the released groups kept reusable).
     pub(crate) fn abort(&mut self) -> FreeList {
@@ -196,6 +236,13 @@ impl Dirty {
         self.bufs.remove(id);
         Ok(())
     }
+}
+
+/// What a savepoint of the pages keeps besides its journal: the allocator
+/// and heap state to put back.
+pub(crate) struct DirtySaved {
+    alloc: Allocator,
+    heap: Heap,
 }
 
 /// The running transaction's pages lent to the B+tree as a [`PageStore`] (and

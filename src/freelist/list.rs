@@ -338,7 +338,7 @@ pub(crate) fn pinned_alone(
 /// started from, with the groups it may reuse released, and what it took
 /// from the list and freed. The pages themselves are the writer's (`Dirty`):
 /// this only keeps the ids.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, Clone)]
 pub(crate) struct TxnFreeList {
     /// The free list, with the pages this transaction may reuse released.
     list: FreeList,

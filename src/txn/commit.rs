@@ -51,6 +51,10 @@ impl WriteTxn {
     /// leaves the committed state and the database as they were (the file
     /// may be longer); from step 5 on it poisons the database (`write_out`).
     pub(super) fn protocol(&mut self) -> Result<()> {
+        // Nothing is undone from here on: the journals would only copy
+        // every buffer the commit stamps.
+        self.savepoints.clear();
+        self.dirty.drop_savepoints();
         if self.unchanged() {
             // Nothing to write: keep the previous commit.
             self.guard.free.list = self.dirty.abort();

@@ -3,12 +3,13 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{ArcMutexGuard, RawMutex};
 
 use super::core::{Core, WriterState};
 use crate::btree;
-use crate::dirty::{Dirty, TxnPages};
+use crate::dirty::{Dirty, DirtySaved, TxnPages};
 use crate::error::Result;
 use crate::format::catalog::{CatalogEntry, TableTypes};
 use crate::format::heap::HeapDesc;
@@ -19,6 +20,7 @@ use crate::table::{Shape, TableMut, catalog_get, catalog_names, check_key};
 use crate::view::{MapView, View};
 
 /// A table opened in this transaction.
+#[derive(Clone)]
 pub(super) struct Open {
     pub(super) desc: TableDesc,
     /// The names of its key and value types, for a typed table: written
@@ -66,7 +68,8 @@ impl Open {
 /// [`TableMut::remove`]. From then on every call on the transaction and on its
 /// table handles, reads included, returns [`Error::TxnFailed`], and so does
 /// `commit`; nothing of it reaches the file. Abort it (or drop it) and retry
-/// in a new transaction. (LMDB does the same: `MDB_TXN_ERROR`.)
+/// in a new transaction, or restore a [`Savepoint`] taken before the failure
+/// and go on from there. (LMDB does the same: `MDB_TXN_ERROR`.)
 ///
 /// The exceptions are the errors that reject an argument before anything
 /// changes, which leave the transaction as it was: [`Error::KeyTooLarge`]
@@ -94,6 +97,43 @@ pub struct WriteTxn {
     /// the pages the metas kept pending move on, and the tail may be cut.
     pub(super) rewrite: bool,
     finished: bool,
+    /// Tells this transaction's savepoints from every other's.
+    instance: u64,
+    /// The live savepoints, oldest first (the level of each is its index).
+    pub(super) savepoints: Vec<Saved>,
+    /// The id the next savepoint gets.
+    next_savepoint: u64,
+}
+
+/// Numbers the write transactions of the process, for their savepoints.
+static INSTANCES: AtomicU64 = AtomicU64::new(0);
+
+/// What a savepoint keeps of the transaction: the pages' state
+/// (`DirtySaved`, with the buffers' journal) and the transaction's own.
+pub(super) struct Saved {
+    id: u64,
+    dirty: DirtySaved,
+    catalog: TableDesc,
+    heap: HeapDesc,
+    tables: BTreeMap<String, Open>,
+    rewrite: bool,
+}
+
+/// A point in a write transaction to come back to, from
+/// [`WriteTxn::savepoint`]: [`WriteTxn::restore_savepoint`] undoes every
+/// change made since, and the transaction goes on.
+///
+/// A savepoint costs a copy of the transaction's allocator state (its view
+/// of the free list: 24 bytes or so per free page) and, from then on, a
+/// copy of each page the transaction changes for the first time after it
+/// (pages it first changes, not every dirty page). Restoring an older
+/// savepoint discards the newer ones; a savepoint stays usable after it is
+/// restored; [`WriteTxn::release_savepoint`] forgets one and frees what it
+/// kept. All of them end with the transaction.
+#[derive(Debug)]
+pub struct Savepoint {
+    instance: u64,
+    id: u64,
 }
 
 impl WriteTxn {
@@ -157,6 +197,9 @@ impl WriteTxn {
             tables: BTreeMap::new(),
             rewrite: false,
             finished: false,
+            instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
+            savepoints: Vec::new(),
+            next_savepoint: 0,
         })
     }
 
@@ -302,6 +345,93 @@ impl WriteTxn {
 
     /// Discards the transaction's changes (as dropping it does).
     pub fn abort(self) {}
+
+    /// A savepoint: the transaction as it is now, to come back to with
+    /// [`restore_savepoint`](WriteTxn::restore_savepoint) (see
+    /// [`Savepoint`] for what it costs). Refused with
+    /// [`Error::TxnFailed`](crate::Error::TxnFailed) once the transaction
+    /// failed.
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # // SAFETY: the file is this example's own.
+    /// # let db = unsafe { larch::Database::open(dir.path().join("db")) }.unwrap();
+    /// let mut w = db.begin_write()?;
+    /// w.open_table("t")?.insert(b"kept", b"1")?;
+    /// let sp = w.savepoint()?;
+    /// w.open_table("t")?.insert(b"undone", b"2")?;
+    /// w.restore_savepoint(&sp)?;
+    /// w.open_table("t")?.insert(b"after", b"3")?;
+    /// w.commit()?;
+    /// let r = db.begin_read()?;
+    /// let t = r.open_table("t")?;
+    /// assert_eq!(t.get(b"undone")?, None);
+    /// assert_eq!(t.len(), 2);
+    /// # Ok::<(), larch::Error>(())
+    /// ```
+    pub fn savepoint(&mut self) -> Result<Savepoint> {
+        let dirty = self.dirty.savepoint()?;
+        let id = self.next_savepoint;
+        self.next_savepoint += 1;
+        self.savepoints.push(Saved {
+            id,
+            dirty,
+            catalog: self.catalog,
+            heap: self.heap,
+            tables: self.tables.clone(),
+            rewrite: self.rewrite,
+        });
+        Ok(Savepoint {
+            instance: self.instance,
+            id,
+        })
+    }
+
+    /// Undoes every change since `savepoint` (tables created or deleted
+    /// included) and goes on from there; `savepoint` stays usable, and the
+    /// savepoints taken after it are discarded. A transaction that failed
+    /// after the savepoint (see [`WriteTxn`]) is usable again: what the
+    /// failed change did is undone with the rest.
+    ///
+    /// A savepoint of another transaction, or one discarded (by restoring
+    /// an older one, or by [`release_savepoint`](WriteTxn::release_savepoint)),
+    /// is [`Error::InvalidSavepoint`](crate::Error::InvalidSavepoint), and
+    /// nothing changes.
+    pub fn restore_savepoint(&mut self, savepoint: &Savepoint) -> Result<()> {
+        let level = self.level_of(savepoint)?;
+        self.savepoints.truncate(level + 1);
+        let saved = &self.savepoints[level];
+        self.dirty.restore(level, &saved.dirty);
+        self.catalog = saved.catalog;
+        self.heap = saved.heap;
+        self.tables = saved.tables.clone();
+        self.rewrite = saved.rewrite;
+        Ok(())
+    }
+
+    /// Forgets `savepoint`, keeping the changes made since, and frees the
+    /// copies it kept; the others stay usable. An invalid one (see
+    /// [`restore_savepoint`](WriteTxn::restore_savepoint)) is
+    /// [`Error::InvalidSavepoint`](crate::Error::InvalidSavepoint).
+    pub fn release_savepoint(&mut self, savepoint: Savepoint) -> Result<()> {
+        let level = self.level_of(&savepoint)?;
+        self.savepoints.remove(level);
+        self.dirty.release(level);
+        Ok(())
+    }
+
+    /// Bytes of page copies the live savepoints keep.
+    pub fn savepoint_bytes(&self) -> usize {
+        self.dirty.savepoint_bytes()
+    }
+
+    /// The level of a live savepoint of this transaction.
+    fn level_of(&self, savepoint: &Savepoint) -> Result<usize> {
+        let found = (savepoint.instance == self.instance)
+            .then(|| self.savepoints.iter().position(|s| s.id == savepoint.id))
+            .flatten();
+        found.ok_or(crate::Error::InvalidSavepoint)
+    }
 }
 
 impl Drop for WriteTxn {
