@@ -166,7 +166,7 @@ pub use multimap::{
     Multimap, MultimapKeys, MultimapMut, MultimapPair, MultimapPairs, MultimapValues,
 };
 pub use registry::ReaderInfo;
-pub use table::{Cursor, Entry, Range, Table, TableMut, TableStat};
+pub use table::{Cursor, CursorMut, Drain, Entry, Range, Table, TableMut, TableStat};
 pub use txn::{OwnedEntry, OwnedRange};
 pub use txn::{ReadTxn, Savepoint, SetAside, Stat, WriteTxn};
 pub use typed::{

@@ -1,5 +1,9 @@
 //! Tables, their cursors and ranges, and the catalog that names them.
 
+mod write_cursor;
+
+pub use write_cursor::{CursorMut, Drain};
+
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
@@ -531,6 +535,34 @@ impl<'txn> TableMut<'txn> {
             removed += 1;
             start = Bound::Excluded(key);
         }
+    }
+
+    /// A cursor that can remove or replace the entry under it and go on
+    /// (see [`CursorMut`]).
+    pub fn cursor_mut(&mut self) -> CursorMut<'_, 'txn> {
+        CursorMut::new(self)
+    }
+
+    /// The entries whose keys lie in `range`, each removed as the iterator
+    /// takes it and handed out copied (see [`Drain`]: what it has not taken
+    /// when dropped stays). Errors as for [`remove`](TableMut::remove).
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # // SAFETY: the file is this example's own.
+    /// # let db = unsafe { larch::Database::open(dir.path().join("db")) }.unwrap();
+    /// let mut w = db.begin_write()?;
+    /// let mut queue = w.open_table("queue")?;
+    /// for i in 0u8..10 {
+    ///     queue.insert(&[i], b"job")?;
+    /// }
+    /// let batch: Vec<(Vec<u8>, Vec<u8>)> = queue.drain(..).take(4).collect::<Result<_, _>>()?;
+    /// assert_eq!(batch.len(), 4);
+    /// assert_eq!(queue.len(), 6);
+    /// # Ok::<(), larch::Error>(())
+    /// ```
+    pub fn drain<'k>(&mut self, range: impl RangeBounds<&'k [u8]>) -> Drain<'_, 'txn> {
+        Drain::new(self, range)
     }
 
     /// Removes every entry whose key starts with `prefix`; returns how many
