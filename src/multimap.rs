@@ -187,6 +187,12 @@ pub struct Multimap<'txn> {
 
 impl<'txn> Multimap<'txn> {
     reads!('txn);
+
+    /// The figures of the table's tree ([`Table::stat`]): its `entries`
+    /// count the heads (one per key) and the pair total besides the pairs.
+    pub fn stat(&self) -> Result<crate::TableStat> {
+        self.inner.stat()
+    }
 }
 
 /// A multimap table in a write transaction. Reads see the transaction's
@@ -208,48 +214,85 @@ impl MultimapMut<'_> {
     /// ([`Error::KeyTooLarge`], which changes nothing).
     pub fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<bool> {
         let stored = checked_pair(key, value)?;
-        if self.inner.insert(&stored, &[])? {
+        if self.inner.get(&stored)?.is_some() {
             return Ok(false);
         }
-        self.add(&head(key), 1)?;
-        self.add(&[], 1)?;
+        // The counts are read, and checked, before anything changes: a
+        // damaged one fails the call and leaves the transaction as it was.
+        let head = head(key);
+        let (count, total) = (self.counted(&head, 1)?, self.counted(&[], 1)?);
+        self.inner.insert(&stored, &[])?;
+        self.set_count(&head, count)?;
+        self.set_count(&[], total)?;
         Ok(true)
     }
 
     /// Removes `value` from the values of `key`; returns whether it was
     /// there.
     pub fn remove(&mut self, key: &[u8], value: &[u8]) -> Result<bool> {
-        if !self.inner.remove(&pair(key, value))? {
+        let stored = pair(key, value);
+        if stored.len() > MAX_KEY || self.inner.get(&stored)?.is_none() {
             return Ok(false);
         }
-        self.add(&head(key), -1)?;
-        self.add(&[], -1)?;
+        let head = head(key);
+        let (count, total) = (self.counted(&head, -1)?, self.counted(&[], -1)?);
+        if !self.inner.remove(&stored)? {
+            return self.inner.fail_with(Error::Corrupted {
+                page: 0,
+                reason: "a multimap pair found was not there to remove",
+            });
+        }
+        self.set_count(&head, count)?;
+        self.set_count(&[], total)?;
         Ok(true)
     }
 
     /// Removes every value of `key`, in bounded memory however many it
     /// has; returns how many.
     pub fn remove_all(&mut self, key: &[u8]) -> Result<u64> {
+        let head = head(key);
+        let count = count_of(self.inner.get(&head)?)?;
+        if count == 0 {
+            return Ok(0);
+        }
+        let total = match self.count_at(&[])?.checked_sub(count) {
+            Some(total) => total,
+            None => return corrupted(0, "a multimap key has more values than the table"),
+        };
         let (start, end) = pairs_of(key);
         let removed = self.inner.remove_range(&start[..]..&end[..])?;
-        if removed > 0 {
-            self.inner.remove(&head(key))?;
-            self.add(&[], -(removed as i64))?;
+        if removed != count {
+            return self.inner.fail_with(Error::Corrupted {
+                page: 0,
+                reason: "a multimap key's count differs from its values",
+            });
         }
+        self.set_count(&head, 0)?;
+        self.set_count(&[], total)?;
         Ok(removed)
     }
 
-    /// Adds `by` to the count at `at` (a head, or the empty key for the
-    /// pairs), removing it at zero.
-    fn add(&mut self, at: &[u8], by: i64) -> Result<()> {
-        let now = count_of(self.inner.get(at)?)?;
-        let Some(new) = now.checked_add_signed(by) else {
-            return corrupted(0, "a multimap count would go below zero");
-        };
-        if new == 0 {
+    /// The count at `at`.
+    fn count_at(&self, at: &[u8]) -> Result<u64> {
+        count_of(self.inner.get(at)?)
+    }
+
+    /// The count at `at` (a head, or the empty key for the pairs) with
+    /// `by` added, checked.
+    fn counted(&self, at: &[u8], by: i64) -> Result<u64> {
+        match self.count_at(at)?.checked_add_signed(by) {
+            Some(n) => Ok(n),
+            None if by < 0 => corrupted(0, "a multimap count would go below zero"),
+            None => corrupted(0, "a multimap count would overflow"),
+        }
+    }
+
+    /// Stores `n` as the count at `at`, removing it at zero.
+    fn set_count(&mut self, at: &[u8], n: u64) -> Result<()> {
+        if n == 0 {
             self.inner.remove(at)?;
         } else {
-            self.inner.insert(at, &new.to_le_bytes())?;
+            self.inner.insert(at, &n.to_le_bytes())?;
         }
         Ok(())
     }

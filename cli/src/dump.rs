@@ -85,6 +85,7 @@ pub fn write_header(
     format: Format,
     database: Option<&str>,
     mapsize: u64,
+    duplicates: bool,
 ) -> io::Result<()> {
     writeln!(out, "VERSION=3")?;
     match format {
@@ -95,6 +96,10 @@ pub fn write_header(
         writeln!(out, "database={name}")?;
     }
     writeln!(out, "type=btree")?;
+    if duplicates {
+        // A multimap: LMDB's sorted duplicates (`MDB_DUPSORT`).
+        writeln!(out, "duplicates=1")?;
+    }
     writeln!(out, "mapsize={mapsize}")?;
     writeln!(out, "HEADER=END")
 }
@@ -242,6 +247,8 @@ pub struct Header {
     /// The line of the `database=` name, if any.
     pub database_line: Option<usize>,
     pub format: Format,
+    /// `duplicates=1`: a key may repeat (a multimap, LMDB's dupsort).
+    pub duplicates: bool,
     /// The line the section starts on.
     pub line: usize,
 }
@@ -312,6 +319,7 @@ impl<R: BufRead> Reader<R> {
         }
         let start = self.line;
         let (mut version, mut format, mut database) = (None, Format::Hex, None);
+        let mut duplicates = false;
         let mut database_line = None;
         while self.buf != b"HEADER=END" {
             let text = String::from_utf8_lossy(&self.buf).into_owned();
@@ -343,9 +351,11 @@ impl<R: BufRead> Reader<R> {
                 "type" if value != "btree" => {
                     return self.fail(self.line, "only type=btree is supported");
                 }
-                "duplicates" if value != "0" => {
-                    return self.fail(self.line, "duplicate keys (dupsort) are not supported");
-                }
+                "duplicates" => match value {
+                    "0" => duplicates = false,
+                    "1" => duplicates = true,
+                    _ => return self.fail(self.line, "duplicates is 0 or 1"),
+                },
                 // mapsize, maxreaders, db_pagesize and the like: LMDB's own.
                 _ => {}
             }
@@ -361,6 +371,7 @@ impl<R: BufRead> Reader<R> {
             database,
             database_line,
             format,
+            duplicates,
             line: start,
         }))
     }
@@ -520,7 +531,7 @@ mod tests {
                 .collect();
             let mut out = Vec::new();
             for (name, pairs) in &tables {
-                write_header(&mut out, format, name.as_deref(), 1 << 20).unwrap();
+                write_header(&mut out, format, name.as_deref(), 1 << 20, false).unwrap();
                 for (k, v) in pairs {
                     write_item(&mut out, k, format).unwrap();
                     write_item(&mut out, v, format).unwrap();
@@ -584,7 +595,11 @@ mod tests {
                 4,
                 "backslash",
             ),
-            ("VERSION=3\nduplicates=1\nHEADER=END\n", 2, "dupsort"),
+            (
+                "VERSION=3\nduplicates=2\nHEADER=END\n",
+                2,
+                "duplicates is 0 or 1",
+            ),
             ("VERSION=3\ntype=hash\nHEADER=END\n", 2, "btree"),
             ("VERSION=3\r\nHEADER=END\r\n", 1, "carriage return (CRLF"),
             (

@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use larch::{Database, Options, ReadTxn};
+use larch::{Database, Options, ReadTxn, TableKind};
 
 use dump::Format;
 use output::Output;
@@ -522,10 +522,19 @@ fn stat(path: &Path, table: Option<&str>) -> Res<ExitCode> {
     // The count includes this command's own transaction.
     s.live_readers = s.live_readers.saturating_sub(1);
     let table_line = |name: &str| -> Res<String> {
-        let t = txn.open_table(name)?;
-        let st = t.stat()?;
+        let (kind, st) = match txn.table_kind(name)? {
+            Some(TableKind::Multimap) => {
+                let m = txn.open_multimap(name)?;
+                (format!(" (multimap, {} pairs)", m.len()?), m.stat()?)
+            }
+            Some(TableKind::Typed { key, value }) => (
+                format!(" ({key} -> {value})"),
+                txn.open_table(name)?.stat()?,
+            ),
+            _ => (String::new(), txn.open_table(name)?.stat()?),
+        };
         Ok(format!(
-            "{name:?}: {} entries, depth {}, {} branch, {} leaf, {} overflow pages, \
+            "{name:?}{kind}: {} entries, depth {}, {} branch, {} leaf, {} overflow pages, \
              {} packed values ({} bytes)",
             st.entries,
             st.depth,
@@ -635,8 +644,20 @@ fn dump_table(
     format: Format,
     mapsize: u64,
 ) -> Res<()> {
+    if txn.table_kind(name)? == Some(TableKind::Multimap) {
+        // Each pair on its own, the key repeated: `mdb_load` makes it a
+        // dupsort database, `larch load` a multimap again.
+        let m = txn.open_multimap(name)?;
+        dump::write_header(out, format, Some(name), mapsize, true)?;
+        for pair in m.iter()? {
+            let (k, v) = pair?;
+            dump::write_item(out, &k, format)?;
+            dump::write_item(out, v, format)?;
+        }
+        return Ok(dump::write_footer(out)?);
+    }
     let t = txn.open_table(name)?;
-    dump::write_header(out, format, Some(name), mapsize)?;
+    dump::write_header(out, format, Some(name), mapsize, false)?;
     for entry in t.iter()? {
         let (k, v) = entry?;
         dump::write_item(out, k, format)?;
@@ -667,7 +688,9 @@ fn dump_cmd(
                 "table {name:?}: a name with a line break cannot be written in the dump format"
             ));
         }
-        txn.open_table(name)?;
+        if txn.table_kind(name)?.is_none() {
+            return Err(larch::Error::TableNotFound(name.clone()).into());
+        }
     }
     let dump_all = |out: &mut dyn Write| -> Res<()> {
         let mut out = BufWriter::new(out);
@@ -723,7 +746,7 @@ fn load_cmd(path: &Path, table: Option<&str>, file: Option<&Path>, no_wait: bool
             }
         };
         sections += 1;
-        let mut t = txn.open_table(&name).map_err(|e| {
+        let name_error = |e: larch::Error| {
             // The name is a key of the catalog, but to the user a table name.
             let e = match e {
                 larch::Error::KeyTooLarge { len, max } => {
@@ -736,18 +759,25 @@ fn load_cmd(path: &Path, table: Option<&str>, file: Option<&Path>, no_wait: bool
                 (None, Some(line)) => nothing(format!("line {line}: {e}")),
                 (None, None) => nothing(e),
             }
-        })?;
+        };
+        let pair_error = |e: larch::Error, line: usize| match e {
+            // The value is on the line read last, its key on the one before.
+            larch::Error::KeyTooLarge { .. } => nothing(format!("line {}: {e}", line - 1)),
+            larch::Error::ValueTooLarge { .. } => nothing(format!("line {line}: {e}")),
+            e => nothing(e.to_string()),
+        };
+        if h.duplicates {
+            // A dupsort section: a multimap, each pair added.
+            let mut m = txn.open_multimap(&name).map_err(name_error)?;
+            while let Some((k, v)) = reader.next_pair().map_err(|e| nothing(e.to_string()))? {
+                m.insert(&k, &v).map_err(|e| pair_error(e, reader.line()))?;
+                entries += 1;
+            }
+            continue;
+        }
+        let mut t = txn.open_table(&name).map_err(name_error)?;
         while let Some((k, v)) = reader.next_pair().map_err(|e| nothing(e.to_string()))? {
-            t.insert(&k, &v).map_err(|e| match e {
-                // The value is on the line read last, its key on the one before.
-                larch::Error::KeyTooLarge { .. } => {
-                    nothing(format!("line {}: {e}", reader.line() - 1))
-                }
-                larch::Error::ValueTooLarge { .. } => {
-                    nothing(format!("line {}: {e}", reader.line()))
-                }
-                e => nothing(e.to_string()),
-            })?;
+            t.insert(&k, &v).map_err(|e| pair_error(e, reader.line()))?;
             entries += 1;
         }
     }

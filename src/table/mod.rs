@@ -579,6 +579,14 @@ impl<'txn> TableMut<'txn> {
         self.range((Bound::Included(prefix), borrowed(&end)))
     }
 
+    /// Fails the transaction with `e`, found after a change of this table
+    /// began (a layer above the tree that changes it in several steps):
+    /// from then on every call refuses, as after a failed change.
+    pub(crate) fn fail_with<T>(&mut self, e: Error) -> Result<T> {
+        self.hint.clear();
+        self.pages.outcome(Err(e))
+    }
+
     /// After a failed change: no hint survives it, and `len` goes on
     /// reporting the count from before the call (everything else refuses).
     fn failed(&mut self, before: TableDesc) {

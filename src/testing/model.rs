@@ -16,7 +16,8 @@ pub fn read_model(db: &Database) -> Result<Model> {
 pub fn read_snapshot(r: &ReadTxn) -> Result<Model> {
     let mut model = Model::new();
     for name in r.list_tables()? {
-        let table = r.open_table(&name)?;
+        // Every kind, as the byte API sees its tree.
+        let table = r.open_any(&name)?;
         let mut entries = BTreeMap::new();
         for e in table.iter()? {
             let (k, v) = e?;

@@ -11,5 +11,5 @@ mod write;
 pub(crate) use self::core::{Core, HighWaters, WriterState, publish_snapshot, read_meta};
 pub use owned::{OwnedEntry, OwnedRange};
 pub(crate) use read::Snapshot;
-pub use read::{ReadTxn, SetAside, Stat};
+pub use read::{ReadTxn, SetAside, Stat, TableKind};
 pub use write::{Savepoint, WriteTxn};

@@ -68,6 +68,24 @@ pub struct Stat {
     pub set_aside: Option<SetAside>,
 }
 
+/// What a table is, from [`ReadTxn::table_kind`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum TableKind {
+    /// A table of the byte API ([`ReadTxn::open_table`]).
+    Bytes,
+    /// A typed table ([`ReadTxn::open_typed`]), with the names of its key
+    /// and value types.
+    Typed {
+        /// The key type's name.
+        key: String,
+        /// The value type's name.
+        value: String,
+    },
+    /// A multimap table ([`ReadTxn::open_multimap`]).
+    Multimap,
+}
+
 /// A meta slot that open did not use: it was newer than the commit open
 /// used but failed validation (a torn commit, a free list that cannot be
 /// read, a failed integrity check under [`Options::verify`]), or it did not
@@ -213,6 +231,33 @@ impl ReadTxn {
             return Ok(None);
         }
         catalog_get(self.view(), &self.snap.meta.catalog, name)
+    }
+
+    /// What kind of table `name` is, `None` if it does not exist: a table
+    /// of the byte API, a typed table (with its types' names) or a
+    /// multimap. Tools that walk every table ask before opening each with
+    /// its API.
+    pub fn table_kind(&self, name: &str) -> Result<Option<TableKind>> {
+        Ok(self
+            .table_entry(name)?
+            .map(|e| match (e.types, e.multimap) {
+                (_, true) => TableKind::Multimap,
+                (Some(t), false) => TableKind::Typed {
+                    key: t.key,
+                    value: t.value,
+                },
+                (None, false) => TableKind::Bytes,
+            }))
+    }
+
+    /// Opens table `name` whatever its kind, as the byte API sees its tree
+    /// (the suites' raw view).
+    #[cfg(feature = "testing")]
+    pub(crate) fn open_any(&self, name: &str) -> Result<Table<'_>> {
+        let Some(entry) = self.table_entry(name)? else {
+            return Err(Error::TableNotFound(name.to_owned()));
+        };
+        self.open_table_as(name, Shape::As(&entry))
     }
 
     /// Whether table `name` exists in this snapshot.
