@@ -41,13 +41,7 @@ fn value(rng: &mut Rng, ps: usize) -> Vec<u8> {
 }
 
 fn pairs_of(model: &Model, range: (Bound<&[u8]>, Bound<&[u8]>)) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let inverted = match range {
-        (Bound::Included(s), Bound::Included(e)) => s > e,
-        (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e))
-        | (Bound::Excluded(s), Bound::Included(e)) => s >= e,
-        _ => false,
-    };
-    if inverted {
+    if common::inverted(range.0, range.1) {
         return Vec::new();
     }
     model

@@ -76,16 +76,10 @@ fn pairs(it: impl Iterator<Item = larch::Result<OwnedEntry>>) -> Vec<(Vec<u8>, V
 }
 
 fn expected(model: &Model, start: Bound<&[u8]>, end: Bound<&[u8]>) -> Vec<(Vec<u8>, Vec<u8>)> {
-    let bounds = (start.map(|k| k.to_vec()), end.map(|k| k.to_vec()));
-    let inverted = match (&bounds.0, &bounds.1) {
-        (Bound::Included(s), Bound::Included(e)) => s > e,
-        (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e))
-        | (Bound::Excluded(s), Bound::Included(e)) => s >= e,
-        _ => false,
-    };
-    if inverted {
+    if common::inverted(start, end) {
         return Vec::new();
     }
+    let bounds = (start.map(|k| k.to_vec()), end.map(|k| k.to_vec()));
     model
         .range(bounds)
         .map(|(k, v)| (k.clone(), v.clone()))

@@ -199,6 +199,22 @@ fn fixed_field<T: Value + ?Sized>(bytes: &[u8], width: usize) -> Result<&[u8]> {
     }
 }
 
+/// `Key` for a type whose encoding has a fixed width: a field is its
+/// encoding as it is, and says where it ends by its width.
+macro_rules! fixed_width_key {
+    ($t:ty, $width:expr) => {
+        impl Key for $t {
+            fn encode_field(value: &$t, out: &mut Vec<u8>) {
+                Self::encode(value, out);
+            }
+            fn decode_field(bytes: &[u8]) -> Result<($t, usize)> {
+                let width = $width;
+                Ok((Self::decode(fixed_field::<$t>(bytes, width)?)?, width))
+            }
+        }
+    };
+}
+
 macro_rules! unsigned {
     ($($t:ty),*) => {$(
         /// Big-endian: the bytes sort as the numbers do.
@@ -218,15 +234,7 @@ macro_rules! unsigned {
             }
         }
 
-        impl Key for $t {
-            fn encode_field(value: &$t, out: &mut Vec<u8>) {
-                Self::encode(value, out);
-            }
-            fn decode_field(bytes: &[u8]) -> Result<($t, usize)> {
-                let width = size_of::<$t>();
-                Ok((Self::decode(fixed_field::<$t>(bytes, width)?)?, width))
-            }
-        }
+        fixed_width_key!($t, size_of::<$t>());
     )*};
 }
 
@@ -253,15 +261,7 @@ macro_rules! signed {
             }
         }
 
-        impl Key for $t {
-            fn encode_field(value: &$t, out: &mut Vec<u8>) {
-                Self::encode(value, out);
-            }
-            fn decode_field(bytes: &[u8]) -> Result<($t, usize)> {
-                let width = size_of::<$t>();
-                Ok((Self::decode(fixed_field::<$t>(bytes, width)?)?, width))
-            }
-        }
+        fixed_width_key!($t, size_of::<$t>());
     )*};
 }
 
@@ -285,14 +285,7 @@ impl Value for bool {
     }
 }
 
-impl Key for bool {
-    fn encode_field(value: &bool, out: &mut Vec<u8>) {
-        Self::encode(value, out);
-    }
-    fn decode_field(bytes: &[u8]) -> Result<(bool, usize)> {
-        Ok((Self::decode(fixed_field::<bool>(bytes, 1)?)?, 1))
-    }
-}
+fixed_width_key!(bool, 1);
 
 /// No bytes: a table of keys alone (a set).
 impl Value for () {

@@ -123,6 +123,18 @@ pub fn show_key(k: &[u8]) -> String {
 }
 
 /// Shuffles `v` in place (Fisher-Yates).
+/// Whether a range with these bounds holds no key (its start past its
+/// end): a `BTreeMap` panics on such a range, larch gives nothing.
+pub fn inverted(start: std::ops::Bound<&[u8]>, end: std::ops::Bound<&[u8]>) -> bool {
+    use std::ops::Bound;
+    match (start, end) {
+        (Bound::Included(s), Bound::Included(e)) => s > e,
+        (Bound::Included(s) | Bound::Excluded(s), Bound::Excluded(e))
+        | (Bound::Excluded(s), Bound::Included(e)) => s >= e,
+        _ => false,
+    }
+}
+
 pub fn shuffle<T>(v: &mut [T], rng: &mut Rng) {
     for i in (1..v.len()).rev() {
         v.swap(i, rng.below(i as u64 + 1) as usize);
