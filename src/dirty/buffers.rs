@@ -1,5 +1,8 @@
 //! The write transaction's private page buffers.
 
+use std::ops::Range;
+
+use super::journal::Journal;
 use crate::error::{Result, corrupted};
 use crate::format::page::{PageId, PageMap};
 
@@ -11,10 +14,9 @@ pub(crate) struct Buffers {
     map: PageMap<Box<[u8]>>,
     /// One journal per savepoint of the transaction, oldest first: for each
     /// buffer changed since that savepoint (and before the next), what it
-    /// held at the savepoint (`None`: there was none). Only the newest
-    /// journal records; restoring a savepoint plays the journals back from
-    /// the newest down to its own.
-    journals: Vec<PageMap<Option<Box<[u8]>>>>,
+    /// held at the savepoint. Only the newest journal records; restoring a
+    /// savepoint plays the journals back from the newest down to its own.
+    journals: Vec<Journal>,
 }
 
 impl Buffers {
@@ -26,21 +28,19 @@ impl Buffers {
         }
     }
 
-    /// Before buffer `id` changes: the newest journal keeps what it holds
-    /// now, the first time only.
+    /// Before buffer `id` changes as a whole: the newest journal keeps what
+    /// it holds now, the first time only.
     #[inline]
     fn note(&mut self, id: PageId) {
         if let Some(journal) = self.journals.last_mut() {
-            journal
-                .entry(id)
-                .or_insert_with(|| self.map.get(&id).cloned());
+            journal.whole(id, self.map.get(&id).map(|b| &b[..]), self.page_size);
         }
     }
 
     /// A savepoint: changes from now on are journaled, so that
     /// `restore(level)` undoes them; returns its level (journals below it).
     pub(crate) fn savepoint(&mut self) -> usize {
-        self.journals.push(PageMap::default());
+        self.journals.push(Journal::default());
         self.journals.len() - 1
     }
 
@@ -50,14 +50,9 @@ impl Buffers {
     pub(crate) fn restore(&mut self, level: usize) {
         while self.journals.len() > level {
             let journal = self.journals.pop().expect("above the level");
-            for (id, old) in journal {
-                match old {
-                    Some(buf) => self.map.insert(id, buf),
-                    None => self.map.remove(&id),
-                };
-            }
+            journal.undo(&mut self.map, self.page_size);
         }
-        self.journals.push(PageMap::default());
+        self.journals.push(Journal::default());
     }
 
     /// Forgets the savepoint of `level` without undoing anything: its
@@ -69,9 +64,7 @@ impl Buffers {
         }
         let journal = self.journals.remove(level);
         if let Some(below) = level.checked_sub(1).map(|l| &mut self.journals[l]) {
-            for (id, old) in journal {
-                below.entry(id).or_insert(old);
-            }
+            journal.merge_into(below, self.page_size);
         }
     }
 
@@ -82,9 +75,7 @@ impl Buffers {
 
     /// Bytes the journals keep.
     pub(crate) fn journal_bytes(&self) -> usize {
-        (self.journals.iter().flat_map(|j| j.values()))
-            .map(|old| old.as_ref().map_or(0, |b| b.len()))
-            .sum()
+        self.journals.iter().map(Journal::bytes).sum()
     }
 
     pub(crate) fn page_size(&self) -> usize {
@@ -116,6 +107,20 @@ impl Buffers {
         self.map.get_mut(&id).map(|buf| &mut buf[..])
     }
 
+    /// Bytes `range` of the buffer starting at page `id`, for writing in
+    /// place: a savepoint's journal keeps only the pages they lie on.
+    /// `None` when there is no such buffer or it is shorter.
+    pub(crate) fn range_mut(&mut self, id: PageId, range: Range<usize>) -> Option<&mut [u8]> {
+        let buf = self.map.get_mut(&id)?;
+        if range.start > range.end || range.end > buf.len() {
+            return None;
+        }
+        if let Some(journal) = self.journals.last_mut() {
+            journal.part(id, buf, range.clone(), self.page_size);
+        }
+        Some(&mut buf[range])
+    }
+
     /// Every buffer's first page and length in pages, in no particular order.
     pub(crate) fn spans(&self) -> impl Iterator<Item = (PageId, usize)> + '_ {
         self.map
@@ -133,7 +138,11 @@ impl Buffers {
     /// Makes the buffer at page `id` `pages` pages long: shortened, or
     /// lengthened with zeros.
     pub(crate) fn resize(&mut self, id: PageId, pages: usize) {
-        self.note(id);
+        if let Some(buf) = self.map.get(&id)
+            && let Some(journal) = self.journals.last_mut()
+        {
+            journal.resized(id, buf, pages * self.page_size, self.page_size);
+        }
         if let Some(buf) = self.map.get_mut(&id) {
             let mut v = std::mem::take(buf).into_vec();
             v.resize(pages * self.page_size, 0);
@@ -148,7 +157,7 @@ impl Buffers {
         };
         // The journal takes the buffer itself: no copy.
         if let Some(journal) = self.journals.last_mut() {
-            journal.entry(id).or_insert(Some(buf));
+            journal.removed(id, buf, self.page_size);
         }
         true
     }

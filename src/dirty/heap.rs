@@ -83,10 +83,10 @@ impl Heap {
                     )?
                 {
                     bufs.resize(o.first, pages as usize);
-                    let Some(buf) = bufs.get_mut(o.first) else {
+                    let Some(head) = bufs.range_mut(o.first, 0..SEGMENT_DATA) else {
                         return corrupted(o.first, "the open segment has no buffer");
                     };
-                    set_run_pages(buf, pages as u32);
+                    set_run_pages(head, pages as u32);
                     o.pages = pages;
                     self.changes.entry(o.first).or_default().pages = Some(pages);
                     true
@@ -142,10 +142,10 @@ impl Heap {
         }
         let open = self.open.as_mut().expect("opened above");
         let off = open.used;
-        let Some(buf) = bufs.get_mut(open.first) else {
+        let Some(at) = bufs.range_mut(open.first, off..off + value.len()) else {
             return corrupted(open.first, "the open segment has no buffer");
         };
-        buf[off..off + value.len()].copy_from_slice(value);
+        at.copy_from_slice(value);
         open.used += value.len();
         self.packed += value.len() as u64;
         self.own.insert((open.first, off as u32));
@@ -215,10 +215,10 @@ impl Heap {
         let keep = open.used.div_ceil(ps) as u64;
         if keep < open.pages {
             bufs.resize(open.first, keep as usize);
-            let Some(buf) = bufs.get_mut(open.first) else {
+            let Some(head) = bufs.range_mut(open.first, 0..SEGMENT_DATA) else {
                 return corrupted(open.first, "the open segment has no buffer");
             };
-            set_run_pages(buf, keep as u32);
+            set_run_pages(head, keep as u32);
             alloc.give_back(open.first + keep, open.pages - keep)?;
             self.changes.entry(open.first).or_default().pages = Some(keep);
         }

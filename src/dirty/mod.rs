@@ -20,6 +20,7 @@
 mod alloc;
 mod buffers;
 mod heap;
+mod journal;
 mod pages;
 
 pub(crate) use buffers::Buffers;

@@ -264,17 +264,27 @@ impl<'a> TxnPages<'a> {
         self.dirty.outcome(r)
     }
 
-    /// The pages as the transaction sees them.
-    #[inline]
-    /// The whole dirty buffer starting at page `id` (a node, a run or a
-    /// segment this transaction wrote), for writing in place.
-    pub(crate) fn buffer_mut(&mut self, id: PageId) -> Result<&mut [u8]> {
-        match self.dirty.bufs.get_mut(id) {
-            Some(buf) => Ok(buf),
-            None => corrupted(id, "no buffer of this transaction starts here"),
+    /// Whether the dirty buffer starting at page `id` holds bytes `range`.
+    pub(crate) fn holds(&self, id: PageId, range: &std::ops::Range<usize>) -> bool {
+        (self.dirty.bufs.get(id)).is_some_and(|b| range.start <= range.end && range.end <= b.len())
+    }
+
+    /// Bytes `range` of the dirty buffer starting at page `id` (a run or a
+    /// segment this transaction wrote), for writing in place; corruption
+    /// if there is no such buffer or it is shorter.
+    pub(crate) fn buffer_mut(
+        &mut self,
+        id: PageId,
+        range: std::ops::Range<usize>,
+    ) -> Result<&mut [u8]> {
+        match self.dirty.bufs.range_mut(id, range) {
+            Some(bytes) => Ok(bytes),
+            None => corrupted(id, "a value past its transaction's buffer"),
         }
     }
 
+    /// The pages as the transaction sees them.
+    #[inline]
     pub(crate) fn view(&self) -> DirtyView<'_> {
         self.dirty.view(self.pager)
     }

@@ -370,18 +370,16 @@ impl<'txn> TableMut<'txn> {
                 return self.pages.outcome(Err(e));
             }
         };
-        let end = place.at.checked_add(place.len);
-        let fits = match self.pages.buffer_mut(place.first) {
-            Ok(buf) => end.is_some_and(|end| end <= buf.len()),
-            Err(_) => false,
+        let range = match place.at.checked_add(place.len) {
+            Some(end) => place.at..end,
+            None => place.at..usize::MAX,
         };
-        if !fits {
+        if !self.pages.holds(place.first, &range) {
             self.failed(before);
             let e = corrupted(place.first, "a value past its transaction's buffer");
             return self.pages.outcome(e);
         }
-        let buf = self.pages.buffer_mut(place.first)?;
-        Ok(&mut buf[place.at..place.at + place.len])
+        self.pages.buffer_mut(place.first, range)
     }
 
     /// Removes `key` and returns its value, copied out (the place it had is
