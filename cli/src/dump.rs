@@ -97,8 +97,11 @@ pub fn write_header(
     }
     writeln!(out, "type=btree")?;
     if duplicates {
-        // A multimap: LMDB's sorted duplicates (`MDB_DUPSORT`).
+        // A multimap: LMDB's sorted duplicates (`MDB_DUPSORT`), as
+        // `mdb_dump` writes them: `duplicates=1`, then the database flag
+        // `dupsort=1`, which is what `mdb_load` reads.
         writeln!(out, "duplicates=1")?;
+        writeln!(out, "dupsort=1")?;
     }
     writeln!(out, "mapsize={mapsize}")?;
     writeln!(out, "HEADER=END")
@@ -351,10 +354,12 @@ impl<R: BufRead> Reader<R> {
                 "type" if value != "btree" => {
                     return self.fail(self.line, "only type=btree is supported");
                 }
-                "duplicates" => match value {
-                    "0" => duplicates = false,
+                // LMDB's database flag (`dupsort`) or the dump's own mark
+                // (`duplicates`): either makes the section a multimap.
+                "duplicates" | "dupsort" => match value {
+                    "0" => {}
                     "1" => duplicates = true,
-                    _ => return self.fail(self.line, "duplicates is 0 or 1"),
+                    _ => return self.fail(self.line, "duplicates and dupsort are 0 or 1"),
                 },
                 // mapsize, maxreaders, db_pagesize and the like: LMDB's own.
                 _ => {}
@@ -598,7 +603,7 @@ mod tests {
             (
                 "VERSION=3\nduplicates=2\nHEADER=END\n",
                 2,
-                "duplicates is 0 or 1",
+                "duplicates and dupsort are 0 or 1",
             ),
             ("VERSION=3\ntype=hash\nHEADER=END\n", 2, "btree"),
             ("VERSION=3\r\nHEADER=END\r\n", 1, "carriage return (CRLF"),

@@ -645,8 +645,8 @@ fn dump_table(
     mapsize: u64,
 ) -> Res<()> {
     if txn.table_kind(name)? == Some(TableKind::Multimap) {
-        // Each pair on its own, the key repeated: `mdb_load` makes it a
-        // dupsort database, `larch load` a multimap again.
+        // Each pair on its own, the key repeated, marked `dupsort=1`:
+        // `mdb_load` makes it a dupsort database, `larch load` a multimap.
         let m = txn.open_multimap(name)?;
         dump::write_header(out, format, Some(name), mapsize, true)?;
         for pair in m.iter()? {
@@ -770,7 +770,18 @@ fn load_cmd(path: &Path, table: Option<&str>, file: Option<&Path>, no_wait: bool
             // A dupsort section: a multimap, each pair added.
             let mut m = txn.open_multimap(&name).map_err(name_error)?;
             while let Some((k, v)) = reader.next_pair().map_err(|e| nothing(e.to_string()))? {
-                m.insert(&k, &v).map_err(|e| pair_error(e, reader.line()))?;
+                m.insert(&k, &v).map_err(|e| match e {
+                    // A pair is one key of the tree: the key and the value
+                    // together, so the value's line (read last) overflows.
+                    larch::Error::KeyTooLarge { max, .. } => nothing(format!(
+                        "line {}: a value of {} bytes is too long for its {}-byte key: a \
+                         multimap pair holds {max} bytes with its framing",
+                        reader.line(),
+                        v.len(),
+                        k.len()
+                    )),
+                    e => pair_error(e, reader.line()),
+                })?;
                 entries += 1;
             }
             continue;

@@ -1001,7 +1001,7 @@ fn dupsort_sections_load_and_dump_as_multimaps() {
     let again = ok(&["dump", s(&a)]);
     // The pairs come back in key then value order: `k` with `a` and `b`.
     let want = "VERSION=3\nformat=bytevalue\ndatabase=plain\ntype=btree\nHEADER=END\n 6b\n 76\nDATA=END\n\
-                VERSION=3\nformat=bytevalue\ndatabase=tags\ntype=btree\nduplicates=1\nHEADER=END\n \
+                VERSION=3\nformat=bytevalue\ndatabase=tags\ntype=btree\nduplicates=1\ndupsort=1\nHEADER=END\n \
                 00\n 01\n 6b\n 61\n 6b\n 62\n 6b00\n 7a\nDATA=END\n";
     assert_eq!(strip_mapsize(&again), strip_mapsize(want));
     let out = larch_with_input(&["load", s(&b)], Some(again.as_bytes()));

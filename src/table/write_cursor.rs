@@ -30,7 +30,10 @@ enum Place {
 /// A cursor over a table of a write transaction that can remove or
 /// replace the entry under it and go on, from
 /// [`TableMut::cursor_mut`]. It moves as a [`Cursor`](crate::Cursor) does;
-/// an entry it returns borrows it until the next call.
+/// an entry it returns borrows it until the next call. Once it has removed
+/// or replaced an entry, a move that fails (a damaged page) fails the
+/// transaction, as [`TableMut::remove_range`] does: half a walk of changes
+/// never commits.
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
@@ -57,6 +60,10 @@ enum Place {
 pub struct CursorMut<'a, 'txn> {
     table: &'a mut TableMut<'txn>,
     place: Place,
+    /// The cursor removed or replaced an entry: from then on a move that
+    /// fails (a damaged page) fails the transaction too, as a failed
+    /// `remove_range` does, so that half a walk of changes cannot commit.
+    changed: bool,
 }
 
 impl<'a, 'txn> CursorMut<'a, 'txn> {
@@ -64,6 +71,7 @@ impl<'a, 'txn> CursorMut<'a, 'txn> {
         CursorMut {
             table,
             place: Place::Unset,
+            changed: false,
         }
     }
 
@@ -98,7 +106,11 @@ impl<'a, 'txn> CursorMut<'a, 'txn> {
         forward: bool,
     ) -> Result<Option<Entry<'_>>> {
         self.table.pages.live()?;
-        let found = self.find(bounds, forward)?.map(|(k, _)| k.to_vec());
+        let found = match self.find(bounds, forward) {
+            Ok(found) => found.map(|(k, _)| k.to_vec()),
+            Err(e) if self.changed => return self.table.pages.outcome(Err(e)),
+            Err(e) => return Err(e),
+        };
         self.settle(found, forward)
     }
 
@@ -141,10 +153,10 @@ impl<'a, 'txn> CursorMut<'a, 'txn> {
     /// The entry under the cursor: `None` before the first move, past
     /// either end, and after [`remove_current`](CursorMut::remove_current).
     pub fn current(&self) -> Result<Option<Entry<'_>>> {
+        self.table.pages.live()?;
         let Place::On(key) = &self.place else {
             return Ok(None);
         };
-        self.table.pages.live()?;
         let at = Bound::Included(&key[..]);
         match self.find((at, at), true)? {
             Some(entry) => Ok(Some(entry)),
@@ -158,10 +170,12 @@ impl<'a, 'txn> CursorMut<'a, 'txn> {
     /// The cursor stays where it was: `next` goes to the entry after it,
     /// `prev` to the one before. Errors as for [`TableMut::remove`].
     pub fn remove_current(&mut self) -> Result<bool> {
+        self.table.pages.live()?;
         let Place::On(key) = &self.place else {
             return Ok(false);
         };
         let key = key.clone();
+        self.changed = true;
         let removed = self.table.remove(&key)?;
         self.place = Place::Gap(key);
         Ok(removed)
@@ -171,10 +185,12 @@ impl<'a, 'txn> CursorMut<'a, 'txn> {
     /// it; returns whether there was one. Errors as for
     /// [`TableMut::insert`].
     pub fn replace_current(&mut self, value: &[u8]) -> Result<bool> {
+        self.table.pages.live()?;
         let Place::On(key) = &self.place else {
             return Ok(false);
         };
         let key = key.clone();
+        self.changed = true;
         self.table.insert(&key, value)?;
         Ok(true)
     }
@@ -210,11 +226,11 @@ impl<'a, 'txn> Drain<'a, 'txn> {
         let first = {
             let bounds = (borrowed(&self.start), borrowed(&self.end));
             let mut range = Range::new(self.table.view(), *self.table.desc, bounds);
-            range
-                .next()
-                .transpose()?
-                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+            (range.next().transpose()).map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())))
         };
+        // A read that fails is a failed change of the drain: the entries it
+        // took are gone, so the transaction fails (as `remove_range`'s walk).
+        let first = self.table.pages.outcome(first)?;
         let Some((key, value)) = first else {
             return Ok(None);
         };
