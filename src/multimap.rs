@@ -180,7 +180,7 @@ macro_rules! reads {
 }
 
 /// A multimap table in a read transaction: each key has a sorted set of
-/// values. MultimapValues borrow the transaction and point into the map.
+/// values. Values borrow the transaction and point into the map.
 pub struct Multimap<'txn> {
     inner: Table<'txn>,
 }

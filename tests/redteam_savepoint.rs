@@ -1108,17 +1108,16 @@ fn baseline_round() -> std::time::Duration {
     savepoint_round(&mut w, 50)
 }
 
-/// Open (cost): a savepoint copies the transaction's whole view of the
-/// free list (and the restore copies it again), so its cost follows the
-/// free pages of the file, however little changes after it. With about
-/// 200,000 free pages, a savepoint, one insert and a restore take some
+/// Fixed (cost): a savepoint copied the transaction's whole view of the
+/// free list (and the restore copied it again), so its cost followed the
+/// free pages of the file, however little changed after it. With about
+/// 200,000 free pages, a savepoint, one insert and a restore took some
 /// milliseconds (thousands of times the same round on a fresh database),
-/// and every live savepoint holds its own copy: 50 of them hold over 100
-/// MiB while `savepoint_bytes` reports a few KiB. (DESIGN.md: "The free
-/// list dominates: about 24 bytes a free page"; the issue: "cheap when
+/// and every live savepoint held its own copy: 50 of them held over 100
+/// MiB while `savepoint_bytes` reported a few KiB. The free list now keeps
+/// an undo log of its changes per savepoint. (The issue: "cheap when
 /// little changed since".)
 #[test]
-#[ignore = "open: a savepoint copies the allocator's and heap's state whole (DESIGN.md, Savepoints); run with --ignored"]
 fn a_savepoint_costs_the_free_list_of_the_file() {
     let ps = 512usize;
     let t = TestDb::new(ps as u32);
@@ -1168,12 +1167,12 @@ fn a_savepoint_costs_the_free_list_of_the_file() {
     );
 }
 
-/// Open (cost): a savepoint copies the record of every value the
+/// Fixed (cost): a savepoint copied the record of every value the
 /// transaction packed (and the pages it took), so after a bulk load of
-/// 100,000 packed values each savepoint and restore costs hundreds of
-/// microseconds, however little changes after it.
+/// 100,000 packed values each savepoint and restore cost hundreds of
+/// microseconds, however little changed after it. The heap's records now
+/// keep an undo log per savepoint, as the free list does.
 #[test]
-#[ignore = "open: a savepoint copies the allocator's and heap's state whole (DESIGN.md, Savepoints); run with --ignored"]
 fn a_savepoint_costs_the_values_the_transaction_packed() {
     let t = TestDb::new(512);
     let mut w = t.db().begin_write().unwrap();

@@ -4,9 +4,17 @@ use crate::error::{Error, Result, corrupted};
 use crate::format::page::PageId;
 use crate::freelist::{FreeList, TxnFreeList};
 
+/// What a savepoint keeps of the allocator besides the free list's undo
+/// log: its counters.
+pub(crate) struct AllocSaved {
+    high_water: u64,
+    file_pages: u64,
+    allocated: u64,
+    lowest_first: bool,
+}
+
 /// Hands out the transaction's page ids: reusable pages from the free list
 /// first, else pages past the high-water mark, up to `Options::max_size`.
-#[derive(Clone)]
 pub(crate) struct Allocator {
     page_size: usize,
     /// Every page id in use lies below it, this transaction's included.
@@ -261,6 +269,38 @@ impl Allocator {
     /// Whether the transaction freed no committed page.
     pub(crate) fn freed_none(&self) -> bool {
         self.free.freed_none()
+    }
+
+    /// A savepoint: the counters as they are; the free list logs its
+    /// changes from now on.
+    pub(crate) fn savepoint(&mut self) -> AllocSaved {
+        self.free.savepoint();
+        AllocSaved {
+            high_water: self.high_water,
+            file_pages: self.file_pages,
+            allocated: self.allocated,
+            lowest_first: self.lowest_first,
+        }
+    }
+
+    /// Back to the savepoint of `level` (`saved`).
+    pub(crate) fn restore(&mut self, level: usize, saved: &AllocSaved) {
+        self.free.restore(level);
+        self.high_water = saved.high_water;
+        // The file stays as long as it grew: only more room.
+        self.file_pages = self.file_pages.max(saved.file_pages);
+        self.allocated = saved.allocated;
+        self.lowest_first = saved.lowest_first;
+    }
+
+    /// Forgets the savepoint of `level`.
+    pub(crate) fn release(&mut self, level: usize) {
+        self.free.release(level);
+    }
+
+    /// Forgets every savepoint.
+    pub(crate) fn drop_savepoints(&mut self) {
+        self.free.drop_savepoints();
     }
 
     /// The transaction's changes to the free list, for writing its chain.

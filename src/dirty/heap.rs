@@ -32,8 +32,27 @@ pub(crate) struct Change {
     pub pages: Option<u64>,
 }
 
+/// A change to the heap's records, as an undo log keeps it.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// A value of this transaction's was recorded at (segment, offset).
+    Owned(PageId, u32),
+    /// One was released.
+    Released(PageId, u32),
+    /// A segment's change before it changed (`None`: it had none).
+    Changed(PageId, Option<Change>),
+}
+
+/// What a savepoint keeps of the heap besides its undo log: the small
+/// state, whole.
+pub(super) struct HeapSaved {
+    open: Option<OpenSegment>,
+    packed: u64,
+    spare: Option<(PageId, u64)>,
+}
+
 /// The transaction's segments and changes to the live counts.
-#[derive(Default, Clone)]
+#[derive(Default)]
 pub(super) struct Heap {
     open: Option<OpenSegment>,
     /// Bytes the transaction packed so far: a new segment is about as long
@@ -48,9 +67,80 @@ pub(super) struct Heap {
     /// the next segment it opens: its first page and length.
     spare: Option<(PageId, u64)>,
     changes: BTreeMap<PageId, Change>,
+    /// One undo log per savepoint, oldest first, of the records above
+    /// (`own`, `changes`): a savepoint costs what changes after it.
+    undo: Vec<Vec<Step>>,
 }
 
 impl Heap {
+    /// Records a change in the newest undo log, if a savepoint is live.
+    #[inline]
+    fn log(&mut self, step: Step) {
+        if let Some(log) = self.undo.last_mut() {
+            log.push(step);
+        }
+    }
+
+    /// The change of segment `seg`, to change: the log keeps it first.
+    fn change(&mut self, seg: PageId) -> &mut Change {
+        let was = self.changes.get(&seg).copied();
+        self.log(Step::Changed(seg, was));
+        self.changes.entry(seg).or_default()
+    }
+
+    /// A savepoint: the small state, and an undo log from now on.
+    pub(super) fn savepoint(&mut self) -> HeapSaved {
+        self.undo.push(Vec::new());
+        HeapSaved {
+            open: self.open.clone(),
+            packed: self.packed,
+            spare: self.spare,
+        }
+    }
+
+    /// Back to the savepoint of `level` (`saved`), which stays.
+    pub(super) fn restore(&mut self, level: usize, saved: &HeapSaved) {
+        while self.undo.len() > level {
+            let log = self.undo.pop().expect("above the level");
+            for step in log.into_iter().rev() {
+                match step {
+                    Step::Owned(seg, off) => {
+                        self.own.remove(&(seg, off));
+                    }
+                    Step::Released(seg, off) => {
+                        self.own.insert((seg, off));
+                    }
+                    Step::Changed(seg, Some(c)) => {
+                        self.changes.insert(seg, c);
+                    }
+                    Step::Changed(seg, None) => {
+                        self.changes.remove(&seg);
+                    }
+                }
+            }
+        }
+        self.undo.push(Vec::new());
+        self.open = saved.open.clone();
+        self.packed = saved.packed;
+        self.spare = saved.spare;
+    }
+
+    /// Forgets the savepoint of `level`: its log joins the one before.
+    pub(super) fn release_savepoint(&mut self, level: usize) {
+        if level >= self.undo.len() {
+            return;
+        }
+        let log = self.undo.remove(level);
+        if let Some(below) = level.checked_sub(1).map(|l| &mut self.undo[l]) {
+            below.extend(log);
+        }
+    }
+
+    /// Forgets every savepoint.
+    pub(super) fn drop_savepoints(&mut self) {
+        self.undo.clear();
+    }
+
     /// Packs `value` into the open segment, or into a new one if it does not
     /// fit, which must start below `below` and span at most `max_pages`
     /// pages. `None` when no such segment can be had.
@@ -88,7 +178,8 @@ impl Heap {
                     };
                     set_run_pages(head, pages as u32);
                     o.pages = pages;
-                    self.changes.entry(o.first).or_default().pages = Some(pages);
+                    let first = o.first;
+                    self.change(first).pages = Some(pages);
                     true
                 } else {
                     false
@@ -138,7 +229,7 @@ impl Heap {
                 pages,
                 used: SEGMENT_DATA,
             });
-            self.changes.entry(first).or_default().pages = Some(pages);
+            self.change(first).pages = Some(pages);
         }
         let open = self.open.as_mut().expect("opened above");
         let off = open.used;
@@ -148,12 +239,14 @@ impl Heap {
         at.copy_from_slice(value);
         open.used += value.len();
         self.packed += value.len() as u64;
-        self.own.insert((open.first, off as u32));
-        let change = self.changes.entry(open.first).or_default();
+        let first = open.first;
+        self.own.insert((first, off as u32));
+        self.log(Step::Owned(first, off as u32));
+        let change = self.change(first);
         change.values += 1;
         change.bytes += value.len() as i64;
         Ok(Some(ValueRef::Packed {
-            seg: open.first,
+            seg: first,
             off: off as u32,
         }))
     }
@@ -178,7 +271,10 @@ impl Heap {
         len: usize,
     ) -> Result<()> {
         let own = self.own.remove(&(seg, off));
-        let change = self.changes.entry(seg).or_default();
+        if own {
+            self.log(Step::Released(seg, off));
+        }
+        let change = self.change(seg);
         // A segment written since the changes were last handed over holds
         // only values this transaction packed.
         if change.pages.is_some() && !own {
@@ -198,7 +294,8 @@ impl Heap {
             _ => {
                 alloc.free(seg, pages, None)?;
                 bufs.remove(seg);
-                self.changes.remove(&seg);
+                let was = self.changes.remove(&seg);
+                self.log(Step::Changed(seg, was));
             }
         }
         Ok(())
@@ -220,7 +317,7 @@ impl Heap {
             };
             set_run_pages(head, keep as u32);
             alloc.give_back(open.first + keep, open.pages - keep)?;
-            self.changes.entry(open.first).or_default().pages = Some(keep);
+            self.change(open.first).pages = Some(keep);
         }
         Ok(())
     }

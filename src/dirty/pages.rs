@@ -15,9 +15,9 @@ use crate::freelist::{ChainStore, FreeList, TxnFreeList};
 use crate::pager::{Map, Pager};
 use crate::view::{DirtyView, MapView, PageSource};
 
-use super::alloc::Allocator;
+use super::alloc::{AllocSaved, Allocator};
 use super::buffers::Buffers;
-use super::heap::{Change, Heap};
+use super::heap::{Change, Heap, HeapSaved};
 
 /// The pages a write transaction owns.
 pub(crate) struct Dirty {
@@ -183,8 +183,8 @@ impl Dirty {
         self.live()?;
         self.bufs.savepoint();
         Ok(DirtySaved {
-            alloc: self.alloc.clone(),
-            heap: self.heap.clone(),
+            alloc: self.alloc.savepoint(),
+            heap: self.heap.savepoint(),
         })
     }
 
@@ -194,8 +194,8 @@ impl Dirty {
     /// half did is undone with the rest.
     pub(crate) fn restore(&mut self, level: usize, saved: &DirtySaved) {
         self.bufs.restore(level);
-        self.alloc = saved.alloc.clone();
-        self.heap = saved.heap.clone();
+        self.alloc.restore(level, &saved.alloc);
+        self.heap.restore(level, &saved.heap);
         self.failed = false;
     }
 
@@ -203,11 +203,15 @@ impl Dirty {
     /// above it move down a level.
     pub(crate) fn release(&mut self, level: usize) {
         self.bufs.release(level);
+        self.alloc.release(level);
+        self.heap.release_savepoint(level);
     }
 
     /// Forgets every savepoint (the commit begins).
     pub(crate) fn drop_savepoints(&mut self) {
         self.bufs.drop_journals();
+        self.alloc.drop_savepoints();
+        self.heap.drop_savepoints();
     }
 
     /// Bytes the savepoints keep of buffers changed since.
@@ -241,8 +245,8 @@ impl Dirty {
 /// What a savepoint of the pages keeps besides its journal: the allocator
 /// and heap state to put back.
 pub(crate) struct DirtySaved {
-    alloc: Allocator,
-    heap: Heap,
+    alloc: AllocSaved,
+    heap: HeapSaved,
 }
 
 /// The running transaction's pages lent to the B+tree as a [`PageStore`] (and

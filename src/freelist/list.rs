@@ -338,7 +338,7 @@ pub(crate) fn pinned_alone(
 /// started from, with the groups it may reuse released, and what it took
 /// from the list and freed. The pages themselves are the writer's (`Dirty`):
 /// this only keeps the ids.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Default)]
 pub(crate) struct TxnFreeList {
     /// The free list, with the pages this transaction may reuse released.
     list: FreeList,
@@ -356,6 +356,29 @@ pub(crate) struct TxnFreeList {
     /// The page taken from the pool last, whose run the next page continues
     /// (`take_grouped`).
     last: Option<PageId>,
+    /// One undo log per savepoint of the transaction, oldest first: the
+    /// changes made since it (and before the next), in order. Only the
+    /// newest records; a restore undoes them newest first, so a savepoint
+    /// costs what changes after it, not a copy of the list.
+    undo: Vec<Vec<Step>>,
+}
+
+/// A change to a transaction's view of the free list, as an undo log
+/// keeps it.
+#[derive(Clone, Copy, Debug)]
+enum Step {
+    /// A page taken from the pool (into `taken`).
+    Took(PageId),
+    /// A run of pages taken from the pool.
+    TookRun(PageId, u64),
+    /// A page taken from `local`.
+    Popped(PageId),
+    /// Pages added to `local`.
+    Pushed(u64),
+    /// Pages added to `freed`.
+    Freed(u64),
+    /// What `last` was before it changed.
+    Last(Option<PageId>),
 }
 
 impl TxnFreeList {
@@ -372,12 +395,78 @@ impl TxnFreeList {
     /// the lowest reusable one.
     pub(crate) fn take(&mut self) -> Option<PageId> {
         if let Some(p) = self.local.pop() {
+            self.log(Step::Popped(p));
             return Some(p);
         }
         let p = self.list.pop()?;
+        self.took(p);
+        Some(p)
+    }
+
+    /// Records a change in the newest undo log, if a savepoint is live.
+    #[inline]
+    fn log(&mut self, step: Step) {
+        if let Some(log) = self.undo.last_mut() {
+            log.push(step);
+        }
+    }
+
+    /// Page `p` was taken from the pool.
+    fn took(&mut self, p: PageId) {
+        self.log(Step::Took(p));
+        self.log(Step::Last(self.last));
         self.taken.insert(p);
         self.last = Some(p);
-        Some(p)
+    }
+
+    /// A savepoint: changes from now on are logged, so that
+    /// `restore(level)` undoes them.
+    pub(crate) fn savepoint(&mut self) {
+        self.undo.push(Vec::new());
+    }
+
+    /// Undoes the changes since the savepoint of `level`, which stays (with
+    /// an empty log); the savepoints above it are gone.
+    pub(crate) fn restore(&mut self, level: usize) {
+        while self.undo.len() > level {
+            let log = self.undo.pop().expect("above the level");
+            for step in log.into_iter().rev() {
+                match step {
+                    Step::Took(p) => self.give_back_taken(p, 1),
+                    Step::TookRun(p, n) => self.give_back_taken(p, n),
+                    Step::Popped(p) => self.local.push(p),
+                    Step::Pushed(n) => self.local.truncate(self.local.len() - n as usize),
+                    Step::Freed(n) => self.freed.truncate(self.freed.len() - n as usize),
+                    Step::Last(last) => self.last = last,
+                }
+            }
+        }
+        self.undo.push(Vec::new());
+    }
+
+    /// Forgets the savepoint of `level`, keeping the changes since: its log
+    /// joins the one before (or goes, if it is the oldest).
+    pub(crate) fn release(&mut self, level: usize) {
+        if level >= self.undo.len() {
+            return;
+        }
+        let log = self.undo.remove(level);
+        if let Some(below) = level.checked_sub(1).map(|l| &mut self.undo[l]) {
+            below.extend(log);
+        }
+    }
+
+    /// Forgets every savepoint.
+    pub(crate) fn drop_savepoints(&mut self) {
+        self.undo.clear();
+    }
+
+    /// Puts the `n` pages from `p`, taken from the pool, back into it.
+    fn give_back_taken(&mut self, p: PageId, n: u64) {
+        for q in p..p + n {
+            self.taken.remove(&q);
+            self.list.insert_reusable(q);
+        }
     }
 
     /// A page to reuse that keeps the commit's writes together: one this
@@ -386,6 +475,7 @@ impl TxnFreeList {
     /// `None` when the pool holds only pages without a free neighbour.
     pub(crate) fn take_grouped(&mut self) -> Option<PageId> {
         if let Some(p) = self.local.pop() {
+            self.log(Step::Popped(p));
             return Some(p);
         }
         let next =
@@ -398,8 +488,7 @@ impl TxnFreeList {
                 p
             }
         };
-        self.taken.insert(p);
-        self.last = Some(p);
+        self.took(p);
         Some(p)
     }
 
@@ -409,6 +498,7 @@ impl TxnFreeList {
             return self.take();
         }
         let p = self.list.take_run(n)?;
+        self.log(Step::TookRun(p, n));
         self.taken.extend(p..p + n);
         Some(p)
     }
@@ -444,6 +534,7 @@ impl TxnFreeList {
     /// Frees `n` pages from `id` that this transaction allocated: no snapshot
     /// ever saw them, so they are reusable at once.
     pub(crate) fn free_own(&mut self, id: PageId, n: u64) {
+        self.log(Step::Pushed(n));
         self.local.extend(id..id + n);
     }
 
@@ -451,6 +542,7 @@ impl TxnFreeList {
     /// transaction `written_by` (as the header of `id` says): pending until
     /// the reuse rule allows them.
     pub(crate) fn free_committed(&mut self, id: PageId, n: u64, written_by: u64) {
+        self.log(Step::Freed(n));
         self.freed.extend((id..id + n).map(|p| (written_by, p)));
     }
 
@@ -488,6 +580,9 @@ impl TxnFreeList {
     /// mark no longer covers them. Returns the new mark. A page still in use
     /// or pending stops it.
     pub(crate) fn trim_tail(&mut self, high_water: u64) -> u64 {
+        // The commit's: its savepoints are gone by then, and nothing logs
+        // what this changes.
+        debug_assert!(self.undo.is_empty(), "a tail trimmed under a savepoint");
         let mut hw = high_water;
         let mut local: Option<BTreeSet<PageId>> = None;
         while hw > 2 {

@@ -123,10 +123,11 @@ pub(super) struct Saved {
 /// [`WriteTxn::savepoint`]: [`WriteTxn::restore_savepoint`] undoes every
 /// change made since, and the transaction goes on.
 ///
-/// A savepoint costs a copy of the transaction's allocator state (its view
-/// of the free list: 24 bytes or so per free page) and, from then on, a
-/// copy of each page the transaction changes for the first time after it
-/// (pages it first changes, not every dirty page). Restoring an older
+/// A savepoint costs what changes after it: a copy of each page the
+/// transaction changes for the first time after it (of a value segment,
+/// only the pages a value lands on), and a log entry per page taken or
+/// freed and per value packed; not a copy of the dirty pages or of the free
+/// list. Restoring an older
 /// savepoint discards the newer ones; a savepoint stays usable after it is
 /// restored; [`WriteTxn::release_savepoint`] forgets one and frees what it
 /// kept. All of them end with the transaction.
