@@ -79,12 +79,20 @@ fn verify_db(db: &Database, want: &Rows, what: &str) {
     );
     let r = db.begin_read().unwrap();
     let got = read_r(&r);
-    assert!(got == *want, "{what}: committed rows differ: {}", diff(&got, want));
+    assert!(
+        got == *want,
+        "{what}: committed rows differ: {}",
+        diff(&got, want)
+    );
 }
 
 fn verify_w(w: &mut WriteTxn, want: &Rows, what: &str) {
     let got = read_w(w).unwrap_or_else(|e| panic!("{what}: read failed: {e}"));
-    assert!(got == *want, "{what}: transaction rows differ: {}", diff(&got, want));
+    assert!(
+        got == *want,
+        "{what}: transaction rows differ: {}",
+        diff(&got, want)
+    );
 }
 
 fn key(i: u64) -> Vec<u8> {
@@ -102,7 +110,12 @@ fn put(w: &mut WriteTxn, m: &mut Rows, k: Vec<u8>, v: Vec<u8>) {
 
 fn del(w: &mut WriteTxn, m: &mut Rows, k: &[u8]) {
     let had = w.open_table("t").unwrap().remove(k).unwrap();
-    assert_eq!(had, m.remove(k).is_some(), "remove of {}", common::show_key(k));
+    assert_eq!(
+        had,
+        m.remove(k).is_some(),
+        "remove of {}",
+        common::show_key(k)
+    );
 }
 
 /// Commits `n` rows of `len` bytes from key `from`, and deletes every
@@ -161,7 +174,12 @@ fn local_pages_popped_below_a_savepoint_then_restored() {
     m = m0.clone();
     verify_w(&mut w, &m, "after restore of sp0");
     for i in 4000..4300 {
-        put(&mut w, &mut m, key(i), val(i + 7, 100 + (i as usize % 5) * 300));
+        put(
+            &mut w,
+            &mut m,
+            key(i),
+            val(i + 7, 100 + (i as usize % 5) * 300),
+        );
     }
     w.restore_savepoint(&sp0).unwrap();
     m = m0;
@@ -291,11 +309,19 @@ fn segments_lengthened_and_closed_across_savepoints() {
         }
         verify_w(&mut w, &m, &format!("variant {variant} after restore"));
         for i in 700..760 {
-            put(&mut w, &mut m, key(i), val(i + 3, 1000 + (i as usize % 7) * 200));
+            put(
+                &mut w,
+                &mut m,
+                key(i),
+                val(i + 3, 1000 + (i as usize % 7) * 200),
+            );
         }
         w.commit().unwrap();
         verify_db(t.db(), &m, &format!("segments variant {variant}"));
-        assert!(read_r(&reader) == before, "variant {variant}: a reader's rows changed");
+        assert!(
+            read_r(&reader) == before,
+            "variant {variant}: a reader's rows changed"
+        );
         drop(reader);
         t.db().compact().unwrap();
         verify_db(t.db(), &m, &format!("segments variant {variant} compacted"));
@@ -379,7 +405,9 @@ fn restore_right_after_map_full() {
             };
             let k = key(2000 + rng.below(300));
             let v = val(step * 31 + seed, len);
-            let r = w.open_table("t").and_then(|mut t| t.insert(&k, &v).map(|_| ()));
+            let r = w
+                .open_table("t")
+                .and_then(|mut t| t.insert(&k, &v).map(|_| ()));
             match r {
                 Ok(()) => {
                     m.insert(k, v);
@@ -388,7 +416,11 @@ fn restore_right_after_map_full() {
                     fulls += 1;
                     w.restore_savepoint(&sp).unwrap();
                     m = m0.clone();
-                    verify_w(&mut w, &m, &format!("seed {seed} step {step} after MapFull"));
+                    verify_w(
+                        &mut w,
+                        &m,
+                        &format!("seed {seed} step {step} after MapFull"),
+                    );
                     if fulls > 6 {
                         break;
                     }
@@ -402,9 +434,11 @@ fn restore_right_after_map_full() {
         }
         match w.commit() {
             Ok(()) => verify_db(t.db(), &m, &format!("seed {seed} map full")),
-            Err(Error::MapFull { .. }) => {
-                verify_db(t.db(), &read_r(&t.db().begin_read().unwrap()), "after failed commit")
-            }
+            Err(Error::MapFull { .. }) => verify_db(
+                t.db(),
+                &read_r(&t.db().begin_read().unwrap()),
+                "after failed commit",
+            ),
             Err(e) => panic!("seed {seed}: commit {e}"),
         }
     }
@@ -528,12 +562,19 @@ fn random_txns(seed: u64, ps: u32, txns: u32, max_pages: Option<u64>) {
                 log.push(format!("seed {seed} txn {txn}: restore 0 at end"));
             } else {
                 w.abort();
-                assert!(read_r(&reader) == before, "seed {seed} txn {txn}: reader changed");
+                assert!(
+                    read_r(&reader) == before,
+                    "seed {seed} txn {txn}: reader changed"
+                );
                 continue;
             }
         }
         let got = read_w(&mut w).unwrap();
-        assert!(got == m, "seed {seed} txn {txn}: before commit: {}", diff(&got, &m));
+        assert!(
+            got == m,
+            "seed {seed} txn {txn}: before commit: {}",
+            diff(&got, &m)
+        );
         match w.commit() {
             Ok(()) => committed = m,
             Err(Error::MapFull { .. }) => log.push(format!("seed {seed} txn {txn}: commit full")),
@@ -551,12 +592,23 @@ fn random_txns(seed: u64, ps: u32, txns: u32, max_pages: Option<u64>) {
             log[log.len().saturating_sub(40)..].join("\n")
         );
         let got = read_r(&t.db().begin_read().unwrap());
-        assert!(got == committed, "seed {seed} txn {txn}: committed: {}", diff(&got, &committed));
-        assert!(read_r(&reader) == before, "seed {seed} txn {txn}: a reader's rows changed");
+        assert!(
+            got == committed,
+            "seed {seed} txn {txn}: committed: {}",
+            diff(&got, &committed)
+        );
+        assert!(
+            read_r(&reader) == before,
+            "seed {seed} txn {txn}: a reader's rows changed"
+        );
         drop(reader);
         if rng.below(6) == 0 {
             t.db().compact().unwrap();
-            verify_db(t.db(), &committed, &format!("seed {seed} txn {txn} compacted"));
+            verify_db(
+                t.db(),
+                &committed,
+                &format!("seed {seed} txn {txn} compacted"),
+            );
         }
     }
 }
