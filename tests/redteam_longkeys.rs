@@ -672,32 +672,15 @@ fn failed_writes_of_commits_with_long_separators() {
 /// acknowledged commit or the one in flight, with `check` clean.
 #[test]
 fn power_loss_during_commits_with_long_separators() {
-    use larch::testing::{Fate, Recorder, apply};
-    use std::sync::{Arc, Mutex};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     separator_base(&path);
-    // (image, commits acknowledged when it was taken)
-    type Images = Vec<(Vec<u8>, usize)>;
-    let images: Arc<Mutex<Images>> = Arc::default();
-    let acked = Arc::new(Mutex::new(0usize));
-    let (im, ak) = (Arc::clone(&images), Arc::clone(&acked));
-    let recorder = Recorder::new(move |p| {
-        let k = *ak.lock().unwrap();
-        let n = p.pending.len();
-        let mut out = im.lock().unwrap();
-        out.push((apply(p.durable, p.pending, &vec![Fate::Dropped; n]), k));
-        out.push((apply(p.durable, p.pending, &vec![Fate::Applied; n]), k));
-        for seed in 0..3u64 {
-            let fates: Vec<Fate> = (0..n)
-                .map(|i| Fate::Torn {
-                    seed: seed * 1000 + i as u64 + p.syncs,
-                    garble: seed == 2,
-                })
-                .collect();
-            out.push((apply(p.durable, p.pending, &fates), k));
-        }
-    });
+    use common::crash_images::{CrashImages, crash_images};
+    let CrashImages {
+        recorder,
+        images,
+        acked,
+    } = crash_images(3);
     let rec = recorder.clone();
     let opts = larch::Options::new()
         .page_size(512)

@@ -1286,31 +1286,15 @@ fn heap_cleaning_at_a_commit_after_restores() {
 /// last acknowledged commit or the one in flight, with `check` clean.
 #[test]
 fn power_loss_in_commits_after_restores() {
-    use larch::testing::{Fate, Recorder, apply};
-    use std::sync::{Arc, Mutex};
     let ps = 512u32;
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
-    type Images = Vec<(Vec<u8>, usize)>;
-    let images: Arc<Mutex<Images>> = Arc::default();
-    let acked = Arc::new(Mutex::new(0usize));
-    let (im, ak) = (Arc::clone(&images), Arc::clone(&acked));
-    let recorder = Recorder::new(move |p| {
-        let k = *ak.lock().unwrap();
-        let n = p.pending.len();
-        let mut out = im.lock().unwrap();
-        out.push((apply(p.durable, p.pending, &vec![Fate::Dropped; n]), k));
-        out.push((apply(p.durable, p.pending, &vec![Fate::Applied; n]), k));
-        for seed in 0..2u64 {
-            let fates: Vec<Fate> = (0..n)
-                .map(|i| Fate::Torn {
-                    seed: seed * 1000 + i as u64 + p.syncs,
-                    garble: seed == 1,
-                })
-                .collect();
-            out.push((apply(p.durable, p.pending, &fates), k));
-        }
-    });
+    use common::crash_images::{CrashImages, crash_images};
+    let CrashImages {
+        recorder,
+        images,
+        acked,
+    } = crash_images(2);
     let rec = recorder.clone();
     let opts = small_map(ps)
         .max_size(160 * u64::from(ps))

@@ -26,7 +26,7 @@ use std::path::Path;
 
 use common::heap_image::{assert_clean, newest_slot};
 use common::{Rng, TestDb};
-use larch::testing::{Fate, Recorder, apply, edit_meta, restamp};
+use larch::testing::{edit_meta, restamp};
 use larch::{Database, Error, Key, Options, TableDefinition, Value};
 
 // ---------------------------------------------------------------------------
@@ -1389,32 +1389,17 @@ fn typed_step(db: &Database, step: u32) {
 /// is clean.
 #[test]
 fn held_power_loss_during_typed_table_creation() {
-    use std::sync::{Arc, Mutex};
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     // The file exists before the recorder sees it: crashes while it is
     // made are not under test.
     drop(open_at(&path, 512).unwrap());
-    type Images = Vec<(Vec<u8>, usize)>;
-    let images: Arc<Mutex<Images>> = Arc::default();
-    let acked = Arc::new(Mutex::new(0usize));
-    let (im, ak) = (Arc::clone(&images), Arc::clone(&acked));
-    let recorder = Recorder::new(move |p| {
-        let k = *ak.lock().unwrap();
-        let n = p.pending.len();
-        let mut out = im.lock().unwrap();
-        out.push((apply(p.durable, p.pending, &vec![Fate::Dropped; n]), k));
-        out.push((apply(p.durable, p.pending, &vec![Fate::Applied; n]), k));
-        for seed in 0..3u64 {
-            let fates: Vec<Fate> = (0..n)
-                .map(|i| Fate::Torn {
-                    seed: seed * 1000 + i as u64 + p.syncs,
-                    garble: seed == 2,
-                })
-                .collect();
-            out.push((apply(p.durable, p.pending, &fates), k));
-        }
-    });
+    use common::crash_images::{CrashImages, crash_images};
+    let CrashImages {
+        recorder,
+        images,
+        acked,
+    } = crash_images(3);
     let rec = recorder.clone();
     let o = Options::new().page_size(512).storage(move |f| rec.wrap(f));
     // SAFETY: the test owns the file.

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use larch::{Database, Options};
 use tempfile::TempDir;
 
+pub mod crash_images;
 pub mod full_disk;
 pub mod heap_image;
 pub mod sized;
