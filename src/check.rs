@@ -15,6 +15,7 @@ use crate::error::{Error, Result, corrupted};
 use crate::format::catalog::CatalogEntry;
 use crate::format::heap::{SEGMENT_DATA, Segment, segment_of_key};
 use crate::format::meta::{Meta, TableDesc};
+use crate::format::multimap;
 use crate::format::node::{LeafValue, NodeKey, ValueRef, long_prefix, max_inline_key};
 use crate::format::page::{PageId, page_checksum, segment_run, stored_checksum};
 use crate::freelist::read_chain;
@@ -406,6 +407,63 @@ pub(crate) fn check_image(image: &[u8], meta: &Meta) -> Result<(CheckReport, Vec
 
 /// Walks a snapshot, recording every problem; returns the report and the
 /// pages it claimed (reachable, free-list chain and free).
+/// The walk of a multimap's entries, in key order: each key's head, then
+/// its pairs (`format::multimap`).
+#[derive(Default)]
+struct MultimapCheck {
+    /// The pair total, if the table has one.
+    total: Option<u64>,
+    /// The key whose pairs come now, its head's count and the pairs seen.
+    head: Option<(Vec<u8>, u64, u64)>,
+    /// Pairs seen in all.
+    pairs: u64,
+}
+
+impl MultimapCheck {
+    fn entry(&mut self, root: PageId, key: &[u8], value: &[u8]) -> Result<()> {
+        match multimap::entry(key) {
+            Some(multimap::Entry::Total) => match multimap::count(value) {
+                Some(n) if n > 0 => self.total = Some(n),
+                _ => return corrupted(root, "a multimap's pair total is not a count"),
+            },
+            Some(multimap::Entry::Head(k)) => {
+                self.end_head(root)?;
+                match multimap::count(value) {
+                    Some(n) if n > 0 => self.head = Some((k.into_owned(), n, 0)),
+                    _ => return corrupted(root, "a multimap key's count is not a count"),
+                }
+            }
+            Some(multimap::Entry::Pair(k, _)) => match &mut self.head {
+                Some((head, _, seen)) if *head == *k && value.is_empty() => {
+                    *seen += 1;
+                    self.pairs += 1;
+                }
+                _ => return corrupted(root, "a multimap pair without its head, or with a value"),
+            },
+            None => return corrupted(root, "a multimap entry is neither a head nor a pair"),
+        }
+        Ok(())
+    }
+
+    /// The key whose pairs came last has as many as its head says.
+    fn end_head(&mut self, root: PageId) -> Result<()> {
+        match self.head.take() {
+            Some((_, count, seen)) if count != seen => {
+                corrupted(root, "a multimap key's count differs from its pairs")
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn finish(mut self, root: PageId) -> Result<()> {
+        self.end_head(root)?;
+        if self.total.unwrap_or(0) != self.pairs {
+            return corrupted(root, "a multimap's pair total differs from its pairs");
+        }
+        Ok(())
+    }
+}
+
 fn walk<'a>(view: impl PageSource<'a>, page_size: usize, meta: &Meta) -> (CheckReport, Claims) {
     let mut c = Checker {
         view,
@@ -427,7 +485,7 @@ fn walk<'a>(view: impl PageSource<'a>, page_size: usize, meta: &Meta) -> (CheckR
         let bytes = c.view.value(value)?;
         match (std::str::from_utf8(name), CatalogEntry::decode(bytes)) {
             (Ok(_), Some(entry)) => {
-                tables.push(entry.desc);
+                tables.push((entry.desc, entry.multimap));
                 Ok(())
             }
             _ => corrupted(meta.catalog.root, "invalid catalog entry"),
@@ -441,8 +499,19 @@ fn walk<'a>(view: impl PageSource<'a>, page_size: usize, meta: &Meta) -> (CheckR
         ));
     }
     c.report.tables = tables.len() as u64;
-    for desc in &tables {
-        let r = c.tree(desc, |c, _, value| c.value(value));
+    for (desc, multimap) in &tables {
+        let r = if *multimap {
+            // The layout too: every entry a head, a pair or the total, each
+            // key's pairs as many as its head says, the total their sum.
+            let mut m = MultimapCheck::default();
+            let r = c.tree(desc, |c, key, value| {
+                c.value(value)?;
+                m.entry(desc.root, key, c.view.value(value)?)
+            });
+            r.and_then(|()| m.finish(desc.root))
+        } else {
+            c.tree(desc, |c, _, value| c.value(value))
+        };
         c.note(r);
         // A figure for the report: the descriptors' counts, which come from
         // the file (a mismatch was noted above) and must not wrap.

@@ -13,13 +13,11 @@ use std::borrow::Cow;
 use std::ops::{Bound, RangeBounds};
 
 use crate::error::{Error, Result, corrupted};
+use crate::format::escape::{decode_escaped, encode_escaped};
+use crate::format::multimap::{self as layout, Entry, PAIR};
 use crate::format::node::MAX_KEY;
 use crate::table::{Range, Shape, Table, TableMut, borrowed};
 use crate::txn::{ReadTxn, WriteTxn};
-use crate::typed::{decode_escaped, encode_escaped};
-
-/// The byte after a key's head that starts each of its pairs.
-const PAIR: u8 = 1;
 
 /// The tree key of `key`'s head.
 fn head(key: &[u8]) -> Vec<u8> {
@@ -67,22 +65,19 @@ fn key_range<'a>(range: &impl RangeBounds<&'a [u8]>) -> (Bound<Vec<u8>>, Bound<V
 fn count_of(bytes: Option<&[u8]>) -> Result<u64> {
     match bytes {
         None => Ok(0),
-        Some(b) => match <[u8; 8]>::try_from(b) {
-            Ok(b) => Ok(u64::from_le_bytes(b)),
-            Err(_) => corrupted(0, "a multimap count is not 8 bytes"),
+        Some(b) => match layout::count(b) {
+            Some(n) => Ok(n),
+            None => corrupted(0, "a multimap count is not 8 bytes"),
         },
     }
 }
 
 /// What a tree entry of a multimap is: a head (`None`), or a pair.
 fn entry_of(stored: &[u8]) -> Result<Option<MultimapPair<'_>>> {
-    let Some((key, n)) = decode_escaped(stored) else {
-        return corrupted(0, "a multimap entry does not start with a key");
-    };
-    match &stored[n..] {
-        [] => Ok(None),
-        [PAIR, value @ ..] => Ok(Some((key, value))),
-        _ => corrupted(0, "a multimap entry is neither a head nor a pair"),
+    match layout::entry(stored) {
+        Some(Entry::Head(_)) => Ok(None),
+        Some(Entry::Pair(key, value)) => Ok(Some((key, value))),
+        Some(Entry::Total) | None => corrupted(0, "a multimap entry is neither a head nor a pair"),
     }
 }
 

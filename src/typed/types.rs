@@ -4,6 +4,7 @@
 use std::borrow::Cow;
 
 use crate::error::{Error, Result};
+pub use crate::format::escape::{decode_escaped, encode_escaped};
 
 /// A type a typed table stores as values (and, with [`Key`], as keys).
 ///
@@ -125,51 +126,6 @@ fn decode_error<T: Value + ?Sized, R>(reason: &'static str) -> Result<R> {
         type_name: T::type_name(),
         reason,
     })
-}
-
-/// Writes `bytes` as a field of variable width: each zero byte as zero then
-/// 0xFF, then two zero bytes. For byte strings `a < b`, the fields sort as
-/// `a` and `b` do.
-pub fn encode_escaped(bytes: &[u8], out: &mut Vec<u8>) {
-    for part in bytes.split_inclusive(|&b| b == 0) {
-        out.extend_from_slice(part);
-        if part.last() == Some(&0) {
-            out.push(0xFF);
-        }
-    }
-    out.extend_from_slice(&[0, 0]);
-}
-
-/// Reads a field [`encode_escaped`] wrote from the start of `bytes`: its
-/// bytes (borrowed when they held no zero byte) and how many bytes the
-/// field took. `None` when the field does not end or holds a zero byte
-/// followed by neither 0 nor 0xFF.
-pub fn decode_escaped(bytes: &[u8]) -> Option<(Cow<'_, [u8]>, usize)> {
-    let mut owned: Option<Vec<u8>> = None;
-    let mut start = 0;
-    let mut at = 0;
-    loop {
-        let zero = at + bytes.get(at..)?.iter().position(|&b| b == 0)?;
-        match bytes.get(zero + 1)? {
-            0 => {
-                let value = match owned {
-                    None => Cow::Borrowed(&bytes[..zero]),
-                    Some(mut v) => {
-                        v.extend_from_slice(&bytes[start..zero]);
-                        Cow::Owned(v)
-                    }
-                };
-                return Some((value, zero + 2));
-            }
-            0xFF => {
-                let v = owned.get_or_insert_with(Vec::new);
-                v.extend_from_slice(&bytes[start..=zero]);
-                start = zero + 2;
-                at = start;
-            }
-            _ => return None,
-        }
-    }
 }
 
 /// A borrowed field of variable width: read back borrowed, which a field
