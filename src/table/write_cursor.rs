@@ -11,6 +11,22 @@ use std::ops::{Bound, RangeBounds};
 use super::{Entry, Range, TableMut, borrowed, owned};
 use crate::error::Result;
 
+/// The first entry of `bounds` in `table`, from the front (`forward`) or
+/// the back.
+fn first_of<'t>(
+    table: &'t TableMut<'_>,
+    bounds: (Bound<&[u8]>, Bound<&[u8]>),
+    forward: bool,
+) -> Result<Option<Entry<'t>>> {
+    let mut range = Range::new(table.view(), *table.desc, bounds);
+    let found = if forward {
+        range.next()
+    } else {
+        range.next_back()
+    };
+    found.transpose()
+}
+
 /// Where a [`CursorMut`] is.
 enum Place {
     /// Not yet positioned: `next` goes to the first entry, `prev` to the
@@ -75,22 +91,7 @@ impl<'a, 'txn> CursorMut<'a, 'txn> {
         }
     }
 
-    /// The first entry of `bounds` from the front (`forward`) or the back.
-    fn find(
-        &self,
-        bounds: (Bound<&[u8]>, Bound<&[u8]>),
-        forward: bool,
-    ) -> Result<Option<Entry<'_>>> {
-        let mut range = Range::new(self.table.view(), *self.table.desc, bounds);
-        let found = if forward {
-            range.next()
-        } else {
-            range.next_back()
-        };
-        found.transpose()
-    }
-
-    /// Settles on what `find` found, or past the end it looked towards.
+    /// Settles on the key found, or past the end it looked towards.
     fn settle(&mut self, found: Option<Vec<u8>>, forward: bool) -> Result<Option<Entry<'_>>> {
         self.place = match found {
             Some(key) => Place::On(key),
@@ -106,7 +107,7 @@ impl<'a, 'txn> CursorMut<'a, 'txn> {
         forward: bool,
     ) -> Result<Option<Entry<'_>>> {
         self.table.pages.live()?;
-        let found = match self.find(bounds, forward) {
+        let found = match first_of(self.table, bounds, forward) {
             Ok(found) => found.map(|(k, _)| k.to_vec()),
             Err(e) if self.changed => return self.table.pages.outcome(Err(e)),
             Err(e) => return Err(e),
@@ -158,7 +159,7 @@ impl<'a, 'txn> CursorMut<'a, 'txn> {
             return Ok(None);
         };
         let at = Bound::Included(&key[..]);
-        match self.find((at, at), true)? {
+        match first_of(self.table, (at, at), true)? {
             Some(entry) => Ok(Some(entry)),
             None => {
                 crate::error::corrupted(self.table.desc.root, "the entry under a cursor is gone")
@@ -223,11 +224,9 @@ impl<'a, 'txn> Drain<'a, 'txn> {
 
     fn take(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
         self.table.pages.live()?;
-        let first = {
-            let bounds = (borrowed(&self.start), borrowed(&self.end));
-            let mut range = Range::new(self.table.view(), *self.table.desc, bounds);
-            (range.next().transpose()).map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())))
-        };
+        let bounds = (borrowed(&self.start), borrowed(&self.end));
+        let first =
+            (first_of(self.table, bounds, true)).map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())));
         // A read that fails is a failed change of the drain: the entries it
         // took are gone, so the transaction fails (as `remove_range`'s walk).
         let first = self.table.pages.outcome(first)?;

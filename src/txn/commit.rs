@@ -99,7 +99,7 @@ impl WriteTxn {
         let mut pages = self.dirty.lend(&self.core.pager);
         for (name, open) in self.tables.iter().filter(|(_, t)| t.changed) {
             let hint = &mut btree::InsertHint::default();
-            let entry = open.entry().encode();
+            let entry = open.entry.encode();
             btree::insert(&mut pages, &mut catalog, hint, name.as_bytes(), &entry)?;
         }
         self.catalog = catalog;

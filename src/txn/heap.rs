@@ -198,7 +198,7 @@ impl WriteTxn {
                 break;
             }
             let (desc, found) = match self.tables.get(&name) {
-                Some(open) => (open.desc, None),
+                Some(open) => (open.entry.desc, None),
                 None => match catalog_get(self.view(), &self.catalog, &name)? {
                     Some(entry) => (entry.desc, Some(entry)),
                     None => return corrupted(self.catalog.root, "a listed table is missing"),
@@ -219,7 +219,7 @@ impl WriteTxn {
                     .tables
                     .entry(name)
                     .or_insert_with(|| Open::found(found.unwrap_or_default()));
-                open.desc = moved_desc;
+                open.entry.desc = moved_desc;
                 open.changed = true;
             }
         }

@@ -11,7 +11,7 @@ use super::core::{Core, WriterState};
 use crate::btree;
 use crate::dirty::{Dirty, DirtySaved, TxnPages};
 use crate::error::Result;
-use crate::format::catalog::{CatalogEntry, TableTypes};
+use crate::format::catalog::CatalogEntry;
 use crate::format::heap::HeapDesc;
 use crate::format::meta::{Meta, TableDesc};
 use crate::freelist::{self, Pins};
@@ -22,12 +22,9 @@ use crate::view::{MapView, View};
 /// A table opened in this transaction.
 #[derive(Clone)]
 pub(super) struct Open {
-    pub(super) desc: TableDesc,
-    /// The names of its key and value types, for a typed table: written
-    /// back with the descriptor.
-    pub(super) types: Option<TableTypes>,
-    /// A multimap table.
-    pub(super) multimap: bool,
+    /// What the catalog is to hold for it at commit: its descriptor as this
+    /// transaction changed it, its types and kind as they were.
+    pub(super) entry: CatalogEntry,
     /// Whether the descriptor must be written to the catalog at commit.
     pub(super) changed: bool,
 }
@@ -36,19 +33,8 @@ impl Open {
     /// A table as the catalog holds it, unchanged so far.
     pub(super) fn found(entry: CatalogEntry) -> Open {
         Open {
-            desc: entry.desc,
-            types: entry.types,
-            multimap: entry.multimap,
+            entry,
             changed: false,
-        }
-    }
-
-    /// What the catalog is to hold for it at commit.
-    pub(super) fn entry(&self) -> CatalogEntry {
-        CatalogEntry {
-            desc: self.desc,
-            types: self.types.clone(),
-            multimap: self.multimap,
         }
     }
 }
@@ -252,9 +238,13 @@ impl WriteTxn {
             self.tables.insert(name.to_owned(), open);
         }
         let open = self.tables.get_mut(name).expect("inserted above");
-        shape.check(name, &open.entry())?;
+        shape.check(name, &open.entry)?;
         let pages = self.dirty.lend(&self.core.pager);
-        Ok(TableMut::new(pages, &mut open.desc, &mut open.changed))
+        Ok(TableMut::new(
+            pages,
+            &mut open.entry.desc,
+            &mut open.changed,
+        ))
     }
 
     /// Whether table `name` exists: committed, or created in this
@@ -296,7 +286,7 @@ impl WriteTxn {
 
     fn delete_table_inner(&mut self, name: &str) -> Result<bool> {
         let mut desc = match self.tables.remove(name) {
-            Some(open) => open.desc,
+            Some(open) => open.entry.desc,
             None => match catalog_get(self.view(), &self.catalog, name)? {
                 Some(entry) => entry.desc,
                 None => return Ok(false),

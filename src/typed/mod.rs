@@ -144,48 +144,60 @@ pub struct TypedTable<'txn, K: Key + 'static, V: Value + 'static> {
     types: PhantomData<fn() -> (K, V)>,
 }
 
+/// The reads of both kinds of typed table handle; `$life` is the lifetime
+/// of what they hand out (the transaction's, or the handle's borrow).
+macro_rules! reads {
+    ($life:lifetime) => {
+        /// The value under `key` (as this transaction left it, in a write
+        /// transaction).
+        pub fn get<'k>(
+            &self,
+            key: impl Borrow<K::SelfType<'k>>,
+        ) -> Result<Option<V::SelfType<$life>>> {
+            let key = encoded::<K>(key.borrow());
+            self.inner.get(&key)?.map(V::decode).transpose()
+        }
+
+        /// The entries whose keys lie in `range`, in the keys' order (and in
+        /// reverse with `.rev()`).
+        pub fn range<'k, KR: Borrow<K::SelfType<'k>>>(
+            &self,
+            range: impl RangeBounds<KR>,
+        ) -> Result<TypedRange<$life, K, V>> {
+            let (start, end) = key_bounds::<K, KR>(&range);
+            let inner = self.inner.range((borrowed(&start), borrowed(&end)))?;
+            Ok(TypedRange::new(inner))
+        }
+
+        /// All entries in the keys' order.
+        pub fn iter(&self) -> Result<TypedRange<$life, K, V>> {
+            Ok(TypedRange::new(self.inner.iter()?))
+        }
+
+        /// The entry with the least key.
+        pub fn first(&self) -> Result<Option<(K::SelfType<$life>, V::SelfType<$life>)>> {
+            self.iter()?.next().transpose()
+        }
+
+        /// The entry with the greatest key.
+        pub fn last(&self) -> Result<Option<(K::SelfType<$life>, V::SelfType<$life>)>> {
+            self.iter()?.next_back().transpose()
+        }
+
+        /// Number of entries, O(1).
+        pub fn len(&self) -> u64 {
+            self.inner.len()
+        }
+
+        /// Whether the table holds no entry.
+        pub fn is_empty(&self) -> bool {
+            self.inner.is_empty()
+        }
+    };
+}
+
 impl<'txn, K: Key + 'static, V: Value + 'static> TypedTable<'txn, K, V> {
-    /// The value under `key`.
-    pub fn get<'k>(&self, key: impl Borrow<K::SelfType<'k>>) -> Result<Option<V::SelfType<'txn>>> {
-        let key = encoded::<K>(key.borrow());
-        self.inner.get(&key)?.map(V::decode).transpose()
-    }
-
-    /// The entries whose keys lie in `range`, in the keys' order (and in
-    /// reverse with `.rev()`).
-    pub fn range<'k, KR: Borrow<K::SelfType<'k>>>(
-        &self,
-        range: impl RangeBounds<KR>,
-    ) -> Result<TypedRange<'txn, K, V>> {
-        let (start, end) = key_bounds::<K, KR>(&range);
-        let inner = self.inner.range((borrowed(&start), borrowed(&end)))?;
-        Ok(TypedRange::new(inner))
-    }
-
-    /// All entries in the keys' order.
-    pub fn iter(&self) -> Result<TypedRange<'txn, K, V>> {
-        Ok(TypedRange::new(self.inner.iter()?))
-    }
-
-    /// The entry with the least key.
-    pub fn first(&self) -> Result<Option<(K::SelfType<'txn>, V::SelfType<'txn>)>> {
-        self.iter()?.next().transpose()
-    }
-
-    /// The entry with the greatest key.
-    pub fn last(&self) -> Result<Option<(K::SelfType<'txn>, V::SelfType<'txn>)>> {
-        self.iter()?.next_back().transpose()
-    }
-
-    /// Number of entries, O(1).
-    pub fn len(&self) -> u64 {
-        self.inner.len()
-    }
-
-    /// Whether the table holds no entry.
-    pub fn is_empty(&self) -> bool {
-        self.inner.is_empty()
-    }
+    reads!('txn);
 
     /// The table through the byte API: keys and values as they are stored.
     pub fn bytes(&self) -> &Table<'txn> {
@@ -237,37 +249,7 @@ impl<K: Key + 'static, V: Value + 'static> TypedTableMut<'_, K, V> {
         self.inner.remove_range((borrowed(&start), borrowed(&end)))
     }
 
-    /// The value under `key`, as this transaction left it.
-    pub fn get<'k>(&self, key: impl Borrow<K::SelfType<'k>>) -> Result<Option<V::SelfType<'_>>> {
-        let key = encoded::<K>(key.borrow());
-        self.inner.get(&key)?.map(V::decode).transpose()
-    }
-
-    /// The entries whose keys lie in `range`, as this transaction left
-    /// them, in the keys' order.
-    pub fn range<'k, KR: Borrow<K::SelfType<'k>>>(
-        &self,
-        range: impl RangeBounds<KR>,
-    ) -> Result<TypedRange<'_, K, V>> {
-        let (start, end) = key_bounds::<K, KR>(&range);
-        let inner = self.inner.range((borrowed(&start), borrowed(&end)))?;
-        Ok(TypedRange::new(inner))
-    }
-
-    /// All entries in the keys' order.
-    pub fn iter(&self) -> Result<TypedRange<'_, K, V>> {
-        Ok(TypedRange::new(self.inner.iter()?))
-    }
-
-    /// Number of entries, O(1).
-    pub fn len(&self) -> u64 {
-        self.inner.len()
-    }
-
-    /// Whether the table holds no entry.
-    pub fn is_empty(&self) -> bool {
-        self.inner.is_empty()
-    }
+    reads!('_);
 }
 
 /// An iterator over the entries of a typed table's key range, from both
