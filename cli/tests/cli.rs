@@ -1,84 +1,11 @@
 //! Every subcommand of the `larch` binary, run as a user would.
 
-use std::io::Write;
-use std::path::{Path, PathBuf};
+mod common;
+
+use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
-fn larch(args: &[&str]) -> Output {
-    larch_with_input(args, None)
-}
-
-/// Held while a child is spawned, and by a test while it closes a database
-/// it opened in this process. A child forked by another test's thread holds
-/// a copy of every descriptor until it execs, and with it the file lock, so
-/// a command run just after the close could still find the file locked.
-/// (`spawn` returns once the child has exec'd.)
-static SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn larch_with_input(args: &[&str], input: Option<&[u8]>) -> Output {
-    let spawned = {
-        let _spawning = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
-        Command::new(env!("CARGO_BIN_EXE_larch"))
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-    };
-    let mut child = spawned.expect("run larch");
-    let mut stdin = child.stdin.take().expect("stdin");
-    if let Some(input) = input {
-        // A command that refuses its arguments may exit before reading.
-        match stdin.write_all(input) {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-            other => other.expect("write stdin"),
-        }
-    }
-    drop(stdin);
-    child.wait_with_output().expect("larch ran")
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = larch(args);
-    assert!(
-        out.status.success(),
-        "larch {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
-
-/// Runs a command that must fail; returns its one-line error.
-fn fails(args: &[&str]) -> String {
-    let out = larch(args);
-    assert!(!out.status.success(), "larch {args:?} succeeded");
-    let err = String::from_utf8(out.stderr).expect("UTF-8 errors");
-    assert!(!err.contains("panicked"), "{err}");
-    err
-}
-
-/// A dump without its `mapsize=` lines: the size hint follows the file.
-fn strip_mapsize(dump: &str) -> String {
-    dump.lines()
-        .filter(|l| !l.starts_with("mapsize="))
-        .map(|l| format!("{l}\n"))
-        .collect()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 path")
-}
-
-struct Dir(tempfile::TempDir);
-
-impl Dir {
-    fn new() -> Dir {
-        Dir(tempfile::tempdir().unwrap())
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.path().join(name)
-    }
-}
+use common::*;
 
 #[test]
 fn put_get_del_scan() {
@@ -227,7 +154,7 @@ fn a_database_open_elsewhere_is_shared_with_it() {
     assert_eq!(value(b"k"), None);
     assert!(ok(&["check", s(&path)]).ends_with("ok\n"));
     {
-        let _closing = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+        let _closing = spawn_lock();
         drop(db);
     }
     assert_eq!(ok(&["scan", s(&path), "t"]), "mine\t1\n");
@@ -891,7 +818,7 @@ fn output_onto_the_database_itself_is_refused() {
         .open(&path)
         .unwrap();
     let out = {
-        let _spawning = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+        let _spawning = spawn_lock();
         Command::new(env!("CARGO_BIN_EXE_larch"))
             .args(["dump", s(&path)])
             .stdout(onto)
@@ -921,7 +848,7 @@ fn a_standard_stream_onto_the_database_gets_nothing_written() {
             .open(&path)
             .unwrap();
         let status = {
-            let _spawning = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+            let _spawning = spawn_lock();
             Command::new(env!("CARGO_BIN_EXE_larch"))
                 .args(args)
                 .stdout(Stdio::null())
@@ -954,7 +881,7 @@ fn a_path_that_is_not_a_regular_file_is_refused_at_once() {
         &["load", s(&fifo)][..],
     ] {
         let mut child = {
-            let _spawning = SPAWN.lock().unwrap_or_else(|e| e.into_inner());
+            let _spawning = spawn_lock();
             Command::new(env!("CARGO_BIN_EXE_larch"))
                 .args(args)
                 .stdin(Stdio::null())

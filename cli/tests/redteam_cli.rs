@@ -15,57 +15,16 @@
 //! LMDB dupsort database through larch and back.
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Stdio};
 
 use larch::{Database, TableKind};
 
+mod common;
+
+use common::*;
+
 type Pairs = Vec<(Vec<u8>, Vec<u8>)>;
-
-/// Held while a child is spawned and while this process closes a database
-/// (see cli.rs: a forked child holds the file lock until it execs).
-static SPAWN: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn spawn_lock() -> std::sync::MutexGuard<'static, ()> {
-    SPAWN.lock().unwrap_or_else(|e| e.into_inner())
-}
-
-fn run_with_input(program: &str, args: &[&str], input: Option<&[u8]>) -> Output {
-    let spawned = {
-        let _spawning = spawn_lock();
-        Command::new(program)
-            .args(args)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-    };
-    let mut child = spawned.unwrap_or_else(|e| panic!("run {program}: {e}"));
-    let mut stdin = child.stdin.take().expect("stdin");
-    if let Some(input) = input {
-        match stdin.write_all(input) {
-            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {}
-            other => other.expect("write stdin"),
-        }
-    }
-    drop(stdin);
-    child.wait_with_output().expect("ran")
-}
-
-fn larch_with_input(args: &[&str], input: Option<&[u8]>) -> Output {
-    run_with_input(env!("CARGO_BIN_EXE_larch"), args, input)
-}
-
-fn ok(args: &[&str]) -> String {
-    let out = larch_with_input(args, None);
-    assert!(
-        out.status.success(),
-        "larch {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout).expect("UTF-8 output")
-}
 
 /// `larch load db` of `dump`: its exit status and standard error.
 fn load(db: &Path, extra: &[&str], dump: &str) -> (bool, String) {
@@ -82,17 +41,6 @@ fn load_ok(db: &Path, dump: &str) {
     assert!(good, "load failed: {err}");
 }
 
-fn strip_mapsize(dump: &str) -> String {
-    dump.lines()
-        .filter(|l| !l.starts_with("mapsize="))
-        .map(|l| format!("{l}\n"))
-        .collect()
-}
-
-fn s(p: &Path) -> &str {
-    p.to_str().expect("UTF-8 path")
-}
-
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
@@ -102,17 +50,6 @@ fn unhex(text: &str) -> Vec<u8> {
         .step_by(2)
         .map(|i| u8::from_str_radix(&text[i..i + 2], 16).expect("hex"))
         .collect()
-}
-
-struct Dir(tempfile::TempDir);
-
-impl Dir {
-    fn new() -> Dir {
-        Dir(tempfile::tempdir().unwrap())
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.path().join(name)
-    }
 }
 
 fn open(path: &Path) -> Database {
