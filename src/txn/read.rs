@@ -115,7 +115,9 @@ pub struct SetAside {
 /// [`OwnedEntry`](crate::OwnedEntry) made from it, is gone.
 ///
 /// Values read through a [`Table`] borrow the transaction and point into the
-/// map. Pages the snapshot can see are not reused while it lives, so drop
+/// map. A child process made by `fork` must not use a transaction (or a
+/// value) it inherited: the snapshot is the parent's, which the parent may
+/// end at any time; it opens the database again instead. Pages the snapshot can see are not reused while it lives, so drop
 /// long-lived readers when done or the file grows.
 #[derive(Clone)]
 pub struct ReadTxn {
@@ -216,7 +218,6 @@ impl ReadTxn {
     /// Opens table `name` if it may be opened as `shape`, else
     /// [`Error::TableTypeMismatch`].
     pub(crate) fn open_table_as(&self, name: &str, shape: Shape<'_>) -> Result<Table<'_>> {
-        self.snap.same_process()?;
         let Some(entry) = self.table_entry(name)? else {
             return Err(Error::TableNotFound(name.to_owned()));
         };
