@@ -271,14 +271,13 @@ impl Options {
                         Some(lock_file) => registry::published(lock_file, &data)?,
                         None => None,
                     };
-                    let Some((committed, writing)) = published else {
+                    let Some(published) = published else {
                         return Err(Error::AlreadyOpen);
                     };
-                    let opened = self.watch(file, committed, writing)?;
-                    (opened, Registry::private(committed))
+                    self.watch(file, published)?
                 } else {
                     let opened = self.recover(path, file)?;
-                    let registry = Registry::private(opened.meta.txn_id);
+                    let registry = Registry::private(opened.meta.txn_id, opened.meta.txn_id, None);
                     (opened, registry)
                 }
             }
@@ -423,7 +422,7 @@ impl Options {
         let (candidates, _) = read_metas(&file)?;
         let page_size = candidates[0].1.page_size as usize;
         let pager = self.pager(file, page_size)?;
-        let (slot, meta) = publish_snapshot(registry, |id| read_meta(&pager, id))?;
+        let (slot, meta) = publish_snapshot(registry, |id| read_meta(&pager, registry, id))?;
         let loaded = (|| -> Result<freelist::Persisted> {
             let map = pager.map_for(meta.high_water)?;
             // A writer loads it again if another process commits first.
@@ -451,10 +450,21 @@ impl Options {
     }
 
     /// A read-only open that cannot publish snapshots, beside handles that
-    /// can: commit `committed`, which their registry published (`writing`:
-    /// the commit it says a writer left unfinished); no writer commits while
-    /// this handle holds `DATA_WRITER` shared.
-    fn watch(&self, file: LockedFile, committed: u64, writing: Option<u64>) -> Result<Opened> {
+    /// can: the commit their registry published (`published`, with the
+    /// commit it says a writer left unfinished and the weak meta the
+    /// commit's would be in); no writer commits while this handle holds
+    /// `DATA_WRITER` shared.
+    fn watch(
+        &self,
+        file: LockedFile,
+        published: registry::Published,
+    ) -> Result<(Opened, Registry)> {
+        let registry::Published {
+            committed,
+            writing,
+            durable,
+            weak,
+        } = published;
         let (candidates, _) = read_metas(&file)?;
         // A registry that lags the file (that of another name for the
         // database, whose handles went on committing) is not the live one.
@@ -466,7 +476,9 @@ impl Options {
         }
         let page_size = candidates[0].1.page_size as usize;
         let pager = self.pager(file, page_size)?;
-        let Some(meta) = read_meta(&pager, committed)? else {
+        let weak = registry::decode_weak(&weak, committed, pager.file_len());
+        let registry = Registry::private(committed, durable.min(committed), weak);
+        let Some(meta) = read_meta(&pager, &registry, committed)? else {
             return corrupted(
                 committed % 2,
                 "the lock file names a commit the file does not hold",
@@ -476,13 +488,14 @@ impl Options {
             let map = pager.map_for(meta.high_water)?;
             check::strict(check::report(&pager, &map, &meta))?;
         }
-        Ok(Opened {
+        let opened = Opened {
             pager,
             meta,
             free: freelist::Persisted::default(),
             set_aside: None,
             durable: true,
-        })
+        };
+        Ok((opened, registry))
     }
 }
 
@@ -713,14 +726,22 @@ impl Drop for Closer {
         {
             return;
         }
-        // Only a handle whose commit is the newest it knows: starting a
-        // write transaction is not free of effects (it spoils a slot open
-        // set aside, for one), and the cut needs that commit's metas.
+        // Commits that are not durable become durable as a handle closes
+        // (`Durability`), whoever made them. Otherwise only a handle whose
+        // commit is the newest it knows: starting a write transaction is
+        // not free of effects (it spoils a slot open set aside, for one),
+        // and the cut needs that commit's metas.
+        let registry = &self.core.registry;
+        let weak = registry.durable() != registry.committed();
         let latest = self.core.latest.lock().txn_id;
-        if *self.core.wrote.lock() != Some(latest) {
+        let mine = *self.core.wrote.lock() == Some(latest);
+        if !weak && !mine {
             return;
         }
-        if let Ok(Some(w)) = start_write(&self.core, false) {
+        if let Ok(Some(mut w)) = start_write(&self.core, false)
+            && (!weak || w.make_durable().is_ok())
+            && mine
+        {
             w.cut_on_close();
         }
     }
@@ -901,6 +922,33 @@ impl Database {
     /// The id of the last committed transaction, of any process.
     pub fn last_txn_id(&self) -> u64 {
         self.core.registry.committed()
+    }
+
+    /// The id of the newest durable commit: a power loss now leaves the
+    /// database at this commit or a later one. Below
+    /// [`last_txn_id`](Database::last_txn_id) while commits made with
+    /// [`Durability::Eventual`] or [`Durability::None`] wait for a sync.
+    ///
+    /// [`Durability::Eventual`]: crate::Durability::Eventual
+    /// [`Durability::None`]: crate::Durability::None
+    pub fn durable_txn_id(&self) -> u64 {
+        self.core.registry.durable()
+    }
+
+    /// Makes every commit made so far durable, in this process and any
+    /// other: a no-op when they are (every commit `Immediate`), else the
+    /// pages written since the last durable commit are synced, then the
+    /// newest commit's meta is written into its slot and synced (two
+    /// `fdatasync`s, no new commit). Waits for the writer lock, as
+    /// [`begin_write`](Database::begin_write) does, and fails as it does;
+    /// a failed sync poisons the handle as a failed commit does.
+    /// (LMDB's `mdb_env_sync`.)
+    pub fn sync(&self) -> Result<()> {
+        let registry = &self.core.registry;
+        if registry.durable() == registry.committed() {
+            return Ok(());
+        }
+        self.begin_write()?.make_durable()
     }
 
     /// Checks the last committed state: see [`ReadTxn::check`].

@@ -167,8 +167,10 @@ pub use multimap::{
 };
 pub use registry::ReaderInfo;
 pub use table::{Cursor, CursorMut, Drain, Entry, Range, Table, TableMut, TableStat};
+pub use txn::{
+    Durability, EVENTUAL_PERIOD, ReadTxn, Savepoint, SetAside, Stat, TableKind, WriteTxn,
+};
 pub use txn::{OwnedEntry, OwnedRange};
-pub use txn::{ReadTxn, Savepoint, SetAside, Stat, TableKind, WriteTxn};
 pub use typed::{
     Key, TableDefinition, TypedRange, TypedTable, TypedTableMut, Value, decode_escaped,
     encode_escaped,

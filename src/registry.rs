@@ -19,10 +19,10 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use parking_lot::Mutex;
 
 use crate::error::{Error, Result};
-use crate::format::meta::MAX_TXN_ID;
+use crate::format::meta::{MAX_TXN_ID, Meta};
 use crate::format::registry::{
     HEADER_SIZE, INITIAL_SLOTS, MAX_SLOTS, REGISTRY_MAGIC, REGISTRY_VERSION, RESERVE, SLOT_SIZE,
-    file_len, header, locks, slot, slot_word,
+    WEAK_SIZE, file_len, header, locks, slot, slot_word, weak_at,
 };
 use crate::pager::lock::{self, Mode};
 use crate::pager::shared::SharedMap;
@@ -84,6 +84,10 @@ enum Inner {
     /// (it holds the data file's `DATA_WRITER` byte shared).
     Private {
         committed: AtomicU64,
+        /// The newest durable commit, and the meta of `committed` when it
+        /// is not durable (the live registry's weak meta, read at open).
+        durable: u64,
+        weak: Option<Meta>,
     },
 }
 
@@ -199,11 +203,25 @@ pub(crate) fn open(path: &Path, data: &Metadata, read_only: bool) -> Result<Open
     ))
 }
 
-/// The commit a live registry in `file` publishes, and its `writing` word:
-/// when members hold `file`'s open lock (shared: an exclusive holder is a
-/// first opener, not yet built) and its header is valid for `data`. Read
-/// with `pread` by a handle that cannot write (or map) the lock file.
-pub(crate) fn published(file: &File, data: &Metadata) -> Result<Option<(u64, Option<u64>)>> {
+/// What a live registry publishes, read by a handle that cannot map it.
+pub(crate) struct Published {
+    /// The commit new snapshots take.
+    pub committed: u64,
+    /// The commit a writer left unfinished, if any.
+    pub writing: Option<u64>,
+    /// The newest durable commit.
+    pub durable: u64,
+    /// The weak meta `committed` would be in, as it was read (checked by
+    /// whoever needs it: it is `committed`'s only when not durable).
+    pub weak: [u8; WEAK_SIZE as usize],
+}
+
+/// The commit a live registry in `file` publishes, its `writing` word and
+/// weak meta: when members hold `file`'s open lock (shared: an exclusive
+/// holder is a first opener, not yet built) and its header is valid for
+/// `data`. Read with `pread` by a handle that cannot write (or map) the lock
+/// file.
+pub(crate) fn published(file: &File, data: &Metadata) -> Result<Option<Published>> {
     if lock::holder(file, locks::OPEN)? != Some(Mode::Shared) {
         return Ok(None);
     }
@@ -219,8 +237,16 @@ pub(crate) fn published(file: &File, data: &Metadata) -> Result<Option<(u64, Opt
         && word(header::VERSION) == REGISTRY_VERSION
         && word(header::DEV) == data.dev()
         && word(header::INO) == data.ino();
-    let writing = word(header::WRITING).checked_sub(1);
-    Ok(valid.then(|| (word(header::COMMITTED), writing)))
+    let committed = word(header::COMMITTED);
+    let at = weak_at(committed) as usize;
+    let mut weak = [0u8; WEAK_SIZE as usize];
+    weak.copy_from_slice(&head[at..at + WEAK_SIZE as usize]);
+    Ok(valid.then(|| Published {
+        committed,
+        writing: word(header::WRITING).checked_sub(1),
+        durable: word(header::DURABLE),
+        weak,
+    }))
 }
 
 /// Removes `path` if it still names `file` (same device and inode).
@@ -383,6 +409,8 @@ impl First {
         word(header::USED).store(0, Ordering::Relaxed);
         word(header::SYNCED).store(u64::from(synced), Ordering::Relaxed);
         word(header::WRITING).store(unfinished.map_or(0, |t| t + 1), Ordering::Relaxed);
+        word(header::DURABLE).store(committed, Ordering::Relaxed);
+        word(header::WEAK_SINCE).store(0, Ordering::Relaxed);
         word(header::MAGIC).store(REGISTRY_MAGIC, Ordering::Release);
         // Converts the exclusive lock in place: no other opener slips between.
         lock::lock(map.file(), locks::OPEN, Mode::Shared)?;
@@ -401,10 +429,12 @@ pub(crate) type SlotId = Option<u64>;
 
 impl Registry {
     /// The registry of a handle that publishes nothing (see `Opening::Private`).
-    pub(crate) fn private(committed: u64) -> Registry {
+    pub(crate) fn private(committed: u64, durable: u64, weak: Option<Meta>) -> Registry {
         Registry {
             inner: Inner::Private {
                 committed: AtomicU64::new(committed),
+                durable,
+                weak,
             },
         }
     }
@@ -467,7 +497,8 @@ impl Registry {
         }
     }
 
-    /// Makes commit `id` the one new readers take. Called after it is durable.
+    /// Makes commit `id` the one new readers take: called after it is
+    /// durable, or after `store_weak` gave its meta.
     pub(crate) fn publish(&self, id: u64) {
         match &self.inner {
             Inner::Shared(s) => s.header(header::COMMITTED).store(id, Ordering::SeqCst),
@@ -605,6 +636,77 @@ impl Registry {
             s.header(header::SYNCED).store(1, Ordering::Release);
         }
     }
+
+    /// The newest commit the data file holds durably.
+    pub(crate) fn durable(&self) -> u64 {
+        match &self.inner {
+            Inner::Shared(s) => s.header(header::DURABLE).load(Ordering::SeqCst),
+            Inner::Private { durable, .. } => *durable,
+        }
+    }
+
+    /// Records that commit `id` is durable in its meta slot, and with it
+    /// every commit before it.
+    pub(crate) fn set_durable(&self, id: u64) {
+        if let Inner::Shared(s) = &self.inner {
+            s.header(header::DURABLE).store(id, Ordering::SeqCst);
+            s.header(header::WEAK_SINCE).store(0, Ordering::SeqCst);
+        }
+    }
+
+    /// When the oldest commit that is not durable was made (microseconds
+    /// since the Unix epoch), if one is.
+    pub(crate) fn weak_since(&self) -> Option<u64> {
+        match &self.inner {
+            Inner::Shared(s) => {
+                Some(s.header(header::WEAK_SINCE).load(Ordering::SeqCst)).filter(|&t| t != 0)
+            }
+            Inner::Private { .. } => None,
+        }
+    }
+
+    /// Gives the meta of `meta.txn_id`, a commit that is not durable, to the
+    /// readers of every process: its weak meta (`weak_at`), before
+    /// `publish`. Notes when the first such commit since the last durable
+    /// one was made.
+    pub(crate) fn store_weak(&self, meta: &Meta) {
+        let Inner::Shared(s) = &self.inner else {
+            return;
+        };
+        let bytes = meta.encode();
+        let at = weak_at(meta.txn_id);
+        for (i, word) in bytes[..WEAK_SIZE as usize].chunks_exact(8).enumerate() {
+            let v = u64::from_ne_bytes(word.try_into().expect("8 bytes"));
+            s.header(at + 8 * i as u64).store(v, Ordering::Relaxed);
+        }
+        let since = s.header(header::WEAK_SINCE);
+        let _ = since.compare_exchange(0, now_micros().max(1), Ordering::SeqCst, Ordering::SeqCst);
+    }
+
+    /// The meta of commit `id` if a weak meta holds it whole, checked as a
+    /// meta slot is, in a data file of `file_len` bytes. `None` when it is
+    /// durable, or when a writer overwrote it since (two commits later).
+    pub(crate) fn weak_meta(&self, id: u64, file_len: u64) -> Option<Meta> {
+        match &self.inner {
+            Inner::Shared(s) => {
+                let at = weak_at(id);
+                let mut bytes = [0u8; WEAK_SIZE as usize];
+                for (i, word) in bytes.chunks_exact_mut(8).enumerate() {
+                    let v = s.header(at + 8 * i as u64).load(Ordering::Relaxed);
+                    word.copy_from_slice(&v.to_ne_bytes());
+                }
+                decode_weak(&bytes, id, file_len)
+            }
+            Inner::Private { weak, .. } => weak.filter(|m| m.txn_id == id),
+        }
+    }
+}
+
+/// The weak meta `bytes` if it is commit `id`'s, whole and valid.
+pub(crate) fn decode_weak(bytes: &[u8], id: u64, file_len: u64) -> Option<Meta> {
+    Meta::decode(bytes, file_len)
+        .ok()
+        .filter(|m| m.txn_id == id)
 }
 
 impl Shared {

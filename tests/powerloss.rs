@@ -1,6 +1,7 @@
 //! The power-loss simulator: every crash image of a seeded workload opens,
 //! passes the integrity check and holds exactly the last acknowledged commit or
-//! the one in flight (docs/reliability.md, suite 3). `LARCH_SEED` replays a
+//! the one in flight (docs/reliability.md, suite 3), with commits of every
+//! durability mixed. `LARCH_SEED` replays a
 //! run; `LARCH_BUDGET` sets the number of crash images per page size.
 
 use larch::testing::{budget_from_env, powerloss, seed_from_env};
@@ -18,6 +19,11 @@ fn suite(page_size: usize, seed: u64) {
     assert!(figures.chained >= 10, "{figures}");
     assert!(figures.chained_images >= 100, "{figures}");
     assert!(figures.long_readers > 0, "{figures}");
+    // Mixed durabilities: commits left weak, made durable by later
+    // commits (two syncs), by `sync` and by closing.
+    assert!(figures.weak_commits >= 10, "{figures}");
+    assert!(figures.syncs_called > 0, "{figures}");
+    assert!(figures.two_sync_commits > 0, "{figures}");
     if page_size == 512 {
         assert!(figures.two_sync_commits > 0, "{figures}");
     }

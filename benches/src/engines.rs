@@ -1,5 +1,6 @@
 //! Each engine behind one small trait, configured for the same durability:
-//! every write transaction is synchronous when it returns.
+//! every write transaction is synchronous when it returns, but those of
+//! `write_unsynced`, which each engine makes durable at `sync`.
 
 use std::ops::Bound;
 use std::path::{Path, PathBuf};
@@ -11,6 +12,15 @@ pub trait Engine: Sync {
     fn write(&self, pairs: &[(Vec<u8>, Vec<u8>)]);
     /// Removes every key in one synchronous transaction.
     fn remove(&self, keys: &[Vec<u8>]);
+    /// Inserts every pair in one transaction that is visible when this
+    /// returns but not synced: larch `Durability::Eventual`, LMDB with
+    /// `MDB_NOSYNC`, redb `Durability::None`, sled without a flush, RocksDB
+    /// with `sync = false`.
+    fn write_unsynced(&self, pairs: &[(Vec<u8>, Vec<u8>)]);
+    /// Makes every write so far durable: larch `Database::sync`, LMDB
+    /// `mdb_env_sync`, an empty `Immediate` commit in redb, sled's `flush`,
+    /// RocksDB's `flush_wal(true)`.
+    fn sync(&self);
     /// Looks every key up in one read transaction; returns a checksum of the
     /// values so that nothing is optimised away.
     fn get_all(&self, keys: &[Vec<u8>]) -> u64;
@@ -120,6 +130,22 @@ impl Engine for Larch {
         w.commit().unwrap();
     }
 
+    fn write_unsynced(&self, pairs: &[(Vec<u8>, Vec<u8>)]) {
+        let mut w = self.0.begin_write().unwrap();
+        w.set_durability(larch::Durability::Eventual);
+        {
+            let mut t = w.open_table("bench").unwrap();
+            for (k, v) in pairs {
+                t.insert(k, v).unwrap();
+            }
+        }
+        w.commit().unwrap();
+    }
+
+    fn sync(&self) {
+        self.0.sync().unwrap();
+    }
+
     fn remove(&self, keys: &[Vec<u8>]) {
         let mut w = self.0.begin_write().unwrap();
         {
@@ -226,6 +252,21 @@ impl Engine for Lmdb {
         w.commit().unwrap();
     }
 
+    fn write_unsynced(&self, pairs: &[(Vec<u8>, Vec<u8>)]) {
+        use heed::{EnvFlags, FlagSetMode};
+        // SAFETY: no other transaction of this environment runs while the
+        // flag is set (the harness writes from one thread); MDB_NOSYNC's
+        // risk to the file on power loss is the figure's point of comparison.
+        unsafe { self.env.set_flags(EnvFlags::NO_SYNC, FlagSetMode::Enable) }.unwrap();
+        self.write(pairs);
+        // SAFETY: as above.
+        unsafe { self.env.set_flags(EnvFlags::NO_SYNC, FlagSetMode::Disable) }.unwrap();
+    }
+
+    fn sync(&self) {
+        self.env.force_sync().unwrap();
+    }
+
     fn remove(&self, keys: &[Vec<u8>]) {
         let mut w = self.env.write_txn().unwrap();
         for k in keys {
@@ -314,6 +355,24 @@ impl Engine for Redb {
         w.commit().unwrap();
     }
 
+    fn write_unsynced(&self, pairs: &[(Vec<u8>, Vec<u8>)]) {
+        let mut w = self.0.begin_write().unwrap();
+        w.set_durability(redb::Durability::None).unwrap();
+        {
+            let mut t = w.open_table(REDB_TABLE).unwrap();
+            for (k, v) in pairs {
+                t.insert(&k[..], &v[..]).unwrap();
+            }
+        }
+        w.commit().unwrap();
+    }
+
+    fn sync(&self) {
+        // An empty commit with the default, immediate durability persists
+        // the ones before it.
+        self.0.begin_write().unwrap().commit().unwrap();
+    }
+
     fn remove(&self, keys: &[Vec<u8>]) {
         let w = self.0.begin_write().unwrap();
         {
@@ -395,6 +454,18 @@ impl Engine for Sled {
         self.0.flush().unwrap();
     }
 
+    fn write_unsynced(&self, pairs: &[(Vec<u8>, Vec<u8>)]) {
+        let mut batch = sled::Batch::default();
+        for (k, v) in pairs {
+            batch.insert(&k[..], &v[..]);
+        }
+        self.0.apply_batch(batch).unwrap();
+    }
+
+    fn sync(&self) {
+        self.0.flush().unwrap();
+    }
+
     fn remove(&self, keys: &[Vec<u8>]) {
         let mut batch = sled::Batch::default();
         for k in keys {
@@ -462,6 +533,18 @@ impl Engine for Rocks {
             batch.put(k, v);
         }
         self.sync_write(batch);
+    }
+
+    fn write_unsynced(&self, pairs: &[(Vec<u8>, Vec<u8>)]) {
+        let mut batch = rocksdb::WriteBatch::default();
+        for (k, v) in pairs {
+            batch.put(k, v);
+        }
+        self.0.write(batch).unwrap();
+    }
+
+    fn sync(&self) {
+        self.0.flush_wal(true).unwrap();
     }
 
     fn remove(&self, keys: &[Vec<u8>]) {

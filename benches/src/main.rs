@@ -97,6 +97,7 @@ const WORKLOADS: &[&str] = &[
     "bulk_load_random",
     "bulk_load_sorted",
     "individual_writes",
+    "eventual_writes",
     "batch_writes",
     "len",
     "random_reads",
@@ -672,6 +673,18 @@ fn run_suite(name: &str, data: &Data, base: &Path, wanted: &dyn Fn(&str) -> bool
         for p in &data.singles {
             e.write(std::slice::from_ref(p));
         }
+        0
+    });
+    // The same small transactions without a sync of their own, made durable
+    // every 100 commits and at the end.
+    step("eventual_writes", &mut || {
+        for (i, p) in data.singles.iter().enumerate() {
+            e.write_unsynced(std::slice::from_ref(p));
+            if i % 100 == 99 {
+                e.sync();
+            }
+        }
+        e.sync();
         0
     });
     step("batch_writes", &mut || {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use crate::btree::PageStore;
 use crate::error::{Error, Result, corrupted};
 use crate::format::heap::packs;
+use crate::format::meta::Meta;
 use crate::format::node::{Keys, LongKey, Node, ValueRef};
 use crate::format::page::{
     OVERFLOW_DATA, PageId, header_mut, init_overflow, overflow_pages, written_by,
@@ -22,6 +23,9 @@ use super::heap::{Change, Heap, HeapSaved};
 /// The pages a write transaction owns.
 pub(crate) struct Dirty {
     txn_id: u64,
+    /// The commit the transaction started from (`txn_id - 1`, or
+    /// `txn_id - 2` after a commit that is not durable).
+    base_txn: u64,
     /// High-water mark of the snapshot the transaction started from: the map
     /// below it is that snapshot.
     base_high_water: u64,
@@ -38,17 +42,20 @@ pub(crate) struct Dirty {
 }
 
 impl Dirty {
+    /// The pages of transaction `txn_id`, which starts from commit `base`.
     pub(crate) fn new(
         page_size: usize,
         txn_id: u64,
-        base_high_water: u64,
+        base: &Meta,
         max_pages: u64,
         file_pages: u64,
         free: FreeList,
         map: Arc<Map>,
     ) -> Dirty {
+        let base_high_water = base.high_water;
         Dirty {
             txn_id,
+            base_txn: base.txn_id,
             base_high_water,
             map,
             alloc: Allocator::new(page_size, base_high_water, max_pages, file_pages, free),
@@ -99,7 +106,7 @@ impl Dirty {
     /// The snapshot the transaction started from, in `pager`'s map.
     #[inline]
     fn base<'a>(&'a self, pager: &'a Pager) -> MapView<'a> {
-        MapView::new(pager, &self.map, self.base_high_water, self.txn_id - 1)
+        MapView::new(pager, &self.map, self.base_high_water, self.base_txn)
     }
 
     /// Copies the committed pages `id..id + n` (a page, or a whole overflow
@@ -115,7 +122,7 @@ impl Dirty {
     ) -> Result<PageId> {
         // The fields, not `base`: the allocator is borrowed below while
         // `src` lives.
-        let base = MapView::new(pager, &self.map, self.base_high_water, self.txn_id - 1);
+        let base = MapView::new(pager, &self.map, self.base_high_water, self.base_txn);
         let src = base.run_bytes(id, n)?;
         let new = place(&mut self.alloc)?;
         let buf = self.bufs.insert(new, Box::from(src));
@@ -403,7 +410,7 @@ impl PageStore for TxnPages<'_> {
         // first, as the segment filled next may be that very buffer.
         let d = &mut *self.dirty;
         let map = Arc::clone(&d.map);
-        let base = MapView::new(self.pager, &map, d.base_high_water, d.txn_id - 1);
+        let base = MapView::new(self.pager, &map, d.base_high_water, d.base_txn);
         let own;
         let value = if d.bufs.contains(seg) {
             own = d.view(self.pager).spilled_value(at, len)?.to_vec();

@@ -10,7 +10,7 @@ pub(crate) const REGISTRY_MAGIC: u64 = u64::from_le_bytes(*b"larchreg");
 
 /// The layout's version; a lock file of another is rebuilt by the first
 /// opener and refused by any other.
-pub(crate) const REGISTRY_VERSION: u64 = 1;
+pub(crate) const REGISTRY_VERSION: u64 = 2;
 
 /// Header words, by byte offset.
 pub(crate) mod header {
@@ -22,7 +22,9 @@ pub(crate) mod header {
     pub(crate) const DEV: u64 = 16;
     /// The data file's inode number.
     pub(crate) const INO: u64 = 24;
-    /// The last commit made durable and published: new snapshots take it.
+    /// The last commit published: new snapshots take it. Durable, or one
+    /// of the commits since `DURABLE` that were not (its meta is then in
+    /// a weak meta, `weak_at`).
     pub(crate) const COMMITTED: u64 = 32;
     /// Reader slots the file holds.
     pub(crate) const SLOTS: u64 = 40;
@@ -33,10 +35,30 @@ pub(crate) mod header {
     pub(crate) const SYNCED: u64 = 56;
     /// The transaction id a writer is writing out, plus one; 0 when none is.
     pub(crate) const WRITING: u64 = 64;
+    /// The newest commit the data file holds durably, in its meta slot.
+    pub(crate) const DURABLE: u64 = 72;
+    /// When the oldest commit since `DURABLE` that is not durable was made,
+    /// microseconds since the Unix epoch; 0 when every commit is durable.
+    pub(crate) const WEAK_SINCE: u64 = 80;
 }
 
-/// Bytes before slot 0.
-pub(crate) const HEADER_SIZE: u64 = 128;
+/// Byte offset of the weak metas: two of `WEAK_SIZE` bytes, which the
+/// commits that are not durable take by turns (`weak_at`).
+pub(crate) const WEAK_AT: u64 = 128;
+
+/// Bytes per weak meta: a meta's fixed part, its checksum included.
+pub(crate) const WEAK_SIZE: u64 = 128;
+
+/// Byte offset of the weak meta of commit `id`. The ids of commits that
+/// are not durable all have one parity and step by two after each other, so
+/// they alternate between the two by `id / 2`: each is overwritten two such
+/// commits later, as a meta slot is.
+pub(crate) const fn weak_at(id: u64) -> u64 {
+    WEAK_AT + ((id / 2) % 2) * WEAK_SIZE
+}
+
+/// Bytes before slot 0: the header words and the weak metas.
+pub(crate) const HEADER_SIZE: u64 = WEAK_AT + 2 * WEAK_SIZE;
 
 /// Bytes per slot: a cache line, so readers of different slots do not share one.
 pub(crate) const SLOT_SIZE: u64 = 64;

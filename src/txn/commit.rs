@@ -3,7 +3,7 @@
 
 use std::sync::atomic::Ordering;
 
-use super::write::WriteTxn;
+use super::write::{Durability, EVENTUAL_PERIOD, WriteTxn};
 use crate::btree;
 use crate::dirty::Buffers;
 use crate::error::{Result, corrupted};
@@ -34,11 +34,14 @@ struct Sealed {
     /// Whether the seal list is in the meta (one sync) or the pages are
     /// synced before it (two syncs).
     single_sync: bool,
+    /// A commit that is not durable: no sync, and its meta goes to the
+    /// lock file, not to a meta slot.
+    weak: bool,
 }
 
 impl Sealed {
     fn sealing(&self) -> Seal<'_> {
-        if self.single_sync {
+        if self.single_sync && !self.weak {
             Seal::Listed(&self.seal)
         } else {
             Seal::Synced
@@ -56,7 +59,12 @@ impl WriteTxn {
         self.savepoints.clear();
         self.dirty.drop_savepoints();
         if self.unchanged() {
-            // Nothing to write: keep the previous commit.
+            // Nothing to write: keep the previous commit, made durable if it
+            // is not and this commit is to be (as an `Immediate` commit
+            // makes the ones before it durable).
+            if self.durability == Durability::Immediate {
+                self.make_durable()?;
+            }
             self.guard.free.list = self.dirty.abort();
             return Ok(());
         }
@@ -71,16 +79,44 @@ impl WriteTxn {
         // packs it into a segment: its change, too, goes into the heap.
         self.write_heap()?;
         let free = self.write_free_list()?;
-        let mut sealed = self.seal(&free)?;
+        let weak = self.stays_weak();
+        let mut sealed = self.seal(&free, weak)?;
         // 4. A map the next transactions can read the commit through, then
         // the file's growth: either failing leaves nothing written.
         let pager = &self.core.pager;
         pager.map_for(sealed.meta.high_water)?;
         pager.grow(sealed.meta.high_water * pager.page_size() as u64)?;
         self.write_out(&mut sealed)?;
-        self.publish(sealed.meta, free);
+        self.publish(sealed.meta, free, weak);
         self.cut_tail(&sealed.meta);
         Ok(())
+    }
+
+    /// Whether this commit is to be left without a sync (DESIGN.md,
+    /// "Durability"): `None` always, `Eventual` until the oldest commit
+    /// that is not durable is `EVENTUAL_PERIOD` old.
+    fn stays_weak(&self) -> bool {
+        match self.durability {
+            Durability::Immediate => false,
+            Durability::None => true,
+            Durability::Eventual => {
+                let period = EVENTUAL_PERIOD.as_micros() as u64;
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_micros() as u64);
+                self.core
+                    .registry
+                    .weak_since()
+                    .is_none_or(|since| now.saturating_sub(since) < period)
+            }
+        }
+    }
+
+    /// Whether commits that are not durable came after the newest durable
+    /// one: their pages are not synced, so a durable commit syncs them
+    /// before its meta (two syncs) whatever its seal list.
+    fn after_weak(&self) -> bool {
+        self.base.txn_id != self.disk.newest.txn_id
     }
 
     /// Whether the transaction changed nothing: no table, no page, no catalog
@@ -115,7 +151,7 @@ impl WriteTxn {
     /// Step 3, seal: the seal list (its checksums still zero), the meta
     /// encoded with it (when it fits, for a single-sync commit) and decoded
     /// back as open would read it.
-    fn seal(&mut self, free: &Persisted) -> Result<Sealed> {
+    fn seal(&mut self, free: &Persisted, weak: bool) -> Result<Sealed> {
         let pager = &self.core.pager;
         let ps = pager.page_size();
         let txn_id = self.dirty.txn_id();
@@ -143,7 +179,8 @@ impl WriteTxn {
                 catalog: self.catalog,
                 heap: self.heap,
             },
-            single_sync: seal.len() <= seal_capacity(ps),
+            single_sync: seal.len() <= seal_capacity(ps) && !self.after_weak(),
+            weak,
             seal,
         };
         // Like the free list, the meta must read back as written (roots and
@@ -164,10 +201,27 @@ impl WriteTxn {
     /// Steps 5-8: stamp and write the pages, sync them (two-sync commits
     /// only), write the meta, sync. A failure poisons the database, and the
     /// slot being written is spoiled (`disown_slot`): the disk may hold
-    /// anything the kernel kept.
+    /// anything the kernel kept. A commit that is not durable writes its
+    /// pages only (an `Eventual` one asks the kernel to start writing them
+    /// back); they lie where no meta on disk reaches, so a failure spoils
+    /// nothing.
     fn write_out(&mut self, s: &mut Sealed) -> Result<()> {
         let pager = &self.core.pager;
         let bufs = self.dirty.buffers_mut();
+        if s.weak {
+            let r = write_pages(pager, bufs, &mut s.seal);
+            if r.is_err() {
+                self.core.poisoned.store(true, Ordering::Release);
+            } else if self.durability == Durability::Eventual
+                && let (Some(first), Some(last)) = (s.seal.first(), s.seal.last())
+            {
+                pager.start_writeback(
+                    first.page.get(),
+                    last.page.get() + u64::from(last.pages.get()),
+                );
+            }
+            return r;
+        }
         // Should this process die from here on, the next writer spoils the
         // slot being written (`Core::adopt`).
         self.core.registry.set_unfinished(Some(s.meta.txn_id));
@@ -182,23 +236,63 @@ impl WriteTxn {
         let r = io();
         if r.is_err() {
             self.core.poisoned.store(true, Ordering::Release);
-            self.disown_slot();
+            self.disown_slot(s.meta.txn_id % 2);
         }
         r
     }
 
+    /// Makes the commit this transaction started from durable, if it is
+    /// not: every page written so far is synced, then its meta goes into its
+    /// slot (the one the newest durable meta is not in: ids that are not
+    /// durable have that parity), synced too. `Database::sync`, and a handle
+    /// closing. A failure poisons the database and spoils the slot, as a
+    /// failed commit does.
+    pub(crate) fn make_durable(&mut self) -> Result<()> {
+        self.core.same_process()?;
+        if !self.after_weak() {
+            return Ok(());
+        }
+        let base = self.base;
+        let registry = &self.core.registry;
+        registry.set_unfinished(Some(base.txn_id));
+        let pager = &self.core.pager;
+        let r = (|| {
+            pager.sync()?;
+            pager.write(base.txn_id % 2, &base.encode())?;
+            pager.sync()
+        })();
+        if r.is_err() {
+            self.core.poisoned.store(true, Ordering::Release);
+            self.disown_slot(base.txn_id % 2);
+            return r;
+        }
+        registry.set_durable(base.txn_id);
+        registry.set_unfinished(None);
+        // The slot open may have set aside is overwritten, if it was this one.
+        *self.core.set_aside.lock() = None;
+        self.disk.older = Some(self.disk.newest);
+        self.disk.newest = base;
+        Ok(())
+    }
+
     /// Step 9, publish: new readers of every process see this commit, and the
     /// writer keeps its free list.
-    fn publish(&mut self, meta: Meta, free: Persisted) {
+    fn publish(&mut self, meta: Meta, free: Persisted, weak: bool) {
         self.guard.free = free;
         self.guard.known = meta.txn_id;
         self.core.high_waters.lock().learn(&meta);
         *self.core.latest.lock() = meta;
-        self.core.registry.publish(meta.txn_id);
-        self.core.registry.set_unfinished(None);
+        let registry = &self.core.registry;
+        if weak {
+            registry.store_weak(&meta);
+        } else {
+            registry.set_durable(meta.txn_id);
+            // This commit overwrote the slot open may have set aside.
+            *self.core.set_aside.lock() = None;
+        }
+        registry.publish(meta.txn_id);
+        registry.set_unfinished(None);
         *self.core.wrote.lock() = Some(meta.txn_id);
-        // This commit overwrote the slot open may have set aside.
-        *self.core.set_aside.lock() = None;
     }
 
     /// Step 10, after the commit is durable and published: cuts the file
@@ -225,27 +319,27 @@ impl WriteTxn {
         } else {
             (len / 8).max(1 << 20)
         };
-        self.cut_above(meta.high_water.max(self.base.high_water), step);
+        // The metas on disk before this commit: a durable one replaced the
+        // older, but keeping its mark costs at most one step.
+        let metas = (meta.high_water.max(self.base.high_water)).max(self.disk.high_water());
+        self.cut_above(metas, step);
     }
 
     /// When the handle closes, with no transaction running in any process:
     /// cuts the file down to the highest high-water mark anything may still
     /// read, whatever that frees, so that a closed database keeps neither
     /// the steps its growth allocated ahead nor a free tail. Only when the
-    /// newest commit (the base) is this handle's own: the two metas on disk
-    /// are then that commit's and its base's, whose mark the handle keeps.
-    /// (A handle that wrote nothing may have opened past a meta it set
-    /// aside, whose pages must stay for a later open that finds it whole.)
+    /// newest commit (the base) is this handle's own and durable (a handle
+    /// that wrote nothing may have opened past a meta it set aside, whose
+    /// pages must stay for a later open that finds it whole): the metas on
+    /// disk are then the base's and the one before, whose marks the writer
+    /// read.
     pub(crate) fn cut_on_close(&self) {
-        if *self.core.wrote.lock() != Some(self.base.txn_id) {
+        if *self.core.wrote.lock() != Some(self.base.txn_id) || self.after_weak() {
             return;
         }
-        let older =
-            (self.base.txn_id.checked_sub(1)).and_then(|id| self.core.high_waters.lock().mark(id));
-        if let Some(older) = older {
-            let ps = self.core.pager.page_size() as u64;
-            self.cut_above(self.base.high_water.max(older), ps);
-        }
+        let ps = self.core.pager.page_size() as u64;
+        self.cut_above(self.base.high_water.max(self.disk.high_water()), ps);
     }
 
     /// Cuts the file down to the highest high-water mark anything may still
@@ -282,10 +376,10 @@ impl WriteTxn {
     /// open). Best effort: if this write fails too, the next open's sync
     /// fails and says so, once; an open retried after that reads the cache
     /// again (DESIGN.md, "Crashes in chains", last row).
-    fn disown_slot(&self) {
+    fn disown_slot(&self, slot: u64) {
         let mut spoiled = self.base.encode();
         spoiled[CHECKSUM_AT] ^= 0xff;
-        let _ = self.core.pager.write(self.dirty.txn_id() % 2, &spoiled);
+        let _ = self.core.pager.write(slot, &spoiled);
     }
 }
 

@@ -87,11 +87,6 @@ impl HighWaters {
         }
     }
 
-    /// The mark of commit `id`, if this handle knows it.
-    pub(crate) fn mark(&self, id: u64) -> Option<u64> {
-        self.marks.get(&id).copied()
-    }
-
     /// The highest mark of the snapshots `ids`, or `None` if one of them is
     /// unknown to this handle.
     pub(crate) fn max_of(&self, ids: &BTreeSet<u64>) -> Option<u64> {
@@ -109,11 +104,12 @@ impl HighWaters {
     }
 }
 
-/// Reads the meta of commit `id` from its slot, or from the other one (a
-/// lone meta of the other parity, before its first writer gives it a twin).
-/// `None` when neither holds it whole: a writer of another process
-/// overwrote it, or is overwriting it now.
-pub(crate) fn read_meta(pager: &Pager, id: u64) -> Result<Option<Meta>> {
+/// Reads the meta of commit `id`: from its slot, or from the other one (a
+/// lone meta of the other parity, before its first writer gives it a
+/// twin), or, for a commit that is not durable, from `registry`'s weak meta
+/// of its parity. `None` when none holds it whole: a writer of another
+/// process overwrote it, or is overwriting it now.
+pub(crate) fn read_meta(pager: &Pager, registry: &Registry, id: u64) -> Result<Option<Meta>> {
     if id > MAX_TXN_ID {
         return corrupted(id % 2, "the lock file names an impossible commit");
     }
@@ -129,7 +125,9 @@ pub(crate) fn read_meta(pager: &Pager, id: u64) -> Result<Option<Meta>> {
             _ => continue,
         }
     }
-    Ok(None)
+    Ok(registry
+        .weak_meta(id, len)
+        .filter(|m| m.page_size as usize == ps))
 }
 
 /// Publishes a snapshot of the last commit in `registry` and returns its
@@ -202,7 +200,7 @@ impl Core {
         if latest.txn_id == id {
             return Ok(Some(latest));
         }
-        let found = read_meta(&self.pager, id)?;
+        let found = read_meta(&self.pager, &self.registry, id)?;
         if let Some(meta) = found {
             self.high_waters.lock().learn(&meta);
             let mut latest = self.latest.lock();
@@ -223,15 +221,17 @@ impl Core {
     /// For a writer holding the writer lock of every process: cleans up after
     /// a writer that did not finish, makes the published commit durable if no
     /// writable handle has yet, and returns that commit, with `state`
-    /// reloaded if another process committed since this handle last wrote.
-    pub(crate) fn adopt(&self, state: &mut WriterState) -> Result<Meta> {
+    /// reloaded if another process committed since this handle last wrote,
+    /// and the metas the data file holds.
+    pub(crate) fn adopt(&self, state: &mut WriterState) -> Result<(Meta, OnDisk)> {
         // The file as other writers left it, grown or shrunk: never grow it
         // from a stale length (a cut by another process would make a length
         // this handle learnt earlier too long, and `grow` would skip the
         // allocation a commit needs).
         self.pager.writer_len_from_file()?;
         let id = self.registry.committed();
-        if id > MAX_TXN_ID {
+        let durable = self.registry.durable();
+        if id > MAX_TXN_ID || durable > id {
             return Err(Error::LockFile("the lock file names an impossible commit"));
         }
         // Commits are published in order: a committed id older than one this
@@ -240,10 +240,13 @@ impl Core {
         // pages of the newer commit and overwrite its meta.
         let newest_seen = self.latest.lock().txn_id.max(state.known);
         let unfinished = self.registry.unfinished();
-        // (A meta in the slot of the other parity is invalid: open set it
-        // aside, and this commit overwrites it.)
-        let beyond = read_slot(&self.pager, (id + 1) % 2)?
-            .filter(|m| m.txn_id > id && m.txn_id % 2 == (id + 1) % 2);
+        // The durable commit's slot is never written while it is the
+        // newest durable one; the other slot is the one commits write. (A
+        // meta in the other slot of the durable one's parity is invalid:
+        // open set it aside, and the next durable commit overwrites it.)
+        let other = 1 - durable % 2;
+        let beyond =
+            read_slot(&self.pager, other)?.filter(|m| m.txn_id > id && m.txn_id % 2 == other);
         // A newer meta is what a writer that died or failed left, or what
         // recovery set aside (torn): either way recorded as unfinished.
         let left_behind = |m: &Meta| unfinished == Some(m.txn_id);
@@ -257,13 +260,14 @@ impl Core {
             reason: "the lock file names a commit the file does not hold",
         })?;
         if let Some(unfinished) = unfinished {
-            // A writer died or failed while writing `unfinished` out: its
-            // meta may be in its slot, durable or in the page cache, over
-            // pages this writer may now reuse. Spoil the slot durably before
-            // anything builds on the base (DESIGN.md, "Many processes").
-            // (Only the other slot: a crafted word naming the base's own
-            // slot must not spoil the base.)
-            if unfinished > id && unfinished % 2 != id % 2 {
+            // A writer died or failed while writing `unfinished` out (or
+            // making the published commit durable): its meta may be in its
+            // slot, durable or in the page cache, over pages this writer
+            // may now reuse. Spoil the slot durably before anything builds
+            // on the base (DESIGN.md, "Many processes"). (Only the other
+            // slot: a crafted word naming the durable commit's own slot
+            // must not spoil it.)
+            if unfinished > durable && unfinished % 2 == other {
                 let mut spoiled = base.encode();
                 spoiled[CHECKSUM_AT] ^= 0xff;
                 self.durably(|| {
@@ -287,13 +291,48 @@ impl Core {
             })?;
             self.registry.set_synced();
         }
+        // The metas on disk, which every commit keeps whole until a newer
+        // durable one replaces them: the durable commit must be in its slot.
+        let newest = match read_slot(&self.pager, durable % 2)? {
+            Some(m) if m.txn_id == durable => m,
+            _ => {
+                return Err(Error::LockFile(
+                    "the lock file's durable commit is not in its meta slot",
+                ));
+            }
+        };
+        let older = read_slot(&self.pager, other)?.filter(|m| m.txn_id < durable);
         if state.known != id {
             let map = self.pager.map_for(base.high_water)?;
             let view = MapView::new(&self.pager, &map, base.high_water, base.txn_id);
             state.free = freelist::load(view, &base)?;
             state.known = id;
         }
-        Ok(base)
+        Ok((base, OnDisk { newest, older }))
+    }
+}
+
+/// The metas the data file holds, as a writer found them: what a power
+/// loss leaves to open, which no commit may touch until a newer durable one
+/// replaces them.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct OnDisk {
+    /// The newest durable commit, in its slot.
+    pub newest: Meta,
+    /// The one in the other slot, if it holds an older valid one.
+    pub older: Option<Meta>,
+}
+
+impl OnDisk {
+    /// The highest high-water mark of the two.
+    pub(crate) fn high_water(&self) -> u64 {
+        let older = self.older.map_or(0, |m| m.high_water);
+        self.newest.high_water.max(older)
+    }
+
+    /// The older meta's id, or the newest's when the other slot holds none.
+    pub(crate) fn oldest_id(&self) -> u64 {
+        self.older.map_or(self.newest.txn_id, |m| m.txn_id)
     }
 }
 

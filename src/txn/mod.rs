@@ -12,4 +12,4 @@ pub(crate) use self::core::{Core, HighWaters, WriterState, publish_snapshot, rea
 pub use owned::{OwnedEntry, OwnedRange};
 pub(crate) use read::Snapshot;
 pub use read::{ReadTxn, SetAside, Stat, TableKind};
-pub use write::{Savepoint, WriteTxn};
+pub use write::{Durability, EVENTUAL_PERIOD, Savepoint, WriteTxn};

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use parking_lot::{ArcMutexGuard, RawMutex};
 
-use super::core::{Core, WriterState};
+use super::core::{Core, OnDisk, WriterState};
 use crate::btree;
 use crate::dirty::{Dirty, DirtySaved, TxnPages};
 use crate::error::Result;
@@ -74,6 +74,10 @@ pub struct WriteTxn {
     pub(super) dirty: Dirty,
     /// The commit this transaction started from.
     pub(super) base: Meta,
+    /// The metas on disk when it started: what a power loss falls back to.
+    pub(super) disk: OnDisk,
+    /// How durable its commit is to be.
+    pub(super) durability: Durability,
     /// The catalog as this transaction changed it.
     pub(super) catalog: TableDesc,
     /// The value heap as this transaction changed it (at commit).
@@ -90,6 +94,59 @@ pub struct WriteTxn {
     /// The id the next savepoint gets.
     next_savepoint: u64,
 }
+
+/// How durable a commit is when [`WriteTxn::commit`] returns, set with
+/// [`WriteTxn::set_durability`].
+///
+/// Whatever the mode, a commit is visible at once to every reader of every
+/// process, and a crash or power loss leaves a database that opens to a
+/// complete commit and passes [`Database::check`](crate::Database::check):
+/// the last durable one or a later durable one, never a mix. A commit that
+/// is not durable writes its pages but no meta to the data file; its meta
+/// lives in the lock file, beside the metas on disk, which it never
+/// overwrites (DESIGN.md, "Durability").
+///
+/// ```
+/// use larch::Durability;
+/// # let dir = tempfile::tempdir().unwrap();
+/// # // SAFETY: the file is this example's own.
+/// # let db = unsafe { larch::Database::open(dir.path().join("db")) }.unwrap();
+/// for i in 0..100u32 {
+///     let mut w = db.begin_write()?;
+///     w.set_durability(Durability::Eventual);
+///     w.open_table("log")?.insert(&i.to_be_bytes(), b"entry")?;
+///     w.commit()?; // visible now; durable at the next sync
+/// }
+/// db.sync()?; // all 100 are durable
+/// # Ok::<(), larch::Error>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Durability {
+    /// Durable when `commit` returns: its pages and its meta are synced
+    /// (with every commit before it). The default.
+    #[default]
+    Immediate,
+    /// No sync of its own: durable at the next [`Database::sync`], the next
+    /// `Immediate` commit, or when the last handle of the process closes;
+    /// and at the first commit made once the oldest commit that is not
+    /// durable is a second old ([`EVENTUAL_PERIOD`]), which syncs instead,
+    /// so that commits left alone become durable within about that long.
+    ///
+    /// [`Database::sync`]: crate::Database::sync
+    Eventual,
+    /// No sync of its own, ever: durable at the next [`Database::sync`], the
+    /// next `Immediate` commit, or when the last handle of the process
+    /// closes. Until then a power loss, or the crash of every process that
+    /// has the database open, takes it back (with every commit after the
+    /// last durable one).
+    ///
+    /// [`Database::sync`]: crate::Database::sync
+    None,
+}
+
+/// How old the oldest commit that is not durable may grow before an
+/// [`Durability::Eventual`] commit syncs.
+pub const EVENTUAL_PERIOD: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Numbers the write transactions of the process, for their savepoints.
 static INSTANCES: AtomicU64 = AtomicU64::new(0);
@@ -131,36 +188,49 @@ impl WriteTxn {
         core: Arc<Core>,
         mut guard: ArcMutexGuard<RawMutex, WriterState>,
     ) -> Result<WriteTxn> {
-        let mut start = || -> Result<(Meta, BTreeSet<u64>, Arc<Map>)> {
-            let base = core.adopt(&mut guard)?;
+        let mut start = || -> Result<(Meta, OnDisk, BTreeSet<u64>, Arc<Map>)> {
+            let (base, disk) = core.adopt(&mut guard)?;
             let map = core.pager.map_for(base.high_water)?;
-            Ok((base, core.registry.snapshots()?, map))
+            Ok((base, disk, core.registry.snapshots()?, map))
         };
-        let (base, live, map) = match start() {
+        let (base, disk, mut live, map) = match start() {
             Ok(started) => started,
             Err(e) => {
                 core.unlock_writer();
                 return Err(e);
             }
         };
+        // The id has the parity of the slot the next durable commit writes,
+        // the one the newest durable meta is not in: so this commit can be
+        // made durable whatever it turns out to be, and a commit that is not
+        // durable never takes the parity of the meta a power loss falls back
+        // to. With every commit durable that is `base + 1`; after one that
+        // is not, `base + 2` (DESIGN.md, "Durability").
         // A valid meta's id is at most MAX_TXN_ID, so this does not saturate;
         // `commit` refuses an id past MAX_TXN_ID.
-        let txn_id = base.txn_id.saturating_add(1);
+        let durable = disk.newest.txn_id;
+        let mut txn_id = base.txn_id.saturating_add(1);
+        if txn_id % 2 == durable % 2 {
+            txn_id = txn_id.saturating_add(1);
+        }
         // The reuse rule (DESIGN.md): a page written by A and freed by T is
-        // reusable once no pinned snapshot lies in A..T. The metas on disk
-        // are W - 1 and W - 2, pinned like the live readers of every process;
-        // a reader publishing after the registry's scan sees `base` (W - 1)
-        // or newer, which the metas pin already.
-        let meta_limit = txn_id.saturating_sub(2);
+        // reusable once no pinned snapshot lies in A..T. Pinned are both
+        // metas on disk, which a power loss falls back to, like the live
+        // readers of every process; and every snapshot from the base on:
+        // a reader publishing after the registry's scan sees the base or
+        // newer.
+        live.insert(durable);
+        live.insert(disk.oldest_id());
         // No snapshot older than both the base and every live one can
         // start again: their high-water marks are not needed any more, but
-        // for the meta before the base, still on disk (`cut_on_close`).
-        let older_meta = base.txn_id.saturating_sub(1);
-        let oldest = live.first().map_or(older_meta, |&o| o.min(older_meta));
+        // for the metas still on disk (`cut_on_close`).
+        let oldest = live
+            .first()
+            .map_or(disk.oldest_id(), |&o| o.min(disk.oldest_id()));
         core.high_waters.lock().forget_before(oldest);
         let mut free = std::mem::take(&mut guard.free.list);
         let view = MapView::new(&core.pager, &map, base.high_water, base.txn_id);
-        free.release(Pins::new(&live, meta_limit), |id| {
+        free.release(Pins::new(&live, base.txn_id), |id| {
             freelist::header(view, id)
         });
         let ps = core.pager.page_size();
@@ -172,13 +242,15 @@ impl WriteTxn {
             dirty: Dirty::new(
                 ps,
                 txn_id,
-                base.high_water,
+                &base,
                 max_pages,
                 file_pages,
                 free,
                 map,
             ),
             base,
+            disk,
+            durability: Durability::Immediate,
             catalog: base.catalog,
             heap: base.heap,
             tables: BTreeMap::new(),
@@ -195,9 +267,21 @@ impl WriteTxn {
         self.base.high_water
     }
 
-    /// The id this transaction commits as.
+    /// The id this transaction commits as. Ids grow with every commit, by
+    /// one, or by two after a commit that is not durable.
     pub fn id(&self) -> u64 {
         self.dirty.txn_id()
+    }
+
+    /// Sets how durable this transaction's commit is to be (by default
+    /// [`Durability::Immediate`]).
+    pub fn set_durability(&mut self, durability: Durability) {
+        self.durability = durability;
+    }
+
+    /// How durable this transaction's commit is to be.
+    pub fn durability(&self) -> Durability {
+        self.durability
     }
 
     pub(super) fn view(&self) -> View<'_> {

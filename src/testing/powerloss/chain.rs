@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use super::figures::Figures;
 use super::images::{ImageCheck, fates};
-use super::txns::random_txn;
+use super::txns::{random_durability, random_txn};
 use crate::Options;
 use crate::testing::recorder::{CrashPoint, Op, Recorder, apply};
 use crate::testing::{Model, Rng, read_model};
@@ -130,7 +130,13 @@ impl Chain {
                 let mut model = opened.unwrap_or_default();
                 for _ in 0..CHAIN_TXNS {
                     let announce = |next: &Model| state.lock().in_flight = Some(next.clone());
-                    match random_txn(&db, &mut model, &mut rng, false, announce) {
+                    let durability = random_durability(&mut rng);
+                    match random_txn(&db, &mut model, &mut rng, false, durability, announce) {
+                        // A commit left weak is not what a power loss keeps:
+                        // the last durable one is, until a sync.
+                        Ok(true) if db.durable_txn_id() != db.last_txn_id() => {
+                            state.lock().in_flight = None;
+                        }
                         Ok(true) => {
                             let mut s = state.lock();
                             s.ok = vec![model.clone()];
@@ -145,6 +151,9 @@ impl Chain {
                         }
                     }
                 }
+                // Closing makes the last commit durable, if it is not.
+                state.lock().in_flight = Some(model);
+                drop(db);
             }
             Err(e) => {
                 figures.unopenable += 1;

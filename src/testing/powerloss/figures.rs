@@ -31,8 +31,13 @@ pub struct Figures {
     pub after_txns: u64,
     /// Commits made durable with one sync (pages and a sealed meta together).
     pub single_sync_commits: u64,
-    /// Commits too big for the seal list: pages synced, then the meta.
+    /// Commits too big for the seal list, or after commits that were not
+    /// durable: pages synced, then the meta.
     pub two_sync_commits: u64,
+    /// Commits left without a sync (`Durability::Eventual` or `None`).
+    pub weak_commits: u64,
+    /// Calls of `Database::sync` that had commits to make durable.
+    pub syncs_called: u64,
     /// Chained crashes: a process crash at a crash point, a reopen of what
     /// the page cache held, more transactions, then a power loss.
     pub chained: u64,
@@ -68,7 +73,8 @@ impl fmt::Display for Figures {
             f,
             "RELIABILITY suite=powerloss seed={} page_size={} txns={} crash_points={} images={} \
              lost_acked={} mixed_states={} unopenable={} check_failures={} monitor_violations={} \
-             after_txns={} single_sync_commits={} two_sync_commits={} chained={} \
+             after_txns={} single_sync_commits={} two_sync_commits={} weak_commits={} \
+             syncs_called={} chained={} \
              chained_images={} long_readers={} reader_changes={} compactions={} cuts={}",
             self.seed,
             self.page_size,
@@ -83,6 +89,8 @@ impl fmt::Display for Figures {
             self.after_txns,
             self.single_sync_commits,
             self.two_sync_commits,
+            self.weak_commits,
+            self.syncs_called,
             self.chained,
             self.chained_images,
             self.long_readers,

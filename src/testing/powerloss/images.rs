@@ -8,7 +8,7 @@ use super::txns::random_txn;
 use crate::pager::FileStorage;
 use crate::testing::recorder::{Fate, NoSync, Op};
 use crate::testing::{Model, Rng, read_model};
-use crate::{Database, Options};
+use crate::{Database, Durability, Options};
 
 /// Fates for the `pending` operations of one crash point: every
 /// applied/dropped combination when there are few, then random mixes with
@@ -121,7 +121,7 @@ impl ImageCheck<'_> {
         // Keep writing on the recovered file.
         for _ in 0..self.more_txns {
             let big = rng.below(15) == 0;
-            if let Err(e) = random_txn(&db, &mut model, rng, big, |_| {}) {
+            if let Err(e) = random_txn(&db, &mut model, rng, big, Durability::Immediate, |_| {}) {
                 figures.check_failures += 1;
                 return Err(format!("write after recovery failed: {e}"));
             }

@@ -1,7 +1,7 @@
 //! The random transactions of the workload and of the recovered images.
 
-use crate::Database;
 use crate::testing::{Model, Rng};
+use crate::{Database, Durability};
 
 const TABLES: [&str; 3] = ["alpha", "beta", "gamma"];
 
@@ -9,16 +9,19 @@ const TABLES: [&str; 3] = ["alpha", "beta", "gamma"];
 /// overflowing values under short and long keys, removals, table creation and deletion; a `big` one
 /// makes 60 to 119 changes, too many to seal in the meta at small pages. About one in
 /// twelve aborts (`model` is then left as it was). `before_commit` sees the
-/// model the commit will make durable. Returns whether it committed.
+/// model the commit will make (durable, unless `durability` leaves it
+/// weak). Returns whether it committed.
 pub(super) fn random_txn(
     db: &Database,
     model: &mut Model,
     rng: &mut Rng,
     big: bool,
+    durability: Durability,
     before_commit: impl FnOnce(&Model),
 ) -> crate::Result<bool> {
     let mut next = model.clone();
     let mut w = db.begin_write()?;
+    w.set_durability(durability);
     let ops = if big {
         60 + rng.below(60)
     } else {
@@ -72,4 +75,14 @@ pub(super) fn random_txn(
     w.commit()?;
     *model = next;
     Ok(true)
+}
+
+/// A durability for a transaction of a mixed workload: half `Immediate`,
+/// the rest `Eventual` and `None`.
+pub(super) fn random_durability(rng: &mut Rng) -> Durability {
+    match rng.below(4) {
+        0 => Durability::Eventual,
+        1 => Durability::None,
+        _ => Durability::Immediate,
+    }
 }

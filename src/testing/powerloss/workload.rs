@@ -9,7 +9,7 @@ use parking_lot::Mutex;
 
 use super::expect::Expect;
 use super::figures::Figures;
-use super::txns::random_txn;
+use super::txns::{random_durability, random_txn};
 use crate::testing::recorder::Recorder;
 use crate::testing::{Model, Rng, image_state, read_snapshot};
 use crate::{Database, Options};
@@ -84,24 +84,47 @@ pub fn run(seed: u64, page_size: usize, txns: u64, images: u64) -> (Figures, Vec
             committed += 1;
             continue;
         }
-        if !random_txn(&db, &mut model, &mut rng, big, announce).expect("workload transaction") {
+        // Every durability, mixed: a commit left weak is visible but not
+        // what a power loss keeps, until the next durable commit or sync.
+        let durability = random_durability(&mut rng);
+        let done = random_txn(&db, &mut model, &mut rng, big, durability, announce);
+        if !done.expect("workload transaction") {
             continue;
         }
         committed += 1;
         let mut e = expect.lock();
         match e.syncs - syncs_before {
+            0 => e.figures.weak_commits += 1,
             1 => e.figures.single_sync_commits += 1,
-            2 => e.figures.two_sync_commits += 1,
-            _ => {}
+            _ => e.figures.two_sync_commits += 1,
         }
-        e.acked = model.clone();
-        e.acked_txn = db.last_txn_id();
         e.in_flight = None;
+        if db.durable_txn_id() == db.last_txn_id() {
+            e.acked = model.clone();
+            e.acked_txn = db.last_txn_id();
+        }
+        // Now and then an explicit sync makes the weak commits durable.
+        if e.acked_txn != db.last_txn_id() && rng.below(6) == 0 {
+            e.in_flight = Some(model.clone());
+            drop(e);
+            db.sync().expect("sync");
+            let mut e = expect.lock();
+            e.figures.syncs_called += 1;
+            e.acked = model.clone();
+            e.acked_txn = db.last_txn_id();
+            e.in_flight = None;
+        }
     }
     for h in readers {
         h.end(&mut expect.lock().figures);
     }
     expect.lock().readers.clear();
+    // Closing makes the weak commits durable: its syncs are crash points too.
+    if db.durable_txn_id() != db.last_txn_id() {
+        expect.lock().in_flight = Some(model.clone());
+        db.sync().expect("the closing sync");
+        expect.lock().figures.syncs_called += 1;
+    }
     recorder.disarm();
     let final_check = db.check();
     let mut e = expect.lock();
