@@ -307,6 +307,7 @@ impl Options {
                 high_waters: Mutex::new(HighWaters::new(&meta)),
                 shrink_failures: AtomicU64::new(0),
                 wrote: Mutex::new(None),
+                unsynced: Mutex::default(),
             },
             self.read_only,
         ))

@@ -20,10 +20,13 @@ fn suite(page_size: usize, seed: u64) {
     assert!(figures.chained_images >= 100, "{figures}");
     assert!(figures.long_readers > 0, "{figures}");
     // Mixed durabilities: commits left weak, made durable by later
-    // commits (two syncs), by `sync` and by closing.
+    // commits, by `sync` and by closing; with 4 KiB pages mostly in one
+    // sync, the meta listing every page they wrote.
     assert!(figures.weak_commits >= 10, "{figures}");
     assert!(figures.syncs_called > 0, "{figures}");
-    assert!(figures.two_sync_commits > 0, "{figures}");
+    if page_size == 4096 {
+        assert!(figures.one_sync_after_weak >= 5, "{figures}");
+    }
     if page_size == 512 {
         assert!(figures.two_sync_commits > 0, "{figures}");
     }

@@ -90,6 +90,12 @@ impl Default for RunFloors {
 const RUN_HINTS: usize = 63;
 
 impl FreeList {
+    /// The pages transaction `t` freed that are still pending: after `t`'s
+    /// commit, every committed page it freed.
+    pub(crate) fn pending_of(&self, t: u64) -> impl Iterator<Item = PageId> + '_ {
+        self.pending.get(&t).into_iter().flatten().map(|&(_, p)| p)
+    }
+
     /// Rebuilds the list from persisted entries.
     pub(crate) fn from_entries(entries: impl IntoIterator<Item = Entry>) -> FreeList {
         let mut list = FreeList::default();

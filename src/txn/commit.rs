@@ -1,6 +1,7 @@
 //! The commit protocol: one function per step of DESIGN.md, "Commit
 //! protocol", under the same number.
 
+use std::collections::BTreeSet;
 use std::sync::atomic::Ordering;
 
 use super::write::{Durability, EVENTUAL_PERIOD, WriteTxn};
@@ -37,16 +38,151 @@ struct Sealed {
     /// A commit that is not durable: no sync, and its meta goes to the
     /// lock file, not to a meta slot.
     weak: bool,
+    /// For a single-sync commit after commits that were not durable, the
+    /// buffers they wrote that the list must name too (`Unsynced`).
+    earlier: Vec<SealEntry>,
 }
 
 impl Sealed {
-    fn sealing(&self) -> Seal<'_> {
+    /// The meta's bytes, with the seal list of a single-sync commit.
+    fn meta_bytes(&self) -> Vec<u8> {
         if self.single_sync && !self.weak {
-            Seal::Listed(&self.seal)
+            let list = merged(&self.seal, &self.earlier);
+            self.meta.encode_sealed(Seal::Listed(&list))
         } else {
-            Seal::Synced
+            self.meta.encode_sealed(Seal::Synced)
         }
     }
+}
+
+/// What this handle wrote since the newest durable commit, while every
+/// commit since was its own and not durable: each buffer's first page,
+/// length and checksum, as the file holds them now, for the buffers the
+/// last commit still reaches (a buffer written over replaces the entries it
+/// overlaps; one a commit frees goes). When it lists every page written
+/// since the durable commit that the last commit reaches, and fits a seal
+/// list, making those commits durable takes one sync, not two: the meta
+/// lists them and recovery checks them, as it checks a single-sync commit's
+/// own (DESIGN.md, "Durability"). Only pages the meta reaches may be
+/// listed: the reuse rule keeps those as they are while the meta is on
+/// disk, and a freed one written over later would make recovery set the
+/// meta aside.
+#[derive(Debug, Default)]
+pub(crate) struct Unsynced {
+    /// The durable commit the writes follow.
+    durable: u64,
+    /// The last commit they include.
+    last: u64,
+    /// Whether they are every write since `durable`.
+    complete: bool,
+    /// By first page: pages and checksum.
+    entries: std::collections::BTreeMap<PageId, (u32, u32)>,
+}
+
+impl Unsynced {
+    /// Records the buffers of commit `id`, built on `base`, none of them
+    /// durable, and the committed pages it freed (`freed`); `durable` is
+    /// the newest durable commit. `cap` entries at most are worth keeping
+    /// (a seal list's).
+    fn record(
+        &mut self,
+        (durable, base, id): (u64, u64, u64),
+        seal: &[SealEntry],
+        freed: impl Iterator<Item = PageId>,
+        cap: usize,
+    ) {
+        if self.durable != durable || self.last != base {
+            // Another process wrote since, or a durable commit came.
+            *self = Unsynced {
+                durable,
+                last: base,
+                complete: base == durable,
+                entries: Default::default(),
+            };
+        }
+        self.last = id;
+        if !self.complete {
+            return;
+        }
+        // A run is freed whole, its first page with the rest.
+        for p in freed {
+            self.entries.remove(&p);
+        }
+        for e in seal {
+            let (page, pages) = (e.page.get(), u64::from(e.pages.get()));
+            self.forget_overlapping(page, page + pages);
+            self.entries.insert(page, (e.pages.get(), e.checksum.get()));
+        }
+        if self.entries.len() > cap {
+            self.complete = false;
+            self.entries.clear();
+        }
+    }
+
+    /// Forgets the entries that overlap pages `start..end`.
+    fn forget_overlapping(&mut self, start: PageId, end: PageId) {
+        let overlapping: Vec<PageId> = (self.entries.range(..end).rev())
+            .take_while(|&(&p, &(n, _))| p + u64::from(n) > start)
+            .map(|(&p, _)| p)
+            .collect();
+        for p in overlapping {
+            self.entries.remove(&p);
+        }
+    }
+
+    /// The file was cut to `page`: pages from there on no longer hold what
+    /// was written.
+    pub(crate) fn cut(&mut self, page: PageId) {
+        self.forget_overlapping(page, PageId::MAX);
+    }
+
+    /// The entries to seal, besides `own` (a commit's own buffers, which
+    /// replace what they overlap), for a commit built on `base` whose newest
+    /// durable commit is `durable`, whose high-water mark is `high_water`
+    /// and which freed `freed` (sorted): `None` when they are not known to
+    /// be every write since that the commit reaches.
+    fn sealable(
+        &self,
+        (durable, base, high_water): (u64, u64, u64),
+        own: &[SealEntry],
+        freed: &BTreeSet<PageId>,
+    ) -> Option<Vec<SealEntry>> {
+        if !self.complete || self.durable != durable || self.last != base {
+            return None;
+        }
+        let mut out = Vec::new();
+        let mut own = own.iter().peekable();
+        for (&page, &(pages, checksum)) in &self.entries {
+            let end = page + u64::from(pages);
+            // Pages past the commit's high-water mark, or that it freed, are
+            // not the commit's.
+            if end > high_water || freed.contains(&page) {
+                continue;
+            }
+            while own
+                .peek()
+                .is_some_and(|o| o.page.get() + u64::from(o.pages.get()) <= page)
+            {
+                own.next();
+            }
+            if own.peek().is_some_and(|o| o.page.get() < end) {
+                continue;
+            }
+            out.push(SealEntry {
+                page: page.into(),
+                pages: pages.into(),
+                checksum: checksum.into(),
+            });
+        }
+        Some(out)
+    }
+}
+
+/// `own` and `extra`, which do not overlap, as one list in page order.
+fn merged(own: &[SealEntry], extra: &[SealEntry]) -> Vec<SealEntry> {
+    let mut all: Vec<SealEntry> = own.iter().chain(extra).copied().collect();
+    all.sort_unstable_by_key(|e| e.page.get());
+    all
 }
 
 impl WriteTxn {
@@ -87,6 +223,16 @@ impl WriteTxn {
         pager.map_for(sealed.meta.high_water)?;
         pager.grow(sealed.meta.high_water * pager.page_size() as u64)?;
         self.write_out(&mut sealed)?;
+        if weak {
+            let cap = seal_capacity(self.core.pager.page_size());
+            let at = (
+                self.disk.newest.txn_id,
+                self.base.txn_id,
+                sealed.meta.txn_id,
+            );
+            let freed = free.list.pending_of(sealed.meta.txn_id);
+            (self.core.unsynced.lock()).record(at, &sealed.seal, freed, cap);
+        }
         self.publish(sealed.meta, free, weak);
         self.cut_tail(&sealed.meta);
         Ok(())
@@ -169,7 +315,7 @@ impl WriteTxn {
             seal.windows(2)
                 .all(|w| w[0].page.get() + u64::from(w[0].pages.get()) <= w[1].page.get())
         );
-        let sealed = Sealed {
+        let mut sealed = Sealed {
             meta: Meta {
                 page_size: ps as u32,
                 txn_id,
@@ -179,17 +325,41 @@ impl WriteTxn {
                 catalog: self.catalog,
                 heap: self.heap,
             },
-            single_sync: seal.len() <= seal_capacity(ps) && !self.after_weak(),
+            single_sync: false,
             weak,
+            earlier: Vec::new(),
             seal,
         };
+        // After commits that were not durable, one sync does only if the
+        // list can name every page they wrote too.
+        let earlier = match self.after_weak() {
+            false => Some(Vec::new()),
+            true => {
+                let freed: BTreeSet<PageId> = free.list.pending_of(txn_id).collect();
+                let at = (
+                    self.disk.newest.txn_id,
+                    self.base.txn_id,
+                    sealed.meta.high_water,
+                );
+                (self.core.unsynced.lock()).sealable(at, &sealed.seal, &freed)
+            }
+        };
+        if let Some(earlier) = earlier
+            && sealed.seal.len() + earlier.len() <= seal_capacity(ps)
+        {
+            sealed.single_sync = true;
+            sealed.earlier = earlier;
+        }
         // Like the free list, the meta must read back as written (roots and
         // seal list inside the file, depths in bound), or open would drop it.
         // The checksums the list will hold change none of that.
-        let (meta, sealing) = (sealed.meta, sealed.sealing());
-        let bytes = meta.encode_sealed(sealing);
+        let meta = sealed.meta;
+        let bytes = sealed.meta_bytes();
         let file_len = pager.file_len().max(meta.high_water * ps as u64);
-        if Meta::decode(&bytes, file_len) != Ok(meta) || Meta::seal(&bytes) != sealing {
+        let listed = sealed.single_sync && !weak;
+        if Meta::decode(&bytes, file_len) != Ok(meta)
+            || matches!(Meta::seal(&bytes), Seal::Listed(_)) != listed
+        {
             return corrupted(
                 txn_id % 2,
                 "the commit's meta would not read back as written",
@@ -209,16 +379,11 @@ impl WriteTxn {
         let pager = &self.core.pager;
         let bufs = self.dirty.buffers_mut();
         if s.weak {
-            let r = write_pages(pager, bufs, &mut s.seal);
+            // No sync follows: the kernel writes them back in its own time.
+            let r = write_pages(pager, bufs, &mut s.seal, false);
             if r.is_err() {
                 self.core.poisoned.store(true, Ordering::Release);
-            } else if self.durability == Durability::Eventual
-                && let (Some(first), Some(last)) = (s.seal.first(), s.seal.last())
-            {
-                pager.start_writeback(
-                    first.page.get(),
-                    last.page.get() + u64::from(last.pages.get()),
-                );
+                return r;
             }
             return r;
         }
@@ -226,11 +391,11 @@ impl WriteTxn {
         // slot being written (`Core::adopt`).
         self.core.registry.set_unfinished(Some(s.meta.txn_id));
         let mut io = || -> Result<()> {
-            write_pages(pager, bufs, &mut s.seal)?; // 5.
+            write_pages(pager, bufs, &mut s.seal, true)?; // 5.
             if !s.single_sync {
                 pager.sync()?; // 6.
             }
-            pager.write(s.meta.txn_id % 2, &s.meta.encode_sealed(s.sealing()))?; // 7.
+            pager.write(s.meta.txn_id % 2, &s.meta_bytes())?; // 7.
             pager.sync() // 8.
         };
         let r = io();
@@ -254,11 +419,26 @@ impl WriteTxn {
         }
         let base = self.base;
         let registry = &self.core.registry;
-        registry.set_unfinished(Some(base.txn_id));
         let pager = &self.core.pager;
+        // One sync when the meta can name every page written since the
+        // durable commit, else the pages are synced first.
+        let at = (self.disk.newest.txn_id, base.txn_id, base.high_water);
+        let listed = (self.core.unsynced.lock())
+            .sealable(at, &[], &BTreeSet::new())
+            .filter(|l| l.len() <= seal_capacity(pager.page_size()));
+        let bytes = match &listed {
+            Some(list) => base.encode_sealed(Seal::Listed(list)),
+            None => base.encode(),
+        };
+        if Meta::decode(&bytes, pager.file_len()) != Ok(base) {
+            return corrupted(base.txn_id % 2, "the meta would not read back as written");
+        }
+        registry.set_unfinished(Some(base.txn_id));
         let r = (|| {
-            pager.sync()?;
-            pager.write(base.txn_id % 2, &base.encode())?;
+            if listed.is_none() {
+                pager.sync()?;
+            }
+            pager.write(base.txn_id % 2, &bytes)?;
             pager.sync()
         })();
         if r.is_err() {
@@ -359,8 +539,12 @@ impl WriteTxn {
             return;
         };
         let floor = metas.max(readers) * ps;
-        if len >= floor.saturating_add(step) && pager.shrink(floor).is_err() {
-            self.core.shrink_failures.fetch_add(1, Ordering::Relaxed);
+        if len >= floor.saturating_add(step) {
+            // Pages past the cut no longer hold what was written there.
+            self.core.unsynced.lock().cut(floor / ps);
+            if pager.shrink(floor).is_err() {
+                self.core.shrink_failures.fetch_add(1, Ordering::Relaxed);
+            }
         }
     }
 
@@ -388,7 +572,14 @@ impl WriteTxn {
 /// go out in one vectored write of at most `WRITE_CHUNK` bytes and
 /// `MAX_SLICES` buffers, straight from the buffers, each stamped while the
 /// run is gathered, so that it is still in the cache when it is written.
-fn write_pages(pager: &Pager, bufs: &mut Buffers, seal: &mut [SealEntry]) -> Result<()> {
+/// With `kick` (a sync follows), every `WRITEBACK_STEP` of the file the
+/// writes span is handed to the kernel to write back at once.
+fn write_pages(
+    pager: &Pager,
+    bufs: &mut Buffers,
+    seal: &mut [SealEntry],
+    kick: bool,
+) -> Result<()> {
     let ps = bufs.page_size();
     let kick_pages = (WRITEBACK_STEP / ps) as u64;
     let mut kicked = seal.first().map_or(0, |e| e.page.get());
@@ -413,7 +604,7 @@ fn write_pages(pager: &Pager, bufs: &mut Buffers, seal: &mut [SealEntry]) -> Res
         }
         let last = &run[run.len() - 1];
         let end = last.page.get() + u64::from(last.pages.get());
-        if end - kicked >= kick_pages {
+        if kick && end - kicked >= kick_pages {
             pager.start_writeback(kicked, end);
             kicked = end;
         }
@@ -452,6 +643,60 @@ mod tests {
             pages: pages.into(),
             checksum: 0.into(),
         }
+    }
+
+    fn pages(list: &[SealEntry]) -> Vec<(u64, u32)> {
+        list.iter().map(|e| (e.page.get(), e.pages.get())).collect()
+    }
+
+    #[test]
+    fn unsynced_lists_only_what_the_last_commit_reaches_as_the_file_holds_it() {
+        let none = BTreeSet::new();
+        let mut u = Unsynced::default();
+        // Durable commit 4; weak 5 writes 10, a run at 20..23 and 30.
+        u.record(
+            (4, 4, 5),
+            &[entry(10, 1), entry(20, 3), entry(30, 1)],
+            [].into_iter(),
+            10,
+        );
+        // Weak 7 frees 10 (a page 5 wrote: 7 no longer reaches it) and
+        // writes 21 over the run, which 7 freed too, and 40.
+        u.record(
+            (4, 5, 7),
+            &[entry(21, 1), entry(40, 1)],
+            [10, 20, 22].into_iter(),
+            10,
+        );
+        let list = u.sealable((4, 7, 100), &[], &none).unwrap();
+        assert_eq!(pages(&list), [(21, 1), (30, 1), (40, 1)]);
+        // Past the high-water mark, or freed by the commit sealing: out;
+        // overlapped by its own buffers: out.
+        let freed = BTreeSet::from([30]);
+        let list = u.sealable((4, 7, 40), &[entry(21, 1)], &freed).unwrap();
+        assert!(pages(&list).is_empty(), "{:?}", pages(&list));
+        // A cut forgets what lay past it.
+        u.cut(35);
+        assert_eq!(
+            pages(&u.sealable((4, 7, 100), &[], &none).unwrap()),
+            [(21, 1), (30, 1)]
+        );
+        // Not the commit it followed, or another durable one: unknown.
+        assert!(u.sealable((4, 9, 100), &[], &none).is_none());
+        assert!(u.sealable((7, 7, 100), &[], &none).is_none());
+        // A commit of another process came between: incomplete from then on.
+        u.record((4, 9, 11), &[entry(50, 1)], [].into_iter(), 10);
+        assert!(u.sealable((4, 11, 100), &[], &none).is_none());
+        // Too many to list: incomplete until the next durable commit.
+        let mut u = Unsynced::default();
+        let many: Vec<_> = (0..11).map(|i| entry(100 + i, 1)).collect();
+        u.record((4, 4, 5), &many, [].into_iter(), 10);
+        assert!(u.sealable((4, 5, 1000), &[], &none).is_none());
+        u.record((7, 7, 9), &[entry(5, 1)], [].into_iter(), 10);
+        assert_eq!(
+            pages(&u.sealable((7, 9, 1000), &[], &none).unwrap()),
+            [(5, 1)]
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use parking_lot::Mutex;
 
 use super::SetAside;
+use super::commit::Unsynced;
 use crate::error::{Error, Result, corrupted};
 use crate::format::meta::{CHECKSUM_AT, MAX_TXN_ID, Meta, Seal};
 use crate::format::registry::locks;
@@ -55,6 +56,9 @@ pub(crate) struct Core {
     /// commit too: a new file's): closing cuts the file only when that is
     /// still the newest (`cut_on_close`).
     pub wrote: Mutex<Option<u64>>,
+    /// What this handle wrote since the newest durable commit, for a
+    /// single-sync `sync` (`Unsynced`).
+    pub unsynced: Mutex<Unsynced>,
 }
 
 /// Marks a handle keeps at most.
@@ -245,8 +249,8 @@ impl Core {
         // meta in the other slot of the durable one's parity is invalid:
         // open set it aside, and the next durable commit overwrites it.)
         let other = 1 - durable % 2;
-        let beyond =
-            read_slot(&self.pager, other)?.filter(|m| m.txn_id > id && m.txn_id % 2 == other);
+        let mut in_other = read_slot(&self.pager, other)?;
+        let beyond = in_other.filter(|m| m.txn_id > id && m.txn_id % 2 == other);
         // A newer meta is what a writer that died or failed left, or what
         // recovery set aside (torn): either way recorded as unfinished.
         let left_behind = |m: &Meta| unfinished == Some(m.txn_id);
@@ -274,6 +278,7 @@ impl Core {
                     self.pager.write(unfinished % 2, &spoiled)?;
                     self.pager.sync()
                 })?;
+                in_other = None;
             }
             self.registry.set_unfinished(None);
         }
@@ -301,7 +306,7 @@ impl Core {
                 ));
             }
         };
-        let older = read_slot(&self.pager, other)?.filter(|m| m.txn_id < durable);
+        let older = in_other.filter(|m| m.txn_id < durable);
         if state.known != id {
             let map = self.pager.map_for(base.high_water)?;
             let view = MapView::new(&self.pager, &map, base.high_water, base.txn_id);

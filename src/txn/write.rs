@@ -239,15 +239,7 @@ impl WriteTxn {
         Ok(WriteTxn {
             core,
             guard,
-            dirty: Dirty::new(
-                ps,
-                txn_id,
-                &base,
-                max_pages,
-                file_pages,
-                free,
-                map,
-            ),
+            dirty: Dirty::new(ps, txn_id, &base, max_pages, file_pages, free, map),
             base,
             disk,
             durability: Durability::Immediate,

@@ -38,6 +38,9 @@ pub struct Figures {
     pub weak_commits: u64,
     /// Calls of `Database::sync` that had commits to make durable.
     pub syncs_called: u64,
+    /// Durable commits and syncs after weak commits that took one sync (the
+    /// meta listing every page written since the durable commit).
+    pub one_sync_after_weak: u64,
     /// Chained crashes: a process crash at a crash point, a reopen of what
     /// the page cache held, more transactions, then a power loss.
     pub chained: u64,
@@ -74,7 +77,7 @@ impl fmt::Display for Figures {
             "RELIABILITY suite=powerloss seed={} page_size={} txns={} crash_points={} images={} \
              lost_acked={} mixed_states={} unopenable={} check_failures={} monitor_violations={} \
              after_txns={} single_sync_commits={} two_sync_commits={} weak_commits={} \
-             syncs_called={} chained={} \
+             syncs_called={} one_sync_after_weak={} chained={} \
              chained_images={} long_readers={} reader_changes={} compactions={} cuts={}",
             self.seed,
             self.page_size,
@@ -91,6 +94,7 @@ impl fmt::Display for Figures {
             self.two_sync_commits,
             self.weak_commits,
             self.syncs_called,
+            self.one_sync_after_weak,
             self.chained,
             self.chained_images,
             self.long_readers,

@@ -19,8 +19,10 @@ use crate::{Database, Options};
 pub fn run(seed: u64, page_size: usize, txns: u64, images: u64) -> (Figures, Vec<String>) {
     let dir = tempfile_dir(seed);
     let path = dir.join("live.larch");
-    // About one crash point per commit (two for the few big ones).
-    let per_point = images.div_ceil(txns).max(2) as usize;
+    // About one crash point per commit (two for the few big ones), but for
+    // the half left weak, which sync nothing: at least three per five
+    // commits.
+    let per_point = images.div_ceil(txns * 3 / 5).max(2) as usize;
     let expect = Arc::new(Mutex::new(Expect {
         acked: Model::new(),
         acked_txn: 0,
@@ -87,6 +89,7 @@ pub fn run(seed: u64, page_size: usize, txns: u64, images: u64) -> (Figures, Vec
         // Every durability, mixed: a commit left weak is visible but not
         // what a power loss keeps, until the next durable commit or sync.
         let durability = random_durability(&mut rng);
+        let after_weak = db.durable_txn_id() != db.last_txn_id();
         let done = random_txn(&db, &mut model, &mut rng, big, durability, announce);
         if !done.expect("workload transaction") {
             continue;
@@ -98,6 +101,9 @@ pub fn run(seed: u64, page_size: usize, txns: u64, images: u64) -> (Figures, Vec
             1 => e.figures.single_sync_commits += 1,
             _ => e.figures.two_sync_commits += 1,
         }
+        if after_weak && e.syncs - syncs_before == 1 {
+            e.figures.one_sync_after_weak += 1;
+        }
         e.in_flight = None;
         if db.durable_txn_id() == db.last_txn_id() {
             e.acked = model.clone();
@@ -106,10 +112,14 @@ pub fn run(seed: u64, page_size: usize, txns: u64, images: u64) -> (Figures, Vec
         // Now and then an explicit sync makes the weak commits durable.
         if e.acked_txn != db.last_txn_id() && rng.below(6) == 0 {
             e.in_flight = Some(model.clone());
+            let before = e.syncs;
             drop(e);
             db.sync().expect("sync");
             let mut e = expect.lock();
             e.figures.syncs_called += 1;
+            if e.syncs - before == 1 {
+                e.figures.one_sync_after_weak += 1;
+            }
             e.acked = model.clone();
             e.acked_txn = db.last_txn_id();
             e.in_flight = None;
