@@ -104,7 +104,13 @@ pub struct WriteTxn {
 /// the last durable one or a later durable one, never a mix. A commit that
 /// is not durable writes its pages but no meta to the data file; its meta
 /// lives in the lock file, beside the metas on disk, which it never
-/// overwrites (DESIGN.md, "Durability").
+/// overwrites (DESIGN.md, "Durability"). Until it is durable it survives
+/// the crash of its process while another process has the database open
+/// (whose next sync or close makes it durable); a power loss, or the crash
+/// of every process that has the database open, takes it back, with every
+/// commit after the last durable one.
+/// [`Database::durable_txn_id`](crate::Database::durable_txn_id) says which
+/// commit is durable.
 ///
 /// ```
 /// use larch::Durability;
@@ -127,18 +133,15 @@ pub enum Durability {
     #[default]
     Immediate,
     /// No sync of its own: durable at the next [`Database::sync`], the next
-    /// `Immediate` commit, or when the last handle of the process closes;
-    /// and at the first commit made once the oldest commit that is not
-    /// durable is a second old ([`EVENTUAL_PERIOD`]), which syncs instead,
-    /// so that commits left alone become durable within about that long.
+    /// `Immediate` commit, or when a handle of the database closes. An
+    /// `Eventual` commit made once the oldest commit that is not durable is
+    /// [`EVENTUAL_PERIOD`] old syncs instead (as `Immediate`), so a steady
+    /// stream of them stays within about that long of the disk.
     ///
     /// [`Database::sync`]: crate::Database::sync
     Eventual,
     /// No sync of its own, ever: durable at the next [`Database::sync`], the
-    /// next `Immediate` commit, or when the last handle of the process
-    /// closes. Until then a power loss, or the crash of every process that
-    /// has the database open, takes it back (with every commit after the
-    /// last durable one).
+    /// next `Immediate` commit, or when a handle of the database closes.
     ///
     /// [`Database::sync`]: crate::Database::sync
     None,
