@@ -47,6 +47,7 @@ fn main() -> Result<()> {
     }
     let mut logs = txn.open_table("log")?;
     logs.insert(b"0001", b"removed every even user")?;
+    drop(logs);
     txn.commit()?;
     println!(
         "removed {} users in one transaction: {:.1?}",

@@ -120,7 +120,7 @@ impl ReadTxn {
             // Each transaction holds its pages in memory until it commits:
             // commit every COMPACT_TXN_BYTES so a big table needs bounded memory.
             loop {
-                let mut txn = copy.begin_write()?;
+                let txn = copy.begin_write()?;
                 let mut bytes = 0;
                 {
                     let mut out = txn.open_table_as(&name, Shape::As(&entry))?;

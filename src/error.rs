@@ -95,6 +95,15 @@ pub enum Error {
     /// A savepoint of another write transaction, or one that restoring an
     /// older savepoint (or releasing it) discarded. Nothing changed.
     InvalidSavepoint,
+    /// The table is open already in this write transaction, through
+    /// another handle (one table, one handle at a time); or, from a call
+    /// that needs the whole transaction (a savepoint, `delete_table`,
+    /// `commit`), a handle of it was leaked with `mem::forget`, so its
+    /// changes cannot be reached. Nothing changed.
+    TableAlreadyOpen {
+        /// The table.
+        table: String,
+    },
     /// Stored bytes do not read as the type a typed table expects (a value
     /// of the wrong length, a string that is not UTF-8), or a key cannot be
     /// written as that type (a borrowed field of a composite key holding a
@@ -180,6 +189,11 @@ impl fmt::Display for Error {
             Error::Decode { type_name, reason } => {
                 write!(f, "bytes do not read as {type_name}: {reason}")
             }
+            Error::TableAlreadyOpen { table } => write!(
+                f,
+                "table {table:?} is open already in this write transaction \
+                 (drop its other handle first)"
+            ),
         }
     }
 }
@@ -216,7 +230,7 @@ pub(crate) fn corrupted<T>(page: u64, reason: &'static str) -> Result<T> {
 /// | `MapFull` | `StorageFull` |
 /// | `KeyTooLarge`, `ValueTooLarge`, `InvalidOption`, `TableTypeMismatch`, `InvalidSavepoint` | `InvalidInput` |
 /// | `TableNotFound` | `NotFound` |
-/// | `AlreadyOpen` | `ResourceBusy` |
+/// | `AlreadyOpen`, `TableAlreadyOpen` | `ResourceBusy` |
 /// | `ReadOnly` | `ReadOnlyFilesystem` |
 /// | any other | `Other` |
 impl From<Error> for io::Error {
@@ -236,7 +250,7 @@ impl From<Error> for io::Error {
             | Error::TableTypeMismatch { .. }
             | Error::InvalidSavepoint => io::ErrorKind::InvalidInput,
             Error::TableNotFound(_) => io::ErrorKind::NotFound,
-            Error::AlreadyOpen => io::ErrorKind::ResourceBusy,
+            Error::AlreadyOpen | Error::TableAlreadyOpen { .. } => io::ErrorKind::ResourceBusy,
             Error::ReadOnly => io::ErrorKind::ReadOnlyFilesystem,
             _ => io::ErrorKind::Other,
         };
@@ -275,6 +289,10 @@ mod tests {
             (Error::TableNotFound("t".into()), io::ErrorKind::NotFound),
             (Error::ReadOnly, io::ErrorKind::ReadOnlyFilesystem),
             (Error::TxnFailed, io::ErrorKind::Other),
+            (
+                Error::TableAlreadyOpen { table: "t".into() },
+                io::ErrorKind::ResourceBusy,
+            ),
             (
                 Error::TableTypeMismatch {
                     table: "t".into(),

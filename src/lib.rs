@@ -52,8 +52,10 @@
 //!   once ([`TableMut`] reads them back), to nobody else until
 //!   [`WriteTxn::commit`] returns, and then durable: a crash or power loss
 //!   afterwards keeps them, a crash before leaves the previous commit whole.
-//!   Dropping the transaction discards it. Values read through a
-//!   [`TableMut`] borrow it and end at the next change. A change that fails
+//!   Dropping the transaction discards it. Several tables may be open at
+//!   once ([`WriteTxn::open_table`] borrows the transaction shared): values
+//!   read through a [`TableMut`] borrow it and end at the next change of
+//!   that table, not of the others. A change that fails
 //!   (say [`Error::MapFull`]) fails the whole transaction: every later call
 //!   on it returns [`Error::TxnFailed`] and it cannot commit; abort and
 //!   retry. Only a key, value or table name rejected up front

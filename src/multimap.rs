@@ -109,7 +109,7 @@ impl WriteTxn {
     /// [`Error::TableTypeMismatch`], which leaves the transaction as it
     /// was; other errors are [`open_table`](WriteTxn::open_table)'s. (The
     /// byte API does not open a multimap.)
-    pub fn open_multimap(&mut self, name: &str) -> Result<MultimapMut<'_>> {
+    pub fn open_multimap(&self, name: &str) -> Result<MultimapMut<'_>> {
         let inner = self.open_table_as(name, Shape::Multimap)?;
         Ok(MultimapMut { inner })
     }

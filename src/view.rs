@@ -14,6 +14,8 @@
 //! These are the read path of point reads and scans: everything here is
 //! small and `#[inline]`, and a slice is handed out, never copied.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use crate::error::{Error, Result, corrupted};
 use crate::format::heap::SEGMENT_DATA;
 use crate::format::node::{Keys, LeafValue, LongKey, ValueRef};
@@ -399,19 +401,21 @@ impl<'a> Buffer<'a> {
     }
 }
 
-/// Reads as the running write transaction sees it: its dirty buffers (see
-/// `Dirty`), then the snapshot it started from.
+/// Reads as the running write transaction sees it: the dirty buffers of one
+/// partition (see `Dirty`), then the snapshot it started from.
 ///
 /// A failed transaction's view refuses every read with `Error::TxnFailed`:
-/// its pages may hold a half-applied change. The view borrows the buffers,
-/// so the transaction cannot change, or fail, while the view lives.
+/// its pages may hold a half-applied change. The view borrows the
+/// partition's buffers, so they cannot change while it lives; the
+/// transaction can still fail through another partition, so the flag is
+/// read at every read.
 #[derive(Clone, Copy)]
 pub(crate) struct DirtyView<'a> {
     base: MapView<'a>,
     bufs: &'a PageMap<Box<[u8]>>,
     /// High-water mark including the transaction's allocations.
     high_water: u64,
-    failed: bool,
+    failed: &'a AtomicBool,
 }
 
 impl<'a> DirtyView<'a> {
@@ -419,7 +423,7 @@ impl<'a> DirtyView<'a> {
         base: MapView<'a>,
         bufs: &'a PageMap<Box<[u8]>>,
         high_water: u64,
-        failed: bool,
+        failed: &'a AtomicBool,
     ) -> DirtyView<'a> {
         DirtyView {
             base,
@@ -431,7 +435,7 @@ impl<'a> DirtyView<'a> {
 
     #[inline]
     fn live(&self) -> Result<()> {
-        if self.failed {
+        if self.failed.load(Ordering::Relaxed) {
             return Err(Error::TxnFailed);
         }
         Ok(())
@@ -491,6 +495,19 @@ impl<'a> PageSource<'a> for DirtyView<'a> {
 pub(crate) enum View<'a> {
     Map(MapView<'a>),
     Dirty(DirtyView<'a>),
+}
+
+impl View<'_> {
+    /// `Err(TxnFailed)` once the write transaction read through has failed
+    /// (a snapshot never fails): cursors and ranges ask at every step, as
+    /// an entry of a page they hold needs no read.
+    #[inline]
+    pub(crate) fn live(&self) -> Result<()> {
+        match self {
+            View::Map(_) => Ok(()),
+            View::Dirty(d) => d.live(),
+        }
+    }
 }
 
 impl<'a> PageSource<'a> for View<'a> {

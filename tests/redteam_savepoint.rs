@@ -778,6 +778,7 @@ fn tables_of_every_kind_created_and_deleted_across_restores() {
                 .unwrap();
         }
         m.insert(b"long", &[9; 400]).unwrap();
+        drop(m);
         w.commit().unwrap();
     }
     let mut w = t.db().begin_write().unwrap();
@@ -970,6 +971,7 @@ fn a_readers_bytes_never_change_through_restores_and_reuse() {
         for i in 0..300u32 {
             tab.insert(&i.to_be_bytes(), &[i as u8; 40]).unwrap();
         }
+        drop(tab);
         w.commit().unwrap();
         // Freed pages of earlier commits become reusable too.
         let mut w = t.db().begin_write().unwrap();
@@ -977,6 +979,7 @@ fn a_readers_bytes_never_change_through_restores_and_reuse() {
         for i in 0..200u32 {
             tab.insert(&i.to_be_bytes(), &[1; 700]).unwrap();
         }
+        drop(tab);
         w.commit().unwrap();
     }
     let r = t.db().begin_read().unwrap();

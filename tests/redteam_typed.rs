@@ -889,6 +889,7 @@ fn long_name_tables(db: &Database) {
             for i in 0..20u64 {
                 t.insert(i, i * 3).unwrap();
             }
+            drop(t);
         )+};
     }
     mk!(0, 1, 100, 1000, 3000, 20000, 65535);

@@ -20,12 +20,28 @@ pub(crate) struct Buffers {
 }
 
 impl Buffers {
-    pub(crate) fn new(page_size: usize) -> Buffers {
+    /// No buffers, under `levels` live savepoints: a partition made after
+    /// them journals from the start, so that restoring any of them drops
+    /// all it holds.
+    pub(crate) fn new(page_size: usize, levels: usize) -> Buffers {
         Buffers {
             page_size,
             map: PageMap::default(),
-            journals: Vec::new(),
+            journals: (0..levels).map(|_| Journal::default()).collect(),
         }
+    }
+
+    /// Moves every buffer of `other` here (the commit gathers the
+    /// partitions). Only without savepoints: nothing journals the move.
+    pub(crate) fn absorb(&mut self, other: &mut Buffers) {
+        debug_assert!(self.journals.is_empty() && other.journals.is_empty());
+        // The smaller map goes into the larger: with one table open, the
+        // transaction's own partition is still empty at the commit, and
+        // this is a swap.
+        if self.map.len() < other.map.len() {
+            std::mem::swap(&mut self.map, &mut other.map);
+        }
+        self.map.extend(other.map.drain());
     }
 
     /// Before buffer `id` changes as a whole: the newest journal keeps what

@@ -1,6 +1,12 @@
-//! The running transaction's side of the value heap: the segment it fills,
-//! and how the live counts of segments change (DESIGN.md, "The value
+//! The running transaction's side of the value heap: the segments it
+//! fills, and how the live counts of segments change (DESIGN.md, "The value
 //! heap"). The commit applies the changes to the heap's tree.
+//!
+//! The records of the counts ([`Records`]) are the transaction's, shared by
+//! its partitions; each partition of the buffers (an open table, or the
+//! transaction's own trees) fills a segment of its own ([`Segments`]), in
+//! its own buffers, so that packing a value into one never moves or
+//! writes bytes another partition hands out.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -43,18 +49,24 @@ enum Step {
     Changed(PageId, Option<Change>),
 }
 
-/// What a savepoint keeps of the heap besides its undo log: the small
-/// state, whole.
-pub(super) struct HeapSaved {
+/// The segments one partition fills: the open one, and a spare. A savepoint
+/// keeps them whole (they are small).
+#[derive(Clone, Default)]
+pub(super) struct Segments {
     open: Option<OpenSegment>,
-    packed: u64,
+    /// A segment of this partition left without values, kept whole for
+    /// the next segment it opens: its first page and length.
     spare: Option<(PageId, u64)>,
 }
 
-/// The transaction's segments and changes to the live counts.
+/// What a savepoint keeps of the records besides their undo log.
+pub(super) struct RecordsSaved {
+    packed: u64,
+}
+
+/// The transaction's changes to the live counts, shared by its partitions.
 #[derive(Default)]
-pub(super) struct Heap {
-    open: Option<OpenSegment>,
+pub(super) struct Records {
     /// Bytes the transaction packed so far: a new segment is about as long
     /// (up to `SEGMENT_PAGES`), so a transaction that packs little takes
     /// little, and its last segment leaves at most about half unfilled.
@@ -63,16 +75,13 @@ pub(super) struct Heap {
     /// may release a value of one of its segments only if it is one of
     /// these, once.
     own: HashSet<(PageId, u32)>,
-    /// A segment of this transaction left without values, kept whole for
-    /// the next segment it opens: its first page and length.
-    spare: Option<(PageId, u64)>,
     changes: BTreeMap<PageId, Change>,
     /// One undo log per savepoint, oldest first, of the records above
     /// (`own`, `changes`): a savepoint costs what changes after it.
     undo: Vec<Vec<Step>>,
 }
 
-impl Heap {
+impl Records {
     /// Records a change in the newest undo log, if a savepoint is live.
     #[inline]
     fn log(&mut self, step: Step) {
@@ -88,18 +97,16 @@ impl Heap {
         self.changes.entry(seg).or_default()
     }
 
-    /// A savepoint: the small state, and an undo log from now on.
-    pub(super) fn savepoint(&mut self) -> HeapSaved {
+    /// A savepoint: the total packed, and an undo log from now on.
+    pub(super) fn savepoint(&mut self) -> RecordsSaved {
         self.undo.push(Vec::new());
-        HeapSaved {
-            open: self.open.clone(),
+        RecordsSaved {
             packed: self.packed,
-            spare: self.spare,
         }
     }
 
     /// Back to the savepoint of `level` (`saved`), which stays.
-    pub(super) fn restore(&mut self, level: usize, saved: &HeapSaved) {
+    pub(super) fn restore(&mut self, level: usize, saved: &RecordsSaved) {
         while self.undo.len() > level {
             let log = self.undo.pop().expect("above the level");
             for step in log.into_iter().rev() {
@@ -120,9 +127,7 @@ impl Heap {
             }
         }
         self.undo.push(Vec::new());
-        self.open = saved.open.clone();
         self.packed = saved.packed;
-        self.spare = saved.spare;
     }
 
     /// Forgets the savepoint of `level`: its log joins the one before.
@@ -141,15 +146,18 @@ impl Heap {
         self.undo.clear();
     }
 
-    /// Packs `value` into the open segment, or into a new one if it does not
-    /// fit, which must start below `below` and span at most `max_pages`
-    /// pages. `None` when no such segment can be had.
+    /// Packs `value` into the open segment of the partition whose segments
+    /// and buffers are `segs` and `bufs`, or into a new one of its own if
+    /// it does not fit, which must start below `below` and span at most
+    /// `max_pages` pages. `None` when no such segment can be had.
     ///
     /// A value that starts in the open segment's first `SEGMENT_PAGES`
     /// pages and runs past its end lengthens it, when the segment ends at
     /// the high-water mark: appends fill segments whole.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn pack(
         &mut self,
+        segs: &mut Segments,
         alloc: &mut Allocator,
         bufs: &mut Buffers,
         txn_id: u64,
@@ -158,7 +166,7 @@ impl Heap {
         max_pages: u64,
     ) -> Result<Option<ValueRef>> {
         let ps = bufs.page_size();
-        let fits = match self.open.as_mut() {
+        let fits = match segs.open.as_mut() {
             Some(o) if o.first < below => {
                 let end = o.used + value.len();
                 let pages = end.div_ceil(ps) as u64;
@@ -188,7 +196,7 @@ impl Heap {
             _ => false,
         };
         if !fits {
-            self.close(alloc, bufs)?;
+            self.close(segs, alloc, bufs)?;
             let need = overflow_pages(value.len(), ps);
             if need > max_pages {
                 return Ok(None);
@@ -205,11 +213,11 @@ impl Heap {
             let want = (SEGMENT_DATA as u64 + fit.max(1) * len)
                 .div_ceil(ps as u64)
                 .clamp(need, want);
-            let (first, pages) = match self.spare {
+            let (first, pages) = match segs.spare {
                 Some((first, pages))
                     if pages >= need && pages <= max_pages && first + pages <= below =>
                 {
-                    self.spare = None;
+                    segs.spare = None;
                     (first, pages)
                 }
                 _ => {
@@ -224,14 +232,14 @@ impl Heap {
                     (first, pages)
                 }
             };
-            self.open = Some(OpenSegment {
+            segs.open = Some(OpenSegment {
                 first,
                 pages,
                 used: SEGMENT_DATA,
             });
             self.change(first).pages = Some(pages);
         }
-        let open = self.open.as_mut().expect("opened above");
+        let open = segs.open.as_mut().expect("opened above");
         let off = open.used;
         let Some(at) = bufs.range_mut(open.first, off..off + value.len()) else {
             return corrupted(open.first, "the open segment has no buffer");
@@ -261,9 +269,12 @@ impl Heap {
     /// is reused at once: the open one starts over, another is kept for the
     /// next segment opened (or, with one kept already, freed), so a
     /// transaction that overwrites its own values over and over keeps
-    /// reusing the same pages.
+    /// reusing the same pages. A value of this transaction's lies in a
+    /// segment of the partition that releases it (`segs`, `bufs`): the one
+    /// whose tree holds it, which packed it.
     pub(super) fn release(
         &mut self,
+        segs: &mut Segments,
         alloc: &mut Allocator,
         bufs: &mut Buffers,
         seg: PageId,
@@ -288,9 +299,9 @@ impl Heap {
         let (Some(pages), 0) = (change.pages, change.values) else {
             return Ok(());
         };
-        match self.open.as_mut() {
+        match segs.open.as_mut() {
             Some(open) if open.first == seg => open.used = SEGMENT_DATA,
-            _ if self.spare.is_none() => self.spare = Some((seg, pages)),
+            _ if segs.spare.is_none() => segs.spare = Some((seg, pages)),
             _ => {
                 alloc.free(seg, pages, None)?;
                 bufs.remove(seg);
@@ -301,11 +312,16 @@ impl Heap {
         Ok(())
     }
 
-    /// Closes the open segment: the pages it did not fill go back to the
-    /// free list (no snapshot saw them), and its header states the pages it
-    /// keeps.
-    pub(super) fn close(&mut self, alloc: &mut Allocator, bufs: &mut Buffers) -> Result<()> {
-        let Some(open) = self.open.take() else {
+    /// Closes the open segment of a partition: the pages it did not fill
+    /// go back to the free list (no snapshot saw them), and its header
+    /// states the pages it keeps.
+    pub(super) fn close(
+        &mut self,
+        segs: &mut Segments,
+        alloc: &mut Allocator,
+        bufs: &mut Buffers,
+    ) -> Result<()> {
+        let Some(open) = segs.open.take() else {
             return Ok(());
         };
         let ps = bufs.page_size();
@@ -322,15 +338,28 @@ impl Heap {
         Ok(())
     }
 
-    /// Closes the open segment and hands over the changes, in page order.
+    /// Closes a partition's segments: the open one as `close` does; a
+    /// spare holds no value, and its change frees it at commit.
+    pub(super) fn finish(
+        &mut self,
+        segs: &mut Segments,
+        alloc: &mut Allocator,
+        bufs: &mut Buffers,
+    ) -> Result<()> {
+        self.close(segs, alloc, bufs)?;
+        segs.spare = None;
+        Ok(())
+    }
+
+    /// Closes the segments of the last partition and hands over the
+    /// changes, in page order.
     pub(super) fn take_changes(
         &mut self,
+        segs: &mut Segments,
         alloc: &mut Allocator,
         bufs: &mut Buffers,
     ) -> Result<BTreeMap<PageId, Change>> {
-        self.close(alloc, bufs)?;
-        // A spare segment holds no value: its change frees it at commit.
-        self.spare = None;
+        self.finish(segs, alloc, bufs)?;
         Ok(std::mem::take(&mut self.changes))
     }
 }

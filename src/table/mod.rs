@@ -7,13 +7,16 @@ pub use write_cursor::{CursorMut, Drain};
 use std::ops::{Bound, RangeBounds};
 use std::sync::Arc;
 
+use parking_lot::{ArcMutexGuard, RawMutex};
+
 use crate::btree;
-use crate::dirty::TxnPages;
+use crate::dirty::{Dirty, Part, TxnPages};
 use crate::error::{Error, Result, corrupted};
 use crate::format::catalog::{CatalogEntry, TableTypes};
 use crate::format::meta::TableDesc;
 use crate::format::node::MAX_KEY;
 use crate::format::page::OVERFLOW_DATA;
+use crate::pager::Pager;
 use crate::txn::Snapshot;
 use crate::view::{MapView, View};
 
@@ -246,45 +249,88 @@ impl<'txn> Table<'txn> {
 
     /// A cursor over the table, not yet positioned.
     pub fn cursor(&self) -> Cursor<'txn> {
-        Cursor {
-            inner: btree::Cursor::new(self.source(), self.desc),
-            failed: false,
-        }
+        Cursor::new(self.source(), self.desc)
     }
 }
+
+/// A table opened in a write transaction: its partition of the
+/// transaction's pages and its catalog entry as the transaction changed it.
+/// The transaction keeps it behind a mutex of its own, which a [`TableMut`]
+/// holds for its life: the table's pages and descriptor are reached through
+/// one handle at a time, and a handle that is leaked (`mem::forget`) keeps
+/// them locked, so the transaction refuses what needs them (it never loses
+/// their changes half-way).
+pub(crate) struct OpenTable {
+    pub(crate) part: Part,
+    /// What the catalog is to hold for it at commit: its descriptor as
+    /// this transaction changed it, its types and kind as they were.
+    pub(crate) entry: CatalogEntry,
+    /// Whether the descriptor must be written to the catalog at commit.
+    pub(crate) changed: bool,
+}
+
+/// An [`OpenTable`] locked by its holder.
+pub(crate) type Held = ArcMutexGuard<RawMutex, OpenTable>;
 
 /// A table in a write transaction.
 ///
 /// Reads see the transaction's own changes. Values borrow `&self`, so the next
-/// mutation (which needs `&mut self`) ends them: the compiler enforces that a
-/// value is never used after the page under it changed.
+/// mutation of this table (which needs `&mut self`) ends them: the compiler
+/// enforces that a value is never used after the page under it changed.
+/// Several tables may be open at once in one transaction, each through its
+/// own handle (see [`WriteTxn::open_table`](crate::WriteTxn::open_table)): a
+/// change to one never moves bytes a value of another borrows.
 ///
 /// When a change fails (see [`insert`](TableMut::insert)), the whole
 /// transaction has failed: every later call through this handle, another
-/// handle or the [`WriteTxn`](crate::WriteTxn) returns [`Error::TxnFailed`].
+/// handle or the [`WriteTxn`](crate::WriteTxn) returns [`Error::TxnFailed`],
+/// ranges and cursors under way included.
 pub struct TableMut<'txn> {
-    pages: TxnPages<'txn>,
-    desc: &'txn mut TableDesc,
-    changed: &'txn mut bool,
+    pager: &'txn Pager,
+    dirty: &'txn Dirty,
+    table: Held,
     hint: btree::InsertHint,
 }
 
+/// The parts of a [`TableMut`] a change works on at once.
+struct Changing<'a> {
+    pages: TxnPages<'a>,
+    desc: &'a mut TableDesc,
+    changed: &'a mut bool,
+    hint: &'a mut btree::InsertHint,
+}
+
 impl<'txn> TableMut<'txn> {
-    pub(crate) fn new(
-        pages: TxnPages<'txn>,
-        desc: &'txn mut TableDesc,
-        changed: &'txn mut bool,
-    ) -> TableMut<'txn> {
+    pub(crate) fn new(pager: &'txn Pager, dirty: &'txn Dirty, table: Held) -> TableMut<'txn> {
         TableMut {
-            pages,
-            desc,
-            changed,
+            pager,
+            dirty,
+            table,
             hint: btree::InsertHint::default(),
         }
     }
 
+    /// The table's pages lent to the tree, with its descriptor.
+    #[inline]
+    fn changing(&mut self) -> Changing<'_> {
+        let t = &mut *self.table;
+        Changing {
+            pages: self.dirty.lend(self.pager, &mut t.part),
+            desc: &mut t.entry.desc,
+            changed: &mut t.changed,
+            hint: &mut self.hint,
+        }
+    }
+
+    /// The table's descriptor as the transaction changed it.
+    #[inline]
+    fn desc(&self) -> &TableDesc {
+        &self.table.entry.desc
+    }
+
+    #[inline]
     fn view(&self) -> View<'_> {
-        View::Dirty(self.pages.view())
+        View::Dirty(self.dirty.view(self.pager, &self.table.part))
     }
 
     /// Stores `value` under `key`, replacing any previous value. Other
@@ -303,7 +349,7 @@ impl<'txn> TableMut<'txn> {
     /// tree began to change, so it fails the transaction: from then on every
     /// call on it returns [`Error::TxnFailed`], and it cannot commit.
     pub fn insert(&mut self, key: &[u8], value: &[u8]) -> Result<bool> {
-        self.pages.live()?;
+        self.dirty.live()?;
         check_key(key)?;
         if value.len() > MAX_VALUE {
             return Err(Error::ValueTooLarge {
@@ -311,12 +357,14 @@ impl<'txn> TableMut<'txn> {
                 max: MAX_VALUE,
             });
         }
-        *self.changed = true;
+        let c = self.changing();
+        *c.changed = true;
         // The hint is taken by every insert and given back only by one that
         // split nothing.
-        let before = *self.desc;
-        let r = btree::insert(&mut self.pages, self.desc, &mut self.hint, key, value);
-        let r = self.pages.outcome(r);
+        let before = *c.desc;
+        let mut pages = c.pages;
+        let r = btree::insert(&mut pages, c.desc, c.hint, key, value);
+        let r = self.dirty.outcome(r);
         if r.is_err() {
             self.failed(before);
         }
@@ -346,7 +394,7 @@ impl<'txn> TableMut<'txn> {
     /// # Ok::<(), larch::Error>(())
     /// ```
     pub fn insert_reserve(&mut self, key: &[u8], len: usize) -> Result<&mut [u8]> {
-        self.pages.live()?;
+        self.dirty.live()?;
         check_key(key)?;
         if len > MAX_VALUE {
             return Err(Error::ValueTooLarge {
@@ -354,32 +402,33 @@ impl<'txn> TableMut<'txn> {
                 max: MAX_VALUE,
             });
         }
-        let before = *self.desc;
+        let before = *self.desc();
         // Zeroed pages from the allocator, copied once into the buffers.
         self.insert(key, &vec![0u8; len])?;
-        let place = btree::value_place(&self.pages, self.desc, key);
-        let place = match place {
-            Ok(Some(place)) => Ok(place),
-            Ok(None) => corrupted(self.desc.root, "a key just inserted is not there"),
+        let dirty = self.dirty;
+        let c = self.changing();
+        let found = match btree::value_place(&c.pages, c.desc, key) {
+            Ok(Some(place)) => {
+                let range = match place.at.checked_add(place.len) {
+                    Some(end) => place.at..end,
+                    None => place.at..usize::MAX,
+                };
+                if c.pages.holds(place.first, &range) {
+                    Ok((place.first, range))
+                } else {
+                    corrupted(place.first, "a value past its transaction's buffer")
+                }
+            }
+            Ok(None) => corrupted(c.desc.root, "a key just inserted is not there"),
             Err(e) => Err(e),
         };
-        let place = match place {
-            Ok(place) => place,
+        match found {
+            Ok((first, range)) => self.changing().pages.buffer_mut(first, range),
             Err(e) => {
                 self.failed(before);
-                return self.pages.outcome(Err(e));
+                dirty.outcome(Err(e))
             }
-        };
-        let range = match place.at.checked_add(place.len) {
-            Some(end) => place.at..end,
-            None => place.at..usize::MAX,
-        };
-        if !self.pages.holds(place.first, &range) {
-            self.failed(before);
-            let e = corrupted(place.first, "a value past its transaction's buffer");
-            return self.pages.outcome(e);
         }
-        self.pages.buffer_mut(place.first, range)
     }
 
     /// Removes `key` and returns its value, copied out (the place it had is
@@ -397,18 +446,18 @@ impl<'txn> TableMut<'txn> {
     /// `None` when the table is empty. Errors as for
     /// [`remove`](TableMut::remove).
     pub fn pop_first(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        self.pages.live()?;
+        self.dirty.live()?;
         let first = copied(self.iter()?.next());
-        let first = self.pages.outcome(first)?;
+        let first = self.dirty.outcome(first)?;
         self.pop(first)
     }
 
     /// Removes the entry with the greatest key and returns it, copied out;
     /// `None` when the table is empty.
     pub fn pop_last(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        self.pages.live()?;
+        self.dirty.live()?;
         let last = copied(self.iter()?.next_back());
-        let last = self.pages.outcome(last)?;
+        let last = self.dirty.outcome(last)?;
         self.pop(last)
     }
 
@@ -417,8 +466,8 @@ impl<'txn> TableMut<'txn> {
             return Ok(None);
         };
         if !self.remove(&key)? {
-            let e = corrupted(self.desc.root, "an entry found was not there to remove");
-            return self.pages.outcome(e);
+            let e = corrupted(self.desc().root, "an entry found was not there to remove");
+            return self.dirty.outcome(e);
         }
         Ok(Some((key, value)))
     }
@@ -429,8 +478,8 @@ impl<'txn> TableMut<'txn> {
     /// Any error fails the transaction, and `len` reports the count from
     /// before the call.
     pub fn retain(&mut self, mut keep: impl FnMut(&[u8], &[u8]) -> bool) -> Result<u64> {
-        self.pages.live()?;
-        let before = *self.desc;
+        self.dirty.live()?;
+        let before = *self.desc();
         let r = self.remove_where(Bound::Unbounded, Bound::Unbounded, &mut keep);
         if r.is_err() {
             self.failed(before);
@@ -444,16 +493,19 @@ impl<'txn> TableMut<'txn> {
     /// A key longer than any the table can hold is simply not present. Any
     /// error fails the transaction, as for [`insert`](TableMut::insert).
     pub fn remove(&mut self, key: &[u8]) -> Result<bool> {
-        self.pages.live()?;
+        self.dirty.live()?;
         if key.len() > MAX_KEY {
             return Ok(false);
         }
-        self.hint.clear();
-        let before = *self.desc;
-        let r = btree::remove(&mut self.pages, self.desc, key);
-        let r = self.pages.outcome(r);
+        let dirty = self.dirty;
+        let c = self.changing();
+        c.hint.clear();
+        let before = *c.desc;
+        let mut pages = c.pages;
+        let r = btree::remove(&mut pages, c.desc, key);
+        let r = dirty.outcome(r);
         match r {
-            Ok(removed) => *self.changed |= removed,
+            Ok(removed) => *c.changed |= removed,
             Err(_) => self.failed(before),
         }
         r
@@ -484,8 +536,8 @@ impl<'txn> TableMut<'txn> {
     /// # Ok::<(), larch::Error>(())
     /// ```
     pub fn remove_range<'a>(&mut self, range: impl RangeBounds<&'a [u8]>) -> Result<u64> {
-        self.pages.live()?;
-        let before = *self.desc;
+        self.dirty.live()?;
+        let before = *self.desc();
         let (start, end) = (owned(range.start_bound()), owned(range.end_bound()));
         let r = self.remove_where(start, end, &mut |_, _| false);
         if r.is_err() {
@@ -508,7 +560,7 @@ impl<'txn> TableMut<'txn> {
             let next = {
                 let bounds = (borrowed(&start), borrowed(&end));
                 let mut found = Ok(None);
-                for entry in Range::new(self.view(), *self.desc, bounds) {
+                for entry in Range::new(self.view(), *self.desc(), bounds) {
                     match entry {
                         Ok((k, v)) if keep(k, v) => {}
                         Ok((k, _)) => {
@@ -523,12 +575,12 @@ impl<'txn> TableMut<'txn> {
                 }
                 found
             };
-            let Some(key) = self.pages.outcome(next)? else {
+            let Some(key) = self.dirty.outcome(next)? else {
                 return Ok(removed);
             };
             if !self.remove(&key)? {
-                let e = corrupted(self.desc.root, "an entry found was not there to remove");
-                return self.pages.outcome(e);
+                let e = corrupted(self.desc().root, "an entry found was not there to remove");
+                return self.dirty.outcome(e);
             }
             removed += 1;
             start = Bound::Excluded(key);
@@ -582,26 +634,28 @@ impl<'txn> TableMut<'txn> {
     /// from then on every call refuses, as after a failed change.
     pub(crate) fn fail_with<T>(&mut self, e: Error) -> Result<T> {
         self.hint.clear();
-        self.pages.outcome(Err(e))
+        self.dirty.outcome(Err(e))
     }
 
     /// After a failed change: no hint survives it, and `len` goes on
     /// reporting the count from before the call (everything else refuses).
     fn failed(&mut self, before: TableDesc) {
         self.hint.clear();
-        *self.desc = before;
+        self.table.entry.desc = before;
     }
 
-    /// The value stored under `key`, valid until the next mutation.
+    /// The value stored under `key`, valid until the next mutation of this
+    /// table.
     pub fn get(&self, key: &[u8]) -> Result<Option<&[u8]>> {
-        self.pages.live()?;
-        btree::get(self.view(), self.desc, key)
+        self.dirty.live()?;
+        btree::get(self.view(), self.desc(), key)
     }
 
-    /// The entries whose keys lie in `range`, valid until the next mutation.
+    /// The entries whose keys lie in `range`, valid until the next mutation
+    /// of this table.
     pub fn range<'a>(&self, range: impl RangeBounds<&'a [u8]>) -> Result<Range<'_>> {
-        self.pages.live()?;
-        Ok(Range::new(self.view(), *self.desc, range))
+        self.dirty.live()?;
+        Ok(Range::new(self.view(), *self.desc(), range))
     }
 
     /// All entries in key order, valid until the next mutation.
@@ -612,22 +666,20 @@ impl<'txn> TableMut<'txn> {
     /// Number of entries, O(1). After the transaction failed, the count
     /// before the change that failed.
     pub fn len(&self) -> u64 {
-        self.desc.entries
+        self.desc().entries
     }
 
     /// Whether the table holds no entry (after the transaction failed, as
     /// for [`len`](TableMut::len)).
     pub fn is_empty(&self) -> bool {
-        self.desc.entries == 0
+        self.desc().entries == 0
     }
 
-    /// A cursor over the table, valid until the next mutation. After the
-    /// transaction failed, every move returns [`Error::TxnFailed`].
+    /// A cursor over the table, valid until the next mutation of this
+    /// table. After the transaction failed, every move returns
+    /// [`Error::TxnFailed`].
     pub fn cursor(&self) -> Cursor<'_> {
-        Cursor {
-            inner: btree::Cursor::new(self.view(), *self.desc),
-            failed: self.pages.live().is_err(),
-        }
+        Cursor::new(self.view(), *self.desc())
     }
 }
 
@@ -641,16 +693,22 @@ pub type Entry<'txn> = (&'txn [u8], &'txn [u8]);
 /// returns the entry at that end.
 pub struct Cursor<'txn> {
     inner: btree::Cursor<'txn, View<'txn>>,
-    /// Made on a failed write transaction: every move refuses.
-    failed: bool,
+    /// What it reads through: on a write transaction that failed, every
+    /// move refuses.
+    view: View<'txn>,
 }
 
 impl<'txn> Cursor<'txn> {
-    fn live(&self) -> Result<()> {
-        if self.failed {
-            return Err(Error::TxnFailed);
+    fn new(view: View<'txn>, desc: TableDesc) -> Cursor<'txn> {
+        Cursor {
+            inner: btree::Cursor::new(view, desc),
+            view,
         }
-        Ok(())
+    }
+
+    #[inline]
+    fn live(&self) -> Result<()> {
+        self.view.live()
     }
 
     /// Moves to the first entry.
@@ -689,6 +747,9 @@ impl<'txn> Cursor<'txn> {
 ///
 /// Each item is a `Result`: a corrupt page ends the iteration with an error.
 pub struct Range<'txn> {
+    /// What it reads through: once a write transaction failed, the next
+    /// step refuses, even on a page it holds.
+    view: View<'txn>,
     front: btree::Cursor<'txn, View<'txn>>,
     back: btree::Cursor<'txn, View<'txn>>,
     start: Bound<Vec<u8>>,
@@ -756,6 +817,7 @@ impl<'txn> Range<'txn> {
             _ => false,
         };
         Range {
+            view,
             front: btree::Cursor::new(view, desc),
             back: btree::Cursor::new(view, desc),
             start,
@@ -819,6 +881,10 @@ impl<'txn> Iterator for Range<'txn> {
         if self.done {
             return None;
         }
+        if let Err(e) = self.view.live() {
+            self.done = true;
+            return Some(Err(e));
+        }
         match self.step_front() {
             Err(e) => {
                 self.done = true;
@@ -841,6 +907,10 @@ impl DoubleEndedIterator for Range<'_> {
         if self.done {
             return None;
         }
+        if let Err(e) = self.view.live() {
+            self.done = true;
+            return Some(Err(e));
+        }
         match self.step_back() {
             Err(e) => {
                 self.done = true;
@@ -856,4 +926,14 @@ impl DoubleEndedIterator for Range<'_> {
             }
         }
     }
+}
+
+/// A handle holds its table until it is dropped, not only until its last
+/// use: this `Drop` makes the borrow checker keep the transaction borrowed
+/// as long, so that a call needing the whole transaction (`commit`,
+/// `savepoint`, `delete_table`) while a handle is still in scope is a
+/// compile error, not `Error::TableAlreadyOpen` at run time. (Releasing the
+/// table's lock is the field's own drop.)
+impl Drop for TableMut<'_> {
+    fn drop(&mut self) {}
 }

@@ -18,7 +18,7 @@ fn first_of<'t>(
     bounds: (Bound<&[u8]>, Bound<&[u8]>),
     forward: bool,
 ) -> Result<Option<Entry<'t>>> {
-    let mut range = Range::new(table.view(), *table.desc, bounds);
+    let mut range = Range::new(table.view(), *table.desc(), bounds);
     let found = if forward {
         range.next()
     } else {
@@ -106,10 +106,10 @@ impl<'a, 'txn> CursorMut<'a, 'txn> {
         bounds: (Bound<&[u8]>, Bound<&[u8]>),
         forward: bool,
     ) -> Result<Option<Entry<'_>>> {
-        self.table.pages.live()?;
+        self.table.dirty.live()?;
         let found = match first_of(self.table, bounds, forward) {
             Ok(found) => found.map(|(k, _)| k.to_vec()),
-            Err(e) if self.changed => return self.table.pages.outcome(Err(e)),
+            Err(e) if self.changed => return self.table.dirty.outcome(Err(e)),
             Err(e) => return Err(e),
         };
         self.settle(found, forward)
@@ -154,7 +154,7 @@ impl<'a, 'txn> CursorMut<'a, 'txn> {
     /// The entry under the cursor: `None` before the first move, past
     /// either end, and after [`remove_current`](CursorMut::remove_current).
     pub fn current(&self) -> Result<Option<Entry<'_>>> {
-        self.table.pages.live()?;
+        self.table.dirty.live()?;
         let Place::On(key) = &self.place else {
             return Ok(None);
         };
@@ -162,7 +162,7 @@ impl<'a, 'txn> CursorMut<'a, 'txn> {
         match first_of(self.table, (at, at), true)? {
             Some(entry) => Ok(Some(entry)),
             None => {
-                crate::error::corrupted(self.table.desc.root, "the entry under a cursor is gone")
+                crate::error::corrupted(self.table.desc().root, "the entry under a cursor is gone")
             }
         }
     }
@@ -171,7 +171,7 @@ impl<'a, 'txn> CursorMut<'a, 'txn> {
     /// The cursor stays where it was: `next` goes to the entry after it,
     /// `prev` to the one before. Errors as for [`TableMut::remove`].
     pub fn remove_current(&mut self) -> Result<bool> {
-        self.table.pages.live()?;
+        self.table.dirty.live()?;
         let Place::On(key) = &self.place else {
             return Ok(false);
         };
@@ -186,7 +186,7 @@ impl<'a, 'txn> CursorMut<'a, 'txn> {
     /// it; returns whether there was one. Errors as for
     /// [`TableMut::insert`].
     pub fn replace_current(&mut self, value: &[u8]) -> Result<bool> {
-        self.table.pages.live()?;
+        self.table.dirty.live()?;
         let Place::On(key) = &self.place else {
             return Ok(false);
         };
@@ -223,13 +223,13 @@ impl<'a, 'txn> Drain<'a, 'txn> {
     }
 
     fn take(&mut self) -> Result<Option<(Vec<u8>, Vec<u8>)>> {
-        self.table.pages.live()?;
+        self.table.dirty.live()?;
         let bounds = (borrowed(&self.start), borrowed(&self.end));
         let first =
             (first_of(self.table, bounds, true)).map(|e| e.map(|(k, v)| (k.to_vec(), v.to_vec())));
         // A read that fails is a failed change of the drain: the entries it
         // took are gone, so the transaction fails (as `remove_range`'s walk).
-        let first = self.table.pages.outcome(first)?;
+        let first = self.table.dirty.outcome(first)?;
         let Some((key, value)) = first else {
             return Ok(None);
         };

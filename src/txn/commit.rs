@@ -190,10 +190,7 @@ impl WriteTxn {
     /// leaves the committed state and the database as they were (the file
     /// may be longer); from step 5 on it poisons the database (`write_out`).
     pub(super) fn protocol(&mut self) -> Result<()> {
-        // Nothing is undone from here on: the journals would only copy
-        // every buffer the commit stamps.
-        self.savepoints.clear();
-        self.dirty.drop_savepoints();
+        self.gather()?;
         if self.unchanged() {
             // Nothing to write: keep the previous commit, made durable if it
             // is not and this commit is to be (as an `Immediate` commit
@@ -269,8 +266,8 @@ impl WriteTxn {
     /// (and was not asked to commit anyway).
     fn unchanged(&self) -> bool {
         !self.rewrite
-            && !self.tables.values().any(|t| t.changed)
-            && self.dirty.is_clean()
+            && !self.tables_changed()
+            && self.dirty.is_clean(&self.part)
             && self.catalog == self.base.catalog
     }
 
@@ -278,10 +275,10 @@ impl WriteTxn {
     /// catalog.
     fn write_catalog(&mut self) -> Result<()> {
         let mut catalog = self.catalog;
-        let mut pages = self.dirty.lend(&self.core.pager);
-        for (name, open) in self.tables.iter().filter(|(_, t)| t.changed) {
+        let changed = self.changed_tables()?;
+        let mut pages = self.dirty.lend(&self.core.pager, &mut self.part);
+        for (name, entry) in changed {
             let hint = &mut btree::InsertHint::default();
-            let entry = open.entry.encode();
             btree::insert(&mut pages, &mut catalog, hint, name.as_bytes(), &entry)?;
         }
         self.catalog = catalog;
@@ -290,7 +287,7 @@ impl WriteTxn {
 
     /// Step 2: the free list into a new chain, checked by the reader's rules.
     fn write_free_list(&mut self) -> Result<Persisted> {
-        let mut pages = self.dirty.lend(&self.core.pager);
+        let mut pages = self.dirty.chain(&self.core.pager, &mut self.part);
         freelist::write_chain(&mut pages, &self.guard.free.chain)
     }
 
@@ -301,7 +298,7 @@ impl WriteTxn {
         let pager = &self.core.pager;
         let ps = pager.page_size();
         let txn_id = self.dirty.txn_id();
-        let mut seal: Vec<SealEntry> = (self.dirty.buffers().spans())
+        let mut seal: Vec<SealEntry> = (self.part.buffers().spans())
             .map(|(id, pages)| SealEntry {
                 page: id.into(),
                 pages: (pages as u32).into(),
@@ -372,18 +369,16 @@ impl WriteTxn {
     /// only), write the meta, sync. A failure poisons the database, and the
     /// slot being written is spoiled (`disown_slot`): the disk may hold
     /// anything the kernel kept. A commit that is not durable writes its
-    /// pages only (an `Eventual` one asks the kernel to start writing them
-    /// back); they lie where no meta on disk reaches, so a failure spoils
+    /// pages only, where no meta on disk reaches them, so a failure spoils
     /// nothing.
     fn write_out(&mut self, s: &mut Sealed) -> Result<()> {
         let pager = &self.core.pager;
-        let bufs = self.dirty.buffers_mut();
+        let bufs = self.part.buffers_mut();
         if s.weak {
             // No sync follows: the kernel writes them back in its own time.
             let r = write_pages(pager, bufs, &mut s.seal, false);
             if r.is_err() {
                 self.core.poisoned.store(true, Ordering::Release);
-                return r;
             }
             return r;
         }

@@ -2,13 +2,14 @@
 //! transaction's changes to the live counts into the heap's tree, segments
 //! left without values freed, and the cleaning of a heap grown mostly dead.
 
-use super::write::{Open, WriteTxn};
+use super::write::WriteTxn;
 use crate::btree;
 use crate::dirty::Change;
 use crate::error::{Result, corrupted};
+use crate::format::catalog::CatalogEntry;
 use crate::format::heap::{SEGMENT_PAGES, Segment, segment_key, segment_of_key};
 use crate::format::page::{PageId, PageSet, segment_run};
-use crate::table::{catalog_get, catalog_names};
+use crate::table::catalog_names;
 use crate::view::PageSource;
 
 /// The heap is cleaned once its dead bytes pass a third of its segments'
@@ -20,7 +21,7 @@ impl WriteTxn {
     /// changes to the heap's tree and totals. A segment left without values
     /// is removed from the tree and its pages freed, as a run's are.
     pub(super) fn write_heap(&mut self) -> Result<()> {
-        let changes = self.dirty.take_heap_changes()?;
+        let changes = self.dirty.take_heap_changes(&mut self.part)?;
         if changes.is_empty() {
             return Ok(());
         }
@@ -50,7 +51,7 @@ impl WriteTxn {
                     return corrupted(seg, "segment length differs from the heap's entry");
                 }
             }
-            let mut pages = self.dirty.lend(&self.core.pager);
+            let mut pages = self.dirty.lend(&self.core.pager, &mut self.part);
             if new.values == 0 {
                 if old.is_some() {
                     btree::remove(&mut pages, &mut heap.tree, &key)?;
@@ -112,7 +113,7 @@ impl WriteTxn {
                 return corrupted(heap.tree.root, "invalid segment entry");
             };
             // Segments this transaction wrote are as full as it left them.
-            if !self.dirty.buffers().contains(seg) {
+            if !self.part.buffers().contains(seg) {
                 // Live bytes per 2^20 of the segment: the order of fullness.
                 let fill = (entry.live << 20) / (entry.pages * ps);
                 segments.push((fill, seg, entry));
@@ -167,8 +168,10 @@ impl WriteTxn {
     /// Runs `btree::relocate` over the catalog, the heap's tree and every
     /// table, until `budget` pages have moved: nodes and values at or past
     /// `above` go down the file, and the values of the segments of `clean`
-    /// move wherever they can. Tables whose tree changed are marked to be
-    /// written to the catalog. Returns the pages moved.
+    /// move wherever they can. Each table moves through its own partition
+    /// (no handle is open: the transaction is borrowed mutably). Tables
+    /// whose tree changed are marked to be written to the catalog. Returns
+    /// the pages moved.
     pub(super) fn move_values(
         &mut self,
         above: PageId,
@@ -179,7 +182,7 @@ impl WriteTxn {
         let names = catalog_names(self.view(), &self.catalog)?;
         let mut catalog = self.catalog;
         let mut heap = self.heap;
-        let mut pages = self.dirty.lend(&self.core.pager);
+        let mut pages = self.dirty.lend(&self.core.pager, &mut self.part);
         let mut moved = btree::relocate(&mut pages, &mut catalog, above, budget, keep, clean)?;
         if moved < budget {
             moved += btree::relocate(
@@ -197,15 +200,20 @@ impl WriteTxn {
             if moved >= budget {
                 break;
             }
-            let (desc, found) = match self.tables.get(&name) {
-                Some(open) => (open.entry.desc, None),
-                None => match catalog_get(self.view(), &self.catalog, &name)? {
-                    Some(entry) => (entry.desc, Some(entry)),
-                    None => return corrupted(self.catalog.root, "a listed table is missing"),
-                },
+            let Some((entry, mut held)) = self.entry_of(&name)? else {
+                return corrupted(self.catalog.root, "a listed table is missing");
             };
+            let desc = entry.desc;
             let mut moved_desc = desc;
-            let mut pages = self.dirty.lend(&self.core.pager);
+            // A table not open in the transaction moves into a partition
+            // of its own, kept if anything moved.
+            let mut fresh = self.new_part();
+            let part = match held.as_mut() {
+                _ if self.gathered => &mut self.part,
+                Some(t) => &mut t.part,
+                None => &mut fresh,
+            };
+            let mut pages = self.dirty.lend(&self.core.pager, part);
             moved += btree::relocate(
                 &mut pages,
                 &mut moved_desc,
@@ -215,12 +223,19 @@ impl WriteTxn {
                 clean,
             )?;
             if moved_desc != desc {
-                let open = self
-                    .tables
-                    .entry(name)
-                    .or_insert_with(|| Open::found(found.unwrap_or_default()));
-                open.entry.desc = moved_desc;
-                open.changed = true;
+                match held.as_mut() {
+                    Some(t) => {
+                        t.entry.desc = moved_desc;
+                        t.changed = true;
+                    }
+                    None => {
+                        let entry = CatalogEntry {
+                            desc: moved_desc,
+                            ..entry
+                        };
+                        self.adopt(name, entry, fresh);
+                    }
+                }
             }
         }
         Ok(moved)

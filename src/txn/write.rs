@@ -5,38 +5,31 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use parking_lot::{ArcMutexGuard, RawMutex};
+use parking_lot::{ArcMutexGuard, Mutex, RawMutex};
 
 use super::core::{Core, OnDisk, WriterState};
 use crate::btree;
-use crate::dirty::{Dirty, DirtySaved, TxnPages};
-use crate::error::Result;
+use crate::dirty::{Dirty, DirtySaved, Part, PartSaved};
+use crate::error::{Error, Result};
 use crate::format::catalog::CatalogEntry;
 use crate::format::heap::HeapDesc;
 use crate::format::meta::{Meta, TableDesc};
 use crate::freelist::{self, Pins};
 use crate::pager::Map;
-use crate::table::{Shape, TableMut, catalog_get, catalog_names, check_key};
+use crate::table::{Held, OpenTable, Shape, TableMut, catalog_get, catalog_names, check_key};
 use crate::view::{MapView, View};
 
-/// A table opened in this transaction.
-#[derive(Clone)]
-pub(super) struct Open {
-    /// What the catalog is to hold for it at commit: its descriptor as this
-    /// transaction changed it, its types and kind as they were.
-    pub(super) entry: CatalogEntry,
-    /// Whether the descriptor must be written to the catalog at commit.
-    pub(super) changed: bool,
-}
-
-impl Open {
-    /// A table as the catalog holds it, unchanged so far.
-    pub(super) fn found(entry: CatalogEntry) -> Open {
-        Open {
-            entry,
-            changed: false,
-        }
-    }
+/// The tables opened in this transaction.
+#[derive(Default)]
+pub(super) struct Tables {
+    /// Each table open in the transaction (opened or created, and not
+    /// deleted since), by name: its index in `all`.
+    names: BTreeMap<String, usize>,
+    /// Every table state made in the transaction, oldest first, those of
+    /// tables deleted since included: their partitions may still hold
+    /// buffers (a segment left empty), and a savepoint taken before the
+    /// delete puts them back.
+    all: Vec<Arc<Mutex<OpenTable>>>,
 }
 
 /// The one write transaction. Only one exists at a time, across every process
@@ -44,6 +37,19 @@ impl Open {
 ///
 /// Changes are private until [`commit`](WriteTxn::commit) returns; dropping the
 /// transaction, or [`abort`](WriteTxn::abort), discards them.
+///
+/// # Several tables at once
+///
+/// [`open_table`](WriteTxn::open_table), [`open_typed`](WriteTxn::open_typed)
+/// and [`open_multimap`](WriteTxn::open_multimap) borrow the transaction
+/// shared, so any number of tables may be open at once, each through one
+/// handle; a value read from one stays valid while the others change.
+/// What needs the whole transaction ([`delete_table`](WriteTxn::delete_table),
+/// savepoints, [`commit`](WriteTxn::commit)) borrows it mutably or takes it,
+/// so the compiler proves no handle is open then. A handle leaked with
+/// `mem::forget` keeps its table for good: those calls then refuse with
+/// [`Error::TableAlreadyOpen`], and the transaction can only be aborted
+/// (nothing of it reaches the file).
 ///
 /// # Errors fail the transaction
 ///
@@ -67,11 +73,18 @@ impl Open {
 /// [`Error::TxnFailed`]: crate::Error::TxnFailed
 /// [`Error::KeyTooLarge`]: crate::Error::KeyTooLarge
 /// [`Error::ValueTooLarge`]: crate::Error::ValueTooLarge
+/// [`Error::TableAlreadyOpen`]: crate::Error::TableAlreadyOpen
 pub struct WriteTxn {
     pub(super) core: Arc<Core>,
     /// The writer lock, and the free list as of the last commit.
     pub(super) guard: ArcMutexGuard<RawMutex, WriterState>,
     pub(super) dirty: Dirty,
+    /// The transaction's own partition of the pages: the catalog's, the
+    /// heap tree's and the free-list chain's; from the commit on, every
+    /// buffer (`gather`).
+    pub(super) part: Part,
+    /// Whether the commit gathered every partition into `part`.
+    pub(super) gathered: bool,
     /// The commit this transaction started from.
     pub(super) base: Meta,
     /// The metas on disk when it started: what a power loss falls back to.
@@ -82,7 +95,7 @@ pub struct WriteTxn {
     pub(super) catalog: TableDesc,
     /// The value heap as this transaction changed it (at commit).
     pub(super) heap: HeapDesc,
-    pub(super) tables: BTreeMap<String, Open>,
+    pub(super) tables: Mutex<Tables>,
     /// Commit even when nothing changed: the free list is written anew, so
     /// the pages the metas kept pending move on, and the tail may be cut.
     pub(super) rewrite: bool,
@@ -155,13 +168,18 @@ pub const EVENTUAL_PERIOD: std::time::Duration = std::time::Duration::from_secs(
 static INSTANCES: AtomicU64 = AtomicU64::new(0);
 
 /// What a savepoint keeps of the transaction: the pages' state
-/// (`DirtySaved`, with the buffers' journal) and the transaction's own.
+/// (`DirtySaved`, and each partition's with its buffers' journal) and the
+/// transaction's own.
 pub(super) struct Saved {
     id: u64,
     dirty: DirtySaved,
+    part: PartSaved,
+    /// Each table state made before it, in order: its partition's state,
+    /// its catalog entry and whether it changed.
+    tables: Vec<(PartSaved, CatalogEntry, bool)>,
+    names: BTreeMap<String, usize>,
     catalog: TableDesc,
     heap: HeapDesc,
-    tables: BTreeMap<String, Open>,
     rewrite: bool,
 }
 
@@ -239,16 +257,19 @@ impl WriteTxn {
         let ps = core.pager.page_size();
         let max_pages = core.pager.max_size() / ps as u64;
         let file_pages = core.pager.writer_len() / ps as u64;
+        let dirty = Dirty::new(ps, txn_id, &base, max_pages, file_pages, free, map);
         Ok(WriteTxn {
             core,
             guard,
-            dirty: Dirty::new(ps, txn_id, &base, max_pages, file_pages, free, map),
+            part: dirty.part(0),
+            gathered: false,
+            dirty,
             base,
             disk,
             durability: Durability::Immediate,
             catalog: base.catalog,
             heap: base.heap,
-            tables: BTreeMap::new(),
+            tables: Mutex::default(),
             rewrite: false,
             finished: false,
             instance: INSTANCES.fetch_add(1, Ordering::Relaxed),
@@ -280,57 +301,192 @@ impl WriteTxn {
     }
 
     pub(super) fn view(&self) -> View<'_> {
-        View::Dirty(self.dirty.view(&self.core.pager))
-    }
-
-    /// The transaction's pages, lent to the B+tree.
-    fn txn_pages(&mut self) -> TxnPages<'_> {
-        self.dirty.lend(&self.core.pager)
+        View::Dirty(self.dirty.view(&self.core.pager, &self.part))
     }
 
     /// Opens table `name`, creating it (empty) if it does not exist. A created
     /// table exists from this commit on, even if nothing is inserted.
     ///
+    /// The transaction is borrowed shared: several tables may be open at
+    /// once, each through one handle, and a value read from one stays
+    /// valid while the others change (see [`WriteTxn`]). A table open
+    /// already in this transaction is
+    /// [`Error::TableAlreadyOpen`](crate::Error::TableAlreadyOpen), which
+    /// leaves the transaction as it was: drop the other handle first.
+    ///
     /// A name longer than the longest key gives
     /// [`Error::KeyTooLarge`](crate::Error::KeyTooLarge), which leaves the
     /// transaction as it was; any other error fails it (see [`WriteTxn`]).
-    pub fn open_table(&mut self, name: &str) -> Result<TableMut<'_>> {
+    ///
+    /// A transfer between two tables, both open at once:
+    ///
+    /// ```
+    /// # let dir = tempfile::tempdir().unwrap();
+    /// # // SAFETY: the file is this example's own.
+    /// # let db = unsafe { larch::Database::open(dir.path().join("db")) }.unwrap();
+    /// # let w = db.begin_write()?;
+    /// # w.open_table("accounts")?.insert(b"ada", b"100")?;
+    /// # w.commit()?;
+    /// let w = db.begin_write()?;
+    /// let mut accounts = w.open_table("accounts")?;
+    /// let mut ledger = w.open_table("ledger")?;
+    /// let balance = accounts.get(b"ada")?.unwrap();
+    /// // A change to another table leaves `balance` valid.
+    /// ledger.insert(b"0001", balance)?;
+    /// assert_eq!(balance, b"100");
+    /// accounts.insert(b"ada", b"0")?; // ends `balance`
+    /// drop((accounts, ledger));
+    /// w.commit()?;
+    ///
+    /// let r = db.begin_read()?;
+    /// assert_eq!(r.open_table("ledger")?.get(b"0001")?, Some(&b"100"[..]));
+    /// # Ok::<(), larch::Error>(())
+    /// ```
+    pub fn open_table(&self, name: &str) -> Result<TableMut<'_>> {
         self.open_table_as(name, Shape::Bytes)
     }
 
     /// Opens table `name` if it may be opened as `shape`, creating it so if
     /// it does not exist. A table of another shape is
-    /// [`Error::TableTypeMismatch`](crate::Error::TableTypeMismatch), which
-    /// leaves the transaction as it was.
-    pub(crate) fn open_table_as(&mut self, name: &str, shape: Shape<'_>) -> Result<TableMut<'_>> {
+    /// [`Error::TableTypeMismatch`](crate::Error::TableTypeMismatch), and
+    /// one open already [`Error::TableAlreadyOpen`], both of which leave the
+    /// transaction as it was.
+    pub(crate) fn open_table_as(&self, name: &str, shape: Shape<'_>) -> Result<TableMut<'_>> {
         self.dirty.live()?;
         check_key(name.as_bytes())?;
-        if !self.tables.contains_key(name) {
-            let found = catalog_get(self.view(), &self.catalog, name);
-            let open = match self.dirty.outcome(found)? {
-                Some(entry) => Open::found(entry),
-                None => Open {
-                    changed: true,
-                    ..Open::found(shape.create())
-                },
-            };
-            self.tables.insert(name.to_owned(), open);
+        let table = {
+            let mut tables = self.tables.lock();
+            match tables.names.get(name) {
+                Some(&i) => Arc::clone(&tables.all[i]),
+                None => {
+                    let found = catalog_get(self.view(), &self.catalog, name);
+                    let (entry, changed) = match self.dirty.outcome(found)? {
+                        Some(entry) => (entry, false),
+                        None => (shape.create(), true),
+                    };
+                    let table = Arc::new(Mutex::new(OpenTable {
+                        part: self.dirty.part(self.savepoints.len()),
+                        entry,
+                        changed,
+                    }));
+                    let i = tables.all.len();
+                    tables.all.push(Arc::clone(&table));
+                    tables.names.insert(name.to_owned(), i);
+                    table
+                }
+            }
+        };
+        let Some(held) = table.try_lock_arc() else {
+            return Err(Error::TableAlreadyOpen {
+                table: name.to_owned(),
+            });
+        };
+        shape.check(name, &held.entry)?;
+        Ok(TableMut::new(&self.core.pager, &self.dirty, held))
+    }
+
+    /// Every table state of the transaction, locked (none is open: the
+    /// caller has the transaction mutably); a handle leaked with
+    /// `mem::forget` keeps its table locked, which is
+    /// [`Error::TableAlreadyOpen`] and nothing changed.
+    fn hold_all(&mut self) -> Result<Vec<Held>> {
+        let tables = self.tables.get_mut();
+        let mut held = Vec::with_capacity(tables.all.len());
+        for table in &tables.all {
+            match table.try_lock_arc() {
+                Some(t) => held.push(t),
+                None => return Err(leaked(&tables.names, &tables.all, table)),
+            }
         }
-        let open = self.tables.get_mut(name).expect("inserted above");
-        shape.check(name, &open.entry)?;
-        let pages = self.dirty.lend(&self.core.pager);
-        Ok(TableMut::new(
-            pages,
-            &mut open.entry.desc,
-            &mut open.changed,
-        ))
+        Ok(held)
+    }
+
+    /// The state of table `name`, locked, if it is open in the
+    /// transaction (see [`hold_all`](WriteTxn::hold_all)).
+    fn hold(&mut self, name: &str) -> Result<Option<Held>> {
+        let tables = self.tables.get_mut();
+        let Some(&i) = tables.names.get(name) else {
+            return Ok(None);
+        };
+        match tables.all[i].try_lock_arc() {
+            Some(t) => Ok(Some(t)),
+            None => Err(leaked(&tables.names, &tables.all, &tables.all[i])),
+        }
+    }
+
+    /// The catalog entry of table `name` as the transaction holds it, and
+    /// its state locked if it is open in it. `None` when there is no such
+    /// table.
+    pub(super) fn entry_of(&mut self, name: &str) -> Result<Option<(CatalogEntry, Option<Held>)>> {
+        if let Some(held) = self.hold(name)? {
+            return Ok(Some((held.entry.clone(), Some(held))));
+        }
+        Ok(catalog_get(self.view(), &self.catalog, name)?.map(|entry| (entry, None)))
+    }
+
+    /// Opens table `name` in the transaction with `entry` (as the catalog
+    /// holds it), changed, once the commit or compaction moved its pages.
+    pub(super) fn adopt(&mut self, name: String, entry: CatalogEntry, part: Part) {
+        let tables = self.tables.get_mut();
+        let i = tables.all.len();
+        tables.all.push(Arc::new(Mutex::new(OpenTable {
+            part,
+            entry,
+            changed: true,
+        })));
+        tables.names.insert(name, i);
+    }
+
+    /// A new partition, for a table the transaction has not opened.
+    pub(super) fn new_part(&self) -> Part {
+        self.dirty.part(self.savepoints.len())
+    }
+
+    /// The commit begins: the savepoints go, and every partition is
+    /// gathered into the transaction's own, which the commit's steps
+    /// change and write out. A leaked handle's table is
+    /// [`Error::TableAlreadyOpen`]: its changes cannot be reached.
+    pub(super) fn gather(&mut self) -> Result<()> {
+        let held = self.hold_all()?;
+        // Nothing is undone from here on: the journals would only copy
+        // every buffer the commit stamps.
+        self.savepoints.clear();
+        self.dirty.drop_savepoints();
+        self.part.drop_savepoints();
+        for mut t in held {
+            t.part.drop_savepoints();
+            self.dirty.gather(&mut self.part, &mut t.part)?;
+        }
+        self.gathered = true;
+        Ok(())
+    }
+
+    /// Whether a table open in the transaction changed.
+    pub(super) fn tables_changed(&self) -> bool {
+        let tables = self.tables.lock();
+        (tables.names.values()).any(|&i| tables.all[i].try_lock().is_none_or(|t| t.changed))
+    }
+
+    /// The tables changed in the transaction, by name, with what the
+    /// catalog is to hold for each.
+    pub(super) fn changed_tables(&mut self) -> Result<Vec<(String, Vec<u8>)>> {
+        let mut changed = Vec::new();
+        let names: Vec<String> = self.tables.get_mut().names.keys().cloned().collect();
+        for name in names {
+            if let Some(t) = self.hold(&name)?
+                && t.changed
+            {
+                changed.push((name, t.entry.encode()));
+            }
+        }
+        Ok(changed)
     }
 
     /// Whether table `name` exists: committed, or created in this
     /// transaction and not deleted since. Nothing is created.
     pub fn table_exists(&self, name: &str) -> Result<bool> {
         self.dirty.live()?;
-        if self.tables.contains_key(name) {
+        if self.tables.lock().names.contains_key(name) {
             return Ok(true);
         }
         if check_key(name.as_bytes()).is_err() {
@@ -345,7 +501,7 @@ impl WriteTxn {
     /// would). A name longer than any table can have is not found.
     ///
     /// [`Error::TableNotFound`]: crate::Error::TableNotFound
-    pub fn open_existing_table(&mut self, name: &str) -> Result<TableMut<'_>> {
+    pub fn open_existing_table(&self, name: &str) -> Result<TableMut<'_>> {
         if !self.table_exists(name)? {
             return Err(crate::Error::TableNotFound(name.to_owned()));
         }
@@ -353,27 +509,39 @@ impl WriteTxn {
     }
 
     /// Deletes table `name` and frees all its pages. Returns whether it existed.
-    /// An error fails the transaction (see [`WriteTxn`]).
+    /// An error fails the transaction (see [`WriteTxn`]), but for
+    /// [`Error::TableAlreadyOpen`](crate::Error::TableAlreadyOpen) (a
+    /// handle of the table leaked), which changes nothing.
     pub fn delete_table(&mut self, name: &str) -> Result<bool> {
         self.dirty.live()?;
         if check_key(name.as_bytes()).is_err() {
             return Ok(false);
         }
-        let r = self.delete_table_inner(name);
+        let held = self.hold(name)?;
+        let r = self.delete_table_inner(name, held);
         self.dirty.outcome(r)
     }
 
-    fn delete_table_inner(&mut self, name: &str) -> Result<bool> {
-        let mut desc = match self.tables.remove(name) {
-            Some(open) => open.entry.desc,
+    fn delete_table_inner(&mut self, name: &str, mut held: Option<Held>) -> Result<bool> {
+        let mut desc = match &held {
+            Some(t) => t.entry.desc,
             None => match catalog_get(self.view(), &self.catalog, name)? {
                 Some(entry) => entry.desc,
                 None => return Ok(false),
             },
         };
+        // The table's state stays among the transaction's (its partition
+        // may keep an emptied segment; a savepoint may bring it back), but
+        // the name no longer leads to it.
+        self.tables.get_mut().names.remove(name);
         let mut catalog = self.catalog;
-        let mut w = self.txn_pages();
-        btree::drop_tree(&mut w, &mut desc)?;
+        let pager = &self.core.pager;
+        let part = match held.as_mut() {
+            Some(t) => &mut t.part,
+            None => &mut self.part,
+        };
+        btree::drop_tree(&mut self.dirty.lend(pager, part), &mut desc)?;
+        let mut w = self.dirty.lend(pager, &mut self.part);
         btree::remove(&mut w, &mut catalog, name.as_bytes())?;
         self.catalog = catalog;
         Ok(true)
@@ -385,7 +553,7 @@ impl WriteTxn {
         let mut names: BTreeSet<String> = catalog_names(self.view(), &self.catalog)?
             .into_iter()
             .collect();
-        names.extend(self.tables.keys().cloned());
+        names.extend(self.tables.lock().names.keys().cloned());
         Ok(names.into_iter().collect())
     }
 
@@ -422,6 +590,10 @@ impl WriteTxn {
     /// [`Error::TxnFailed`](crate::Error::TxnFailed) once the transaction
     /// failed.
     ///
+    /// A handle leaked with `mem::forget` keeps its table for good:
+    /// [`Error::TableAlreadyOpen`](crate::Error::TableAlreadyOpen), and no
+    /// savepoint is taken.
+    ///
     /// ```
     /// # let dir = tempfile::tempdir().unwrap();
     /// # // SAFETY: the file is this example's own.
@@ -440,15 +612,23 @@ impl WriteTxn {
     /// # Ok::<(), larch::Error>(())
     /// ```
     pub fn savepoint(&mut self) -> Result<Savepoint> {
+        self.dirty.live()?;
+        let mut held = self.hold_all()?;
         let dirty = self.dirty.savepoint()?;
+        let part = self.part.savepoint();
+        let tables = (held.iter_mut())
+            .map(|t| (t.part.savepoint(), t.entry.clone(), t.changed))
+            .collect();
         let id = self.next_savepoint;
         self.next_savepoint += 1;
         self.savepoints.push(Saved {
             id,
             dirty,
+            part,
+            tables,
+            names: self.tables.get_mut().names.clone(),
             catalog: self.catalog,
             heap: self.heap,
-            tables: self.tables.clone(),
             rewrite: self.rewrite,
         });
         Ok(Savepoint {
@@ -466,15 +646,28 @@ impl WriteTxn {
     /// A savepoint of another transaction, or one discarded (by restoring
     /// an older one, or by [`release_savepoint`](WriteTxn::release_savepoint)),
     /// is [`Error::InvalidSavepoint`](crate::Error::InvalidSavepoint), and
-    /// nothing changes.
+    /// nothing changes; so is a leaked handle's table
+    /// ([`Error::TableAlreadyOpen`](crate::Error::TableAlreadyOpen)).
     pub fn restore_savepoint(&mut self, savepoint: &Savepoint) -> Result<()> {
         let level = self.level_of(savepoint)?;
+        let mut held = self.hold_all()?;
         self.savepoints.truncate(level + 1);
         let saved = &self.savepoints[level];
         self.dirty.restore(level, &saved.dirty);
+        self.part.restore(level, &saved.part);
+        // The tables made since go with their partitions, whose pages the
+        // allocator took back.
+        for (t, (part, entry, changed)) in held.iter_mut().zip(&saved.tables) {
+            t.part.restore(level, part);
+            t.entry = entry.clone();
+            t.changed = *changed;
+        }
+        drop(held);
+        let tables = self.tables.get_mut();
+        tables.all.truncate(saved.tables.len());
+        tables.names = saved.names.clone();
         self.catalog = saved.catalog;
         self.heap = saved.heap;
-        self.tables = saved.tables.clone();
         self.rewrite = saved.rewrite;
         Ok(())
     }
@@ -485,14 +678,23 @@ impl WriteTxn {
     /// [`Error::InvalidSavepoint`](crate::Error::InvalidSavepoint).
     pub fn release_savepoint(&mut self, savepoint: Savepoint) -> Result<()> {
         let level = self.level_of(&savepoint)?;
+        let mut held = self.hold_all()?;
         self.savepoints.remove(level);
         self.dirty.release(level);
+        self.part.release(level);
+        for t in &mut held {
+            t.part.release(level);
+        }
         Ok(())
     }
 
-    /// Bytes of page copies the live savepoints keep.
-    pub fn savepoint_bytes(&self) -> usize {
-        self.dirty.savepoint_bytes()
+    /// Bytes of page copies the live savepoints keep (but for a table whose
+    /// handle was leaked, which cannot be reached).
+    pub fn savepoint_bytes(&mut self) -> usize {
+        let tables = self.tables.get_mut();
+        let held =
+            (tables.all.iter()).filter_map(|t| t.try_lock().map(|t| t.part.savepoint_bytes()));
+        self.part.savepoint_bytes() + held.sum::<usize>()
     }
 
     /// The level of a live savepoint of this transaction.
@@ -502,6 +704,19 @@ impl WriteTxn {
             .flatten();
         found.ok_or(crate::Error::InvalidSavepoint)
     }
+}
+
+/// The error for `table`, locked by a handle leaked with `mem::forget`.
+/// (A table deleted since is never locked: deleting it needed its lock.)
+fn leaked(
+    names: &BTreeMap<String, usize>,
+    all: &[Arc<Mutex<OpenTable>>],
+    table: &Arc<Mutex<OpenTable>>,
+) -> Error {
+    let name = (names.iter())
+        .find(|&(_, &i)| Arc::ptr_eq(&all[i], table))
+        .map_or_else(String::new, |(name, _)| name.clone());
+    Error::TableAlreadyOpen { table: name }
 }
 
 impl Drop for WriteTxn {

@@ -109,7 +109,7 @@ impl WriteTxn {
     /// [`Error::TableTypeMismatch`], which leaves the transaction as it
     /// was; other errors are [`open_table`](WriteTxn::open_table)'s.
     pub fn open_typed<K: Key + 'static, V: Value + 'static>(
-        &mut self,
+        &self,
         def: TableDefinition<'_, K, V>,
     ) -> Result<TypedTableMut<'_, K, V>> {
         let types = def.types()?;
