@@ -72,6 +72,17 @@ enum Op {
         key: u8,
         rev: bool,
     },
+    /// Tables "t" and "multi" open at once: a scan of `count` entries of
+    /// "t" from key `from`, each followed by an add to the multimap, the
+    /// scanned slices checked after all of them; then, with a value of the
+    /// multimap held, an insert into "t" (`key`, `len`, `fill`).
+    Interleave {
+        from: u16,
+        count: u8,
+        key: u16,
+        len: u32,
+        fill: u8,
+    },
     /// `WriteTxn::savepoint` of the running transaction.
     Savepoint,
     /// `WriteTxn::restore_savepoint` of the live savepoint `n % live`.
@@ -253,7 +264,7 @@ fn committed_typed(db: &Database) -> Typed {
 impl Arbitrary for Op {
     fn arbitrary(g: &mut Gen) -> Op {
         let key = u16::arbitrary(g) % (SHORT_KEYS + LONG_KEYS);
-        match u8::arbitrary(g) % 124 {
+        match u8::arbitrary(g) % 127 {
             0..=44 => {
                 // Mostly small values, some around and over the overflow threshold.
                 let len = match u8::arbitrary(g) % 10 {
@@ -333,6 +344,17 @@ impl Arbitrary for Op {
                 rev: bool::arbitrary(g),
             },
             119..=121 => Op::Savepoint,
+            122..=124 => Op::Interleave {
+                from: key,
+                count: u8::arbitrary(g),
+                key: u16::arbitrary(g) % (SHORT_KEYS + LONG_KEYS),
+                len: if bool::arbitrary(g) {
+                    u32::arbitrary(g) % 60
+                } else {
+                    100 + u32::arbitrary(g) % 3000
+                },
+                fill: u8::arbitrary(g),
+            },
             _ => Op::Restore {
                 n: u8::arbitrary(g),
             },
@@ -388,6 +410,8 @@ struct Stats {
     /// Savepoints taken, and restored.
     savepoints: AtomicU64,
     restores: AtomicU64,
+    /// Entries of "t" scanned while the multimap changed.
+    interleaved: AtomicU64,
 }
 
 static STATS_512: Stats = Stats::new();
@@ -410,6 +434,7 @@ impl Stats {
             multi: AtomicU64::new(0),
             savepoints: AtomicU64::new(0),
             restores: AtomicU64::new(0),
+            interleaved: AtomicU64::new(0),
         }
     }
 
@@ -759,6 +784,79 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                         let pairs: usize = multi_pending.values().map(|s| s.len()).sum();
                         assert_eq!(m.len().unwrap(), pairs as u64);
                     }
+                    Op::Interleave {
+                        from,
+                        count,
+                        key,
+                        len,
+                        fill,
+                    } => {
+                        let w = txn.get_or_insert_with(|| db.begin_write().unwrap());
+                        let (mut tab, mut m) = match (w.open_table("t"), w.open_multimap("multi")) {
+                            (Ok(tab), Ok(m)) => (tab, m),
+                            (tab, m) => {
+                                assert!(failed, "a live transaction refused to open a table");
+                                assert!(refused(tab.map(drop)) && refused(m.map(drop)));
+                                continue;
+                            }
+                        };
+                        assert!(!failed, "a failed transaction opened a table");
+                        let start = key_bytes(from, page_size);
+                        let mut range = tab.range(&start[..]..).unwrap();
+                        let mut held = Vec::new();
+                        let mut err = None;
+                        while held.len() < usize::from(count % 12) + 1 {
+                            let Some(entry) = range.next() else { break };
+                            let (k, v) = entry.unwrap();
+                            held.push((k, v));
+                            let mk = multi_key(k[k.len() - 1]);
+                            let mv = multi_value((v.len() + k.len()) as u16);
+                            match m.insert(mk, &mv) {
+                                Ok(new) => {
+                                    let set = multi_pending.entry(mk.to_vec()).or_default();
+                                    assert_eq!(new, set.insert(mv));
+                                }
+                                Err(e) => {
+                                    err = Some(e);
+                                    break;
+                                }
+                            }
+                        }
+                        // The multimap's changes left every slice of "t" as
+                        // it was.
+                        for &(k, v) in &held {
+                            assert_eq!(pending.get(k).map(|p| &p[..]), Some(v), "a held value");
+                        }
+                        stats
+                            .interleaved
+                            .fetch_add(held.len() as u64, Ordering::Relaxed);
+                        if let Some(e) = err {
+                            fail(e, &mut failed);
+                            // The scan of the other table refuses too.
+                            assert!(matches!(range.next(), Some(Err(Error::TxnFailed))));
+                            drop(range);
+                            assert!(refused(tab.get(&start)));
+                            assert!(refused(m.count(b"a")));
+                            continue;
+                        }
+                        drop(range);
+                        drop(held);
+                        let mk = multi_key(fill);
+                        let first = m.get(mk).unwrap().next().map(|v| v.unwrap());
+                        let (k, v) = (key_bytes(key, page_size), value_bytes(len, fill, key));
+                        match tab.insert(&k, &v) {
+                            Ok(existed) => {
+                                assert_eq!(existed, pending.contains_key(&k));
+                                pending.insert(k, v);
+                            }
+                            Err(e) => {
+                                fail(e, &mut failed);
+                                assert!(refused(m.count(mk)));
+                            }
+                        }
+                        let want = multi_pending.get(mk).and_then(|s| s.iter().next());
+                        assert_eq!(first, want.map(|v| &v[..]), "a held value of the multimap");
+                    }
                     Op::Savepoint => {
                         let w = txn.get_or_insert_with(|| db.begin_write().unwrap());
                         match w.savepoint() {
@@ -1074,6 +1172,12 @@ fn report(name: &str, page_size: u32, seed: u64) {
         assert!(
             s.restores.load(Ordering::Relaxed) > 0,
             "{name}: no savepoint was ever restored"
+        );
+    }
+    if cases() >= 20 {
+        assert!(
+            s.interleaved.load(Ordering::Relaxed) > 0,
+            "{name}: no scan of one table ran beside changes to another"
         );
     }
     if cases() >= 20 {
