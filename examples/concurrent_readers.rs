@@ -23,7 +23,7 @@ fn main() -> Result<()> {
             .collect();
 
         for batch in 0..BATCHES {
-            let mut txn = db.begin_write()?;
+            let txn = db.begin_write()?;
             {
                 let mut events = txn.open_table("events")?;
                 for i in 0..PER_BATCH {

@@ -22,7 +22,7 @@ fn open(path: &str) -> Result<Database> {
 /// Creates the accounts if the table is new.
 fn open_bank(path: &str) -> Result<Database> {
     let db = open(path)?;
-    let mut txn = db.begin_write()?;
+    let txn = db.begin_write()?;
     {
         let mut accounts = txn.open_table("accounts")?;
         if accounts.is_empty() {
@@ -41,7 +41,7 @@ fn write(db: &Database, time: Duration) -> Result<u64> {
     let mut n = 0u64;
     while start.elapsed() < time {
         let (from, to) = (n * 7 % ACCOUNTS, (n * 13 + 1) % ACCOUNTS);
-        let mut txn = db.begin_write()?;
+        let txn = db.begin_write()?;
         {
             let mut accounts = txn.open_table("accounts")?;
             let get = |t: &larch::TableMut<'_>, i: u64| -> Result<u64> {

@@ -15,7 +15,7 @@ fn main() -> Result<()> {
     // One transaction loads 100,000 users.
     let n = 100_000u32;
     let start = Instant::now();
-    let mut txn = db.begin_write()?;
+    let txn = db.begin_write()?;
     {
         let mut users = txn.open_table("users")?;
         for i in 0..n {
@@ -37,7 +37,7 @@ fn main() -> Result<()> {
     let before = db.begin_read()?;
 
     let start = Instant::now();
-    let mut txn = db.begin_write()?;
+    let txn = db.begin_write()?;
     {
         let mut users = txn.open_table("users")?;
         for i in (0..n).step_by(2) {

@@ -36,7 +36,7 @@ fn main() -> larch::Result<()> {
     let db: Database = unsafe { Options::new().open(&path) }?;
     let t = Instant::now();
     for start in (0..N).step_by(10_000) {
-        let mut w = db.begin_write()?;
+        let w = db.begin_write()?;
         {
             let mut table = w.open_table("t")?;
             for i in start..(start + 10_000).min(N) {
@@ -65,7 +65,7 @@ fn main() -> larch::Result<()> {
     }
     let t = Instant::now();
     for chunk in gone.chunks(20_000) {
-        let mut w = db.begin_write()?;
+        let w = db.begin_write()?;
         {
             let mut table = w.open_table("t")?;
             for i in chunk {

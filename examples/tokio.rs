@@ -21,7 +21,7 @@ use larch::{Database, OwnedRange};
 /// inserts as a request handler awaiting other services would.
 async fn write_batch(db: Database, task: u32, count: u32) -> larch::Result<()> {
     let begin = db.clone();
-    let mut txn = tokio::task::spawn_blocking(move || begin.begin_write())
+    let txn = tokio::task::spawn_blocking(move || begin.begin_write())
         .await
         .expect("the blocking task ran")?;
     for i in 0..count {

@@ -38,7 +38,7 @@ fn filled(ps: u32, n: u32, rng: &mut Rng) -> (TestDb, Model) {
     let mut ks = keys(n, ps);
     shuffle(&mut ks, rng);
     let mut model = Model::new();
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for k in ks {
@@ -96,7 +96,7 @@ fn remove_range_removes_exactly_the_range() {
                     .map(|(k, _)| k.clone())
                     .collect()
             };
-            let mut w = t.db().begin_write().unwrap();
+            let w = t.db().begin_write().unwrap();
             {
                 let mut tab = w.open_table("t").unwrap();
                 assert_eq!(
@@ -115,7 +115,7 @@ fn remove_range_removes_exactly_the_range() {
             holds(t.db(), &model);
         }
         // Everything.
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         let n = w.open_table("t").unwrap().remove_range(..).unwrap();
         assert_eq!(n, model.len() as u64);
         w.commit().unwrap();
@@ -152,7 +152,7 @@ fn prefixes_read_and_remove_the_keys_that_start_with_them() {
         if p.is_empty() {
             continue;
         }
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             assert_eq!(tab.prefix(p).unwrap().count(), want.len());
@@ -177,7 +177,7 @@ fn a_large_range_goes_in_one_transaction_under_a_reader() {
     let (mut t, mut model) = filled(4096, 30_000, &mut rng);
     let before = model.clone();
     let r = t.db().begin_read().unwrap();
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     let n = w
         .open_table("t")
         .unwrap()
@@ -210,7 +210,7 @@ fn a_large_range_goes_in_one_transaction_under_a_reader() {
 fn a_missing_table_is_not_created_by_asking() {
     let t = TestDb::new(512);
     let db = t.db();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     assert!(!w.table_exists("absent").unwrap());
     assert!(matches!(
         w.open_existing_table("absent").err(),
@@ -265,7 +265,7 @@ fn insert_reports_and_take_returns_the_old_value() {
             (b"run", 40 * ps as usize),
             (&long_key, 100),
         ];
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for (i, &(k, len)) in cases.iter().enumerate() {
@@ -276,7 +276,7 @@ fn insert_reports_and_take_returns_the_old_value() {
             assert_eq!(tab.take(b"absent").unwrap(), None);
         }
         w.commit().unwrap();
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for (i, &(k, len)) in cases.iter().enumerate() {
@@ -298,7 +298,7 @@ fn insert_reports_and_take_returns_the_old_value() {
 fn pop_drains_from_both_ends_in_order() {
     let mut rng = Rng(0x909);
     let (t, mut model) = filled(512, 1500, &mut rng);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         let mut i = 0;
@@ -330,7 +330,7 @@ fn retain_keeps_what_the_predicate_keeps() {
         let before = model.clone();
         let keep = |k: &[u8], v: &[u8]| !(k.len() + v.len()).is_multiple_of(3);
         let r = t.db().begin_read().unwrap();
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         let mut seen = Vec::new();
         let n = w
             .open_table("t")
@@ -369,7 +369,7 @@ fn insert_reserve_fills_the_value_in_place() {
             (&long_key, 300),
         ];
         let fill = |i: usize, len: usize| common::seeded_bytes(100 + i as u64, len);
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             // A length past the limit is refused before anything is made

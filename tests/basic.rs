@@ -15,7 +15,7 @@ fn key(i: u32) -> Vec<u8> {
 #[test]
 fn round_trip_and_overwrite() {
     let t = TestDb::new(4096);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for i in 0..5000 {
@@ -27,7 +27,7 @@ fn round_trip_and_overwrite() {
     }
     w.commit().unwrap();
 
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for i in (0..5000).step_by(3) {
@@ -59,7 +59,7 @@ fn delete_everything_back_to_an_empty_tree() {
         let mut keys: Vec<u32> = (0..20_000).collect();
         shuffle(&mut keys, &mut rng);
         let fill_order = keys.clone();
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for &i in &keys {
@@ -73,7 +73,7 @@ fn delete_everything_back_to_an_empty_tree() {
         // Remove in another random order over several transactions.
         shuffle(&mut keys, &mut rng);
         for chunk in keys.chunks(3000) {
-            let mut w = t.db().begin_write().unwrap();
+            let w = t.db().begin_write().unwrap();
             {
                 let mut tab = w.open_table("t").unwrap();
                 for &i in chunk {
@@ -98,11 +98,11 @@ fn delete_everything_back_to_an_empty_tree() {
         // (those at the end of the file leave with it, and the file is cut);
         // then filling the table again reuses them before the file grows.
         for _ in 0..2 {
-            let mut w = t.db().begin_write().unwrap();
+            let w = t.db().begin_write().unwrap();
             w.open_table("tick").unwrap().insert(b"t", b"").unwrap();
             w.commit().unwrap();
         }
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for &i in &fill_order {
@@ -171,7 +171,7 @@ fn as_ref(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
 fn ranges_with_every_kind_of_bound() {
     let t = TestDb::new(512);
     let mut model = BTreeMap::new();
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for i in (0..1000).step_by(1) {
@@ -237,7 +237,7 @@ fn collect_rev(r: larch::Range<'_>) -> Vec<(Vec<u8>, Vec<u8>)> {
 #[test]
 fn cursor_moves_both_ways() {
     let t = TestDb::new(512);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for i in 0..3000 {
@@ -282,7 +282,7 @@ fn keys_at_the_limits_and_one_over() {
             k[len - 1] = 0;
             k
         };
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for i in 0..60u8 {
@@ -324,7 +324,7 @@ fn keys_at_the_limits_and_one_over() {
 #[test]
 fn empty_keys_and_values() {
     let mut t = TestDb::new(512);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         tab.insert(b"", b"empty key").unwrap();
@@ -346,7 +346,7 @@ fn values_around_the_overflow_threshold() {
     let mut t = TestDb::new(512);
     let mut rng = Rng(3);
     let mut model = BTreeMap::new();
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for len in (0..3000).step_by(7) {
@@ -373,13 +373,13 @@ fn values_around_the_overflow_threshold() {
 #[test]
 fn abort_leaves_nothing_behind() {
     let mut t = TestDb::new(4096);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     w.open_table("keep").unwrap().insert(b"k", b"v").unwrap();
     w.commit().unwrap();
     let size = t.file_size();
     let last = t.db().last_txn_id();
 
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("keep").unwrap();
         tab.insert(b"k", b"changed").unwrap();
@@ -392,7 +392,7 @@ fn abort_leaves_nothing_behind() {
 
     // Dropping is an abort too.
     {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         w.open_table("dropped").unwrap().insert(b"x", b"y").unwrap();
     }
     assert_eq!(t.db().last_txn_id(), last);
@@ -415,7 +415,7 @@ fn reopen_after_many_commits_gives_the_last_state() {
     let mut model = BTreeMap::new();
     let mut rng = Rng(11);
     for round in 0..300u32 {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for _ in 0..20 {
@@ -451,7 +451,7 @@ fn reopen_after_many_commits_gives_the_last_state() {
 #[test]
 fn tables_are_named_listed_and_deleted() {
     let mut t = TestDb::new(512);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     for name in ["b", "a", "c"] {
         let mut tab = w.open_table(name).unwrap();
         for i in 0..2000 {
@@ -486,11 +486,11 @@ fn tables_are_named_listed_and_deleted() {
     // high-water mark grows by much less than the table (the pages the
     // commits since copied, and the free list's).
     for _ in 0..2 {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         w.open_table("a").unwrap().insert(b"tick", b"").unwrap();
         w.commit().unwrap();
     }
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("d").unwrap();
         for i in 0..2000 {

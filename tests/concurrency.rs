@@ -82,7 +82,7 @@ fn pinned_snapshots_stay_exact_while_the_writer_churns() {
         let mut rng = Rng(seed);
         let mut model = Model::new();
         for _ in 0..rounds {
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             {
                 let mut table = w.open_table("t").unwrap();
                 for _ in 0..1 + rng.below(40) {
@@ -143,7 +143,7 @@ fn long_readers_stay_exact_across_thousands_of_commits() {
     let mut rng = Rng(seed);
     let mut model = Model::new();
     let write = |model: &mut Model, rng: &mut Rng, n: u64| {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut table = w.open_table("t").unwrap();
             for _ in 0..n {

@@ -28,7 +28,7 @@ fn key(i: u32) -> Vec<u8> {
 
 /// Three tables (one empty), overflow values, and a churned free list.
 fn fill(db: &Database) {
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut a = w.open_table("a").unwrap();
         for i in 0..5000 {
@@ -44,7 +44,7 @@ fn fill(db: &Database) {
     }
     w.open_table("empty").unwrap();
     w.commit().unwrap();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut a = w.open_table("a").unwrap();
         for i in (0..5000).step_by(3) {
@@ -142,7 +142,7 @@ fn plain_and_compact_copies_equal_the_snapshot() {
         copy.check().unwrap();
         assert_eq!(contents(&copy.begin_read().unwrap()), want, "{path:?}");
         // The copy is a working database.
-        let mut w = copy.begin_write().unwrap();
+        let w = copy.begin_write().unwrap();
         w.open_table("a").unwrap().insert(b"new", b"entry").unwrap();
         w.commit().unwrap();
         copy.check().unwrap();
@@ -177,7 +177,7 @@ fn hot_copies_taken_while_a_writer_commits() {
         s.spawn(|| {
             let mut i = 0u32;
             while !stop.load(Ordering::Relaxed) {
-                let mut w = db.begin_write().unwrap();
+                let w = db.begin_write().unwrap();
                 {
                     let mut a = w.open_table("a").unwrap();
                     for j in 0..200 {
@@ -273,7 +273,7 @@ fn long_table_names_spill_and_are_accounted_for() {
             (stat, report)
         };
 
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         for (i, &n) in lengths.iter().enumerate() {
             let mut tab = w.open_table(&name(n)).unwrap();
             for j in 0..i as u32 {
@@ -353,7 +353,7 @@ fn a_copy_never_removes_a_file_it_did_not_create() {
             std::fs::remove_file(dir.path().join(dest)).unwrap();
             std::fs::remove_file(dir.path().join(format!("{dest}-lock"))).unwrap();
         }
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         w.open_table("after")
             .unwrap()
             .insert(&[i as u8], b"copy")

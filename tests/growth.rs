@@ -25,7 +25,7 @@ fn key(i: u32) -> [u8; 4] {
 fn load(db: &Database, from: u32, to: u32, len: usize, per_commit: u32) {
     let mut i = from;
     while i < to {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut t = w.open_table("t").unwrap();
             for j in i..to.min(i + per_commit) {
@@ -42,7 +42,7 @@ fn load(db: &Database, from: u32, to: u32, len: usize, per_commit: u32) {
 fn fill(db: &Database, len: usize) -> (u32, Error) {
     let mut n = 0;
     loop {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         let r = w.open_table("t").unwrap().insert(&key(n), &value(n, len));
         match r.and_then(|_| w.commit()) {
             Ok(()) => n += 1,

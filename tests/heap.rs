@@ -30,7 +30,7 @@ fn every_boundary_length_round_trips() {
         let lens = boundary_lengths(ps as usize);
         {
             let db = t.db();
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             {
                 let mut tab = w.open_table("t").unwrap();
                 for (i, &len) in lens.iter().enumerate() {
@@ -60,7 +60,7 @@ fn every_boundary_length_round_trips() {
         let report = assert_clean(db);
         assert!(report.segments > 0);
         // Every value removed: the heap and the runs are gone.
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for i in 0..lens.len() {
@@ -83,7 +83,7 @@ fn medium_values_take_about_their_bytes() {
         let db = t.db();
         let n = 20_000u64;
         for chunk in (0..n).collect::<Vec<_>>().chunks(1000) {
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             {
                 let mut tab = w.open_table("t").unwrap();
                 for &i in chunk {
@@ -122,7 +122,7 @@ fn long_packed_values_take_about_their_bytes() {
     let db = t.db();
     let (n, len) = (600u64, 100 * 1024);
     for chunk in (0..n).collect::<Vec<_>>().chunks(100) {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for &i in chunk {
@@ -159,7 +159,7 @@ fn churn_keeps_the_heap_bounded() {
         rng
     };
     let len = |i: u64, v: u64| 1000 + ((i * 31 + v * 17) % 3000) as usize;
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for i in 0..n {
@@ -168,7 +168,7 @@ fn churn_keeps_the_heap_bounded() {
     }
     w.commit().unwrap();
     for round in 0..60 {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for _ in 0..400 {
@@ -204,7 +204,7 @@ fn a_reader_keeps_its_values_through_cleaning() {
     let t = TestDb::with_options(Options::new().map_size(1 << 30));
     let db = t.db();
     let n = 2000u64;
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for i in 0..n {
@@ -216,7 +216,7 @@ fn a_reader_keeps_its_values_through_cleaning() {
     let tab = r.open_table("t").unwrap();
     let held: Vec<&[u8]> = (0..n).map(|i| tab.get(&key(i)).unwrap().unwrap()).collect();
     for round in 0..5u64 {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut t2 = w.open_table("t").unwrap();
             for i in 0..n {
@@ -244,7 +244,7 @@ fn a_reader_keeps_its_values_through_cleaning() {
 fn abort_and_delete_table_give_segments_back() {
     let t = TestDb::with_options(Options::new().map_size(1 << 30));
     let db = t.db();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut a = w.open_table("a").unwrap();
         for i in 0..500 {
@@ -253,7 +253,7 @@ fn abort_and_delete_table_give_segments_back() {
     }
     w.abort();
     assert_clean(db);
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     for name in ["a", "b"] {
         let mut tab = w.open_table(name).unwrap();
         for i in 0..500 {
@@ -280,7 +280,7 @@ fn compaction_moves_packed_values_down() {
     let t = TestDb::with_options(Options::new().map_size(1 << 30));
     let db = t.db();
     for round in 0..4u64 {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for i in 0..2000 {
@@ -291,7 +291,7 @@ fn compaction_moves_packed_values_down() {
         w.commit().unwrap();
     }
     // Keep the last round's values only, mostly near the end of the file.
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for round in 0..3u64 {
@@ -330,7 +330,7 @@ fn small_commits_do_not_creep_up_the_file() {
     let db = t.db();
     let put = |from: u64, n: u64| {
         for i in from..from + n {
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             w.open_table("t")
                 .unwrap()
                 .insert(&key(i % 64), &bytes(i, 2500))

@@ -20,7 +20,7 @@ fn open(path: &Path) -> larch::Result<Database> {
 fn two_commits(path: &Path) -> Vec<u8> {
     let db = open(path).unwrap();
     for (name, n) in [("one", 300u32), ("two", 600)] {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut t = w.open_table(name).unwrap();
             for i in 0..n {
@@ -221,7 +221,7 @@ fn verify_sets_aside_a_free_list_that_names_a_live_page() {
         held.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
     assert!(held.len() > 1000);
     for round in 0..6u32 {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut t = w.open_table("t").unwrap();
             for i in 0..300u32 {
@@ -255,7 +255,7 @@ fn sealed_commit(path: &Path) -> (Vec<u8>, Vec<(u64, u32, u32)>) {
     // SAFETY: the test owns the file.
     let db = unsafe { Options::new().map_size(1 << 30).open(path) }.unwrap();
     for (i, len) in [(0u8, 100), (1, 4 << 20)] {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         w.open_table("t")
             .unwrap()
             .insert(&[i], &vec![i; len])
@@ -317,7 +317,7 @@ fn a_seal_list_that_repeats_or_overlaps_is_set_aside() {
 
 /// Commits `key` into table "one" and returns the id it committed as.
 fn commit_key(db: &Database, key: &[u8]) -> larch::Result<u64> {
-    let mut w = db.begin_write()?;
+    let w = db.begin_write()?;
     let id = w.id();
     w.open_table("one")?.insert(key, b"acknowledged")?;
     w.commit()?;
@@ -435,7 +435,7 @@ fn entry_counts_at_the_top_of_the_range_do_not_wrap() {
         u64::MAX
     );
     drop(r);
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     let e = w
         .open_table("one")
         .unwrap()
@@ -495,7 +495,7 @@ fn a_segment_longer_than_the_file_is_corrupted() {
         let e = r.open_table("one").unwrap().get(b"00020").unwrap_err();
         assert!(corrupted(Some(e)), "edit {edit}");
         drop(r);
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         let e = w.open_table("one").unwrap().remove(b"00020").unwrap_err();
         assert!(corrupted(Some(e)), "edit {edit}");
         drop(w);
@@ -551,7 +551,7 @@ fn a_torn_first_commit_after_a_meta_in_the_other_slot_keeps_the_opened_state() {
     let db = verified(&path).unwrap();
     assert_eq!(db.last_txn_id(), 1, "the misplaced meta is set aside");
     let opened = larch::testing::read_model(&db).unwrap();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut t = w.open_table("three").unwrap();
         for i in 0..400u32 {

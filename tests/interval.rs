@@ -35,7 +35,7 @@ fn verify(r: &ReadTxn, name: &str, model: &Model) {
 /// Rewrites `n` random keys of `model` in table `name` in one commit, a
 /// tenth of them with values on overflow pages.
 fn rewrite(db: &Database, name: &str, model: &mut Model, rng: &mut Rng, n: u64, keys: u64) {
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut t = w.open_table(name).unwrap();
         for _ in 0..n {
@@ -143,7 +143,7 @@ fn a_page_written_after_the_snapshot_is_corrupted() {
     let mut t = TestDb::new(512);
     let db = t.db();
     for (name, txn) in [("a", 1), ("b", 2)] {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         w.open_table(name).unwrap().insert(b"k", b"v").unwrap();
         w.commit().unwrap();
         assert_eq!(db.last_txn_id(), txn);
@@ -176,7 +176,7 @@ fn a_page_written_after_the_snapshot_is_corrupted() {
         report.errors
     );
     drop(r);
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     let put = w.open_table("a").and_then(|mut a| a.insert(b"k", b"w"));
     assert!(matches!(put, Err(Error::Corrupted { .. })), "{put:?}");
 }
@@ -214,7 +214,7 @@ fn a_crafted_written_by_frees_nothing_a_reader_holds() {
     }
     // Transaction T = s + 4 frees every page of table "t" snapshot s reads.
     let seen = model.clone();
-    let mut w = a.begin_write().unwrap();
+    let w = a.begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for k in seen.keys() {

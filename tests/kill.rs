@@ -37,7 +37,7 @@ fn child_writer() {
     };
     let mut out = std::io::stdout().lock();
     loop {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut t = w.open_table("log").unwrap();
             t.insert(&next.to_be_bytes(), &value(next)).unwrap();

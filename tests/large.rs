@@ -17,7 +17,7 @@ fn a_million_keys_in_random_order() {
     let key = |i: u64| (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0xABCD).to_be_bytes();
     let value = |i: u64| format!("value-{i}").into_bytes();
     for chunk in order.chunks(100_000) {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("big").unwrap();
             for &i in chunk {
@@ -71,7 +71,7 @@ fn a_256_mib_value_round_trips() {
     let big: Vec<u8> = (0..len)
         .map(|i: usize| (i.wrapping_mul(31) >> 7) as u8)
         .collect();
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("blobs").unwrap();
         tab.insert(b"small", b"x").unwrap();
@@ -92,7 +92,7 @@ fn a_256_mib_value_round_trips() {
     // stops growing once the reuse rule lets the older runs go.
     let mut sizes = Vec::new();
     for round in 0..6u8 {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("blobs").unwrap();
             let mut v = big.clone();

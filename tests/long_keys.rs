@@ -165,7 +165,7 @@ fn assert_range(
 /// Inserts `entries` into table `name`, `per_txn` to a transaction.
 fn load(db: &Database, name: &str, entries: &[(Vec<u8>, Vec<u8>)], per_txn: usize) {
     for chunk in entries.chunks(per_txn) {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table(name).unwrap();
             for (k, v) in chunk {
@@ -391,7 +391,7 @@ fn every_key_length_round_trips_with_every_value_length() {
                 model.insert(k, seeded_bytes(1000 * ki as u64 + vi as u64, vlen));
             }
         }
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for (k, v) in &model {
@@ -412,7 +412,7 @@ fn every_key_length_round_trips_with_every_value_length() {
         w.commit().unwrap();
         holds_through_reopen(&mut t, &model);
 
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for k in model.keys() {
@@ -471,7 +471,7 @@ fn keys_over_64_kib_are_refused_and_change_nothing() {
         let longest = seeded_bytes(7, MAX_KEY);
         let over = [&longest[..], &[0u8][..]].concat();
         let mut model = Model::new();
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             tab.insert(b"a", b"short").unwrap();
@@ -524,7 +524,7 @@ fn long_shared_prefixes_keep_their_order() {
 
         // The last thousand in one transaction, read back before the commit.
         let bounds = tangled_bounds(ps, counters);
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for (k, v) in last {
@@ -649,7 +649,7 @@ fn removing_every_long_key_releases_every_out_of_line_byte() {
         let mut order: Vec<Vec<u8>> = model.keys().cloned().collect();
         shuffle(&mut order, &mut rng);
         for (n, chunk) in order.chunks(300).enumerate() {
-            let mut w = t.db().begin_write().unwrap();
+            let w = t.db().begin_write().unwrap();
             {
                 let mut tab = w.open_table("t").unwrap();
                 for k in chunk {
@@ -704,7 +704,7 @@ fn overwrite(
     let ps = db.page_size() as usize;
     let lens = [0, 10, 300, ps, 3 * ps, 40 * ps];
     for _ in 0..rounds {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for _ in 0..per_txn {
@@ -798,7 +798,7 @@ fn deleting_a_table_of_long_keys_gives_back_its_heap() {
             assert!(w.delete_table("long").unwrap());
             w.commit().unwrap();
             for i in 0..2u8 {
-                let mut w = t.db().begin_write().unwrap();
+                let w = t.db().begin_write().unwrap();
                 w.open_table("tick").unwrap().insert(&[i], b"").unwrap();
                 w.commit().unwrap();
             }
@@ -852,7 +852,7 @@ fn an_aborted_transaction_of_long_keys_leaves_nothing() {
             .map(|(i, k)| (k, assorted_value(ps, i as u64)))
             .collect();
         for abort in [false, true] {
-            let mut w = t.db().begin_write().unwrap();
+            let w = t.db().begin_write().unwrap();
             for name in ["t", "new"] {
                 let mut tab = w.open_table(name).unwrap();
                 for (k, v) in &long {
@@ -917,7 +917,7 @@ fn compact_keeps_every_remaining_long_key() {
             model.extend(entries);
         }
         shuffle(&mut doomed, &mut rng);
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for k in &doomed {
@@ -960,7 +960,7 @@ fn a_reader_keeps_its_long_keys_while_the_writer_changes_them() {
 
         let mut now = old.clone();
         let keys: Vec<Vec<u8>> = old.keys().cloned().collect();
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for (n, k) in keys.iter().enumerate() {
@@ -1054,7 +1054,7 @@ fn keys_of_64_kib_at_512_byte_pages() {
     let model: Model = entries.iter().cloned().collect();
     assert_eq!(model.len(), 200);
 
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for (k, v) in &entries {
@@ -1093,7 +1093,7 @@ fn keys_of_64_kib_at_512_byte_pages() {
     }
     drop(r);
 
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for k in model.keys() {

@@ -142,7 +142,7 @@ fn multimaps_match_a_model_of_sorted_sets() {
         let mut model = Model::new();
         for round in 0..12 {
             let mut pending = model.clone();
-            let mut w = t.db().begin_write().unwrap();
+            let w = t.db().begin_write().unwrap();
             {
                 let mut m = w.open_multimap("m").unwrap();
                 for _ in 0..150 {
@@ -199,7 +199,7 @@ fn a_key_with_a_million_values() {
     let t = TestDb::new(4096);
     let n: u32 = 1_000_000;
     for chunk in 0..10 {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut m = w.open_multimap("m").unwrap();
             if chunk == 0 {
@@ -229,7 +229,7 @@ fn a_key_with_a_million_values() {
         ]
     );
     drop(r);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut m = w.open_multimap("m").unwrap();
         assert!(m.remove(b"many", &500_000u32.to_be_bytes()).unwrap());
@@ -252,7 +252,7 @@ fn a_key_with_a_million_values() {
 #[test]
 fn long_values_and_the_limit() {
     let t = TestDb::new(4096);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut m = w.open_multimap("m").unwrap();
         let long: Vec<Vec<u8>> = [1025usize, 3000, 10_000, 65_536 - 4]
@@ -279,7 +279,7 @@ fn long_values_and_the_limit() {
 #[test]
 fn table_kinds_stay_apart() {
     let t = TestDb::new(4096);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     w.open_multimap("m").unwrap().insert(b"k", b"v").unwrap();
     w.open_table("plain").unwrap().insert(b"k", b"v").unwrap();
     let typed: TableDefinition<u64, u64> = TableDefinition::new("typed");

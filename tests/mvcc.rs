@@ -14,7 +14,7 @@ fn key(i: u32) -> Vec<u8> {
 #[test]
 fn a_reader_keeps_its_snapshot_through_100_commits() {
     let t = TestDb::new(512);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for i in 0..2000 {
@@ -31,7 +31,7 @@ fn a_reader_keeps_its_snapshot_through_100_commits() {
     let held = tab.get(&key(7)).unwrap().unwrap();
 
     for round in 0..100u32 {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for i in (round * 20)..(round * 20 + 20) {
@@ -72,7 +72,7 @@ fn readers_in_other_threads_see_whole_commits() {
     let t = TestDb::new(512);
     let db = t.db();
     let n = 500u32;
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for i in 0..n {
@@ -111,7 +111,7 @@ fn readers_in_other_threads_see_whole_commits() {
             })
             .collect();
         for round in 1..=200u64 {
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             {
                 let mut tab = w.open_table("t").unwrap();
                 for i in 0..n {
@@ -135,7 +135,7 @@ fn read_txn_is_send() {
     assert_sync::<larch::Database>();
 
     let t = TestDb::new(4096);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     w.open_table("t").unwrap().insert(b"a", b"1").unwrap();
     w.commit().unwrap();
     let r = t.db().begin_read().unwrap();
@@ -154,7 +154,7 @@ fn churn_stops_growing_the_file() {
     let t = TestDb::new(4096);
     let mut sizes = Vec::new();
     for round in 0..200u32 {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for i in 0..10_000 {

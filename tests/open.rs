@@ -22,7 +22,7 @@ fn poke(path: &Path, offset: u64, bytes: &[u8]) {
 
 /// Commits `value` under key "k" in one transaction.
 fn commit_value(db: &larch::Database, value: &[u8]) {
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     w.open_table("t").unwrap().insert(b"k", value).unwrap();
     w.commit().unwrap();
 }
@@ -232,7 +232,7 @@ fn a_torn_single_sync_commit_falls_back_to_the_previous_one() {
 #[test]
 fn a_commit_too_big_for_the_seal_list_syncs_its_pages_first() {
     let mut t = TestDb::new(512);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut table = w.open_table("t").unwrap();
         for i in 0..2000u32 {
@@ -292,7 +292,7 @@ fn files_of_garbage_give_errors_not_panics() {
 fn a_meta_pointing_past_the_end_of_the_file_is_rejected() {
     let mut t = TestDb::new(4096);
     let fill = |db: &larch::Database, byte: u8| {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for i in 0..10_000u32 {
@@ -341,7 +341,7 @@ fn map_full_leaves_the_committed_state_intact() {
     }
     .unwrap();
     commit_value(&db, b"kept");
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     let err = {
         let mut tab = w.open_table("t").unwrap();
         let mut i = 0u32;

@@ -37,7 +37,7 @@ fn fill(db: &Database, n: u32, rng: &mut Rng) -> Model {
     }
     shuffle(&mut keys, rng);
     let mut model = Model::new();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut t = w.open_table("t").unwrap();
         for k in keys {
@@ -199,7 +199,7 @@ fn owned_ranges_and_entries_keep_their_snapshot_through_churn() {
     }
     assert_eq!(t.db().live_readers(), 1, "the range holds its snapshot");
     for round in 0..30u64 {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for (i, k) in model.keys().enumerate() {
@@ -290,7 +290,7 @@ fn a_write_transaction_moves_between_threads() {
         let begun = {
             let db = db.clone();
             std::thread::spawn(move || {
-                let mut w = db.begin_write().unwrap();
+                let w = db.begin_write().unwrap();
                 w.open_table("t")
                     .unwrap()
                     .insert(&round.to_be_bytes(), b"a")
@@ -305,7 +305,7 @@ fn a_write_transaction_moves_between_threads() {
         let waiter = {
             let db = db.clone();
             std::thread::spawn(move || {
-                let mut w = db.begin_write().unwrap();
+                let w = db.begin_write().unwrap();
                 w.open_table("w")
                     .unwrap()
                     .insert(&round.to_be_bytes(), b"w")
@@ -320,7 +320,7 @@ fn a_write_transaction_moves_between_threads() {
             "a second writer ran beside the first"
         );
         let committer = std::thread::spawn(move || {
-            let mut w = w;
+            let w = w;
             w.open_table("t")
                 .unwrap()
                 .insert(b"last", &round.to_be_bytes())

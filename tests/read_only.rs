@@ -21,7 +21,7 @@ fn open_rw(path: &Path) -> larch::Result<Database> {
 /// A database of two tables and a value big enough for an overflow run.
 fn build(path: &Path) {
     let db = open_rw(path).unwrap();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut t = w.open_table("t").unwrap();
         for i in 0..500u32 {
@@ -145,7 +145,7 @@ fn read_only_opens_share_the_file_with_a_writer() {
     let before = a.begin_read().unwrap();
     let len = before.open_table("t").unwrap().len();
     for i in 0..20u64 {
-        let mut txn = w.begin_write().unwrap();
+        let txn = w.begin_write().unwrap();
         txn.open_table("t")
             .unwrap()
             .insert(&(10_000 + i).to_be_bytes(), &[7; 900])

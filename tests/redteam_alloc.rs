@@ -50,7 +50,7 @@ fn no_leaks(db: &Database) {
 /// One small commit in another table (a page or two), so that what earlier
 /// commits freed gets past the metas.
 fn tick(db: &Database, i: u32) {
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     w.open_table("u").unwrap().insert(&key(i), b"x").unwrap();
     w.commit().unwrap();
 }
@@ -58,7 +58,7 @@ fn tick(db: &Database, i: u32) {
 /// Rewrites one key in each leaf `first, first + every, ..` of the loaded
 /// table (one transaction).
 fn touch_leaves(db: &Database, first: u32, every: u32, count: u32, round: u8) -> larch::Result<()> {
-    let mut w = db.begin_write()?;
+    let w = db.begin_write()?;
     {
         let mut t = w.open_table("t")?;
         for j in 0..count {
@@ -88,7 +88,7 @@ fn fragmented() -> TestDb {
     let mut t = TestDb::new(PS);
     {
         let db = t.db();
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for i in 0..LEAVES * PER_LEAF {
@@ -177,7 +177,7 @@ fn room_for_one_run() -> (TestDb, Vec<u8>, u32) {
 fn max_size_headroom_is_not_spent_on_pages_the_free_list_holds() {
     let (t, big, count) = room_for_one_run();
     let db = t.db();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     let r = (|| {
         let mut tab = w.open_table("t")?;
         for j in 0..count {
@@ -210,7 +210,7 @@ fn a_bulk_rewrite_does_not_spend_the_room_a_later_value_needs() {
         "after the rewrite: {} pages, {} before",
         after.pages, s.pages
     );
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     let r = w
         .open_table("t")
         .and_then(|mut tab| tab.insert(b"big", &big));
@@ -228,7 +228,7 @@ fn churn(seed: u64, rounds: u32, pin: bool) -> (u64, u64, u64, u64) {
     let n = 20_000u32;
     let mut rng = Rng(seed);
     {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for i in 0..n {
@@ -251,7 +251,7 @@ fn churn(seed: u64, rounds: u32, pin: bool) -> (u64, u64, u64, u64) {
             1 => 300,
             _ => 3000,
         };
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for _ in 0..size {
@@ -314,7 +314,7 @@ fn an_aborted_large_transaction_gives_its_pages_back() {
     let db = t.db();
     let before = db.stat().unwrap();
     {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for j in 0..400 {
@@ -329,7 +329,7 @@ fn an_aborted_large_transaction_gives_its_pages_back() {
         (again.pages, again.free_pages, again.pending_free_pages),
         (before.pages, before.free_pages, before.pending_free_pages)
     );
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for j in 0..400 {
@@ -361,7 +361,7 @@ fn the_seal_list_matches_what_was_written() {
         let mut t = TestDb::new(ps);
         for round in 0..4u8 {
             let db = t.db();
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             {
                 let mut tab = w.open_table("t").unwrap();
                 for i in 0..n {
@@ -410,7 +410,7 @@ fn a_failure_in_the_middle_of_the_writes_keeps_the_commit_before() {
             TestDb::with_options(common::small_map(PS).storage(move |file| Ok(hook.storage(file))));
         {
             let db = t.db();
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             {
                 let mut tab = w.open_table("t").unwrap();
                 for i in 0..20_000 {
@@ -420,7 +420,7 @@ fn a_failure_in_the_middle_of_the_writes_keeps_the_commit_before() {
             w.commit().unwrap();
             let id = db.last_txn_id();
             trap.arm(kind, fault, nth);
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             {
                 let mut tab = w.open_table("t").unwrap();
                 for i in (0..20_000).step_by(3) {
@@ -490,7 +490,7 @@ fn same_length_cells_of_other_values_replace_correctly() {
         let lens = [0usize, 7, 8, 9, 60, 127, 128, 129, 300, 1000, 5000, 6000];
         let mut held = Vec::new();
         for round in 0..60u32 {
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             let mut m = model.clone();
             {
                 let mut tab = w.open_table("t").unwrap();
@@ -553,7 +553,7 @@ fn grouped_pages_are_never_ones_a_reader_reaches() {
     let n = 20_000u32;
     let mut rng = Rng(11);
     {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for i in 0..n {
@@ -585,7 +585,7 @@ fn grouped_pages_are_never_ones_a_reader_reaches() {
             held.push((r, round + 1 + rng.below(6) as u32, pages));
         }
         let size = [30, 400, 1500][rng.below(3) as usize];
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for _ in 0..size {

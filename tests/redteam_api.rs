@@ -88,7 +88,7 @@ fn odd_keys() -> Vec<Vec<u8>> {
 
 fn load(t: &TestDb, keys: &[Vec<u8>]) -> Model {
     let mut model = Model::new();
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for (i, k) in keys.iter().enumerate() {
@@ -159,7 +159,7 @@ fn odd_bounds_remove_exactly_what_a_filter_picks() {
     }
     for b in cases {
         let want: Vec<&Vec<u8>> = model.keys().filter(|k| in_bounds(k, b)).collect();
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         let mut tab = w.open_table("t").unwrap();
         let seen: Vec<Vec<u8>> = tab
             .range((as_ref(&b.0), as_ref(&b.1)))
@@ -184,7 +184,7 @@ fn odd_bounds_remove_exactly_what_a_filter_picks() {
         drop(tab);
         w.abort();
     }
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     let n = w
         .open_table("t")
         .unwrap()
@@ -239,7 +239,7 @@ fn odd_prefixes_match_starts_with() {
             .collect();
         assert!(back.iter().rev().eq(want.iter().copied()));
         drop(r);
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         let mut tab = w.open_table("t").unwrap();
         assert_eq!(tab.prefix(p).unwrap().count(), want.len());
         assert_eq!(
@@ -285,7 +285,7 @@ fn bounds_longer_than_any_key() {
             .count() as u64;
         assert_eq!(seen, want);
         drop(r);
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         let mut tab = w.open_table("t").unwrap();
         assert_eq!(
             tab.remove_range((as_ref(&b.0), as_ref(&b.1))).unwrap(),
@@ -313,7 +313,7 @@ fn a_reader_keeps_everything_a_range_delete_takes() {
     let t = TestDb::new(512);
     let keys = odd_keys();
     let mut model = Model::new();
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for (i, k) in keys.iter().enumerate() {
@@ -324,7 +324,7 @@ fn a_reader_keeps_everything_a_range_delete_takes() {
     }
     w.commit().unwrap();
     let r = t.db().begin_read().unwrap();
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     let n = w.open_table("t").unwrap().remove_prefix(b"a").unwrap();
     assert_eq!(
         n,
@@ -332,7 +332,7 @@ fn a_reader_keeps_everything_a_range_delete_takes() {
     );
     w.commit().unwrap();
     for round in 0..5u32 {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         let mut tab = w.open_table("t").unwrap();
         for i in 0..200u32 {
             let k = format!("a{round}{i:05}");
@@ -359,7 +359,7 @@ fn inserts_and_range_deletes_in_one_transaction() {
     let t = TestDb::new(512);
     let keys = odd_keys();
     let mut model = load(&t, &keys);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for i in 0..500u32 {
@@ -402,7 +402,7 @@ fn table_exists_through_create_and_delete() {
     let db = t.db();
     let longest = "n".repeat(MAX_KEY_LEN);
     let past = "n".repeat(MAX_KEY_LEN + 1);
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     w.open_table("old").unwrap().insert(b"k", b"v").unwrap();
     w.commit().unwrap();
 
@@ -465,7 +465,7 @@ fn table_exists_through_create_and_delete() {
     drop(r);
     // Asking creates nothing: a transaction that only asks commits nothing.
     let id = db.begin_read().unwrap().id();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     assert!(!w.table_exists("ghost").unwrap());
     assert!(w.open_existing_table("ghost").is_err());
     assert_eq!(
@@ -499,7 +499,7 @@ fn a_range_delete_that_fails_fails_everything_after_it() {
         {
             // SAFETY: the test owns the file.
             let db = unsafe { Options::new().page_size(ps).open(&path) }.unwrap();
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             {
                 let mut tab = w.open_table("t").unwrap();
                 for i in 0..n {
@@ -559,7 +559,7 @@ fn a_range_delete_that_fails_fails_everything_after_it() {
 #[test]
 fn io_error_kinds() {
     let t = TestDb::new(512);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     let e: std::io::Error = w.open_table(&"n".repeat(70_000)).err().unwrap().into();
     assert_eq!(e.kind(), std::io::ErrorKind::InvalidInput);
     let e: std::io::Error = w.open_existing_table("none").err().unwrap().into();
@@ -580,7 +580,7 @@ fn snapshots_under_committing_range_deletes_are_whole() {
     let t = TestDb::new(512);
     let db = t.db();
     let block = |b: u32, i: u32| format!("{b:02}/{i:04}").into_bytes();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for b in 0..10 {
@@ -606,7 +606,7 @@ fn snapshots_under_committing_range_deletes_are_whole() {
         });
         for round in 0..60u32 {
             let b = round % 10;
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             {
                 let mut tab = w.open_table("t").unwrap();
                 assert_eq!(
@@ -615,7 +615,7 @@ fn snapshots_under_committing_range_deletes_are_whole() {
                 );
             }
             w.commit().unwrap();
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             {
                 let mut tab = w.open_table("t").unwrap();
                 for i in 0..100 {
@@ -636,7 +636,7 @@ fn snapshots_under_committing_range_deletes_are_whole() {
 fn the_empty_table_name() {
     let t = TestDb::new(512);
     let db = t.db();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     assert!(!w.table_exists("").unwrap());
     assert!(w.open_existing_table("").is_err());
     assert!(w.open_table(&"x".repeat(MAX_KEY_LEN + 1)).is_err());

@@ -70,7 +70,7 @@ fn run(ps: u32, seed: u64, rounds: usize) {
     let pool = key_pool(ps_us);
     let mut models: [Model; 2] = [Model::new(), Model::new()];
     {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         for name in TABLES {
             w.open_table(name).unwrap();
         }
@@ -88,7 +88,7 @@ fn run(ps: u32, seed: u64, rounds: usize) {
         let before = models.clone();
         let reader = t.db().begin_read().unwrap();
         let mut next = models.clone();
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         let ops = 1 + rng.below(12);
         for op in 0..ops {
             let ti = rng.below(2) as usize;
@@ -227,11 +227,11 @@ fn reserve_changes_only_its_value() {
 fn reserve_past_max_size_is_refused() {
     let mut t = TestDb::with_options(common::small_map(4096).max_size(1 << 20));
     {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         w.open_table("a").unwrap().insert(b"kept", b"v").unwrap();
         w.commit().unwrap();
     }
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("a").unwrap();
         let e = tab.insert_reserve(b"big", 3 << 30).unwrap_err();
@@ -259,7 +259,7 @@ fn reserve_past_max_size_is_refused() {
 fn retain_whose_predicate_panics() {
     let mut t = TestDb::new(512);
     let pool = key_pool(512);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("a").unwrap();
         for (i, k) in pool.iter().enumerate() {
@@ -297,7 +297,7 @@ fn retain_whose_predicate_panics() {
 #[test]
 fn edges_of_the_new_calls() {
     let mut t = TestDb::new(512);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("a").unwrap();
         let too_long = vec![7u8; MAX_KEY_LEN + 1];
@@ -348,7 +348,7 @@ fn long_key_and_value_across_the_packed_limit() {
         let packed_max = lens[lens.len() - 2];
         let mut t = TestDb::new(ps as u32);
         let mut model = Model::new();
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("a").unwrap();
             let mut n = 0u8;
@@ -410,7 +410,7 @@ fn a_reader_outlives_many_reserving_commits() {
         let t = TestDb::new(ps);
         let pool = key_pool(ps_us);
         let mut model = Model::new();
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("a").unwrap();
             for k in &pool {
@@ -505,7 +505,7 @@ fn concurrent_readers_never_see_a_reserve_half_filled() {
         });
         let mut rng = Rng(9);
         for _ in 0..60 {
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             {
                 let mut tab = w.open_table("a").unwrap();
                 for _ in 0..8 {

@@ -24,7 +24,7 @@ use larch::{Database, Error};
 const PS: u32 = 4096;
 
 fn remove(db: &Database, keys: impl Iterator<Item = u32>) {
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut t = w.open_table("t").unwrap();
         for i in keys {
@@ -207,7 +207,7 @@ fn closing_a_handle_that_wrote_nothing_at_commit_zero_keeps_the_meta_set_aside()
     let ps = u64::from(PS);
     let mut t = TestDb::new(PS);
     {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         w.open_table("t")
             .unwrap()
             .insert(b"k", &[7u8; 9000])
@@ -370,7 +370,7 @@ fn a_poisoned_or_read_only_handle_cuts_nothing() {
     let mut t = TestDb::with_options(opts);
     load(t.db(), 0..200, 50);
     fail.store(true, Ordering::SeqCst);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     w.open_table("t")
         .unwrap()
         .insert(&key(500), &value(500))

@@ -314,7 +314,7 @@ fn held_every_short_sequence_agrees_with_the_model() {
             for code in 0..n.pow(len) {
                 let seq: Vec<&Op> = (0..len).map(|i| &ops[(code / n.pow(i)) % n]).collect();
                 let mut m = base.clone();
-                let mut w = t.db().begin_write().unwrap();
+                let w = t.db().begin_write().unwrap();
                 {
                     let mut tab = w.open_table("t").unwrap();
                     for (k, v) in &base {
@@ -350,7 +350,7 @@ fn held_every_short_sequence_agrees_with_the_model() {
 fn held_a_cursor_on_an_empty_or_emptied_table() {
     for ps in [512u32, 4096] {
         let t = TestDb::new(ps);
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             let mut c = tab.cursor_mut();
@@ -456,7 +456,7 @@ fn held_the_write_cursor_moves_as_the_read_cursor_does() {
         let t = TestDb::new(ps);
         let ps = ps as usize;
         let mut m = Model::new();
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for _ in 0..1500 {
@@ -471,7 +471,7 @@ fn held_the_write_cursor_moves_as_the_read_cursor_does() {
         let r = t.db().begin_read().unwrap();
         let rt = r.open_table("t").unwrap();
         let mut rc = rt.cursor();
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         let mut tab = w.open_table("t").unwrap();
         let mut c = tab.cursor_mut();
         for i in 0..6000 {
@@ -536,7 +536,7 @@ fn held_replace_current_through_every_value_layout() {
             common::shuffle(&mut order, &mut rng);
             order.extend(lens.iter().rev());
             order.push(3);
-            let mut w = t.db().begin_write().unwrap();
+            let w = t.db().begin_write().unwrap();
             {
                 let mut tab = w.open_table("t").unwrap();
                 let (before, after) = (format!("a{ki}"), format!("z{ki}"));
@@ -577,7 +577,7 @@ fn held_replace_current_through_every_value_layout() {
         }
         // Every value back to nothing, by the cursor: the file keeps no run
         // or segment of theirs.
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             let mut c = tab.cursor_mut();
@@ -595,7 +595,7 @@ fn held_replace_current_through_every_value_layout() {
         assert!(contents(t.db(), "t") == model);
         // As many runs and packed bytes as the same entries written afresh
         // (long keys keep theirs): the old values left nothing behind.
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut fresh = w.open_table("fresh").unwrap();
             for (k, v) in &model {
@@ -686,7 +686,7 @@ fn held_a_long_random_walk_against_the_model() {
         let mut steps = 0;
         for round in 0..14 {
             let mut m = committed.clone();
-            let mut w = t.db().begin_write().unwrap();
+            let w = t.db().begin_write().unwrap();
             {
                 let mut tab = w.open_table("t").unwrap();
                 for _ in 0..rng.below(250) {
@@ -822,7 +822,7 @@ fn held_drain_over_every_pair_of_bounds() {
         bounds.push(Bound::Included(p.clone()));
         bounds.push(Bound::Excluded(p.clone()));
     }
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for (k, v) in &base {
@@ -839,7 +839,7 @@ fn held_drain_over_every_pair_of_bounds() {
                 .map(|(k, v)| (k.clone(), v.clone()))
                 .collect();
             for take in [0, 1, 3, usize::MAX] {
-                let mut w = t.db().begin_write().unwrap();
+                let w = t.db().begin_write().unwrap();
                 {
                     let mut tab = w.open_table("t").unwrap();
                     let ctx = format!("drain({s:?}, {e:?}).take({take})");
@@ -879,7 +879,7 @@ fn held_drain_over_every_pair_of_bounds() {
     assert!(checked > 1000);
     // An exhausted drain stays exhausted; a new one over the same range
     // finds what was put back in it since.
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         let mut d = tab.drain(&b"k1"[..]..&b"k2"[..]);
@@ -907,7 +907,7 @@ fn held_a_large_drain_in_bounded_memory() {
     let t = TestDb::new(4096);
     let n = 30_000u32;
     let vlen = 400;
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for i in 0..n {
@@ -921,7 +921,7 @@ fn held_a_large_drain_in_bounded_memory() {
     w.commit().unwrap();
     let data = (n as usize * (vlen + 11)) as isize;
 
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     let mut tab = w.open_table("t").unwrap();
     let mut count = 0u32;
     let drain_peak = peak_during(|| {
@@ -936,7 +936,7 @@ fn held_a_large_drain_in_bounded_memory() {
     drop(tab);
     w.abort();
 
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     let mut tab = w.open_table("t").unwrap();
     let range_peak = peak_during(|| assert_eq!(tab.remove_range(..).unwrap(), u64::from(n)));
     drop(tab);
@@ -971,7 +971,7 @@ fn capped(ps: u32, pages: u64) -> TestDb {
 /// Commits `entries` small entries to table `t`.
 fn seed(db: &Database, entries: u32) -> Model {
     let mut m = Model::new();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for i in 0..entries {
@@ -1013,7 +1013,7 @@ fn held_map_full_in_replace_current_fails_everything_after() {
     for ps in [512u32, 4096] {
         let t = capped(ps, 160);
         let model = seed(t.db(), 40);
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             let mut c = tab.cursor_mut();
@@ -1064,7 +1064,7 @@ fn held_map_full_in_remove_current() {
         let mut model = Model::new();
         let mut i = 0u32;
         'fill: loop {
-            let mut w = t.db().begin_write().unwrap();
+            let w = t.db().begin_write().unwrap();
             let mut batch = Vec::new();
             {
                 let mut tab = w.open_table("t").unwrap();
@@ -1083,7 +1083,7 @@ fn held_map_full_in_remove_current() {
             model.extend(batch);
         }
         assert!(model.len() > 20, "ps {ps}: {} entries", model.len());
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         let mut removed = 0;
         {
             let mut tab = w.open_table("t").unwrap();
@@ -1129,7 +1129,7 @@ fn held_map_full_half_way_through_a_drain() {
     for (ps, pages, vlen) in [(512u32, 200u64, 30usize), (512, 200, 200), (4096, 120, 300)] {
         let t = capped(ps, pages);
         let mut model = Model::new();
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for i in 0..(40 * ps / vlen as u32) {
@@ -1140,7 +1140,7 @@ fn held_map_full_half_way_through_a_drain() {
         }
         w.commit().unwrap();
         for pad in 0.. {
-            let mut w = t.db().begin_write().unwrap();
+            let w = t.db().begin_write().unwrap();
             let padded = {
                 let mut p = w.open_table("pad").unwrap();
                 (0..pad).all(|i: u32| {
@@ -1220,7 +1220,7 @@ fn held_map_full_half_way_through_a_drain() {
 fn a_cursor_on_a_failed_transaction_refuses_every_call() {
     let t = capped(512, 24);
     seed(t.db(), 4);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     let mut tab = w.open_table("t").unwrap();
     let mut failed = false;
     for i in 0..1000 {
@@ -1347,7 +1347,7 @@ fn held_long_keys_only_under_a_cursor_and_a_drain() {
         let ps = ps as usize;
         let mut rng = Rng(ps as u64 * 7);
         let mut m = Model::new();
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for i in 0..300u32 {
@@ -1413,7 +1413,7 @@ fn held_long_keys_only_under_a_cursor_and_a_drain() {
 fn damaged_at_k00300() -> (TestDb, u32, u32) {
     let mut t = TestDb::new(512);
     let n = 400u32;
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for i in 0..n {
@@ -1460,7 +1460,7 @@ fn a_drain_that_meets_a_damaged_page_fails_the_transaction() {
     // (no removal reads the damaged one), and the next read meets it.
     let start = format!("k{:05}", first - 2).into_bytes();
     // remove_range of the same range: the error fails the transaction.
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         let e = tab.remove_range(&start[..]..).unwrap_err();
@@ -1468,7 +1468,7 @@ fn a_drain_that_meets_a_damaged_page_fails_the_transaction() {
     }
     refused("commit after remove_range met a damaged page", w.commit());
 
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     let given;
     {
         let mut tab = w.open_table("t").unwrap();
@@ -1511,7 +1511,7 @@ fn a_drain_that_meets_a_damaged_page_fails_the_transaction() {
 fn a_removing_cursor_that_meets_a_damaged_page_fails_the_transaction() {
     let (t, _, first) = damaged_at_k00300();
     let start = format!("k{:05}", first - 2).into_bytes();
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     let mut removed = 0;
     {
         let mut tab = w.open_table("t").unwrap();

@@ -29,7 +29,7 @@ fn key(i: u32) -> [u8; 4] {
 
 /// One commit of keys `from..to` with values of `len` bytes.
 fn commit(db: &Database, from: u32, to: u32, len: usize) -> larch::Result<()> {
-    let mut w = db.begin_write()?;
+    let w = db.begin_write()?;
     {
         let mut t = w.open_table("t")?;
         for i in from..to {
@@ -512,7 +512,7 @@ fn max_size_not_whole_pages_is_a_ceiling_to_the_byte() {
     assert!(file <= max, "file {file} > max_size {max}");
     assert_eq!(file % 4096, 0);
     // Deletes still commit at the ceiling.
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     w.open_table("t").unwrap().remove(&key(0)).unwrap();
     w.commit().unwrap();
     db.check().unwrap();
@@ -526,7 +526,7 @@ fn a_value_larger_than_max_size_is_map_full() {
     let path = dir.path().join("huge.larch");
     // SAFETY: the test owns the file.
     let db = unsafe { Options::new().map_size(64 * KIB).max_size(MIB).open(&path) }.unwrap();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     let r = w
         .open_table("t")
         .unwrap()
@@ -548,7 +548,7 @@ fn max_size_below_the_file_still_commits_within_it() {
         let db = unsafe { Options::new().map_size(64 * KIB).open(&path) }.unwrap();
         commit(&db, 0, 512, 4000).unwrap();
         // Free pages to reuse.
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         for i in 0..256 {
             w.open_table("t").unwrap().remove(&key(i)).unwrap();
         }
@@ -621,7 +621,7 @@ fn readers_starting_in_many_threads_during_growth_see_whole_snapshots() {
 
 /// Scattered keys: commits of many dirty pages, sealed with two syncs.
 fn scattered(db: &Database, round: u32) -> larch::Result<()> {
-    let mut w = db.begin_write()?;
+    let w = db.begin_write()?;
     {
         let mut t = w.open_table("s")?;
         for j in 0..2000u32 {

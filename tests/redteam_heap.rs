@@ -78,7 +78,7 @@ fn single_free_pages() -> (TestDb, u64) {
     let mut t = TestDb::new(PS);
     {
         let db = t.db();
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for i in 0..LEAVES * PER_LEAF {
@@ -86,7 +86,7 @@ fn single_free_pages() -> (TestDb, u64) {
             }
         }
         w.commit().unwrap();
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for leaf in (0..LEAVES).step_by(16) {
@@ -96,7 +96,7 @@ fn single_free_pages() -> (TestDb, u64) {
         }
         w.commit().unwrap();
         for i in 0..3 {
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             w.open_table("u").unwrap().insert(&key(i), b"x").unwrap();
             w.commit().unwrap();
         }
@@ -120,7 +120,7 @@ fn pack_many(w: &mut larch::WriteTxn) -> larch::Result<()> {
 /// About as many bytes as `pack_many` packs, inline (1,000 values of 100
 /// bytes, 29 leaves): they fit in the free pages and commit.
 fn inline_control(db: &Database) {
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut u = w.open_table("u").unwrap();
         for i in 0..1000u32 {
@@ -230,13 +230,13 @@ fn redteam_growing_the_open_segment_under_max_size_is_not_fatal() {
         let db = t.db();
         // A run of 18 pages of its own, then data after it, then the run
         // freed and made reusable.
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         w.open_table("x")
             .unwrap()
             .insert(b"big", &[7u8; 70_000])
             .unwrap();
         w.commit().unwrap();
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for i in 0..3000u32 {
@@ -244,11 +244,11 @@ fn redteam_growing_the_open_segment_under_max_size_is_not_fatal() {
             }
         }
         w.commit().unwrap();
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         assert!(w.open_table("x").unwrap().remove(b"big").unwrap());
         w.commit().unwrap();
         for i in 0..3 {
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             w.open_table("u").unwrap().insert(&key(i), b"x").unwrap();
             w.commit().unwrap();
         }
@@ -260,7 +260,7 @@ fn redteam_growing_the_open_segment_under_max_size_is_not_fatal() {
     t.set_options(common::small_map(PS).max_size((hw + 20) * u64::from(PS)));
     t.reopen();
     let db = t.db();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     let r = (|| -> larch::Result<()> {
         let mut u = w.open_table("u")?;
         u.insert(b"a-longest", &[5u8; 16 * 4096 - 24])?;
@@ -291,7 +291,7 @@ fn packed_table(n: u32) -> (TestDb, u64) {
     {
         let db = t.db();
         // 64 leaves of 35 values of 100 bytes, dropped once "t" is filled.
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut pad = w.open_table("pad").unwrap();
             for i in 0..64 * PER_LEAF {
@@ -300,7 +300,7 @@ fn packed_table(n: u32) -> (TestDb, u64) {
         }
         w.commit().unwrap();
         for chunk in (0..n).collect::<Vec<_>>().chunks(400) {
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             {
                 let mut tab = w.open_table("t").unwrap();
                 for &i in chunk {
@@ -315,7 +315,7 @@ fn packed_table(n: u32) -> (TestDb, u64) {
         // Two more commits (an empty one commits nothing): the meta that
         // still saw the pad is overwritten.
         for _ in 0..2 {
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             w.open_table("t")
                 .unwrap()
                 .insert(&key(0), &bytes(0, 1500))
@@ -334,7 +334,7 @@ fn packed_table(n: u32) -> (TestDb, u64) {
 /// Removes the keys `first, first + 4, ..` below `n` of `packed_table`'s
 /// "t".
 fn remove_quarter(db: &Database, first: u32, n: u32) -> larch::Result<()> {
-    let mut w = db.begin_write()?;
+    let w = db.begin_write()?;
     {
         let mut tab = w.open_table("t")?;
         for i in (first..n).step_by(4) {
@@ -432,14 +432,14 @@ fn segment_before_static_leaves() -> (TestDb, u64) {
     let mut t = TestDb::with_options(Options::new().page_size(PS).map_size(1 << 30));
     {
         let db = t.db();
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         w.open_table("o")
             .unwrap()
             .insert(b"o-root", &[O_BYTE; 100])
             .unwrap();
         w.open_table("t").unwrap().insert(b"t-root", b"x").unwrap();
         w.commit().unwrap();
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             tab.insert(b"t-root", b"y").unwrap();
@@ -520,7 +520,7 @@ fn redteam_heap_entry_longer_than_its_segment_frees_nothing_beyond_it() {
     let db = t.db();
     o_intact(db).unwrap();
     // The segment's values removed: its entry's count reaches 0.
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     let r = (|| {
         let mut tab = w.open_table("t")?;
         for i in 0..7u32 {
@@ -538,7 +538,7 @@ fn redteam_heap_entry_longer_than_its_segment_frees_nothing_beyond_it() {
     }
     // Three more commits: what the removal freed is reusable and reused.
     for round in 0..3u32 {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for i in 0..100u32 {
@@ -592,7 +592,7 @@ fn redteam_crafted_heap_totals_do_not_panic_the_writer() {
     let db = t.db();
     // A commit that changes no packed value: step 1b runs on the totals.
     let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        let mut w = db.begin_write()?;
+        let w = db.begin_write()?;
         w.open_table("u")?.insert(b"k", b"v")?;
         w.commit()
     }));
@@ -806,7 +806,7 @@ fn held_power_loss_while_cleaning() {
     {
         // SAFETY: the test owns the file.
         let db = unsafe { opts().open(&path) }.unwrap();
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut t = w.open_table("t").unwrap();
             for i in 0..n {
@@ -854,7 +854,7 @@ fn held_power_loss_while_cleaning() {
     let mut seen = 0;
     for round in 0..3u32 {
         let before = db.stat().unwrap();
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut t = w.open_table("t").unwrap();
             for i in 0..n {
@@ -943,7 +943,7 @@ fn held_another_process_reads_through_cleaning() {
     use std::io::{BufRead, BufReader, Write};
     let t = TestDb::with_options(Options::new().map_size(1 << 30));
     let db = t.db();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for i in 0..2000u32 {
@@ -974,7 +974,7 @@ fn held_another_process_reads_through_cleaning() {
     assert!(ready.starts_with("ready "), "{ready}");
     for round in 0..5u64 {
         let before = db.stat().unwrap();
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for i in 0..2000u32 {
@@ -1052,7 +1052,7 @@ fn held_every_pair_of_boundary_lengths() {
         let a = |i: usize, j: usize| pair_value(i, j, 0, lens[i]);
         let b = |i: usize, j: usize| pair_value(i, j, 1, lens[j]);
         // 1. a.
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             keys(&mut |k, i, j| {
@@ -1063,7 +1063,7 @@ fn held_every_pair_of_boundary_lengths() {
         w.commit().unwrap();
         expect(db, &|i, j| Some(a(i, j)));
         // 2. b, aborted.
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             keys(&mut |k, i, j| {
@@ -1074,7 +1074,7 @@ fn held_every_pair_of_boundary_lengths() {
         w.abort();
         expect(db, &|i, j| Some(a(i, j)));
         // 3. b, committed.
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             keys(&mut |k, i, j| {
@@ -1085,7 +1085,7 @@ fn held_every_pair_of_boundary_lengths() {
         w.commit().unwrap();
         expect(db, &|i, j| Some(b(i, j)));
         // 4. a, b, then half removed, in one transaction.
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             keys(&mut |k, i, j| {
@@ -1282,7 +1282,7 @@ fn redteam_crafted_reference_to_a_page_the_writer_then_takes() {
     ));
     let a = bytes(98, 1100);
     let new = bytes(99, 1100);
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     let r = w
         .open_table("t")
         .and_then(|mut tab| {
@@ -1313,7 +1313,7 @@ fn redteam_crafted_reference_to_a_page_the_writer_then_takes() {
 fn overwrite_in_one_txn(len: usize, times: u32) -> larch::Result<()> {
     let t = TestDb::with_options(common::small_map(PS).max_size(4 << 20));
     let db = t.db();
-    let mut w = db.begin_write()?;
+    let w = db.begin_write()?;
     {
         let mut tab = w.open_table("t")?;
         for i in 0..times {
@@ -1429,7 +1429,7 @@ fn held_copies_and_compaction_with_packed_values() {
     let t = TestDb::with_options(Options::new().page_size(512).map_size(1 << 30));
     let db = t.db();
     let long = "N".repeat(120);
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     for name in ["t", long.as_str()] {
         let mut tab = w.open_table(name).unwrap();
         for i in 0..1500u32 {
@@ -1444,7 +1444,7 @@ fn held_copies_and_compaction_with_packed_values() {
         .map(|i| old_t.get(&key(i)).unwrap().unwrap())
         .collect();
     for round in 0..4u32 {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         for name in ["t", long.as_str()] {
             let mut tab = w.open_table(name).unwrap();
             for i in (round..1500).step_by(2) {

@@ -46,7 +46,7 @@ fn file_with_free_segment() -> TestDb {
     let mut t = TestDb::with_options(Options::new().page_size(PS).map_size(1 << 30));
     {
         let db = t.db();
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for i in 0..7u32 {
@@ -58,7 +58,7 @@ fn file_with_free_segment() -> TestDb {
             }
         }
         w.commit().unwrap();
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut x = w.open_table("x").unwrap();
             for i in 0..6u32 {
@@ -70,7 +70,7 @@ fn file_with_free_segment() -> TestDb {
         assert!(w.delete_table("x").unwrap());
         w.commit().unwrap();
         for i in 0..3u32 {
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             w.open_table("u").unwrap().insert(&key(i), b"x").unwrap();
             w.commit().unwrap();
         }
@@ -83,7 +83,7 @@ fn file_with_free_segment() -> TestDb {
 /// The one transaction of the crafted-own test: a new key "A" packed, then
 /// key 3 overwritten.
 fn insert_a_then_overwrite_3(db: &Database) -> larch::Result<()> {
-    let mut w = db.begin_write()?;
+    let w = db.begin_write()?;
     {
         let mut tab = w.open_table("t")?;
         tab.insert(b"A", &bytes(98, 1100))?;
@@ -378,7 +378,7 @@ fn packed_rows(db: &Database) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 fn remove_two_thirds(db: &Database) -> larch::Result<()> {
-    let mut w = db.begin_write()?;
+    let w = db.begin_write()?;
     {
         let mut t = w.open_table("t")?;
         for i in (0..N).filter(|i| i % 3 != 0) {
@@ -413,7 +413,7 @@ fn held_cleaning_that_grew_the_file_then_a_failed_write() {
         let mut t = TestDb::with_options(opts);
         {
             let db = t.db();
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             {
                 let mut tab = w.open_table("t").unwrap();
                 for i in 0..N {
@@ -422,7 +422,7 @@ fn held_cleaning_that_grew_the_file_then_a_failed_write() {
             }
             w.commit().unwrap();
             for i in 0..2u32 {
-                let mut w = db.begin_write().unwrap();
+                let w = db.begin_write().unwrap();
                 w.open_table("u").unwrap().insert(&key(i), b"x").unwrap();
                 w.commit().unwrap();
             }

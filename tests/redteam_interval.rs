@@ -208,7 +208,7 @@ fn a_newer_overflow_header_is_corrupted_on_every_read_path() {
     let big = vec![7u8; 3 * PS];
     {
         let db = unsafe { opts.open(&path) }.unwrap();
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut t = w.open_table("t").unwrap();
             t.insert(b"a", b"1").unwrap();
@@ -216,7 +216,7 @@ fn a_newer_overflow_header_is_corrupted_on_every_read_path() {
             t.insert(b"z", b"2").unwrap();
         }
         w.commit().unwrap();
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         w.open_table("u").unwrap().insert(b"k", b"v").unwrap();
         w.commit().unwrap();
     }

@@ -138,7 +138,7 @@ fn churn_with_separators_straddling_the_inline_limit() {
         let mut rng = Rng(0x5EED + seed);
         let mut model = Model::new();
         for round in 0..40 {
-            let mut w = t.db().begin_write().unwrap();
+            let w = t.db().begin_write().unwrap();
             {
                 let mut tab = w.open_table("t").unwrap();
                 for _ in 0..60 {
@@ -164,7 +164,7 @@ fn churn_with_separators_straddling_the_inline_limit() {
         let mut rest: Vec<Vec<u8>> = model.keys().cloned().collect();
         shuffle(&mut rest, &mut rng);
         for chunk in rest.chunks(37) {
-            let mut w = t.db().begin_write().unwrap();
+            let w = t.db().begin_write().unwrap();
             {
                 let mut tab = w.open_table("t").unwrap();
                 for k in chunk {
@@ -211,7 +211,7 @@ fn ordered_loads_and_removals_of_long_separators() {
             }
             let mut model = Model::new();
             for chunk in ids.chunks(100) {
-                let mut w = t.db().begin_write().unwrap();
+                let w = t.db().begin_write().unwrap();
                 {
                     let mut tab = w.open_table("t").unwrap();
                     for &i in chunk {
@@ -233,7 +233,7 @@ fn ordered_loads_and_removals_of_long_separators() {
             }
             let per = if order == 3 { 7 } else { 45 };
             for chunk in gone.chunks(per) {
-                let mut w = t.db().begin_write().unwrap();
+                let w = t.db().begin_write().unwrap();
                 {
                     let mut tab = w.open_table("t").unwrap();
                     for &i in chunk {
@@ -267,7 +267,7 @@ fn readers_keep_long_keys_and_separators_through_churn() {
     let mut model = Model::new();
     // A first load.
     {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for (i, k) in keys.iter().enumerate() {
@@ -283,7 +283,7 @@ fn readers_keep_long_keys_and_separators_through_churn() {
         if round % 6 == 0 {
             readers.push((t.db().begin_read().unwrap(), model.clone()));
         }
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for _ in 0..80 {
@@ -347,7 +347,7 @@ fn compact_moves_separator_runs_of_64_kib_keys() {
         k
     };
     {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for i in 0..60u8 {
@@ -361,7 +361,7 @@ fn compact_moves_separator_runs_of_64_kib_keys() {
     }
     assert_clean(t.db());
     {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for i in 0..60u8 {
@@ -387,7 +387,7 @@ fn compact_moves_separator_runs_of_64_kib_keys() {
     assert_holds(t.db(), "t", &model);
     assert!(t.file_size() < before, "{} !< {before}", t.file_size());
     {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for k in model.keys() {
@@ -415,7 +415,7 @@ fn heap_cleaning_moves_long_keys_and_separator_copies() {
     let mut model = Model::new();
     let keys: Vec<Vec<u8>> = (0..2000).map(|i| twin_key(300, i)).collect();
     {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for (i, k) in keys.iter().enumerate() {
@@ -428,7 +428,7 @@ fn heap_cleaning_moves_long_keys_and_separator_copies() {
     }
     let mut sizes = Vec::new();
     for round in 0..120u64 {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for _ in 0..150 {
@@ -477,7 +477,7 @@ fn long_table_names_in_the_catalog() {
     names.push("short".to_owned());
     names.push("x".repeat(65_536));
     for chunk in names.chunks(25) {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         for n in chunk {
             let mut tab = w.open_table(n).unwrap();
             tab.insert(n.as_bytes(), &n.as_bytes()[n.len() - 5..])
@@ -566,7 +566,7 @@ fn separator_txn(w: &mut larch::WriteTxn, step: u32) -> larch::Result<()> {
 fn separator_base(path: &std::path::Path) {
     // SAFETY: the test owns the file.
     let db = unsafe { larch::Options::new().page_size(512).open(path) }.unwrap();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for i in 0..300u32 {
@@ -933,7 +933,7 @@ fn exercise(path: &std::path::Path, model: &Model, victim: &[u8]) -> Vec<String>
         note(
             what,
             no_panic(what, || {
-                let r = db.begin_write().and_then(|mut w| {
+                let r = db.begin_write().and_then(|w| {
                     let mut t = w.open_table("t")?;
                     op(&mut t)?;
                     drop(t);
@@ -978,7 +978,7 @@ fn crafted_long_key_references_never_panic() {
     let model = crafted_model();
     {
         let db = common::open(&path, 512);
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut t = w.open_table("t").unwrap();
             for (k, v) in &model {
@@ -987,7 +987,7 @@ fn crafted_long_key_references_never_panic() {
         }
         w.commit().unwrap();
         // A second commit, so both metas are sound.
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         w.open_table("t")
             .unwrap()
             .insert(b"a000", b"again")
@@ -1177,7 +1177,7 @@ fn check_refuses_a_long_key_longer_than_64_kib() {
     };
     {
         let db = common::open(&path, 512);
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut t = w.open_table("t").unwrap();
             for i in 0..3u8 {
@@ -1235,7 +1235,7 @@ fn copies_of_long_keys_and_long_names() {
     let t = TestDb::new(512);
     let model = crafted_model();
     let names = ["t".to_owned(), "n".repeat(5000), "m".repeat(65_536)];
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     for name in &names {
         let mut tab = w.open_table(name).unwrap();
         for (k, v) in &model {
@@ -1270,7 +1270,7 @@ fn a_64_kib_key_with_a_value_of_megabytes() {
     let t = TestDb::new(512);
     let key = vec![0xA5u8; 65_536];
     let big = seeded_bytes(9, 5 << 20);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         tab.insert(&key, &big).unwrap();
@@ -1288,7 +1288,7 @@ fn a_64_kib_key_with_a_value_of_megabytes() {
         let (k, v) = tab.iter().unwrap().next_back().unwrap().unwrap();
         assert_eq!((k, v), (&key[..], &big[..]));
     }
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     w.open_table("t").unwrap().insert(&key, b"small").unwrap();
     w.commit().unwrap();
     assert_clean(t.db());

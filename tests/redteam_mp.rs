@@ -198,7 +198,7 @@ fn committed_word_moved_back_is_refused() {
     poke_committed(&path, c - 1);
     let refused = match a.begin_write() {
         Err(_) => true,
-        Ok(mut w) => {
+        Ok(w) => {
             w.open_table("t").unwrap().insert(b"k", &big(1000)).unwrap();
             w.commit().is_err()
         }
@@ -416,7 +416,7 @@ fn child_die_at_sync() {
     });
     // SAFETY: the test owns the file.
     let db = unsafe { o.open(&path) }.unwrap();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     w.open_table("t")
         .unwrap()
         .insert(b"k", b"unpublished")
@@ -587,7 +587,7 @@ fn child_churn() {
     let mut rng = common::Rng(7);
     say("ready");
     loop {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut t = w.open_table("t").unwrap();
             for _ in 0..20 {
@@ -609,7 +609,7 @@ fn a_verifying_joiner_beside_a_writer_opens() {
     let path = dir.path().join("db.larch");
     let db = open_at(&path).unwrap();
     {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         let mut t = w.open_table("t").unwrap();
         for k in 0..50_000u64 {
             t.insert(&k.to_be_bytes(), &[1u8; 100]).unwrap();

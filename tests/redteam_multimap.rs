@@ -357,7 +357,7 @@ fn held_escaping_edges_against_a_model_with_every_bound() {
         let mut model = Model::new();
         for round in 0..10 {
             let mut pending = model.clone();
-            let mut w = t.db().begin_write().unwrap();
+            let w = t.db().begin_write().unwrap();
             {
                 let mut m = w.open_multimap("m").unwrap();
                 for _ in 0..120 {
@@ -421,7 +421,7 @@ fn held_dense_table_of_tricky_keys_every_bound() {
     let t = TestDb::new(512);
     let mut rng = Rng(77);
     let mut model = Model::new();
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut m = w.open_multimap("m").unwrap();
         for k in PROBES {
@@ -441,7 +441,7 @@ fn held_dense_table_of_tricky_keys_every_bound() {
     let mut order: Vec<&[u8]> = PROBES.to_vec();
     shuffle(&mut order, &mut rng);
     for (i, k) in order.iter().enumerate() {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut m = w.open_multimap("m").unwrap();
             if i % 2 == 0 {
@@ -477,7 +477,7 @@ fn held_dense_table_of_tricky_keys_every_bound() {
 #[test]
 fn held_keys_borrowed_unless_they_hold_a_zero() {
     let t = TestDb::new(4096);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut m = w.open_multimap("m").unwrap();
         for k in PROBES {
@@ -519,7 +519,7 @@ fn held_keys_and_values_at_and_past_the_limit() {
     let wide = vec![7u8; 65_533];
     let past = vec![0u8; 40_000];
     let huge_value = vec![1u8; 70_000];
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut m = w.open_multimap("m").unwrap();
         let too_large = |r: larch::Result<bool>| matches!(r, Err(Error::KeyTooLarge { .. }));
@@ -586,7 +586,7 @@ fn held_long_values_under_one_key() {
     let mut model = Model::new();
     let keys: [&[u8]; 3] = [b"k", b"k\0", b"k\x01"];
     for round in 0..6 {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut m = w.open_multimap("m").unwrap();
             for _ in 0..60 {
@@ -662,7 +662,7 @@ fn catalog_value(image: &mut [u8], ps: usize, name: &[u8]) -> (u64, usize) {
 fn crafted(dir: &Path, name: &str, entries: &[(Vec<u8>, Vec<u8>)]) -> std::path::PathBuf {
     let path = dir.join(name);
     let db = open_at(&path, 4096).unwrap();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut t = w.open_table("m").unwrap();
         for (k, v) in entries {
@@ -906,7 +906,7 @@ fn defect_corrupted_mid_change_commits_half_a_change() {
             let outcome = catch_unwind(AssertUnwindSafe(|| -> Option<String> {
                 let db = open_at(&path, 4096).unwrap();
                 let before = shown(&db);
-                let mut w = db.begin_write().unwrap();
+                let w = db.begin_write().unwrap();
                 let r = change(&mut w.open_multimap("m").unwrap());
                 let err = match r {
                     Ok(()) => {
@@ -967,7 +967,7 @@ fn held_map_full_mid_insert_keeps_committed_counts() {
         let mut fails = 0;
         for attempt in 0..40 {
             let mut pending = model.clone();
-            let mut w = t.db().begin_write().unwrap();
+            let w = t.db().begin_write().unwrap();
             let failed = {
                 let mut m = w.open_multimap("m").unwrap();
                 let mut failed = false;
@@ -1020,7 +1020,7 @@ fn held_map_full_mid_insert_keeps_committed_counts() {
             assert_eq!(consistent(t.db(), "m"), model, "attempt {attempt}");
             // Make room now and then: a writer of a full file removes.
             if attempt % 7 == 6 {
-                let mut w = t.db().begin_write().unwrap();
+                let w = t.db().begin_write().unwrap();
                 let r = {
                     let mut m = w.open_multimap("m").unwrap();
                     let k = model.keys().next().cloned();
@@ -1147,7 +1147,7 @@ fn held_io_fault_mid_multimap_commit() {
         let before = consistent(t.db(), "m");
         let id = t.db().last_txn_id();
         trap.arm(kind, fault, nth);
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut m = w.open_multimap("m").unwrap();
             for i in 0..400u32 {
@@ -1186,7 +1186,7 @@ fn held_io_fault_mid_multimap_commit() {
 fn held_compaction_and_copies_keep_multimaps() {
     let mut t = TestDb::new(512);
     let mut rng = Rng(5);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     w.open_multimap("empty").unwrap();
     {
         let mut b = w.open_table("bulk").unwrap();
@@ -1248,7 +1248,7 @@ fn held_kinds_stay_apart_through_delete_recreate_and_abort() {
     let def: TableDefinition<u64, u64> = TableDefinition::new("m");
     let mismatch = |e: Option<Error>| matches!(e, Some(Error::TableTypeMismatch { .. }));
     // Made and refused in the same transaction.
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     w.open_multimap("m").unwrap().insert(b"k", b"v").unwrap();
     assert!(mismatch(w.open_table("m").err()));
     assert!(mismatch(w.open_existing_table("m").err()));
@@ -1292,10 +1292,10 @@ fn held_kinds_stay_apart_through_delete_recreate_and_abort() {
     assert_eq!(consistent(t.db(), "m").len(), 1);
     assert_eq!(consistent(t.db(), "m")[&b"x"[..]].len(), 1);
     // A creation aborted leaves nothing; the name then takes any kind.
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     w.open_multimap("gone").unwrap().insert(b"a", b"b").unwrap();
     w.abort();
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     assert!(!w.table_exists("gone").unwrap());
     w.open_table("gone").unwrap().insert(b"a", b"b").unwrap();
     w.commit().unwrap();
@@ -1314,7 +1314,7 @@ fn held_kinds_stay_apart_through_delete_recreate_and_abort() {
 #[test]
 fn held_zero_copy_values_survive_remaps() {
     let t = TestDb::new(512);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut m = w.open_multimap("m").unwrap();
         for i in 0..50u32 {
@@ -1332,7 +1332,7 @@ fn held_zero_copy_values_survive_remaps() {
     let copies: Vec<Vec<u8>> = held.iter().map(|v| v.to_vec()).collect();
     let pairs: Vec<(Cow<'_, [u8]>, &[u8])> = m.iter().unwrap().map(|e| e.unwrap()).collect();
     for round in 0..4u64 {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut mm = w.open_multimap("m").unwrap();
             mm.remove_all(b"k").unwrap();
@@ -1372,7 +1372,7 @@ fn timing_a_key_with_a_million_values() {
     let t = TestDb::new(4096);
     let n: u32 = 1_000_000;
     let start = Instant::now();
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut m = w.open_multimap("m").unwrap();
         m.insert(b"many\0", b"after").unwrap();
@@ -1417,7 +1417,7 @@ fn timing_a_key_with_a_million_values() {
         assert_eq!(m.range(r).unwrap().count(), 1)
     });
     drop(r);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut m = w.open_multimap("m").unwrap();
         let s = Instant::now();
@@ -1452,7 +1452,7 @@ fn timing_a_key_with_a_million_values() {
 fn held_a_key_with_many_values_stays_cheap() {
     use std::time::Instant;
     let t = TestDb::new(4096);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut m = w.open_multimap("m").unwrap();
         for i in 0..200_000u32 {
@@ -1484,7 +1484,7 @@ fn held_a_key_with_many_values_stays_cheap() {
         "a key of 200,000 values costs {big:?}, one of 2,000 {small:?}"
     );
     drop(r);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut m = w.open_multimap("m").unwrap();
         assert_eq!(m.remove_all(b"big").unwrap(), 200_000);
@@ -1516,7 +1516,7 @@ fn defect_minor_noop_insert_rewrites_pages() {
     let mut misses = 0;
     for round in 0..400 {
         let batch = if misses > 0 || round > 150 { 1 } else { 20 };
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         let r = {
             let mut m = w.open_multimap("m").unwrap();
             (0..batch).try_for_each(|_| {
@@ -1543,7 +1543,7 @@ fn defect_minor_noop_insert_rewrites_pages() {
     let v = before[&b"k"[..]].iter().next().unwrap().clone();
     let id = t.db().last_txn_id();
     // A remove of an absent pair: an empty transaction.
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     assert!(
         !w.open_multimap("m")
             .unwrap()
@@ -1552,7 +1552,7 @@ fn defect_minor_noop_insert_rewrites_pages() {
     );
     let removed = w.commit();
     // An insert of a pair already there.
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     assert!(!w.open_multimap("m").unwrap().insert(b"k", &v).unwrap());
     let inserted = w.commit();
     assert_eq!(consistent(t.db(), "m"), before);
@@ -1580,7 +1580,7 @@ fn held_long_keys_sharing_a_prefix_every_bound() {
         .collect();
     let probes: Vec<&[u8]> = keys.iter().map(|k| &k[..]).collect();
     let mut model = Model::new();
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut m = w.open_multimap("m").unwrap();
         for (i, k) in keys.iter().enumerate() {

@@ -46,7 +46,7 @@ fn fill_mixed(db: &Database, n: usize, seed: u64) -> Model {
     }
     shuffle(&mut keys, &mut rng);
     let mut model = Model::new();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut t = w.open_table("t").unwrap();
         for (i, k) in keys.into_iter().enumerate() {
@@ -438,7 +438,7 @@ fn watch(
 fn churn(db: &Database, model: &Model, rounds: u64, seed: u64) {
     let ps = db.page_size() as usize;
     for round in 0..rounds {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for (i, k) in model.keys().enumerate() {
@@ -587,7 +587,7 @@ fn an_unstarted_owned_range_holds_its_snapshot() {
     let id = t.db().last_txn_id();
     assert_eq!(t.db().live_readers(), 1);
     for round in 0..3u64 {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             tab.remove_range(..).unwrap();
@@ -640,7 +640,7 @@ fn closing_beside_a_moved_writer_and_reopening() {
     let (tx, rx) = mpsc::channel::<WriteTxn>();
     let db = t.db().clone();
     std::thread::spawn(move || {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         w.open_table("t")
             .unwrap()
             .insert(b"from-old", b"1")
@@ -662,7 +662,7 @@ fn closing_beside_a_moved_writer_and_reopening() {
     let waiter = {
         let new = new.clone();
         std::thread::spawn(move || {
-            let mut w = new.begin_write().unwrap();
+            let w = new.begin_write().unwrap();
             w.open_table("t")
                 .unwrap()
                 .insert(b"from-new", b"2")
@@ -758,7 +758,7 @@ fn a_moved_writer_dropped_elsewhere_frees_the_lock_everywhere() {
     for commit in [false, true] {
         let db = t.db().clone();
         let w = std::thread::spawn(move || {
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             w.open_table("t").unwrap().insert(b"k", b"v").unwrap();
             w
         })
@@ -825,7 +825,7 @@ fn a_forked_child_dropping_an_inherited_writer_keeps_the_parents_lock() {
     let t = TestDb::new(4096);
     let path = t.path();
     let other = open_at(&path, 4096);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     w.open_table("t").unwrap().insert(b"parent", b"1").unwrap();
     let mut w = Some(w);
     let code = in_child(|| {
@@ -862,7 +862,7 @@ fn a_forked_child_cannot_commit_an_inherited_writer() {
     let model = fill_mixed(t.db(), 300, 16);
     let other = open_at(&path, 4096);
     let before = t.db().last_txn_id();
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     w.open_table("t").unwrap().remove_range(..).unwrap();
     w.open_table("t")
         .unwrap()
@@ -870,8 +870,8 @@ fn a_forked_child_cannot_commit_an_inherited_writer() {
         .unwrap();
     let mut w = Some(w);
     let code = in_child(|| {
-        let mut w = w.take().unwrap();
-        let mut put = || -> larch::Result<()> {
+        let w = w.take().unwrap();
+        let put = || -> larch::Result<()> {
             let mut t = w.open_table("t")?;
             t.insert(b"parent", &[b'C'; 3000])?;
             t.insert(b"child", &[b'C'; 100])?;
@@ -991,7 +991,7 @@ fn a_failed_writer_moved_and_committed_elsewhere() {
     let ps = 4096u32;
     {
         let db = open_at(&path, ps);
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         w.open_table("t").unwrap().insert(b"a", b"1").unwrap();
         w.commit().unwrap();
     }
@@ -1007,7 +1007,7 @@ fn a_failed_writer_moved_and_committed_elsewhere() {
     drop(_no_spawn);
     let other = open_at(&path, ps);
     let before = db.last_txn_id();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     let mut failed = false;
     {
         let mut tab = w.open_table("t").unwrap();
@@ -1034,7 +1034,7 @@ fn a_failed_writer_moved_and_committed_elsewhere() {
         .unwrap()
         .expect("the lock stayed with the failed writer");
     drop(w);
-    let mut w = db
+    let w = db
         .begin_write()
         .expect("a failed transaction poisoned the handle");
     w.open_table("t").unwrap().insert(b"b", b"2").unwrap();
@@ -1066,7 +1066,7 @@ fn a_moved_commit_that_fails_poisons_every_clone() {
         .iter_owned()
         .unwrap();
     let clone = t.db().clone();
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     w.open_table("t").unwrap().insert(b"doomed", b"x").unwrap();
     trap.arm(Kind::Sync, Fault::Eio, 1);
     let r = std::thread::spawn(move || w.commit()).join().unwrap();
@@ -1103,7 +1103,7 @@ fn threads_clone_and_read_while_one_commits_and_compacts() {
     let path = t.path();
     const KEYS: u32 = 300;
     let write_round = move |db: &Database, round: u64| {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             for i in 0..KEYS {
@@ -1200,7 +1200,7 @@ fn threads_clone_and_read_while_one_commits_and_compacts() {
             while begun.elapsed() < Duration::from_millis(1500) {
                 write_round(&db, round);
                 if round % 10 == 0 {
-                    let mut w = db.begin_write().unwrap();
+                    let w = db.begin_write().unwrap();
                     w.open_table("t").unwrap().remove_range(..).unwrap();
                     w.abort();
                     db.compact().unwrap();
@@ -1423,7 +1423,7 @@ fn batches_that_resume_past_long_keys() {
     let t = TestDb::new(ps as u32);
     let base = seeded_bytes(77, 3 * ps + 5);
     let mut model = Model::new();
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for i in 0..700u32 {
@@ -1497,7 +1497,7 @@ fn a_big_value_at_the_files_end_through_relocation() {
     let mut t = TestDb::new(ps);
     fill_mixed(t.db(), 200, 14);
     let big = seeded_bytes(15, 2 << 20);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     w.open_table("t").unwrap().insert(b"big", &big).unwrap();
     w.commit().unwrap();
     let snap_pages = t.db().stat().unwrap().pages;
@@ -1523,7 +1523,7 @@ fn a_big_value_at_the_files_end_through_relocation() {
         .map(|_| watch(entries.clone(), want.clone(), stop.clone(), rounds.clone()))
         .collect();
     for round in 0..3u64 {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("t").unwrap();
             tab.remove(b"big").unwrap();
@@ -1542,7 +1542,7 @@ fn a_big_value_at_the_files_end_through_relocation() {
             len >= snap_pages * u64::from(ps),
             "round {round}: cut to {len} under the entry"
         );
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         w.open_table("t").unwrap().remove_range(..).unwrap();
         w.commit().unwrap();
     }

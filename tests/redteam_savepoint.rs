@@ -771,7 +771,7 @@ fn map_full_at_every_point_then_restore_and_commit() {
 fn tables_of_every_kind_created_and_deleted_across_restores() {
     let mut t = TestDb::new(512);
     {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         let mut m = w.open_multimap("m0").unwrap();
         for i in 0..200u32 {
             m.insert(format!("k{}", i % 7).as_bytes(), &i.to_be_bytes())
@@ -961,7 +961,7 @@ fn a_readers_bytes_never_change_through_restores_and_reuse() {
     let long_key = vec![b'L'; ps];
     let lens = [5usize, 300, 3 * ps, 20 * ps];
     {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         let mut tab = w.open_table("bold").unwrap();
         for (i, &len) in lens.iter().enumerate() {
             tab.insert(&[b'v', i as u8], &common::seeded_bytes(i as u64, len))
@@ -974,7 +974,7 @@ fn a_readers_bytes_never_change_through_restores_and_reuse() {
         drop(tab);
         w.commit().unwrap();
         // Freed pages of earlier commits become reusable too.
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         let mut tab = w.open_table("bchurn").unwrap();
         for i in 0..200u32 {
             tab.insert(&i.to_be_bytes(), &[1; 700]).unwrap();
@@ -1126,7 +1126,7 @@ fn a_savepoint_costs_the_free_list_of_the_file() {
     let t = TestDb::new(ps as u32);
     // About 200,000 free pages: runs of 200 pages, written then deleted.
     for _ in 0..2 {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         let mut tab = w.open_table("big").unwrap();
         for i in 0..500u32 {
             tab.insert(&i.to_be_bytes(), &vec![1; 200 * ps]).unwrap();
@@ -1211,7 +1211,7 @@ fn heap_cleaning_at_a_commit_after_restores() {
     let mut t = TestDb::new(ps as u32);
     let mut model: BTreeMap<Vec<u8>, Vec<u8>> = BTreeMap::new();
     {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         let mut tab = w.open_table("t").unwrap();
         for i in 0..3000u32 {
             let v = common::seeded_bytes(u64::from(i), 1200 + (i as usize * 7) % 800);

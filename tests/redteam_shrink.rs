@@ -34,14 +34,14 @@ fn compact_on_trivial_files() {
     assert!(t.file_size() <= before);
     no_leaks(t.db());
     {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         w.open_table("empty").unwrap();
         w.commit().unwrap();
     }
     t.db().compact().unwrap();
     no_leaks(t.db());
     {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut x = w.open_table("x").unwrap();
             for i in 0..2000 {
@@ -75,7 +75,7 @@ fn compact_many_tables_and_run_lengths() {
     let sizes = [10usize, 2000, 4100, 9000, 30000, 70000];
     let mut model: Vec<std::collections::BTreeMap<u32, usize>> = vec![Default::default(); 6];
     for round in 0..20u32 {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         for (ti, m) in model.iter_mut().enumerate() {
             let mut tb = w.open_table(&format!("t{ti}")).unwrap();
             for j in 0..60u32 {
@@ -161,7 +161,7 @@ fn compact_at_max_size() {
         let mut n = 0u32;
         let mut per = 20;
         loop {
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             let ok = {
                 let mut tb = w.open_table("t").unwrap();
                 (0..per).all(|k| tb.insert(&key(n + k), &value(n + k, 3000)).is_ok())
@@ -177,7 +177,7 @@ fn compact_at_max_size() {
         let hw = db.stat().unwrap().pages;
         // Free a few pages at the start: the lowest keys' values.
         {
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             {
                 let mut tb = w.open_table("t").unwrap();
                 for i in 0..freed {
@@ -223,7 +223,7 @@ fn two_handles_write_compact_and_read() {
     let reads = AtomicU64::new(0);
     let n = 3000u32;
     let fill = |db: &Database, round: u32| {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tb = w.open_table("t").unwrap();
             for i in 0..n {
@@ -234,7 +234,7 @@ fn two_handles_write_compact_and_read() {
         w.commit().unwrap();
     };
     let wipe = |db: &Database| {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tb = w.open_table("t").unwrap();
             for i in 0..n {
@@ -298,7 +298,7 @@ fn a_free_list_naming_the_reachable_tail_page_is_set_aside_by_verify() {
     {
         // SAFETY: the test owns the file.
         let db = unsafe { opts.open(&path) }.unwrap();
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut t = w.open_table("t").unwrap();
             for i in 0..60 {
@@ -306,7 +306,7 @@ fn a_free_list_naming_the_reachable_tail_page_is_set_aside_by_verify() {
             }
         }
         w.commit().unwrap();
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut t = w.open_table("t").unwrap();
             for i in 0..60 {
@@ -317,11 +317,11 @@ fn a_free_list_naming_the_reachable_tail_page_is_set_aside_by_verify() {
         }
         w.commit().unwrap();
         for i in 0..3 {
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             w.open_table("u").unwrap().insert(&key(i), b"x").unwrap();
             w.commit().unwrap();
         }
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         w.open_table("t").unwrap().insert(b"zz", &big).unwrap();
         w.commit().unwrap();
     }
@@ -363,7 +363,7 @@ fn a_free_list_naming_the_reachable_tail_page_is_set_aside_by_verify() {
     assert!(stat.set_aside.is_some(), "{stat:?}");
     assert!(db.last_txn_id() < newest.txn_id);
     for i in 0..4u32 {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         w.open_table("u")
             .unwrap()
             .insert(&key(100 + i), &value(i, 20))

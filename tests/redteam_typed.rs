@@ -468,7 +468,7 @@ fn redteam_tuple_values_with_a_nul_in_a_borrowed_field_are_unreadable() {
     const OPT: TableDefinition<u8, Option<(&[u8], bool)>> = TableDefinition::new("opt");
     const BLOBS: TableDefinition<u64, (&[u8], u64)> = TableDefinition::new("blobs");
     let t = TestDb::new(4096);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     let ins_pairs = w
         .open_typed(PAIRS)
         .unwrap()
@@ -525,7 +525,7 @@ fn held_str_reads_are_zero_copy() {
     let t = TestDb::new(4096);
     let long = "x".repeat(9000);
     let packed = "y".repeat(2000);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_typed(TEXT).unwrap();
         tab.insert(1, "short").unwrap();
@@ -610,7 +610,7 @@ fn held_typed_ranges_and_remove_range_match_a_model() {
     for _ in 0..300 {
         keys.push(rng.next_u64() as i64 >> rng.below(60));
     }
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_typed(NUMS).unwrap();
         for (i, &k) in keys.iter().enumerate() {
@@ -646,7 +646,7 @@ fn held_typed_ranges_and_remove_range_match_a_model() {
     for (i, lo) in bounds.iter().enumerate() {
         for hi in bounds.iter().skip(i % 3).step_by(3) {
             let want = model.keys().filter(|k| in_bounds(*k, lo, hi)).count() as u64;
-            let mut w = t.db().begin_write().unwrap();
+            let w = t.db().begin_write().unwrap();
             {
                 let mut tab = w.open_typed(NUMS).unwrap();
                 let n = tab.remove_range((*lo, *hi)).unwrap();
@@ -674,7 +674,7 @@ fn held_composite_ranges_match_a_model() {
     let t = TestDb::new(4096);
     let strs = hard_strs();
     let mut model = BTreeMap::new();
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_typed(SCORES).unwrap();
         for (i, s) in strs.iter().enumerate() {
@@ -730,7 +730,7 @@ fn held_unit_keys() {
     const SET: TableDefinition<(), u8> = TableDefinition::new("unit");
     const UNITS: TableDefinition<((), ()), ()> = TableDefinition::new("units");
     let t = TestDb::new(4096);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     assert!(!w.open_typed(SET).unwrap().insert((), 5).unwrap());
     assert!(w.open_typed(SET).unwrap().insert((), 6).unwrap());
     w.open_typed(UNITS).unwrap().insert(((), ()), ()).unwrap();
@@ -758,16 +758,16 @@ fn held_type_names_across_one_transaction_abort_and_recreate() {
     let mismatch = |e: Option<Error>| matches!(e, Some(Error::TableTypeMismatch { .. }));
 
     // Aborted and dropped creations.
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     w.open_typed(B).unwrap().insert(-1, "b").unwrap();
     w.abort();
     {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         w.open_typed(C).unwrap().insert(1, 1).unwrap();
     }
     assert!(!t.db().begin_read().unwrap().table_exists("t").unwrap());
 
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     w.open_typed(A).unwrap().insert(1, "a").unwrap();
     assert!(mismatch(w.open_typed(B).err()));
     assert!(mismatch(w.open_typed(C).err()));
@@ -833,7 +833,7 @@ fn held_failed_transactions_and_rejected_arguments() {
             .map_size(1 << 20)
             .max_size(1 << 20),
     );
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     let e = w
         .open_typed(T)
         .unwrap()
@@ -850,7 +850,7 @@ fn held_failed_transactions_and_rejected_arguments() {
     ));
     drop(r);
 
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut big = w.open_typed(BIGKEY).unwrap();
         let e = big.insert(vec![1u8; 70_000], 1).unwrap_err();
@@ -880,7 +880,7 @@ fn held_failed_transactions_and_rejected_arguments() {
 // ---------------------------------------------------------------------------
 
 fn long_name_tables(db: &Database) {
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     macro_rules! mk {
         ($($n:literal),+) => {$(
             let def: TableDefinition<Named<$n>, Named<{ $n / 2 }>> =
@@ -998,7 +998,7 @@ fn held_longest_table_name_with_longest_type_names() {
         let too_long = "L".repeat((64 << 10) + 1);
         let def: TableDefinition<Named<65535>, Named<65535>> = TableDefinition::new(&name);
         let empty: TableDefinition<(u8, &str), Option<u64>> = TableDefinition::new("empty");
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         w.open_typed(def).unwrap().insert(1, 2).unwrap();
         let e = w
             .open_typed(TableDefinition::<u8, u8>::new(&too_long))
@@ -1045,7 +1045,7 @@ fn held_longest_table_name_with_longest_type_names() {
 fn held_decode_errors_in_a_write_transaction_fail_nothing() {
     const NAMES: TableDefinition<u64, &str> = TableDefinition::new("names");
     let t = TestDb::new(4096);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     w.open_typed(NAMES).unwrap().insert(1, "ok").unwrap();
     w.open_table("names")
         .unwrap()
@@ -1083,7 +1083,7 @@ fn held_types_survive_heap_cleaning_of_an_unopened_table() {
     let t = TestDb::with_options(opts(4096));
     let db = t.db();
     for round in 0..3u64 {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         for i in 0..200u64 {
             let k = round * 200 + i;
             w.open_typed(def)
@@ -1166,7 +1166,7 @@ const MARKED: TableDefinition<KeyMark, &str> = TableDefinition::new("t");
 /// then table "u" through the byte API. Returns the image, closed.
 fn marked_image(path: &Path) -> Vec<u8> {
     let db = open_at(path, 4096).unwrap();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut t = w.open_typed(MARKED).unwrap();
         for i in 0..10 {
@@ -1174,7 +1174,7 @@ fn marked_image(path: &Path) -> Vec<u8> {
         }
     }
     w.commit().unwrap();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     w.open_table("u").unwrap().insert(b"k", b"v").unwrap();
     w.commit().unwrap();
     drop(db);
@@ -1285,7 +1285,7 @@ fn held_crafted_catalog_records_are_corrupted_not_panics() {
                 return Err("compacted copy succeeded".into());
             }
             drop(r);
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             if !corrupted(w.open_typed(MARKED).err()) {
                 return Err("write open_typed is not Corrupted".into());
             }

@@ -7,7 +7,7 @@ mod common;
 use common::{TestDb, open};
 
 fn put(db: &larch::Database, key: u32, value: &[u8]) {
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     w.open_table("t")
         .unwrap()
         .insert(&key.to_be_bytes(), value)

@@ -8,7 +8,7 @@ use common::TestDb;
 #[test]
 fn overflow_value_replaced_inline_in_one_transaction() {
     let mut t = TestDb::new(512);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         tab.insert(b"00435", &[9u8; 535]).unwrap();
@@ -68,7 +68,7 @@ fn removing_the_key_of_an_appended_leaf_leaves_no_empty_leaf() {
         }
         b
     };
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for (k, len) in inserts {
@@ -79,7 +79,7 @@ fn removing_the_key_of_an_appended_leaf_leaves_no_empty_leaf() {
     w.commit().unwrap();
     t.db().check().unwrap();
     // Every way down to an empty tree stays sound.
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for (k, _) in inserts.iter().rev() {
@@ -124,7 +124,7 @@ fn map_full_trial(
     let path = dir.path().join("small.larch");
     let db = open_small(&path, page_size, max_pages);
     let mut rng = common::Rng(seed);
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut t = w.open_table("t").unwrap();
         for i in 0..base {
@@ -135,7 +135,7 @@ fn map_full_trial(
     }
     w.commit().unwrap();
     let model = larch::testing::read_model(&db).unwrap();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     let mut inserts = 0;
     let err = {
         let mut t = w.open_table("t").unwrap();
@@ -266,7 +266,7 @@ fn a_commit_that_would_write_a_free_list_open_refuses_fails() {
     assert_eq!(r.list_tables().unwrap(), ["a", "b"]);
     // A write that frees nothing twice still commits.
     drop(r);
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     w.open_table("c").unwrap().insert(b"k", b"v").unwrap();
     w.commit().unwrap();
     drop(db);
@@ -285,7 +285,7 @@ fn a_failed_transaction_refuses_every_later_call() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("small.larch");
     let db = open_small(&path, 4096, 24);
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     w.open_table("t").unwrap().insert(b"base", b"1").unwrap();
     w.commit().unwrap();
     let model = larch::testing::read_model(&db).unwrap();
@@ -335,7 +335,7 @@ fn a_failed_transaction_refuses_every_later_call() {
     assert_eq!(larch::testing::read_model(&db).unwrap(), model);
 
     // The next transaction starts from the last commit and commits.
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let t = w.open_table("t").unwrap();
         assert_eq!(t.len(), 1);
@@ -356,7 +356,7 @@ fn a_failed_transaction_refuses_every_later_call() {
 /// commit is 2. Returns the directory that holds it, and its path.
 fn a_file_with_an_overlong_run() -> (tempfile::TempDir, std::path::PathBuf) {
     let t = common::TestDb::new(512);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         // A run of its own: longer than the 32 pages values are packed into.
@@ -371,7 +371,7 @@ fn a_file_with_an_overlong_run() -> (tempfile::TempDir, std::path::PathBuf) {
         }
     }
     w.commit().unwrap();
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     w.open_table("u").unwrap().insert(b"x", b"y").unwrap();
     w.commit().unwrap();
     let path = t.path();
@@ -395,7 +395,7 @@ fn an_overflow_run_longer_than_its_value_is_not_freed() {
     let (_dir, path) = a_file_with_an_overlong_run();
     let db = common::open(&path, 512);
     assert_eq!(db.last_txn_id(), 2);
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     let removed = w.open_table("t").unwrap().remove(b"big");
     assert!(
         matches!(removed, Err(larch::Error::Corrupted { .. })),
@@ -438,7 +438,7 @@ fn a_pinned_reader_makes_the_file_grow_linearly_not_geometrically() {
     let t = TestDb::new(4096);
     let db = t.db();
     let put = |i: u64| {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         w.open_table("t")
             .unwrap()
             .insert(&(i % 100).to_be_bytes(), &[i as u8; 200])

@@ -17,7 +17,7 @@ const PS: u32 = 4096;
 
 fn remove(db: &Database, keys: &[u32], per_commit: usize) {
     for chunk in keys.chunks(per_commit) {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut t = w.open_table("t").unwrap();
             for &i in chunk {

@@ -48,7 +48,7 @@ fn a_lone_empty_meta_in_slot_1_survives_a_torn_first_commit() {
 
     let (db, last) = open_recorded(&path, Options::new().map_size(1 << 30));
     assert_eq!(db.last_txn_id(), 0);
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut t = w.open_table("t").unwrap();
         for i in 0..40u32 {
@@ -121,7 +121,7 @@ fn a_twin_with_other_contents_is_not_a_twin() {
     {
         let db = open_with(&path, Options::new().page_size(4096).map_size(1 << 30)).unwrap();
         for round in 0..7u32 {
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             let mut t = w.open_table("t").unwrap();
             for i in 0..200u32 {
                 t.insert(&i.to_be_bytes(), format!("r{round}-{i}").as_bytes())
@@ -141,7 +141,7 @@ fn a_twin_with_other_contents_is_not_a_twin() {
 
     let (db, last) = open_recorded(&path, Options::new().map_size(1 << 30).verify(true));
     let acknowledged = model(&db);
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut t = w.open_table("t").unwrap();
         for i in 0..200u32 {
@@ -194,7 +194,7 @@ fn a_lone_empty_meta_in_slot_1_survives_a_failed_first_commit() {
         )
         .unwrap();
         trap.arm(Kind::Sync, Fault::Eio, 1);
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         w.open_table("t").unwrap().insert(b"k", b"v").unwrap();
         assert!(w.commit().is_err());
     }
@@ -210,7 +210,7 @@ fn set_aside_ends_with_the_next_commit() {
     {
         let db = open_with(&path, Options::new().page_size(4096).map_size(1 << 30)).unwrap();
         for i in 0..3u32 {
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             w.open_table("t")
                 .unwrap()
                 .insert(&i.to_be_bytes(), b"v")
@@ -225,7 +225,7 @@ fn set_aside_ends_with_the_next_commit() {
     let db = open_with(&path, Options::new().map_size(1 << 30)).unwrap();
     assert!(db.stat().unwrap().set_aside.is_some());
     for _ in 0..2 {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         w.open_table("t").unwrap().insert(b"x", b"y").unwrap();
         w.commit().unwrap();
     }
@@ -248,7 +248,7 @@ fn a_sparse_file_claiming_terabytes_is_checked_in_bounded_memory() {
     let path = dir.path().join("huge.larch");
     {
         let db = open_with(&path, Options::new().page_size(512).map_size(1 << 30)).unwrap();
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         w.open_table("t").unwrap().insert(b"k", b"v").unwrap();
         w.commit().unwrap();
     }
@@ -304,7 +304,7 @@ fn a_plain_copy_at_an_odd_transaction_survives_a_damaged_slot_1() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let db = open_with(&path, Options::new().page_size(4096).map_size(1 << 30)).unwrap();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     for i in 0..10u32 {
         w.open_table("t")
             .unwrap()
@@ -335,7 +335,7 @@ fn a_plain_copy_at_an_odd_transaction_survives_a_damaged_slot_1() {
         None,
         "slot 1 holds the twin now"
     );
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     w.open_table("t").unwrap().insert(b"new", b"b").unwrap();
     w.commit().unwrap();
     drop(db);

@@ -13,7 +13,7 @@ use larch::Database;
 /// awaits on a worker, commits there; returns the two threads.
 async fn moved_commit(db: Database, task: u32, n: u32) -> (ThreadId, ThreadId) {
     let begin = db.clone();
-    let (mut w, begun_on) = tokio::task::spawn_blocking(move || {
+    let (w, begun_on) = tokio::task::spawn_blocking(move || {
         (begin.begin_write().unwrap(), std::thread::current().id())
     })
     .await
@@ -85,7 +85,7 @@ fn owned_ranges_stream_across_awaits_beside_writers() {
             tokio::spawn(async move {
                 for round in 0..40u32 {
                     let begin = db.clone();
-                    let mut w = tokio::task::spawn_blocking(move || begin.begin_write().unwrap())
+                    let w = tokio::task::spawn_blocking(move || begin.begin_write().unwrap())
                         .await
                         .unwrap();
                     {

@@ -129,7 +129,7 @@ fn typed_tables_match_a_model() {
     ];
     let mut model: BTreeMap<(i32, String), u64> = BTreeMap::new();
     for round in 0..6 {
-        let mut w = t.db().begin_write().unwrap();
+        let w = t.db().begin_write().unwrap();
         {
             let mut s = w.open_typed(SCORES).unwrap();
             for _ in 0..400 {
@@ -228,7 +228,7 @@ fn signed_keys_iterate_in_numeric_order() {
     const T: TableDefinition<i64, ()> = TableDefinition::new("signed");
     let t = TestDb::new(4096);
     let keys = [i64::MIN, -100, -1, 0, 1, 100, i64::MAX];
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_typed(T).unwrap();
         for k in keys.iter().rev() {
@@ -261,7 +261,7 @@ fn other_types_are_refused_and_types_survive() {
     const WRONG_VALUE: TableDefinition<u64, u64> = TableDefinition::new("names");
     const SAME_BYTES: TableDefinition<u64, String> = TableDefinition::new("names");
     let mut t = TestDb::new(4096);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     w.open_typed(NAMES).unwrap().insert(1, "ada").unwrap();
     w.open_table("plain").unwrap().insert(b"k", b"v").unwrap();
     for e in [
@@ -306,7 +306,7 @@ fn other_types_are_refused_and_types_survive() {
     };
     check_refused(t.db());
     // The byte API writes a typed table; its types stay.
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut raw = w.open_table("names").unwrap();
         let mut key = Vec::new();
@@ -353,7 +353,7 @@ fn other_types_are_refused_and_types_survive() {
 #[test]
 fn bytes_of_the_wrong_shape_are_decode_errors() {
     let t = TestDb::new(4096);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     w.open_typed(NAMES).unwrap().insert(1, "ada").unwrap();
     {
         let mut raw = w.open_table("names").unwrap();
@@ -386,7 +386,7 @@ fn borrowed_fields_with_zero_bytes_are_refused_up_front() {
     const OWNED: TableDefinition<(String, u8), u8> = TableDefinition::new("scores2");
     const BORROWED: TableDefinition<(&str, u8), u8> = TableDefinition::new("scores2");
     let t = TestDb::new(4096);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut s = w.open_typed(BORROWED).unwrap();
         assert!(matches!(

@@ -67,7 +67,7 @@ fn a_write_cursor_matches_a_model() {
         let ps = ps as usize;
         let mut model = Model::new();
         for round in 0..10 {
-            let mut w = t.db().begin_write().unwrap();
+            let w = t.db().begin_write().unwrap();
             {
                 let mut tab = w.open_table("t").unwrap();
                 for _ in 0..150 {
@@ -166,7 +166,7 @@ fn drain_takes_what_it_gives_and_leaves_the_rest() {
     let mut rng = Rng(9);
     let t = TestDb::new(512);
     let mut model = Model::new();
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut tab = w.open_table("t").unwrap();
         for _ in 0..3000 {

@@ -11,7 +11,7 @@ fn setup(n: u64) -> (tempfile::TempDir, larch::Database) {
     let dir = tempfile::tempdir().unwrap();
     // SAFETY: the benchmark's temporary directory is its own.
     let db = unsafe { larch::Database::open(dir.path().join("micro.larch")) }.unwrap();
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut t = w.open_table("t").unwrap();
         for i in 0..n {
@@ -49,7 +49,7 @@ fn micro(c: &mut Criterion) {
     });
 
     c.bench_function("insert_in_open_txn", |b| {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         let mut t = w.open_table("t").unwrap();
         let mut i = n;
         b.iter(|| {
@@ -62,7 +62,7 @@ fn micro(c: &mut Criterion) {
         let mut i = 0;
         b.iter(|| {
             i += 1;
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             w.open_table("t").unwrap().insert(&key(i), b"v").unwrap();
             w.commit().unwrap();
         });

@@ -120,7 +120,7 @@ impl Larch {
 
 impl Engine for Larch {
     fn write(&self, pairs: &[(Vec<u8>, Vec<u8>)]) {
-        let mut w = self.0.begin_write().unwrap();
+        let w = self.0.begin_write().unwrap();
         {
             let mut t = w.open_table("bench").unwrap();
             for (k, v) in pairs {
@@ -147,7 +147,7 @@ impl Engine for Larch {
     }
 
     fn remove(&self, keys: &[Vec<u8>]) {
-        let mut w = self.0.begin_write().unwrap();
+        let w = self.0.begin_write().unwrap();
         {
             let mut t = w.open_table("bench").unwrap();
             for k in keys {

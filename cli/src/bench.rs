@@ -158,7 +158,7 @@ pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
     let db = &target.db;
 
     phase("load, sorted, one transaction", keys.len() as u64, |bar| {
-        let mut w = db.begin_write()?;
+        let w = db.begin_write()?;
         {
             let mut t = w.open_table("bench")?;
             for (i, k) in keys.iter().enumerate() {
@@ -212,7 +212,7 @@ pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
         batches * 1000,
         |bar| {
             for b in 0..batches {
-                let mut w = db.begin_write()?;
+                let w = db.begin_write()?;
                 {
                     let mut t = w.open_table("bench")?;
                     for _ in 0..1000 {
@@ -229,7 +229,7 @@ pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
 
     phase("single writes, synchronous", 1000, |bar| {
         for i in 0..1000 {
-            let mut w = db.begin_write()?;
+            let w = db.begin_write()?;
             let k = rng.key();
             w.open_table("bench")
                 .and_then(|mut t| t.insert(&k, &value_of(&k)))?;
@@ -241,7 +241,7 @@ pub fn run(db: Option<&Path>, n: u64) -> Res<ExitCode> {
 
     let half = keys.len() / 2;
     phase("remove half, one transaction", half as u64, |bar| {
-        let mut w = db.begin_write()?;
+        let w = db.begin_write()?;
         {
             let mut t = w.open_table("bench")?;
             for (i, &j) in order.iter().take(half).enumerate() {

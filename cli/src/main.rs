@@ -313,7 +313,7 @@ fn run(command: Command) -> Res<ExitCode> {
         } => {
             let (key, value) = (arg_bytes(&key, hex)?, arg_bytes(&value, hex)?);
             let target = open_or_create(&db)?;
-            let mut txn = begin_write(&target.db, &db, no_wait)?;
+            let txn = begin_write(&target.db, &db, no_wait)?;
             txn.open_table(&table)
                 .and_then(|mut t| t.insert(&key, &value))?;
             txn.commit()?;
@@ -329,7 +329,7 @@ fn run(command: Command) -> Res<ExitCode> {
         } => {
             let key = arg_bytes(&key, hex)?;
             let database = open_write(&db)?;
-            let mut txn = begin_write(&database, &db, no_wait)?;
+            let txn = begin_write(&database, &db, no_wait)?;
             // A write transaction's open_table creates a missing table:
             // look it up in the snapshot the transaction starts from.
             database.begin_read()?.open_table(&table)?;
@@ -724,7 +724,7 @@ fn load_cmd(path: &Path, table: Option<&str>, file: Option<&Path>, no_wait: bool
     }
     let target = open_or_create(path)?;
     // Dropping the transaction on any error writes nothing.
-    let mut txn = begin_write(&target.db, path, no_wait)?;
+    let txn = begin_write(&target.db, path, no_wait)?;
     let mut reader = dump::Reader::new(BufReader::new(input));
     let (mut sections, mut entries) = (0u64, 0u64);
     let nothing = |e: String| Failure::Message(format!("{e}; nothing was loaded"));

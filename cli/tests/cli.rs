@@ -139,7 +139,7 @@ fn a_database_open_elsewhere_is_shared_with_it() {
     assert_eq!(ok(&["get", s(&path), "t", "k"]), "v\n");
     ok(&["put", s(&path), "t", "k", "w"]);
     assert_eq!(value(b"k").as_deref(), Some(&b"w"[..]));
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     w.open_table("t").unwrap().insert(b"mine", b"1").unwrap();
     let err = fails(&["put", "--no-wait", s(&path), "t", "k", "x"]);
     assert!(

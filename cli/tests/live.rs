@@ -16,7 +16,7 @@ const DB: &str = "LARCH_CLI_HELPER_DB";
 /// i, and an overflow value in `churn`, removing another, so that pages are
 /// freed and reused all the time.
 fn commit_round(db: &larch::Database, i: u64) {
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut t = w.open_table("t").unwrap();
         t.insert(b"counter", i.to_string().as_bytes()).unwrap();
@@ -73,7 +73,7 @@ fn helper() {
             }
         }
         "holder" => {
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             w.open_table("t").unwrap().insert(b"child", b"1").unwrap();
             say("writing");
             let mut line = String::new();

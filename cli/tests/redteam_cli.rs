@@ -131,7 +131,7 @@ fn awkward_pairs() -> Pairs {
 fn make_db(path: &Path, pairs: &Pairs) {
     let db = open(path);
     {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut m = w.open_multimap("m").unwrap();
             for (k, v) in pairs {
@@ -495,7 +495,7 @@ fn a_larch_multimap_survives_mdb_load() {
     let pairs = lmdb_pairs();
     {
         let database = open(&db);
-        let mut w = database.begin_write().unwrap();
+        let w = database.begin_write().unwrap();
         {
             let mut m = w.open_multimap("tags").unwrap();
             for (k, v) in &pairs {

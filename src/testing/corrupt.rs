@@ -88,7 +88,7 @@ fn open(path: &Path) -> crate::Result<Database> {
 /// A database with a deep table, overflow values and a non-empty free list.
 fn build(path: &Path) -> crate::Result<()> {
     let db = open(path)?;
-    let mut w = db.begin_write()?;
+    let w = db.begin_write()?;
     {
         let mut t = w.open_table("t")?;
         for i in 0..2000u32 {
@@ -102,7 +102,7 @@ fn build(path: &Path) -> crate::Result<()> {
         }
     }
     w.commit()?;
-    let mut w = db.begin_write()?;
+    let w = db.begin_write()?;
     {
         let mut t = w.open_table("t")?;
         for i in (0..2000u32).step_by(3) {
@@ -342,7 +342,7 @@ pub fn shared_tree_image() -> Vec<u8> {
     let _ = std::fs::remove_file(&path);
     let built = (|| -> crate::Result<()> {
         let db = open(&path)?;
-        let mut w = db.begin_write()?;
+        let w = db.begin_write()?;
         for name in ["a", "b"] {
             let mut t = w.open_table(name)?;
             for i in 0..300u32 {

@@ -250,7 +250,7 @@ fn workload(
     for _ in 0..txns {
         let mut next = model.clone();
         let result = (|| -> crate::Result<()> {
-            let mut w = db.begin_write()?;
+            let w = db.begin_write()?;
             for _ in 0..1 + rng.below(30) {
                 let name = ["a", "b"][rng.below(2) as usize];
                 let mut t = w.open_table(name)?;
@@ -362,7 +362,7 @@ pub fn run(seed: u64, txns: u64) -> (Figures, Vec<String>) {
                                 .or_default()
                                 .insert(b"k".to_vec(), b"v".to_vec());
                             let again = (|| {
-                                let mut w = db.begin_write()?;
+                                let w = db.begin_write()?;
                                 w.open_table("c")?.insert(b"k", b"v")?;
                                 w.commit()
                             })();

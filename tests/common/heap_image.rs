@@ -110,11 +110,11 @@ pub fn redirect_packed(
 /// of 1,100 bytes in table "u" (keys from `first`, big-endian), so that
 /// freed pages are reused; returns the value of key `k` of "t" then.
 pub fn reuse_then_read(db: &Database, first: u32, k: &[u8]) -> larch::Result<Option<Vec<u8>>> {
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     assert!(w.open_table("t").unwrap().remove(b"A").unwrap());
     w.commit().unwrap();
     for round in 0..3u32 {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut tab = w.open_table("u").unwrap();
             for i in 0..20u32 {

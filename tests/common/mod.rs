@@ -202,7 +202,7 @@ pub mod hostile {
     }
 
     pub fn put(db: &Database, key: &[u8], value: &[u8]) {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         w.open_table("t").unwrap().insert(key, value).unwrap();
         w.commit().unwrap();
     }

@@ -22,7 +22,7 @@ pub fn value(i: u32) -> Vec<u8> {
 pub fn load(db: &Database, keys: impl Iterator<Item = u32>, per_commit: usize) {
     let keys: Vec<u32> = keys.collect();
     for chunk in keys.chunks(per_commit) {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut t = w.open_table("t").unwrap();
             for &i in chunk {
@@ -35,7 +35,7 @@ pub fn load(db: &Database, keys: impl Iterator<Item = u32>, per_commit: usize) {
 
 /// A small commit to another table.
 pub fn touch(db: &Database, i: u32) {
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     w.open_table("u").unwrap().insert(&key(i), b"x").unwrap();
     w.commit().unwrap();
 }

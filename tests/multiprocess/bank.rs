@@ -44,7 +44,7 @@ fn word(bytes: Option<&[u8]>) -> u64 {
 /// Creates the bank: every account at `INITIAL`, its hash, no commits yet,
 /// an empty log.
 pub fn create(db: &Database) {
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     let mut sum = 0u64;
     {
         let mut bank = w.open_table("bank").unwrap();

@@ -28,7 +28,7 @@ pub fn writer(path: &Path, args: &Args) {
     assert_eq!(parent.recv().unwrap(), "go");
     let mut busy = 0u64;
     for i in 0..args.get("increments") {
-        let mut w = if i % 2 == 0 {
+        let w = if i % 2 == 0 {
             db.begin_write().unwrap()
         } else {
             loop {
@@ -86,7 +86,7 @@ fn writer_processes_lose_no_contended_increment() {
     let mut acked = [0u64; COUNTERS as usize];
     let mut rng = Rng(seed);
     for _ in 0..per_writer / 3 {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         let c = rng.below(COUNTERS);
         {
             let mut t = w.open_table("counters").unwrap();

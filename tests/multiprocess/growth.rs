@@ -23,7 +23,7 @@ fn value(i: u64) -> Vec<u8> {
 /// Commits keys `from..to` of table "g", 64 a commit.
 fn load(db: &Database, from: u64, to: u64) {
     for start in (from..to).step_by(64) {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut t = w.open_table("g").unwrap();
             for i in start..to.min(start + 64) {

@@ -49,7 +49,7 @@ fn read_word(path: &Path, offset: u64) -> u64 {
 /// A database with some tables' worth of data; returns its digest.
 fn fill(db: &Database) -> (u64, u64) {
     let mut rng = Rng(7);
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut t = w.open_table("t").unwrap();
         for i in 0..500u32 {
@@ -67,7 +67,7 @@ fn content(db: &Database) -> (u64, u64) {
 
 /// One commit that changes nothing of table "t".
 fn touch(db: &Database, n: u64) {
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     w.open_table("other")
         .unwrap()
         .insert(&n.to_be_bytes(), &[n as u8; 300])

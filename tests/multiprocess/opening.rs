@@ -28,7 +28,7 @@ pub fn opener(path: &Path) {
             return;
         }
     };
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut t = w.open_table("opens").unwrap();
         let n = t
@@ -135,7 +135,7 @@ fn try_open(path: &Path) -> Database {
 
 /// Commits `mib` MiB of values in table "t"; returns its digest after.
 fn grow(db: &Database, from: u32, mib: u32) -> (u64, u64) {
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut t = w.open_table("t").unwrap();
         for i in from..from + mib * 64 {

@@ -24,7 +24,7 @@ const PINNED_COMMITS: u64 = 120;
 /// values on overflow pages, some keys removed and put back).
 fn churn(db: &Database, rng: &mut Rng, commits: u64) {
     for _ in 0..commits {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut t = w.open_table("churn").unwrap();
             for _ in 0..16 {
@@ -48,7 +48,7 @@ fn churn(db: &Database, rng: &mut Rng, commits: u64) {
 fn filled(seed: u64) -> (TestDb, Rng) {
     let t = TestDb::new(crate::PAGE);
     let mut rng = Rng(seed);
-    let mut w = t.db().begin_write().unwrap();
+    let w = t.db().begin_write().unwrap();
     {
         let mut table = w.open_table("churn").unwrap();
         for k in 0..KEYS {
@@ -417,7 +417,7 @@ fn a_pinned_reader_process_makes_the_file_grow_linearly() {
     pinner.expect("pinned");
     let one = |n: u64| {
         for i in 0..n {
-            let mut w = db.begin_write().unwrap();
+            let w = db.begin_write().unwrap();
             let mut table = w.open_table("churn").unwrap();
             table
                 .insert(&(i % KEYS).to_be_bytes(), &[i as u8; 200])

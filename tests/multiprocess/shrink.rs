@@ -20,7 +20,7 @@ fn value(i: u64) -> Vec<u8> {
 
 fn write(db: &Database, keys: &[u64], insert: bool) {
     for chunk in keys.chunks(500) {
-        let mut w = db.begin_write().unwrap();
+        let w = db.begin_write().unwrap();
         {
             let mut t = w.open_table("s").unwrap();
             for &i in chunk {

@@ -93,7 +93,7 @@ fn base_image() -> &'static [u8] {
         let db = open(&scratch.0, 512).expect("create the base image");
         let mut rng = Rng(1);
         for round in 0..4 {
-            let mut w = db.begin_write().expect("write");
+            let w = db.begin_write().expect("write");
             for name in ["a", "b", "c"] {
                 let mut t = w.open_table(name).expect("table");
                 for i in 0..150u32 {

@@ -154,7 +154,7 @@ pub fn run(seed: u64, page_size: usize, txns: u64, images: u64) -> (Figures, Vec
 /// (several commits of the same data, the last ones cutting the file).
 fn shrink(db: &Database, model: &mut Model, rng: &mut Rng, expect: &Mutex<Expect>) {
     let mut next = model.clone();
-    let mut w = db.begin_write().expect("begin the big delete");
+    let w = db.begin_write().expect("begin the big delete");
     for (name, entries) in next.iter_mut() {
         let mut t = w.open_table(name).expect("open a table");
         entries.retain(|key, _| {
