@@ -1,6 +1,8 @@
 //! A bank: money moves between accounts in synchronous transactions from two
-//! teller threads, while auditor threads sum every balance in their snapshot.
-//! The total never changes, in any snapshot, at any moment.
+//! teller threads, each transfer recorded in a ledger table in the same
+//! transaction (both tables open at once), while auditor threads sum every
+//! balance in their snapshot. The total never changes, in any snapshot, at
+//! any moment, and the ledger accounts for every unit moved.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
@@ -22,7 +24,7 @@ fn main() -> Result<()> {
     let dir = tempfile::tempdir()?;
     // SAFETY: the file is ours alone while the database is open.
     let db = unsafe { Database::open(dir.path().join("bank.larch")) }?;
-    let mut txn = db.begin_write()?;
+    let txn = db.begin_write()?;
     {
         let mut accounts = txn.open_table("accounts")?;
         for i in 0..ACCOUNTS {
@@ -64,6 +66,13 @@ fn main() -> Result<()> {
         sum += balance(entry?.1);
     }
     assert_eq!(sum, total);
+    // Each ledger record is the amount moved, then the balance before it.
+    let ledger = snapshot.open_table("ledger")?;
+    let mut recorded = 0;
+    for entry in ledger.iter()? {
+        recorded += balance(&entry?.1[..8]);
+    }
+    assert_eq!(recorded, moved.load(Ordering::Relaxed));
     println!(
         "{} transfers moved {} units; {} audits summed {ACCOUNTS} accounts to {total} every time",
         2 * TRANSFERS_PER_TELLER,
@@ -89,13 +98,22 @@ fn teller(db: &Database, seed: u64, moved: &AtomicU64) -> Result<()> {
         }
         // The writer lock serialises the tellers: each reads and writes the
         // balances of one committed state.
-        let mut txn = db.begin_write()?;
+        let txn = db.begin_write()?;
         {
+            // Two tables open at once in one transaction.
             let mut accounts = txn.open_table("accounts")?;
-            let have = balance(accounts.get(&account(from))?.expect("account exists"));
-            let amount = (next() % 50).min(have);
+            let mut ledger = txn.open_table("ledger")?;
+            let have = accounts.get(&account(from))?.expect("account exists");
+            let amount = (next() % 50).min(balance(have));
+            let left = balance(have) - amount;
+            // The record is written while `have` (borrowed from `accounts`)
+            // is still in hand: a change to another table does not end it.
+            let mut record = amount.to_le_bytes().to_vec();
+            record.extend_from_slice(have);
+            let id = (seed << 32 | ledger.len()).to_be_bytes();
+            ledger.insert(&id, &record)?;
             let to_balance = balance(accounts.get(&account(to))?.expect("account exists"));
-            accounts.insert(&account(from), &(have - amount).to_le_bytes())?;
+            accounts.insert(&account(from), &left.to_le_bytes())?;
             accounts.insert(&account(to), &(to_balance + amount).to_le_bytes())?;
             moved.fetch_add(amount, Ordering::Relaxed);
         }
