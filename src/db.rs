@@ -308,6 +308,7 @@ impl Options {
                 shrink_failures: AtomicU64::new(0),
                 wrote: Mutex::new(None),
                 unsynced: Mutex::default(),
+                closed: AtomicBool::new(false),
             },
             self.read_only,
         ))
@@ -732,6 +733,7 @@ impl Drop for Closer {
         // commit is the newest it knows: starting a write transaction is
         // not free of effects (it spoils a slot open set aside, for one),
         // and the cut needs that commit's metas.
+        self.core.closed.store(true, Ordering::Release);
         let registry = &self.core.registry;
         let weak = registry.durable() != registry.committed();
         let latest = self.core.latest.lock().txn_id;
@@ -739,13 +741,42 @@ impl Drop for Closer {
         if !weak && !mine {
             return;
         }
-        if let Ok(Some(mut w)) = start_write(&self.core, false)
-            && (!weak || w.make_durable().is_ok())
-            && mine
-        {
-            w.cut_on_close();
+        match start_write(&self.core, false) {
+            Ok(Some(mut w)) => {
+                let durable = !weak || w.make_durable().is_ok();
+                if durable && mine {
+                    w.cut_on_close();
+                }
+            }
+            // The writer lock is taken: by a write transaction of this
+            // handle, which syncs as it ends (`Core::closed`); by a writer
+            // of another process, alive, whose handle syncs as it closes;
+            // or, the data file's writer byte held shared, by a read-only
+            // handle that cannot publish its snapshot, which reads only the
+            // published commit: making that durable writes only the other
+            // meta slot, which it does not read, so it goes ahead under the
+            // lock file's writer lock alone.
+            Ok(None) if weak => {
+                if let Ok(Some(mut w)) = start_sync(&self.core) {
+                    let _ = w.make_durable();
+                }
+            }
+            _ => {}
         }
     }
+}
+
+/// A write transaction of `core`'s handle under the lock file's writer
+/// lock alone (not the data file's writer byte), for `make_durable` only:
+/// `None` if either lock is taken.
+fn start_sync(core: &Arc<Core>) -> Result<Option<WriteTxn>> {
+    let Some(guard) = core.writer.try_lock_arc() else {
+        return Ok(None);
+    };
+    if !core.registry.lock_writer(false)? {
+        return Ok(None);
+    }
+    WriteTxn::new(Arc::clone(core), guard).map(Some)
 }
 
 /// Starts the write transaction of `core`'s handle, waiting for it if

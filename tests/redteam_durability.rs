@@ -1,9 +1,9 @@
 //! Hostile review of per-transaction durability (`Durability::{Immediate,
 //! Eventual, None}`, `Database::sync`, weak metas in the lock file).
 //!
-//! Tests whose name starts with `fails_` demonstrate a defect and FAIL on
-//! the commit under review; the others are attacks that held, kept as
-//! regression tests.
+//! Each test is an attack: the defects it found (weak commits lost at a
+//! clean close, a lagging `durable` word, pinned-page figures, a clock
+//! that goes back) are fixed, and all of them stay as regression tests.
 
 mod common;
 
@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use common::hostile::{get, open_at, opts};
 use larch::{Database, Durability, Error};
 
-/// Header words of the lock file (src/format/registry.rs).
+/// Header words of the lock file (`format::registry`).
 const COMMITTED: u64 = 32;
 const DURABLE: u64 = 72;
 const WEAK_SINCE: u64 = 80;
@@ -80,7 +80,7 @@ fn all_processes_killed_image(path: &Path, to: &Path) {
 /// the lock file, which the next open rebuilds from the data file. Commits
 /// that every reader saw are gone after a clean shutdown and reopen.
 #[test]
-fn fails_closing_with_a_write_transaction_alive_loses_weak_commits_without_a_crash() {
+fn closing_with_a_write_transaction_alive_loses_weak_commits_without_a_crash() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let db = open_at(&path).unwrap();
@@ -107,7 +107,7 @@ fn fails_closing_with_a_write_transaction_alive_loses_weak_commits_without_a_cra
 /// Same, the transaction alive at close commits weakly afterwards: the
 /// handle is gone, so nothing ever syncs it (nor the earlier ones).
 #[test]
-fn fails_a_weak_commit_of_a_transaction_outliving_its_handle_is_lost_at_reopen() {
+fn a_weak_commit_of_a_transaction_outliving_its_handle_is_lost_at_reopen() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let db = open_at(&path).unwrap();
@@ -134,7 +134,7 @@ fn fails_a_weak_commit_of_a_transaction_outliving_its_handle_is_lost_at_reopen()
 /// too, the commits are gone: a clean shutdown of both, then a reopen, and
 /// the data is lost. (Skipped where a bind mount is not allowed.)
 #[test]
-fn fails_a_private_read_only_handle_open_at_close_makes_weak_commits_vanish() {
+fn a_private_read_only_handle_open_at_close_makes_weak_commits_vanish() {
     let dir = tempfile::tempdir().unwrap();
     let rw = dir.path().join("rw");
     let ro = dir.path().join("ro");
@@ -203,7 +203,7 @@ impl Drop for BindRo {
 /// `Error::LockFile` (the other slot holds a valid meta newer than
 /// `durable` that `writing` does not name), or at least keeping D whole.
 #[test]
-fn fails_a_durable_word_naming_the_older_meta_lets_weak_commits_overwrite_the_newest() {
+fn a_durable_word_naming_the_older_meta_lets_weak_commits_overwrite_the_newest() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let db = open_at(&path).unwrap();
@@ -214,7 +214,7 @@ fn fails_a_durable_word_naming_the_older_meta_lets_weak_commits_overwrite_the_ne
     let d_older = db.durable_txn_id();
     // D: an Immediate commit after a weak one is two-sync (PAGES_SYNCED).
     put_as(&db, Durability::None, &key(n), &value(n, 0, 700));
-    let mut w = db.begin_write().unwrap();
+    let w = db.begin_write().unwrap();
     {
         let mut t = w.open_table("t").unwrap();
         for i in 0..n {
@@ -272,7 +272,7 @@ fn fails_a_durable_word_naming_the_older_meta_lets_weak_commits_overwrite_the_ne
 /// disk to be `txn_id - 1` and `txn_id`, so after weak commits it blames
 /// the reader (and `larch readers` tells the user to end it for nothing).
 #[test]
-fn fails_pinned_pages_blames_a_reader_for_pages_the_durable_meta_holds() {
+fn pinned_pages_blames_a_reader_for_pages_the_durable_meta_holds() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let db = open_at(&path).unwrap();
@@ -308,7 +308,7 @@ fn fails_pinned_pages_blames_a_reader_for_pages_the_durable_meta_holds() {
 /// freed that nothing else pins; `pinned_pages` says 0 because the group
 /// of the newest commit is taken as reached by a meta on disk.
 #[test]
-fn fails_pinned_pages_misses_what_a_reader_of_a_weak_commit_alone_holds() {
+fn pinned_pages_misses_what_a_reader_of_a_weak_commit_alone_holds() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let db = open_at(&path).unwrap();
@@ -354,7 +354,7 @@ fn fails_pinned_pages_misses_what_a_reader_of_a_weak_commit_alone_holds() {
 /// again: here an hour. (The lock file lives for one boot, so a boot-time
 /// clock, `CLOCK_BOOTTIME`, would do.)
 #[test]
-fn fails_eventual_commits_stay_weak_for_as_long_as_the_clock_went_back() {
+fn eventual_commits_stay_weak_for_as_long_as_the_clock_went_back() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("db");
     let db = open_at(&path).unwrap();

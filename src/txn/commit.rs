@@ -247,10 +247,13 @@ impl WriteTxn {
                 let now = std::time::SystemTime::now()
                     .duration_since(std::time::UNIX_EPOCH)
                     .map_or(0, |d| d.as_micros() as u64);
+                // A stamp in the future (the clock went back) counts as old:
+                // better one sync early than commits left weak for as long
+                // as the clock went back.
                 self.core
                     .registry
                     .weak_since()
-                    .is_none_or(|since| now.saturating_sub(since) < period)
+                    .is_none_or(|since| now >= since && now - since < period)
             }
         }
     }

@@ -59,6 +59,10 @@ pub(crate) struct Core {
     /// What this handle wrote since the newest durable commit, for a
     /// single-sync `sync` (`Unsynced`).
     pub unsynced: Mutex<Unsynced>,
+    /// Set when the last clone of the handle went: a write transaction that
+    /// outlives it makes the commits that are not durable durable as it
+    /// ends, since the close could not (it held the writer lock).
+    pub closed: AtomicBool,
 }
 
 /// Marks a handle keeps at most.
@@ -306,6 +310,15 @@ impl Core {
                 ));
             }
         };
+        // A newer valid meta in the other slot that no writer left
+        // unfinished (it was spoiled above) means the `durable` word lags
+        // the file: pinning the older meta would let this writer reuse the
+        // newer one's pages.
+        if in_other.is_some_and(|m| m.txn_id > durable) {
+            return Err(Error::LockFile(
+                "the lock file's durable commit is older than the one the file holds",
+            ));
+        }
         let older = in_other.filter(|m| m.txn_id < durable);
         if state.known != id {
             let map = self.pager.map_for(base.high_water)?;
@@ -351,6 +364,17 @@ impl Core {
             self.poisoned.store(true, Ordering::Release);
         }
         r
+    }
+}
+
+impl Core {
+    /// The ids of the valid metas on disk, read now without any lock (for
+    /// figures only: a writer may be overwriting one).
+    pub(crate) fn metas_on_disk(&self) -> Vec<u64> {
+        (0..2)
+            .filter_map(|slot| read_slot(&self.pager, slot).ok().flatten())
+            .map(|m| m.txn_id)
+            .collect()
     }
 }
 

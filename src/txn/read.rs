@@ -327,15 +327,22 @@ impl ReadTxn {
 
     /// [`count_pins`](ReadTxn::count_pins) on `entries`, this snapshot's
     /// free list: a reader's count is the pending pages no other reader's
-    /// snapshot and neither meta a writer following this snapshot leaves on
-    /// disk reaches.
+    /// snapshot reaches, and nothing a writer following this snapshot pins
+    /// either: the metas on disk, and the snapshots from this one on.
     fn count_pins_in(&self, entries: &[Entry], readers: &mut [ReaderInfo]) {
-        let live: BTreeSet<u64> = readers.iter().map(|r| r.txn_id).collect();
-        // The next writer's metas are this snapshot and the one before.
-        let metas_from = self.snap.meta.txn_id.saturating_sub(1);
-        let alone = pinned_alone(entries.iter().copied(), Pins::new(&live, metas_from));
+        let mut pinned: BTreeSet<u64> = readers.iter().map(|r| r.txn_id).collect();
+        let metas = self.snap.core.metas_on_disk();
+        pinned.extend(&metas);
+        let alone = pinned_alone(
+            entries.iter().copied(),
+            Pins::new(&pinned, self.snap.meta.txn_id),
+        );
         for r in readers {
-            r.pinned_pages = alone.get(&r.txn_id).copied().unwrap_or(0);
+            // What a meta on disk reaches is kept whatever the reader does.
+            r.pinned_pages = match metas.contains(&r.txn_id) {
+                true => 0,
+                false => alone.get(&r.txn_id).copied().unwrap_or(0),
+            };
         }
     }
 

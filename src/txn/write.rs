@@ -575,6 +575,11 @@ impl WriteTxn {
         // nothing: the parent's writer lock is not its own.
         self.core.same_process()?;
         self.dirty.live()?;
+        if self.core.closed.load(Ordering::Acquire) {
+            // Its handle closed meanwhile, unable to sync what this writer
+            // held the lock over: nothing would later.
+            self.durability = Durability::Immediate;
+        }
         let r = self.protocol();
         self.dirty.outcome(r)?;
         self.finished = true;
@@ -728,6 +733,15 @@ impl Drop for WriteTxn {
             return;
         }
         if !self.finished {
+            // Its handle closed while this held the writer lock, so the
+            // close could not make the commits that are not durable durable:
+            // this does, as the last writer of the handle (best effort, as
+            // the close's).
+            if self.core.closed.load(Ordering::Acquire)
+                && !self.core.poisoned.load(Ordering::Acquire)
+            {
+                let _ = self.make_durable();
+            }
             self.guard.free.list = self.dirty.abort();
         }
         // Before `guard` drops: another thread of this handle taking the
