@@ -313,8 +313,10 @@ impl Core {
         // A newer valid meta in the other slot that no writer left
         // unfinished (it was spoiled above) means the `durable` word lags
         // the file: pinning the older meta would let this writer reuse the
-        // newer one's pages.
-        if in_other.is_some_and(|m| m.txn_id > durable) {
+        // newer one's pages. (One of the other parity is no meta of that
+        // slot: open set it aside, and the next durable commit overwrites
+        // it.)
+        if in_other.is_some_and(|m| m.txn_id > durable && m.txn_id % 2 == other) {
             return Err(Error::LockFile(
                 "the lock file's durable commit is older than the one the file holds",
             ));
