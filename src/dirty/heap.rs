@@ -57,20 +57,38 @@ pub(super) struct Segments {
     /// A segment of this partition left without values, kept whole for
     /// the next segment it opens: its first page and length.
     spare: Option<(PageId, u64)>,
-}
-
-/// What a savepoint keeps of the records besides their undo log.
-pub(super) struct RecordsSaved {
+    /// Bytes this partition packed so far: its next segment is about as
+    /// long (up to `SEGMENT_PAGES`), so a table that packs little takes
+    /// little, however much the transaction's other tables pack, and its
+    /// last segment leaves at most about half unfilled.
     packed: u64,
 }
+
+impl Segments {
+    /// Counts what `from` packed as this partition's (the commit gathers
+    /// every partition into the transaction's).
+    pub(super) fn absorb(&mut self, from: &Segments) {
+        self.packed = self.packed.saturating_add(from.packed);
+    }
+
+    /// Whether `settle` has nothing to do: no spare, and no open segment
+    /// with a whole page unfilled or left without values.
+    #[inline]
+    pub(super) fn settled(&self, page_size: usize) -> bool {
+        self.spare.is_none()
+            && self.open.as_ref().is_none_or(|o| {
+                o.used > SEGMENT_DATA && o.used.div_ceil(page_size) as u64 == o.pages
+            })
+    }
+}
+
+/// What a savepoint keeps of the records besides their undo log (nothing
+/// now: what each partition packed is its `Segments`').
+pub(super) struct RecordsSaved;
 
 /// The transaction's changes to the live counts, shared by its partitions.
 #[derive(Default)]
 pub(super) struct Records {
-    /// Bytes the transaction packed so far: a new segment is about as long
-    /// (up to `SEGMENT_PAGES`), so a transaction that packs little takes
-    /// little, and its last segment leaves at most about half unfilled.
-    packed: u64,
     /// Where the values this transaction packed and still holds lie: a cell
     /// may release a value of one of its segments only if it is one of
     /// these, once.
@@ -97,16 +115,14 @@ impl Records {
         self.changes.entry(seg).or_default()
     }
 
-    /// A savepoint: the total packed, and an undo log from now on.
+    /// A savepoint: an undo log from now on.
     pub(super) fn savepoint(&mut self) -> RecordsSaved {
         self.undo.push(Vec::new());
-        RecordsSaved {
-            packed: self.packed,
-        }
+        RecordsSaved
     }
 
-    /// Back to the savepoint of `level` (`saved`), which stays.
-    pub(super) fn restore(&mut self, level: usize, saved: &RecordsSaved) {
+    /// Back to the savepoint of `level`, which stays.
+    pub(super) fn restore(&mut self, level: usize, _saved: &RecordsSaved) {
         while self.undo.len() > level {
             let log = self.undo.pop().expect("above the level");
             for step in log.into_iter().rev() {
@@ -127,7 +143,6 @@ impl Records {
             }
         }
         self.undo.push(Vec::new());
-        self.packed = saved.packed;
     }
 
     /// Forgets the savepoint of `level`: its log joins the one before.
@@ -201,7 +216,7 @@ impl Records {
             if need > max_pages {
                 return Ok(None);
             }
-            let want = (self.packed.div_ceil(ps as u64).max(2 * need))
+            let want = (segs.packed.div_ceil(ps as u64).max(2 * need))
                 .next_power_of_two()
                 .clamp(need, SEGMENT_PAGES.max(need))
                 .min(max_pages);
@@ -222,7 +237,7 @@ impl Records {
                 }
                 _ => {
                     let Some((first, pages)) =
-                        alloc.alloc_segment(need, want, below, self.packed == 0)?
+                        alloc.alloc_segment(need, want, below, segs.packed == 0)?
                     else {
                         return Ok(None);
                     };
@@ -246,7 +261,7 @@ impl Records {
         };
         at.copy_from_slice(value);
         open.used += value.len();
-        self.packed += value.len() as u64;
+        segs.packed += value.len() as u64;
         let first = open.first;
         self.own.insert((first, off as u32));
         self.log(Step::Owned(first, off as u32));
@@ -302,12 +317,81 @@ impl Records {
         match segs.open.as_mut() {
             Some(open) if open.first == seg => open.used = SEGMENT_DATA,
             _ if segs.spare.is_none() => segs.spare = Some((seg, pages)),
-            _ => {
-                alloc.free(seg, pages, None)?;
-                bufs.remove(seg);
-                let was = self.changes.remove(&seg);
-                self.log(Step::Changed(seg, was));
+            _ => self.free_segment(alloc, bufs, seg, pages)?,
+        }
+        Ok(())
+    }
+
+    /// Frees the `pages` pages of segment `seg` of this transaction, which
+    /// holds no value: reusable at once (no snapshot saw it), back to the
+    /// high-water mark when it ends there; it leaves the changes, so the
+    /// heap's tree never hears of it.
+    fn free_segment(
+        &mut self,
+        alloc: &mut Allocator,
+        bufs: &mut Buffers,
+        seg: PageId,
+        pages: u64,
+    ) -> Result<()> {
+        alloc.give_back(seg, pages)?;
+        bufs.remove(seg);
+        let was = self.changes.remove(&seg);
+        self.log(Step::Changed(seg, was));
+        Ok(())
+    }
+
+    /// Settles the segments of a partition no handle holds now (its handle
+    /// dropped, or its table deleted): whatever another partition could
+    /// use goes back to the allocator. A spare, and an open segment left
+    /// without values, are freed whole; an open one that holds values keeps
+    /// them and stays open, cut to the pages they reach (its whole
+    /// unfilled pages go back), so the table opened again appends to its
+    /// last page. So a partition holds at most a page it does not fill
+    /// while no handle has it, however many tables the transaction opens.
+    pub(super) fn settle(
+        &mut self,
+        segs: &mut Segments,
+        alloc: &mut Allocator,
+        bufs: &mut Buffers,
+    ) -> Result<()> {
+        if let Some((seg, pages)) = segs.spare.take() {
+            self.free_segment(alloc, bufs, seg, pages)?;
+        }
+        let Some(open) = segs.open.as_mut() else {
+            return Ok(());
+        };
+        let first = open.first;
+        let change = self.changes.get(&first).copied().unwrap_or_default();
+        match change.pages {
+            Some(pages) if change.values == 0 && open.used == SEGMENT_DATA => {
+                segs.open = None;
+                self.free_segment(alloc, bufs, first, pages)
             }
+            _ => self.trim(open, alloc, bufs),
+        }
+    }
+
+    /// Cuts the open segment `open` to the pages its values reach: the
+    /// whole pages it did not fill go back to the allocator (to the
+    /// high-water mark when it ends there, else to the free list: no
+    /// snapshot saw them), and its header states the pages it keeps.
+    fn trim(
+        &mut self,
+        open: &mut OpenSegment,
+        alloc: &mut Allocator,
+        bufs: &mut Buffers,
+    ) -> Result<()> {
+        let ps = bufs.page_size();
+        let keep = open.used.div_ceil(ps) as u64;
+        if keep < open.pages {
+            bufs.resize(open.first, keep as usize);
+            let Some(head) = bufs.range_mut(open.first, 0..SEGMENT_DATA) else {
+                return corrupted(open.first, "the open segment has no buffer");
+            };
+            set_run_pages(head, keep as u32);
+            alloc.give_back(open.first + keep, open.pages - keep)?;
+            open.pages = keep;
+            self.change(open.first).pages = Some(keep);
         }
         Ok(())
     }
@@ -321,21 +405,10 @@ impl Records {
         alloc: &mut Allocator,
         bufs: &mut Buffers,
     ) -> Result<()> {
-        let Some(open) = segs.open.take() else {
+        let Some(mut open) = segs.open.take() else {
             return Ok(());
         };
-        let ps = bufs.page_size();
-        let keep = open.used.div_ceil(ps) as u64;
-        if keep < open.pages {
-            bufs.resize(open.first, keep as usize);
-            let Some(head) = bufs.range_mut(open.first, 0..SEGMENT_DATA) else {
-                return corrupted(open.first, "the open segment has no buffer");
-            };
-            set_run_pages(head, keep as u32);
-            alloc.give_back(open.first + keep, open.pages - keep)?;
-            self.change(open.first).pages = Some(keep);
-        }
-        Ok(())
+        self.trim(&mut open, alloc, bufs)
     }
 
     /// Closes a partition's segments: the open one as `close` does; a

@@ -106,6 +106,11 @@ impl Part {
         self.bufs.journal_bytes()
     }
 
+    /// Whether the partition holds no buffer.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.bufs.is_empty()
+    }
+
     /// The buffers, for the commit to write out.
     pub(crate) fn buffers(&self) -> &Buffers {
         &self.bufs
@@ -257,7 +262,21 @@ impl Dirty {
     pub(crate) fn gather(&self, into: &mut Part, from: &mut Part) -> Result<()> {
         self.with(|s| s.heap.finish(&mut from.segs, &mut s.alloc, &mut from.bufs))?;
         into.bufs.absorb(&mut from.bufs);
+        into.segs.absorb(&from.segs);
         Ok(())
+    }
+
+    /// Settles the segments of `part`, which no handle holds now (its
+    /// handle dropped, or its table was deleted): a spare, or an open
+    /// segment left without values, is freed; the open one is cut to the
+    /// pages its values reach. What goes back is the shared allocator's,
+    /// for any partition to take (DESIGN.md, "The value heap"). Nothing
+    /// to do (the common case) takes no lock.
+    pub(crate) fn settle(&self, part: &mut Part) -> Result<()> {
+        if part.segs.settled(self.page_size) {
+            return Ok(());
+        }
+        self.with(|s| s.heap.settle(&mut part.segs, &mut s.alloc, &mut part.bufs))
     }
 
     /// Closes the segments of `part`, which holds every buffer now, and

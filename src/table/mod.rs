@@ -934,6 +934,20 @@ impl DoubleEndedIterator for Range<'_> {
 /// `savepoint`, `delete_table`) while a handle is still in scope is a
 /// compile error, not `Error::TableAlreadyOpen` at run time. (Releasing the
 /// table's lock is the field's own drop.)
+///
+/// Dropping the handle also settles its table's value segments
+/// (`Dirty::settle`): the pages its open segment does not fill, and a
+/// spare, go back to the allocator for the other tables, so a transaction
+/// that opens many tables one after another takes no more than one
+/// table would.
 impl Drop for TableMut<'_> {
-    fn drop(&mut self) {}
+    fn drop(&mut self) {
+        if self.dirty.live().is_err() {
+            return;
+        }
+        let r = self.dirty.settle(&mut self.table.part);
+        // An error here means the segment's buffer is gone (corruption):
+        // the transaction fails as after any change that failed.
+        let _ = self.dirty.outcome(r);
+    }
 }

@@ -26,9 +26,9 @@ pub(super) struct Tables {
     /// deleted since), by name: its index in `all`.
     names: BTreeMap<String, usize>,
     /// Every table state made in the transaction, oldest first, those of
-    /// tables deleted since included: their partitions may still hold
-    /// buffers (a segment left empty), and a savepoint taken before the
-    /// delete puts them back.
+    /// tables deleted since that a savepoint taken before the delete puts
+    /// back, or whose partition still holds a buffer, included (a deleted
+    /// table's state goes otherwise: `forget_table`).
     all: Vec<Arc<Mutex<OpenTable>>>,
 }
 
@@ -530,10 +530,8 @@ impl WriteTxn {
                 None => return Ok(false),
             },
         };
-        // The table's state stays among the transaction's (its partition
-        // may keep an emptied segment; a savepoint may bring it back), but
-        // the name no longer leads to it.
-        self.tables.get_mut().names.remove(name);
+        // The name no longer leads to the table's state.
+        let index = self.tables.get_mut().names.remove(name);
         let mut catalog = self.catalog;
         let pager = &self.core.pager;
         let part = match held.as_mut() {
@@ -541,10 +539,39 @@ impl WriteTxn {
             None => &mut self.part,
         };
         btree::drop_tree(&mut self.dirty.lend(pager, part), &mut desc)?;
+        if let Some(t) = held.as_mut() {
+            // Its values are gone with its tree: the segments it packed
+            // into hold none now, and go back to the allocator for the
+            // other tables (and the table made again under this name).
+            self.dirty.settle(&mut t.part)?;
+        }
         let mut w = self.dirty.lend(pager, &mut self.part);
         btree::remove(&mut w, &mut catalog, name.as_bytes())?;
         self.catalog = catalog;
+        if let (Some(t), Some(i)) = (held, index) {
+            self.forget_table(t, i);
+        }
         Ok(true)
+    }
+
+    /// Drops the state at `i` in the transaction's tables, of a table just
+    /// deleted (`held`), when nothing needs it any more: its partition
+    /// holds no buffer, and no savepoint knows it (one made before it would
+    /// bring it back). So a table created and deleted over and over leaves
+    /// no state behind. Otherwise it stays until the commit.
+    fn forget_table(&mut self, held: Held, i: usize) {
+        let known = self.savepoints.last().map_or(0, |s| s.tables.len());
+        if i < known || !held.part.is_empty() {
+            return;
+        }
+        drop(held);
+        let tables = self.tables.get_mut();
+        tables.all.remove(i);
+        for j in tables.names.values_mut() {
+            if *j > i {
+                *j -= 1;
+            }
+        }
     }
 
     /// Names of all tables, including those created in this transaction.
