@@ -560,6 +560,47 @@ fn two_tables_change_on_two_threads() {
     assert_checked(db);
 }
 
+/// A handle dropped while its thread panics fails the transaction: the
+/// panic may have cut a change short, so nothing of the transaction
+/// commits; a savepoint taken before puts it back, and it commits then.
+#[test]
+fn a_handle_dropped_by_a_panic_fails_the_transaction() {
+    let t = TestDb::new(PS);
+    let db = t.db();
+    let w = db.begin_write().unwrap();
+    w.open_table("a").unwrap().insert(b"k", b"v").unwrap();
+    w.commit().unwrap();
+    let before = rows(db, "a");
+
+    let w = db.begin_write().unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut a = w.open_table("a").unwrap();
+        a.insert(b"half", b"way").unwrap();
+        panic!("cut short");
+    }));
+    assert!(r.is_err());
+    assert!(matches!(w.open_table("b").map(drop), Err(Error::TxnFailed)));
+    assert!(matches!(w.commit(), Err(Error::TxnFailed)));
+    assert_eq!(rows(db, "a"), before);
+
+    let mut w = db.begin_write().unwrap();
+    w.open_table("a").unwrap().insert(b"kept", b"1").unwrap();
+    let sp = w.savepoint().unwrap();
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let mut a = w.open_table("a").unwrap();
+        a.insert(b"half", b"way").unwrap();
+        panic!("cut short");
+    }));
+    assert!(r.is_err());
+    assert!(matches!(w.open_table("a").map(drop), Err(Error::TxnFailed)));
+    w.restore_savepoint(&sp).unwrap();
+    w.commit().unwrap();
+    let mut after = before.clone();
+    after.insert(b"kept".to_vec(), b"1".to_vec());
+    assert_eq!(rows(db, "a"), after);
+    assert_checked(db);
+}
+
 /// A table opened again and again in one transaction, one packed value a
 /// handle, takes about the pages it takes through one handle: a dropped
 /// handle gives back its segment's unfilled pages, and the table opened

@@ -279,6 +279,12 @@ impl Dirty {
         self.with(|s| s.heap.settle(&mut part.segs, &mut s.alloc, &mut part.bufs))
     }
 
+    /// Fails the transaction: nothing reads or writes its pages again, and
+    /// it cannot commit (a change was cut short part-way).
+    pub(crate) fn fail(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+    }
+
     /// Closes the segments of `part`, which holds every buffer now, and
     /// hands over the changes to the heap's segments, in page order, for
     /// the commit to apply.

@@ -939,9 +939,15 @@ impl DoubleEndedIterator for Range<'_> {
 /// (`Dirty::settle`): the pages its open segment does not fill, and a
 /// spare, go back to the allocator for the other tables, so a transaction
 /// that opens many tables one after another takes no more than one
-/// table would.
+/// table would. A handle dropped while its thread panics fails the
+/// transaction instead: the panic may have cut a change short (a split
+/// half-made), and nothing of that may commit.
 impl Drop for TableMut<'_> {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.dirty.fail();
+            return;
+        }
         if self.dirty.live().is_err() {
             return;
         }

@@ -63,6 +63,9 @@ pub(super) struct Tables {
 /// in a new transaction, or restore a [`Savepoint`] taken before the failure
 /// and go on from there. (LMDB does the same: `MDB_TXN_ERROR`.)
 ///
+/// A table handle dropped while its thread panics fails the transaction
+/// too: the panic may have cut a change short.
+///
 /// The exceptions are the errors that reject an argument before anything
 /// changes, which leave the transaction as it was: [`Error::KeyTooLarge`]
 /// from `insert` and `open_table`, and [`Error::ValueTooLarge`] from
