@@ -3,17 +3,21 @@
 //! a defect (see the doc comment of each), the others stay as regression
 //! tests.
 //!
-//! FAILING (defects, all one root cause: one open value segment per
-//! table partition, kept until the commit, sized from the whole
-//! transaction's packed bytes, and never shared or given back):
+//! FIXED (they failed when written, all one root cause: one open value
+//! segment per table partition, kept until the commit, sized from the
+//! whole transaction's packed bytes, and never shared or given back; now
+//! a partition's segments are sized from what it packed, a dropped handle
+//! gives back what its segments do not fill, and `delete_table` frees the
+//! deleted table's segments and state):
 //! - `one_packed_value_in_each_of_many_tables_does_not_bloat_the_file`
 //! - `many_tables_fit_under_max_size_as_one_table_does`
 //! - `scratch_table_created_and_deleted_in_a_loop_reuses_its_pages`
 //!
 //! Base (c69d6dc, one open segment per transaction) for the same
 //! workloads: 400 tables x one 2000-byte value: 2.7 MB file, 52 free
-//! pages (now 95 MB, 22,236 free pages); the scratch-table loop: 1 MB
-//! file (now `MapFull` at round 66 under 16 MiB).
+//! pages (95 MB, 22,236 free pages when written; 3.3 MB, 0 free pages
+//! fixed); the scratch-table loop: 1 MB file (`MapFull` at round 66
+//! under 16 MiB when written; 1 MB fixed).
 
 mod common;
 
@@ -99,7 +103,7 @@ fn assert_table(t: &TableMut<'_>, model: &BTreeMap<Vec<u8>, Vec<u8>>) {
 // Finding 1: one open segment per partition.
 // ---------------------------------------------------------------------
 
-/// DEFECT (fails). Each table's partition opens a value segment of its own,
+/// FIXED (failed when written). Each table's partition opens a value segment of its own,
 /// sized from the bytes the whole transaction packed so far (up to 64
 /// pages), and keeps it open until the commit even after its handle is
 /// dropped. A transaction that puts one 2000-byte value into each of 400
@@ -137,7 +141,7 @@ fn one_packed_value_in_each_of_many_tables_does_not_bloat_the_file() {
     assert!(l2 <= 4 * l1.max(4 << 20), "{n} tables: {l2} bytes vs one table: {l1}");
 }
 
-/// DEFECT (fails). The same bloat turns into `MapFull`: under a
+/// FIXED (failed when written). The same bloat turns into `MapFull`: under a
 /// `max_size` of 16 MiB, 400 tables of one 2000-byte value each (0.8 MB
 /// in all) do not fit, while the same values fit in one table many times
 /// over. Before this change all tables of a transaction packed into one
@@ -868,7 +872,7 @@ fn heap_cleaning_and_compaction_across_many_tables() {
     assert_checked(&db);
 }
 
-/// DEFECT (fails). A table deleted in the transaction keeps its state, and
+/// FIXED (failed when written). A table deleted in the transaction keeps its state, and
 /// with it its partition's open (or spare) value segment, until the
 /// commit; a table created again under the same name gets a new partition
 /// and new segments. A scratch table created, filled with a few packed
