@@ -622,7 +622,10 @@ fn a_table_reopened_for_each_value_packs_as_densely_as_one_handle() {
     let db = many.db();
     let w = db.begin_write().unwrap();
     for i in 0..n {
-        w.open_table("t").unwrap().insert(&key_of(i), &value(i)).unwrap();
+        w.open_table("t")
+            .unwrap()
+            .insert(&key_of(i), &value(i))
+            .unwrap();
     }
     w.commit().unwrap();
     assert_checked(db);
@@ -635,8 +638,13 @@ fn a_table_reopened_for_each_value_packs_as_densely_as_one_handle() {
     let (l1, l2) = (one.file_size(), many.file_size());
     let heap = |db: &Database| db.stat().unwrap().segment_pages;
     let (h1, h2) = (heap(one.db()), heap(db));
-    eprintln!("one handle: {l1} bytes, {h1} segment pages; a handle a value: {l2} bytes, {h2} segment pages");
-    assert!(h2 <= h1 + h1 / 4, "{h2} segment pages vs {h1} through one handle");
+    eprintln!(
+        "one handle: {l1} bytes, {h1} segment pages; a handle a value: {l2} bytes, {h2} segment pages"
+    );
+    assert!(
+        h2 <= h1 + h1 / 4,
+        "{h2} segment pages vs {h1} through one handle"
+    );
 }
 
 /// A table deleted after a savepoint and made again many times over keeps

@@ -138,7 +138,10 @@ fn one_packed_value_in_each_of_many_tables_does_not_bloat_the_file() {
     let free = many.stat().unwrap().free_pages;
     eprintln!("one table: {l1} bytes; {n} tables: {l2} bytes, {free} free pages");
     // 400 more leaves and catalog entries are fine; 90 times the file is not.
-    assert!(l2 <= 4 * l1.max(4 << 20), "{n} tables: {l2} bytes vs one table: {l1}");
+    assert!(
+        l2 <= 4 * l1.max(4 << 20),
+        "{n} tables: {l2} bytes vs one table: {l1}"
+    );
 }
 
 /// FIXED (failed when written). The same bloat turns into `MapFull`: under a
@@ -221,12 +224,7 @@ fn held_slices_of_one_table_survive_heavy_churn_in_another() {
     // Reopened: its partition keeps its segments.
     let a = w.open_table("a").unwrap();
     let mut b = w.open_table("b").unwrap();
-    let held: Vec<(&[u8], &[u8])> = a
-        .iter()
-        .unwrap()
-        .step_by(3)
-        .map(|e| e.unwrap())
-        .collect();
+    let held: Vec<(&[u8], &[u8])> = a.iter().unwrap().step_by(3).map(|e| e.unwrap()).collect();
     let mut range = a.range(&key_of(100)[..]..).unwrap();
     let first = range.next().unwrap().unwrap();
     let mut cursor = a.cursor();
@@ -395,13 +393,13 @@ fn walks_of_one_table_write_another() {
             mb.insert(k.to_vec(), v.to_vec());
             mb.insert([k, b"-big"].concat(), value_of(9, n));
             assert!(c.get(k).unwrap().is_none());
-            n % 3 != 0
+            !n.is_multiple_of(3)
         })
         .unwrap();
     ma.retain(|_, _| true);
     let mut kept = BTreeMap::new();
     for (i, (k, v)) in ma.iter().enumerate() {
-        if (i as u64 + 1) % 3 != 0 {
+        if !(i as u64 + 1).is_multiple_of(3) {
             kept.insert(k.clone(), v.clone());
         }
     }
@@ -578,7 +576,8 @@ fn delete_and_recreate_with_savepoints_across_tables() {
     for t in ["x", "y", "z"] {
         let mut h = w.open_table(t).unwrap();
         for i in 0..200 {
-            h.insert(&key_of(i), &value_of(t.len() as u64 + 1, i)).unwrap();
+            h.insert(&key_of(i), &value_of(t.len() as u64 + 1, i))
+                .unwrap();
         }
     }
     w.commit().unwrap();
@@ -663,7 +662,8 @@ fn second_handle_through_any_opener_refuses() {
     for r in [
         w.open_table("typed").map(drop),
         w.open_multimap("typed").map(drop),
-        w.open_typed(TableDefinition::<u64, u64>::new("typed")).map(drop),
+        w.open_typed(TableDefinition::<u64, u64>::new("typed"))
+            .map(drop),
         w.open_table("mm").map(drop),
         w.open_typed(def).map(drop),
         w.open_existing_table("mm").map(drop),
