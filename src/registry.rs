@@ -654,15 +654,17 @@ impl Registry {
         }
     }
 
-    /// When the oldest commit that is not durable was made (microseconds
-    /// since the Unix epoch), if one is.
-    pub(crate) fn weak_since(&self) -> Option<u64> {
-        match &self.inner {
-            Inner::Shared(s) => {
-                Some(s.header(header::WEAK_SINCE).load(Ordering::SeqCst)).filter(|&t| t != 0)
-            }
-            Inner::Private { .. } => None,
-        }
+    /// Whether the oldest commit that is not durable was made `period` ago
+    /// or more. A stamp in the future (the clock went back) counts as old:
+    /// better one sync early than commits left weak for as long as the
+    /// clock went back.
+    pub(crate) fn weak_for(&self, period: Duration) -> bool {
+        let Inner::Shared(s) = &self.inner else {
+            return false;
+        };
+        let since = s.header(header::WEAK_SINCE).load(Ordering::SeqCst);
+        let now = now_micros();
+        since != 0 && (now < since || now - since >= period.as_micros() as u64)
     }
 
     /// Gives the meta of `meta.txn_id`, a commit that is not durable, to the

@@ -242,19 +242,7 @@ impl WriteTxn {
         match self.durability {
             Durability::Immediate => false,
             Durability::None => true,
-            Durability::Eventual => {
-                let period = EVENTUAL_PERIOD.as_micros() as u64;
-                let now = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_micros() as u64);
-                // A stamp in the future (the clock went back) counts as old:
-                // better one sync early than commits left weak for as long
-                // as the clock went back.
-                self.core
-                    .registry
-                    .weak_since()
-                    .is_none_or(|since| now >= since && now - since < period)
-            }
+            Durability::Eventual => !self.core.registry.weak_for(EVENTUAL_PERIOD),
         }
     }
 
@@ -332,7 +320,8 @@ impl WriteTxn {
         };
         // After commits that were not durable, one sync does only if the
         // list can name every page they wrote too.
-        let earlier = match self.after_weak() {
+        // (A weak commit seals nothing: no need to ask.)
+        let earlier = match self.after_weak() && !weak {
             false => Some(Vec::new()),
             true => {
                 let freed: BTreeSet<PageId> = free.list.pending_of(txn_id).collect();
