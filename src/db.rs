@@ -582,15 +582,19 @@ type Candidate = (u64, Meta, OwnedSeal);
 /// slot that holds no valid meta, if the other one does.
 fn read_metas(file: &LockedFile) -> Result<(Vec<Candidate>, Option<SetAside>)> {
     // A slot is read up to `len` bytes (one page; the seal list lies within).
+    // The file's length is read after the slot: beside a writer of another
+    // handle, which grows the file before it writes a meta that needs the
+    // growth, a length learnt before would fail a healthy meta.
     let read = |offset: u64, len: usize| -> Result<Result<(Meta, OwnedSeal), MetaError>> {
         let mut buf = vec![0u8; len];
         let n = file.read_at(&mut buf, offset)?;
         buf.truncate(n);
+        let file_len = file.current_len()?;
         let seal = match Meta::seal(&buf) {
             Seal::Synced => None,
             Seal::Listed(entries) => Some(entries.to_vec()),
         };
-        Ok(Meta::decode(&buf, file.len()).map(|m| (m, seal)))
+        Ok(Meta::decode(&buf, file_len).map(|m| (m, seal)))
     };
     let mut slot0 = read(0, MAX_PAGE_SIZE)?;
     // Slot 1 sits one page in. If slot 0 is valid it says where; otherwise try
@@ -1006,5 +1010,39 @@ impl Database {
     /// process that died count until a writer frees their slots).
     pub fn live_readers(&self) -> usize {
         self.core.registry.count()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A joiner learns the file's length, and then reads the metas: a writer
+    /// of another handle that grows the file and commits twice in between
+    /// leaves both slots pointing past the length it learnt. The metas are
+    /// judged against the length read after them.
+    #[test]
+    #[allow(unsafe_code)] // Opens a file only this test uses.
+    fn metas_written_after_the_length_was_read_are_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("db.larch");
+        // SAFETY: the test owns the file.
+        let db = unsafe { Database::open(&path) }.unwrap();
+        let file = LockedFile::open(&path, None, true).unwrap();
+        let before = file.len();
+        for round in 0..2u64 {
+            let w = db.begin_write().unwrap();
+            {
+                let mut t = w.open_table("t").unwrap();
+                for k in 0..2_000u64 {
+                    t.insert(&(round << 32 | k).to_be_bytes(), &[7u8; 100])
+                        .unwrap();
+                }
+            }
+            w.commit().unwrap();
+        }
+        assert!(std::fs::metadata(&path).unwrap().len() > before);
+        let (valid, _) = read_metas(&file).unwrap();
+        assert_eq!(valid.len(), 2);
     }
 }

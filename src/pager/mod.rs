@@ -339,8 +339,14 @@ impl LockedFile {
     /// Learns the file's length anew: another handle may have created or
     /// grown it while this one waited for the lock file.
     pub(crate) fn refresh_len(&mut self) -> Result<()> {
-        self.len = self.file.metadata()?.len();
+        self.len = self.current_len()?;
         Ok(())
+    }
+
+    /// The file's length now, which a writer of another handle may have
+    /// grown since [`len`](LockedFile::len) was learnt.
+    pub(crate) fn current_len(&self) -> Result<u64> {
+        Ok(self.file.metadata()?.len())
     }
 
     /// Takes, for the life of the file, a shared lock on byte `at` (the
