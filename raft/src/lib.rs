@@ -1,0 +1,101 @@
+//! larch as the storage of [openraft](https://docs.rs/openraft) 0.9: a log
+//! store ([`LogStore`], openraft's `RaftLogStorage`) and a key-value state
+//! machine ([`StateMachine`], `RaftStateMachine`) over one larch database.
+//!
+//! Both live in one file, in their own tables:
+//!
+//! | table        | key                     | value                                   |
+//! |--------------|-------------------------|-----------------------------------------|
+//! | `raft.log`   | log index (`u64`, big-endian, so key ranges are index ranges) | the entry, JSON |
+//! | `raft.meta`  | `vote`, `committed`, `purged` | JSON                              |
+//! | `kv.data`    | the key (`&str`)        | the value (`&str`)                      |
+//! | `kv.meta`    | `applied`, `membership` | JSON                                    |
+//! | `kv.snapshot`| `meta`, `data`          | the last snapshot built or installed    |
+//!
+//! One file means one order of commits: larch keeps a prefix of them on a
+//! power loss, whatever each commit's durability. So the log's appends, the
+//! vote and truncations commit [`Durability::Immediate`] (openraft is told
+//! an append is flushed only after its commit is durable), as do purges,
+//! while the state machine's applies and snapshots commit
+//! [`Durability::Eventual`]: a crash may take back the newest of those, but
+//! never one without the ones before it, and never the snapshot that
+//! allowed a purge once the purge is durable. openraft applies again from
+//! the log what a crash took back.
+//!
+//! ```no_run
+//! use larch::Database;
+//! use larch_raft::{LogStore, StateMachine, TypeConfig};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! // SAFETY: only larch writes to this file while it is open.
+//! let db = unsafe { Database::open("node-1.larch") }?;
+//! let log: LogStore<TypeConfig> = LogStore::new(db.clone());
+//! let sm = StateMachine::new(db);
+//! // openraft::Raft::new(1, config, network, log, sm).await?
+//! # Ok(())
+//! # }
+//! ```
+
+// openraft's `StorageError` is the error of its storage traits, so the
+// helpers that build it return it too, large as it is.
+#![allow(clippy::result_large_err)]
+
+use std::fmt;
+use std::io::Cursor;
+
+use larch::Durability;
+use serde::{Deserialize, Serialize};
+
+mod codec;
+mod log_store;
+mod state_machine;
+
+pub use log_store::LogStore;
+pub use state_machine::StateMachine;
+
+openraft::declare_raft_types!(
+    /// The types of the replicated key-value store: string keys and values.
+    pub TypeConfig:
+        D = Request,
+        R = Response,
+        SnapshotData = Cursor<Vec<u8>>,
+);
+
+/// A change to the key-value map, the payload of a normal log entry.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Request {
+    /// Stores `value` under `key`.
+    Set {
+        /// The key.
+        key: String,
+        /// The value.
+        value: String,
+    },
+    /// Removes `key`.
+    Delete {
+        /// The key.
+        key: String,
+    },
+}
+
+/// What applying a [`Request`] gave: the value the key held before.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// The key's previous value, if it had one.
+    pub previous: Option<String>,
+}
+
+impl fmt::Display for Request {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Request::Set { key, value } => write!(f, "set {key}={value}"),
+            Request::Delete { key } => write!(f, "delete {key}"),
+        }
+    }
+}
+
+/// How the log's commits are made durable: before openraft hears of them.
+const LOG_DURABILITY: Durability = Durability::Immediate;
+/// How the state machine's commits are made durable: with the next log
+/// commit, a `sync`, or within larch's `EVENTUAL_PERIOD`.
+const STATE_DURABILITY: Durability = Durability::Eventual;

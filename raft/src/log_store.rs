@@ -1,0 +1,242 @@
+//! The Raft log, the vote and the log's markers in larch tables.
+
+use std::fmt::Debug;
+use std::marker::PhantomData;
+use std::ops::{Bound, RangeBounds};
+
+use larch::{Database, TableDefinition, WriteTxn};
+use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
+use openraft::{
+    ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogId, RaftTypeConfig, StorageError, Vote,
+};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::LOG_DURABILITY;
+use crate::codec::{from_bytes, io_error, to_bytes};
+
+/// The entries, by index.
+const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft.log");
+/// `vote`, `committed` and `purged`.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("raft.meta");
+
+const VOTE: &str = "vote";
+const COMMITTED: &str = "committed";
+const PURGED: &str = "purged";
+
+/// openraft's log store over a larch database: the log in the table
+/// `raft.log`, keyed by index, and the vote and the committed and purged
+/// log ids in `raft.meta`.
+///
+/// Clones share the database; each is also the store's log reader.
+/// Entries are stored as JSON, so `C`'s entries, node ids and nodes must be
+/// serde types (openraft's `serde` feature).
+pub struct LogStore<C> {
+    db: Database,
+    types: PhantomData<fn() -> C>,
+}
+
+impl<C> Clone for LogStore<C> {
+    fn clone(&self) -> Self {
+        LogStore {
+            db: self.db.clone(),
+            types: PhantomData,
+        }
+    }
+}
+
+impl<C> LogStore<C> {
+    /// The log store of `db` (its tables are created at the first write).
+    pub fn new(db: Database) -> Self {
+        LogStore {
+            db,
+            types: PhantomData,
+        }
+    }
+
+    /// The database the store keeps its log in.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+}
+
+impl<C> LogStore<C>
+where
+    C: RaftTypeConfig,
+    C::Entry: Serialize + DeserializeOwned,
+{
+    /// The value under `key` in `raft.meta`, decoded.
+    fn read_meta<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        subject: ErrorSubject<C::NodeId>,
+    ) -> Result<Option<T>, StorageError<C::NodeId>> {
+        let fail = |e: larch::Error| io_error(subject.clone(), ErrorVerb::Read, e);
+        let r = self.db.begin_read().map_err(fail)?;
+        let table = match r.open_typed(META) {
+            Ok(table) => table,
+            Err(larch::Error::TableNotFound(_)) => return Ok(None),
+            Err(e) => return Err(fail(e)),
+        };
+        match table.get(key).map_err(fail)? {
+            Some(bytes) => from_bytes(bytes)
+                .map(Some)
+                .map_err(|e| io_error(subject.clone(), ErrorVerb::Read, e)),
+            None => Ok(None),
+        }
+    }
+
+    /// Runs `change` in a write transaction of durability
+    /// [`LOG_DURABILITY`] and commits it.
+    fn write(
+        &self,
+        subject: ErrorSubject<C::NodeId>,
+        change: impl FnOnce(&WriteTxn) -> larch::Result<()>,
+    ) -> Result<(), StorageError<C::NodeId>> {
+        let fail = |e: larch::Error| io_error(subject.clone(), ErrorVerb::Write, e);
+        let mut w = self.db.begin_write().map_err(fail)?;
+        w.set_durability(LOG_DURABILITY);
+        change(&w).map_err(fail)?;
+        w.commit().map_err(fail)
+    }
+
+    /// The log id of the last entry stored.
+    fn last_log_id(&self) -> Result<Option<LogId<C::NodeId>>, StorageError<C::NodeId>> {
+        let fail = |e: larch::Error| io_error(ErrorSubject::Logs, ErrorVerb::Read, e);
+        let r = self.db.begin_read().map_err(fail)?;
+        let table = match r.open_typed(LOG) {
+            Ok(table) => table,
+            Err(larch::Error::TableNotFound(_)) => return Ok(None),
+            Err(e) => return Err(fail(e)),
+        };
+        match table.last().map_err(fail)? {
+            Some((index, bytes)) => {
+                let entry: C::Entry = from_bytes(bytes)
+                    .map_err(|e| io_error(ErrorSubject::LogIndex(index), ErrorVerb::Read, e))?;
+                Ok(Some(entry.get_log_id().clone()))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+/// `range` of log indexes as owned bounds.
+fn index_bounds(range: &impl RangeBounds<u64>) -> (Bound<u64>, Bound<u64>) {
+    (range.start_bound().cloned(), range.end_bound().cloned())
+}
+
+impl<C> RaftLogReader<C> for LogStore<C>
+where
+    C: RaftTypeConfig,
+    C::Entry: Serialize + DeserializeOwned,
+{
+    async fn try_get_log_entries<RB: RangeBounds<u64> + Clone + Debug + OptionalSend>(
+        &mut self,
+        range: RB,
+    ) -> Result<Vec<C::Entry>, StorageError<C::NodeId>> {
+        let fail = |e: larch::Error| io_error(ErrorSubject::Logs, ErrorVerb::Read, e);
+        let r = self.db.begin_read().map_err(fail)?;
+        let table = match r.open_typed(LOG) {
+            Ok(table) => table,
+            Err(larch::Error::TableNotFound(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(fail(e)),
+        };
+        let mut entries = Vec::new();
+        for item in table.range::<u64>(index_bounds(&range)).map_err(fail)? {
+            let (index, bytes) = item.map_err(fail)?;
+            let entry: C::Entry = from_bytes(bytes)
+                .map_err(|e| io_error(ErrorSubject::LogIndex(index), ErrorVerb::Read, e))?;
+            entries.push(entry);
+        }
+        Ok(entries)
+    }
+}
+
+impl<C> RaftLogStorage<C> for LogStore<C>
+where
+    C: RaftTypeConfig,
+    C::Entry: Serialize + DeserializeOwned,
+{
+    type LogReader = Self;
+
+    async fn get_log_state(&mut self) -> Result<LogState<C>, StorageError<C::NodeId>> {
+        let last_purged_log_id = self.read_meta(PURGED, ErrorSubject::Logs)?;
+        let last_log_id = self.last_log_id()?.or(last_purged_log_id.clone());
+        Ok(LogState {
+            last_purged_log_id,
+            last_log_id,
+        })
+    }
+
+    async fn get_log_reader(&mut self) -> Self::LogReader {
+        self.clone()
+    }
+
+    async fn save_vote(&mut self, vote: &Vote<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        let bytes = to_bytes(vote);
+        self.write(ErrorSubject::Vote, |w| {
+            w.open_typed(META)?.insert(VOTE, bytes.as_slice())?;
+            Ok(())
+        })
+    }
+
+    async fn read_vote(&mut self) -> Result<Option<Vote<C::NodeId>>, StorageError<C::NodeId>> {
+        self.read_meta(VOTE, ErrorSubject::Vote)
+    }
+
+    async fn save_committed(
+        &mut self,
+        committed: Option<LogId<C::NodeId>>,
+    ) -> Result<(), StorageError<C::NodeId>> {
+        let bytes = to_bytes(&committed);
+        self.write(ErrorSubject::Store, |w| {
+            w.open_typed(META)?.insert(COMMITTED, bytes.as_slice())?;
+            Ok(())
+        })
+    }
+
+    async fn read_committed(
+        &mut self,
+    ) -> Result<Option<LogId<C::NodeId>>, StorageError<C::NodeId>> {
+        Ok(self
+            .read_meta::<Option<LogId<C::NodeId>>>(COMMITTED, ErrorSubject::Store)?
+            .flatten())
+    }
+
+    async fn append<I>(
+        &mut self,
+        entries: I,
+        callback: LogFlushed<C>,
+    ) -> Result<(), StorageError<C::NodeId>>
+    where
+        I: IntoIterator<Item = C::Entry> + OptionalSend,
+        I::IntoIter: OptionalSend,
+    {
+        self.write(ErrorSubject::Logs, |w| {
+            let mut log = w.open_typed(LOG)?;
+            for entry in entries {
+                log.insert(entry.get_log_id().index, to_bytes(&entry).as_slice())?;
+            }
+            Ok(())
+        })?;
+        // The commit was durable before it returned.
+        callback.log_io_completed(Ok(()));
+        Ok(())
+    }
+
+    async fn truncate(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        self.write(ErrorSubject::Logs, |w| {
+            w.open_typed(LOG)?.remove_range(log_id.index..)?;
+            Ok(())
+        })
+    }
+
+    async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        let bytes = to_bytes(&log_id);
+        self.write(ErrorSubject::Logs, |w| {
+            w.open_typed(META)?.insert(PURGED, bytes.as_slice())?;
+            w.open_typed(LOG)?.remove_range(..=log_id.index)?;
+            Ok(())
+        })
+    }
+}

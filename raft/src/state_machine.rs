@@ -1,0 +1,418 @@
+//! The replicated key-value map, its applied log id and membership, and its
+//! snapshots in larch tables.
+
+use std::io::Cursor;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use larch::{Database, TableDefinition};
+use openraft::storage::{RaftStateMachine, Snapshot};
+use openraft::{
+    EntryPayload, ErrorSubject, ErrorVerb, LogId, RaftSnapshotBuilder, SnapshotMeta, StorageError,
+    StoredMembership,
+};
+use serde::de::DeserializeOwned;
+
+use crate::codec::{decode_error, from_bytes, io_error, to_bytes};
+use crate::{Request, Response, STATE_DURABILITY, TypeConfig};
+
+/// The map.
+const DATA: TableDefinition<&str, &str> = TableDefinition::new("kv.data");
+/// `applied` and `membership`.
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("kv.meta");
+/// `meta` and `data` of the current snapshot.
+const SNAPSHOT: TableDefinition<&str, &[u8]> = TableDefinition::new("kv.snapshot");
+
+const APPLIED: &str = "applied";
+const MEMBERSHIP: &str = "membership";
+const SNAPSHOT_META: &str = "meta";
+const SNAPSHOT_DATA: &str = "data";
+
+type NodeId = u64;
+type Membership = StoredMembership<NodeId, openraft::BasicNode>;
+type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
+
+/// openraft's state machine over a larch database: a map of strings in the
+/// table `kv.data`, the last applied log id and membership in `kv.meta`,
+/// and the current snapshot in `kv.snapshot`.
+///
+/// Clones share the database, so an application keeps one to read the map
+/// ([`get`](StateMachine::get)) while openraft owns another. A clone is
+/// also the snapshot builder: it builds from a read transaction, so a
+/// snapshot is one consistent state while applies go on.
+#[derive(Clone)]
+pub struct StateMachine {
+    db: Database,
+}
+
+impl StateMachine {
+    /// The state machine of `db` (its tables are created at the first
+    /// write).
+    pub fn new(db: Database) -> Self {
+        StateMachine { db }
+    }
+
+    /// The database the state machine keeps its map in.
+    pub fn database(&self) -> &Database {
+        &self.db
+    }
+
+    /// The value of `key` in the map as this node applied it.
+    pub fn get(&self, key: &str) -> Result<Option<String>, StorageError<NodeId>> {
+        let read = sm_error(ErrorVerb::Read);
+        let r = self.db.begin_read().map_err(&read)?;
+        match r.open_typed(DATA) {
+            Ok(table) => Ok(table.get(key).map_err(&read)?.map(String::from)),
+            Err(larch::Error::TableNotFound(_)) => Ok(None),
+            Err(e) => Err(read(e)),
+        }
+    }
+
+    /// Every entry of the map, in key order, and the last applied log id:
+    /// one consistent state.
+    #[allow(clippy::type_complexity)]
+    pub fn dump(
+        &self,
+    ) -> Result<(Option<LogId<NodeId>>, Vec<(String, String)>), StorageError<NodeId>> {
+        let read = sm_error(ErrorVerb::Read);
+        let r = self.db.begin_read().map_err(&read)?;
+        let applied = read_meta::<Option<LogId<NodeId>>>(&r, APPLIED)?.flatten();
+        let pairs = match r.open_typed(DATA) {
+            Ok(table) => table
+                .iter()
+                .map_err(&read)?
+                .map(|e| e.map(|(k, v)| (k.to_owned(), v.to_owned())))
+                .collect::<larch::Result<_>>()
+                .map_err(&read)?,
+            Err(larch::Error::TableNotFound(_)) => Vec::new(),
+            Err(e) => return Err(read(e)),
+        };
+        Ok((applied, pairs))
+    }
+}
+
+/// The value under `key` in `kv.meta`, decoded.
+fn read_meta<T: DeserializeOwned>(
+    r: &larch::ReadTxn,
+    key: &str,
+) -> Result<Option<T>, StorageError<NodeId>> {
+    let read = sm_error(ErrorVerb::Read);
+    let table = match r.open_typed(META) {
+        Ok(table) => table,
+        Err(larch::Error::TableNotFound(_)) => return Ok(None),
+        Err(e) => return Err(read(e)),
+    };
+    match table.get(key).map_err(&read)? {
+        Some(bytes) => from_bytes(bytes)
+            .map(Some)
+            .map_err(|e| decode_error(ErrorSubject::StateMachine, format!("kv.meta {key}: {e}"))),
+        None => Ok(None),
+    }
+}
+
+/// A failure of the state machine's storage.
+fn sm_error(verb: ErrorVerb) -> impl Fn(larch::Error) -> StorageError<NodeId> {
+    move |e| io_error(ErrorSubject::StateMachine, verb, e)
+}
+
+/// A failure of the snapshot storage.
+fn snapshot_error(verb: ErrorVerb) -> impl Fn(larch::Error) -> StorageError<NodeId> {
+    move |e| io_error(ErrorSubject::Snapshot(None), verb, e)
+}
+
+/// The start of a snapshot's bytes.
+const SNAPSHOT_MAGIC: &[u8; 8] = b"larchkv1";
+
+/// The map's entries as a snapshot's bytes: the magic, the number of
+/// entries (`u64`, little-endian), then each entry as its key's and its
+/// value's length (`u64`) and bytes. The count makes a snapshot cut at an
+/// entry's end an error, not a smaller map.
+fn encode_snapshot<'a>(
+    pairs: impl Iterator<Item = larch::Result<(&'a str, &'a str)>>,
+) -> larch::Result<Vec<u8>> {
+    let mut out = SNAPSHOT_MAGIC.to_vec();
+    out.extend_from_slice(&[0; 8]);
+    let mut count = 0u64;
+    for pair in pairs {
+        let (k, v) = pair?;
+        for field in [k.as_bytes(), v.as_bytes()] {
+            out.extend_from_slice(&(field.len() as u64).to_le_bytes());
+            out.extend_from_slice(field);
+        }
+        count += 1;
+    }
+    out[SNAPSHOT_MAGIC.len()..][..8].copy_from_slice(&count.to_le_bytes());
+    Ok(out)
+}
+
+/// The entries of a snapshot's bytes, checked: a snapshot from the network
+/// or the file is never trusted.
+fn decode_snapshot(bytes: &[u8]) -> Result<Vec<(&str, &str)>, String> {
+    fn u64_field(rest: &mut &[u8]) -> Result<u64, String> {
+        let (n, tail) = rest.split_first_chunk::<8>().ok_or("snapshot cut short")?;
+        *rest = tail;
+        Ok(u64::from_le_bytes(*n))
+    }
+    fn str_field<'a>(rest: &mut &'a [u8]) -> Result<&'a str, String> {
+        let len = u64_field(rest)?;
+        if (rest.len() as u64) < len {
+            return Err("snapshot cut short".into());
+        }
+        let (s, tail) = rest.split_at(len as usize);
+        *rest = tail;
+        std::str::from_utf8(s).map_err(|e| format!("snapshot field not UTF-8: {e}"))
+    }
+    let mut rest = bytes
+        .strip_prefix(SNAPSHOT_MAGIC.as_slice())
+        .ok_or("not a larch-raft snapshot (bad magic)")?;
+    let count = u64_field(&mut rest)?;
+    let mut pairs = Vec::new();
+    for _ in 0..count {
+        let k = str_field(&mut rest)?;
+        let v = str_field(&mut rest)?;
+        pairs.push((k, v));
+    }
+    if !rest.is_empty() {
+        return Err("bytes after the snapshot's last entry".into());
+    }
+    Ok(pairs)
+}
+
+/// A snapshot id unique to this build of it.
+fn snapshot_id(last: Option<&LogId<NodeId>>) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    match last {
+        Some(id) => format!("{}-{}-{nanos}", id.leader_id, id.index),
+        None => format!("none-{nanos}"),
+    }
+}
+
+/// Stores `meta` and `data` as the current snapshot in the transaction
+/// `w`, unless it holds a newer one already.
+fn store_snapshot(
+    w: &larch::WriteTxn,
+    meta: &Meta,
+    data: &[u8],
+) -> Result<(), StorageError<NodeId>> {
+    let write = snapshot_error(ErrorVerb::Write);
+    let mut table = w.open_typed(SNAPSHOT).map_err(&write)?;
+    if let Some(bytes) = table.get(SNAPSHOT_META).map_err(&write)? {
+        let stored: Meta = from_bytes(bytes).map_err(|e| {
+            decode_error(
+                ErrorSubject::Snapshot(None),
+                format!("kv.snapshot meta: {e}"),
+            )
+        })?;
+        if stored.last_log_id > meta.last_log_id {
+            return Ok(());
+        }
+    }
+    table
+        .insert(SNAPSHOT_META, to_bytes(meta).as_slice())
+        .map_err(&write)?;
+    table.insert(SNAPSHOT_DATA, data).map_err(&write)?;
+    Ok(())
+}
+
+impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
+    async fn build_snapshot(&mut self) -> Result<Snapshot<TypeConfig>, StorageError<NodeId>> {
+        let read = snapshot_error(ErrorVerb::Read);
+        // One read transaction: the map, the applied id and the membership
+        // of one commit, while applies go on.
+        let r = self.db.begin_read().map_err(&read)?;
+        let last_log_id = read_meta::<Option<LogId<NodeId>>>(&r, APPLIED)?.flatten();
+        let last_membership = read_meta::<Membership>(&r, MEMBERSHIP)?.unwrap_or_default();
+        let data = match r.open_typed(DATA) {
+            Ok(table) => encode_snapshot(table.iter().map_err(&read)?),
+            Err(larch::Error::TableNotFound(_)) => encode_snapshot(std::iter::empty()),
+            Err(e) => Err(e),
+        }
+        .map_err(&read)?;
+        drop(r);
+        let meta = Meta {
+            snapshot_id: snapshot_id(last_log_id.as_ref()),
+            last_log_id,
+            last_membership,
+        };
+        let write = snapshot_error(ErrorVerb::Write);
+        let mut w = self.db.begin_write().map_err(&write)?;
+        w.set_durability(STATE_DURABILITY);
+        store_snapshot(&w, &meta, &data)?;
+        w.commit().map_err(&write)?;
+        Ok(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        })
+    }
+}
+
+impl RaftStateMachine<TypeConfig> for StateMachine {
+    type SnapshotBuilder = Self;
+
+    async fn applied_state(
+        &mut self,
+    ) -> Result<(Option<LogId<NodeId>>, Membership), StorageError<NodeId>> {
+        let read = sm_error(ErrorVerb::Read);
+        let r = self.db.begin_read().map_err(&read)?;
+        let applied = read_meta::<Option<LogId<NodeId>>>(&r, APPLIED)?.flatten();
+        let membership = read_meta::<Membership>(&r, MEMBERSHIP)?.unwrap_or_default();
+        Ok((applied, membership))
+    }
+
+    async fn apply<I>(&mut self, entries: I) -> Result<Vec<Response>, StorageError<NodeId>>
+    where
+        I: IntoIterator<Item = openraft::Entry<TypeConfig>> + openraft::OptionalSend,
+        I::IntoIter: openraft::OptionalSend,
+    {
+        let write = sm_error(ErrorVerb::Write);
+        let mut w = self.db.begin_write().map_err(&write)?;
+        w.set_durability(STATE_DURABILITY);
+        let mut responses = Vec::new();
+        {
+            let mut data = w.open_typed(DATA).map_err(&write)?;
+            let mut applied = None;
+            let mut membership = None;
+            for entry in entries {
+                applied = Some(entry.log_id);
+                let response = match entry.payload {
+                    EntryPayload::Blank => Response::default(),
+                    EntryPayload::Normal(Request::Set { key, value }) => {
+                        let previous = data.get(key.as_str()).map_err(&write)?.map(String::from);
+                        data.insert(key.as_str(), value.as_str()).map_err(&write)?;
+                        Response { previous }
+                    }
+                    EntryPayload::Normal(Request::Delete { key }) => {
+                        let previous = data.get(key.as_str()).map_err(&write)?.map(String::from);
+                        data.remove(key.as_str()).map_err(&write)?;
+                        Response { previous }
+                    }
+                    EntryPayload::Membership(m) => {
+                        membership = Some(Membership::new(Some(entry.log_id), m));
+                        Response::default()
+                    }
+                };
+                responses.push(response);
+            }
+            drop(data);
+            let mut meta = w.open_typed(META).map_err(&write)?;
+            if let Some(applied) = applied {
+                meta.insert(APPLIED, to_bytes(&Some(applied)).as_slice())
+                    .map_err(&write)?;
+            }
+            if let Some(membership) = membership {
+                meta.insert(MEMBERSHIP, to_bytes(&membership).as_slice())
+                    .map_err(&write)?;
+            }
+        }
+        w.commit().map_err(&write)?;
+        Ok(responses)
+    }
+
+    async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.clone()
+    }
+
+    async fn begin_receiving_snapshot(
+        &mut self,
+    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
+        Ok(Box::new(Cursor::new(Vec::new())))
+    }
+
+    async fn install_snapshot(
+        &mut self,
+        meta: &Meta,
+        snapshot: Box<Cursor<Vec<u8>>>,
+    ) -> Result<(), StorageError<NodeId>> {
+        let bytes = snapshot.into_inner();
+        let signature = Some(meta.signature());
+        let pairs = decode_snapshot(&bytes)
+            .map_err(|e| decode_error(ErrorSubject::Snapshot(signature), e))?;
+        let write = snapshot_error(ErrorVerb::Write);
+        // The map, its applied id and membership and the snapshot, all in
+        // one commit.
+        let mut w = self.db.begin_write().map_err(&write)?;
+        w.set_durability(STATE_DURABILITY);
+        {
+            let mut data = w.open_typed(DATA).map_err(&write)?;
+            data.remove_range::<&str>(..).map_err(&write)?;
+            for (k, v) in pairs {
+                data.insert(k, v).map_err(&write)?;
+            }
+            drop(data);
+            let mut m = w.open_typed(META).map_err(&write)?;
+            m.insert(APPLIED, to_bytes(&meta.last_log_id).as_slice())
+                .map_err(&write)?;
+            m.insert(MEMBERSHIP, to_bytes(&meta.last_membership).as_slice())
+                .map_err(&write)?;
+            drop(m);
+            store_snapshot(&w, meta, &bytes)?;
+        }
+        w.commit().map_err(&write)?;
+        Ok(())
+    }
+
+    async fn get_current_snapshot(
+        &mut self,
+    ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
+        let read = snapshot_error(ErrorVerb::Read);
+        let r = self.db.begin_read().map_err(&read)?;
+        let table = match r.open_typed(SNAPSHOT) {
+            Ok(table) => table,
+            Err(larch::Error::TableNotFound(_)) => return Ok(None),
+            Err(e) => return Err(read(e)),
+        };
+        let (Some(meta), Some(data)) = (
+            table.get(SNAPSHOT_META).map_err(&read)?,
+            table.get(SNAPSHOT_DATA).map_err(&read)?,
+        ) else {
+            return Ok(None);
+        };
+        let meta: Meta = from_bytes(meta).map_err(|e| {
+            decode_error(
+                ErrorSubject::Snapshot(None),
+                format!("kv.snapshot meta: {e}"),
+            )
+        })?;
+        Ok(Some(Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data.to_vec())),
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshots_round_trip_and_reject_crafted_bytes() {
+        let pairs = [("a", "1"), ("", ""), ("ключ", "значение")];
+        let bytes = encode_snapshot(pairs.iter().map(|&p| Ok(p))).unwrap();
+        assert_eq!(decode_snapshot(&bytes).unwrap(), pairs);
+        for cut in 0..bytes.len() {
+            assert!(decode_snapshot(&bytes[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(decode_snapshot(&longer).is_err());
+        // A count of entries the bytes cannot hold, and a length past the
+        // end, fail without allocating for them.
+        let mut many = SNAPSHOT_MAGIC.to_vec();
+        many.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(decode_snapshot(&many).is_err());
+        let mut huge = SNAPSHOT_MAGIC.to_vec();
+        huge.extend_from_slice(&1u64.to_le_bytes());
+        huge.extend_from_slice(&u64::MAX.to_le_bytes());
+        assert!(decode_snapshot(&huge).is_err());
+        let mut bad_utf8 = SNAPSHOT_MAGIC.to_vec();
+        bad_utf8.extend_from_slice(&1u64.to_le_bytes());
+        bad_utf8.extend_from_slice(&1u64.to_le_bytes());
+        bad_utf8.push(0xff);
+        bad_utf8.extend_from_slice(&0u64.to_le_bytes());
+        assert!(decode_snapshot(&bad_utf8).is_err());
+        let empty = encode_snapshot(std::iter::empty()).unwrap();
+        assert_eq!(decode_snapshot(&empty).unwrap(), []);
+    }
+}
