@@ -46,8 +46,10 @@ use std::io::Cursor;
 use larch::Durability;
 use serde::{Deserialize, Serialize};
 
+pub mod cluster;
 mod codec;
 mod log_store;
+pub mod net;
 mod state_machine;
 
 pub use log_store::LogStore;
