@@ -14,10 +14,10 @@
 //!
 //! One file means one order of commits: larch keeps a prefix of them on a
 //! power loss, whatever each commit's durability. So the log's appends, the
-//! vote and truncations commit [`Durability::Immediate`] (openraft is told
-//! an append is flushed only after its commit is durable), as do purges,
-//! while the state machine's applies and snapshots commit
-//! [`Durability::Eventual`]: a crash may take back the newest of those, but
+//! vote, truncations and purges commit [`Durability::Immediate`] (openraft
+//! is told an append is flushed only after its commit is durable), while
+//! the committed marker and the state machine's applies and snapshots
+//! commit [`Durability::Eventual`]: a crash may take back the newest of those, but
 //! never one without the ones before it, and never the snapshot that
 //! allowed a purge once the purge is durable. openraft applies again from
 //! the log what a crash took back.
@@ -98,6 +98,7 @@ impl fmt::Display for Request {
 
 /// How the log's commits are made durable: before openraft hears of them.
 const LOG_DURABILITY: Durability = Durability::Immediate;
-/// How the state machine's commits are made durable: with the next log
-/// commit, a `sync`, or within larch's `EVENTUAL_PERIOD`.
+/// How the state machine's commits and the committed marker are made
+/// durable: with the next log commit, a `sync`, or within larch's
+/// `EVENTUAL_PERIOD`.
 const STATE_DURABILITY: Durability = Durability::Eventual;

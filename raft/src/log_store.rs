@@ -4,7 +4,7 @@ use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 
-use larch::{Database, TableDefinition, WriteTxn};
+use larch::{Database, Durability, TableDefinition, WriteTxn};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
 use openraft::{
     ErrorSubject, ErrorVerb, LogId, OptionalSend, RaftLogId, RaftTypeConfig, StorageError, Vote,
@@ -12,8 +12,8 @@ use openraft::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::LOG_DURABILITY;
 use crate::codec::{from_bytes, io_error, to_bytes};
+use crate::{LOG_DURABILITY, STATE_DURABILITY};
 
 /// The entries, by index.
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft.log");
@@ -86,16 +86,16 @@ where
         }
     }
 
-    /// Runs `change` in a write transaction of durability
-    /// [`LOG_DURABILITY`] and commits it.
+    /// Runs `change` in a write transaction of `durability` and commits it.
     fn write(
         &self,
         subject: ErrorSubject<C::NodeId>,
+        durability: Durability,
         change: impl FnOnce(&WriteTxn) -> larch::Result<()>,
     ) -> Result<(), StorageError<C::NodeId>> {
         let fail = |e: larch::Error| io_error(subject.clone(), ErrorVerb::Write, e);
         let mut w = self.db.begin_write().map_err(fail)?;
-        w.set_durability(LOG_DURABILITY);
+        w.set_durability(durability);
         change(&w).map_err(fail)?;
         w.commit().map_err(fail)
     }
@@ -174,7 +174,7 @@ where
 
     async fn save_vote(&mut self, vote: &Vote<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
         let bytes = to_bytes(vote);
-        self.write(ErrorSubject::Vote, |w| {
+        self.write(ErrorSubject::Vote, LOG_DURABILITY, |w| {
             w.open_typed(META)?.insert(VOTE, bytes.as_slice())?;
             Ok(())
         })
@@ -188,8 +188,10 @@ where
         &mut self,
         committed: Option<LogId<C::NodeId>>,
     ) -> Result<(), StorageError<C::NodeId>> {
+        // A marker lost to a crash only means openraft waits for the leader
+        // to learn what is committed again: no sync of its own.
         let bytes = to_bytes(&committed);
-        self.write(ErrorSubject::Store, |w| {
+        self.write(ErrorSubject::Store, STATE_DURABILITY, |w| {
             w.open_typed(META)?.insert(COMMITTED, bytes.as_slice())?;
             Ok(())
         })
@@ -212,7 +214,7 @@ where
         I: IntoIterator<Item = C::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        self.write(ErrorSubject::Logs, |w| {
+        self.write(ErrorSubject::Logs, LOG_DURABILITY, |w| {
             let mut log = w.open_typed(LOG)?;
             for entry in entries {
                 log.insert(entry.get_log_id().index, to_bytes(&entry).as_slice())?;
@@ -225,7 +227,7 @@ where
     }
 
     async fn truncate(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
-        self.write(ErrorSubject::Logs, |w| {
+        self.write(ErrorSubject::Logs, LOG_DURABILITY, |w| {
             w.open_typed(LOG)?.remove_range(log_id.index..)?;
             Ok(())
         })
@@ -233,7 +235,7 @@ where
 
     async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
         let bytes = to_bytes(&log_id);
-        self.write(ErrorSubject::Logs, |w| {
+        self.write(ErrorSubject::Logs, LOG_DURABILITY, |w| {
             w.open_typed(META)?.insert(PURGED, bytes.as_slice())?;
             w.open_typed(LOG)?.remove_range(..=log_id.index)?;
             Ok(())
