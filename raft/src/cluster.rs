@@ -110,7 +110,7 @@ async fn write_keys(
     Ok(keys as f64 / start.elapsed().as_secs_f64())
 }
 
-/// Waits until a node of `ids` names a leader other than `not`.
+/// Waits until a node of `ids` other than `not` says it leads.
 async fn leader_among(
     client: &mut Client,
     ids: &[NodeId],
@@ -120,12 +120,11 @@ async fn leader_among(
     let deadline = Instant::now() + timeout;
     while Instant::now() < deadline {
         for &id in ids {
-            if let Ok(status) = client.status(id).await
-                && let Some(leader) = status.leader
-                && Some(leader) != not
-                && ids.contains(&leader)
+            if Some(id) != not
+                && let Ok(status) = client.status(id).await
+                && status.leader == Some(id)
             {
-                return Ok(leader);
+                return Ok(id);
             }
         }
         tokio::time::sleep(Duration::from_millis(5)).await;
@@ -159,11 +158,13 @@ pub async fn scenario(
     }
     let ids: Vec<NodeId> = members.keys().copied().collect();
     let mut client = Client::new(&members);
-    let old_leader = leader_among(&mut client, &ids, None, Duration::from_secs(30)).await?;
+    leader_among(&mut client, &ids, None, Duration::from_secs(30)).await?;
 
     let acked = Arc::new(Mutex::new(BTreeMap::new()));
     let writes_per_sec = write_keys(&members, 0, keys, 1, &acked).await?;
 
+    // The leader now (an election under load may have replaced the first).
+    let old_leader = leader_among(&mut client, &ids, None, Duration::from_secs(30)).await?;
     nodes.kill(old_leader);
     let killed = Instant::now();
     let rest: Vec<NodeId> = ids.iter().copied().filter(|&id| id != old_leader).collect();

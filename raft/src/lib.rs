@@ -96,6 +96,20 @@ impl fmt::Display for Request {
     }
 }
 
+/// Runs `f`, which may wait for the disk (a commit's sync), without
+/// stalling the other tasks of a multi-threaded tokio runtime: their worker
+/// hands them to another thread meanwhile (heartbeats go on during a sync).
+/// Elsewhere (a current-thread runtime, no runtime) `f` just runs.
+fn blocking<T>(f: impl FnOnce() -> T) -> T {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(handle) if handle.runtime_flavor() == RuntimeFlavor::MultiThread => {
+            tokio::task::block_in_place(f)
+        }
+        _ => f(),
+    }
+}
+
 /// How the log's commits are made durable: before openraft hears of them.
 const LOG_DURABILITY: Durability = Durability::Immediate;
 /// How the state machine's commits and the committed marker are made

@@ -13,7 +13,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec::{from_bytes, io_error, to_bytes};
-use crate::{LOG_DURABILITY, STATE_DURABILITY};
+use crate::{LOG_DURABILITY, STATE_DURABILITY, blocking};
 
 /// The entries, by index.
 const LOG: TableDefinition<u64, &[u8]> = TableDefinition::new("raft.log");
@@ -94,10 +94,13 @@ where
         change: impl FnOnce(&WriteTxn) -> larch::Result<()>,
     ) -> Result<(), StorageError<C::NodeId>> {
         let fail = |e: larch::Error| io_error(subject.clone(), ErrorVerb::Write, e);
-        let mut w = self.db.begin_write().map_err(fail)?;
-        w.set_durability(durability);
-        change(&w).map_err(fail)?;
-        w.commit().map_err(fail)
+        blocking(|| {
+            let mut w = self.db.begin_write()?;
+            w.set_durability(durability);
+            change(&w)?;
+            w.commit()
+        })
+        .map_err(fail)
     }
 
     /// The log id of the last entry stored.

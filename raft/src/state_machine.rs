@@ -13,7 +13,7 @@ use openraft::{
 use serde::de::DeserializeOwned;
 
 use crate::codec::{decode_error, from_bytes, io_error, to_bytes};
-use crate::{Request, Response, STATE_DURABILITY, TypeConfig};
+use crate::{Request, Response, STATE_DURABILITY, TypeConfig, blocking};
 
 /// The map.
 const DATA: TableDefinition<&str, &str> = TableDefinition::new("kv.data");
@@ -237,10 +237,10 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
             last_membership,
         };
         let write = snapshot_error(ErrorVerb::Write);
-        let mut w = self.db.begin_write().map_err(&write)?;
+        let mut w = blocking(|| self.db.begin_write()).map_err(&write)?;
         w.set_durability(STATE_DURABILITY);
         store_snapshot(&w, &meta, &data)?;
-        w.commit().map_err(&write)?;
+        blocking(|| w.commit()).map_err(&write)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -267,7 +267,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         I::IntoIter: openraft::OptionalSend,
     {
         let write = sm_error(ErrorVerb::Write);
-        let mut w = self.db.begin_write().map_err(&write)?;
+        let mut w = blocking(|| self.db.begin_write()).map_err(&write)?;
         w.set_durability(STATE_DURABILITY);
         let mut responses = Vec::new();
         {
@@ -306,7 +306,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
                     .map_err(&write)?;
             }
         }
-        w.commit().map_err(&write)?;
+        blocking(|| w.commit()).map_err(&write)?;
         Ok(responses)
     }
 
@@ -332,7 +332,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let write = snapshot_error(ErrorVerb::Write);
         // The map, its applied id and membership and the snapshot, all in
         // one commit.
-        let mut w = self.db.begin_write().map_err(&write)?;
+        let mut w = blocking(|| self.db.begin_write()).map_err(&write)?;
         w.set_durability(STATE_DURABILITY);
         {
             let mut data = w.open_typed(DATA).map_err(&write)?;
@@ -349,7 +349,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             drop(m);
             store_snapshot(&w, meta, &bytes)?;
         }
-        w.commit().map_err(&write)?;
+        blocking(|| w.commit()).map_err(&write)?;
         Ok(())
     }
 

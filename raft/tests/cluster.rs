@@ -42,7 +42,7 @@ fn three_nodes_converge_after_losing_their_leader() {
     let f = runtime
         .block_on(cluster::scenario(dir.path(), 10_000, spawn))
         .unwrap();
-    println!(
+    larch::testing::report(&format!(
         "RELIABILITY suite=cluster nodes=3 keys={} writes_per_sec={:.0} \
          degraded_writes_per_sec={:.0} election_ms={} catch_up_ms={} lost_acked=0",
         2 * f.keys,
@@ -50,5 +50,5 @@ fn three_nodes_converge_after_losing_their_leader() {
         f.writes_per_sec_degraded,
         f.election.as_millis(),
         f.catch_up.as_millis()
-    );
+    ));
 }
