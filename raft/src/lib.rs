@@ -13,11 +13,12 @@
 //! | `kv.snapshot`| `meta`, `data`          | the last snapshot built or installed    |
 //!
 //! One file means one order of commits: larch keeps a prefix of them on a
-//! power loss, whatever each commit's durability. So the log's appends, the
-//! vote, truncations and purges commit [`Durability::Immediate`] (openraft
-//! is told an append is flushed only after its commit is durable), while
-//! the committed marker and the state machine's applies and snapshots
-//! commit [`Durability::Eventual`]: a crash may take back the newest of those, but
+//! power loss, whatever each commit's durability. Appends commit without a
+//! sync of their own and are reported flushed by a thread that syncs once
+//! for every append queued meanwhile (group commit); the vote,
+//! truncations and purges commit [`Durability::Immediate`]; the committed
+//! marker and the state machine's applies and snapshots commit
+//! [`Durability::Eventual`]. A crash may take back the newest of those, but
 //! never one without the ones before it, and never the snapshot that
 //! allowed a purge once the purge is durable. openraft applies again from
 //! the log what a crash took back.
@@ -48,6 +49,7 @@ use serde::{Deserialize, Serialize};
 
 pub mod cluster;
 mod codec;
+mod flush;
 mod log_store;
 pub mod net;
 mod state_machine;
@@ -110,7 +112,8 @@ fn blocking<T>(f: impl FnOnce() -> T) -> T {
     }
 }
 
-/// How the log's commits are made durable: before openraft hears of them.
+/// How the vote, truncations and purges are made durable: before openraft
+/// hears of them.
 const LOG_DURABILITY: Durability = Durability::Immediate;
 /// How the state machine's commits and the committed marker are made
 /// durable: with the next log commit, a `sync`, or within larch's

@@ -3,6 +3,7 @@
 use std::fmt::Debug;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
+use std::sync::Arc;
 
 use larch::{Database, Durability, TableDefinition, WriteTxn};
 use openraft::storage::{LogFlushed, LogState, RaftLogReader, RaftLogStorage};
@@ -13,6 +14,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::codec::{from_bytes, io_error, to_bytes};
+use crate::flush::Flusher;
 use crate::{LOG_DURABILITY, STATE_DURABILITY, blocking};
 
 /// The entries, by index.
@@ -29,10 +31,17 @@ const PURGED: &str = "purged";
 /// log ids in `raft.meta`.
 ///
 /// Clones share the database; each is also the store's log reader.
+///
+/// An append commits with [`Durability::None`], so it is readable at once,
+/// and is reported flushed after a [`Database::sync`] that began after its
+/// commit: one sync for every append queued meanwhile (group commit). The
+/// vote, truncations and purges commit [`Durability::Immediate`], which
+/// makes every append before them durable too.
 /// Entries are stored as JSON, so `C`'s entries, node ids and nodes must be
 /// serde types (openraft's `serde` feature).
 pub struct LogStore<C> {
     db: Database,
+    flusher: Arc<Flusher>,
     types: PhantomData<fn() -> C>,
 }
 
@@ -40,6 +49,7 @@ impl<C> Clone for LogStore<C> {
     fn clone(&self) -> Self {
         LogStore {
             db: self.db.clone(),
+            flusher: self.flusher.clone(),
             types: PhantomData,
         }
     }
@@ -47,8 +57,13 @@ impl<C> Clone for LogStore<C> {
 
 impl<C> LogStore<C> {
     /// The log store of `db` (its tables are created at the first write).
+    /// It starts the thread that syncs appends; the last clone's drop waits
+    /// for that thread to complete what is queued, so it must not happen
+    /// while the dropping thread holds a write transaction of `db` (the
+    /// sync would wait for it).
     pub fn new(db: Database) -> Self {
         LogStore {
+            flusher: Arc::new(Flusher::new(db.clone())),
             db,
             types: PhantomData,
         }
@@ -217,15 +232,16 @@ where
         I: IntoIterator<Item = C::Entry> + OptionalSend,
         I::IntoIter: OptionalSend,
     {
-        self.write(ErrorSubject::Logs, LOG_DURABILITY, |w| {
+        self.write(ErrorSubject::Logs, Durability::None, |w| {
             let mut log = w.open_typed(LOG)?;
             for entry in entries {
                 log.insert(entry.get_log_id().index, to_bytes(&entry).as_slice())?;
             }
             Ok(())
         })?;
-        // The commit was durable before it returned.
-        callback.log_io_completed(Ok(()));
+        // Visible now; flushed once a sync that began after the commit ends.
+        self.flusher
+            .after_sync(Box::new(move |synced| callback.log_io_completed(synced)));
         Ok(())
     }
 
