@@ -13,7 +13,7 @@ use openraft::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{from_bytes, io_error, to_bytes};
+use crate::codec::{decode_error, from_bytes, io_error, to_bytes};
 use crate::flush::Flusher;
 use crate::{LOG_DURABILITY, STATE_DURABILITY, blocking};
 
@@ -128,14 +128,30 @@ where
             Err(e) => return Err(fail(e)),
         };
         match table.last().map_err(fail)? {
-            Some((index, bytes)) => {
-                let entry: C::Entry = from_bytes(bytes)
-                    .map_err(|e| io_error(ErrorSubject::LogIndex(index), ErrorVerb::Read, e))?;
-                Ok(Some(entry.get_log_id().clone()))
-            }
+            Some((index, bytes)) => Ok(Some(decode_entry::<C>(index, bytes)?.get_log_id().clone())),
             None => Ok(None),
         }
     }
+}
+
+/// The entry stored under `index`: bytes that do not decode, or an entry
+/// of another index, are an error (the file is never trusted, and openraft
+/// relies on a log without holes).
+fn decode_entry<C>(index: u64, bytes: &[u8]) -> Result<C::Entry, StorageError<C::NodeId>>
+where
+    C: RaftTypeConfig,
+    C::Entry: DeserializeOwned,
+{
+    let entry: C::Entry = from_bytes(bytes)
+        .map_err(|e| decode_error(ErrorSubject::LogIndex(index), format!("log entry: {e}")))?;
+    let stored = entry.get_log_id().index;
+    if stored != index {
+        return Err(decode_error(
+            ErrorSubject::LogIndex(index),
+            format!("the entry stored under index {index} is entry {stored}"),
+        ));
+    }
+    Ok(entry)
 }
 
 /// `range` of log indexes as owned bounds.
@@ -162,9 +178,7 @@ where
         let mut entries = Vec::new();
         for item in table.range::<u64>(index_bounds(&range)).map_err(fail)? {
             let (index, bytes) = item.map_err(fail)?;
-            let entry: C::Entry = from_bytes(bytes)
-                .map_err(|e| io_error(ErrorSubject::LogIndex(index), ErrorVerb::Read, e))?;
-            entries.push(entry);
+            entries.push(decode_entry::<C>(index, bytes)?);
         }
         Ok(entries)
     }
