@@ -16,22 +16,20 @@
 //! power loss, whatever each commit's durability. Appends commit without a
 //! sync of their own and are reported flushed by a thread that syncs once
 //! for every append queued meanwhile (group commit); the vote,
-//! truncations and purges commit [`Durability::Immediate`]; the committed
-//! marker and the state machine's applies and snapshots commit
-//! [`Durability::Eventual`]. A crash may take back the newest of those, but
+//! truncations, purges and snapshot installs commit
+//! [`Durability::Immediate`]; the committed marker, the state machine's
+//! applies and the snapshots it builds commit [`Durability::Eventual`]. A crash may take back the newest of those, but
 //! never one without the ones before it, and never the snapshot that
 //! allowed a purge once the purge is durable. openraft applies again from
 //! the log what a crash took back.
 //!
 //! ```no_run
 //! use larch::Database;
-//! use larch_raft::{LogStore, StateMachine, TypeConfig};
 //!
 //! # fn main() -> Result<(), Box<dyn std::error::Error>> {
 //! // SAFETY: only larch writes to this file while it is open.
 //! let db = unsafe { Database::open("node-1.larch") }?;
-//! let log: LogStore<TypeConfig> = LogStore::new(db.clone());
-//! let sm = StateMachine::new(db);
+//! let (log, sm) = larch_raft::stores(db);
 //! // openraft::Raft::new(1, config, network, log, sm).await?
 //! # Ok(())
 //! # }
@@ -42,7 +40,9 @@
 #![allow(clippy::result_large_err)]
 
 use std::fmt;
-use std::io::Cursor;
+use std::sync::Arc;
+
+use larch::Database;
 
 use larch::Durability;
 use serde::{Deserialize, Serialize};
@@ -52,17 +52,31 @@ mod codec;
 mod flush;
 mod log_store;
 pub mod net;
+mod order;
+pub mod snapshot;
 mod state_machine;
 
 pub use log_store::LogStore;
+pub use snapshot::SnapshotData;
 pub use state_machine::StateMachine;
+
+/// The log store and the state machine of one node over `db`, paired: a
+/// purge openraft sends with a snapshot install waits until the install is
+/// durable.
+pub fn stores(db: Database) -> (LogStore<TypeConfig>, StateMachine) {
+    let gate = Arc::new(order::InstallGate::default());
+    (
+        LogStore::with_gate(db.clone(), Some(gate.clone())),
+        StateMachine::new(db, gate),
+    )
+}
 
 openraft::declare_raft_types!(
     /// The types of the replicated key-value store: string keys and values.
     pub TypeConfig:
         D = Request,
         R = Response,
-        SnapshotData = Cursor<Vec<u8>>,
+        SnapshotData = SnapshotData,
 );
 
 /// A change to the key-value map, the payload of a normal log entry.

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 
 use crate::codec::{decode_error, from_bytes, io_error, to_bytes};
 use crate::flush::Flusher;
+use crate::order::InstallGate;
 use crate::{LOG_DURABILITY, STATE_DURABILITY, blocking};
 
 /// The entries, by index.
@@ -42,6 +43,8 @@ const PURGED: &str = "purged";
 pub struct LogStore<C> {
     db: Database,
     flusher: Arc<Flusher>,
+    /// The state machine's, when the store was made with it.
+    gate: Option<Arc<InstallGate>>,
     types: PhantomData<fn() -> C>,
 }
 
@@ -50,6 +53,7 @@ impl<C> Clone for LogStore<C> {
         LogStore {
             db: self.db.clone(),
             flusher: self.flusher.clone(),
+            gate: self.gate.clone(),
             types: PhantomData,
         }
     }
@@ -61,10 +65,20 @@ impl<C> LogStore<C> {
     /// for that thread to complete what is queued, so it must not happen
     /// while the dropping thread holds a write transaction of `db` (the
     /// sync would wait for it).
+    ///
+    /// This store does not know the state machine: a purge openraft sends
+    /// with a snapshot install runs at once, so a state machine of your own
+    /// must make its install durable before openraft purges (or use
+    /// [`stores`](crate::stores), whose log store waits for the install).
     pub fn new(db: Database) -> Self {
+        Self::with_gate(db, None)
+    }
+
+    pub(crate) fn with_gate(db: Database, gate: Option<Arc<InstallGate>>) -> Self {
         LogStore {
             flusher: Arc::new(Flusher::new(db.clone())),
             db,
+            gate,
             types: PhantomData,
         }
     }
@@ -267,6 +281,13 @@ where
     }
 
     async fn purge(&mut self, log_id: LogId<C::NodeId>) -> Result<(), StorageError<C::NodeId>> {
+        // After a snapshot install, only once the install is durable.
+        let gate = self.gate.clone();
+        if let Some(gate) = gate
+            && !blocking(|| gate.wait_for_purge(log_id.index))
+        {
+            return Ok(());
+        }
         let bytes = to_bytes(&log_id);
         self.write(ErrorSubject::Logs, LOG_DURABILITY, |w| {
             w.open_typed(META)?.insert(PURGED, bytes.as_slice())?;

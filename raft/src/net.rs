@@ -15,8 +15,8 @@ use std::time::{Duration, Instant};
 
 use larch::Database;
 use openraft::error::{
-    ClientWriteError, InstallSnapshotError, NetworkError, RPCError, RaftError, RemoteError,
-    Unreachable,
+    ClientWriteError, InstallSnapshotError, NetworkError, PayloadTooLarge, RPCError, RaftError,
+    RemoteError, Unreachable,
 };
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::{
@@ -28,8 +28,14 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
 
-use crate::{LogStore, Request, StateMachine, TypeConfig};
+use crate::{Request, StateMachine, TypeConfig};
+
+/// The size above which an append of more than one entry is sent as
+/// several: a batch of large entries would take longer than openraft waits
+/// for a reply (a heartbeat interval), and be sent again for ever.
+pub const APPEND_BUDGET: usize = 2 << 20;
 
 /// The largest frame a node or client accepts (a snapshot chunk, a batch of
 /// entries): a length past it closes the connection.
@@ -100,8 +106,8 @@ pub enum Reply {
     Status(Status),
 }
 
-/// Writes `value` as one frame.
-async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> io::Result<()> {
+/// `value` as a frame's body.
+fn to_body<T: Serialize>(value: &T) -> io::Result<Vec<u8>> {
     let body = serde_json::to_vec(value).map_err(io::Error::other)?;
     if body.len() > MAX_FRAME {
         return Err(io::Error::new(
@@ -109,13 +115,19 @@ async fn write_frame<T: Serialize>(stream: &mut TcpStream, value: &T) -> io::Res
             "frame too large",
         ));
     }
+    Ok(body)
+}
+
+/// Writes `body` as one frame.
+async fn write_frame(stream: &mut TcpStream, body: &[u8]) -> io::Result<()> {
     let mut frame = Vec::with_capacity(4 + body.len());
     frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
-    frame.extend_from_slice(&body);
+    frame.extend_from_slice(body);
     stream.write_all(&frame).await
 }
 
-/// Reads one frame as a `T`; `None` at a clean end of the connection.
+/// Reads one frame as a `T`; `None` at a clean end of the connection. The
+/// body is read as it arrives: a length alone reserves no memory.
 async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Result<Option<T>> {
     let mut len = [0u8; 4];
     match stream.read_exact(&mut len).await {
@@ -130,8 +142,17 @@ async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Result<O
             "frame too large",
         ));
     }
-    let mut body = vec![0u8; len];
-    stream.read_exact(&mut body).await?;
+    let mut body = Vec::new();
+    (&mut *stream)
+        .take(len as u64)
+        .read_to_end(&mut body)
+        .await?;
+    if body.len() != len {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            "frame cut short",
+        ));
+    }
     serde_json::from_slice(&body)
         .map(Some)
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
@@ -150,6 +171,12 @@ impl Connection {
 
     /// Sends `rpc` and waits for its reply, at most `ttl`.
     async fn call(&mut self, rpc: &Rpc, ttl: Duration) -> io::Result<Reply> {
+        self.call_body(&to_body(rpc)?, ttl).await
+    }
+
+    /// Sends a frame of `body` (an [`Rpc`]) and waits for its reply, at
+    /// most `ttl`.
+    async fn call_body(&mut self, body: &[u8], ttl: Duration) -> io::Result<Reply> {
         let result = tokio::time::timeout(ttl, async {
             if self.stream.is_none() {
                 let stream = TcpStream::connect(self.addr).await?;
@@ -157,7 +184,7 @@ impl Connection {
                 self.stream = Some(stream);
             }
             let stream = self.stream.as_mut().expect("connected above");
-            write_frame(stream, rpc).await?;
+            write_frame(stream, body).await?;
             read_frame(stream)
                 .await?
                 .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"))
@@ -205,7 +232,19 @@ impl PeerConnection {
         option: RPCOption,
         unpack: impl FnOnce(Reply) -> Option<RaftResult<T, E>>,
     ) -> Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
-        let reply = match self.conn.call(&rpc, option.hard_ttl()).await {
+        let body = to_body(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        if let Rpc::AppendEntries(req) = &rpc
+            && body.len() > APPEND_BUDGET
+            && req.entries.len() > 1
+        {
+            // openraft sends again with as many entries as the hint says.
+            let fit = req.entries.len() * APPEND_BUDGET / body.len();
+            let hint = fit.clamp(1, req.entries.len() - 1) as u64;
+            return Err(RPCError::PayloadTooLarge(
+                PayloadTooLarge::new_entries_hint(hint),
+            ));
+        }
+        let reply = match self.conn.call_body(&body, option.hard_ttl()).await {
             Ok(reply) => reply,
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
                 return Err(RPCError::Unreachable(Unreachable::new(&e)));
@@ -312,12 +351,13 @@ impl NodeConfig {
     }
 }
 
-/// The Raft timing of the nodes: heartbeats every 50 ms, elections after
-/// 300 to 600 ms of silence, a snapshot every 5,000 applied entries.
+/// The Raft timing of the nodes: heartbeats every 100 ms (openraft also
+/// waits that long for a reply to an append), elections after 300 to 600
+/// ms of silence, a snapshot every 5,000 applied entries.
 pub fn raft_config() -> Config {
     Config {
         cluster_name: "larch-raft".into(),
-        heartbeat_interval: 50,
+        heartbeat_interval: 100,
         election_timeout_min: 300,
         election_timeout_max: 600,
         snapshot_policy: SnapshotPolicy::LogsSinceLast(5_000),
@@ -335,12 +375,12 @@ pub async fn run_node(config: NodeConfig) -> Result<(), Box<dyn std::error::Erro
     // SAFETY: the node's database file is written by this process alone,
     // through larch, while it is open.
     let db = unsafe { Database::open(&config.path) }?;
-    let sm = StateMachine::new(db.clone());
+    let (log, sm) = crate::stores(db);
     let raft = Raft::new(
         config.id,
         Arc::new(raft_config().validate()?),
         Network,
-        LogStore::<TypeConfig>::new(db.clone()),
+        log,
         sm.clone(),
     )
     .await?;
@@ -353,20 +393,83 @@ pub async fn run_node(config: NodeConfig) -> Result<(), Box<dyn std::error::Erro
         // A node that was initialized before refuses; that is its restart.
         let _ = raft.initialize(members).await;
     }
+    let permits = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     loop {
-        let (stream, _) = listener.accept().await?;
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            // Out of file descriptors, or a connection reset before it was
+            // taken: the node goes on, and tries again shortly.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Past the limit, a new connection is closed at once.
+        let Ok(permit) = permits.clone().try_acquire_owned() else {
+            continue;
+        };
         let (raft, sm) = (raft.clone(), sm.clone());
         tokio::spawn(async move {
-            // A peer or client that goes away ends its connection only.
+            // A peer or client that goes away, or misbehaves, ends its
+            // connection only.
             let _ = serve(stream, raft, sm).await;
+            drop(permit);
         });
+    }
+}
+
+/// The connections a node serves at once.
+pub const MAX_CONNECTIONS: usize = 256;
+
+/// How long a connection may stay silent between requests, and take to
+/// send one, before the node closes it.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The greatest term or log index a node accepts from the network: far past
+/// any real cluster's, and far enough below `u64::MAX` that openraft's
+/// arithmetic on them cannot overflow.
+const MAX_TERM_OR_INDEX: u64 = 1 << 62;
+
+/// Whether every term and index `rpc` carries is below
+/// [`MAX_TERM_OR_INDEX`].
+fn sane(rpc: &Rpc) -> bool {
+    let vote = |v: &openraft::Vote<NodeId>| v.leader_id().term < MAX_TERM_OR_INDEX;
+    let id = |id: Option<&openraft::LogId<NodeId>>| {
+        id.is_none_or(|id| id.leader_id.term < MAX_TERM_OR_INDEX && id.index < MAX_TERM_OR_INDEX)
+    };
+    match rpc {
+        Rpc::AppendEntries(req) => {
+            vote(&req.vote)
+                && id(req.prev_log_id.as_ref())
+                && id(req.leader_commit.as_ref())
+                && req.entries.iter().all(|e| id(Some(&e.log_id)))
+        }
+        Rpc::Vote(req) => vote(&req.vote) && id(req.last_log_id.as_ref()),
+        Rpc::InstallSnapshot(req) => {
+            vote(&req.vote)
+                && id(req.meta.last_log_id.as_ref())
+                && id(req.meta.last_membership.log_id().as_ref())
+        }
+        Rpc::Write(_) | Rpc::Read(_) | Rpc::Dump | Rpc::Status => true,
     }
 }
 
 /// Answers the requests of one connection, one at a time.
 async fn serve(mut stream: TcpStream, raft: Raft<TypeConfig>, sm: StateMachine) -> io::Result<()> {
     stream.set_nodelay(true)?;
-    while let Some(rpc) = read_frame::<Rpc>(&mut stream).await? {
+    loop {
+        let rpc = match tokio::time::timeout(IDLE_TIMEOUT, read_frame::<Rpc>(&mut stream)).await {
+            Ok(Ok(Some(rpc))) => rpc,
+            Ok(Ok(None)) => return Ok(()),
+            Ok(Err(e)) => return Err(e),
+            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "idle connection")),
+        };
+        if !sane(&rpc) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "term or index out of range",
+            ));
+        }
         let reply = match rpc {
             Rpc::AppendEntries(req) => Reply::AppendEntries(raft.append_entries(req).await),
             Rpc::Vote(req) => Reply::Vote(raft.vote(req).await),
@@ -391,9 +494,8 @@ async fn serve(mut stream: TcpStream, raft: Raft<TypeConfig>, sm: StateMachine) 
                 })
             }
         };
-        write_frame(&mut stream, &reply).await?;
+        write_frame(&mut stream, &to_body(&reply)?).await?;
     }
-    Ok(())
 }
 
 /// A client of a cluster: writes go to the leader (found by asking, and
@@ -450,10 +552,14 @@ impl Client {
                     self.leader = f.leader_id;
                     continue;
                 }
-                Ok(Reply::Write(Err(RaftError::APIError(e)))) => {
+                Ok(Reply::Write(Err(RaftError::APIError(
+                    ClientWriteError::ChangeMembershipError(e),
+                )))) => {
                     return Err(io::Error::other(e.to_string()));
                 }
-                // No leader known yet, a dying one, or a node gone.
+                // No leader known yet (or the node asked names itself but
+                // no longer leads), a dying leader, or a node gone: ask
+                // again, another node first.
                 _ => {
                     self.leader = None;
                     next += 1;

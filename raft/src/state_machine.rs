@@ -1,7 +1,7 @@
 //! The replicated key-value map, its applied log id and membership, and its
 //! snapshots in larch tables.
 
-use std::io::Cursor;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use larch::{Database, TableDefinition};
@@ -13,7 +13,9 @@ use openraft::{
 use serde::de::DeserializeOwned;
 
 use crate::codec::{decode_error, from_bytes, io_error, to_bytes};
-use crate::{Request, Response, STATE_DURABILITY, TypeConfig, blocking};
+use crate::order::InstallGate;
+use crate::snapshot::{self, SnapshotData};
+use crate::{LOG_DURABILITY, Request, Response, STATE_DURABILITY, TypeConfig, blocking};
 
 /// The map.
 const DATA: TableDefinition<&str, &str> = TableDefinition::new("kv.data");
@@ -42,13 +44,14 @@ type Meta = SnapshotMeta<NodeId, openraft::BasicNode>;
 #[derive(Clone)]
 pub struct StateMachine {
     db: Database,
+    gate: Arc<InstallGate>,
 }
 
 impl StateMachine {
-    /// The state machine of `db` (its tables are created at the first
-    /// write).
-    pub fn new(db: Database) -> Self {
-        StateMachine { db }
+    /// The state machine of `db`, and the gate its log store waits on
+    /// before a purge.
+    pub(crate) fn new(db: Database, gate: Arc<InstallGate>) -> Self {
+        StateMachine { db, gate }
     }
 
     /// The database the state machine keeps its map in.
@@ -119,64 +122,6 @@ fn snapshot_error(verb: ErrorVerb) -> impl Fn(larch::Error) -> StorageError<Node
     move |e| io_error(ErrorSubject::Snapshot(None), verb, e)
 }
 
-/// The start of a snapshot's bytes.
-const SNAPSHOT_MAGIC: &[u8; 8] = b"larchkv1";
-
-/// The map's entries as a snapshot's bytes: the magic, the number of
-/// entries (`u64`, little-endian), then each entry as its key's and its
-/// value's length (`u64`) and bytes. The count makes a snapshot cut at an
-/// entry's end an error, not a smaller map.
-fn encode_snapshot<'a>(
-    pairs: impl Iterator<Item = larch::Result<(&'a str, &'a str)>>,
-) -> larch::Result<Vec<u8>> {
-    let mut out = SNAPSHOT_MAGIC.to_vec();
-    out.extend_from_slice(&[0; 8]);
-    let mut count = 0u64;
-    for pair in pairs {
-        let (k, v) = pair?;
-        for field in [k.as_bytes(), v.as_bytes()] {
-            out.extend_from_slice(&(field.len() as u64).to_le_bytes());
-            out.extend_from_slice(field);
-        }
-        count += 1;
-    }
-    out[SNAPSHOT_MAGIC.len()..][..8].copy_from_slice(&count.to_le_bytes());
-    Ok(out)
-}
-
-/// The entries of a snapshot's bytes, checked: a snapshot from the network
-/// or the file is never trusted.
-fn decode_snapshot(bytes: &[u8]) -> Result<Vec<(&str, &str)>, String> {
-    fn u64_field(rest: &mut &[u8]) -> Result<u64, String> {
-        let (n, tail) = rest.split_first_chunk::<8>().ok_or("snapshot cut short")?;
-        *rest = tail;
-        Ok(u64::from_le_bytes(*n))
-    }
-    fn str_field<'a>(rest: &mut &'a [u8]) -> Result<&'a str, String> {
-        let len = u64_field(rest)?;
-        if (rest.len() as u64) < len {
-            return Err("snapshot cut short".into());
-        }
-        let (s, tail) = rest.split_at(len as usize);
-        *rest = tail;
-        std::str::from_utf8(s).map_err(|e| format!("snapshot field not UTF-8: {e}"))
-    }
-    let mut rest = bytes
-        .strip_prefix(SNAPSHOT_MAGIC.as_slice())
-        .ok_or("not a larch-raft snapshot (bad magic)")?;
-    let count = u64_field(&mut rest)?;
-    let mut pairs = Vec::new();
-    for _ in 0..count {
-        let k = str_field(&mut rest)?;
-        let v = str_field(&mut rest)?;
-        pairs.push((k, v));
-    }
-    if !rest.is_empty() {
-        return Err("bytes after the snapshot's last entry".into());
-    }
-    Ok(pairs)
-}
-
 /// A snapshot id unique to this build of it.
 fn snapshot_id(last: Option<&LogId<NodeId>>) -> String {
     let nanos = SystemTime::now()
@@ -225,8 +170,8 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let last_log_id = read_meta::<Option<LogId<NodeId>>>(&r, APPLIED)?.flatten();
         let last_membership = read_meta::<Membership>(&r, MEMBERSHIP)?.unwrap_or_default();
         let data = match r.open_typed(DATA) {
-            Ok(table) => encode_snapshot(table.iter().map_err(&read)?),
-            Err(larch::Error::TableNotFound(_)) => encode_snapshot(std::iter::empty()),
+            Ok(table) => snapshot::encode(table.iter().map_err(&read)?),
+            Err(larch::Error::TableNotFound(_)) => snapshot::encode(std::iter::empty()),
             Err(e) => Err(e),
         }
         .map_err(&read)?;
@@ -243,8 +188,39 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         blocking(|| w.commit()).map_err(&write)?;
         Ok(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data)),
+            snapshot: Box::new(SnapshotData::new(data)),
         })
+    }
+}
+
+impl StateMachine {
+    /// Replaces the map, its applied id and membership and the current
+    /// snapshot with `bytes`, all in one commit, durable before it returns:
+    /// the purge openraft sends with an install must never be durable
+    /// without it.
+    fn install(&self, meta: &Meta, bytes: Vec<u8>) -> Result<(), StorageError<NodeId>> {
+        let signature = Some(meta.signature());
+        let pairs = snapshot::decode(&bytes)
+            .map_err(|e| decode_error(ErrorSubject::Snapshot(signature), e))?;
+        let write = snapshot_error(ErrorVerb::Write);
+        let mut w = blocking(|| self.db.begin_write()).map_err(&write)?;
+        w.set_durability(LOG_DURABILITY);
+        {
+            let mut data = w.open_typed(DATA).map_err(&write)?;
+            data.remove_range::<&str>(..).map_err(&write)?;
+            for (k, v) in pairs {
+                data.insert(k, v).map_err(&write)?;
+            }
+            drop(data);
+            let mut m = w.open_typed(META).map_err(&write)?;
+            m.insert(APPLIED, to_bytes(&meta.last_log_id).as_slice())
+                .map_err(&write)?;
+            m.insert(MEMBERSHIP, to_bytes(&meta.last_membership).as_slice())
+                .map_err(&write)?;
+            drop(m);
+            store_snapshot(&w, meta, &bytes)?;
+        }
+        blocking(|| w.commit()).map_err(&write)
     }
 }
 
@@ -270,9 +246,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         let mut w = blocking(|| self.db.begin_write()).map_err(&write)?;
         w.set_durability(STATE_DURABILITY);
         let mut responses = Vec::new();
+        let mut applied = None;
         {
             let mut data = w.open_typed(DATA).map_err(&write)?;
-            let mut applied = None;
             let mut membership = None;
             for entry in entries {
                 applied = Some(entry.log_id);
@@ -307,6 +283,9 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
             }
         }
         blocking(|| w.commit()).map_err(&write)?;
+        if let Some(applied) = applied {
+            self.gate.applied(applied.index);
+        }
         Ok(responses)
     }
 
@@ -316,41 +295,26 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
 
     async fn begin_receiving_snapshot(
         &mut self,
-    ) -> Result<Box<Cursor<Vec<u8>>>, StorageError<NodeId>> {
-        Ok(Box::new(Cursor::new(Vec::new())))
+    ) -> Result<Box<SnapshotData>, StorageError<NodeId>> {
+        self.gate.receiving();
+        Ok(Box::new(SnapshotData::default()))
     }
 
     async fn install_snapshot(
         &mut self,
         meta: &Meta,
-        snapshot: Box<Cursor<Vec<u8>>>,
+        snapshot: Box<SnapshotData>,
     ) -> Result<(), StorageError<NodeId>> {
-        let bytes = snapshot.into_inner();
-        let signature = Some(meta.signature());
-        let pairs = decode_snapshot(&bytes)
-            .map_err(|e| decode_error(ErrorSubject::Snapshot(signature), e))?;
-        let write = snapshot_error(ErrorVerb::Write);
-        // The map, its applied id and membership and the snapshot, all in
-        // one commit.
-        let mut w = blocking(|| self.db.begin_write()).map_err(&write)?;
-        w.set_durability(STATE_DURABILITY);
-        {
-            let mut data = w.open_typed(DATA).map_err(&write)?;
-            data.remove_range::<&str>(..).map_err(&write)?;
-            for (k, v) in pairs {
-                data.insert(k, v).map_err(&write)?;
-            }
-            drop(data);
-            let mut m = w.open_typed(META).map_err(&write)?;
-            m.insert(APPLIED, to_bytes(&meta.last_log_id).as_slice())
-                .map_err(&write)?;
-            m.insert(MEMBERSHIP, to_bytes(&meta.last_membership).as_slice())
-                .map_err(&write)?;
-            drop(m);
-            store_snapshot(&w, meta, &bytes)?;
+        let installed = self.install(meta, snapshot.into_inner());
+        // The purge waiting on it goes on, or, after a failure, leaves the
+        // log as it is.
+        match &installed {
+            Ok(()) => self
+                .gate
+                .installed(meta.last_log_id.map_or(0, |id| id.index)),
+            Err(_) => self.gate.install_failed(),
         }
-        blocking(|| w.commit()).map_err(&write)?;
-        Ok(())
+        installed
     }
 
     async fn get_current_snapshot(
@@ -377,42 +341,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         })?;
         Ok(Some(Snapshot {
             meta,
-            snapshot: Box::new(Cursor::new(data.to_vec())),
+            snapshot: Box::new(SnapshotData::new(data.to_vec())),
         }))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn snapshots_round_trip_and_reject_crafted_bytes() {
-        let pairs = [("a", "1"), ("", ""), ("ключ", "значение")];
-        let bytes = encode_snapshot(pairs.iter().map(|&p| Ok(p))).unwrap();
-        assert_eq!(decode_snapshot(&bytes).unwrap(), pairs);
-        for cut in 0..bytes.len() {
-            assert!(decode_snapshot(&bytes[..cut]).is_err(), "cut at {cut}");
-        }
-        let mut longer = bytes.clone();
-        longer.push(0);
-        assert!(decode_snapshot(&longer).is_err());
-        // A count of entries the bytes cannot hold, and a length past the
-        // end, fail without allocating for them.
-        let mut many = SNAPSHOT_MAGIC.to_vec();
-        many.extend_from_slice(&u64::MAX.to_le_bytes());
-        assert!(decode_snapshot(&many).is_err());
-        let mut huge = SNAPSHOT_MAGIC.to_vec();
-        huge.extend_from_slice(&1u64.to_le_bytes());
-        huge.extend_from_slice(&u64::MAX.to_le_bytes());
-        assert!(decode_snapshot(&huge).is_err());
-        let mut bad_utf8 = SNAPSHOT_MAGIC.to_vec();
-        bad_utf8.extend_from_slice(&1u64.to_le_bytes());
-        bad_utf8.extend_from_slice(&1u64.to_le_bytes());
-        bad_utf8.push(0xff);
-        bad_utf8.extend_from_slice(&0u64.to_le_bytes());
-        assert!(decode_snapshot(&bad_utf8).is_err());
-        let empty = encode_snapshot(std::iter::empty()).unwrap();
-        assert_eq!(decode_snapshot(&empty).unwrap(), []);
     }
 }

@@ -175,8 +175,7 @@ struct Expected {
 
 /// Checks that the stores over `db` hold exactly `expected`.
 fn check_stores(rt: &Runtime, db: &Database, expected: &Expected) {
-    let mut log = LogStore::<TypeConfig>::new(db.clone());
-    let mut sm = StateMachine::new(db.clone());
+    let (mut log, mut sm) = larch_raft::stores(db.clone());
     rt.block_on(async {
         assert_eq!(log.read_vote().await.unwrap(), Some(expected.vote));
         assert_eq!(
@@ -273,8 +272,7 @@ fn a_reopened_store_keeps_everything_acknowledged() {
 
     let expected = {
         let db = open(&path);
-        let mut log = LogStore::<TypeConfig>::new(db.clone());
-        let mut sm = StateMachine::new(db.clone());
+        let (mut log, mut sm) = larch_raft::stores(db.clone());
 
         // Votes of several elections; the last one saved is the one kept.
         rt.block_on(log.save_vote(&Vote::new(1, 1))).unwrap();
@@ -360,9 +358,9 @@ fn a_reopened_store_keeps_everything_acknowledged() {
     db.check().unwrap();
 
     // The snapshot read back installs as the map it was built from.
-    let mut sm = StateMachine::new(db);
+    let mut sm = larch_raft::stores(db).1;
     let snapshot = rt.block_on(sm.get_current_snapshot()).unwrap().unwrap();
-    let mut other = StateMachine::new(open(&dir.path().join("other.larch")));
+    let mut other = larch_raft::stores(open(&dir.path().join("other.larch"))).1;
     rt.block_on(other.install_snapshot(&snapshot.meta, snapshot.snapshot))
         .unwrap();
     let (applied, pairs) = other.dump().unwrap();

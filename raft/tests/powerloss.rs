@@ -18,7 +18,7 @@ use std::sync::{Arc, Mutex};
 use larch::testing::Rng;
 use larch::testing::{Fate, Recorder, apply};
 use larch::{Database, Options};
-use larch_raft::{LogStore, Request, StateMachine, TypeConfig};
+use larch_raft::{Request, TypeConfig};
 use openraft::storage::{RaftLogStorage, RaftLogStorageExt, RaftStateMachine};
 use openraft::{
     CommittedLeaderId, Entry, EntryPayload, LogId, RaftLogReader, RaftSnapshotBuilder, Vote,
@@ -121,8 +121,7 @@ fn run_store(path: &Path, batches: u64, seed: u64) -> Vec<Image> {
     });
     // SAFETY: the file is this test's alone.
     let db = unsafe { options.open(path) }.unwrap();
-    let mut log = LogStore::<TypeConfig>::new(db.clone());
-    let mut sm = StateMachine::new(db.clone());
+    let (mut log, mut sm) = larch_raft::stores(db.clone());
     let mut rng = Rng(seed ^ 0x5eed);
     runtime().block_on(async {
         let mut next = 1;
@@ -178,8 +177,7 @@ fn check_image(dir: &Path, n: usize, image: &Image) -> Vec<String> {
     if let Err(e) = db.check() {
         failures.push(format!("image {n} fails check: {e}"));
     }
-    let mut log = LogStore::<TypeConfig>::new(db.clone());
-    let mut sm = StateMachine::new(db.clone());
+    let (mut log, mut sm) = larch_raft::stores(db.clone());
     runtime().block_on(async {
         let vote = log.read_vote().await.unwrap();
         let term = vote.map_or(0, |v| v.leader_id().term);

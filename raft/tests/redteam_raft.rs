@@ -2,8 +2,8 @@
 //! commits, crafted bytes in the file and on the wire, a hostile or silent
 //! peer, writers of both stores at once.
 //!
-//! A test that fails shows a defect (its doc comment says which); the
-//! others hold and stay as regression tests. Crashes are real: a child
+//! Tests whose doc comment starts "Fixed" found a defect, now mended; the
+//! others are attacks that held. All stay as regression tests. Crashes are real: a child
 //! process (this test binary again, chosen by [`CHILD_ENV`]) does the work
 //! and dies by `abort` or SIGKILL, and the parent reopens its file.
 
@@ -49,7 +49,7 @@ fn open(path: &Path) -> Database {
 
 fn stores(path: &Path) -> (LogStore<TypeConfig>, StateMachine) {
     let db = open(path);
-    (LogStore::new(db.clone()), StateMachine::new(db))
+    larch_raft::stores(db)
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -371,7 +371,7 @@ fn crash_child(role: &str) -> (tempfile::TempDir, String) {
 // Crashes and the storage contracts
 // ---------------------------------------------------------------------------
 
-/// DEFECT. openraft 0.9's follower, on a full snapshot, queues the install
+/// Fixed (it failed before). openraft 0.9's follower, on a full snapshot, queues the install
 /// for the state machine worker and runs `PurgeLog` at once on its own
 /// task (`Command::PurgeLog` has no condition), so the log store's purge
 /// (Immediate) commits before the state machine's install, which commits
@@ -384,6 +384,9 @@ fn crash_child(role: &str) -> (tempfile::TempDir, String) {
 /// leader sends 11 on, and its first apply, from index 0, fails
 /// (`LogIndexNotFound`, fatal). Elected leader, it would serve the empty
 /// map.
+///
+/// Now: `stores` pairs the two, the purge waits for the install, and the
+/// install commits Immediate.
 #[test]
 fn acknowledged_snapshot_install_survives_a_crash() {
     let (dir, said) = crash_child("install-then-crash");
@@ -568,7 +571,7 @@ fn stale_build_never_overwrites_a_newer_install() {
             let build = tokio::spawn(async move { builder.build_snapshot().await });
             let install = tokio::spawn(async move {
                 installer
-                    .install_snapshot(&meta, Box::new(std::io::Cursor::new(data)))
+                    .install_snapshot(&meta, Box::new(larch_raft::SnapshotData::new(data)))
                     .await
             });
             build.await.unwrap().unwrap();
@@ -651,10 +654,7 @@ fn raw_insert(db: &Database, table: TableDefinition<&str, &[u8]>, key: &str, val
 fn garbage_in_the_file_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     let db = open(&dir.path().join("node.larch"));
-    let (mut log, mut sm) = (
-        LogStore::<TypeConfig>::new(db.clone()),
-        StateMachine::new(db.clone()),
-    );
+    let (mut log, mut sm) = larch_raft::stores(db.clone());
     let junk: &[&[u8]] = &[
         b"",
         b"\xff\xfe",
@@ -691,11 +691,13 @@ fn garbage_in_the_file_is_an_error() {
     });
 }
 
-/// DEFECT. An entry stored under index 5 whose own log id says 7 (a
+/// Fixed (it failed before). An entry stored under index 5 whose own log id says 7 (a
 /// damaged or crafted file) is returned as the entry at 5, and
 /// `get_log_state` reports the log's last id as 7 while the last key is 5:
 /// openraft believes in entries 6 and 7 that do not exist. The key and
 /// the entry's index are never compared.
+///
+/// Now: an entry whose index is not its key is an error.
 #[test]
 fn entry_whose_index_differs_from_its_key_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
@@ -877,13 +879,16 @@ fn crafted_frames_to_a_node_are_errors() {
     assert!(matches!(reply, Reply::Write(Ok(_))), "{reply:?}");
 }
 
-/// DEFECT. One crafted snapshot chunk aborts the node's process: the
+/// Fixed (it failed before). One crafted snapshot chunk aborts the node's process: the
 /// transport hands every `InstallSnapshot` to openraft, which streams a
 /// chunk into the `Cursor<Vec<u8>>` snapshot data at the chunk's offset;
 /// a second chunk at offset 2^50 makes the cursor grow the vector to that
 /// length, the allocation fails, and Rust aborts. Nothing bounds a
 /// chunk's offset or a snapshot's size (`MAX_FRAME` bounds one frame, not
 /// what the chunks add up to).
+///
+/// Now: `SnapshotData` refuses a seek past its end and growth past
+/// `MAX_SNAPSHOT`.
 #[test]
 fn crafted_snapshot_offset_does_not_kill_the_node() {
     let dir = tempfile::tempdir().unwrap();
@@ -920,7 +925,7 @@ fn crafted_snapshot_offset_does_not_kill_the_node() {
     );
 }
 
-/// DEFECT. A snapshot whose bytes do not decode stops the receiving
+/// Fixed (it failed before). A snapshot whose bytes do not decode stops the receiving
 /// node's Raft for good, and leaves its file purged past its state: the
 /// decode check is inside `install_snapshot`, where any error is a
 /// `StorageError`, which openraft treats as fatal (the state machine
@@ -928,6 +933,9 @@ fn crafted_snapshot_offset_does_not_kill_the_node() {
 /// the snapshot's id, so the restarted node's log starts after 50 with no
 /// state for 0..=50. A bad snapshot should be refused before openraft is
 /// handed it, as an error of that RPC only.
+///
+/// Now: `SnapshotData` checks the bytes decode when the last chunk is in,
+/// so only that RPC fails.
 #[test]
 fn undecodable_snapshot_does_not_stop_raft() {
     // Node 1 of {1, 2}: no leader, a follower or candidate that a
@@ -974,13 +982,16 @@ fn undecodable_snapshot_does_not_stop_raft() {
     );
 }
 
-/// DEFECT. Idle connections take the node down: `serve` waits for a
+/// Fixed (it failed before). Idle connections take the node down: `serve` waits for a
 /// frame for ever (no idle or read timeout, no connection limit), so
 /// connections that never send keep their descriptors; once the process
 /// runs out, `accept` fails with EMFILE and `run_node` returns that error
 /// (`listener.accept().await?`), ending the node. Here the node runs with
 /// 64 descriptors and 100 silent connections; they are closed again
 /// before the node is asked for its status.
+///
+/// Now: accept errors are waited out, connections are capped and closed
+/// when idle, and bodies are read as they arrive.
 #[test]
 fn silent_connections_do_not_end_the_node() {
     let dir = tempfile::tempdir().unwrap();
@@ -1006,7 +1017,7 @@ fn silent_connections_do_not_end_the_node() {
     );
 }
 
-/// DEFECT. `Client::write` gives up at once, long before its deadline,
+/// Fixed (it failed before). `Client::write` gives up at once, long before its deadline,
 /// when the node asked knows no leader: openraft answers
 /// `ForwardToLeader { leader_id: None }` during an election or before the
 /// first one, the guard `f.leader_id.is_some_and(..)` does not match, and
@@ -1015,6 +1026,8 @@ fn silent_connections_do_not_end_the_node() {
 /// reaches a node that has not heard from the new leader yet fails the
 /// scenario: a flaky test. `ForwardToLeader` without a leader (or naming
 /// the node asked) should be retried like a lost connection.
+///
+/// Now: a reply naming no leader, or the node asked, is retried.
 #[test]
 fn client_write_retries_until_a_leader_is_known() {
     // Node 1 of {1, 2}: node 2 never starts, so no leader, ever.
@@ -1150,7 +1163,7 @@ fn killing_every_node_loses_no_acknowledged_write() {
     drop(nodes);
 }
 
-/// DEFECT. A follower that falls behind by large entries never catches
+/// Fixed (it failed before). A follower that falls behind by large entries never catches
 /// up: openraft batches up to `max_payload_entries` (300) entries into one
 /// `AppendEntries` and gives it `heartbeat_interval` (50 ms) to be
 /// answered. Past `MAX_FRAME` the transport refuses to send the frame
@@ -1162,6 +1175,9 @@ fn killing_every_node_loses_no_acknowledged_write() {
 /// after 113 writes of 700 KiB each (80 MB in one batch) went through
 /// nodes 1 and 2; with 1 KiB values it catches up in well under a second
 /// (300 KiB values, 35 MB, already fail here by the timeout alone).
+///
+/// Now: an append over `APPEND_BUDGET` is answered `PayloadTooLarge`
+/// with a hint, and openraft splits it.
 #[test]
 fn lagging_follower_catches_up_after_large_writes() {
     let dir = tempfile::tempdir().unwrap();
@@ -1225,7 +1241,7 @@ fn lagging_follower_catches_up_after_large_writes() {
     });
 }
 
-/// DEFECT. One vote request in the last term (`u64::MAX`) stops a
+/// Fixed (it failed before). One vote request in the last term (`u64::MAX`) stops a
 /// follower's Raft, and for good: the transport hands it to openraft,
 /// which grants it and saves the vote (the file now holds term
 /// `u64::MAX`); at the next election timeout openraft computes the term
@@ -1234,6 +1250,8 @@ fn lagging_follower_catches_up_after_large_writes() {
 /// reaches the port can do this; the transport should refuse terms no
 /// real cluster reaches (or unauthenticated peers) before openraft sees
 /// them.
+///
+/// Now: a node closes a connection that sends a term or index at or past 2^62.
 #[test]
 fn vote_in_the_last_term_does_not_stop_raft() {
     // Node 1 of {1, 2}: not a leader, so it grants the vote.

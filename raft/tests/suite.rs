@@ -17,7 +17,8 @@ impl StoreBuilder<TypeConfig, LogStore<TypeConfig>, StateMachine, TempDir> for L
         let dir = tempfile::tempdir().unwrap();
         // SAFETY: the file is this test's alone.
         let db = unsafe { Database::open(dir.path().join("raft.larch")) }.unwrap();
-        Ok((dir, LogStore::new(db.clone()), StateMachine::new(db)))
+        let (log, sm) = larch_raft::stores(db);
+        Ok((dir, log, sm))
     }
 }
 
