@@ -158,6 +158,11 @@ async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Result<O
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
+/// A reply that does not answer the request sent.
+fn other_kind() -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, "reply of another kind")
+}
+
 /// One connection to a node, opened on first use and again after an error.
 struct Connection {
     addr: SocketAddr,
@@ -254,10 +259,7 @@ impl PeerConnection {
         match unpack(reply) {
             Some(Ok(resp)) => Ok(resp),
             Some(Err(e)) => Err(RPCError::RemoteError(RemoteError::new(self.target, e))),
-            None => {
-                let e = io::Error::new(io::ErrorKind::InvalidData, "reply of another kind");
-                Err(RPCError::Network(NetworkError::new(&e)))
-            }
+            None => Err(RPCError::Network(NetworkError::new(&other_kind()))),
         }
     }
 }
@@ -579,10 +581,7 @@ impl Client {
     pub async fn read(&mut self, id: NodeId, key: &str) -> io::Result<Option<String>> {
         match self.call(id, &Rpc::Read(key.into())).await? {
             Reply::Read(r) => r.map_err(io::Error::other),
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "reply of another kind",
-            )),
+            _ => Err(other_kind()),
         }
     }
 
@@ -590,10 +589,7 @@ impl Client {
     pub async fn dump(&mut self, id: NodeId) -> io::Result<Dump> {
         match self.call(id, &Rpc::Dump).await? {
             Reply::Dump(r) => r.map_err(io::Error::other),
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "reply of another kind",
-            )),
+            _ => Err(other_kind()),
         }
     }
 
@@ -601,10 +597,7 @@ impl Client {
     pub async fn status(&mut self, id: NodeId) -> io::Result<Status> {
         match self.call(id, &Rpc::Status).await? {
             Reply::Status(s) => Ok(s),
-            _ => Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "reply of another kind",
-            )),
+            _ => Err(other_kind()),
         }
     }
 }
