@@ -65,10 +65,10 @@ pub use state_machine::StateMachine;
 /// durable.
 pub fn stores(db: Database) -> (LogStore<TypeConfig>, StateMachine) {
     let gate = Arc::new(order::InstallGate::default());
-    (
-        LogStore::with_gate(db.clone(), Some(gate.clone())),
-        StateMachine::new(db, gate),
-    )
+    let sm = StateMachine::new(db.clone(), gate.clone());
+    // What the file holds applied already: purges up to it never wait.
+    gate.applied(sm.applied_in_file());
+    (LogStore::with_gate(db, Some(gate)), sm)
 }
 
 openraft::declare_raft_types!(

@@ -37,6 +37,11 @@ use crate::{Request, StateMachine, TypeConfig};
 /// for a reply (a heartbeat interval), and be sent again for ever.
 pub const APPEND_BUDGET: usize = 2 << 20;
 
+/// The largest change a node takes from a client (its JSON): smaller than a
+/// frame by room for what an append adds around it (log id, vote, commit
+/// index), so that every entry accepted can be sent to a follower.
+pub const MAX_WRITE: usize = MAX_FRAME - (1 << 20);
+
 /// The largest frame a node or client accepts (a snapshot chunk, a batch of
 /// entries): a length past it closes the connection.
 pub const MAX_FRAME: usize = 64 << 20;
@@ -104,6 +109,8 @@ pub enum Reply {
     Dump(Result<Dump, String>),
     /// To [`Rpc::Status`].
     Status(Status),
+    /// A request the node will not take: a write too large to replicate.
+    Refused(String),
 }
 
 /// `value` as a frame's body.
@@ -476,7 +483,10 @@ async fn serve(mut stream: TcpStream, raft: Raft<TypeConfig>, sm: StateMachine) 
             Rpc::AppendEntries(req) => Reply::AppendEntries(raft.append_entries(req).await),
             Rpc::Vote(req) => Reply::Vote(raft.vote(req).await),
             Rpc::InstallSnapshot(req) => Reply::InstallSnapshot(raft.install_snapshot(req).await),
-            Rpc::Write(req) => Reply::Write(raft.client_write(req).await),
+            Rpc::Write(req) => match to_body(&req) {
+                Ok(body) if body.len() <= MAX_WRITE => Reply::Write(raft.client_write(req).await),
+                _ => Reply::Refused(format!("a write over {MAX_WRITE} bytes")),
+            },
             Rpc::Read(key) => Reply::Read(sm.get(&key).map_err(|e| e.to_string())),
             Rpc::Dump => Reply::Dump(
                 sm.dump()
@@ -558,6 +568,9 @@ impl Client {
                     ClientWriteError::ChangeMembershipError(e),
                 )))) => {
                     return Err(io::Error::other(e.to_string()));
+                }
+                Ok(Reply::Refused(why)) => {
+                    return Err(io::Error::new(io::ErrorKind::InvalidInput, why));
                 }
                 // No leader known yet (or the node asked names itself but
                 // no longer leads), a dying leader, or a node gone: ask

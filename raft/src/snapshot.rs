@@ -16,14 +16,20 @@ pub const MAX_SNAPSHOT: u64 = 1 << 30;
 /// [`MAX_SNAPSHOT`], and whose end (`shutdown`, when the last chunk is in)
 /// checks that the bytes decode, so a crafted snapshot is refused before
 /// openraft installs it.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+///
+/// Outside this crate one is made only by `Raft::begin_receiving_snapshot`
+/// (openraft's way to receive a snapshot, which the chunked transfer uses
+/// and a transport of one's own must use before `install_full_snapshot`):
+/// that is how the log store learns that an install is coming, and holds
+/// back the purge openraft sends with it until the install is durable.
+#[derive(Debug)]
 pub struct SnapshotData {
     cursor: Cursor<Vec<u8>>,
 }
 
 impl SnapshotData {
     /// The snapshot of `bytes`.
-    pub fn new(bytes: Vec<u8>) -> SnapshotData {
+    pub(crate) fn new(bytes: Vec<u8>) -> SnapshotData {
         SnapshotData {
             cursor: Cursor::new(bytes),
         }
@@ -194,16 +200,16 @@ mod tests {
     #[tokio::test]
     async fn received_snapshots_cannot_leave_gaps_grow_past_the_limit_or_end_undecodable() {
         let bytes = encode([("k", "v")].into_iter().map(Ok)).unwrap();
-        let mut data = SnapshotData::default();
+        let mut data = SnapshotData::new(Vec::new());
         data.write_all(&bytes[..5]).await.unwrap();
         assert!(data.seek(SeekFrom::Start(1 << 50)).await.is_err());
         assert!(data.seek(SeekFrom::Start(6)).await.is_err());
         data.seek(SeekFrom::Start(5)).await.unwrap();
         data.write_all(&bytes[5..]).await.unwrap();
         data.shutdown().await.unwrap();
-        assert_eq!(data.clone().into_inner(), bytes);
+        assert_eq!(data.into_inner(), bytes);
 
-        let mut cut = SnapshotData::default();
+        let mut cut = SnapshotData::new(Vec::new());
         cut.write_all(&bytes[..bytes.len() - 1]).await.unwrap();
         assert!(cut.shutdown().await.is_err());
 

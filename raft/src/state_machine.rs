@@ -54,6 +54,18 @@ impl StateMachine {
         StateMachine { db, gate }
     }
 
+    /// The index of the last entry applied, as the file holds it (0 if
+    /// none, or if it cannot be read: the gate then only waits longer).
+    pub(crate) fn applied_in_file(&self) -> u64 {
+        self.db
+            .begin_read()
+            .ok()
+            .and_then(|r| read_meta::<Option<LogId<NodeId>>>(&r, APPLIED).ok())
+            .flatten()
+            .flatten()
+            .map_or(0, |id| id.index)
+    }
+
     /// The database the state machine keeps its map in.
     pub fn database(&self) -> &Database {
         &self.db
@@ -297,7 +309,7 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
         &mut self,
     ) -> Result<Box<SnapshotData>, StorageError<NodeId>> {
         self.gate.receiving();
-        Ok(Box::new(SnapshotData::default()))
+        Ok(Box::new(SnapshotData::new(Vec::new())))
     }
 
     async fn install_snapshot(

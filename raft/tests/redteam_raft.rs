@@ -570,9 +570,11 @@ fn stale_build_never_overwrites_a_newer_install() {
             let mut installer = sm.clone();
             let build = tokio::spawn(async move { builder.build_snapshot().await });
             let install = tokio::spawn(async move {
-                installer
-                    .install_snapshot(&meta, Box::new(larch_raft::SnapshotData::new(data)))
+                let mut received = installer.begin_receiving_snapshot().await?;
+                tokio::io::AsyncWriteExt::write_all(&mut *received, &data)
                     .await
+                    .unwrap();
+                installer.install_snapshot(&meta, received).await
             });
             build.await.unwrap().unwrap();
             install.await.unwrap().unwrap();

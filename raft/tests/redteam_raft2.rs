@@ -10,8 +10,8 @@ use std::io::SeekFrom;
 use std::net::{SocketAddr, TcpListener};
 use std::time::{Duration, Instant};
 
-use larch_raft::net::{self, Client, MAX_FRAME, NodeConfig, Rpc};
-use larch_raft::{Request, SnapshotData, TypeConfig};
+use larch_raft::net::{self, Client, MAX_WRITE, NodeConfig};
+use larch_raft::{Request, TypeConfig};
 use openraft::error::RPCError;
 use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
 use openraft::raft::AppendEntriesRequest;
@@ -130,7 +130,8 @@ fn a_single_large_entry_is_replicated() {
     });
 }
 
-/// DEFECT: a write the leader accepts can be one it can never send.
+/// Fixed (it failed before): a write the leader accepts could be one it
+/// could never send.
 ///
 /// The leader reads a client's `Write` frame of up to `MAX_FRAME` bytes
 /// and appends it; the `AppendEntries` frame that carries the same request
@@ -138,20 +139,27 @@ fn a_single_large_entry_is_replicated() {
 /// so `to_body` refuses it ("frame too large"). openraft takes that
 /// `NetworkError` as transient and sends the same entry again for ever:
 /// the entry never commits, and nothing after it does.
+///
+/// Now: a node refuses (`Reply::Refused`) a write over `MAX_WRITE`, which
+/// leaves room in a frame for what an append adds.
 #[test]
 fn a_write_the_leader_accepts_fits_an_append() {
-    // A value whose `Write` frame is exactly MAX_FRAME bytes.
-    let frame = |value: &str| {
-        serde_json::to_vec(&Rpc::Write(Request::Set {
+    // A value whose `Request` is exactly the largest a node takes.
+    let request_len = |value: &str| {
+        serde_json::to_vec(&Request::Set {
             key: "k".into(),
             value: value.into(),
-        }))
+        })
         .unwrap()
         .len()
     };
-    let overhead = frame("");
-    let value = "v".repeat(MAX_FRAME - overhead);
-    assert_eq!(frame(&value), MAX_FRAME, "the leader accepts this write");
+    let overhead = request_len("");
+    let value = "v".repeat(MAX_WRITE - overhead);
+    assert_eq!(
+        request_len(&value),
+        MAX_WRITE,
+        "the leader accepts this write"
+    );
     let entry = Entry::<TypeConfig> {
         log_id: log_id(7, 1, 12_345),
         payload: EntryPayload::Normal(Request::Set {
@@ -194,6 +202,29 @@ fn a_write_the_leader_accepts_fits_an_append() {
             _ => {}
         }
     });
+    // A write one byte larger is refused by the node, at once and for
+    // good, and the cluster goes on taking writes.
+    let cluster = cluster();
+    rt().block_on(async {
+        let mut client = Client::new(&cluster.members);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let small = |key: &str| Request::Set {
+            key: key.into(),
+            value: "1".into(),
+        };
+        client.write(small("before"), deadline).await.unwrap();
+        let too_large = Request::Set {
+            key: "k".into(),
+            value: "v".repeat(MAX_WRITE - overhead + 1),
+        };
+        let refused = client.write(too_large, deadline).await.unwrap_err();
+        assert_eq!(
+            refused.kind(),
+            std::io::ErrorKind::InvalidInput,
+            "{refused}"
+        );
+        client.write(small("after"), deadline).await.unwrap();
+    });
 }
 
 /// Held: the bytes a follower receives as openraft's chunked transport
@@ -225,7 +256,7 @@ fn snapshot_chunks_resent_or_read_back_keep_the_bytes() {
         let mut sent = snapshot.snapshot;
         let end = sent.seek(SeekFrom::End(0)).await.unwrap();
         let chunk = 1000u64;
-        let mut received = SnapshotData::default();
+        let mut received = *sm.begin_receiving_snapshot().await.unwrap();
         let mut offset = 0;
         while offset < end {
             sent.seek(SeekFrom::Start(offset)).await.unwrap();
@@ -248,15 +279,20 @@ fn snapshot_chunks_resent_or_read_back_keep_the_bytes() {
 
 /// DEFECT: the install gate does not cover `Raft::install_full_snapshot`.
 ///
-/// openraft 0.9's API for an application-defined snapshot transport hands
-/// a whole snapshot to the core without `begin_receiving_snapshot`, so the
-/// gate's `receiving` flag stays false and the purge that
-/// `install_full_snapshot` (following_handler) sends with the install runs
+/// Fixed (it failed before): a transport could build a `SnapshotData` of
+/// its own and hand it to `install_full_snapshot` without
+/// `begin_receiving_snapshot`, so the gate's `receiving` flag stayed
+/// false and the purge that `install_full_snapshot` (following_handler)
+/// sends with the install ran
 /// at once, `Immediate`, while the state machine task still installs: for
 /// a while the durable file has a log purged to the snapshot's index and a
 /// state machine that never reached it. A crash then loses the entries in
 /// between, although `stores` promises that a purge sent with an install
 /// waits for it.
+///
+/// Now: a `SnapshotData` is made outside larch-raft only by
+/// `Raft::begin_receiving_snapshot`, openraft's way to receive one, which
+/// marks the gate.
 #[test]
 fn a_full_snapshot_install_is_durable_before_its_purge() {
     use openraft::storage::Snapshot;
@@ -317,11 +353,14 @@ fn a_full_snapshot_install_is_durable_before_its_purge() {
         let (log, sm) = larch_raft::stores(db);
         let config = Arc::new(net::raft_config().validate().unwrap());
         let raft = Raft::new(1, config, net::Network, log, sm).await.unwrap();
+        // The only way to a `SnapshotData` from outside: openraft's own.
+        let mut data = raft.begin_receiving_snapshot().await.unwrap();
+        data.write_all(&bytes).await.unwrap();
         raft.install_full_snapshot(
             Vote::new_committed(5, 2),
             Snapshot {
                 meta,
-                snapshot: Box::new(SnapshotData::new(bytes)),
+                snapshot: data,
             },
         )
         .await
@@ -335,8 +374,8 @@ fn a_full_snapshot_install_is_durable_before_its_purge() {
     );
 }
 
-/// DEFECT (minor): after a restart the install gate forgets how far the
-/// state machine applied, so a snapshot that began to arrive and never
+/// Fixed (it failed before; minor): after a restart the install gate
+/// forgot how far the state machine applied, so a snapshot that began to arrive and never
 /// finished makes a later purge wait the full ten seconds, in the Raft
 /// core's task, for an install that is not coming.
 ///
@@ -348,6 +387,8 @@ fn a_full_snapshot_install_is_durable_before_its_purge() {
 /// policy's) below the durable `applied` blocks the core (no heartbeats
 /// answered, no elections) for `PURGE_WAIT`, and then leaves the log
 /// unpurged while openraft believes it purged.
+///
+/// Now: `stores` starts the gate at the applied index the file holds.
 #[test]
 fn an_abandoned_snapshot_stream_does_not_stall_a_purge_after_restart() {
     use openraft::storage::{RaftLogStorage, RaftStateMachine};
