@@ -18,10 +18,10 @@
 //! for every append queued meanwhile (group commit); the vote,
 //! truncations, purges and snapshot installs commit
 //! [`Durability::Immediate`]; the committed marker, the state machine's
-//! applies and the snapshots it builds commit [`Durability::Eventual`]. A crash may take back the newest of those, but
-//! never one without the ones before it, and never the snapshot that
-//! allowed a purge once the purge is durable. openraft applies again from
-//! the log what a crash took back.
+//! applies and the snapshots it builds commit [`Durability::Eventual`]. A
+//! crash may take back the newest of those, but never one without the ones
+//! before it, and never the snapshot that allowed a purge once the purge is
+//! durable. openraft applies again from the log what a crash took back.
 //!
 //! ```no_run
 //! use larch::Database;
@@ -42,9 +42,7 @@
 use std::fmt;
 use std::sync::Arc;
 
-use larch::Database;
-
-use larch::Durability;
+use larch::{Database, Durability};
 use serde::{Deserialize, Serialize};
 
 pub mod cluster;
