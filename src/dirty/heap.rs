@@ -82,10 +82,6 @@ impl Segments {
     }
 }
 
-/// What a savepoint keeps of the records besides their undo log (nothing
-/// now: what each partition packed is its `Segments`').
-pub(super) struct RecordsSaved;
-
 /// The transaction's changes to the live counts, shared by its partitions.
 #[derive(Default)]
 pub(super) struct Records {
@@ -115,14 +111,14 @@ impl Records {
         self.changes.entry(seg).or_default()
     }
 
-    /// A savepoint: an undo log from now on.
-    pub(super) fn savepoint(&mut self) -> RecordsSaved {
+    /// A savepoint: an undo log from now on. (What each partition packed
+    /// is its `Segments`', which the partition's savepoint copies.)
+    pub(super) fn savepoint(&mut self) {
         self.undo.push(Vec::new());
-        RecordsSaved
     }
 
     /// Back to the savepoint of `level`, which stays.
-    pub(super) fn restore(&mut self, level: usize, _saved: &RecordsSaved) {
+    pub(super) fn restore(&mut self, level: usize) {
         while self.undo.len() > level {
             let log = self.undo.pop().expect("above the level");
             for step in log.into_iter().rev() {

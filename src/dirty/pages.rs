@@ -31,7 +31,7 @@ use crate::view::{DirtyView, MapView, PageSource};
 
 use super::alloc::{AllocSaved, Allocator};
 use super::buffers::Buffers;
-use super::heap::{Change, Records, RecordsSaved, Segments};
+use super::heap::{Change, Records, Segments};
 
 /// What the partitions share, taken for the length of one step of a change
 /// (an allocation, a free, a value packed), never across a caller's code.
@@ -328,9 +328,11 @@ impl Dirty {
     /// The savepoints are numbered from 0, oldest first, by their level.
     pub(crate) fn savepoint(&self) -> Result<DirtySaved> {
         self.live()?;
-        Ok(self.with(|s| DirtySaved {
-            alloc: s.alloc.savepoint(),
-            heap: s.heap.savepoint(),
+        Ok(self.with(|s| {
+            s.heap.savepoint();
+            DirtySaved {
+                alloc: s.alloc.savepoint(),
+            }
         }))
     }
 
@@ -342,7 +344,7 @@ impl Dirty {
     pub(crate) fn restore(&self, level: usize, saved: &DirtySaved) {
         self.with(|s| {
             s.alloc.restore(level, &saved.alloc);
-            s.heap.restore(level, &saved.heap);
+            s.heap.restore(level);
         });
         self.failed.store(false, Ordering::Relaxed);
     }
@@ -388,10 +390,9 @@ impl Dirty {
 }
 
 /// What a savepoint keeps of the shared state besides the undo logs: the
-/// allocator's counters and the heap's total packed.
+/// allocator's counters.
 pub(crate) struct DirtySaved {
     alloc: AllocSaved,
-    heap: RecordsSaved,
 }
 
 /// One partition of the running transaction's pages lent to the B+tree as
