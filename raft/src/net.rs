@@ -37,9 +37,10 @@ use crate::{Request, StateMachine, TypeConfig};
 /// for a reply (a heartbeat interval), and be sent again for ever.
 pub const APPEND_BUDGET: usize = 2 << 20;
 
-/// The largest change a node takes from a client (its JSON): smaller than a
-/// frame by room for what an append adds around it (log id, vote, commit
-/// index), so that every entry accepted can be sent to a follower.
+/// The largest write frame a node takes from a client: smaller than a frame
+/// by room for what an append adds around the change (log id, vote, commit
+/// index), so that every entry accepted can be sent to a follower. (The
+/// frame is measured as it arrives: nothing is encoded again.)
 pub const MAX_WRITE: usize = MAX_FRAME - (1 << 20);
 
 /// The largest frame a node or client accepts (a snapshot chunk, a batch of
@@ -133,9 +134,10 @@ async fn write_frame(stream: &mut TcpStream, body: &[u8]) -> io::Result<()> {
     stream.write_all(&frame).await
 }
 
-/// Reads one frame as a `T`; `None` at a clean end of the connection. The
-/// body is read as it arrives: a length alone reserves no memory.
-async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Result<Option<T>> {
+/// Reads one frame as a `T`, with its body's length; `None` at a clean end
+/// of the connection. The body is read as it arrives: a length alone
+/// reserves no memory.
+async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Result<Option<(T, usize)>> {
     let mut len = [0u8; 4];
     match stream.read_exact(&mut len).await {
         Ok(_) => {}
@@ -161,7 +163,7 @@ async fn read_frame<T: DeserializeOwned>(stream: &mut TcpStream) -> io::Result<O
         ));
     }
     serde_json::from_slice(&body)
-        .map(Some)
+        .map(|value| Some((value, len)))
         .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e))
 }
 
@@ -199,6 +201,7 @@ impl Connection {
             write_frame(stream, body).await?;
             read_frame(stream)
                 .await?
+                .map(|(reply, _)| reply)
                 .ok_or_else(|| io::Error::new(io::ErrorKind::UnexpectedEof, "connection closed"))
         })
         .await
@@ -467,12 +470,13 @@ fn sane(rpc: &Rpc) -> bool {
 async fn serve(mut stream: TcpStream, raft: Raft<TypeConfig>, sm: StateMachine) -> io::Result<()> {
     stream.set_nodelay(true)?;
     loop {
-        let rpc = match tokio::time::timeout(IDLE_TIMEOUT, read_frame::<Rpc>(&mut stream)).await {
-            Ok(Ok(Some(rpc))) => rpc,
-            Ok(Ok(None)) => return Ok(()),
-            Ok(Err(e)) => return Err(e),
-            Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "idle connection")),
-        };
+        let (rpc, len) =
+            match tokio::time::timeout(IDLE_TIMEOUT, read_frame::<Rpc>(&mut stream)).await {
+                Ok(Ok(Some(frame))) => frame,
+                Ok(Ok(None)) => return Ok(()),
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Err(io::Error::new(io::ErrorKind::TimedOut, "idle connection")),
+            };
         if !sane(&rpc) {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -483,10 +487,8 @@ async fn serve(mut stream: TcpStream, raft: Raft<TypeConfig>, sm: StateMachine) 
             Rpc::AppendEntries(req) => Reply::AppendEntries(raft.append_entries(req).await),
             Rpc::Vote(req) => Reply::Vote(raft.vote(req).await),
             Rpc::InstallSnapshot(req) => Reply::InstallSnapshot(raft.install_snapshot(req).await),
-            Rpc::Write(req) => match to_body(&req) {
-                Ok(body) if body.len() <= MAX_WRITE => Reply::Write(raft.client_write(req).await),
-                _ => Reply::Refused(format!("a write over {MAX_WRITE} bytes")),
-            },
+            Rpc::Write(req) if len <= MAX_WRITE => Reply::Write(raft.client_write(req).await),
+            Rpc::Write(_) => Reply::Refused(format!("a write frame over {MAX_WRITE} bytes")),
             Rpc::Read(key) => Reply::Read(sm.get(&key).map_err(|e| e.to_string())),
             Rpc::Dump => Reply::Dump(
                 sm.dump()
