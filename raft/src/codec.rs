@@ -1,5 +1,6 @@
 //! Storage errors and the encodings of what the tables hold.
 
+use larch::{Key, ReadTxn, TableDefinition, TypedTable, Value};
 use openraft::{AnyError, ErrorSubject, ErrorVerb, StorageError, StorageIOError};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -20,6 +21,19 @@ pub(crate) fn decode_error<NID: openraft::NodeId>(
     what: impl std::fmt::Display,
 ) -> StorageError<NID> {
     StorageIOError::new(subject, ErrorVerb::Read, AnyError::error(what)).into()
+}
+
+/// Table `def` as `r` sees it, or `None` if nothing has written it yet
+/// (tables are created by their first write).
+pub(crate) fn existing<'r, K: Key + 'static, V: Value + 'static>(
+    r: &'r ReadTxn,
+    def: TableDefinition<'_, K, V>,
+) -> larch::Result<Option<TypedTable<'r, K, V>>> {
+    match r.open_typed(def) {
+        Ok(table) => Ok(Some(table)),
+        Err(larch::Error::TableNotFound(_)) => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// `value` as the bytes a table stores.

@@ -13,7 +13,7 @@ use openraft::{
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::codec::{decode_error, from_bytes, io_error, to_bytes};
+use crate::codec::{decode_error, existing, from_bytes, io_error, to_bytes};
 use crate::flush::Flusher;
 use crate::order::InstallGate;
 use crate::{LOG_DURABILITY, STATE_DURABILITY, blocking};
@@ -102,10 +102,8 @@ where
     ) -> Result<Option<T>, StorageError<C::NodeId>> {
         let fail = |e: larch::Error| io_error(subject.clone(), ErrorVerb::Read, e);
         let r = self.db.begin_read().map_err(fail)?;
-        let table = match r.open_typed(META) {
-            Ok(table) => table,
-            Err(larch::Error::TableNotFound(_)) => return Ok(None),
-            Err(e) => return Err(fail(e)),
+        let Some(table) = existing(&r, META).map_err(fail)? else {
+            return Ok(None);
         };
         match table.get(key).map_err(fail)? {
             Some(bytes) => from_bytes(bytes)
@@ -136,10 +134,8 @@ where
     fn last_log_id(&self) -> Result<Option<LogId<C::NodeId>>, StorageError<C::NodeId>> {
         let fail = |e: larch::Error| io_error(ErrorSubject::Logs, ErrorVerb::Read, e);
         let r = self.db.begin_read().map_err(fail)?;
-        let table = match r.open_typed(LOG) {
-            Ok(table) => table,
-            Err(larch::Error::TableNotFound(_)) => return Ok(None),
-            Err(e) => return Err(fail(e)),
+        let Some(table) = existing(&r, LOG).map_err(fail)? else {
+            return Ok(None);
         };
         match table.last().map_err(fail)? {
             Some((index, bytes)) => Ok(Some(decode_entry::<C>(index, bytes)?.get_log_id().clone())),
@@ -184,10 +180,8 @@ where
     ) -> Result<Vec<C::Entry>, StorageError<C::NodeId>> {
         let fail = |e: larch::Error| io_error(ErrorSubject::Logs, ErrorVerb::Read, e);
         let r = self.db.begin_read().map_err(fail)?;
-        let table = match r.open_typed(LOG) {
-            Ok(table) => table,
-            Err(larch::Error::TableNotFound(_)) => return Ok(Vec::new()),
-            Err(e) => return Err(fail(e)),
+        let Some(table) = existing(&r, LOG).map_err(fail)? else {
+            return Ok(Vec::new());
         };
         let mut entries = Vec::new();
         for item in table.range::<u64>(index_bounds(&range)).map_err(fail)? {

@@ -12,7 +12,7 @@ use openraft::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::codec::{decode_error, from_bytes, io_error, to_bytes};
+use crate::codec::{decode_error, existing, from_bytes, io_error, to_bytes};
 use crate::order::InstallGate;
 use crate::snapshot::{self, SnapshotData};
 use crate::{LOG_DURABILITY, Request, Response, STATE_DURABILITY, TypeConfig, blocking};
@@ -75,10 +75,9 @@ impl StateMachine {
     pub fn get(&self, key: &str) -> Result<Option<String>, StorageError<NodeId>> {
         let read = sm_error(ErrorVerb::Read);
         let r = self.db.begin_read().map_err(&read)?;
-        match r.open_typed(DATA) {
-            Ok(table) => Ok(table.get(key).map_err(&read)?.map(String::from)),
-            Err(larch::Error::TableNotFound(_)) => Ok(None),
-            Err(e) => Err(read(e)),
+        match existing(&r, DATA).map_err(&read)? {
+            Some(table) => Ok(table.get(key).map_err(&read)?.map(String::from)),
+            None => Ok(None),
         }
     }
 
@@ -91,15 +90,14 @@ impl StateMachine {
         let read = sm_error(ErrorVerb::Read);
         let r = self.db.begin_read().map_err(&read)?;
         let applied = read_meta::<Option<LogId<NodeId>>>(&r, APPLIED)?.flatten();
-        let pairs = match r.open_typed(DATA) {
-            Ok(table) => table
+        let pairs = match existing(&r, DATA).map_err(&read)? {
+            Some(table) => table
                 .iter()
                 .map_err(&read)?
                 .map(|e| e.map(|(k, v)| (k.to_owned(), v.to_owned())))
                 .collect::<larch::Result<_>>()
                 .map_err(&read)?,
-            Err(larch::Error::TableNotFound(_)) => Vec::new(),
-            Err(e) => return Err(read(e)),
+            None => Vec::new(),
         };
         Ok((applied, pairs))
     }
@@ -111,10 +109,8 @@ fn read_meta<T: DeserializeOwned>(
     key: &str,
 ) -> Result<Option<T>, StorageError<NodeId>> {
     let read = sm_error(ErrorVerb::Read);
-    let table = match r.open_typed(META) {
-        Ok(table) => table,
-        Err(larch::Error::TableNotFound(_)) => return Ok(None),
-        Err(e) => return Err(read(e)),
+    let Some(table) = existing(r, META).map_err(&read)? else {
+        return Ok(None);
     };
     match table.get(key).map_err(&read)? {
         Some(bytes) => from_bytes(bytes)
@@ -181,10 +177,9 @@ impl RaftSnapshotBuilder<TypeConfig> for StateMachine {
         let r = self.db.begin_read().map_err(&read)?;
         let last_log_id = read_meta::<Option<LogId<NodeId>>>(&r, APPLIED)?.flatten();
         let last_membership = read_meta::<Membership>(&r, MEMBERSHIP)?.unwrap_or_default();
-        let data = match r.open_typed(DATA) {
-            Ok(table) => snapshot::encode(table.iter().map_err(&read)?),
-            Err(larch::Error::TableNotFound(_)) => snapshot::encode(std::iter::empty()),
-            Err(e) => Err(e),
+        let data = match existing(&r, DATA).map_err(&read)? {
+            Some(table) => snapshot::encode(table.iter().map_err(&read)?),
+            None => snapshot::encode(std::iter::empty()),
         }
         .map_err(&read)?;
         drop(r);
@@ -334,10 +329,8 @@ impl RaftStateMachine<TypeConfig> for StateMachine {
     ) -> Result<Option<Snapshot<TypeConfig>>, StorageError<NodeId>> {
         let read = snapshot_error(ErrorVerb::Read);
         let r = self.db.begin_read().map_err(&read)?;
-        let table = match r.open_typed(SNAPSHOT) {
-            Ok(table) => table,
-            Err(larch::Error::TableNotFound(_)) => return Ok(None),
-            Err(e) => return Err(read(e)),
+        let Some(table) = existing(&r, SNAPSHOT).map_err(&read)? else {
+            return Ok(None);
         };
         let (Some(meta), Some(data)) = (
             table.get(SNAPSHOT_META).map_err(&read)?,
