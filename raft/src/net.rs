@@ -214,6 +214,36 @@ impl Connection {
     }
 }
 
+/// How many of `entries` (at least one) fit [`APPEND_BUDGET`] when they do
+/// not all fit; `None` when they do, or there is only one. Entries are
+/// measured one by one up to the budget, so a batch far past the frame
+/// limit costs no more than the budget to measure, and is split rather
+/// than refused by `to_body` (and sent again for ever).
+fn entries_within_budget(entries: &[openraft::Entry<TypeConfig>]) -> Option<usize> {
+    /// Counts the bytes written to it.
+    struct Count(usize);
+    impl io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> io::Result<()> {
+            Ok(())
+        }
+    }
+    if entries.len() < 2 {
+        return None;
+    }
+    let mut size = Count(0);
+    for (n, entry) in entries.iter().enumerate() {
+        // An entry that cannot be encoded is counted as past the budget.
+        if serde_json::to_writer(&mut size, entry).is_err() || size.0 > APPEND_BUDGET {
+            return Some(n.max(1));
+        }
+    }
+    None
+}
+
 /// openraft's network: a connection to each peer, by its address.
 pub struct Network;
 
@@ -247,18 +277,15 @@ impl PeerConnection {
         option: RPCOption,
         unpack: impl FnOnce(Reply) -> Option<RaftResult<T, E>>,
     ) -> Result<T, RPCError<NodeId, BasicNode, RaftError<NodeId, E>>> {
-        let body = to_body(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         if let Rpc::AppendEntries(req) = &rpc
-            && body.len() > APPEND_BUDGET
-            && req.entries.len() > 1
+            && let Some(fit) = entries_within_budget(&req.entries)
         {
             // openraft sends again with as many entries as the hint says.
-            let fit = req.entries.len() * APPEND_BUDGET / body.len();
-            let hint = fit.clamp(1, req.entries.len() - 1) as u64;
             return Err(RPCError::PayloadTooLarge(
-                PayloadTooLarge::new_entries_hint(hint),
+                PayloadTooLarge::new_entries_hint(fit as u64),
             ));
         }
+        let body = to_body(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         let reply = match self.conn.call_body(&body, option.hard_ttl()).await {
             Ok(reply) => reply,
             Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
@@ -614,5 +641,39 @@ impl Client {
             Reply::Status(s) => Ok(s),
             _ => Err(other_kind()),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use openraft::{CommittedLeaderId, EntryPayload, LogId};
+
+    fn entries(n: u64, value_len: usize) -> Vec<openraft::Entry<TypeConfig>> {
+        (1..=n)
+            .map(|i| openraft::Entry {
+                log_id: LogId::new(CommittedLeaderId::new(1, 1), i),
+                payload: EntryPayload::Normal(Request::Set {
+                    key: format!("k{i}"),
+                    value: "x".repeat(value_len),
+                }),
+            })
+            .collect()
+    }
+
+    /// A batch past the frame limit is split like any batch past the
+    /// budget: it was refused by `to_body` as a network error instead, and
+    /// openraft sent it again for ever (a follower catching up on large
+    /// entries never did).
+    #[test]
+    fn batches_past_the_budget_or_the_frame_are_split() {
+        assert_eq!(entries_within_budget(&entries(1, 3 << 20)), None);
+        assert_eq!(entries_within_budget(&entries(50, 1 << 10)), None);
+        let big = entries(100, 700 << 10);
+        assert!(to_body(&big).is_err(), "past the frame limit");
+        assert_eq!(entries_within_budget(&big), Some(2));
+        let fit = entries_within_budget(&entries(100, 100 << 10)).unwrap();
+        assert!(to_body(&entries(fit as u64, 100 << 10)).unwrap().len() <= APPEND_BUDGET);
+        assert!(to_body(&entries(fit as u64 + 1, 100 << 10)).unwrap().len() > APPEND_BUDGET);
     }
 }
