@@ -161,14 +161,18 @@ macro_rules! reads {
             self.range(..)
         }
 
-        /// The keys whose values lie in `range`, each once, with its count:
-        /// one descent per key, however many values it has.
+        /// The keys that lie in `range`, each once, with its count, in
+        /// order (and in reverse with `.rev()`): one descent of the tree
+        /// per key, however many values it has.
         pub fn keys<'a>(&self, range: impl RangeBounds<&'a [u8]>) -> Result<MultimapKeys<$life>> {
             let (start, end) = key_range(&range);
             Ok(MultimapKeys {
-                cursor: self.inner.cursor(),
-                next: Some(start),
+                front: self.inner.cursor(),
+                back: self.inner.cursor(),
+                start,
                 end,
+                back_started: false,
+                done: false,
             })
         }
     };
@@ -361,36 +365,62 @@ impl DoubleEndedIterator for MultimapPairs<'_> {
 }
 
 /// The keys of a key range of a multimap, each once with its count, in
-/// order.
+/// order from both ends.
+///
+/// Each end seeks from head to head and never walks a key's pairs: going
+/// forwards, from past a key's pairs (`esc(k) 02`) to the next head;
+/// backwards, from the entry before the last head handed out (a pair or a
+/// head of the key before it) to that key's head, a second descent only
+/// when that entry is a pair. The ends meet by their bounds: the front
+/// takes only heads before the last one the back handed out, and the back
+/// only heads at or past where the front goes on.
 pub struct MultimapKeys<'txn> {
-    cursor: crate::table::Cursor<'txn>,
-    /// Where the next key's head is sought, or `None` once done.
-    next: Option<Bound<Vec<u8>>>,
+    front: crate::table::Cursor<'txn>,
+    /// On the last head the back handed out, once `back_started`.
+    back: crate::table::Cursor<'txn>,
+    /// Where the front seeks the next head: past the pairs of the last key
+    /// the front handed out, or the range's start.
+    start: Bound<Vec<u8>>,
+    /// Before the last head the back handed out, or the range's end.
     end: Bound<Vec<u8>>,
+    back_started: bool,
+    /// Both ends met, or an error ended the iteration.
+    done: bool,
 }
 
+/// One key of a multimap with its count of values.
+type KeyCount<'txn> = (Cow<'txn, [u8]>, u64);
+
 impl<'txn> MultimapKeys<'txn> {
-    fn step(&mut self) -> Result<Option<(Cow<'txn, [u8]>, u64)>> {
-        let Some(from) = self.next.take() else {
-            return Ok(None);
-        };
-        let found = match &from {
-            Bound::Included(k) => self.cursor.seek(k)?,
-            Bound::Excluded(k) => match self.cursor.seek(k)? {
-                Some((at, _)) if at == k.as_slice() => self.cursor.next()?,
+    fn before_end(&self, stored: &[u8]) -> bool {
+        match &self.end {
+            Bound::Included(e) => stored <= e.as_slice(),
+            Bound::Excluded(e) => stored < e.as_slice(),
+            Bound::Unbounded => true,
+        }
+    }
+
+    fn after_start(&self, stored: &[u8]) -> bool {
+        match &self.start {
+            Bound::Included(s) => stored >= s.as_slice(),
+            Bound::Excluded(s) => stored > s.as_slice(),
+            Bound::Unbounded => true,
+        }
+    }
+
+    fn step_front(&mut self) -> Result<Option<KeyCount<'txn>>> {
+        let found = match &self.start {
+            Bound::Included(k) => self.front.seek(k)?,
+            Bound::Excluded(k) => match self.front.seek(k)? {
+                Some((at, _)) if at == k.as_slice() => self.front.next()?,
                 other => other,
             },
-            Bound::Unbounded => self.cursor.first()?,
+            Bound::Unbounded => self.front.first()?,
         };
         let Some((stored, count)) = found else {
             return Ok(None);
         };
-        let before_end = match &self.end {
-            Bound::Included(e) => stored <= e.as_slice(),
-            Bound::Excluded(e) => stored < e.as_slice(),
-            Bound::Unbounded => true,
-        };
-        if !before_end {
+        if !self.before_end(stored) {
             return Ok(None);
         }
         // A seek lands on a head: every key's pairs follow its head.
@@ -403,22 +433,91 @@ impl<'txn> MultimapKeys<'txn> {
         let count = count_of(Some(count))?;
         let mut past = stored.to_vec();
         past.push(PAIR + 1);
-        self.next = Some(Bound::Included(past));
+        self.start = Bound::Included(past);
         Ok(Some((key, count)))
+    }
+
+    fn step_back(&mut self) -> Result<Option<KeyCount<'txn>>> {
+        // The entry before the bound: the first step seeks it, the next
+        // ones step back from the head the last one left the cursor on.
+        let found = if self.back_started {
+            self.back.prev()?
+        } else {
+            self.back_started = true;
+            match &self.end {
+                Bound::Included(k) => self.back.seek_back(k, true)?,
+                Bound::Excluded(k) => self.back.seek_back(k, false)?,
+                Bound::Unbounded => self.back.last()?,
+            }
+        };
+        let Some((stored, value)) = found else {
+            return Ok(None);
+        };
+        let (head, count) = match layout::entry(stored) {
+            // The pair total, under the empty key, comes before every head.
+            Some(Entry::Total) => return Ok(None),
+            Some(Entry::Head(_)) => (stored, value),
+            Some(Entry::Pair(..)) => {
+                // The last pair of a key: its head is the key's escaped
+                // form, the start of the pair's tree key, sought in one
+                // descent (and the cursor left there).
+                let Some((_, n)) = decode_escaped(stored) else {
+                    return corrupted(0, "a multimap entry does not start with a key");
+                };
+                let head = &stored[..n];
+                match self.back.seek(head)? {
+                    Some((at, count)) if at == head => (at, count),
+                    _ => return corrupted(0, "a multimap key's pairs have no head"),
+                }
+            }
+            None => return corrupted(0, "a multimap entry is neither a head nor a pair"),
+        };
+        if !self.after_start(head) {
+            return Ok(None);
+        }
+        let Some((key, _)) = decode_escaped(head) else {
+            return corrupted(0, "a multimap entry does not start with a key");
+        };
+        let count = count_of(Some(count))?;
+        self.end = Bound::Excluded(head.to_vec());
+        Ok(Some((key, count)))
+    }
+
+    /// The outcome of a step from either end: none (or an error) ends the
+    /// iteration at both.
+    fn settle(&mut self, step: Result<Option<KeyCount<'txn>>>) -> Option<Result<KeyCount<'txn>>> {
+        match step {
+            Ok(Some(k)) => Some(Ok(k)),
+            Ok(None) => {
+                self.done = true;
+                None
+            }
+            Err(e) => {
+                self.done = true;
+                Some(Err(e))
+            }
+        }
     }
 }
 
 impl<'txn> Iterator for MultimapKeys<'txn> {
-    type Item = Result<(Cow<'txn, [u8]>, u64)>;
+    type Item = Result<KeyCount<'txn>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        match self.step() {
-            Ok(Some(k)) => Some(Ok(k)),
-            Ok(None) => None,
-            Err(e) => {
-                self.next = None;
-                Some(Err(e))
-            }
+        if self.done {
+            return None;
         }
+        let step = self.step_front();
+        self.settle(step)
+    }
+}
+
+impl DoubleEndedIterator for MultimapKeys<'_> {
+    fn next_back(&mut self) -> Option<Self::Item> {
+        if self.done {
+            return None;
+        }
+        let step = self.step_back();
+        self.settle(step)
     }
 }

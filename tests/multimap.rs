@@ -131,6 +131,37 @@ fn check_against(db: &larch::Database, model: &Model, rng: &mut Rng) {
         let mut want_keys: Vec<Vec<u8>> = want.iter().map(|(k, _)| k.clone()).collect();
         want_keys.dedup();
         assert_eq!(keys, want_keys, "keys of {range:?}");
+        let mut back: Vec<Vec<u8>> = m
+            .keys(range)
+            .unwrap()
+            .rev()
+            .map(|e| e.unwrap().0.into_owned())
+            .collect();
+        back.reverse();
+        assert_eq!(back, want_keys, "keys of {range:?} reversed");
+        // Both ends at once, in a random order of steps: they meet with
+        // every key handed out once, with its count.
+        let want_counts: Vec<(Vec<u8>, u64)> = want_keys
+            .iter()
+            .map(|k| (k.clone(), model[k].len() as u64))
+            .collect();
+        let mut it = m.keys(range).unwrap();
+        let (mut front, mut back) = (Vec::new(), Vec::new());
+        loop {
+            let (step, to) = if rng.below(2) == 0 {
+                (it.next(), &mut front)
+            } else {
+                (it.next_back(), &mut back)
+            };
+            match step {
+                Some(e) => to.push(e.map(|(k, n)| (k.into_owned(), n)).unwrap()),
+                None => break,
+            }
+        }
+        assert!(it.next().is_none() && it.next_back().is_none());
+        back.reverse();
+        front.extend(back);
+        assert_eq!(front, want_counts, "keys of {range:?} from both ends");
     }
 }
 
@@ -220,14 +251,15 @@ fn a_key_with_a_million_values() {
     assert_eq!(values.next().unwrap().unwrap(), 0u32.to_be_bytes());
     assert_eq!(values.next_back().unwrap().unwrap(), (n - 1).to_be_bytes());
     let keys: Vec<(Cow<[u8]>, u64)> = m.keys(..).unwrap().map(|e| e.unwrap()).collect();
-    assert_eq!(
-        keys,
-        [
-            (Cow::Borrowed(&b"before"[..]), 1),
-            (Cow::Borrowed(&b"many"[..]), u64::from(n)),
-            (Cow::Owned(b"many\0after".to_vec()), 1)
-        ]
-    );
+    let want = [
+        (Cow::Borrowed(&b"before"[..]), 1),
+        (Cow::Borrowed(&b"many"[..]), u64::from(n)),
+        (Cow::Owned(b"many\0after".to_vec()), 1),
+    ];
+    assert_eq!(keys, want);
+    let mut back: Vec<(Cow<[u8]>, u64)> = m.keys(..).unwrap().rev().map(|e| e.unwrap()).collect();
+    back.reverse();
+    assert_eq!(back, want);
     drop(r);
     let w = t.db().begin_write().unwrap();
     {
@@ -245,6 +277,90 @@ fn a_key_with_a_million_values() {
     }
     w.commit().unwrap();
     t.db().check().unwrap();
+}
+
+/// `keys` from the back with a key of 100,000 values (some 500 leaves of
+/// them) between two keys of one: each step seeks a head and never walks a
+/// key's pairs. Shown by damaging a leaf in the middle of the values in the
+/// file: reading the values hits it (`Corrupted`), while `keys` from either
+/// end, and from both at once, goes past it and counts every key. (A walk
+/// of the values, from either end, would cross that leaf.)
+#[test]
+fn keys_from_the_back_seek_past_a_key_s_values() {
+    use common::heap_image::{leaf_cells, newest_slot};
+    let t = TestDb::new(4096);
+    let n: u32 = 100_000;
+    let w = t.db().begin_write().unwrap();
+    {
+        let mut m = w.open_multimap("m").unwrap();
+        m.insert(b"before", b"x").unwrap();
+        m.insert(b"many\0after", b"y").unwrap();
+        for i in 0..n {
+            m.insert(b"many", &i.to_be_bytes()).unwrap();
+        }
+    }
+    w.commit().unwrap();
+    let want = vec![
+        (b"before".to_vec(), 1),
+        (b"many".to_vec(), u64::from(n)),
+        (b"many\0after".to_vec(), 1),
+    ];
+    let keys = |m: &larch::Multimap<'_>| -> [Vec<(Vec<u8>, u64)>; 3] {
+        let own = |e: larch::Result<(Cow<[u8]>, u64)>| e.map(|(k, c)| (k.into_owned(), c)).unwrap();
+        let front: Vec<_> = m.keys(..).unwrap().map(own).collect();
+        let mut back: Vec<_> = m.keys(..).unwrap().rev().map(own).collect();
+        back.reverse();
+        let mut it = m.keys(..).unwrap();
+        let last = own(it.next_back().unwrap());
+        let mut mixed = vec![own(it.next().unwrap())];
+        mixed.extend(it.map(own));
+        mixed.push(last);
+        [front, back, mixed]
+    };
+    {
+        let r = t.db().begin_read().unwrap();
+        let m = r.open_multimap("m").unwrap();
+        assert_eq!(keys(&m), [want.clone(), want.clone(), want.clone()]);
+    }
+    let path = t.path();
+    let ps = 4096;
+    let mut image = std::fs::read(&path).unwrap();
+    // The leaf that holds the pair ("many", 50,000): its kind byte made
+    // one no page has, and its checksum stamped again.
+    let mut middle = b"many\0\0\x01".to_vec();
+    middle.extend_from_slice(&(n / 2).to_be_bytes());
+    let leaves: Vec<u64> = (2..(image.len() / ps) as u64)
+        .filter(|&id| {
+            image[id as usize * ps] == 2
+                && leaf_cells(&image, ps, id)
+                    .iter()
+                    .any(|(_, k, _)| *k == middle)
+        })
+        .collect();
+    assert!(!leaves.is_empty(), "a leaf holds the middle value");
+    let slot = newest_slot(&image, ps);
+    // The commit's seal list dropped, so that the edited pages do not set
+    // it aside (the leaves are stamped again besides).
+    let edited = larch::testing::edit_meta(&mut image, ps, slot, |m| m.seal.clear());
+    assert!(edited);
+    for &leaf in &leaves {
+        image[leaf as usize * ps] = 0x7F;
+        larch::testing::restamp(&mut image, ps, leaf);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let crafted = dir.path().join("crafted");
+    std::fs::write(&crafted, &image).unwrap();
+    let db = common::open(&crafted, ps as u32);
+    let r = db.begin_read().unwrap();
+    let m = r.open_multimap("m").unwrap();
+    // The damaged leaf lies on the values' walk, from either end.
+    let walk: larch::Result<Vec<&[u8]>> = m.get(b"many").unwrap().collect();
+    assert!(matches!(walk, Err(Error::Corrupted { .. })), "{walk:?}");
+    let walk: larch::Result<Vec<&[u8]>> = m.get(b"many").unwrap().rev().collect();
+    assert!(matches!(walk, Err(Error::Corrupted { .. })), "{walk:?}");
+    // Not on the keys' seeks.
+    assert_eq!(keys(&m), [want.clone(), want.clone(), want]);
+    assert_eq!(m.count(b"many").unwrap(), u64::from(n));
 }
 
 /// Values longer than a quarter page, up to what a tree key holds; a pair

@@ -729,6 +729,13 @@ impl<'txn> Cursor<'txn> {
         self.inner.seek(key)
     }
 
+    /// Moves to the last entry whose key is `<= key` (`< key` when not
+    /// `inclusive`): the start of a walk backwards from a bound.
+    pub(crate) fn seek_back(&mut self, key: &[u8], inclusive: bool) -> Result<Option<Entry<'txn>>> {
+        self.live()?;
+        self.inner.seek_back(key, inclusive)
+    }
+
     /// Moves to the next entry.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Result<Option<Entry<'txn>>> {
