@@ -174,8 +174,9 @@ pub use txn::{
 };
 pub use txn::{OwnedEntry, OwnedRange};
 pub use typed::{
-    Key, TableDefinition, TypedRange, TypedTable, TypedTableMut, Value, decode_escaped,
-    encode_escaped,
+    Key, MultimapKey, MultimapTableDefinition, TableDefinition, TypedMultimap, TypedMultimapKeys,
+    TypedMultimapMut, TypedMultimapPairs, TypedMultimapValues, TypedRange, TypedTable,
+    TypedTableMut, Value, decode_escaped, encode_escaped,
 };
 
 /// The longest key (and table name) a database accepts, at every page size:

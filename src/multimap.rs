@@ -96,10 +96,25 @@ fn checked_pair(key: &[u8], value: &[u8]) -> Result<Vec<u8>> {
 
 impl ReadTxn {
     /// Opens multimap table `name`: [`Error::TableNotFound`] if it does
-    /// not exist, [`Error::TableTypeMismatch`] if it is not a multimap.
+    /// not exist, [`Error::TableTypeMismatch`] if it is not a multimap of
+    /// the byte API (a typed multimap included: see
+    /// [`open_untyped_multimap`](ReadTxn::open_untyped_multimap)).
     pub fn open_multimap(&self, name: &str) -> Result<Multimap<'_>> {
         let inner = self.open_table_as(name, Shape::Multimap)?;
-        Ok(Multimap { inner })
+        Ok(Multimap::new(inner))
+    }
+
+    /// Opens multimap table `name`, typed or not, as the byte API sees it:
+    /// the keys and values of a typed multimap as their encoded bytes.
+    /// For tools that read every table without knowing its types (as
+    /// [`open_table`](ReadTxn::open_table) reads a typed table);
+    /// [`Error::TableNotFound`] if it does not exist,
+    /// [`Error::TableTypeMismatch`] if it is not a multimap. There is no
+    /// such opening in a write transaction: a typed multimap is changed
+    /// through its types only.
+    pub fn open_untyped_multimap(&self, name: &str) -> Result<Multimap<'_>> {
+        let inner = self.open_table_as(name, Shape::AnyMultimap)?;
+        Ok(Multimap::new(inner))
     }
 }
 
@@ -111,7 +126,7 @@ impl WriteTxn {
     /// byte API does not open a multimap.)
     pub fn open_multimap(&self, name: &str) -> Result<MultimapMut<'_>> {
         let inner = self.open_table_as(name, Shape::Multimap)?;
-        Ok(MultimapMut { inner })
+        Ok(MultimapMut::new(inner))
     }
 }
 
@@ -185,6 +200,11 @@ pub struct Multimap<'txn> {
 }
 
 impl<'txn> Multimap<'txn> {
+    /// The multimap in `inner`, opened as one.
+    pub(crate) fn new(inner: Table<'txn>) -> Self {
+        Multimap { inner }
+    }
+
     reads!('txn);
 
     /// The figures of the table's tree ([`Table::stat`]): its `entries`
@@ -201,7 +221,12 @@ pub struct MultimapMut<'txn> {
     inner: TableMut<'txn>,
 }
 
-impl MultimapMut<'_> {
+impl<'txn> MultimapMut<'txn> {
+    /// The multimap in `inner`, opened as one.
+    pub(crate) fn new(inner: TableMut<'txn>) -> Self {
+        MultimapMut { inner }
+    }
+
     reads!('_);
 
     /// Adds `value` to the values of `key`; returns whether it is new

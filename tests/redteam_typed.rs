@@ -1208,17 +1208,42 @@ fn catalog_cell(image: &mut [u8], ps: usize) -> (u64, usize, usize) {
 
 /// Held: catalog values of a typed table crafted in the file (unknown
 /// flags, the typed flag cleared over a record, names running long or
-/// short, a name not UTF-8, the record cut off): opening the table through
-/// either API is `Corrupted` (never a panic, never other types), `check`
-/// reports the entry, and writers, `compact` and compacted copies fail
-/// without panicking; the other table still reads.
+/// short, a name not UTF-8, the record cut off; and each of those with
+/// both flags, a typed multimap's, set): opening the table through either
+/// API is `Corrupted` (never a panic, never other types), `check` reports
+/// the entry, and writers, `compact` and compacted copies fail without
+/// panicking; the other table still reads. (Both flags over a whole record
+/// are a typed multimap since format 7: see
+/// `held_both_flags_over_a_typed_table_make_a_typed_multimap`.)
 #[test]
 fn held_crafted_catalog_records_are_corrupted_not_panics() {
     type Craft = fn(&mut [u8], usize, usize);
-    let crafts: [(&str, Craft); 8] = [
+    let crafts: [(&str, Craft); 13] = [
         ("flags 2", |im, _, v| im[v + 20] = 2),
-        ("flags 3", |im, _, v| im[v + 20] = 3),
         ("flags 0 over a record", |im, _, v| im[v + 20] = 0),
+        ("flags 7", |im, _, v| im[v + 20] = 7),
+        ("flags 3 and bit 31", |im, _, v| {
+            im[v + 20] = 3;
+            im[v + 23] |= 0x80;
+        }),
+        ("flags 3, key name runs long", |im, _, v| {
+            im[v + 20] = 3;
+            im[v + 24] += 1;
+        }),
+        ("flags 3, key name runs short", |im, _, v| {
+            im[v + 20] = 3;
+            im[v + 24] -= 1;
+        }),
+        ("flags 3, key name not UTF-8", |im, _, v| {
+            im[v + 20] = 3;
+            im[v + 26] = 0xFF;
+        }),
+        ("flags 3, value name length 0xFFFF", |im, _, v| {
+            im[v + 20] = 3;
+            let at = v + 24 + 2 + 7;
+            im[at] = 0xFF;
+            im[at + 1] = 0xFF;
+        }),
         ("flag bit 31", |im, _, v| im[v + 23] |= 0x80),
         ("key name runs long", |im, _, v| im[v + 24] += 1),
         ("key name runs short", |im, _, v| im[v + 24] -= 1),
@@ -1238,6 +1263,16 @@ fn held_crafted_catalog_records_are_corrupted_not_panics() {
         im[cell + 4..cell + 8].copy_from_slice(&24u32.to_le_bytes());
     }));
     all.push(("record cut by one byte".into(), |im, cell, _| {
+        let len = u32::from_le_bytes(im[cell + 4..cell + 8].try_into().unwrap());
+        im[cell + 4..cell + 8].copy_from_slice(&(len - 1).to_le_bytes());
+    }));
+    // A typed multimap's flags with no record, or one cut short.
+    all.push(("flags 3, no record (val_len 24)".into(), |im, cell, v| {
+        im[v + 20] = 3;
+        im[cell + 4..cell + 8].copy_from_slice(&24u32.to_le_bytes());
+    }));
+    all.push(("flags 3, record cut by one byte".into(), |im, cell, v| {
+        im[v + 20] = 3;
         let len = u32::from_le_bytes(im[cell + 4..cell + 8].try_into().unwrap());
         im[cell + 4..cell + 8].copy_from_slice(&(len - 1).to_le_bytes());
     }));
@@ -1306,6 +1341,63 @@ fn held_crafted_catalog_records_are_corrupted_not_panics() {
         }
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+}
+
+/// Held: both flags set in the file over a whole typed table's record
+/// make it a typed multimap (format 7), whose tree is not a multimap's:
+/// it opens as a typed multimap of its names and as no other kind
+/// (`TableTypeMismatch`), its reads are `Ok` or `Corrupted` (never a panic),
+/// and `check` reports its layout.
+#[test]
+fn held_both_flags_over_a_typed_table_make_a_typed_multimap() {
+    const AS_MULTI: larch::MultimapTableDefinition<KeyMark, &str> =
+        larch::MultimapTableDefinition::new("t");
+    let dir = tempfile::tempdir().unwrap();
+    let mut image = marked_image(&dir.path().join("base"));
+    let (leaf, _, value) = catalog_cell(&mut image, 4096);
+    assert_eq!(image[value + 20], 1, "a typed table's flags");
+    image[value + 20] = 3;
+    restamp(&mut image, 4096, leaf);
+    let path = dir.path().join("crafted");
+    std::fs::write(&path, &image).unwrap();
+    let db = open_at(&path, 4096).unwrap();
+    let r = db.begin_read().unwrap();
+    assert_eq!(
+        r.table_kind("t").unwrap(),
+        Some(larch::TableKind::TypedMultimap {
+            key: "KEYMARK".into(),
+            value: "str".into()
+        })
+    );
+    let mismatch = |e: Option<Error>| matches!(e, Some(Error::TableTypeMismatch { .. }));
+    assert!(mismatch(r.open_typed(MARKED).err()));
+    assert!(mismatch(r.open_table("t").err()));
+    assert!(mismatch(r.open_multimap("t").err()));
+    let m = r.open_typed_multimap(AS_MULTI).unwrap();
+    let ok_or_corrupted = |e: &Error| matches!(e, Error::Corrupted { .. });
+    for e in [
+        m.len().err(),
+        m.count(3).err(),
+        m.get(3).unwrap().find_map(|v| v.err()),
+        m.iter().unwrap().find_map(|p| p.err()),
+        m.keys::<u32>(..).unwrap().find_map(|p| p.err()),
+        m.keys::<u32>(..).unwrap().rev().find_map(|p| p.err()),
+    ]
+    .into_iter()
+    .flatten()
+    {
+        assert!(ok_or_corrupted(&e), "{e:?}");
+    }
+    let report = r.check_report();
+    assert!(
+        report.errors.iter().any(|e| e.reason.contains("multimap")),
+        "{:?}",
+        report.errors
+    );
+    drop(r);
+    let w = db.begin_write().unwrap();
+    assert!(mismatch(w.open_typed(MARKED).err()));
+    assert!(w.open_typed_multimap(AS_MULTI).is_ok());
 }
 
 // ---------------------------------------------------------------------------

@@ -527,6 +527,14 @@ fn stat(path: &Path, table: Option<&str>) -> Res<ExitCode> {
                 let m = txn.open_multimap(name)?;
                 (format!(" (multimap, {} pairs)", m.len()?), m.stat()?)
             }
+            Some(TableKind::TypedMultimap { key, value }) => {
+                let m = txn.open_untyped_multimap(name)?;
+                let pairs = m.len()?;
+                (
+                    format!(" (multimap {key} -> {value}, {pairs} pairs)"),
+                    m.stat()?,
+                )
+            }
             Some(TableKind::Typed { key, value }) => (
                 format!(" ({key} -> {value})"),
                 txn.open_table(name)?.stat()?,
@@ -644,10 +652,12 @@ fn dump_table(
     format: Format,
     mapsize: u64,
 ) -> Res<()> {
-    if txn.table_kind(name)? == Some(TableKind::Multimap) {
+    if txn.table_kind(name)?.is_some_and(|k| k.is_multimap()) {
         // Each pair on its own, the key repeated, marked `dupsort=1`:
         // `mdb_load` makes it a dupsort database, `larch load` a multimap.
-        let m = txn.open_multimap(name)?;
+        // A typed multimap's pairs are their encoded bytes (its types are
+        // not dumped, as a typed table's are not).
+        let m = txn.open_untyped_multimap(name)?;
         dump::write_header(out, format, Some(name), mapsize, true)?;
         for pair in m.iter()? {
             let (k, v) = pair?;

@@ -71,8 +71,8 @@ fn tables(path: &Path) -> BTreeMap<String, (TableKind, Pairs)> {
         let r = db.begin_read().unwrap();
         for name in r.list_tables().unwrap() {
             let kind = r.table_kind(&name).unwrap().expect("listed");
-            let pairs: Pairs = if kind == TableKind::Multimap {
-                let m = r.open_multimap(&name).unwrap();
+            let pairs: Pairs = if kind.is_multimap() {
+                let m = r.open_untyped_multimap(&name).unwrap();
                 m.iter()
                     .unwrap()
                     .map(|p| p.map(|(k, v)| (k.to_vec(), v.to_vec())).unwrap())
@@ -148,6 +148,15 @@ fn make_db(path: &Path, pairs: &Pairs) {
             let mut t = w.open_typed(TYPED).unwrap();
             t.insert(7u64, "seven").unwrap();
         }
+        {
+            const TAGS: larch::MultimapTableDefinition<u64, &str> =
+                larch::MultimapTableDefinition::new("tags");
+            let mut t = w.open_typed_multimap(TAGS).unwrap();
+            for v in ["b", "a\n", "c\0"] {
+                t.insert(7u64, v).unwrap();
+            }
+            t.insert(0u64, "zero").unwrap();
+        }
         w.commit().unwrap();
     }
     close(db);
@@ -181,15 +190,24 @@ fn held_multimap_round_trips_with_awkward_bytes() {
             dump.contains("database=empty\ntype=btree\nduplicates=1\n"),
             "{format:?}"
         );
+        assert!(
+            dump.contains("database=tags\ntype=btree\nduplicates=1\n"),
+            "{format:?}: a typed multimap dumps as a multimap"
+        );
         assert!(dump.is_ascii(), "{format:?}: a dump is text");
         let b = d.path(&format!("b{i}.larch"));
         load_ok(&b, &dump);
         let after = tables(&b);
         for (name, (kind, got)) in &before {
             let (kind2, got2) = &after[name];
-            // A typed table is dumped as bytes, and loaded as bytes.
-            if !matches!(kind, TableKind::Typed { .. }) {
-                assert_eq!(kind2, kind, "{format:?}: the kind of {name}");
+            // A typed table is dumped as bytes, and loaded as bytes; a
+            // typed multimap as a multimap of bytes.
+            match kind {
+                TableKind::Typed { .. } => {}
+                TableKind::TypedMultimap { .. } => {
+                    assert_eq!(*kind2, TableKind::Multimap, "{format:?}: {name}")
+                }
+                _ => assert_eq!(kind2, kind, "{format:?}: the kind of {name}"),
             }
             assert!(got2 == got, "{format:?}: the pairs of {name} changed");
         }
@@ -224,6 +242,10 @@ fn held_multimap_round_trips_with_awkward_bytes() {
         "{stat}"
     );
     assert!(stat.contains("\"empty\" (multimap, 0 pairs)"), "{stat}");
+    assert!(
+        stat.contains("\"tags\" (multimap u64 -> str, 4 pairs)"),
+        "{stat}"
+    );
     let one = ok(&["stat", s(&a), "--table", "m"]);
     assert!(
         one.starts_with(&format!("\"m\" (multimap, {n} pairs)")),

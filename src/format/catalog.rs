@@ -1,5 +1,6 @@
-//! A catalog value: a table's descriptor and, for a table opened through
-//! the typed API, the names of its key and value types.
+//! A catalog value: a table's descriptor and, for a table created through
+//! the typed API (a typed table or a typed multimap), the names of its key
+//! and value types.
 
 use super::meta::{DESC_SIZE, TableDesc};
 
@@ -7,14 +8,15 @@ use super::meta::{DESC_SIZE, TableDesc};
 pub(crate) const FLAG_TYPED: u32 = 1;
 
 /// Descriptor flag: the table is a multimap (its tree holds the layout of
-/// `crate::multimap`, which the byte API does not open).
+/// `crate::multimap`, which the byte API does not open). With
+/// `FLAG_TYPED` too, a typed multimap (format 7 on).
 pub(crate) const FLAG_MULTIMAP: u32 = 2;
 
 /// The longest type name stored, in bytes.
 pub(crate) const MAX_TYPE_NAME: usize = u16::MAX as usize;
 
-/// The names of a typed table's key and value types, as the typed API
-/// spells them (`Value::type_name`).
+/// The names of a typed table's (or typed multimap's) key and value types,
+/// as the typed API spells them (`Value::type_name`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct TableTypes {
     pub key: String,
@@ -32,8 +34,8 @@ pub(crate) struct CatalogEntry {
 }
 
 impl CatalogEntry {
-    /// The bytes of the value: the descriptor, then, for a typed table,
-    /// each name as a little-endian `u16` length and its UTF-8 bytes.
+    /// The bytes of the value: the descriptor, then, for a typed table or
+    /// typed multimap, each name as a little-endian `u16` length and its UTF-8 bytes.
     /// Names are at most `MAX_TYPE_NAME` bytes (the typed API checks).
     pub(crate) fn encode(&self) -> Vec<u8> {
         let kind = if self.multimap { FLAG_MULTIMAP } else { 0 };
@@ -57,10 +59,14 @@ impl CatalogEntry {
     pub(crate) fn decode(bytes: &[u8]) -> Option<CatalogEntry> {
         let (head, rest) = bytes.split_at_checked(DESC_SIZE)?;
         let (desc, flags) = TableDesc::decode_with_flags(head)?;
-        // larch makes typed tables and multimaps, not typed multimaps.
-        let multimap = flags == FLAG_MULTIMAP;
-        let types = match flags {
-            0 | FLAG_MULTIMAP if rest.is_empty() => None,
+        // Any combination of the two flags: a byte table, a typed table, a
+        // multimap, a typed multimap. Nothing else.
+        if flags & !(FLAG_TYPED | FLAG_MULTIMAP) != 0 {
+            return None;
+        }
+        let multimap = flags & FLAG_MULTIMAP != 0;
+        let types = match flags & FLAG_TYPED {
+            0 if rest.is_empty() => None,
             FLAG_TYPED => {
                 let (key, rest) = name(rest)?;
                 let (value, rest) = name(rest)?;
@@ -136,10 +142,30 @@ mod tests {
         let mut unknown = plain.encode();
         unknown[20] = 4;
         assert_eq!(CatalogEntry::decode(&unknown), None);
-        // A typed multimap is not one larch makes.
-        let mut both = bytes.clone();
-        both[20] = (FLAG_TYPED | FLAG_MULTIMAP) as u8;
-        assert_eq!(CatalogEntry::decode(&both), None);
+        // A typed multimap (both flags) carries its record like a typed
+        // table, and is refused as one when the record is missing or
+        // malformed.
+        let typed_multi = CatalogEntry {
+            multimap: true,
+            ..CatalogEntry::decode(&bytes).unwrap()
+        };
+        let both = typed_multi.encode();
+        assert_eq!(both[20], (FLAG_TYPED | FLAG_MULTIMAP) as u8);
+        assert_eq!(both[DESC_SIZE..], bytes[DESC_SIZE..]);
+        assert_eq!(CatalogEntry::decode(&both), Some(typed_multi));
+        assert_eq!(CatalogEntry::decode(&both[..DESC_SIZE]), None);
+        for cut in DESC_SIZE + 1..both.len() {
+            assert_eq!(CatalogEntry::decode(&both[..cut]), None, "cut at {cut}");
+        }
+        let mut long = both.clone();
+        long.push(0);
+        assert_eq!(CatalogEntry::decode(&long), None);
+        let mut bad = both.clone();
+        bad[DESC_SIZE + 2] = 0xFF;
+        assert_eq!(CatalogEntry::decode(&bad), None);
+        let mut unknown = both;
+        unknown[20] |= 4;
+        assert_eq!(CatalogEntry::decode(&unknown), None);
         let mut bad = bytes;
         bad[DESC_SIZE + 2] = 0xFF;
         assert_eq!(CatalogEntry::decode(&bad), None);

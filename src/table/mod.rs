@@ -48,8 +48,13 @@ pub(crate) enum Shape<'a> {
     Bytes,
     /// A typed table of exactly these types; created so.
     Typed(&'a TableTypes),
-    /// A multimap table; created so.
+    /// A multimap table of the byte API (not a typed one); created so.
     Multimap,
+    /// A typed multimap of exactly these types; created so.
+    TypedMultimap(&'a TableTypes),
+    /// Any multimap, typed or not, as the byte multimap sees its tree (read
+    /// transactions only: never created).
+    AnyMultimap,
     /// Whatever the table is; created as this entry says (a copy's).
     As(&'a CatalogEntry),
 }
@@ -58,10 +63,13 @@ impl Shape<'_> {
     /// `Ok` if table `name`, as the catalog holds it (`found`), may be
     /// opened so; else a `TableTypeMismatch`, which changes nothing.
     pub(crate) fn check(&self, name: &str, found: &CatalogEntry) -> Result<()> {
+        let types = found.types.as_ref();
         let fits = match self {
             Shape::Bytes => !found.multimap,
-            Shape::Typed(types) => !found.multimap && found.types.as_ref() == Some(*types),
-            Shape::Multimap => found.multimap && found.types.is_none(),
+            Shape::Typed(want) => !found.multimap && types == Some(*want),
+            Shape::Multimap => found.multimap && types.is_none(),
+            Shape::TypedMultimap(want) => found.multimap && types == Some(*want),
+            Shape::AnyMultimap => found.multimap,
             Shape::As(_) => true,
         };
         if fits {
@@ -75,13 +83,15 @@ impl Shape<'_> {
             }
         };
         let expected = match self {
-            Shape::Typed(types) => show(Some(types), false),
+            Shape::Typed(want) => show(Some(want), false),
+            Shape::TypedMultimap(want) => show(Some(want), true),
+            Shape::AnyMultimap => "multimap (typed or not)".to_owned(),
             _ => show(None, matches!(self, Shape::Multimap)),
         };
         Err(Error::TableTypeMismatch {
             table: name.to_owned(),
             expected,
-            found: show(found.types.as_ref(), found.multimap),
+            found: show(types, found.multimap),
         })
     }
 
@@ -90,7 +100,8 @@ impl Shape<'_> {
         let (types, multimap) = match self {
             Shape::Bytes => (None, false),
             Shape::Typed(types) => (Some((*types).clone()), false),
-            Shape::Multimap => (None, true),
+            Shape::Multimap | Shape::AnyMultimap => (None, true),
+            Shape::TypedMultimap(types) => (Some((*types).clone()), true),
             Shape::As(entry) => (entry.types.clone(), entry.multimap),
         };
         CatalogEntry {

@@ -82,8 +82,29 @@ pub enum TableKind {
         /// The value type's name.
         value: String,
     },
-    /// A multimap table ([`ReadTxn::open_multimap`]).
+    /// A multimap table of the byte API ([`ReadTxn::open_multimap`]).
     Multimap,
+    /// A typed multimap
+    /// ([`ReadTxn::open_typed_multimap`](crate::ReadTxn::open_typed_multimap)),
+    /// with the names of its key and value types. Its tree is a multimap's:
+    /// [`ReadTxn::open_untyped_multimap`](crate::ReadTxn::open_untyped_multimap)
+    /// reads its pairs as the encoded bytes.
+    TypedMultimap {
+        /// The key type's name.
+        key: String,
+        /// The value type's name.
+        value: String,
+    },
+}
+
+impl TableKind {
+    /// Whether the table is a multimap, typed or not: its tree holds the
+    /// multimap layout, which
+    /// [`ReadTxn::open_untyped_multimap`](crate::ReadTxn::open_untyped_multimap)
+    /// reads and the byte API does not open.
+    pub fn is_multimap(&self) -> bool {
+        matches!(self, TableKind::Multimap | TableKind::TypedMultimap { .. })
+    }
 }
 
 /// A meta slot that open did not use: it was newer than the commit open
@@ -235,14 +256,18 @@ impl ReadTxn {
     }
 
     /// What kind of table `name` is, `None` if it does not exist: a table
-    /// of the byte API, a typed table (with its types' names) or a
-    /// multimap. Tools that walk every table ask before opening each with
-    /// its API.
+    /// of the byte API, a typed table (with its types' names), a multimap
+    /// or a typed multimap (with its types' names). Tools that walk every
+    /// table ask before opening each with its API.
     pub fn table_kind(&self, name: &str) -> Result<Option<TableKind>> {
         Ok(self
             .table_entry(name)?
             .map(|e| match (e.types, e.multimap) {
-                (_, true) => TableKind::Multimap,
+                (Some(t), true) => TableKind::TypedMultimap {
+                    key: t.key,
+                    value: t.value,
+                },
+                (None, true) => TableKind::Multimap,
                 (Some(t), false) => TableKind::Typed {
                     key: t.key,
                     value: t.value,

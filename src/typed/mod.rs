@@ -6,6 +6,7 @@
 //! Keys are written in encodings whose byte order is the type's order
 //! ([`Key`]), so iteration and ranges follow the type's order.
 
+mod multimap;
 mod types;
 
 use std::borrow::Borrow;
@@ -13,6 +14,10 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::ops::{Bound, RangeBounds};
 
+pub use multimap::{
+    MultimapKey, MultimapTableDefinition, TypedMultimap, TypedMultimapKeys, TypedMultimapMut,
+    TypedMultimapPairs, TypedMultimapValues,
+};
 pub use types::{Key, Value, decode_escaped, encode_escaped};
 use types::{encoded, encoded_checked};
 
@@ -55,14 +60,20 @@ impl<'n, K: Key + 'static, V: Value + 'static> TableDefinition<'n, K, V> {
 
     /// The type names the catalog keeps, checked to fit.
     fn types(&self) -> Result<TableTypes> {
-        let (key, value) = (K::type_name(), V::type_name());
-        if key.len() > MAX_TYPE_NAME || value.len() > MAX_TYPE_NAME {
-            return Err(Error::InvalidOption(
-                "a type name is longer than 65,535 bytes",
-            ));
-        }
-        Ok(TableTypes { key, value })
+        table_types::<K, V>()
     }
+}
+
+/// The type names the catalog keeps for a table of `K` and `V`, checked to
+/// fit.
+fn table_types<K: Value, V: Value>() -> Result<TableTypes> {
+    let (key, value) = (K::type_name(), V::type_name());
+    if key.len() > MAX_TYPE_NAME || value.len() > MAX_TYPE_NAME {
+        return Err(Error::InvalidOption(
+            "a type name is longer than 65,535 bytes",
+        ));
+    }
+    Ok(TableTypes { key, value })
 }
 
 impl<K: Key + 'static, V: Value + 'static> Clone for TableDefinition<'_, K, V> {
