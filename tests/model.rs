@@ -56,7 +56,8 @@ enum Op {
         rev: bool,
     },
     /// Multimap table "multi": add a value, remove one, remove all of a
-    /// key's, read a key's values (and count them).
+    /// key's, read a key's values (and count them, and list the keys with
+    /// their counts from the same end).
     MultiInsert {
         key: u8,
         value: u16,
@@ -783,6 +784,26 @@ fn run(page_size: u32, setup: Setup, ops: Vec<Op>) -> TestResult {
                         assert_eq!(m.count(k).unwrap(), want.len() as u64);
                         let pairs: usize = multi_pending.values().map(|s| s.len()).sum();
                         assert_eq!(m.len().unwrap(), pairs as u64);
+                        // The keys with their counts, from the same end.
+                        let keys = m.keys(..).unwrap();
+                        let own = |e: larch::Result<(std::borrow::Cow<[u8]>, u64)>| {
+                            let (k, n) = e.unwrap();
+                            (k.into_owned(), n)
+                        };
+                        let mut got: Vec<(Vec<u8>, u64)> = if rev {
+                            keys.rev().map(own).collect()
+                        } else {
+                            keys.map(own).collect()
+                        };
+                        if rev {
+                            got.reverse();
+                        }
+                        let want: Vec<(Vec<u8>, u64)> = multi_pending
+                            .iter()
+                            .filter(|(_, s)| !s.is_empty())
+                            .map(|(k, s)| (k.clone(), s.len() as u64))
+                            .collect();
+                        assert_eq!(got, want, "the multimap's keys");
                     }
                     Op::Interleave {
                         from,
