@@ -108,8 +108,11 @@
 //!   maps each key to a sorted set of values (LMDB's dupsort): add and remove
 //!   a value, remove all of a key's, read a key's values in order from
 //!   either end (zero-copy), count them in one lookup, range over keys and
-//!   pairs. A key may have millions of values; a value may be up to 64 KiB
-//!   with its key.
+//!   pairs, list keys with their counts from either end. A key may have
+//!   millions of values; a value may be up to 64 KiB with its key. A
+//!   [`MultimapTableDefinition`] makes one typed
+//!   ([`WriteTxn::open_typed_multimap`]): a key's values come in their
+//!   type's order, and the types are kept with the table.
 //!
 //!   ```
 //!   # let dir = tempfile::tempdir().unwrap();
