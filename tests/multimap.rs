@@ -145,23 +145,11 @@ fn check_against(db: &larch::Database, model: &Model, rng: &mut Rng) {
             .iter()
             .map(|k| (k.clone(), model[k].len() as u64))
             .collect();
-        let mut it = m.keys(range).unwrap();
-        let (mut front, mut back) = (Vec::new(), Vec::new());
-        loop {
-            let (step, to) = if rng.below(2) == 0 {
-                (it.next(), &mut front)
-            } else {
-                (it.next_back(), &mut back)
-            };
-            match step {
-                Some(e) => to.push(e.map(|(k, n)| (k.into_owned(), n)).unwrap()),
-                None => break,
-            }
-        }
-        assert!(it.next().is_none() && it.next_back().is_none());
-        back.reverse();
-        front.extend(back);
-        assert_eq!(front, want_counts, "keys of {range:?} from both ends");
+        let both: Vec<(Vec<u8>, u64)> = common::from_both_ends(m.keys(range).unwrap(), rng)
+            .into_iter()
+            .map(|e| e.map(|(k, n)| (k.into_owned(), n)).unwrap())
+            .collect();
+        assert_eq!(both, want_counts, "keys of {range:?} from both ends");
     }
 }
 

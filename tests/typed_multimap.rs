@@ -544,26 +544,12 @@ macro_rules! check_model {
                 .collect();
             back.reverse();
             assert_eq!(back, want_keys, "keys of {start:?}..{end:?} reversed");
-            let mut it = m.keys::<i16>((start, end)).unwrap();
-            let (mut front, mut back) = (Vec::new(), Vec::new());
-            loop {
-                let (step, to) = if rng.below(2) == 0 {
-                    (it.next(), &mut front)
-                } else {
-                    (it.next_back(), &mut back)
-                };
-                match step {
-                    Some(k) => to.push(k.map(|(k, n)| (k.value(), n)).unwrap()),
-                    None => break,
-                }
-            }
-            assert!(it.next().is_none() && it.next_back().is_none());
-            back.reverse();
-            front.extend(back);
-            assert_eq!(
-                front, want_keys,
-                "keys of {start:?}..{end:?} from both ends"
-            );
+            let both: Vec<(i16, u64)> =
+                common::from_both_ends(m.keys::<i16>((start, end)).unwrap(), rng)
+                    .into_iter()
+                    .map(|k| k.map(|(k, n)| (k.value(), n)).unwrap())
+                    .collect();
+            assert_eq!(both, want_keys, "keys of {start:?}..{end:?} from both ends");
         }
     }};
 }

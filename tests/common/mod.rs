@@ -239,3 +239,26 @@ pub fn sealed_pages(path: &Path, page_size: u64, slot: u64) -> Vec<(u64, u64)> {
         .map(|i| (le(128 + 16 * i, 8), le(136 + 16 * i, 4)))
         .collect()
 }
+
+/// Every item of `it`, taken from the front or the back as `rng` picks, in
+/// the order the iterator holds them: a double-ended iterator whose ends
+/// meet wrong (an item twice, or one skipped) gives another list. It must
+/// stay finished from both ends once done.
+pub fn from_both_ends<I: DoubleEndedIterator>(mut it: I, rng: &mut Rng) -> Vec<I::Item> {
+    let (mut front, mut back) = (Vec::new(), Vec::new());
+    loop {
+        let (step, to) = if rng.below(2) == 0 {
+            (it.next(), &mut front)
+        } else {
+            (it.next_back(), &mut back)
+        };
+        match step {
+            Some(item) => to.push(item),
+            None => break,
+        }
+    }
+    assert!(it.next().is_none() && it.next_back().is_none());
+    back.reverse();
+    front.extend(back);
+    front
+}
