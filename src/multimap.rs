@@ -16,7 +16,7 @@ use crate::error::{Error, Result, corrupted};
 use crate::format::escape::{decode_escaped, encode_escaped};
 use crate::format::multimap::{self as layout, Entry, PAIR};
 use crate::format::node::MAX_KEY;
-use crate::table::{Range, Shape, Table, TableMut, borrowed};
+use crate::table::{Range, Shape, Table, TableMut, after_start, before_end, borrowed};
 use crate::txn::{ReadTxn, WriteTxn};
 
 /// The tree key of `key`'s head.
@@ -417,22 +417,6 @@ pub struct MultimapKeys<'txn> {
 type KeyCount<'txn> = (Cow<'txn, [u8]>, u64);
 
 impl<'txn> MultimapKeys<'txn> {
-    fn before_end(&self, stored: &[u8]) -> bool {
-        match &self.end {
-            Bound::Included(e) => stored <= e.as_slice(),
-            Bound::Excluded(e) => stored < e.as_slice(),
-            Bound::Unbounded => true,
-        }
-    }
-
-    fn after_start(&self, stored: &[u8]) -> bool {
-        match &self.start {
-            Bound::Included(s) => stored >= s.as_slice(),
-            Bound::Excluded(s) => stored > s.as_slice(),
-            Bound::Unbounded => true,
-        }
-    }
-
     fn step_front(&mut self) -> Result<Option<KeyCount<'txn>>> {
         let found = match &self.start {
             Bound::Included(k) => self.front.seek(k)?,
@@ -445,7 +429,7 @@ impl<'txn> MultimapKeys<'txn> {
         let Some((stored, count)) = found else {
             return Ok(None);
         };
-        if !self.before_end(stored) {
+        if !before_end(&self.end, stored) {
             return Ok(None);
         }
         // A seek lands on a head: every key's pairs follow its head.
@@ -497,7 +481,7 @@ impl<'txn> MultimapKeys<'txn> {
             }
             None => return corrupted(0, "a multimap entry is neither a head nor a pair"),
         };
-        if !self.after_start(head) {
+        if !after_start(&self.start, head) {
             return Ok(None);
         }
         let Some((key, _)) = decode_escaped(head) else {

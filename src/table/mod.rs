@@ -789,6 +789,24 @@ fn copied(entry: Option<Result<Entry<'_>>>) -> Result<Option<(Vec<u8>, Vec<u8>)>
     }
 }
 
+/// Whether `key` lies before a range's end `end`.
+pub(crate) fn before_end(end: &Bound<Vec<u8>>, key: &[u8]) -> bool {
+    match end {
+        Bound::Included(e) => key <= e.as_slice(),
+        Bound::Excluded(e) => key < e.as_slice(),
+        Bound::Unbounded => true,
+    }
+}
+
+/// Whether `key` lies after a range's start `start`.
+pub(crate) fn after_start(start: &Bound<Vec<u8>>, key: &[u8]) -> bool {
+    match start {
+        Bound::Included(s) => key >= s.as_slice(),
+        Bound::Excluded(s) => key > s.as_slice(),
+        Bound::Unbounded => true,
+    }
+}
+
 /// A bound held by value, as one of its key.
 pub(crate) fn borrowed(b: &Bound<Vec<u8>>) -> Bound<&[u8]> {
     match b {
@@ -849,19 +867,11 @@ impl<'txn> Range<'txn> {
     }
 
     fn before_end(&self, key: &[u8]) -> bool {
-        match &self.end {
-            Bound::Included(e) => key <= e.as_slice(),
-            Bound::Excluded(e) => key < e.as_slice(),
-            Bound::Unbounded => true,
-        }
+        before_end(&self.end, key)
     }
 
     fn after_start(&self, key: &[u8]) -> bool {
-        match &self.start {
-            Bound::Included(s) => key >= s.as_slice(),
-            Bound::Excluded(s) => key > s.as_slice(),
-            Bound::Unbounded => true,
-        }
+        after_start(&self.start, key)
     }
 
     fn step_front(&mut self) -> Result<Option<Entry<'txn>>> {
