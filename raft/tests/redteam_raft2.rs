@@ -459,6 +459,12 @@ fn group_commit_under_concurrent_writes_then_shutdown_keeps_every_write() {
         let nodes: BTreeMap<NodeId, BasicNode> =
             [(1, BasicNode::new("127.0.0.1:1"))].into_iter().collect();
         raft.initialize(nodes).await.unwrap();
+        // `initialize` returns before the node has elected itself; a write
+        // sent before then is refused with no leader to forward to.
+        raft.wait(Some(Duration::from_secs(10)))
+            .current_leader(1, "the single node leads")
+            .await
+            .unwrap();
         let mut writers = Vec::new();
         for w in 0..16 {
             let raft = raft.clone();
