@@ -2,7 +2,7 @@
 //!
 //! Every page below the high-water mark must be exactly one of: reachable
 //! from the catalog (a tree node or an overflow page), a page of the value
-//! heap (its tree or a segment), a free-list chain page, or listed free.
+//! heap (its tree or a segment), a page of the free list, or listed free.
 //! Every value packed into a segment must lie inside it, share no byte with
 //! another, and be counted by the heap's entry for the segment. Every page in use must hold its checksum. Keys must be
 //! sorted within and across pages, leaves all at the depth their descriptor
@@ -63,7 +63,7 @@ pub struct CheckReport {
     pub segment_pages: u64,
     /// Bytes of the values packed into them.
     pub packed_bytes: u64,
-    /// Pages of the free-list chain.
+    /// Pages of the free list itself (its directory and leaves).
     pub freelist_pages: u64,
     /// Pages listed free: reusable, or pending until older snapshots end.
     pub free_pages: u64,
@@ -389,7 +389,7 @@ pub(crate) fn strict(report: CheckReport) -> Result<CheckReport> {
 
 #[cfg(feature = "testing")]
 /// Checks the snapshot `meta` of a whole-file image; returns the report and
-/// the pages reachable from the meta (trees, overflow runs, free-list chain).
+/// the pages reachable from the meta (trees, overflow runs, free-list pages).
 pub(crate) fn check_image(image: &[u8], meta: &Meta) -> Result<(CheckReport, Vec<PageId>)> {
     let page_size = meta.page_size as usize;
     let view = SliceView::new(image, page_size, meta.high_water, meta.txn_id);
@@ -406,7 +406,7 @@ pub(crate) fn check_image(image: &[u8], meta: &Meta) -> Result<(CheckReport, Vec
 }
 
 /// Walks a snapshot, recording every problem; returns the report and the
-/// pages it claimed (reachable, free-list chain and free).
+/// pages it claimed (reachable, free-list pages and free).
 /// The walk of a multimap's entries, in key order: each key's head, then
 /// its pairs (`format::multimap`).
 #[derive(Default)]

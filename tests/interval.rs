@@ -190,6 +190,24 @@ fn freelist_head(path: &Path, ps: usize, txn: u64) -> u64 {
     u64::from_le_bytes(meta[32..40].try_into().unwrap())
 }
 
+/// The leaves of the free list whose directory starts at page `head`.
+fn freelist_leaves(path: &Path, ps: usize, mut head: u64) -> Vec<u64> {
+    let f = File::open(path).unwrap();
+    let mut leaves = Vec::new();
+    let mut page = vec![0u8; ps];
+    while head != 0 {
+        f.read_exact_at(&mut page, head * ps as u64).unwrap();
+        assert_eq!(page[0], 6, "a directory page");
+        let count = u16::from_le_bytes([page[2], page[3]]) as usize;
+        for i in 0..count {
+            let at = 24 + 8 * i;
+            leaves.push(u64::from_le_bytes(page[at..at + 8].try_into().unwrap()));
+        }
+        head = u64::from_le_bytes(page[16..24].try_into().unwrap());
+    }
+    leaves
+}
+
 /// A free list whose written-by is later than the page's real writer (a
 /// damaged file, or another process's writer gone wrong) would have the
 /// interval rule free a page a live reader still reads. The writer checks
@@ -226,13 +244,10 @@ fn a_crafted_written_by_frees_nothing_a_reader_holds() {
     let freer = a.last_txn_id();
     assert_eq!(freer, s + 4);
     // Say that freer - 1, newer than the reader, wrote them.
-    let mut id = freelist_head(&path, 512, freer);
     let mut forged = 0;
-    while id != 0 {
-        let mut next = 0;
-        edit_page(&path, 512, id, |page| {
+    for leaf in freelist_leaves(&path, 512, freelist_head(&path, 512, freer)) {
+        edit_page(&path, 512, leaf, |page| {
             let count = u16::from_le_bytes([page[2], page[3]]) as usize;
-            next = u64::from_le_bytes(page[16..24].try_into().unwrap());
             for e in 0..count {
                 let at = 24 + 24 * e;
                 let freed_by = u64::from_le_bytes(page[at..at + 8].try_into().unwrap());
@@ -243,7 +258,6 @@ fn a_crafted_written_by_frees_nothing_a_reader_holds() {
                 }
             }
         });
-        id = next;
     }
     assert!(forged > 3, "only {forged} entries to forge");
     // The other handle's writers take the forged list and allocate plenty.

@@ -345,12 +345,25 @@ fn a_free_list_naming_the_reachable_tail_page_is_set_aside_by_verify() {
         }
     ));
     assert!(head != 0);
-    // The first entry becomes (freed_by 0, written_by 0, page top): reusable.
-    let at = head as usize * PS as usize + 24;
+    // The last entry of the last leaf (the directory's last id; entries
+    // are in page order, and no free page is above the reachable top)
+    // becomes (freed_by 0, written_by 0, page top): reusable.
+    let ps = PS as usize;
+    let count_at = |image: &[u8], page: usize| {
+        usize::from(u16::from_le_bytes([
+            image[page * ps + 2],
+            image[page * ps + 3],
+        ]))
+    };
+    let dir = head as usize;
+    assert_eq!(image[dir * ps], 6, "a directory page");
+    let last = dir * ps + 24 + 8 * (count_at(&image, dir) - 1);
+    let leaf = u64::from_le_bytes(image[last..last + 8].try_into().unwrap()) as usize;
+    let at = leaf * ps + 24 + 24 * (count_at(&image, leaf) - 1);
     image[at..at + 8].copy_from_slice(&0u64.to_le_bytes());
     image[at + 8..at + 16].copy_from_slice(&0u64.to_le_bytes());
     image[at + 16..at + 24].copy_from_slice(&top.to_le_bytes());
-    larch::testing::restamp(&mut image, PS as usize, head);
+    larch::testing::restamp(&mut image, ps, leaf as u64);
     std::fs::write(&path, &image).unwrap();
 
     // A file someone edited breaks the contract of a trusted open: there,

@@ -19,7 +19,7 @@ use crate::view::run_len;
 /// Returns the pages moved.
 ///
 /// A move is made only while the free pages left cover it, the copies of
-/// every node on its path, and `keep` more (the commit's free-list chain):
+/// every node on its path, and `keep` more (the commit's free-list pages):
 /// so the walk never takes a page past the end of the file, which a file
 /// at `Options::max_size` could not give.
 ///

@@ -88,6 +88,14 @@ impl Allocator {
         }
     }
 
+    /// A page id, the lowest reusable one first (`TxnFreeList::take_lowest`).
+    pub(crate) fn alloc_lowest(&mut self) -> Result<PageId> {
+        match self.free.take_lowest() {
+            Some(p) => Ok(p),
+            None => self.extend(1),
+        }
+    }
+
     /// The first of `n` consecutive page ids.
     pub(crate) fn alloc_run(&mut self, n: u64) -> Result<PageId> {
         match self.free.take_run(n) {
@@ -303,7 +311,7 @@ impl Allocator {
         self.free.drop_savepoints();
     }
 
-    /// The transaction's changes to the free list, for writing its chain.
+    /// The transaction's changes to the free list, for writing it.
     pub(crate) fn free_list(&mut self) -> &mut TxnFreeList {
         &mut self.free
     }

@@ -1,12 +1,12 @@
 //! A write transaction's pages: the state its partitions share (the
 //! allocator, the heap's records, the failed flag), the partitions of the
-//! buffers, and how the B+tree and the free-list chain reach them.
+//! buffers, and how the B+tree and the free list's pages reach them.
 //!
 //! Every dirty buffer belongs to one partition ([`Part`]): the one of the
 //! tree that reaches it. Each table open in the transaction has its own (its
 //! nodes, its overflow runs, the segments its values are packed into), and
 //! the transaction has one for the catalog, the heap's tree and the
-//! free-list chain. A change through one partition takes the shared state
+//! free list's pages. A change through one partition takes the shared state
 //! for a moment ([`Dirty::with`]) and writes only its own buffers, so the
 //! bytes another partition hands out never move (DESIGN.md, "The write
 //! transaction"). The commit gathers the partitions into one.
@@ -312,7 +312,7 @@ impl Dirty {
         }
     }
 
-    /// The pages of `part` as the commit writes the free-list chain into
+    /// The pages of `part` as the commit writes the free list's pages into
     /// them.
     pub(crate) fn chain<'a>(&'a mut self, pager: &'a Pager, part: &'a mut Part) -> ChainPages<'a> {
         ChainPages {
@@ -597,7 +597,7 @@ impl PageStore for TxnPages<'_> {
     }
 }
 
-/// The commit writes the free-list chain straight into the buffers of the
+/// The commit writes the free list's pages straight into the buffers of the
 /// transaction's own partition, with the whole transaction in hand.
 pub(crate) struct ChainPages<'a> {
     pager: &'a Pager,
@@ -645,7 +645,7 @@ impl ChainStore for ChainPages<'_> {
     }
 
     fn alloc_page(&mut self) -> Result<PageId> {
-        let id = self.shared().alloc.alloc();
+        let id = self.shared().alloc.alloc_lowest();
         self.note_high_water();
         let id = id?;
         let page = vec![0u8; self.dirty.page_size].into_boxed_slice();

@@ -7,7 +7,7 @@ use super::heap::{HeapDesc, HeapRaw};
 use super::page::{MAX_PAGE_SIZE, MIN_PAGE_SIZE, PageId};
 
 /// Version of the on-disk format; bumped whenever the bytes change.
-pub(crate) const FORMAT_VERSION: u32 = 7;
+pub(crate) const FORMAT_VERSION: u32 = 8;
 
 /// First eight bytes of each meta slot.
 pub(crate) const MAGIC: [u8; 8] = *b"larch\0db";

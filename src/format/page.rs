@@ -49,6 +49,7 @@ pub(crate) const KIND_LEAF: u8 = 2;
 pub(crate) const KIND_OVERFLOW: u8 = 3;
 pub(crate) const KIND_FREELIST: u8 = 4;
 pub(crate) const KIND_SEGMENT: u8 = 5;
+pub(crate) const KIND_FREEDIR: u8 = 6;
 
 /// The header of every branch, leaf, overflow and free-list page.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
@@ -186,8 +187,10 @@ fn run_pages(page: &[u8], id: PageId, kind: u8, wrong: &'static str) -> Result<u
     Ok(pages)
 }
 
-/// Header of a free-list page: the common header, then the next page of the
-/// chain. `count` entries of `FreeEntry` follow.
+/// Header of a free-list page (a leaf of the list, or a page of its
+/// directory): the common header, then the next page of the directory
+/// chain (0 in a leaf). A leaf's `count` entries of `FreeEntry` follow, a
+/// directory page's `count` leaf ids.
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Clone, Copy, Debug)]
 #[repr(C)]
 pub(crate) struct FreeListHeader {
@@ -214,7 +217,13 @@ pub(crate) fn freelist_capacity(page_size: usize) -> usize {
     (page_size - FREELIST_ENTRIES) / size_of::<FreeEntry>()
 }
 
-/// Parses a free-list page: returns the next page and the entries.
+/// How many leaf ids one page of the free list's directory holds.
+pub(crate) fn freedir_capacity(page_size: usize) -> usize {
+    (page_size - FREELIST_ENTRIES) / size_of::<U64>()
+}
+
+/// Parses a leaf of the free list: returns its `next` (0 in a valid leaf)
+/// and the entries.
 pub(crate) fn read_freelist(page: &[u8], id: PageId) -> Result<(PageId, &[FreeEntry])> {
     let Ok((h, rest)) = FreeListHeader::ref_from_prefix(page) else {
         return corrupted(id, "free-list page shorter than its header");
@@ -229,17 +238,56 @@ pub(crate) fn read_freelist(page: &[u8], id: PageId) -> Result<(PageId, &[FreeEn
     }
 }
 
-/// Fills `buf` as a free-list page holding `entries` (at most
-/// `freelist_capacity`) and pointing at `next`.
-pub(crate) fn write_freelist(buf: &mut [u8], next: PageId, entries: &[FreeEntry], txn_id: u64) {
+/// Fills `buf` as a leaf of the free list holding `entries` (at most
+/// `freelist_capacity`).
+pub(crate) fn write_freelist(buf: &mut [u8], entries: &[FreeEntry], txn_id: u64) {
+    fill_freelist(
+        buf,
+        KIND_FREELIST,
+        0,
+        entries.len(),
+        entries.as_bytes(),
+        txn_id,
+    );
+}
+
+/// Parses a page of the free list's directory: returns the next page of
+/// the directory and the leaf ids.
+pub(crate) fn read_freedir(page: &[u8], id: PageId) -> Result<(PageId, &[U64])> {
+    let Ok((h, rest)) = FreeListHeader::ref_from_prefix(page) else {
+        return corrupted(id, "free-list directory page shorter than its header");
+    };
+    if h.page.kind != KIND_FREEDIR {
+        return corrupted(id, "expected a free-list directory page");
+    }
+    let count = usize::from(h.page.count.get());
+    match <[U64]>::ref_from_prefix_with_elems(rest, count) {
+        Ok((ids, _)) => Ok((h.next.get(), ids)),
+        Err(_) => corrupted(id, "free-list directory count runs past the page end"),
+    }
+}
+
+/// Fills `buf` as a page of the free list's directory holding `leaves` (at
+/// most `freedir_capacity`) and pointing at `next`.
+pub(crate) fn write_freedir(buf: &mut [u8], next: PageId, leaves: &[U64], txn_id: u64) {
+    fill_freelist(
+        buf,
+        KIND_FREEDIR,
+        next,
+        leaves.len(),
+        leaves.as_bytes(),
+        txn_id,
+    );
+}
+
+fn fill_freelist(buf: &mut [u8], kind: u8, next: PageId, count: usize, body: &[u8], txn: u64) {
     buf.fill(0);
     let (h, rest) = FreeListHeader::mut_from_prefix(buf).expect("page buffer holds a header");
-    h.page.kind = KIND_FREELIST;
-    h.page.count = U16::new(entries.len() as u16);
-    h.page.txn_id = U64::new(txn_id);
+    h.page.kind = kind;
+    h.page.count = U16::new(count as u16);
+    h.page.txn_id = U64::new(txn);
     h.next = U64::new(next);
-    let bytes = entries.as_bytes();
-    rest[..bytes.len()].copy_from_slice(bytes);
+    rest[..body.len()].copy_from_slice(body);
 }
 
 #[cfg(test)]
@@ -278,23 +326,46 @@ mod tests {
                 page: U64::new(i + 2),
             })
             .collect();
-        write_freelist(&mut buf, 77, &entries, 9);
+        write_freelist(&mut buf, &entries, 9);
         let (next, got) = read_freelist(&buf, 5).unwrap();
-        assert_eq!(next, 77);
+        assert_eq!(next, 0);
         assert_eq!(got.len(), entries.len());
         assert_eq!(got[3].page.get(), 5);
         assert_eq!(got[3].freed_by.get(), 9);
         assert_eq!(got[3].written_by.get(), 3);
         assert_eq!(u64::from_le_bytes(buf[8..16].try_into().unwrap()), 9);
+        // A leaf is not a directory page, nor the other way round.
+        assert!(read_freedir(&buf, 5).is_err());
+    }
+
+    #[test]
+    fn freedir_round_trip() {
+        let mut buf = vec![0u8; 512];
+        let ids: Vec<U64> = (0..freedir_capacity(512) as u64)
+            .map(|i| U64::new(i + 2))
+            .collect();
+        write_freedir(&mut buf, 77, &ids, 9);
+        let (next, got) = read_freedir(&buf, 5).unwrap();
+        assert_eq!(next, 77);
+        assert_eq!(got.len(), 61);
+        assert_eq!(got[60].get(), 62);
+        assert_eq!(u64::from_le_bytes(buf[8..16].try_into().unwrap()), 9);
+        assert!(read_freelist(&buf, 5).is_err());
     }
 
     #[test]
     fn freelist_count_past_end_is_corrupted() {
         let mut buf = vec![0u8; 512];
-        write_freelist(&mut buf, 0, &[], 1);
+        write_freelist(&mut buf, &[], 1);
         header_mut(&mut buf).count = U16::new(1000);
         assert!(matches!(
             read_freelist(&buf, 5),
+            Err(crate::Error::Corrupted { page: 5, .. })
+        ));
+        write_freedir(&mut buf, 0, &[], 1);
+        header_mut(&mut buf).count = U16::new(62);
+        assert!(matches!(
+            read_freedir(&buf, 5),
             Err(crate::Error::Corrupted { page: 5, .. })
         ));
     }

@@ -1,6 +1,11 @@
-//! The free list in the file: a chain of free-list pages (layout in
-//! `format::page`). Reading a snapshot's chain, every id checked; and writing
-//! the chain a commit leaves, checked by the same rules.
+//! The free list in the file: leaves of entries in page order, and a
+//! directory chain that lists the leaves (layouts in `format::page`).
+//! Reading a snapshot's list, every id checked; and writing the list a
+//! commit leaves, which rewrites only the leaves whose entries changed and
+//! the directory, checked by the same rules.
+
+use std::collections::BTreeMap;
+use std::collections::BTreeSet;
 
 use zerocopy::little_endian::U64;
 
@@ -9,49 +14,100 @@ use super::rules::ListRules;
 use crate::error::{Result, corrupted};
 use crate::format::meta::Meta;
 use crate::format::page::{
-    FreeEntry, KIND_BRANCH, KIND_FREELIST, KIND_LEAF, KIND_OVERFLOW, KIND_SEGMENT, PageId,
-    freelist_capacity, overflow_run, read_freelist, segment_run, write_freelist, written_by,
+    FreeEntry, KIND_BRANCH, KIND_FREEDIR, KIND_FREELIST, KIND_LEAF, KIND_OVERFLOW, KIND_SEGMENT,
+    PageId, freedir_capacity, freelist_capacity, overflow_run, read_freedir, read_freelist,
+    segment_run, write_freedir, write_freelist, written_by,
 };
 use crate::view::PageSource;
 
-/// A persisted free list as read: its entries and the chain's own pages.
+/// Where a persisted free list lies: its directory and its leaves.
+#[derive(Debug, Default, Clone)]
+pub(crate) struct Layout {
+    /// The directory's pages, in chain order: the first is the meta's
+    /// `freelist_head`.
+    dir: Vec<PageId>,
+    /// Each leaf's page, by the lowest page its entries may name: a leaf
+    /// holds the entries from its key up to the next leaf's. The first
+    /// leaf's key is 0.
+    leaves: BTreeMap<PageId, PageId>,
+}
+
+impl Layout {
+    /// The leaf holding page `p`'s entry (or that would hold it), by its
+    /// position among the leaves; `None` without leaves.
+    fn leaf_of(keys: &[PageId], p: PageId) -> Option<usize> {
+        keys.partition_point(|&k| k <= p).checked_sub(1)
+    }
+}
+
+/// A persisted free list as read: its entries, the pages holding them (the
+/// directory's, then the leaves'), and where they lie.
 pub(crate) struct Chain {
     pub entries: Vec<Entry>,
     pub pages: Vec<PageId>,
+    layout: Layout,
 }
 
-/// A free list as a commit persists it: the list, and the pages of the chain
-/// that holds it. The writer keeps the last commit's between transactions.
+/// A free list as a commit persists it: the list, and where it lies in the
+/// file. The writer keeps the last commit's between transactions.
 #[derive(Debug, Default)]
 pub(crate) struct Persisted {
     pub list: FreeList,
-    pub chain: Vec<PageId>,
+    pub layout: Layout,
 }
 
 impl Persisted {
-    /// The chain's first page (the meta's `freelist_head`), 0 when empty.
+    /// The directory's first page (the meta's `freelist_head`), 0 when
+    /// the list has none.
     pub(crate) fn head(&self) -> PageId {
-        self.chain.first().copied().unwrap_or(0)
+        self.layout.dir.first().copied().unwrap_or(0)
     }
 
-    /// Entries in the chain (the meta's `freelist_entries`).
+    /// Entries in the list (the meta's `freelist_entries`).
     pub(crate) fn entries(&self) -> u64 {
         self.list.len() as u64
     }
 }
 
-/// Reads the free-list chain of `meta`, checking every id, loop and count.
+/// Reads the free list of `meta`, checking every id, loop and count: the
+/// directory chain first, so that every page of the list is known before
+/// the first entry is checked against them.
 pub(crate) fn read_chain<'a>(view: impl PageSource<'a>, meta: &Meta) -> Result<Chain> {
     let mut rules = ListRules::new(meta.high_water, meta.txn_id);
-    let mut chain = Vec::new();
-    let mut entries = Vec::new();
+    let mut dir = Vec::new();
+    let mut leaf_ids = Vec::new();
     let mut id = meta.freelist_head;
     while id != 0 {
         if let Err(broken) = rules.chain_page(id) {
             return corrupted(id, broken.reason());
         }
-        let (next, list) = read_freelist(view.page(id)?, id)?;
-        chain.push(id);
+        let (next, ids) = read_freedir(view.page(id)?, id)?;
+        dir.push(id);
+        for leaf in ids {
+            let leaf = leaf.get();
+            if let Err(broken) = rules.chain_page(leaf) {
+                return corrupted(id, broken.reason());
+            }
+            leaf_ids.push(leaf);
+        }
+        id = next;
+    }
+    let mut entries = Vec::new();
+    let mut leaves = BTreeMap::new();
+    for &leaf in &leaf_ids {
+        let (next, list) = read_freelist(view.page(leaf)?, leaf)?;
+        if next != 0 {
+            return corrupted(leaf, "free-list leaf points at another page");
+        }
+        let Some(first) = list.first() else {
+            return corrupted(leaf, "free-list leaf holds no entry");
+        };
+        let key = if leaves.is_empty() {
+            0
+        } else {
+            first.page.get()
+        };
+        leaves.insert(key, leaf);
         for e in list {
             let e = Entry {
                 freed_by: e.freed_by.get(),
@@ -59,30 +115,29 @@ pub(crate) fn read_chain<'a>(view: impl PageSource<'a>, meta: &Meta) -> Result<C
                 page: e.page.get(),
             };
             if let Err(broken) = rules.entry(e.freed_by, e.written_by, e.page) {
-                return corrupted(id, broken.reason());
+                return corrupted(leaf, broken.reason());
             }
             entries.push(e);
         }
-        id = next;
     }
     if entries.len() as u64 != meta.freelist_entries {
         return corrupted(meta.txn_id % 2, "free-list length differs from the meta");
     }
-    if let Err((_, broken)) = rules.finish() {
-        return corrupted(meta.freelist_head, broken.reason());
-    }
+    let mut pages = dir.clone();
+    pages.extend(&leaf_ids);
     Ok(Chain {
         entries,
-        pages: chain,
+        pages,
+        layout: Layout { dir, leaves },
     })
 }
 
-/// The free list of `meta`, read from its chain, for the writer.
+/// The free list of `meta`, read from the file, for the writer.
 pub(crate) fn load<'a>(view: impl PageSource<'a>, meta: &Meta) -> Result<Persisted> {
     let chain = read_chain(view, meta)?;
     Ok(Persisted {
         list: FreeList::from_entries(chain.entries),
-        chain: chain.pages,
+        layout: chain.layout,
     })
 }
 
@@ -92,7 +147,7 @@ pub(crate) fn load<'a>(view: impl PageSource<'a>, meta: &Meta) -> Result<Persist
 pub(crate) fn header<'a>(view: impl PageSource<'a>, id: PageId) -> Header {
     let page = view.page(id).ok()?;
     let n = match *page.first()? {
-        KIND_BRANCH | KIND_LEAF | KIND_FREELIST => 1,
+        KIND_BRANCH | KIND_LEAF | KIND_FREELIST | KIND_FREEDIR => 1,
         KIND_OVERFLOW => overflow_run(page, id).ok()?,
         KIND_SEGMENT => segment_run(page, id).ok()?,
         _ => return None,
@@ -114,68 +169,285 @@ pub(crate) trait ChainStore {
     fn trim_tail(&mut self);
     /// The transaction that wrote committed page `id`, from its header.
     fn written_by(&self, id: PageId) -> Result<u64>;
-    /// Allocates a zeroed page (taken from the free list first, which
-    /// shortens it).
+    /// Allocates a zeroed page, the lowest reusable one first (taking it
+    /// shortens the list).
     fn alloc_page(&mut self) -> Result<PageId>;
     /// A page this transaction allocated, for writing.
     fn page_mut(&mut self, id: PageId) -> Result<&mut [u8]>;
 }
 
-/// The free list a commit leaves, written into a new chain (DESIGN.md, commit
-/// protocol step 2); `old` is the chain of the commit before.
+/// A range of the old leaves the commit rewrites: the leaves `first..end`
+/// (none when the list had no leaf), which hold the entries of pages
+/// `lo..hi`, `n` of them after the commit.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    first: usize,
+    end: usize,
+    lo: PageId,
+    hi: PageId,
+    n: usize,
+}
+
+/// The free list a commit leaves, written over `old`, the layout of the
+/// commit before (DESIGN.md, commit protocol step 2, and "The free list in
+/// the file").
 ///
-/// Frees the old chain into the transaction's group, allocates the new chain
-/// (each page taken from the pool shortens the list, so the count is taken
-/// again after every page), checks the chain and the list against the rules
-/// the reader enforces, and fills the chain's pages. A list that breaks a
+/// Only the leaves holding a page whose entry changed are rewritten (with a
+/// neighbour, when they would hold less than half a leaf), and the
+/// directory; the other leaves stay where they are. Rewriting a leaf frees
+/// its page, and the new pages are taken from the pool first, which changes
+/// the entries of more pages: so the leaves to rewrite and the pages they
+/// need are found again until neither grows. Then the leaves are checked
+/// against the rules the reader enforces and filled. A list that breaks a
 /// rule, which only a damaged file can produce (a page reachable from two
 /// places is freed twice), is `Error::Corrupted`: open would drop such a
 /// commit without a word, so it is refused before anything is written.
-pub(crate) fn write_chain(store: &mut impl ChainStore, old: &[PageId]) -> Result<Persisted> {
-    // Only snapshot `txn_id - 1` reaches the old chain (its pages were free
-    // in every older one): written by it, freed now.
-    for &id in old {
-        let by = store.written_by(id)?;
-        store.free_list().free_committed(id, 1, by);
-    }
+pub(crate) fn write_chain(store: &mut impl ChainStore, old: &Layout) -> Result<Persisted> {
     // The free pages at the end of the file leave the list and the snapshot
-    // before the chain is sized (DESIGN.md, "Shrinking the file").
+    // before anything is sized (DESIGN.md, "Shrinking the file").
     store.trim_tail();
     let txn_id = store.txn_id();
     let cap = freelist_capacity(store.page_size());
-    let mut chain = Vec::new();
-    while chain.len() < store.free_list().len().div_ceil(cap) {
-        chain.push(store.alloc_page()?);
+    let dir_cap = freedir_capacity(store.page_size());
+    let keys: Vec<PageId> = old.leaves.keys().copied().collect();
+    let pages_of: Vec<PageId> = old.leaves.values().copied().collect();
+    // Old leaves to rewrite, by position; each is freed when it joins.
+    // First those in the free tail of the file, which would stop it being
+    // cut: they move down.
+    let (tail, dir_in_tail) = in_the_tail(store, old);
+    let mut dirty = BTreeSet::new();
+    for i in tail {
+        dirty.insert(i);
+        free_old(store, pages_of[i])?;
     }
-    let list = store.free_list().committed(txn_id);
+    if dir_in_tail && !keys.is_empty() {
+        // Any change to the leaves rewrites the directory.
+        if dirty.insert(0) {
+            free_old(store, pages_of[0])?;
+        }
+    }
+    let mut dir_freed = false;
+    let mut fresh: Vec<PageId> = Vec::new();
+    // Whether anything in the list changed, in any round: a round may undo
+    // the change that started it (the page the list took was the one added)
+    // and still needs the pages it has.
+    let mut any_change = dir_in_tail;
+    let runs = loop {
+        let mut grew = false;
+        let changed: Vec<PageId> = store.free_list().changed().collect();
+        any_change |= !changed.is_empty();
+        for p in changed {
+            if let Some(i) = Layout::leaf_of(&keys, p)
+                && dirty.insert(i)
+            {
+                free_old(store, pages_of[i])?;
+                grew = true;
+            }
+        }
+        let free = store.free_list();
+        let added = free.added();
+        let runs = runs_of(&keys, &dirty, any_change, |pages| {
+            free.count_in(pages, &added)
+        });
+        // A run of less than half a leaf takes in a neighbour, so that every
+        // leaf but a lone one is at least half full.
+        for run in &runs {
+            if run.n < cap / 2 && run.end - run.first < keys.len() {
+                let next = if run.end < keys.len() {
+                    run.end
+                } else {
+                    run.first - 1
+                };
+                if dirty.insert(next) {
+                    free_old(store, pages_of[next])?;
+                    grew = true;
+                }
+            }
+        }
+        if !runs.is_empty() && !dir_freed {
+            for &id in &old.dir {
+                free_old(store, id)?;
+            }
+            dir_freed = true;
+            grew = !old.dir.is_empty() || grew;
+        }
+        if grew {
+            continue;
+        }
+        if runs.is_empty() {
+            break runs;
+        }
+        let new_leaves: usize = runs.iter().map(|r| r.n.div_ceil(cap)).sum();
+        let kept = keys.len() - dirty.len();
+        let needed = new_leaves + (kept + new_leaves).div_ceil(dir_cap);
+        if fresh.len() >= needed {
+            break runs;
+        }
+        while fresh.len() < needed {
+            fresh.push(store.alloc_page()?);
+        }
+    };
+    let mut list = store.free_list().committed(txn_id);
+    if let Some(page) = list.listed_twice() {
+        return corrupted(page, super::rules::Broken::Entry.commit_reason());
+    }
+    if runs.is_empty() {
+        // Nothing in the list changed: the commit keeps it where it is.
+        list.persisted();
+        return Ok(Persisted {
+            list,
+            layout: old.clone(),
+        });
+    }
+    // Every page of the list before the first entry: the leaves kept, then
+    // the new pages.
     let mut rules = ListRules::new(store.high_water(), txn_id);
-    for &id in &chain {
+    let mut leaves = old.leaves.clone();
+    for run in &runs {
+        for key in &keys[run.first..run.end] {
+            leaves.remove(key);
+        }
+    }
+    for &id in leaves.values().chain(&fresh) {
         if let Err(broken) = rules.chain_page(id) {
             return corrupted(id, broken.commit_reason());
         }
     }
-    let mut entries = Vec::with_capacity(list.len());
-    for e in list.entries() {
-        if let Err(broken) = rules.entry(e.freed_by, e.written_by, e.page) {
-            return corrupted(e.page, broken.commit_reason());
+    let mut pages = fresh.iter().copied();
+    for run in &runs {
+        let entries = list.entries_in(run.lo..run.hi);
+        let n = entries.len();
+        let k = n.div_ceil(cap);
+        for j in 0..k {
+            let part = &entries[j * n / k..(j + 1) * n / k];
+            let mut out = Vec::with_capacity(part.len());
+            for e in part {
+                if let Err(broken) = rules.entry(e.freed_by, e.written_by, e.page) {
+                    return corrupted(e.page, broken.commit_reason());
+                }
+                out.push(FreeEntry {
+                    freed_by: U64::new(e.freed_by),
+                    written_by: U64::new(e.written_by),
+                    page: U64::new(e.page),
+                });
+            }
+            let Some(id) = pages.next() else {
+                return corrupted(0, "the commit's free list does not fit its pages");
+            };
+            write_freelist(store.page_mut(id)?, &out, txn_id);
+            let key = if j == 0 { run.lo } else { part[0].page };
+            leaves.insert(key, id);
         }
-        entries.push(FreeEntry {
-            freed_by: U64::new(e.freed_by),
-            written_by: U64::new(e.written_by),
-            page: U64::new(e.page),
-        });
     }
-    if let Err((page, broken)) = rules.finish() {
-        return corrupted(page, broken.commit_reason());
+    // The first leaf holds every page below the second's key.
+    if let Some((&key, _)) = leaves.first_key_value()
+        && key != 0
+        && let Some(id) = leaves.remove(&key)
+    {
+        leaves.insert(0, id);
     }
-    if entries.len() > chain.len() * cap {
-        return corrupted(0, "the commit's free list does not fit its chain");
+    let ids: Vec<U64> = leaves.values().map(|&id| U64::new(id)).collect();
+    let dir: Vec<PageId> = pages.collect();
+    if ids.len() > dir.len() * dir_cap {
+        return corrupted(0, "the commit's free list does not fit its pages");
     }
-    let mut parts = entries.chunks(cap);
-    for (i, &id) in chain.iter().enumerate() {
-        let next = chain.get(i + 1).copied().unwrap_or(0);
+    let mut parts = ids.chunks(dir_cap);
+    for (i, &id) in dir.iter().enumerate() {
+        let next = dir.get(i + 1).copied().unwrap_or(0);
         let part = parts.next().unwrap_or(&[]);
-        write_freelist(store.page_mut(id)?, next, part, txn_id);
+        write_freedir(store.page_mut(id)?, next, part, txn_id);
     }
-    Ok(Persisted { list, chain })
+    list.persisted();
+    Ok(Persisted {
+        list,
+        layout: Layout { dir, leaves },
+    })
+}
+
+/// How far down from the high-water mark [`in_the_tail`] looks.
+const TAIL_SCAN: u64 = 4096;
+
+/// The old leaves (by position) lying in the free tail of the file, and
+/// whether a page of the directory does: below the high-water mark, only
+/// free pages (reusable or pending) and pages of the list, up to
+/// `TAIL_SCAN` pages down. Kept where they are, they would stop the tail
+/// from being cut once its pending pages are released (DESIGN.md,
+/// "Shrinking the file"); rewritten, they move to the lowest free pages.
+/// A leaf further down moves once the tail above it is cut.
+fn in_the_tail(store: &mut impl ChainStore, old: &Layout) -> (Vec<usize>, bool) {
+    let hw = store.high_water();
+    let at: BTreeMap<PageId, usize> = old
+        .leaves
+        .values()
+        .enumerate()
+        .map(|(i, &p)| (p, i))
+        .collect();
+    let free = store.free_list();
+    let added = free.added();
+    let mut leaves = Vec::new();
+    let mut dir = false;
+    let mut p = hw;
+    while p > 2 && hw - p < TAIL_SCAN {
+        p -= 1;
+        if let Some(&i) = at.get(&p) {
+            leaves.push(i);
+        } else if old.dir.contains(&p) {
+            dir = true;
+        } else if !free.lists(p, &added) {
+            break;
+        }
+    }
+    (leaves, dir)
+}
+
+/// Frees page `id` of the list the commit replaces: written by the
+/// transaction its header names, reached by the snapshots from it until
+/// this one.
+fn free_old(store: &mut impl ChainStore, id: PageId) -> Result<()> {
+    let by = store.written_by(id)?;
+    store.free_list().free_committed(id, 1, by);
+    Ok(())
+}
+
+/// The runs of consecutive `dirty` leaves of `keys` (the old leaves' keys),
+/// each with its count of entries after the commit (`count`). Without old
+/// leaves, one run over every page when the list changed at all.
+fn runs_of(
+    keys: &[PageId],
+    dirty: &BTreeSet<usize>,
+    changed: bool,
+    count: impl Fn(std::ops::Range<PageId>) -> usize,
+) -> Vec<Run> {
+    if keys.is_empty() {
+        if !changed {
+            return Vec::new();
+        }
+        let n = count(0..PageId::MAX);
+        return vec![Run {
+            first: 0,
+            end: 0,
+            lo: 0,
+            hi: PageId::MAX,
+            n,
+        }];
+    }
+    let mut runs: Vec<Run> = Vec::new();
+    for &i in dirty {
+        match runs.last_mut() {
+            Some(run) if run.end == i => run.end = i + 1,
+            _ => runs.push(Run {
+                first: i,
+                end: i + 1,
+                lo: 0,
+                hi: 0,
+                n: 0,
+            }),
+        }
+    }
+    for run in &mut runs {
+        run.lo = keys[run.first];
+        run.hi = keys.get(run.end).copied().unwrap_or(PageId::MAX);
+        run.n = count(run.lo..run.hi);
+    }
+    runs
 }

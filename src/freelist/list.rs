@@ -66,6 +66,19 @@ pub(crate) struct FreeList {
     /// freed them (`T`); each group holds `(written_by, page)`, sorted, so
     /// that the pages a release takes are a suffix of it.
     pending: BTreeMap<u64, Vec<(u64, PageId)>>,
+    /// The same pending pages by page: `(freed_by, written_by)` of each, so
+    /// that the entries of a range of pages come out in page order, as the
+    /// leaves of the persisted list hold them.
+    pending_at: BTreeMap<PageId, (u64, u64)>,
+    /// Pages whose entry may differ from the list as last persisted (taken,
+    /// added, released): the leaves holding them are the ones the next
+    /// commit rewrites. A page listed needlessly costs a rewrite, never a
+    /// wrong list.
+    changed: BTreeSet<PageId>,
+    /// A page added while it was already listed: the file was damaged (a
+    /// page reachable from two places freed twice). The commit refuses a
+    /// list that holds one.
+    twice: Option<PageId>,
     /// For runs of 2 to `RUN_HINTS + 1` pages: no run that long starts
     /// below this page. The pool only shrinks between insertions, so a scan
     /// for a run goes on from where the last one stopped, not from the
@@ -101,16 +114,82 @@ impl FreeList {
         let mut list = FreeList::default();
         for e in entries {
             if e.freed_by == 0 {
-                list.reusable.insert(e.page);
+                list.add_reusable(e.page);
             } else {
                 let group = list.pending.entry(e.freed_by).or_default();
                 group.push((e.written_by, e.page));
+                list.index_pending(e.page, e.freed_by, e.written_by);
             }
         }
         for group in list.pending.values_mut() {
             group.sort_unstable();
         }
+        list.changed.clear();
         list
+    }
+
+    /// Adds `page` to the reusable pool, noting a page listed twice.
+    fn add_reusable(&mut self, page: PageId) {
+        if !self.reusable.insert(page) || self.pending_at.contains_key(&page) {
+            self.twice.get_or_insert(page);
+        }
+        self.changed.insert(page);
+    }
+
+    /// Indexes pending `page` by page, noting a page listed twice.
+    fn index_pending(&mut self, page: PageId, freed_by: u64, written_by: u64) {
+        let again = self.pending_at.insert(page, (freed_by, written_by));
+        if again.is_some() || self.reusable.contains(&page) {
+            self.twice.get_or_insert(page);
+        }
+        self.changed.insert(page);
+    }
+
+    /// A page the list holds twice, if any (the file was damaged).
+    pub(crate) fn listed_twice(&self) -> Option<PageId> {
+        self.twice
+    }
+
+    /// Pages whose entries changed since the list was last persisted.
+    pub(crate) fn changed(&self) -> &BTreeSet<PageId> {
+        &self.changed
+    }
+
+    /// The list is what the file holds now: nothing changed since.
+    pub(crate) fn persisted(&mut self) {
+        self.changed.clear();
+    }
+
+    /// How many entries lie in `pages`.
+    pub(crate) fn count_in(&self, pages: std::ops::Range<PageId>) -> usize {
+        self.reusable.range(pages.clone()).count() + self.pending_at.range(pages).count()
+    }
+
+    /// The entries of `pages`, in page order (a page listed both reusable
+    /// and pending comes out twice).
+    pub(crate) fn entries_in(&self, pages: std::ops::Range<PageId>) -> Vec<Entry> {
+        let mut out = Vec::with_capacity(self.count_in(pages.clone()));
+        let mut pending = self.pending_at.range(pages.clone()).peekable();
+        for &page in self.reusable.range(pages) {
+            while let Some((&p, &(freed_by, written_by))) = pending.next_if(|&(&p, _)| p <= page) {
+                out.push(Entry {
+                    freed_by,
+                    written_by,
+                    page: p,
+                });
+            }
+            out.push(Entry {
+                freed_by: 0,
+                written_by: 0,
+                page,
+            });
+        }
+        out.extend(pending.map(|(&page, &(freed_by, written_by))| Entry {
+            freed_by,
+            written_by,
+            page,
+        }));
+        out
     }
 
     /// Moves into the reusable pool every pending page no pinned snapshot
@@ -130,9 +209,13 @@ impl FreeList {
     /// for the old rule.
     pub(crate) fn release(&mut self, pins: Pins<'_>, mut header: impl FnMut(PageId) -> Header) {
         let mut emptied = Vec::new();
+        let mut released = Vec::new();
+        let mut demoted = Vec::new();
         for (&t, group) in self.pending.iter_mut() {
             let Some(pinned) = pins.newest_below(t) else {
-                self.reusable.extend(group.drain(..).map(|(_, p)| p));
+                for (_, p) in group.drain(..) {
+                    released.push(p);
+                }
                 emptied.push(t);
                 continue;
             };
@@ -160,7 +243,7 @@ impl FreeList {
                             .is_some_and(|&(b, q)| b == a && Some(q) == p.checked_add(k))
                     });
                 if whole {
-                    self.reusable.extend(p..p + n);
+                    released.extend(p..p + n);
                     i += n as usize;
                 } else {
                     // When its header starts a run, the pages listed after it
@@ -182,6 +265,7 @@ impl FreeList {
                 }
             }
             if !distrusted.is_empty() {
+                demoted.extend(distrusted.iter().map(|&(_, p)| (t, p)));
                 group.extend(distrusted);
                 group.sort_unstable();
             }
@@ -192,12 +276,22 @@ impl FreeList {
         for t in emptied {
             self.pending.remove(&t);
         }
+        for p in released {
+            self.pending_at.remove(&p);
+            self.add_reusable(p);
+        }
+        for (t, p) in demoted {
+            self.pending_at.insert(p, (t, 0));
+            self.changed.insert(p);
+        }
         self.grew();
     }
 
     /// Takes the lowest reusable page.
     pub(crate) fn pop(&mut self) -> Option<PageId> {
-        self.reusable.pop_first()
+        let p = self.reusable.pop_first()?;
+        self.changed.insert(p);
+        Some(p)
     }
 
     /// Takes `n` consecutive reusable pages, lowest first, if there are any.
@@ -207,7 +301,7 @@ impl FreeList {
         }
         let start = self.find_run(n)?;
         for page in start..start + n {
-            self.reusable.remove(&page);
+            self.remove_reusable(page);
         }
         Some(start)
     }
@@ -266,12 +360,16 @@ impl FreeList {
 
     /// Takes `page` out of the reusable pool; returns whether it was there.
     fn remove_reusable(&mut self, page: PageId) -> bool {
-        self.reusable.remove(&page)
+        let was = self.reusable.remove(&page);
+        if was {
+            self.changed.insert(page);
+        }
+        was
     }
 
     /// Makes `page` reusable at once.
     pub(crate) fn insert_reusable(&mut self, page: PageId) {
-        self.reusable.insert(page);
+        self.add_reusable(page);
         self.grew();
     }
 
@@ -282,6 +380,9 @@ impl FreeList {
             let group = self.pending.entry(txn_id).or_default();
             group.extend_from_slice(pages);
             group.sort_unstable();
+            for &(written_by, page) in pages {
+                self.index_pending(page, txn_id, written_by);
+            }
         }
     }
 
@@ -302,6 +403,7 @@ impl FreeList {
     }
 
     /// All entries, reusable ones first.
+    #[cfg(test)]
     pub(crate) fn entries(&self) -> impl Iterator<Item = Entry> + '_ {
         let reusable = self.reusable.iter().map(|&page| Entry {
             freed_by: 0,
@@ -555,6 +657,58 @@ impl TxnFreeList {
     /// Whether the transaction freed no committed page.
     pub(crate) fn freed_none(&self) -> bool {
         self.freed.is_empty()
+    }
+
+    /// Pages whose entries this transaction's commit changes, as far as
+    /// it is known yet: those taken from the pool or released into it, and
+    /// those added (its own leftovers and the pages it freed).
+    pub(crate) fn changed(&self) -> impl Iterator<Item = PageId> + '_ {
+        let added = self.local.iter().copied();
+        let freed = self.freed.iter().map(|&(_, p)| p);
+        self.list
+            .changed()
+            .iter()
+            .copied()
+            .chain(added)
+            .chain(freed)
+    }
+
+    /// Whether the list holds page `p` after the commit, `added` being what
+    /// [`added`](TxnFreeList::added) returned.
+    pub(crate) fn lists(&self, p: PageId, added: &[PageId]) -> bool {
+        self.list.reusable.contains(&p)
+            || self.list.pending_at.contains_key(&p)
+            || added.binary_search(&p).is_ok()
+    }
+
+    /// The lowest reusable page, taken before the transaction's own (which
+    /// it may have allocated past the end of the file): for the pages of
+    /// the free list, which a commit keeps where they are while their
+    /// entries do not change.
+    pub(crate) fn take_lowest(&mut self) -> Option<PageId> {
+        if let Some(p) = self.list.pop() {
+            self.took(p);
+            return Some(p);
+        }
+        let p = self.local.pop()?;
+        self.log(Step::Popped(p));
+        Some(p)
+    }
+
+    /// The pages the commit adds to the list, sorted.
+    pub(crate) fn added(&self) -> Vec<PageId> {
+        let mut added: Vec<PageId> = self.local.clone();
+        added.extend(self.freed.iter().map(|&(_, p)| p));
+        added.sort_unstable();
+        added
+    }
+
+    /// Entries in `pages` after this transaction commits, `added` being
+    /// what [`added`](TxnFreeList::added) returned.
+    pub(crate) fn count_in(&self, pages: std::ops::Range<PageId>, added: &[PageId]) -> usize {
+        let from = added.partition_point(|&p| p < pages.start);
+        let to = added.partition_point(|&p| p < pages.end);
+        self.list.count_in(pages) + (to - from)
     }
 
     /// Entries the free list will hold after this transaction commits.

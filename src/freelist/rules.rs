@@ -7,15 +7,17 @@ use crate::format::page::{PageId, PageSet};
 /// A rule of [`ListRules`] that a free list breaks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Broken {
-    /// A chain page outside `2..high_water`, or one the chain reaches twice.
+    /// A page of the directory or a leaf outside `2..high_water`, or one
+    /// the list reaches twice.
     Chain,
     /// An entry outside `2..high_water`, freed by a later transaction, or
-    /// repeated.
+    /// not after the entry before it in page order (repeated, or out of
+    /// order).
     Entry,
     /// A pending entry not written before it was freed, or a reusable one
     /// that names a writer.
     Interval,
-    /// A page of the chain is also listed as free.
+    /// A page of the list itself is also listed as free.
     ChainListed,
 }
 
@@ -24,7 +26,7 @@ impl Broken {
     pub(crate) fn reason(self) -> &'static str {
         match self {
             Broken::Chain => "free-list chain loops or leaves the snapshot",
-            Broken::Entry => "free-list entry out of range or repeated",
+            Broken::Entry => "free-list entry out of range, out of order or repeated",
             Broken::ChainListed => "free-list page lists itself as free",
             Broken::Interval => "free-list entry written after it was freed",
         }
@@ -50,23 +52,28 @@ impl Broken {
 }
 
 /// The rules a persisted free list obeys, for a snapshot whose high-water
-/// mark is `high_water`, written by transaction `txn_id`: every chain page and
-/// every entry lies in `2..high_water`, no page is on the chain twice or listed twice, no entry was
-/// freed by a later transaction than `txn_id`, a pending entry was written
-/// before it was freed (`written_by < freed_by`) and a reusable one
-/// (`freed_by` 0) names no writer, and no chain page is listed.
+/// mark is `high_water`, written by transaction `txn_id`: every page of the
+/// list (directory and leaves) and every entry lies in `2..high_water`, no
+/// page of the list is reached twice, the entries come in strictly
+/// increasing page order (so none is listed twice), none was freed by a
+/// later transaction than `txn_id`, a pending entry was written before it
+/// was freed (`written_by < freed_by`) and a reusable one (`freed_by` 0)
+/// names no writer, and no page of the list is listed.
 /// (The meta's entry count must also match; the commit writes it from the
 /// list itself.)
 ///
-/// The reader (`read_chain`) refuses a list that breaks one, and open then
-/// falls back to the older meta; so the commit (`write_chain`) checks the
-/// list it is about to write with the same rules, and fails instead of
-/// writing a commit that the next open would drop.
+/// Every page of the list is taken before the first entry. The reader
+/// (`read_chain`) refuses a list that breaks a rule, and open then falls
+/// back to the older meta; so the commit (`write_chain`) checks the leaves
+/// it writes with the same rules, and fails instead of writing a commit
+/// that the next open would drop. (The leaves it keeps were checked when
+/// they were written or read, and their pages of the list and the ranges
+/// of pages they hold do not change.)
 pub(crate) struct ListRules {
     high_water: u64,
     txn_id: u64,
     chain: PageSet,
-    listed: PageSet,
+    last: PageId,
 }
 
 impl ListRules {
@@ -75,7 +82,7 @@ impl ListRules {
             high_water,
             txn_id,
             chain: PageSet::default(),
-            listed: PageSet::default(),
+            last: 0,
         }
     }
 
@@ -83,7 +90,7 @@ impl ListRules {
         (2..self.high_water).contains(&page)
     }
 
-    /// Takes the next page of the chain.
+    /// Takes the next page of the list (of its directory, or a leaf).
     pub(crate) fn chain_page(&mut self, page: PageId) -> Result<(), Broken> {
         if !self.in_range(page) || !self.chain.insert(page) {
             return Err(Broken::Chain);
@@ -91,16 +98,17 @@ impl ListRules {
         Ok(())
     }
 
-    /// Takes one entry.
+    /// Takes the next entry in page order.
     pub(crate) fn entry(
         &mut self,
         freed_by: u64,
         written_by: u64,
         page: PageId,
     ) -> Result<(), Broken> {
-        if !self.in_range(page) || freed_by > self.txn_id || !self.listed.insert(page) {
+        if !self.in_range(page) || freed_by > self.txn_id || page <= self.last {
             return Err(Broken::Entry);
         }
+        self.last = page;
         let interval = if freed_by == 0 {
             written_by == 0
         } else {
@@ -109,16 +117,10 @@ impl ListRules {
         if !interval {
             return Err(Broken::Interval);
         }
-        Ok(())
-    }
-
-    /// After every chain page and entry: the first chain page that is also
-    /// listed as free, if any.
-    pub(crate) fn finish(&self) -> Result<(), (PageId, Broken)> {
-        match self.chain.iter().find(|p| self.listed.contains(p)) {
-            Some(&page) => Err((page, Broken::ChainListed)),
-            None => Ok(()),
+        if self.chain.contains(&page) {
+            return Err(Broken::ChainListed);
         }
+        Ok(())
     }
 }
 
@@ -128,24 +130,24 @@ mod tests {
 
     #[test]
     fn the_rules() {
-        let mut r = ListRules::new(10, 5);
-        assert_eq!(r.chain_page(9), Ok(()));
-        assert_eq!(r.chain_page(9), Err(Broken::Chain));
-        assert_eq!(r.chain_page(10), Err(Broken::Chain));
+        let mut r = ListRules::new(20, 5);
+        assert_eq!(r.chain_page(19), Ok(()));
+        assert_eq!(r.chain_page(19), Err(Broken::Chain));
+        assert_eq!(r.chain_page(20), Err(Broken::Chain));
         assert_eq!(r.chain_page(1), Err(Broken::Chain));
+        assert_eq!(r.entry(0, 0, 0), Err(Broken::Entry));
         assert_eq!(r.entry(0, 0, 2), Ok(()));
         assert_eq!(r.entry(5, 4, 3), Ok(()));
+        // Repeated, or out of page order.
         assert_eq!(r.entry(4, 0, 3), Err(Broken::Entry));
+        assert_eq!(r.entry(0, 0, 2), Err(Broken::Entry));
         assert_eq!(r.entry(6, 0, 4), Err(Broken::Entry));
-        assert_eq!(r.entry(0, 0, 10), Err(Broken::Entry));
-        assert_eq!(r.entry(0, 0, 0), Err(Broken::Entry));
+        assert_eq!(r.entry(0, 0, 20), Err(Broken::Entry));
         // The interval: written strictly before freed; reusable names none.
-        assert_eq!(r.entry(5, 5, 4), Err(Broken::Interval));
-        assert_eq!(r.entry(3, 4, 5), Err(Broken::Interval));
-        assert_eq!(r.entry(0, 1, 6), Err(Broken::Interval));
-        assert_eq!(r.entry(5, 0, 7), Ok(()));
-        assert_eq!(r.finish(), Ok(()));
-        assert_eq!(r.entry(1, 0, 9), Ok(()));
-        assert_eq!(r.finish(), Err((9, Broken::ChainListed)));
+        assert_eq!(r.entry(5, 5, 5), Err(Broken::Interval));
+        assert_eq!(r.entry(3, 4, 6), Err(Broken::Interval));
+        assert_eq!(r.entry(0, 1, 7), Err(Broken::Interval));
+        assert_eq!(r.entry(5, 0, 8), Ok(()));
+        assert_eq!(r.entry(1, 0, 19), Err(Broken::ChainListed));
     }
 }

@@ -237,13 +237,37 @@ fn inject(image: &mut Vec<u8>, class: Class) {
             restamp(image, id);
         }
         Class::FreeAlsoReachable => {
-            // Replace the first free-list entry's page (after `freed_by`
-            // and `written_by`) with the table's root.
+            // Replace a free-list entry's page (after `freed_by` and
+            // `written_by`) with the table's root: the one just below it in
+            // page order (or else just above), so that the entries stay in
+            // order and only the double claim is wrong.
             let head = meta.freelist_head as usize;
             assert!(head != 0 && meta.freelist_entries > 0);
-            let at = head * PS + 24 + 16;
+            let u64_at = |image: &[u8], at: usize| {
+                u64::from_le_bytes(image[at..at + 8].try_into().expect("8 bytes"))
+            };
+            let leaves = usize::from(u16::from_le_bytes([
+                image[head * PS + 2],
+                image[head * PS + 3],
+            ]));
+            let mut slots = Vec::new();
+            for l in 0..leaves {
+                let leaf = u64_at(image, head * PS + 24 + 8 * l) as usize;
+                let count = usize::from(u16::from_le_bytes([
+                    image[leaf * PS + 2],
+                    image[leaf * PS + 3],
+                ]));
+                for i in 0..count {
+                    let at = leaf * PS + 24 + 24 * i + 16;
+                    slots.push((u64_at(image, at), at, leaf));
+                }
+            }
+            let below = slots.iter().rfind(|s| s.0 < root);
+            let &(_, at, leaf) = below
+                .or(slots.iter().find(|s| s.0 > root))
+                .expect("an entry");
             image[at..at + 8].copy_from_slice(&root.to_le_bytes());
-            restamp(image, head as PageId);
+            restamp(image, leaf as PageId);
         }
         Class::BadOverflowLength => {
             // The first overflow value claims to be far longer than its run.

@@ -16,7 +16,7 @@ pub struct ImageState {
     pub page_size: usize,
     /// The meta's high-water mark.
     pub high_water: u64,
-    /// Pages reachable from the meta (trees, overflow runs, free-list chain);
+    /// Pages reachable from the meta (trees, overflow runs, free-list pages);
     /// `None` when the snapshot does not pass the check.
     pub reachable: Option<Vec<PageId>>,
 }

@@ -279,7 +279,7 @@ impl WriteTxn {
     /// Step 2: the free list into a new chain, checked by the reader's rules.
     fn write_free_list(&mut self) -> Result<Persisted> {
         let mut pages = self.dirty.chain(&self.core.pager, &mut self.part);
-        freelist::write_chain(&mut pages, &self.guard.free.chain)
+        freelist::write_chain(&mut pages, &self.guard.free.layout)
     }
 
     /// Step 3, seal: the seal list (its checksums still zero), the meta

@@ -4,7 +4,7 @@
 
 use super::write::WriteTxn;
 use crate::error::Result;
-use crate::format::page::{PageSet, freelist_capacity};
+use crate::format::page::{PageSet, freedir_capacity, freelist_capacity};
 
 impl WriteTxn {
     /// Moves up to `budget` pages of the catalog and of every table from the
@@ -21,18 +21,21 @@ impl WriteTxn {
     fn relocate_inner(&mut self, budget: u64) -> Result<u64> {
         self.rewrite = true;
         self.dirty.lowest_first();
-        // The pages in use (the metas and the free-list chain included),
+        // The pages in use (the metas and the free list's included),
         // were they packed from page 0 on: a page past this mark has a free
         // page waiting for it lower down, or will have.
         let free = self.dirty.free_len() as u64;
         let in_use = self.dirty.high_water().saturating_sub(free).max(2);
         // Moves take reusable pages and free as many (pending): the list keeps
-        // its length, and its chain needs this many pages at the commit.
-        let cap = freelist_capacity(self.core.pager.page_size()) as u64;
+        // its length, and as they touch every leaf, the commit rewrites it
+        // packed: this many leaves and a directory for them.
+        let ps = self.core.pager.page_size();
+        let leaves = free.div_ceil(freelist_capacity(ps) as u64);
+        let dir = leaves.div_ceil(freedir_capacity(ps) as u64);
         // Moving a packed value changes two entries of the heap's tree at
         // the commit: room for copies of their paths too.
         let heap_paths = 2 * (u64::from(self.heap.tree.depth) + 1);
-        let keep = free.div_ceil(cap) + 1 + heap_paths;
+        let keep = leaves + dir + 1 + heap_paths;
         self.move_values(in_use, budget, keep, &PageSet::default())
     }
 }

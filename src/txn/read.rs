@@ -307,7 +307,7 @@ impl ReadTxn {
     }
 
     /// Figures of this snapshot: its size, its free pages, the catalog's tree.
-    /// Reads the free-list chain and walks the catalog (not the tables: see
+    /// Reads the free list and walks the catalog (not the tables: see
     /// [`Table::stat`](crate::Table::stat) for one table's pages).
     /// `live_readers` counts this transaction too.
     pub fn stat(&self) -> Result<Stat> {

@@ -83,7 +83,7 @@ pub struct WriteTxn {
     pub(super) guard: ArcMutexGuard<RawMutex, WriterState>,
     pub(super) dirty: Dirty,
     /// The transaction's own partition of the pages: the catalog's, the
-    /// heap tree's and the free-list chain's; from the commit on, every
+    /// heap tree's and the free list's; from the commit on, every
     /// buffer (`gather`).
     pub(super) part: Part,
     /// Whether the commit gathered every partition into `part`.
