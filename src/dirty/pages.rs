@@ -372,6 +372,12 @@ impl Dirty {
         self.with(|s| s.alloc.abort())
     }
 
+    /// Takes back the free list a failed commit was to leave
+    /// (`TxnFreeList::give_back`), before the abort.
+    pub(crate) fn give_back(&self, list: FreeList) {
+        self.with(|s| s.alloc.free_list().give_back(list))
+    }
+
     /// Frees the `n` pages from `id`, dropping their buffer if `part`
     /// wrote them; a committed page (or run) is recorded with the
     /// transaction its header names as its writer, which the checked read

@@ -287,34 +287,56 @@ pub(crate) fn write_chain(store: &mut impl ChainStore, old: &Layout) -> Result<P
             fresh.push(store.alloc_page()?);
         }
     };
-    let mut list = store.free_list().committed(txn_id);
+    let mut list = store.free_list().apply(txn_id);
+    match lay_out(store, old, &keys, &runs, &fresh, &list) {
+        Ok(layout) => {
+            list.persisted();
+            Ok(Persisted { list, layout })
+        }
+        Err(e) => {
+            store.free_list().give_back(list);
+            Err(e)
+        }
+    }
+}
+
+/// Checks and writes the leaves of `runs` and a directory into the pages
+/// `fresh`, for `list`, the list after the commit; returns where the list
+/// lies. `keys` are the old leaves' keys.
+fn lay_out(
+    store: &mut impl ChainStore,
+    old: &Layout,
+    keys: &[PageId],
+    runs: &[Run],
+    fresh: &[PageId],
+    list: &FreeList,
+) -> Result<Layout> {
+    let txn_id = store.txn_id();
+    let cap = freelist_capacity(store.page_size());
+    let dir_cap = freedir_capacity(store.page_size());
     if let Some(page) = list.listed_twice() {
         return corrupted(page, super::rules::Broken::Entry.commit_reason());
     }
     if runs.is_empty() {
         // Nothing in the list changed: the commit keeps it where it is.
-        list.persisted();
-        return Ok(Persisted {
-            list,
-            layout: old.clone(),
-        });
+        return Ok(old.clone());
     }
     // Every page of the list before the first entry: the leaves kept, then
     // the new pages.
     let mut rules = ListRules::new(store.high_water(), txn_id);
     let mut leaves = old.leaves.clone();
-    for run in &runs {
+    for run in runs {
         for key in &keys[run.first..run.end] {
             leaves.remove(key);
         }
     }
-    for &id in leaves.values().chain(&fresh) {
+    for &id in leaves.values().chain(fresh) {
         if let Err(broken) = rules.chain_page(id) {
             return corrupted(id, broken.commit_reason());
         }
     }
     let mut pages = fresh.iter().copied();
-    for run in &runs {
+    for run in runs {
         let entries = list.entries_in(run.lo..run.hi);
         let n = entries.len();
         let k = n.div_ceil(cap);
@@ -357,11 +379,7 @@ pub(crate) fn write_chain(store: &mut impl ChainStore, old: &Layout) -> Result<P
         let part = parts.next().unwrap_or(&[]);
         write_freedir(store.page_mut(id)?, next, part, txn_id);
     }
-    list.persisted();
-    Ok(Persisted {
-        list,
-        layout: Layout { dir, leaves },
-    })
+    Ok(Layout { dir, leaves })
 }
 
 /// How far down from the high-water mark [`in_the_tail`] looks.

@@ -136,13 +136,35 @@ impl FreeList {
         self.changed.insert(page);
     }
 
-    /// Indexes pending `page` by page, noting a page listed twice.
+    /// Indexes pending `page` by page, noting a page listed twice (whose
+    /// first entry the index keeps).
     fn index_pending(&mut self, page: PageId, freed_by: u64, written_by: u64) {
-        let again = self.pending_at.insert(page, (freed_by, written_by));
-        if again.is_some() || self.reusable.contains(&page) {
+        let mut again = self.reusable.contains(&page);
+        match self.pending_at.entry(page) {
+            std::collections::btree_map::Entry::Occupied(_) => again = true,
+            std::collections::btree_map::Entry::Vacant(v) => {
+                v.insert((freed_by, written_by));
+            }
+        }
+        if again {
             self.twice.get_or_insert(page);
         }
         self.changed.insert(page);
+    }
+
+    /// Takes back what [`TxnFreeList::apply`] added: `local` as reusable
+    /// pages, and the group of `txn_id`; `twice` is what
+    /// [`listed_twice`](FreeList::listed_twice) said before.
+    fn unapply(&mut self, txn_id: u64, local: &[PageId], twice: Option<PageId>) {
+        for p in local {
+            self.reusable.remove(p);
+        }
+        for (_, p) in self.pending.remove(&txn_id).unwrap_or_default() {
+            if self.pending_at.get(&p).is_some_and(|&(t, _)| t == txn_id) {
+                self.pending_at.remove(&p);
+            }
+        }
+        self.twice = twice;
     }
 
     /// A page the list holds twice, if any (the file was damaged).
@@ -469,6 +491,19 @@ pub(crate) struct TxnFreeList {
     /// newest records; a restore undoes them newest first, so a savepoint
     /// costs what changes after it, not a copy of the list.
     undo: Vec<Vec<Step>>,
+    /// What [`apply`](TxnFreeList::apply) added to the list it handed out.
+    applied: Option<Applied>,
+}
+
+/// The additions of a commit's [`TxnFreeList::apply`], to take out again
+/// if the commit fails.
+#[derive(Debug)]
+struct Applied {
+    txn_id: u64,
+    /// The leftovers that were not listed already.
+    local: Vec<PageId>,
+    /// [`FreeList::listed_twice`] before.
+    twice: Option<PageId>,
 }
 
 /// A change to a transaction's view of the free list, as an undo log
@@ -722,16 +757,38 @@ impl TxnFreeList {
     }
 
     /// The free list after transaction `txn_id` (this one) commits: its pool,
-    /// its leftovers as reusable, and its freed pages as pending. A copy: the
-    /// commit may still refuse it (`ListRules`), and then an abort needs the
-    /// transaction's own state as it was.
-    pub(crate) fn committed(&self, txn_id: u64) -> FreeList {
-        let mut list = self.list.clone();
+    /// its leftovers as reusable, and its freed pages as pending, applied in
+    /// place and handed out (no copy of a list of any length). The commit
+    /// may still fail (a rule of `ListRules`, a write): then it hands the
+    /// list back ([`give_back`](TxnFreeList::give_back)), which takes these
+    /// additions out again, so that an abort finds the transaction's state
+    /// as it was.
+    pub(crate) fn apply(&mut self, txn_id: u64) -> FreeList {
+        debug_assert!(self.applied.is_none(), "a free list applied twice");
+        let twice = self.list.listed_twice();
+        let mut local = Vec::with_capacity(self.local.len());
         for &p in &self.local {
-            list.insert_reusable(p);
+            if !self.list.reusable.contains(&p) {
+                local.push(p);
+            }
+            self.list.insert_reusable(p);
         }
-        list.add_pending(txn_id, &self.freed);
-        list
+        self.list.add_pending(txn_id, &self.freed);
+        self.applied = Some(Applied {
+            txn_id,
+            local,
+            twice,
+        });
+        std::mem::take(&mut self.list)
+    }
+
+    /// Takes back the list [`apply`](TxnFreeList::apply) handed out, of a
+    /// commit that failed, without what it added.
+    pub(crate) fn give_back(&mut self, mut list: FreeList) {
+        if let Some(a) = self.applied.take() {
+            list.unapply(a.txn_id, &a.local, a.twice);
+        }
+        self.list = list;
     }
 
     /// Lowers `high_water` past the reusable pages at the end of the file
@@ -766,6 +823,7 @@ impl TxnFreeList {
     /// Gives back everything this transaction took and returns the free list
     /// as it was (with the released groups kept reusable).
     pub(crate) fn abort(&mut self) -> FreeList {
+        debug_assert!(self.applied.is_none(), "a commit kept its free list");
         for p in self.trimmed.drain(..) {
             self.list.insert_reusable(p);
         }
@@ -1030,11 +1088,14 @@ mod tests {
         assert_eq!(t.take_run(2), Some(4));
         t.free_committed(7, 1, 4);
         assert_eq!(t.len(), 1 + 1 + 1);
-        let after = t.committed(6);
+        let after = t.apply(6);
         assert_eq!(
             after.entries().collect::<Vec<_>>(),
             [(0, 0, 20), (2, 1, 9), (6, 4, 7)].map(entry)
         );
+        // The commit failed: the additions go, and the abort gives back
+        // what the transaction took.
+        t.give_back(after);
         let before = t.abort();
         assert_eq!(before.entries().collect::<Vec<_>>(), start);
     }
@@ -1046,10 +1107,12 @@ mod tests {
         t.free_own(10, 2);
         // 11, 10, 9, 8 and 7 go; 6 is pending and stops the cut.
         assert_eq!(t.trim_tail(12), 7);
+        let after = t.apply(6);
         assert_eq!(
-            t.committed(6).entries().collect::<Vec<_>>(),
+            after.entries().collect::<Vec<_>>(),
             [(0, 0, 3), (5, 4, 6)].map(entry)
         );
+        t.give_back(after);
         // A page in use stops it at once.
         assert_eq!(t.trim_tail(7), 7);
         let before = t.abort();

@@ -213,13 +213,15 @@ impl WriteTxn {
         self.write_heap()?;
         let free = self.write_free_list()?;
         let weak = self.stays_weak();
-        let mut sealed = self.seal(&free, weak)?;
-        // 4. A map the next transactions can read the commit through, then
-        // the file's growth: either failing leaves nothing written.
-        let pager = &self.core.pager;
-        pager.map_for(sealed.meta.high_water)?;
-        pager.grow(sealed.meta.high_water * pager.page_size() as u64)?;
-        self.write_out(&mut sealed)?;
+        let sealed = match self.seal_and_write(&free, weak) {
+            Ok(sealed) => sealed,
+            Err(e) => {
+                // The abort gives back what the transaction took from the
+                // list the commit was to leave.
+                self.dirty.give_back(free.list);
+                return Err(e);
+            }
+        };
         if weak {
             let cap = seal_capacity(self.core.pager.page_size());
             let at = (
@@ -233,6 +235,18 @@ impl WriteTxn {
         self.publish(sealed.meta, free, weak);
         self.cut_tail(&sealed.meta);
         Ok(())
+    }
+
+    /// Steps 3 to 8: seal, map and grow, write out.
+    fn seal_and_write(&mut self, free: &Persisted, weak: bool) -> Result<Sealed> {
+        let mut sealed = self.seal(free, weak)?;
+        // 4. A map the next transactions can read the commit through, then
+        // the file's growth: either failing leaves nothing written.
+        let pager = &self.core.pager;
+        pager.map_for(sealed.meta.high_water)?;
+        pager.grow(sealed.meta.high_water * pager.page_size() as u64)?;
+        self.write_out(&mut sealed)?;
+        Ok(sealed)
     }
 
     /// Whether this commit is to be left without a sync (DESIGN.md,
