@@ -142,3 +142,236 @@ fn the_list_stays_whole_through_random_commits() {
         }
     }
 }
+
+/// A file whose newest commit has a free list crafted one way: the image,
+/// its page size, the newest commit's slot and id, and its list's pages.
+struct Crafted {
+    image: Vec<u8>,
+    slot: usize,
+    newest: u64,
+    dir: u64,
+}
+
+const PS: usize = 512;
+
+/// A database of 512-byte pages whose newest commit's free list has a
+/// directory and several leaves, closed; the newest meta's seal list is
+/// emptied, so that pages edited afterwards are not a torn commit.
+fn crafted() -> Crafted {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.larch");
+    {
+        let db = common::open(&path, PS as u32);
+        let w = db.begin_write().unwrap();
+        {
+            let mut tab = w.open_table("t").unwrap();
+            for i in 0..3_000 {
+                tab.insert(&key(i), &[1u8; 30]).unwrap();
+            }
+        }
+        w.commit().unwrap();
+        let w = db.begin_write().unwrap();
+        {
+            let mut tab = w.open_table("t").unwrap();
+            for i in (0..3_000).filter(|i| i % 3 != 0) {
+                tab.remove(&key(i)).unwrap();
+            }
+        }
+        w.commit().unwrap();
+        for i in 0..3 {
+            let w = db.begin_write().unwrap();
+            w.open_table("u").unwrap().insert(&key(i), b"x").unwrap();
+            w.commit().unwrap();
+        }
+    }
+    let mut image = std::fs::read(&path).unwrap();
+    let states = larch::testing::image_state(&image, PS);
+    let newest = states.iter().max_by_key(|s| s.txn_id).unwrap().clone();
+    let mut head = 0;
+    assert!(larch::testing::edit_meta(
+        &mut image,
+        PS,
+        newest.slot as usize,
+        |m| {
+            head = m.freelist_head;
+            m.seal.clear();
+        }
+    ));
+    assert_eq!(image[head as usize * PS], 6, "a directory");
+    Crafted {
+        image,
+        slot: newest.slot as usize,
+        newest: newest.txn_id,
+        dir: head,
+    }
+}
+
+fn u64_at(image: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(image[at..at + 8].try_into().unwrap())
+}
+
+fn count_of(image: &[u8], page: u64) -> usize {
+    let at = page as usize * PS;
+    usize::from(u16::from_le_bytes([image[at + 2], image[at + 3]]))
+}
+
+/// The leaf ids of a directory page.
+fn leaves_of(image: &[u8], dir: u64) -> Vec<u64> {
+    (0..count_of(image, dir))
+        .map(|i| u64_at(image, dir as usize * PS + 24 + 8 * i))
+        .collect()
+}
+
+/// Opens `image` and returns the commit it opened to and whether it set
+/// the newest aside.
+fn opened(image: &[u8]) -> (u64, bool) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("f.larch");
+    std::fs::write(&path, image).unwrap();
+    let db = common::open(&path, PS as u32);
+    let stat = db.stat().unwrap();
+    db.check().unwrap();
+    (db.last_txn_id(), stat.set_aside.is_some())
+}
+
+/// Every rule of the list in the file, broken one at a time in the newest
+/// commit: open sets that commit aside (`Corrupted` to the reader of its
+/// list) and opens the one before, whole. The image unedited opens to the
+/// newest.
+#[test]
+fn a_crafted_free_list_is_set_aside_whatever_rule_it_breaks() {
+    let base = crafted();
+    assert_eq!(opened(&base.image), (base.newest, false));
+    let leaves = leaves_of(&base.image, base.dir);
+    assert!(leaves.len() >= 3, "{} leaves", leaves.len());
+    let (first, second) = (leaves[0], leaves[1]);
+    let dir = base.dir;
+    let dir_at = dir as usize * PS;
+    type Edit = Box<dyn Fn(&mut Vec<u8>) -> Vec<u64>>;
+    let set = |image: &mut Vec<u8>, at: usize, v: u64| {
+        image[at..at + 8].copy_from_slice(&v.to_le_bytes());
+    };
+    let cases: Vec<(&str, Edit)> = vec![
+        (
+            "the directory points at itself",
+            Box::new(move |im| {
+                set(im, dir_at + 16, dir);
+                vec![dir]
+            }),
+        ),
+        (
+            "a leaf listed twice",
+            Box::new(move |im| {
+                set(im, dir_at + 24 + 8, first);
+                vec![dir]
+            }),
+        ),
+        (
+            "the directory lists itself as a leaf",
+            Box::new(move |im| {
+                set(im, dir_at + 24, dir);
+                vec![dir]
+            }),
+        ),
+        (
+            "two leaves out of order",
+            Box::new(move |im| {
+                set(im, dir_at + 24, second);
+                set(im, dir_at + 24 + 8, first);
+                vec![dir]
+            }),
+        ),
+        (
+            "a leaf that points on",
+            Box::new(move |im| {
+                set(im, first as usize * PS + 16, second);
+                vec![first]
+            }),
+        ),
+        (
+            "an empty leaf",
+            Box::new(move |im| {
+                im[first as usize * PS + 2..first as usize * PS + 4].copy_from_slice(&[0, 0]);
+                vec![first]
+            }),
+        ),
+        (
+            "a leaf's count past its page",
+            Box::new(move |im| {
+                im[first as usize * PS + 2..first as usize * PS + 4]
+                    .copy_from_slice(&100u16.to_le_bytes());
+                vec![first]
+            }),
+        ),
+        (
+            "the directory's count past its page",
+            Box::new(move |im| {
+                im[dir_at + 2..dir_at + 4].copy_from_slice(&100u16.to_le_bytes());
+                vec![dir]
+            }),
+        ),
+        (
+            "an entry naming a leaf of the list",
+            Box::new(move |im| {
+                // The entry just below the first leaf's page in page order
+                // (or the first entry) becomes that page: order holds.
+                let mut slots = Vec::new();
+                for leaf in leaves_of(im, dir) {
+                    for i in 0..count_of(im, leaf) {
+                        let at = leaf as usize * PS + 24 + 24 * i + 16;
+                        slots.push((u64_at(im, at), at, leaf));
+                    }
+                }
+                let below = slots.iter().rfind(|s| s.0 < first);
+                let &(_, at, leaf) = below.unwrap_or(&slots[0]);
+                set(im, at, first);
+                vec![leaf]
+            }),
+        ),
+        (
+            "entries out of order within a leaf",
+            Box::new(move |im| {
+                let at = first as usize * PS + 24;
+                let a = u64_at(im, at + 16);
+                let b = u64_at(im, at + 24 + 16);
+                set(im, at + 16, b);
+                set(im, at + 24 + 16, a);
+                vec![first]
+            }),
+        ),
+        (
+            "a directory page of the wrong kind",
+            Box::new(move |im| {
+                im[dir_at] = 4;
+                vec![dir]
+            }),
+        ),
+        (
+            "a leaf past the high-water mark",
+            Box::new(move |im| {
+                set(im, dir_at + 24, u64::MAX / 2);
+                vec![dir]
+            }),
+        ),
+    ];
+    for (name, edit) in &cases {
+        let mut image = base.image.clone();
+        let touched = edit(&mut image);
+        for page in touched {
+            larch::testing::restamp(&mut image, PS, page);
+        }
+        let (txn, aside) = opened(&image);
+        assert!(
+            txn < base.newest && aside,
+            "{name}: opened to {txn} (newest {}), set aside {aside}",
+            base.newest
+        );
+    }
+    // The entry count in the meta that disagrees with the leaves.
+    let mut image = base.image.clone();
+    assert!(larch::testing::edit_meta(&mut image, PS, base.slot, |m| {
+        m.freelist_entries += 1;
+    }));
+    let (txn, aside) = opened(&image);
+    assert!(txn < base.newest && aside, "count: opened to {txn}");
+}

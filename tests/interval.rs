@@ -190,13 +190,18 @@ fn freelist_head(path: &Path, ps: usize, txn: u64) -> u64 {
     u64::from_le_bytes(meta[32..40].try_into().unwrap())
 }
 
-/// The leaves of the free list whose directory starts at page `head`.
+/// The leaves of the free list whose directory (or lone leaf) is page
+/// `head`.
 fn freelist_leaves(path: &Path, ps: usize, mut head: u64) -> Vec<u64> {
     let f = File::open(path).unwrap();
     let mut leaves = Vec::new();
     let mut page = vec![0u8; ps];
     while head != 0 {
         f.read_exact_at(&mut page, head * ps as u64).unwrap();
+        if page[0] == 4 {
+            // A lone leaf, which the meta names itself.
+            return vec![head];
+        }
         assert_eq!(page[0], 6, "a directory page");
         let count = u16::from_le_bytes([page[2], page[3]]) as usize;
         for i in 0..count {

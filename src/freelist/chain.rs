@@ -24,7 +24,8 @@ use crate::view::PageSource;
 #[derive(Debug, Default, Clone)]
 pub(crate) struct Layout {
     /// The directory's pages, in chain order: the first is the meta's
-    /// `freelist_head`.
+    /// `freelist_head`. None for a list of one leaf, which the meta names
+    /// itself (or of none).
     dir: Vec<PageId>,
     /// Each leaf's page, by the lowest page its entries may name: a leaf
     /// holds the entries from its key up to the next leaf's. The first
@@ -60,7 +61,14 @@ impl Persisted {
     /// The directory's first page (the meta's `freelist_head`), 0 when
     /// the list has none.
     pub(crate) fn head(&self) -> PageId {
-        self.layout.dir.first().copied().unwrap_or(0)
+        match (
+            self.layout.dir.first(),
+            self.layout.leaves.first_key_value(),
+        ) {
+            (Some(&dir), _) => dir,
+            (None, Some((_, &leaf))) => leaf,
+            (None, None) => 0,
+        }
     }
 
     /// Entries in the list (the meta's `freelist_entries`).
@@ -77,6 +85,14 @@ pub(crate) fn read_chain<'a>(view: impl PageSource<'a>, meta: &Meta) -> Result<C
     let mut dir = Vec::new();
     let mut leaf_ids = Vec::new();
     let mut id = meta.freelist_head;
+    // A list of one leaf may have no directory: the meta names the leaf.
+    if id != 0 && view.page(id)?.first() == Some(&KIND_FREELIST) {
+        if let Err(broken) = rules.chain_page(id) {
+            return corrupted(id, broken.reason());
+        }
+        leaf_ids.push(id);
+        id = 0;
+    }
     while id != 0 {
         if let Err(broken) = rules.chain_page(id) {
             return corrupted(id, broken.reason());
@@ -278,8 +294,7 @@ pub(crate) fn write_chain(store: &mut impl ChainStore, old: &Layout) -> Result<P
             break runs;
         }
         let new_leaves: usize = runs.iter().map(|r| r.n.div_ceil(cap)).sum();
-        let kept = keys.len() - dirty.len();
-        let needed = new_leaves + (kept + new_leaves).div_ceil(dir_cap);
+        let needed = new_leaves + dir_pages(keys.len() - dirty.len() + new_leaves, dir_cap);
         if fresh.len() >= needed {
             break runs;
         }
@@ -370,7 +385,7 @@ fn lay_out(
     }
     let ids: Vec<U64> = leaves.values().map(|&id| U64::new(id)).collect();
     let dir: Vec<PageId> = pages.collect();
-    if ids.len() > dir.len() * dir_cap {
+    if dir.len() < dir_pages(ids.len(), dir_cap) {
         return corrupted(0, "the commit's free list does not fit its pages");
     }
     let mut parts = ids.chunks(dir_cap);
@@ -380,6 +395,15 @@ fn lay_out(
         write_freedir(store.page_mut(id)?, next, part, txn_id);
     }
     Ok(Layout { dir, leaves })
+}
+
+/// The pages of a directory for `leaves` leaves: none for a lone leaf,
+/// which the meta names itself.
+fn dir_pages(leaves: usize, dir_cap: usize) -> usize {
+    match leaves {
+        1 => 0,
+        n => n.div_ceil(dir_cap),
+    }
 }
 
 /// How far down from the high-water mark [`in_the_tail`] looks.

@@ -246,18 +246,23 @@ fn inject(image: &mut Vec<u8>, class: Class) {
             let u64_at = |image: &[u8], at: usize| {
                 u64::from_le_bytes(image[at..at + 8].try_into().expect("8 bytes"))
             };
-            let leaves = usize::from(u16::from_le_bytes([
-                image[head * PS + 2],
-                image[head * PS + 3],
-            ]));
+            let count = |image: &[u8], page: usize| {
+                usize::from(u16::from_le_bytes([
+                    image[page * PS + 2],
+                    image[page * PS + 3],
+                ]))
+            };
+            // The meta names a lone leaf itself, else a directory.
+            let leaves: Vec<usize> = if image[head * PS] == 4 {
+                vec![head]
+            } else {
+                (0..count(image, head))
+                    .map(|l| u64_at(image, head * PS + 24 + 8 * l) as usize)
+                    .collect()
+            };
             let mut slots = Vec::new();
-            for l in 0..leaves {
-                let leaf = u64_at(image, head * PS + 24 + 8 * l) as usize;
-                let count = usize::from(u16::from_le_bytes([
-                    image[leaf * PS + 2],
-                    image[leaf * PS + 3],
-                ]));
-                for i in 0..count {
+            for leaf in leaves {
+                for i in 0..count(image, leaf) {
                     let at = leaf * PS + 24 + 24 * i + 16;
                     slots.push((u64_at(image, at), at, leaf));
                 }
