@@ -429,12 +429,19 @@ fn in_the_tail(store: &mut impl ChainStore, old: &Layout) -> (Vec<usize>, bool) 
     let mut leaves = Vec::new();
     let mut dir = false;
     let mut p = hw;
+    // A page of the list moves only when the pages it will be given (the
+    // lowest reusable ones, one per page moving) lie below it: else the
+    // move stays in the tail, and the same leaves would be rewritten by
+    // every commit while the tail stays pending.
+    let moves_down = |q: PageId, moving: usize| free.reusable_below(q, moving + 1) > moving;
     while p > 2 && hw - p < TAIL_SCAN {
         p -= 1;
         if let Some(&i) = at.get(&p) {
-            leaves.push(i);
+            if moves_down(p, leaves.len() + usize::from(dir)) {
+                leaves.push(i);
+            }
         } else if old.dir.contains(&p) {
-            dir = true;
+            dir = dir || moves_down(p, leaves.len());
         } else if !free.lists(p, &added) {
             break;
         }

@@ -660,6 +660,12 @@ impl TxnFreeList {
         Some((p, self.list.run_len_at(p, max).max(1)))
     }
 
+    /// How many reusable pages of the pool lie below page `p`, counted up
+    /// to `max`.
+    pub(crate) fn reusable_below(&self, p: PageId, max: usize) -> usize {
+        self.list.reusable.range(..p).take(max).count()
+    }
+
     /// Whether page `p` was reusable when the transaction started (it may
     /// have taken it since): no committed page may point at it.
     pub(crate) fn was_reusable(&self, p: PageId) -> bool {
