@@ -55,7 +55,12 @@ fn value(rng: &mut Rng, round: u64) -> Vec<u8> {
 /// One random write transaction: inserts and removes, sometimes a
 /// savepoint restored, then commit (at a random durability) or abort.
 /// Returns whether it committed.
-fn random_txn(db: &Database, rng: &mut Rng, round: u64, model: &mut BTreeMap<u64, Vec<u8>>) -> bool {
+fn random_txn(
+    db: &Database,
+    rng: &mut Rng,
+    round: u64,
+    model: &mut BTreeMap<u64, Vec<u8>>,
+) -> bool {
     let mut w = db.begin_write().unwrap();
     w.set_durability(match rng.below(3) {
         0 => Durability::Immediate,
@@ -68,7 +73,11 @@ fn random_txn(db: &Database, rng: &mut Rng, round: u64, model: &mut BTreeMap<u64
         1..=3 => 200,
         _ => 3,
     };
-    let sp_at = if rng.below(4) == 0 { Some(rng.below(ops)) } else { None };
+    let sp_at = if rng.below(4) == 0 {
+        Some(rng.below(ops))
+    } else {
+        None
+    };
     let mut sp = None;
     let mut at_sp = None;
     for i in 0..ops {
@@ -83,7 +92,7 @@ fn random_txn(db: &Database, rng: &mut Rng, round: u64, model: &mut BTreeMap<u64
                 tab.remove(&key(k)).unwrap();
                 next.remove(&k);
             }
-            4 if k % 50 == 0 => {
+            4 if k.is_multiple_of(50) => {
                 // A wide removal: a huge delete.
                 let lo = key(0);
                 let n = tab.remove_range(&lo[..]..).unwrap();
@@ -334,6 +343,10 @@ fn list_pages(image: &[u8], ps: usize, head: u64) -> (Vec<u64>, Vec<u64>) {
     let mut id = head;
     while id != 0 {
         let p = page(image, ps, id);
+        if p[0] == 4 && dir.is_empty() {
+            // A lone leaf, which the meta names itself.
+            return (dir, vec![id]);
+        }
         assert_eq!(p[0], 6, "page {id} is not a directory page");
         dir.push(id);
         for i in 0..count(p) {
@@ -377,7 +390,12 @@ fn long_list_image(dir: &Path) -> Vec<u8> {
     let mut image = std::fs::read(&path).unwrap();
     let (slot, _, head, _) = newest_meta(&mut image, PS);
     let (d, l) = list_pages(&image, PS, head);
-    assert!(d.len() >= 2 && l.len() >= 100, "{} dir pages, {} leaves", d.len(), l.len());
+    assert!(
+        d.len() >= 2 && l.len() >= 100,
+        "{} dir pages, {} leaves",
+        d.len(),
+        l.len()
+    );
     let other = 1 - slot;
     image[other * PS..(other + 1) * PS].fill(0);
     image
@@ -393,7 +411,12 @@ fn crafted_outcome(dir: &Path, name: &str, image: &[u8]) -> Vec<Result<(), Error
     let _ = std::fs::remove_file(dir.join(format!("{name}.larch-lock")));
     let mut out = Vec::new();
     // SAFETY: the test owns the file.
-    let db = match unsafe { Options::new().page_size(PS as u32).map_size(1 << 30).open(&path) } {
+    let db = match unsafe {
+        Options::new()
+            .page_size(PS as u32)
+            .map_size(1 << 30)
+            .open(&path)
+    } {
         Ok(db) => db,
         Err(e) => return vec![Err(e)],
     };
@@ -432,99 +455,197 @@ fn crafted_lists_are_corrupted_never_a_panic() {
     let l1 = leaves[1];
     let l5 = leaves[5];
     let cases: Vec<(&str, Craft)> = vec![
-        ("dir loops to itself", Box::new(move |im| set_u64(page_mut(im, PS, d0), 16, d0))),
-        ("dir loops back", Box::new(move |im| {
-            let last = list_pages(im, PS, head).0.last().copied().unwrap();
-            set_u64(page_mut(im, PS, last), 16, d0)
-        })),
-        ("dir next past the end", Box::new(move |im| set_u64(page_mut(im, PS, d0), 16, hw + 5))),
-        ("dir next is a leaf", Box::new(move |im| set_u64(page_mut(im, PS, d0), 16, l1))),
-        ("leaf listed twice", Box::new(move |im| set_u64(page_mut(im, PS, d0), 24 + 8, l0))),
-        ("leaf listed twice across dir pages", Box::new(move |im| set_u64(page_mut(im, PS, d1), 24, l0))),
-        ("leaf id is a dir page", Box::new(move |im| set_u64(page_mut(im, PS, d0), 24, d1))),
-        ("leaf id is its own dir page", Box::new(move |im| set_u64(page_mut(im, PS, d0), 24, d0))),
-        ("leaf id 0", Box::new(move |im| set_u64(page_mut(im, PS, d0), 24, 0))),
-        ("leaf id 1 (a meta)", Box::new(move |im| set_u64(page_mut(im, PS, d0), 24, 1))),
-        ("leaf id past the end", Box::new(move |im| set_u64(page_mut(im, PS, d0), 24, hw))),
-        ("leaves swapped", Box::new(move |im| {
-            let p = page_mut(im, PS, d0);
-            set_u64(p, 24, l1);
-            set_u64(p, 32, l0);
-        })),
-        ("leaf id is a tree page", Box::new(move |im| {
-            // A page of kind 2 (a tree leaf).
-            let tree = (2..hw).find(|&p| page(im, PS, p)[0] == 2).unwrap();
-            set_u64(page_mut(im, PS, d0), 24, tree)
-        })),
-        ("dir count past the page end", Box::new(move |im| set_count(page_mut(im, PS, d0), 62))),
-        ("dir count huge", Box::new(move |im| set_count(page_mut(im, PS, d0), u16::MAX))),
-        ("leaf count past the page end", Box::new(move |im| set_count(page_mut(im, PS, l0), 21))),
-        ("leaf count huge", Box::new(move |im| set_count(page_mut(im, PS, l5), u16::MAX))),
-        ("empty leaf", Box::new(move |im| set_count(page_mut(im, PS, l5), 0))),
-        ("leaf next non-zero", Box::new(move |im| set_u64(page_mut(im, PS, l5), 16, l1))),
-        ("leaf next to itself", Box::new(move |im| set_u64(page_mut(im, PS, l5), 16, l5))),
-        ("leaf kind is a dir", Box::new(move |im| page_mut(im, PS, l5)[0] = 6)),
-        ("head is a leaf", Box::new(move |im| {
-            let (slot, ..) = newest_meta(im, PS);
-            edit_meta(im, PS, slot, |m| m.freelist_head = l0);
-        })),
-        ("entry count differs", Box::new(move |im| {
-            let (slot, ..) = newest_meta(im, PS);
-            edit_meta(im, PS, slot, |m| m.freelist_entries = entries + 1);
-        })),
-        ("entries out of order in a leaf", Box::new(move |im| {
-            let p = page_mut(im, PS, l5);
-            let a = u64_at(p, 24 + 16);
-            let b = u64_at(p, 48 + 16);
-            set_u64(p, 24 + 16, b);
-            set_u64(p, 48 + 16, a);
-        })),
-        ("entry repeated across leaves", Box::new(move |im| {
-            let first = u64_at(page(im, PS, l0), 24 + 16);
-            set_u64(page_mut(im, PS, l5), 24 + 16, first);
-        })),
-        ("entry names a leaf", Box::new(move |im| {
-            // The last entry of the last leaf: a leaf page, past every entry.
-            let (_, leaves) = list_pages(im, PS, head);
-            let last = *leaves.last().unwrap();
-            let top = *leaves.iter().max().unwrap();
-            let p = page_mut(im, PS, last);
-            let n = count(p);
-            let at = 24 + 24 * (n - 1);
-            if u64_at(p, at + 16) < top {
+        (
+            "dir loops to itself",
+            Box::new(move |im| set_u64(page_mut(im, PS, d0), 16, d0)),
+        ),
+        (
+            "dir loops back",
+            Box::new(move |im| {
+                let last = list_pages(im, PS, head).0.last().copied().unwrap();
+                set_u64(page_mut(im, PS, last), 16, d0)
+            }),
+        ),
+        (
+            "dir next past the end",
+            Box::new(move |im| set_u64(page_mut(im, PS, d0), 16, hw + 5)),
+        ),
+        (
+            "dir next is a leaf",
+            Box::new(move |im| set_u64(page_mut(im, PS, d0), 16, l1)),
+        ),
+        (
+            "leaf listed twice",
+            Box::new(move |im| set_u64(page_mut(im, PS, d0), 24 + 8, l0)),
+        ),
+        (
+            "leaf listed twice across dir pages",
+            Box::new(move |im| set_u64(page_mut(im, PS, d1), 24, l0)),
+        ),
+        (
+            "leaf id is a dir page",
+            Box::new(move |im| set_u64(page_mut(im, PS, d0), 24, d1)),
+        ),
+        (
+            "leaf id is its own dir page",
+            Box::new(move |im| set_u64(page_mut(im, PS, d0), 24, d0)),
+        ),
+        (
+            "leaf id 0",
+            Box::new(move |im| set_u64(page_mut(im, PS, d0), 24, 0)),
+        ),
+        (
+            "leaf id 1 (a meta)",
+            Box::new(move |im| set_u64(page_mut(im, PS, d0), 24, 1)),
+        ),
+        (
+            "leaf id past the end",
+            Box::new(move |im| set_u64(page_mut(im, PS, d0), 24, hw)),
+        ),
+        (
+            "leaves swapped",
+            Box::new(move |im| {
+                let p = page_mut(im, PS, d0);
+                set_u64(p, 24, l1);
+                set_u64(p, 32, l0);
+            }),
+        ),
+        (
+            "leaf id is a tree page",
+            Box::new(move |im| {
+                // A page of kind 2 (a tree leaf).
+                let tree = (2..hw).find(|&p| page(im, PS, p)[0] == 2).unwrap();
+                set_u64(page_mut(im, PS, d0), 24, tree)
+            }),
+        ),
+        (
+            "dir count past the page end",
+            Box::new(move |im| set_count(page_mut(im, PS, d0), 62)),
+        ),
+        (
+            "dir count huge",
+            Box::new(move |im| set_count(page_mut(im, PS, d0), u16::MAX)),
+        ),
+        (
+            "leaf count past the page end",
+            Box::new(move |im| set_count(page_mut(im, PS, l0), 21)),
+        ),
+        (
+            "leaf count huge",
+            Box::new(move |im| set_count(page_mut(im, PS, l5), u16::MAX)),
+        ),
+        (
+            "empty leaf",
+            Box::new(move |im| set_count(page_mut(im, PS, l5), 0)),
+        ),
+        (
+            "leaf next non-zero",
+            Box::new(move |im| set_u64(page_mut(im, PS, l5), 16, l1)),
+        ),
+        (
+            "leaf next to itself",
+            Box::new(move |im| set_u64(page_mut(im, PS, l5), 16, l5)),
+        ),
+        (
+            "leaf kind is a dir",
+            Box::new(move |im| page_mut(im, PS, l5)[0] = 6),
+        ),
+        (
+            "head is a leaf",
+            Box::new(move |im| {
+                let (slot, ..) = newest_meta(im, PS);
+                edit_meta(im, PS, slot, |m| m.freelist_head = l0);
+            }),
+        ),
+        (
+            "entry count differs",
+            Box::new(move |im| {
+                let (slot, ..) = newest_meta(im, PS);
+                edit_meta(im, PS, slot, |m| m.freelist_entries = entries + 1);
+            }),
+        ),
+        (
+            "entries out of order in a leaf",
+            Box::new(move |im| {
+                let p = page_mut(im, PS, l5);
+                let a = u64_at(p, 24 + 16);
+                let b = u64_at(p, 48 + 16);
+                set_u64(p, 24 + 16, b);
+                set_u64(p, 48 + 16, a);
+            }),
+        ),
+        (
+            "entry repeated across leaves",
+            Box::new(move |im| {
+                let first = u64_at(page(im, PS, l0), 24 + 16);
+                set_u64(page_mut(im, PS, l5), 24 + 16, first);
+            }),
+        ),
+        (
+            "entry names a leaf",
+            Box::new(move |im| {
+                // The last entry of the last leaf: a leaf page, past every entry.
+                let (_, leaves) = list_pages(im, PS, head);
+                let last = *leaves.last().unwrap();
+                let top = *leaves.iter().max().unwrap();
+                let p = page_mut(im, PS, last);
+                let n = count(p);
+                let at = 24 + 24 * (n - 1);
                 set_u64(p, at + 16, top);
-            } else {
-                set_u64(p, at + 16, top);
-            }
-        })),
-        ("entry names a dir page", Box::new(move |im| {
-            let (dir, leaves) = list_pages(im, PS, head);
-            let last = *leaves.last().unwrap();
-            let top = *dir.iter().max().unwrap();
-            let p = page_mut(im, PS, last);
-            let n = count(p);
-            set_u64(p, 24 + 24 * (n - 1) + 16, top);
-        })),
-        ("entry page 0", Box::new(move |im| set_u64(page_mut(im, PS, l0), 24 + 16, 0))),
-        ("entry past the end", Box::new(move |im| {
-            let p = page_mut(im, PS, *leaves.last().unwrap());
-            let n = count(p);
-            set_u64(p, 24 + 24 * (n - 1) + 16, hw + 1000);
-        })),
-        ("entry freed in the future", Box::new(move |im| set_u64(page_mut(im, PS, l5), 24, 1 << 40))),
-        ("entry written after freed", Box::new(move |im| {
-            let p = page_mut(im, PS, l5);
-            let f = u64_at(p, 24).max(1);
-            set_u64(p, 24, f);
-            set_u64(p, 32, f + 1);
-        })),
-        ("reusable entry names a writer", Box::new(move |im| {
-            let p = page_mut(im, PS, l5);
-            set_u64(p, 24, 0);
-            set_u64(p, 32, 1);
-        })),
-        ("dir page written in the future", Box::new(move |im| set_u64(page_mut(im, PS, d1), 8, 1 << 40))),
-        ("leaf written in the future", Box::new(move |im| set_u64(page_mut(im, PS, l5), 8, 1 << 40))),
+            }),
+        ),
+        (
+            "entry names a dir page",
+            Box::new(move |im| {
+                let (dir, leaves) = list_pages(im, PS, head);
+                let last = *leaves.last().unwrap();
+                let top = *dir.iter().max().unwrap();
+                let p = page_mut(im, PS, last);
+                let n = count(p);
+                set_u64(p, 24 + 24 * (n - 1) + 16, top);
+            }),
+        ),
+        (
+            "entry page 0",
+            Box::new(move |im| set_u64(page_mut(im, PS, l0), 24 + 16, 0)),
+        ),
+        (
+            "entry past the end",
+            Box::new(move |im| {
+                let p = page_mut(im, PS, *leaves.last().unwrap());
+                let n = count(p);
+                set_u64(p, 24 + 24 * (n - 1) + 16, hw + 1000);
+            }),
+        ),
+        (
+            "entry freed in the future",
+            Box::new(move |im| set_u64(page_mut(im, PS, l5), 24, 1 << 40)),
+        ),
+        (
+            "entry written after freed",
+            Box::new(move |im| {
+                let p = page_mut(im, PS, l5);
+                let f = u64_at(p, 24).max(1);
+                set_u64(p, 24, f);
+                set_u64(p, 32, f + 1);
+            }),
+        ),
+        (
+            "reusable entry names a writer",
+            Box::new(move |im| {
+                let p = page_mut(im, PS, l5);
+                set_u64(p, 24, 0);
+                set_u64(p, 32, 1);
+            }),
+        ),
+        (
+            "dir page written in the future",
+            Box::new(move |im| set_u64(page_mut(im, PS, d1), 8, 1 << 40)),
+        ),
+        (
+            "leaf written in the future",
+            Box::new(move |im| set_u64(page_mut(im, PS, l5), 8, 1 << 40)),
+        ),
     ];
     let mut failures = Vec::new();
     for (name, craft) in &cases {
@@ -541,7 +662,10 @@ fn crafted_lists_are_corrupted_never_a_panic() {
         match got {
             Err(_) => failures.push(format!("{name}: panicked")),
             Ok(got) => {
-                if !got.iter().all(|r| matches!(r, Err(Error::Corrupted { .. }))) {
+                if !got
+                    .iter()
+                    .all(|r| matches!(r, Err(Error::Corrupted { .. })))
+                {
                     failures.push(format!("{name}: {got:?}"));
                 }
             }
@@ -561,7 +685,9 @@ fn list_pages_written(path: &Path, ps: usize, txn: u64) -> usize {
     bytes
         .chunks_exact(ps)
         .skip(2)
-        .filter(|p| u64::from_le_bytes(p[8..16].try_into().unwrap()) == txn && (p[0] == 4 || p[0] == 6))
+        .filter(|p| {
+            u64::from_le_bytes(p[8..16].try_into().unwrap()) == txn && (p[0] == 4 || p[0] == 6)
+        })
         .count()
 }
 
@@ -687,7 +813,8 @@ fn compaction_strands_no_leaf() {
         {
             let mut tab = w.open_table("t").unwrap();
             for i in 0..30_000 {
-                tab.insert(&key(i), &vec![1u8; 40 + (i % 7) as usize * 100]).unwrap();
+                tab.insert(&key(i), &vec![1u8; 40 + (i % 7) as usize * 100])
+                    .unwrap();
             }
         }
         w.commit().unwrap();
@@ -806,9 +933,7 @@ impl Watch {
                 }
                 Some(pages) => {
                     for &(p, h) in pages {
-                        let now = image
-                            .get(p as usize * ps..(p as usize + 1) * ps)
-                            .map(hash);
+                        let now = image.get(p as usize * ps..(p as usize + 1) * ps).map(hash);
                         assert_eq!(
                             now,
                             Some(h),
@@ -849,9 +974,17 @@ fn no_page_an_on_disk_meta_or_reader_reaches_is_written_over() {
                                 continue;
                             }
                         };
-                        assert_eq!(tab.iter().unwrap().count(), m.len(), "seed {seed} round {round}");
+                        assert_eq!(
+                            tab.iter().unwrap().count(),
+                            m.len(),
+                            "seed {seed} round {round}"
+                        );
                         for (k, v) in &m {
-                            assert_eq!(tab.get(&key(*k)).unwrap(), Some(&v[..]), "seed {seed} round {round} held reader");
+                            assert_eq!(
+                                tab.get(&key(*k)).unwrap(),
+                                Some(&v[..]),
+                                "seed {seed} round {round} held reader"
+                            );
                         }
                     }
                 }
@@ -964,7 +1097,10 @@ fn inverse(a: u64) -> u64 {
 /// grow without bound.
 #[test]
 fn tiny_commits_under_a_held_reader_stay_cheap() {
-    for (durability, what) in [(Durability::Immediate, "immediate"), (Durability::None, "none")] {
+    for (durability, what) in [
+        (Durability::Immediate, "immediate"),
+        (Durability::None, "none"),
+    ] {
         let t = TestDb::new(PS as u32);
         let w = t.db().begin_write().unwrap();
         {
@@ -1002,7 +1138,10 @@ fn tiny_commits_under_a_held_reader_stay_cheap() {
             if round % 20 == 0 {
                 let n = written_by(&t.path(), PS, id);
                 if round % 400 == 0 {
-                    eprintln!("{what} round {round}: {n} pages, {} of the list", list_pages_written(&t.path(), PS, id));
+                    eprintln!(
+                        "{what} round {round}: {n} pages, {} of the list",
+                        list_pages_written(&t.path(), PS, id)
+                    );
                 }
                 worst = worst.max(n);
                 sum += n;
@@ -1025,7 +1164,10 @@ fn tiny_commits_under_a_held_reader_stay_cheap() {
         // Commits that are never durable keep every page the durable meta
         // reaches from reuse: the file grows (as it did before format 8).
         let grew = hw_at.last().unwrap() - hw_at[0];
-        assert!(durability != Durability::Immediate || grew < 200, "{what}: the file grew {grew} pages in 1800 tiny commits: {hw_at:?}");
+        assert!(
+            durability != Durability::Immediate || grew < 200,
+            "{what}: the file grew {grew} pages in 1800 tiny commits: {hw_at:?}"
+        );
     }
 }
 

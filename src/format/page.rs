@@ -225,15 +225,31 @@ pub(crate) fn freedir_capacity(page_size: usize) -> usize {
 /// Parses a leaf of the free list: returns its `next` (0 in a valid leaf)
 /// and the entries.
 pub(crate) fn read_freelist(page: &[u8], id: PageId) -> Result<(PageId, &[FreeEntry])> {
+    read_list_page(page, id, KIND_FREELIST)
+}
+
+/// Parses a page of the free list (a leaf or a directory page, of `kind`):
+/// its `next` and its `count` items, each checked to lie in the page.
+fn read_list_page<T: FromBytes + KnownLayout + Immutable>(
+    page: &[u8],
+    id: PageId,
+    kind: u8,
+) -> Result<(PageId, &[T])> {
     let Ok((h, rest)) = FreeListHeader::ref_from_prefix(page) else {
         return corrupted(id, "free-list page shorter than its header");
     };
-    if h.page.kind != KIND_FREELIST {
-        return corrupted(id, "expected a free-list page");
+    if h.page.kind != kind {
+        return corrupted(
+            id,
+            match kind {
+                KIND_FREELIST => "expected a free-list leaf",
+                _ => "expected a free-list directory page",
+            },
+        );
     }
     let count = usize::from(h.page.count.get());
-    match <[FreeEntry]>::ref_from_prefix_with_elems(rest, count) {
-        Ok((entries, _)) => Ok((h.next.get(), entries)),
+    match <[T]>::ref_from_prefix_with_elems(rest, count) {
+        Ok((items, _)) => Ok((h.next.get(), items)),
         Err(_) => corrupted(id, "free-list count runs past the page end"),
     }
 }
@@ -254,17 +270,7 @@ pub(crate) fn write_freelist(buf: &mut [u8], entries: &[FreeEntry], txn_id: u64)
 /// Parses a page of the free list's directory: returns the next page of
 /// the directory and the leaf ids.
 pub(crate) fn read_freedir(page: &[u8], id: PageId) -> Result<(PageId, &[U64])> {
-    let Ok((h, rest)) = FreeListHeader::ref_from_prefix(page) else {
-        return corrupted(id, "free-list directory page shorter than its header");
-    };
-    if h.page.kind != KIND_FREEDIR {
-        return corrupted(id, "expected a free-list directory page");
-    }
-    let count = usize::from(h.page.count.get());
-    match <[U64]>::ref_from_prefix_with_elems(rest, count) {
-        Ok((ids, _)) => Ok((h.next.get(), ids)),
-        Err(_) => corrupted(id, "free-list directory count runs past the page end"),
-    }
+    read_list_page(page, id, KIND_FREEDIR)
 }
 
 /// Fills `buf` as a page of the free list's directory holding `leaves` (at
