@@ -158,6 +158,10 @@ pub enum Durability {
     Eventual,
     /// No sync of its own, ever: durable at the next [`Database::sync`], the
     /// next `Immediate` commit, or when a handle of the database closes.
+    /// Until then a power loss falls back to the last durable commit, so
+    /// every page it reaches is kept from reuse: a long run of `None`
+    /// commits grows the file by about the pages each one replaces, and the
+    /// next sync lets them go.
     ///
     /// [`Database::sync`]: crate::Database::sync
     None,
