@@ -71,6 +71,12 @@ impl Persisted {
         }
     }
 
+    /// The commit that wrote this list is published: the list is what the
+    /// file holds, nothing changed since.
+    pub(crate) fn published(&mut self) {
+        self.list.persisted();
+    }
+
     /// Entries in the list (the meta's `freelist_entries`).
     pub(crate) fn entries(&self) -> u64 {
         self.list.len() as u64
@@ -302,12 +308,12 @@ pub(crate) fn write_chain(store: &mut impl ChainStore, old: &Layout) -> Result<P
             fresh.push(store.alloc_page()?);
         }
     };
-    let mut list = store.free_list().apply(txn_id);
+    let list = store.free_list().apply(txn_id);
     match lay_out(store, old, &keys, &runs, &fresh, &list) {
-        Ok(layout) => {
-            list.persisted();
-            Ok(Persisted { list, layout })
-        }
+        // The list still records what changed since the commit before:
+        // should the commit fail after this, the writer goes on from that
+        // commit's layout. The publish forgets it (`Persisted::published`).
+        Ok(layout) => Ok(Persisted { list, layout }),
         Err(e) => {
             store.free_list().give_back(list);
             Err(e)

@@ -458,7 +458,8 @@ impl WriteTxn {
 
     /// Step 9, publish: new readers of every process see this commit, and the
     /// writer keeps its free list.
-    fn publish(&mut self, meta: Meta, free: Persisted, weak: bool) {
+    fn publish(&mut self, meta: Meta, mut free: Persisted, weak: bool) {
+        free.published();
         self.guard.free = free;
         self.guard.known = meta.txn_id;
         self.core.high_waters.lock().learn(&meta);
