@@ -4,22 +4,11 @@
 
 mod common;
 
+use common::free_pages::{count, fill, list_pages, page, spread_key, thin, u64_at, written_by};
 use common::{Rng, TestDb};
 
-/// Pages of the file at `path` whose header names transaction `txn` as
-/// their writer: the pages that commit wrote (a page freed earlier keeps
-/// the id of an older writer).
-fn written_by(path: &std::path::Path, page_size: usize, txn: u64) -> usize {
-    let bytes = std::fs::read(path).unwrap();
-    bytes
-        .chunks_exact(page_size)
-        .skip(2)
-        .filter(|p| u64::from_le_bytes(p[8..16].try_into().unwrap()) == txn)
-        .count()
-}
-
 fn key(i: u32) -> [u8; 8] {
-    (u64::from(i) * 7919).to_be_bytes()
+    spread_key(u64::from(i))
 }
 
 /// Half of a large table removed leaves a free list of hundreds of pages;
@@ -28,22 +17,8 @@ fn key(i: u32) -> [u8; 8] {
 #[test]
 fn a_small_commit_does_not_rewrite_a_long_free_list() {
     let t = TestDb::new(512);
-    let w = t.db().begin_write().unwrap();
-    {
-        let mut tab = w.open_table("t").unwrap();
-        for i in 0..40_000 {
-            tab.insert(&key(i), &[7u8; 12]).unwrap();
-        }
-    }
-    w.commit().unwrap();
-    let w = t.db().begin_write().unwrap();
-    {
-        let mut tab = w.open_table("t").unwrap();
-        for i in (0..40_000).step_by(2) {
-            tab.remove(&key(i)).unwrap();
-        }
-    }
-    w.commit().unwrap();
+    fill(t.db(), 40_000, &[7u8; 12]);
+    thin(t.db(), 40_000, |i| i % 2 == 1);
     let mut last = 0;
     for i in 0..10 {
         let w = t.db().begin_write().unwrap();
@@ -162,22 +137,8 @@ fn crafted() -> Crafted {
     let path = dir.path().join("f.larch");
     {
         let db = common::open(&path, PS as u32);
-        let w = db.begin_write().unwrap();
-        {
-            let mut tab = w.open_table("t").unwrap();
-            for i in 0..3_000 {
-                tab.insert(&key(i), &[1u8; 30]).unwrap();
-            }
-        }
-        w.commit().unwrap();
-        let w = db.begin_write().unwrap();
-        {
-            let mut tab = w.open_table("t").unwrap();
-            for i in (0..3_000).filter(|i| i % 3 != 0) {
-                tab.remove(&key(i)).unwrap();
-            }
-        }
-        w.commit().unwrap();
+        fill(&db, 3_000, &[1u8; 30]);
+        thin(&db, 3_000, |i| i % 3 == 0);
         for i in 0..3 {
             let w = db.begin_write().unwrap();
             w.open_table("u").unwrap().insert(&key(i), b"x").unwrap();
@@ -206,22 +167,6 @@ fn crafted() -> Crafted {
     }
 }
 
-fn u64_at(image: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(image[at..at + 8].try_into().unwrap())
-}
-
-fn count_of(image: &[u8], page: u64) -> usize {
-    let at = page as usize * PS;
-    usize::from(u16::from_le_bytes([image[at + 2], image[at + 3]]))
-}
-
-/// The leaf ids of a directory page.
-fn leaves_of(image: &[u8], dir: u64) -> Vec<u64> {
-    (0..count_of(image, dir))
-        .map(|i| u64_at(image, dir as usize * PS + 24 + 8 * i))
-        .collect()
-}
-
 /// Opens `image` and returns the commit it opened to and whether it set
 /// the newest aside.
 fn opened(image: &[u8]) -> (u64, bool) {
@@ -242,7 +187,7 @@ fn opened(image: &[u8]) -> (u64, bool) {
 fn a_crafted_free_list_is_set_aside_whatever_rule_it_breaks() {
     let base = crafted();
     assert_eq!(opened(&base.image), (base.newest, false));
-    let leaves = leaves_of(&base.image, base.dir);
+    let leaves = list_pages(&base.image, PS, base.dir).1;
     assert!(leaves.len() >= 3, "{} leaves", leaves.len());
     let (first, second) = (leaves[0], leaves[1]);
     let dir = base.dir;
@@ -316,8 +261,8 @@ fn a_crafted_free_list_is_set_aside_whatever_rule_it_breaks() {
                 // The entry just below the first leaf's page in page order
                 // (or the first entry) becomes that page: order holds.
                 let mut slots = Vec::new();
-                for leaf in leaves_of(im, dir) {
-                    for i in 0..count_of(im, leaf) {
+                for leaf in list_pages(im, PS, dir).1 {
+                    for i in 0..count(page(im, PS, leaf)) {
                         let at = leaf as usize * PS + 24 + 24 * i + 16;
                         slots.push((u64_at(im, at), at, leaf));
                     }

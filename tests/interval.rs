@@ -190,29 +190,6 @@ fn freelist_head(path: &Path, ps: usize, txn: u64) -> u64 {
     u64::from_le_bytes(meta[32..40].try_into().unwrap())
 }
 
-/// The leaves of the free list whose directory (or lone leaf) is page
-/// `head`.
-fn freelist_leaves(path: &Path, ps: usize, mut head: u64) -> Vec<u64> {
-    let f = File::open(path).unwrap();
-    let mut leaves = Vec::new();
-    let mut page = vec![0u8; ps];
-    while head != 0 {
-        f.read_exact_at(&mut page, head * ps as u64).unwrap();
-        if page[0] == 4 {
-            // A lone leaf, which the meta names itself.
-            return vec![head];
-        }
-        assert_eq!(page[0], 6, "a directory page");
-        let count = u16::from_le_bytes([page[2], page[3]]) as usize;
-        for i in 0..count {
-            let at = 24 + 8 * i;
-            leaves.push(u64::from_le_bytes(page[at..at + 8].try_into().unwrap()));
-        }
-        head = u64::from_le_bytes(page[16..24].try_into().unwrap());
-    }
-    leaves
-}
-
 /// A free list whose written-by is later than the page's real writer (a
 /// damaged file, or another process's writer gone wrong) would have the
 /// interval rule free a page a live reader still reads. The writer checks
@@ -250,7 +227,9 @@ fn a_crafted_written_by_frees_nothing_a_reader_holds() {
     assert_eq!(freer, s + 4);
     // Say that freer - 1, newer than the reader, wrote them.
     let mut forged = 0;
-    for leaf in freelist_leaves(&path, 512, freelist_head(&path, 512, freer)) {
+    let image = std::fs::read(&path).unwrap();
+    let head = freelist_head(&path, 512, freer);
+    for leaf in common::free_pages::list_pages(&image, 512, head).1 {
         edit_page(&path, 512, leaf, |page| {
             let count = u16::from_le_bytes([page[2], page[3]]) as usize;
             for e in 0..count {

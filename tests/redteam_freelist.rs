@@ -7,16 +7,16 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use common::free_pages::{
+    count, fill, full_check, list_pages, list_pages_written, not_refused, page, page_mut,
+    set_count, set_u64, spread_key as key, thin, u64_at, written_by,
+};
 use common::{Rng, TestDb};
 use larch::testing::faults::{Fault, Kind, Trap};
 use larch::testing::{edit_meta, image_state, restamp};
-use larch::{Database, Durability, Error, Options};
+use larch::{Database, Durability, Error};
 
 const PS: usize = 512;
-
-fn key(i: u64) -> [u8; 8] {
-    (i.wrapping_mul(7919)).to_be_bytes()
-}
 
 /// Every valid meta slot of the file as it is now (the page cache: what a
 /// process crash leaves; the slots are what a power loss falls back to)
@@ -34,17 +34,6 @@ fn metas_intact(path: &Path, ps: usize, what: &str) {
             s.txn_id
         );
     }
-}
-
-fn full_check(db: &Database, what: &str) {
-    let r = db.check_report().unwrap();
-    assert!(
-        r.errors.is_empty() && r.leaked_pages == 0,
-        "{what}: {} errors ({:?}), {} leaked",
-        r.errors.len(),
-        r.errors.iter().take(3).collect::<Vec<_>>(),
-        r.leaked_pages
-    );
 }
 
 fn value(rng: &mut Rng, round: u64) -> Vec<u8> {
@@ -312,75 +301,14 @@ fn newest_meta(image: &mut [u8], ps: usize) -> (usize, u64, u64, u64) {
     (best.0, best.2, best.3, best.4)
 }
 
-fn page(image: &[u8], ps: usize, id: u64) -> &[u8] {
-    &image[id as usize * ps..(id as usize + 1) * ps]
-}
-
-fn page_mut(image: &mut [u8], ps: usize, id: u64) -> &mut [u8] {
-    &mut image[id as usize * ps..(id as usize + 1) * ps]
-}
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
-}
-
-fn set_u64(b: &mut [u8], at: usize, v: u64) {
-    b[at..at + 8].copy_from_slice(&v.to_le_bytes());
-}
-
-fn count(b: &[u8]) -> usize {
-    usize::from(u16::from_le_bytes([b[2], b[3]]))
-}
-
-fn set_count(b: &mut [u8], n: u16) {
-    b[2..4].copy_from_slice(&n.to_le_bytes());
-}
-
-/// The directory pages and the leaves of the newest meta's list.
-fn list_pages(image: &[u8], ps: usize, head: u64) -> (Vec<u64>, Vec<u64>) {
-    let mut dir = Vec::new();
-    let mut leaves = Vec::new();
-    let mut id = head;
-    while id != 0 {
-        let p = page(image, ps, id);
-        if p[0] == 4 && dir.is_empty() {
-            // A lone leaf, which the meta names itself.
-            return (dir, vec![id]);
-        }
-        assert_eq!(p[0], 6, "page {id} is not a directory page");
-        dir.push(id);
-        for i in 0..count(p) {
-            leaves.push(u64_at(p, 24 + 8 * i));
-        }
-        id = u64_at(p, 16);
-    }
-    (dir, leaves)
-}
-
 /// A file at 512-byte pages whose newest commit has a list of many leaves
 /// and more than one directory page; its older meta slot zeroed, so that
 /// open takes the newest.
 fn long_list_image(dir: &Path) -> Vec<u8> {
     let path = dir.join("base.larch");
     let db = common::open(&path, PS as u32);
-    let w = db.begin_write().unwrap();
-    {
-        let mut tab = w.open_table("t").unwrap();
-        for i in 0..20_000 {
-            tab.insert(&key(i), &[5u8; 100]).unwrap();
-        }
-    }
-    w.commit().unwrap();
-    let w = db.begin_write().unwrap();
-    {
-        let mut tab = w.open_table("t").unwrap();
-        for i in 0..20_000 {
-            if i % 10 != 0 {
-                tab.remove(&key(i)).unwrap();
-            }
-        }
-    }
-    w.commit().unwrap();
+    fill(&db, 20_000, &[5u8; 100]);
+    thin(&db, 20_000, |i| i % 10 == 0);
     for i in 0..4 {
         let w = db.begin_write().unwrap();
         w.open_table("t").unwrap().insert(&key(i), b"x").unwrap();
@@ -399,44 +327,6 @@ fn long_list_image(dir: &Path) -> Vec<u8> {
     let other = 1 - slot;
     image[other * PS..(other + 1) * PS].fill(0);
     image
-}
-
-/// Opens `image` and goes through every path that reads the list: the
-/// checker, stat, a write transaction's start and commit. Each must give
-/// `Corrupted` (or, for a damage the reader may ignore, succeed): never a
-/// panic or a hang. Returns the errors met.
-fn crafted_outcome(dir: &Path, name: &str, image: &[u8]) -> Vec<Result<(), Error>> {
-    let path = dir.join(format!("{name}.larch"));
-    std::fs::write(&path, image).unwrap();
-    let _ = std::fs::remove_file(dir.join(format!("{name}.larch-lock")));
-    let mut out = Vec::new();
-    // SAFETY: the test owns the file.
-    let db = match unsafe {
-        Options::new()
-            .page_size(PS as u32)
-            .map_size(1 << 30)
-            .open(&path)
-    } {
-        Ok(db) => db,
-        Err(e) => return vec![Err(e)],
-    };
-    out.push(db.check().map(|_| ()));
-    out.push(db.stat().map(|_| ()));
-    out.push((|| {
-        let w = db.begin_write()?;
-        w.open_table("t")?.insert(b"crafted", b"v")?;
-        w.commit()
-    })());
-    out
-}
-
-fn all_corrupted(name: &str, got: &[Result<(), Error>]) {
-    for (i, r) in got.iter().enumerate() {
-        assert!(
-            matches!(r, Err(Error::Corrupted { .. })),
-            "{name}: path {i} gave {r:?}"
-        );
-    }
 }
 
 #[test]
@@ -651,55 +541,13 @@ fn crafted_lists_are_corrupted_never_a_panic() {
     for (name, craft) in &cases {
         let mut im = base.clone();
         craft(&mut im);
-        for id in 2..hw {
-            if id as usize * PS < im.len() {
-                restamp(&mut im, PS, id);
-            }
-        }
-        let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            crafted_outcome(tmp.path(), &name.replace(' ', "_"), &im)
-        }));
-        match got {
-            Err(_) => failures.push(format!("{name}: panicked")),
-            Ok(got) => {
-                if !got
-                    .iter()
-                    .all(|r| matches!(r, Err(Error::Corrupted { .. })))
-                {
-                    failures.push(format!("{name}: {got:?}"));
-                }
-            }
-        }
+        failures.extend(not_refused(tmp.path(), name, im, PS, hw));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
-    let _ = all_corrupted;
 }
 
 // ---------------------------------------------------------------------
 // Size and cost of the list.
-
-/// Of the pages transaction `txn` wrote, how many are list pages (kinds 4
-/// and 6).
-fn list_pages_written(path: &Path, ps: usize, txn: u64) -> usize {
-    let bytes = std::fs::read(path).unwrap();
-    bytes
-        .chunks_exact(ps)
-        .skip(2)
-        .filter(|p| {
-            u64::from_le_bytes(p[8..16].try_into().unwrap()) == txn && (p[0] == 4 || p[0] == 6)
-        })
-        .count()
-}
-
-/// Pages of the file whose header names transaction `txn` as writer.
-fn written_by(path: &Path, ps: usize, txn: u64) -> usize {
-    let bytes = std::fs::read(path).unwrap();
-    bytes
-        .chunks_exact(ps)
-        .skip(2)
-        .filter(|p| u64::from_le_bytes(p[8..16].try_into().unwrap()) == txn)
-        .count()
-}
 
 /// The list's pages against its entries: leaves at least half full (but a
 /// lone one) and a directory for them, plus a little slack.
@@ -724,24 +572,8 @@ fn list_size_bounded(db: &Database, what: &str) {
 #[test]
 fn tiny_commits_after_a_huge_delete_stay_cheap() {
     let t = TestDb::new(PS as u32);
-    let w = t.db().begin_write().unwrap();
-    {
-        let mut tab = w.open_table("t").unwrap();
-        for i in 0..40_000 {
-            tab.insert(&key(i), &[3u8; 60]).unwrap();
-        }
-    }
-    w.commit().unwrap();
-    let w = t.db().begin_write().unwrap();
-    {
-        let mut tab = w.open_table("t").unwrap();
-        for i in 0..40_000 {
-            if i % 3 != 0 {
-                tab.remove(&key(i)).unwrap();
-            }
-        }
-    }
-    w.commit().unwrap();
+    fill(t.db(), 40_000, &[3u8; 60]);
+    thin(t.db(), 40_000, |i| i % 3 == 0);
     let mut rng = Rng(0xfee1_0010);
     let mut worst = 0;
     let mut total = 0;
@@ -1102,25 +934,9 @@ fn tiny_commits_under_a_held_reader_stay_cheap() {
         (Durability::None, "none"),
     ] {
         let t = TestDb::new(PS as u32);
-        let w = t.db().begin_write().unwrap();
-        {
-            let mut tab = w.open_table("t").unwrap();
-            for i in 0..30_000 {
-                tab.insert(&key(i), &[3u8; 60]).unwrap();
-            }
-        }
-        w.commit().unwrap();
+        fill(t.db(), 30_000, &[3u8; 60]);
         let reader = t.db().begin_read().unwrap();
-        let w = t.db().begin_write().unwrap();
-        {
-            let mut tab = w.open_table("t").unwrap();
-            for i in 0..30_000 {
-                if i % 4 != 0 {
-                    tab.remove(&key(i)).unwrap();
-                }
-            }
-        }
-        w.commit().unwrap();
+        thin(t.db(), 30_000, |i| i % 4 == 0);
         let mut rng = Rng(0xfee1_0050);
         let mut worst = 0;
         let mut sum = 0;
@@ -1180,24 +996,8 @@ fn tiny_commits_under_a_held_reader_stay_cheap() {
 #[test]
 fn weak_tiny_commits_do_not_rewrite_the_list_again_and_again() {
     let t = TestDb::new(PS as u32);
-    let w = t.db().begin_write().unwrap();
-    {
-        let mut tab = w.open_table("t").unwrap();
-        for i in 0..30_000 {
-            tab.insert(&key(i), &[3u8; 60]).unwrap();
-        }
-    }
-    w.commit().unwrap();
-    let w = t.db().begin_write().unwrap();
-    {
-        let mut tab = w.open_table("t").unwrap();
-        for i in 0..30_000 {
-            if i % 4 != 0 {
-                tab.remove(&key(i)).unwrap();
-            }
-        }
-    }
-    w.commit().unwrap();
+    fill(t.db(), 30_000, &[3u8; 60]);
+    thin(t.db(), 30_000, |i| i % 4 == 0);
     let mut rng = Rng(0xfee1_0060);
     let mut seen = Vec::new();
     for round in 0..2000u64 {

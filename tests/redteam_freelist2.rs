@@ -8,10 +8,14 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use common::free_pages::{
+    count, crafted_outcome, full_check, not_refused, page, page_mut, set_count, set_u64,
+    spread_key as key, u64_at,
+};
 use common::{Rng, TestDb};
+use larch::testing::edit_meta;
 use larch::testing::faults::{Fault, Kind, Trap};
-use larch::testing::{edit_meta, image_state, restamp};
-use larch::{Database, Error, Options};
+use larch::{Database, Error};
 
 const PS: usize = 512;
 
@@ -21,21 +25,6 @@ static SHARED: std::sync::Mutex<()> = std::sync::Mutex::new(());
 fn shared_tree_image() -> Vec<u8> {
     let _one = SHARED.lock().unwrap_or_else(|e| e.into_inner());
     larch::testing::corrupt::shared_tree_image()
-}
-
-fn key(i: u64) -> [u8; 8] {
-    (i.wrapping_mul(7919)).to_be_bytes()
-}
-
-fn full_check(db: &Database, what: &str) {
-    let r = db.check_report().unwrap();
-    assert!(
-        r.errors.is_empty() && r.leaked_pages == 0,
-        "{what}: {} errors ({:?}), {} leaked",
-        r.errors.len(),
-        r.errors.iter().take(3).collect::<Vec<_>>(),
-        r.leaked_pages
-    );
 }
 
 fn model_matches(db: &Database, model: &BTreeMap<u64, Vec<u8>>, what: &str) {
@@ -53,30 +42,6 @@ fn model_matches(db: &Database, model: &BTreeMap<u64, Vec<u8>>, what: &str) {
 
 // ---------------------------------------------------------------------
 // Reading the list in an image, independently of the library.
-
-fn u64_at(b: &[u8], at: usize) -> u64 {
-    u64::from_le_bytes(b[at..at + 8].try_into().unwrap())
-}
-
-fn set_u64(b: &mut [u8], at: usize, v: u64) {
-    b[at..at + 8].copy_from_slice(&v.to_le_bytes());
-}
-
-fn count(b: &[u8]) -> usize {
-    usize::from(u16::from_le_bytes([b[2], b[3]]))
-}
-
-fn set_count(b: &mut [u8], n: u16) {
-    b[2..4].copy_from_slice(&n.to_le_bytes());
-}
-
-fn page(image: &[u8], ps: usize, id: u64) -> &[u8] {
-    &image[id as usize * ps..(id as usize + 1) * ps]
-}
-
-fn page_mut(image: &mut [u8], ps: usize, id: u64) -> &mut [u8] {
-    &mut image[id as usize * ps..(id as usize + 1) * ps]
-}
 
 /// Slot, txn id, high-water mark, list head and entry count of the newest
 /// valid meta.
@@ -867,34 +832,6 @@ fn lone_leaf_image(dir: &Path) -> Vec<u8> {
     image
 }
 
-/// Opens `image` and goes through every path that reads the list. Returns
-/// the outcomes: open, check, stat, a commit.
-fn crafted_outcome(dir: &Path, name: &str, image: &[u8]) -> Vec<Result<(), Error>> {
-    let path = dir.join(format!("{name}.larch"));
-    std::fs::write(&path, image).unwrap();
-    let _ = std::fs::remove_file(dir.join(format!("{name}.larch-lock")));
-    // SAFETY: the test owns the file.
-    let db = match unsafe {
-        Options::new()
-            .page_size(PS as u32)
-            .map_size(1 << 30)
-            .open(&path)
-    } {
-        Ok(db) => db,
-        Err(e) => return vec![Err(e)],
-    };
-    let mut out = Vec::new();
-    out.push(db.check().map(|_| ()));
-    out.push(db.stat().map(|_| ()));
-    out.push(db.readers().map(|_| ()));
-    out.push((|| {
-        let w = db.begin_write()?;
-        w.open_table("t")?.insert(b"crafted", b"v")?;
-        w.commit()
-    })());
-    out
-}
-
 #[test]
 fn crafted_lone_leaves_are_corrupted_never_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
@@ -1063,31 +1000,12 @@ fn crafted_lone_leaves_are_corrupted_never_a_panic() {
     for (name, craft) in &cases {
         let mut im = base.clone();
         craft(&mut im);
-        for id in 2..hw {
-            if (id as usize + 1) * PS <= im.len() {
-                restamp(&mut im, PS, id);
-            }
-        }
-        let got = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            crafted_outcome(tmp.path(), &name.replace([' ', ','], "_"), &im)
-        }));
-        match got {
-            Err(_) => failures.push(format!("{name}: panicked")),
-            Ok(got) => {
-                if !got
-                    .iter()
-                    .all(|r| matches!(r, Err(Error::Corrupted { .. })))
-                {
-                    failures.push(format!("{name}: {got:?}"));
-                }
-            }
-        }
+        failures.extend(not_refused(tmp.path(), name, im, PS, hw));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n"));
     // The base itself is fine.
-    let ok = crafted_outcome(tmp.path(), "base", &base);
+    let ok = crafted_outcome(tmp.path(), "base", &base, PS);
     assert!(ok.iter().all(Result::is_ok), "{ok:?}");
-    let _ = image_state;
 }
 
 /// `Options::max_size` reached exactly by the commit's own list pages: the

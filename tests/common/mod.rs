@@ -6,6 +6,7 @@ use larch::{Database, Options};
 use tempfile::TempDir;
 
 pub mod crash_images;
+pub mod free_pages;
 pub mod full_disk;
 pub mod heap_image;
 pub mod sized;
