@@ -18,7 +18,7 @@ use crate::format::meta::{Meta, TableDesc};
 use crate::format::multimap;
 use crate::format::node::{LeafValue, NodeKey, ValueRef, long_prefix, max_inline_key};
 use crate::format::page::{PageId, page_checksum, segment_run, stored_checksum};
-use crate::freelist::read_chain;
+use crate::freelist::read_list;
 use crate::pager::{Map, Pager};
 #[cfg(feature = "testing")]
 use crate::view::SliceView;
@@ -396,7 +396,7 @@ pub(crate) fn check_image(image: &[u8], meta: &Meta) -> Result<(CheckReport, Vec
     let (report, claimed) = walk(view, page_size, meta);
     let report = strict(report)?;
     // Every page is claimed once: the reachable ones are those not listed free.
-    let free: std::collections::HashSet<PageId> = read_chain(view, meta)?
+    let free: std::collections::HashSet<PageId> = read_list(view, meta)?
         .entries
         .iter()
         .map(|e| e.page)
@@ -535,7 +535,7 @@ fn walk<'a>(view: impl PageSource<'a>, page_size: usize, meta: &Meta) -> (CheckR
             "a value in a segment the heap does not list",
         ));
     }
-    let chain = match read_chain(c.view, meta) {
+    let chain = match read_list(c.view, meta) {
         Ok(chain) => Some(chain),
         Err(e) => {
             c.note(Err(e));

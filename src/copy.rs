@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use crate::db::Options;
 use crate::error::{Error, Result};
 use crate::format::page::PageId;
-use crate::freelist::read_chain;
+use crate::freelist::read_list;
 use crate::pager::sync_parent_dir;
 use crate::table::Shape;
 use crate::txn::ReadTxn;
@@ -72,7 +72,7 @@ impl ReadTxn {
         let view = MapView::new(pager, &map, meta.high_water, meta.txn_id);
         // Free pages may be rewritten by the writer while this runs: they are
         // not read, and the copy's free list lists them as the snapshot's does.
-        let free: HashSet<PageId> = read_chain(view, &meta)?
+        let free: HashSet<PageId> = read_list(view, &meta)?
             .entries
             .into_iter()
             .map(|e| e.page)

@@ -111,7 +111,7 @@ fn delete_everything_back_to_an_empty_tree() {
         }
         w.commit().unwrap();
         let refilled = t.db().stat().unwrap().pages;
-        // Over the first fill: the previous commits' free-list chains, still
+        // Over the first fill: the previous commits' free-list pages, still
         // pending (long with 512-byte pages).
         assert!(
             refilled <= full + full / 10,

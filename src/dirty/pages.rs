@@ -25,7 +25,7 @@ use crate::format::node::{Keys, LongKey, Node, ValueRef};
 use crate::format::page::{
     OVERFLOW_DATA, PageId, header_mut, init_overflow, overflow_pages, written_by,
 };
-use crate::freelist::{ChainStore, FreeList, TxnFreeList};
+use crate::freelist::{FreeList, ListStore, TxnFreeList};
 use crate::pager::{Map, Pager};
 use crate::view::{DirtyView, MapView, PageSource};
 
@@ -314,8 +314,12 @@ impl Dirty {
 
     /// The pages of `part` as the commit writes the free list's pages into
     /// them.
-    pub(crate) fn chain<'a>(&'a mut self, pager: &'a Pager, part: &'a mut Part) -> ChainPages<'a> {
-        ChainPages {
+    pub(crate) fn list_pages<'a>(
+        &'a mut self,
+        pager: &'a Pager,
+        part: &'a mut Part,
+    ) -> ListPages<'a> {
+        ListPages {
             pager,
             dirty: self,
             part,
@@ -605,13 +609,13 @@ impl PageStore for TxnPages<'_> {
 
 /// The commit writes the free list's pages straight into the buffers of the
 /// transaction's own partition, with the whole transaction in hand.
-pub(crate) struct ChainPages<'a> {
+pub(crate) struct ListPages<'a> {
     pager: &'a Pager,
     dirty: &'a mut Dirty,
     part: &'a mut Part,
 }
 
-impl ChainPages<'_> {
+impl ListPages<'_> {
     /// The shared state, with no other owner left: no lock is taken.
     fn shared(&mut self) -> &mut Shared {
         self.dirty.shared.get_mut()
@@ -624,7 +628,7 @@ impl ChainPages<'_> {
     }
 }
 
-impl ChainStore for ChainPages<'_> {
+impl ListStore for ListPages<'_> {
     fn page_size(&self) -> usize {
         self.dirty.page_size
     }

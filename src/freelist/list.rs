@@ -925,10 +925,10 @@ mod tests {
         assert_eq!(popped(&mut f), [10, 11]);
     }
 
-    /// The replaced free-list chain, written by `T - 1` and freed by `T`, is
-    /// the narrowest case: only snapshot `T - 1` holds it.
+    /// A replaced page of the free list's directory, written by `T - 1` and
+    /// freed by `T`, is the narrowest case: only snapshot `T - 1` holds it.
     #[test]
-    fn a_replaced_chain_waits_only_for_its_one_snapshot() {
+    fn a_replaced_directory_page_waits_only_for_its_one_snapshot() {
         let written = BTreeMap::from([(11, (4, 1)), (12, (4, 1))]);
         let mut f = pending(5, &[(2, 10), (4, 11), (4, 12)]);
         f.release(Pins::new(&BTreeSet::from([3]), 6), headers(&written));

@@ -1,5 +1,5 @@
-//! The rules every persisted free list obeys. The reader refuses a chain that
-//! breaks one; the commit checks the chain it is about to write with the
+//! The rules every persisted free list obeys. The reader refuses a list that
+//! breaks one; the commit checks the leaves it is about to write with the
 //! same rules.
 
 use crate::format::page::{PageId, PageSet};
@@ -9,7 +9,7 @@ use crate::format::page::{PageId, PageSet};
 pub(crate) enum Broken {
     /// A page of the directory or a leaf outside `2..high_water`, or one
     /// the list reaches twice.
-    Chain,
+    ListPage,
     /// An entry outside `2..high_water`, freed by a later transaction, or
     /// not after the entry before it in page order (repeated, or out of
     /// order).
@@ -18,16 +18,16 @@ pub(crate) enum Broken {
     /// that names a writer.
     Interval,
     /// A page of the list itself is also listed as free.
-    ChainListed,
+    ListedItself,
 }
 
 impl Broken {
     /// Why the reader refuses the list.
     pub(crate) fn reason(self) -> &'static str {
         match self {
-            Broken::Chain => "free-list chain loops or leaves the snapshot",
+            Broken::ListPage => "free-list pages loop or leave the snapshot",
             Broken::Entry => "free-list entry out of range, out of order or repeated",
-            Broken::ChainListed => "free-list page lists itself as free",
+            Broken::ListedItself => "free-list page lists itself as free",
             Broken::Interval => "free-list entry written after it was freed",
         }
     }
@@ -35,13 +35,15 @@ impl Broken {
     /// Why the commit refuses to write the list.
     pub(crate) fn commit_reason(self) -> &'static str {
         match self {
-            Broken::Chain => "the commit's free-list chain repeats a page (the file was damaged)",
+            Broken::ListPage => {
+                "the commit's free list reaches a page of its own twice (the file was damaged)"
+            }
             Broken::Entry => {
                 "the commit's free list repeats a page or holds one out of range \
                  (the file was damaged: a page reachable twice)"
             }
-            Broken::ChainListed => {
-                "the commit's free-list chain lists its own page as free (the file was damaged)"
+            Broken::ListedItself => {
+                "the commit's free list lists its own page as free (the file was damaged)"
             }
             Broken::Interval => {
                 "the commit's free list holds a page written after it was freed \
@@ -63,8 +65,8 @@ impl Broken {
 /// list itself.)
 ///
 /// Every page of the list is taken before the first entry. The reader
-/// (`read_chain`) refuses a list that breaks a rule, and open then falls
-/// back to the older meta; so the commit (`write_chain`) checks the leaves
+/// (`read_list`) refuses a list that breaks a rule, and open then falls
+/// back to the older meta; so the commit (`write_list`) checks the leaves
 /// it writes with the same rules, and fails instead of writing a commit
 /// that the next open would drop. (The leaves it keeps were checked when
 /// they were written or read, and their pages of the list and the ranges
@@ -72,7 +74,7 @@ impl Broken {
 pub(crate) struct ListRules {
     high_water: u64,
     txn_id: u64,
-    chain: PageSet,
+    own: PageSet,
     last: PageId,
 }
 
@@ -81,7 +83,7 @@ impl ListRules {
         ListRules {
             high_water,
             txn_id,
-            chain: PageSet::default(),
+            own: PageSet::default(),
             last: 0,
         }
     }
@@ -91,9 +93,9 @@ impl ListRules {
     }
 
     /// Takes the next page of the list (of its directory, or a leaf).
-    pub(crate) fn chain_page(&mut self, page: PageId) -> Result<(), Broken> {
-        if !self.in_range(page) || !self.chain.insert(page) {
-            return Err(Broken::Chain);
+    pub(crate) fn list_page(&mut self, page: PageId) -> Result<(), Broken> {
+        if !self.in_range(page) || !self.own.insert(page) {
+            return Err(Broken::ListPage);
         }
         Ok(())
     }
@@ -117,8 +119,8 @@ impl ListRules {
         if !interval {
             return Err(Broken::Interval);
         }
-        if self.chain.contains(&page) {
-            return Err(Broken::ChainListed);
+        if self.own.contains(&page) {
+            return Err(Broken::ListedItself);
         }
         Ok(())
     }
@@ -131,10 +133,10 @@ mod tests {
     #[test]
     fn the_rules() {
         let mut r = ListRules::new(20, 5);
-        assert_eq!(r.chain_page(19), Ok(()));
-        assert_eq!(r.chain_page(19), Err(Broken::Chain));
-        assert_eq!(r.chain_page(20), Err(Broken::Chain));
-        assert_eq!(r.chain_page(1), Err(Broken::Chain));
+        assert_eq!(r.list_page(19), Ok(()));
+        assert_eq!(r.list_page(19), Err(Broken::ListPage));
+        assert_eq!(r.list_page(20), Err(Broken::ListPage));
+        assert_eq!(r.list_page(1), Err(Broken::ListPage));
         assert_eq!(r.entry(0, 0, 0), Err(Broken::Entry));
         assert_eq!(r.entry(0, 0, 2), Ok(()));
         assert_eq!(r.entry(5, 4, 3), Ok(()));
@@ -148,6 +150,6 @@ mod tests {
         assert_eq!(r.entry(3, 4, 6), Err(Broken::Interval));
         assert_eq!(r.entry(0, 1, 7), Err(Broken::Interval));
         assert_eq!(r.entry(5, 0, 8), Ok(()));
-        assert_eq!(r.entry(1, 0, 19), Err(Broken::ChainListed));
+        assert_eq!(r.entry(1, 0, 19), Err(Broken::ListedItself));
     }
 }

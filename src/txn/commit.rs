@@ -290,10 +290,11 @@ impl WriteTxn {
         Ok(())
     }
 
-    /// Step 2: the free list into a new chain, checked by the reader's rules.
+    /// Step 2: the free list's changed leaves and its directory, checked by
+    /// the reader's rules.
     fn write_free_list(&mut self) -> Result<Persisted> {
-        let mut pages = self.dirty.chain(&self.core.pager, &mut self.part);
-        freelist::write_chain(&mut pages, &self.guard.free.layout)
+        let mut pages = self.dirty.list_pages(&self.core.pager, &mut self.part);
+        freelist::write_list(&mut pages, &self.guard.free.layout)
     }
 
     /// Step 3, seal: the seal list (its checksums still zero), the meta

@@ -8,7 +8,7 @@ use crate::check::{self, CheckReport};
 use crate::error::{Error, Result};
 use crate::format::catalog::CatalogEntry;
 use crate::format::meta::Meta;
-use crate::freelist::{Entry, Pins, pinned_alone, read_chain};
+use crate::freelist::{Entry, Pins, pinned_alone, read_list};
 use crate::pager::{Map, MapBytes};
 use crate::registry::{ReaderInfo, SlotId};
 use crate::table::{Shape, Table, TableStat, catalog_get, catalog_names};
@@ -317,7 +317,7 @@ impl ReadTxn {
     /// The figures of [`stat`](ReadTxn::stat), with `readers` as the live
     /// readers (their pins counted here, on the one read of the chain).
     pub(crate) fn stat_with(&self, mut readers: Vec<ReaderInfo>) -> Result<Stat> {
-        let chain = read_chain(self.map_view(), &self.snap.meta)?;
+        let chain = read_list(self.map_view(), &self.snap.meta)?;
         self.count_pins_in(&chain.entries, &mut readers);
         let pending = chain.entries.iter().filter(|e| e.freed_by != 0).count();
         Ok(Stat {
@@ -345,7 +345,7 @@ impl ReadTxn {
     /// Counts, for each of `readers`, the pages of this snapshot's free
     /// list that its snapshot alone keeps from reuse.
     pub(crate) fn count_pins(&self, readers: &mut [ReaderInfo]) -> Result<()> {
-        let chain = read_chain(self.map_view(), &self.snap.meta)?;
+        let chain = read_list(self.map_view(), &self.snap.meta)?;
         self.count_pins_in(&chain.entries, readers);
         Ok(())
     }

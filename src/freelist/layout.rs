@@ -43,7 +43,7 @@ impl Layout {
 
 /// A persisted free list as read: its entries, the pages holding them (the
 /// directory's, then the leaves'), and where they lie.
-pub(crate) struct Chain {
+pub(crate) struct Listed {
     pub entries: Vec<Entry>,
     pub pages: Vec<PageId>,
     layout: Layout,
@@ -86,28 +86,28 @@ impl Persisted {
 /// Reads the free list of `meta`, checking every id, loop and count: the
 /// directory chain first, so that every page of the list is known before
 /// the first entry is checked against them.
-pub(crate) fn read_chain<'a>(view: impl PageSource<'a>, meta: &Meta) -> Result<Chain> {
+pub(crate) fn read_list<'a>(view: impl PageSource<'a>, meta: &Meta) -> Result<Listed> {
     let mut rules = ListRules::new(meta.high_water, meta.txn_id);
     let mut dir = Vec::new();
     let mut leaf_ids = Vec::new();
     let mut id = meta.freelist_head;
     // A list of one leaf may have no directory: the meta names the leaf.
     if id != 0 && view.page(id)?.first() == Some(&KIND_FREELIST) {
-        if let Err(broken) = rules.chain_page(id) {
+        if let Err(broken) = rules.list_page(id) {
             return corrupted(id, broken.reason());
         }
         leaf_ids.push(id);
         id = 0;
     }
     while id != 0 {
-        if let Err(broken) = rules.chain_page(id) {
+        if let Err(broken) = rules.list_page(id) {
             return corrupted(id, broken.reason());
         }
         let (next, ids) = read_freedir(view.page(id)?, id)?;
         dir.push(id);
         for leaf in ids {
             let leaf = leaf.get();
-            if let Err(broken) = rules.chain_page(leaf) {
+            if let Err(broken) = rules.list_page(leaf) {
                 return corrupted(id, broken.reason());
             }
             leaf_ids.push(leaf);
@@ -147,7 +147,7 @@ pub(crate) fn read_chain<'a>(view: impl PageSource<'a>, meta: &Meta) -> Result<C
     }
     let mut pages = dir.clone();
     pages.extend(&leaf_ids);
-    Ok(Chain {
+    Ok(Listed {
         entries,
         pages,
         layout: Layout { dir, leaves },
@@ -156,10 +156,10 @@ pub(crate) fn read_chain<'a>(view: impl PageSource<'a>, meta: &Meta) -> Result<C
 
 /// The free list of `meta`, read from the file, for the writer.
 pub(crate) fn load<'a>(view: impl PageSource<'a>, meta: &Meta) -> Result<Persisted> {
-    let chain = read_chain(view, meta)?;
+    let listed = read_list(view, meta)?;
     Ok(Persisted {
-        list: FreeList::from_entries(chain.entries),
-        layout: chain.layout,
+        list: FreeList::from_entries(listed.entries),
+        layout: listed.layout,
     })
 }
 
@@ -177,8 +177,8 @@ pub(crate) fn header<'a>(view: impl PageSource<'a>, id: PageId) -> Header {
     Some((written_by(page), n))
 }
 
-/// The writer's pages, as writing a chain needs them.
-pub(crate) trait ChainStore {
+/// The writer's pages, as writing the list needs them.
+pub(crate) trait ListStore {
     fn page_size(&self) -> usize;
     /// Id of the running transaction.
     fn txn_id(&self) -> u64;
@@ -224,7 +224,7 @@ struct Run {
 /// rule, which only a damaged file can produce (a page reachable from two
 /// places is freed twice), is `Error::Corrupted`: open would drop such a
 /// commit without a word, so it is refused before anything is written.
-pub(crate) fn write_chain(store: &mut impl ChainStore, old: &Layout) -> Result<Persisted> {
+pub(crate) fn write_list(store: &mut impl ListStore, old: &Layout) -> Result<Persisted> {
     // The free pages at the end of the file leave the list and the snapshot
     // before anything is sized (DESIGN.md, "Shrinking the file").
     store.trim_tail();
@@ -325,7 +325,7 @@ pub(crate) fn write_chain(store: &mut impl ChainStore, old: &Layout) -> Result<P
 /// `fresh`, for `list`, the list after the commit; returns where the list
 /// lies. `keys` are the old leaves' keys.
 fn lay_out(
-    store: &mut impl ChainStore,
+    store: &mut impl ListStore,
     old: &Layout,
     keys: &[PageId],
     runs: &[Run],
@@ -352,7 +352,7 @@ fn lay_out(
         }
     }
     for &id in leaves.values().chain(fresh) {
-        if let Err(broken) = rules.chain_page(id) {
+        if let Err(broken) = rules.list_page(id) {
             return corrupted(id, broken.commit_reason());
         }
     }
@@ -422,7 +422,7 @@ const TAIL_SCAN: u64 = 4096;
 /// from being cut once its pending pages are released (DESIGN.md,
 /// "Shrinking the file"); rewritten, they move to the lowest free pages.
 /// A leaf further down moves once the tail above it is cut.
-fn in_the_tail(store: &mut impl ChainStore, old: &Layout) -> (Vec<usize>, bool) {
+fn in_the_tail(store: &mut impl ListStore, old: &Layout) -> (Vec<usize>, bool) {
     let hw = store.high_water();
     let at: BTreeMap<PageId, usize> = old
         .leaves
@@ -458,7 +458,7 @@ fn in_the_tail(store: &mut impl ChainStore, old: &Layout) -> (Vec<usize>, bool) 
 /// Frees page `id` of the list the commit replaces: written by the
 /// transaction its header names, reached by the snapshots from it until
 /// this one.
-fn free_old(store: &mut impl ChainStore, id: PageId) -> Result<()> {
+fn free_old(store: &mut impl ListStore, id: PageId) -> Result<()> {
     let by = store.written_by(id)?;
     store.free_list().free_committed(id, 1, by);
     Ok(())
