@@ -33,12 +33,10 @@ pub(crate) struct Layout {
     leaves: BTreeMap<PageId, PageId>,
 }
 
-impl Layout {
-    /// The leaf holding page `p`'s entry (or that would hold it), by its
-    /// position among the leaves; `None` without leaves.
-    fn leaf_of(keys: &[PageId], p: PageId) -> Option<usize> {
-        keys.partition_point(|&k| k <= p).checked_sub(1)
-    }
+/// The leaf holding page `p`'s entry (or that would hold it), by its
+/// position among the leaves whose keys are `keys`; `None` without leaves.
+fn leaf_of(keys: &[PageId], p: PageId) -> Option<usize> {
+    keys.partition_point(|&k| k <= p).checked_sub(1)
 }
 
 /// A persisted free list as read: its entries, the pages holding them (the
@@ -236,17 +234,11 @@ pub(crate) fn write_list(store: &mut impl ListStore, old: &Layout) -> Result<Per
     // Old leaves to rewrite, by position; each is freed when it joins.
     // First those in the free tail of the file, which would stop it being
     // cut: they move down.
-    let (tail, dir_in_tail) = in_the_tail(store, old);
+    let (tail, dir_in_tail) = in_the_tail(store, old, &pages_of);
     let mut dirty = BTreeSet::new();
     for i in tail {
         dirty.insert(i);
         free_old(store, pages_of[i])?;
-    }
-    if dir_in_tail && !keys.is_empty() {
-        // Any change to the leaves rewrites the directory.
-        if dirty.insert(0) {
-            free_old(store, pages_of[0])?;
-        }
     }
     let mut dir_freed = false;
     let mut fresh: Vec<PageId> = Vec::new();
@@ -259,7 +251,7 @@ pub(crate) fn write_list(store: &mut impl ListStore, old: &Layout) -> Result<Per
         let changed: Vec<PageId> = store.free_list().changed().collect();
         any_change |= !changed.is_empty();
         for p in changed {
-            if let Some(i) = Layout::leaf_of(&keys, p)
+            if let Some(i) = leaf_of(&keys, p)
                 && dirty.insert(i)
             {
                 free_old(store, pages_of[i])?;
@@ -286,7 +278,10 @@ pub(crate) fn write_list(store: &mut impl ListStore, old: &Layout) -> Result<Per
                 }
             }
         }
-        if !runs.is_empty() && !dir_freed {
+        // Any change to the leaves rewrites the directory, and so does a
+        // directory in the free tail, on its own.
+        let rewrite = !runs.is_empty() || dir_in_tail;
+        if rewrite && !dir_freed {
             for &id in &old.dir {
                 free_old(store, id)?;
             }
@@ -296,7 +291,7 @@ pub(crate) fn write_list(store: &mut impl ListStore, old: &Layout) -> Result<Per
         if grew {
             continue;
         }
-        if runs.is_empty() {
+        if !rewrite {
             break runs;
         }
         let new_leaves: usize = runs.iter().map(|r| r.n.div_ceil(cap)).sum();
@@ -309,7 +304,7 @@ pub(crate) fn write_list(store: &mut impl ListStore, old: &Layout) -> Result<Per
         }
     };
     let list = store.free_list().apply(txn_id);
-    match lay_out(store, old, &keys, &runs, &fresh, &list) {
+    match lay_out(store, old, &keys, &runs, dir_in_tail, &fresh, &list) {
         // The list still records what changed since the commit before:
         // should the commit fail after this, the writer goes on from that
         // commit's layout. The publish forgets it (`Persisted::published`).
@@ -321,14 +316,16 @@ pub(crate) fn write_list(store: &mut impl ListStore, old: &Layout) -> Result<Per
     }
 }
 
-/// Checks and writes the leaves of `runs` and a directory into the pages
-/// `fresh`, for `list`, the list after the commit; returns where the list
-/// lies. `keys` are the old leaves' keys.
+/// Checks and writes the leaves of `runs` and a directory (also with no
+/// run when `move_dir`) into the pages `fresh`, for `list`, the list after
+/// the commit; returns where the list lies. `keys` are the old leaves'
+/// keys.
 fn lay_out(
     store: &mut impl ListStore,
     old: &Layout,
     keys: &[PageId],
     runs: &[Run],
+    move_dir: bool,
     fresh: &[PageId],
     list: &FreeList,
 ) -> Result<Layout> {
@@ -338,7 +335,7 @@ fn lay_out(
     if let Some(page) = list.listed_twice() {
         return corrupted(page, super::rules::Broken::Entry.commit_reason());
     }
-    if runs.is_empty() {
+    if runs.is_empty() && !move_dir {
         // Nothing in the list changed: the commit keeps it where it is.
         return Ok(old.clone());
     }
@@ -422,14 +419,13 @@ const TAIL_SCAN: u64 = 4096;
 /// from being cut once its pending pages are released (DESIGN.md,
 /// "Shrinking the file"); rewritten, they move to the lowest free pages.
 /// A leaf further down moves once the tail above it is cut.
-fn in_the_tail(store: &mut impl ListStore, old: &Layout) -> (Vec<usize>, bool) {
+/// `pages_of` are the old leaves' pages, by position.
+fn in_the_tail(
+    store: &mut impl ListStore,
+    old: &Layout,
+    pages_of: &[PageId],
+) -> (Vec<usize>, bool) {
     let hw = store.high_water();
-    let at: BTreeMap<PageId, usize> = old
-        .leaves
-        .values()
-        .enumerate()
-        .map(|(i, &p)| (p, i))
-        .collect();
     let free = store.free_list();
     let added = free.added();
     let mut leaves = Vec::new();
@@ -442,13 +438,19 @@ fn in_the_tail(store: &mut impl ListStore, old: &Layout) -> (Vec<usize>, bool) {
     let moves_down = |q: PageId, moving: usize| free.reusable_below(q, moving + 1) > moving;
     while p > 2 && hw - p < TAIL_SCAN {
         p -= 1;
-        if let Some(&i) = at.get(&p) {
+        // A free page is no page of the list (the reader's rules): the
+        // leaves are looked for only among the pages in use, of which the
+        // first that is not the list's ends the tail.
+        if free.lists(p, &added) {
+            continue;
+        }
+        if let Some(i) = pages_of.iter().position(|&q| q == p) {
             if moves_down(p, leaves.len() + usize::from(dir)) {
                 leaves.push(i);
             }
         } else if old.dir.contains(&p) {
             dir = dir || moves_down(p, leaves.len());
-        } else if !free.lists(p, &added) {
+        } else {
             break;
         }
     }
