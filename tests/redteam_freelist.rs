@@ -8,8 +8,9 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::free_pages::{
-    count, fill, full_check, list_pages, list_pages_written, not_refused, page, page_mut,
-    set_count, set_u64, spread_key as key, thin, u64_at, written_by,
+    Newest, count, fill, forget_other_slot, full_check, list_pages, list_pages_written,
+    newest_meta, not_refused, page, page_mut, set_count, set_u64, spread_key as key, thin, u64_at,
+    written_by,
 };
 use common::{Rng, TestDb};
 use larch::testing::faults::{Fault, Kind, Trap};
@@ -283,24 +284,6 @@ fn failed_commits_keep_the_layout_consistent() {
 // ---------------------------------------------------------------------
 // Crafted lists.
 
-/// The newest meta's slot, its high-water mark, its list's head and entry
-/// count.
-fn newest_meta(image: &mut [u8], ps: usize) -> (usize, u64, u64, u64) {
-    let mut best = (0usize, 0u64, 0u64, 0u64, 0u64);
-    for slot in 0..2 {
-        let mut got = None;
-        edit_meta(image, ps, slot, |m| {
-            got = Some((m.txn_id, m.high_water, m.freelist_head, m.freelist_entries))
-        });
-        if let Some((txn, hw, head, n)) = got
-            && txn >= best.1
-        {
-            best = (slot, txn, hw, head, n);
-        }
-    }
-    (best.0, best.2, best.3, best.4)
-}
-
 /// A file at 512-byte pages whose newest commit has a list of many leaves
 /// and more than one directory page; its older meta slot zeroed, so that
 /// open takes the newest.
@@ -316,7 +299,7 @@ fn long_list_image(dir: &Path) -> Vec<u8> {
     }
     drop(db);
     let mut image = std::fs::read(&path).unwrap();
-    let (slot, _, head, _) = newest_meta(&mut image, PS);
+    let Newest { slot, head, .. } = newest_meta(&mut image, PS);
     let (d, l) = list_pages(&image, PS, head);
     assert!(
         d.len() >= 2 && l.len() >= 100,
@@ -324,8 +307,7 @@ fn long_list_image(dir: &Path) -> Vec<u8> {
         d.len(),
         l.len()
     );
-    let other = 1 - slot;
-    image[other * PS..(other + 1) * PS].fill(0);
+    forget_other_slot(&mut image, PS, slot);
     image
 }
 
@@ -334,7 +316,13 @@ fn crafted_lists_are_corrupted_never_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
     let base = long_list_image(tmp.path());
     let mut probe = base.clone();
-    let (slot, hw, head, entries) = newest_meta(&mut probe, PS);
+    let Newest {
+        slot,
+        high_water: hw,
+        head,
+        entries,
+        ..
+    } = newest_meta(&mut probe, PS);
     let (dir, leaves) = list_pages(&base, PS, head);
     let _ = slot;
     // Every crafted case, as a function of a copy of the image.
@@ -443,14 +431,14 @@ fn crafted_lists_are_corrupted_never_a_panic() {
         (
             "head is a leaf",
             Box::new(move |im| {
-                let (slot, ..) = newest_meta(im, PS);
+                let Newest { slot, .. } = newest_meta(im, PS);
                 edit_meta(im, PS, slot, |m| m.freelist_head = l0);
             }),
         ),
         (
             "entry count differs",
             Box::new(move |im| {
-                let (slot, ..) = newest_meta(im, PS);
+                let Newest { slot, .. } = newest_meta(im, PS);
                 edit_meta(im, PS, slot, |m| m.freelist_entries = entries + 1);
             }),
         ),
@@ -692,7 +680,12 @@ fn compaction_strands_no_leaf() {
 fn a_huge_empty_directory_is_read_and_shed() {
     let tmp = tempfile::tempdir().unwrap();
     let mut image = long_list_image(tmp.path());
-    let (slot, hw, head, _) = newest_meta(&mut image, PS);
+    let Newest {
+        slot,
+        high_water: hw,
+        head,
+        ..
+    } = newest_meta(&mut image, PS);
     let extra = 5_000u64;
     let txn = u64_at(page(&image, PS, head), 8);
     image.resize((hw + extra) as usize * PS, 0);

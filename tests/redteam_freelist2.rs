@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use common::free_pages::{
-    count, crafted_outcome, full_check, not_refused, page, page_mut, set_count, set_u64,
-    spread_key as key, u64_at,
+    Newest, count, crafted_outcome, forget_other_slot, full_check, newest_meta, not_refused, page,
+    page_mut, set_count, set_u64, spread_key as key, u64_at,
 };
 use common::{Rng, TestDb};
 use larch::testing::edit_meta;
@@ -43,24 +43,6 @@ fn model_matches(db: &Database, model: &BTreeMap<u64, Vec<u8>>, what: &str) {
 // ---------------------------------------------------------------------
 // Reading the list in an image, independently of the library.
 
-/// Slot, txn id, high-water mark, list head and entry count of the newest
-/// valid meta.
-fn newest_meta(image: &mut [u8], ps: usize) -> (usize, u64, u64, u64, u64) {
-    let mut best = None::<(usize, u64, u64, u64, u64)>;
-    for slot in 0..2 {
-        let mut got = None;
-        edit_meta(image, ps, slot, |m| {
-            got = Some((m.txn_id, m.high_water, m.freelist_head, m.freelist_entries))
-        });
-        if let Some((txn, hw, head, n)) = got
-            && best.is_none_or(|b| txn >= b.1)
-        {
-            best = Some((slot, txn, hw, head, n));
-        }
-    }
-    best.expect("a valid meta")
-}
-
 /// The newest meta's list as the file holds it: the head's kind (0 when
 /// there is no list), the directory pages, the leaves, and the entries.
 struct ListShape {
@@ -74,7 +56,7 @@ struct ListShape {
 
 fn shape(path: &Path, ps: usize) -> ListShape {
     let mut image = std::fs::read(path).unwrap();
-    let (_, _, _, head, _) = newest_meta(&mut image, ps);
+    let Newest { head, .. } = newest_meta(&mut image, ps);
     let mut s = ListShape {
         head_kind: 0,
         dir: Vec::new(),
@@ -826,9 +808,8 @@ fn lone_leaf_image(dir: &Path) -> Vec<u8> {
     assert_eq!(s.head_kind, 4, "the list is not a lone leaf");
     assert!(s.entries >= 2, "{} entries", s.entries);
     let mut image = std::fs::read(&path).unwrap();
-    let (slot, ..) = newest_meta(&mut image, PS);
-    let other = 1 - slot;
-    image[other * PS..(other + 1) * PS].fill(0);
+    let Newest { slot, .. } = newest_meta(&mut image, PS);
+    forget_other_slot(&mut image, PS, slot);
     image
 }
 
@@ -837,7 +818,13 @@ fn crafted_lone_leaves_are_corrupted_never_a_panic() {
     let tmp = tempfile::tempdir().unwrap();
     let base = lone_leaf_image(tmp.path());
     let mut probe = base.clone();
-    let (slot, _, hw, head, entries) = newest_meta(&mut probe, PS);
+    let Newest {
+        slot,
+        high_water: hw,
+        head,
+        entries,
+        ..
+    } = newest_meta(&mut probe, PS);
     // Pages of each kind in the snapshot.
     let of_kind = |k: u8| (2..hw).find(|&p| page(&base, PS, p)[0] == k && p != head);
     let tree_leaf = of_kind(2).expect("a tree leaf");

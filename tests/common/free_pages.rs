@@ -186,3 +186,44 @@ pub fn not_refused(
         Ok(got) => Some(format!("{name}: {got:?}")),
     }
 }
+
+/// The newest valid meta of an image, as [`newest_meta`] finds it.
+pub struct Newest {
+    pub slot: usize,
+    pub txn_id: u64,
+    pub high_water: u64,
+    /// Its free list's head (a directory page, a lone leaf, or 0).
+    pub head: u64,
+    /// Its free list's entry count.
+    pub entries: u64,
+}
+
+/// The newest valid meta of `image` (pages of `ps` bytes).
+pub fn newest_meta(image: &mut [u8], ps: usize) -> Newest {
+    let mut best: Option<Newest> = None;
+    for slot in 0..2 {
+        let mut got = None;
+        larch::testing::edit_meta(image, ps, slot, |m| {
+            got = Some(Newest {
+                slot,
+                txn_id: m.txn_id,
+                high_water: m.high_water,
+                head: m.freelist_head,
+                entries: m.freelist_entries,
+            })
+        });
+        if let Some(n) = got
+            && best.as_ref().is_none_or(|b| n.txn_id >= b.txn_id)
+        {
+            best = Some(n);
+        }
+    }
+    best.expect("a valid meta")
+}
+
+/// Zeroes the meta slot other than `slot`, so that open can take only the
+/// commit in `slot`.
+pub fn forget_other_slot(image: &mut [u8], ps: usize, slot: usize) {
+    let other = 1 - slot;
+    image[other * ps..(other + 1) * ps].fill(0);
+}
